@@ -40,6 +40,49 @@ FINDING_TYPES: tuple[str, ...] = (
     "slow_path",
 )
 
+#: Where instance and vocabulary IRIs live; `jg:` in Turtle and SPARQL.
+NAMESPACE = "https://w3id.org/journeygraph/"
+
+#: Datatype properties that carry a reified fact's fields and its provenance.
+DATATYPE_PROPERTIES: tuple[str, ...] = (
+    "factId", "confidence", "validFrom", "validTo", "evidence", "factJson",
+    "snapshotId", "detector", "configHash", "engineVersion", "entityId",
+    "n", "pValue", "qValue", "lift", "reach", "probability",
+)
+
+#: Domain and range classes of each predicate (mirrors rdfs:domain/rdfs:range; () = any entity).
+PREDICATE_DOMAINS: dict[str, tuple[str, ...]] = {
+    "transitions_to": ("State",),
+    "increases_probability_of": ("State",),
+    "is_activation_driver_for": ("State",),
+    "necessary_for_conversion": ("State",),
+    "is_dropoff_point_for": ("Path", "State"),
+    "diverges_from": ("Segment",),
+    "more_common_in": ("State",),
+    "less_common_in": ("State",),
+    "regressed_after": ("Edge", "Outcome"),
+    "changed_after": ("Edge", "Outcome"),
+    "is_revisited_in": ("State",),
+    "is_fast_path_to": ("Path",),
+    "associated_with": (),
+}
+
+PREDICATE_RANGES: dict[str, tuple[str, ...]] = {
+    "transitions_to": ("Outcome", "State"),
+    "increases_probability_of": ("Outcome",),
+    "is_activation_driver_for": ("Outcome",),
+    "necessary_for_conversion": ("Outcome",),
+    "is_dropoff_point_for": ("Journey",),
+    "diverges_from": ("Segment",),
+    "more_common_in": ("Segment",),
+    "less_common_in": ("Segment",),
+    "regressed_after": ("Release", "Snapshot"),
+    "changed_after": ("Release", "Snapshot"),
+    "is_revisited_in": ("Journey",),
+    "is_fast_path_to": ("Outcome",),
+    "associated_with": (),
+}
+
 ENTITY_KINDS: dict[str, str] = {
     "state": "State", "outcome": "Outcome", "edge": "Edge", "segment": "Segment",
     "release": "Release", "path": "Path", "journey": "Journey", "snapshot": "Snapshot",
@@ -64,3 +107,17 @@ def entity_kind(entity: str) -> str:
     if not sep or not rest or prefix not in ENTITY_KINDS:
         raise OntologyError(f"bad entity id {entity!r}; expected one of {', '.join(k + ':…' for k in ENTITY_KINDS)}")
     return ENTITY_KINDS[prefix]
+
+
+def require_entity_kinds(subject: str, predicate: str, obj: str) -> None:
+    """Refuse a fact whose subject/object classes break the predicate's rdfs:domain/rdfs:range."""
+    for role, entity, allowed in (
+        ("subject", subject, PREDICATE_DOMAINS[predicate]),
+        ("object", obj, PREDICATE_RANGES[predicate]),
+    ):
+        kind = entity_kind(entity)
+        if allowed and kind not in allowed:
+            raise OntologyError(
+                f"{predicate} needs a {role} of class {' or '.join(allowed)}, got {entity!r} ({kind}); "
+                f"use an entity id such as {allowed[0].lower()}:<name>"
+            )

@@ -1,0 +1,81 @@
+"""Activation drivers (paper 6.2.1) and states necessary for conversion."""
+
+from __future__ import annotations
+
+from detectors.context import Context
+from detectors.defaults import ActivationDriverConfig
+from detectors.registry import register
+from detectors.shared import ReachTest
+from detectors.view import SnapView
+from ontology.model import Finding
+
+
+@register
+class ActivationDriver:
+    """States whose visitors convert far more often than journeys that skip them.
+
+    Per snapshot: reach ≥ min_reach, lift ≥ min_lift and n_reached ≥ min_n pick
+    candidates; the reached-vs-not 2×2 table is tested (two-proportion z, Fisher
+    when small); candidates are ranked by the paper's absolute removal effect
+    and the top_k kept. Lift undefined because nobody converts without the state
+    → necessary_for_conversion. Every state's 2×2 test counts in BH.
+    """
+
+    name = "activation_driver"
+    version = 1
+    config = ActivationDriverConfig
+    requires = ("reach_tests", "removal_effects")
+    types = ("activation_driver", "necessary_for_conversion")
+
+    def run(self, ctx: Context) -> list[Finding]:
+        out: list[Finding] = []
+        for view in ctx.of_scope(*ctx.config.scopes):
+            out.extend(self._one(ctx, view))
+        return out
+
+    def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
+        cfg: ActivationDriverConfig = ctx.config
+        tests: dict[str, ReachTest] = ctx.shared("reach_tests", view)
+        drivers, necessary = [], []
+        for state, t in tests.items():
+            eligible = (view.reach(state) >= cfg.min_reach and t.n_reached >= ctx.floor(cfg.min_n)
+                        and t.n_not_reached >= ctx.min_group_size)
+            if eligible and t.lift is None and t.conv_reached > 0:
+                necessary.append(t)
+            elif eligible and t.lift is not None and t.lift >= cfg.min_lift:
+                drivers.append(t)
+            else:
+                ctx.record(f"reach:{view.snapshot_id}:{state}", t.p_value)
+        effects = ctx.shared("removal_effects", view) if drivers else {}
+        drivers.sort(key=lambda t: (-effects.get(t.state, (0.0, 0.0))[0], t.state))
+        for t in drivers[cfg.top_k:]:
+            ctx.record(f"reach:{view.snapshot_id}:{t.state}", t.p_value)
+        found = [self._driver(ctx, view, t, effects.get(t.state, (0.0, 0.0)), i + 1)
+                 for i, t in enumerate(drivers[:cfg.top_k])]
+        return found + [self._necessary(ctx, view, t) for t in necessary]
+
+    def _driver(self, ctx: Context, view: SnapView, t: ReachTest, effect: tuple[float, float], rank: int) -> Finding:
+        metrics = ctx.shared("metrics", view)
+        lift = float(t.lift or 0.0)
+        evidence = {
+            "reach": view.reach(t.state), "lift": lift, "p_given_reached": t.p_given_reached,
+            "p_given_not_reached": t.p_given_not_reached, "n_reached": t.n_reached,
+            "removal_effect": effect[0], "removal_effect_relative": effect[1],
+            "absorption": float(metrics.absorption(t.state, view.conversion)),
+            "baseline": view.outcome_count(view.conversion) / view.completed, "test": t.test,
+            "removal_rank": rank,
+        }
+        return ctx.finding(view, type="activation_driver", subject=f"state:{t.state}",
+                           predicate="is_activation_driver_for", object=f"outcome:{view.conversion}",
+                           n=view.completed, effect=lift - 1.0, p_value=t.p_value, evidence=evidence,
+                           reach=view.reach(t.state), actionable=True)
+
+    def _necessary(self, ctx: Context, view: SnapView, t: ReachTest) -> Finding:
+        evidence = {
+            "reach": view.reach(t.state), "n_reached": t.n_reached, "p_given_reached": t.p_given_reached,
+            "p_given_not_reached": 0.0, "n_not_reached": t.n_not_reached, "test": t.test,
+        }
+        return ctx.finding(view, type="necessary_for_conversion", subject=f"state:{t.state}",
+                           predicate="necessary_for_conversion", object=f"outcome:{view.conversion}",
+                           n=view.completed, effect=t.p_given_reached, p_value=t.p_value, evidence=evidence,
+                           reach=view.reach(t.state), actionable=True)

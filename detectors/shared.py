@@ -1,0 +1,81 @@
+"""Shared computations: nodes of the detector DAG computed once per snapshot and cached.
+
+A detector names what it needs in `requires`; the runner's context computes
+each (name, snapshot) pair at most once, whichever detector asks first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from detectors.stats import proportion_test
+from detectors.view import SnapView
+
+SHARED: dict[str, Callable[[SnapView], Any]] = {}
+
+
+def computation(name: str) -> Callable[[Callable[[SnapView], Any]], Callable[[SnapView], Any]]:
+    def deco(fn: Callable[[SnapView], Any]) -> Callable[[SnapView], Any]:
+        if name in SHARED:
+            raise ValueError(f"shared computation {name!r} is already defined")
+        SHARED[name] = fn
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class ReachTest:
+    """Conversion among journeys that reached a state vs those that did not (one 2×2 table)."""
+
+    state: str
+    n_reached: int
+    n_not_reached: int
+    conv_reached: int
+    conv_not_reached: int
+    z: float
+    p_value: float
+    test: str
+
+    @property
+    def p_given_reached(self) -> float:
+        return self.conv_reached / self.n_reached if self.n_reached else 0.0
+
+    @property
+    def p_given_not_reached(self) -> float:
+        return self.conv_not_reached / self.n_not_reached if self.n_not_reached else 0.0
+
+    @property
+    def lift(self) -> float | None:
+        """None when P(conv | not reached) = 0: the state is necessary, lift undefined."""
+        if self.p_given_not_reached == 0.0:
+            return None
+        return self.p_given_reached / self.p_given_not_reached
+
+
+@computation("reach_tests")
+def reach_tests(view: SnapView) -> dict[str, ReachTest]:
+    """Per transient state (start excluded: everyone reaches it), the reached/not-reached test."""
+    out: dict[str, ReachTest] = {}
+    total_conv = view.outcome_count(view.conversion)
+    for state in view.states:
+        n_r = view.reach_count(state)
+        n_nr = view.completed - n_r
+        if state == view.start or n_r <= 0 or n_nr <= 0:
+            continue
+        x_r = view.reach_outcome(state, view.conversion)
+        x_nr = total_conv - x_r
+        z, p, test = proportion_test(x_r, n_r, x_nr, n_nr)
+        out[state] = ReachTest(state, n_r, n_nr, x_r, x_nr, z, p, test)
+    return out
+
+
+@computation("removal_effects")
+def removal_effects(view: SnapView) -> dict[str, tuple[float, float]]:
+    """state → (absolute renormalised removal effect, classic relative one) on P(conversion)."""
+    return dict(view.snap.metrics.removal_effects(view.conversion))
+
+
+@computation("metrics")
+def metrics(view: SnapView) -> Any:
+    return view.snap.metrics

@@ -1,0 +1,187 @@
+"""HTTP API and web page (`journeygraph serve`): the feed, insights, traces, ask, snapshots, facts, verify.
+
+Thin over `engine.views`, like the CLI. JSON bodies are validated by the same
+schemas as the CLI output; every error is `{"error": …}` with a fitting status
+and never a stack trace. Beyond loopback a bearer token is required.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from engine import views
+from ontology.errors import ConfigError, JourneyGraphError
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+MAX_BODY = 64 * 1024
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class AskBody(BaseModel):
+    question: str = Field(min_length=1, max_length=500)
+
+
+class VerifyBody(BaseModel):
+    bundle: dict[str, Any]
+    narrative: Any = Field(description="plain text with [f:ID] citations, or {sentences: [{text, fact_ids}]}")
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
+    413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 500: {"model": ErrorBody},
+}
+
+
+def create_app(workspace: str | None = None, token: str | None = None) -> FastAPI:
+    app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.")
+    ws = workspace
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
+            return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        if token and request.url.path.startswith("/api/"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given, f"Bearer {token}"):
+                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - never leak a stack trace to a client
+            return _error_response(exc)
+
+    @app.exception_handler(JourneyGraphError)
+    async def jg_error(request: Request, exc: JourneyGraphError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": _version()}
+
+    @app.get("/api/feed", responses=_ERRORS)
+    def feed(journey: str | None = None, type: str | None = None, segment: str | None = None,
+             snapshot: str | None = None, min_score: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        items = views.feed_items(ws, snapshot=snapshot)
+        items = [i for i in items if _matches(i, journey, type, segment, min_score)]
+        return items[: max(0, min(limit, 500))]
+
+    @app.get("/api/insights/{insight_id}", responses=_ERRORS)
+    def insight(insight_id: str) -> dict[str, Any]:
+        return _insight(ws, insight_id)
+
+    @app.get("/api/insights/{insight_id}/trace", responses=_ERRORS)
+    def trace(insight_id: str) -> dict[str, Any]:
+        _insight(ws, insight_id)
+        return views.trace(ws, insight_id)
+
+    @app.post("/api/ask", responses=_ERRORS)
+    def ask(body: AskBody) -> dict[str, Any]:
+        return views.ask(ws, body.question)
+
+    @app.get("/api/snapshots", responses=_ERRORS)
+    def snapshots() -> list[dict[str, Any]]:
+        return views.snapshots(ws)
+
+    @app.get("/api/snapshots/{snapshot_id}", responses=_ERRORS)
+    def snapshot(snapshot_id: str) -> dict[str, Any]:
+        return views.snapshot(ws, snapshot_id=snapshot_id)
+
+    @app.get("/api/graph", responses=_ERRORS)
+    def graph(journey: str | None = None) -> dict[str, Any]:
+        return views.snapshot(ws, journey=journey)
+
+    @app.get("/api/facts", responses=_ERRORS)
+    def facts(entity: str | None = None, predicate: str | None = None, snapshot: str | None = None,
+              limit: int = 200) -> list[dict[str, Any]]:
+        return views.facts(ws, entity=entity, predicate=predicate, snapshot_id=snapshot, limit=max(0, min(limit, 2000)))
+
+    @app.post("/api/verify", responses=_ERRORS)
+    def verify(body: VerifyBody) -> dict[str, Any]:
+        from narrator import verify as verifier
+
+        return verifier.verify_payload(body.bundle, body.narrative)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> FileResponse:
+        path = (WEB_DIR / name).resolve()
+        if path.parent != WEB_DIR.resolve() or not path.is_file():
+            raise _NotFound(f"no static file {name!r}")
+        return FileResponse(path)
+
+    return app
+
+
+class _NotFound(JourneyGraphError):
+    """Maps to 404."""
+
+
+def _insight(ws: str | None, insight_id: str) -> dict[str, Any]:
+    data = views.insight(ws, insight_id)
+    if data is None:
+        raise _NotFound(f"no insight {insight_id!r}; list them with GET /api/feed")
+    return data
+
+
+def _matches(item: dict[str, Any], journey: str | None, type_: str | None, segment: str | None,
+             min_score: float | None) -> bool:
+    finding = item.get("finding", {})
+    return ((journey is None or finding.get("journey") == journey)
+            and (type_ is None or finding.get("type") == type_)
+            and (segment is None or (finding.get("segment") or "") == segment or (finding.get("segment") or "").endswith("=" + segment))
+            and (min_score is None or item.get("score", 0) >= min_score))
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    if isinstance(exc, _NotFound):
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    if isinstance(exc, ConfigError):
+        return JSONResponse({"error": str(exc)}, status_code=409)
+    if isinstance(exc, JourneyGraphError):
+        status = 404 if "no workspace" in str(exc) or "no such" in str(exc) or "not found" in str(exc) else 400
+        return JSONResponse({"error": str(exc)}, status_code=status)
+    if isinstance(exc, (ValueError, KeyError, TypeError)):
+        log.debug("bad request", exc_info=exc)
+        return JSONResponse({"error": f"bad request: {type(exc).__name__}"}, status_code=400)
+    log.exception("internal error")
+    return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
+
+
+def _version() -> str:
+    from engine import __version__
+
+    return __version__
+
+
+def openapi_json(workspace: str | None = None) -> str:
+    """The OpenAPI spec, as committed in docs/openapi.json."""
+    return json.dumps(create_app(workspace).openapi(), indent=2, sort_keys=True) + "\n"
+
+
+def serve(workspace: str | None = None, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
+    import uvicorn
+
+    token = token or os.environ.get("JOURNEYGRAPH_TOKEN")
+    if host not in LOOPBACK and not token:
+        raise ConfigError(f"serving on {host} beyond loopback needs a bearer token: pass --token or set JOURNEYGRAPH_TOKEN")
+    app = create_app(workspace, token)
+    print(f"journeygraph serving {workspace or '.journeygraph'} on http://{host}:{port}/", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

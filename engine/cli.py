@@ -1,0 +1,265 @@
+"""The `journeygraph` command line: one thin subcommand per use, errors as one line.
+
+Every subcommand parses its arguments, calls the library, and prints. Errors
+that journeygraph raises on purpose print `error: …` with the fix and exit 2;
+anything else is an internal error (exit 1) whose traceback shows only with
+--debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ontology.errors import JourneyGraphError
+
+log = logging.getLogger("journeygraph")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+# --- subcommands -----------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine import pipeline
+
+    summary = pipeline.run_demo(workspace=args.workspace, quiet=args.format == "json")
+    if args.format == "json":
+        _print_json(summary)
+        return 0
+    from engine import views
+
+    sys.stdout.write(views.feed(args.workspace or pipeline.DEMO_WORKSPACE, fmt="text", limit=args.limit))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from engine import init
+
+    path = init.write_config(Path(args.dir), force=args.force)
+    sys.stdout.write(f"wrote {path}; edit `source:` and the journeys, then `journeygraph run -c {path}`\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine import pipeline
+
+    summary = pipeline.run(source=args.events, config_path=args.config, workspace=args.workspace)
+    if args.format == "json":
+        _print_json(summary)
+    else:
+        from engine import views
+
+        sys.stdout.write(views.run_summary_text(summary))
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from engine import views
+
+    out = views.feed(args.workspace, fmt=args.format, limit=args.limit, snapshot=args.snapshot)
+    if args.output:
+        Path(args.output).write_text(out)
+        sys.stderr.write(f"wrote {args.output}\n")
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    from engine import views
+
+    rows = views.snapshots(args.workspace)
+    if args.format == "json":
+        _print_json(rows)
+    else:
+        sys.stdout.write(views.snapshots_text(rows))
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from engine import views
+
+    data = views.snapshot(args.workspace, snapshot_id=args.id, journey=args.journey)
+    if args.format == "json":
+        _print_json(data)
+    else:
+        sys.stdout.write(views.snapshot_text(data))
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from engine import views
+
+    rows = views.detectors()
+    if args.format == "json":
+        _print_json(rows)
+    else:
+        sys.stdout.write(views.detectors_text(rows))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from engine import views
+
+    data = views.ask(args.workspace, args.question)
+    if args.format == "json":
+        _print_json(data)
+    else:
+        sys.stdout.write(views.ask_text(data))
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from engine import views
+
+    data = views.trace(args.workspace, args.insight_id)
+    if args.format == "json":
+        _print_json(data)
+    else:
+        sys.stdout.write(views.trace_text(data))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from narrator import verify
+
+    return int(verify.run_cli(args.bundle, args.narrative, out=sys.stdout))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine import views
+
+    out = views.export(args.workspace, fmt=args.format)
+    if args.output:
+        Path(args.output).write_text(out)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from engine import views
+
+    rows = views.query(args.workspace, sparql=args.sparql, cypher=args.cypher)
+    if args.format == "json":
+        _print_json(rows)
+    else:
+        sys.stdout.write(views.table_text(rows))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine import api
+
+    api.serve(workspace=args.workspace, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from engine import watch
+
+    watch.watch(args.source, config_path=args.config, workspace=args.workspace,
+                interval_s=args.interval, once=args.once)
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+def _ws(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-w", "--workspace", default=None, help="workspace folder (default ./.journeygraph)")
+
+
+def _fmt(p: argparse.ArgumentParser, choices: Sequence[str] = ("text", "json"), default: str = "text") -> None:
+    p.add_argument("--format", choices=choices, default=default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="journeygraph", description="Behavioural intelligence from raw event streams.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"journeygraph {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = []
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        commands.append((name, help_text, func))
+        return p
+
+    p = add("demo", "whole pipeline on the bundled fixture, prints the feed", cmd_demo)
+    _ws(p); _fmt(p); p.add_argument("--limit", type=int, default=10)
+    p = add("init", "write a commented journeygraph.yaml", cmd_init)
+    p.add_argument("dir", nargs="?", default="."); p.add_argument("--force", action="store_true")
+    p = add("run", "ingest events, build journeys, snapshots, findings, facts and insights", cmd_run)
+    p.add_argument("events", nargs="?", default=None, help="events file/glob, or SQL on a DuckDB/Postgres URL")
+    p.add_argument("-c", "--config", default=None); _ws(p); _fmt(p)
+    p = add("feed", "the ranked insight feed", cmd_feed)
+    _ws(p); _fmt(p, ("text", "json", "md", "html")); p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--snapshot", default=None); p.add_argument("-o", "--output", default=None)
+    p = add("ask", "answer a question from the facts, with citations", cmd_ask)
+    p.add_argument("question"); _ws(p); _fmt(p)
+    p = add("trace", "insight → sentences → facts → evidence → snapshot → recomputation → events", cmd_trace)
+    p.add_argument("insight_id"); _ws(p); _fmt(p)
+    p = add("verify", "check a narrative against its bundle (exit 0 faithful, 1 not)", cmd_verify)
+    p.add_argument("--bundle", required=True); p.add_argument("--narrative", required=True)
+    p = add("snapshots", "list snapshots", cmd_snapshots)
+    _ws(p); _fmt(p)
+    p = add("snapshot", "metrics of one snapshot (default: all data, first journey)", cmd_snapshot)
+    p.add_argument("id", nargs="?", default=None); p.add_argument("--journey", default=None); _ws(p); _fmt(p)
+    p = add("detectors", "list detectors with version, purpose and thresholds", cmd_detectors)
+    _fmt(p)
+    p = add("export", "export the fact graph", cmd_export)
+    _ws(p); p.add_argument("--format", choices=("turtle", "jsonld", "json"), required=True)
+    p.add_argument("-o", "--output", default=None)
+    p = add("query", "query the fact graph (SPARQL on embedded, Cypher on Neo4j)", cmd_query)
+    _ws(p); _fmt(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--sparql"); group.add_argument("--cypher")
+    p = add("serve", "HTTP API and web feed", cmd_serve)
+    _ws(p); p.add_argument("--port", type=int, default=8765); p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token", default=None, help="bearer token (required beyond loopback; or JOURNEYGRAPH_TOKEN)")
+    p = add("watch", "re-run when new data arrives and push new insights to webhooks", cmd_watch)
+    p.add_argument("source"); p.add_argument("-c", "--config", required=True); _ws(p)
+    p.add_argument("--interval", type=float, default=60.0); p.add_argument("--once", action="store_true")
+    return parser
+
+
+def _version() -> str:
+    from engine import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except JourneyGraphError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary maps every failure to one line
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: internal error ({type(exc).__name__}: {exc}); re-run with --debug and report it\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""Absorbing Markov chain maths over one snapshot's transition counts (pure numpy).
+
+Transient states S are the journey steps, absorbing states A the outcomes.
+P(j | i) = count(i→j) / Σ_k count(i→k), the sum running over transient *and*
+absorbing targets, so every transient row of P sums to 1. From the blocks
+Q (S→S) and R (S→A): N = (I − Q)⁻¹, B = N R, t = N·1. N is never formed by an
+explicit inverse: it is the solution of (I − Q) X = I (``numpy.linalg.solve``).
+
+Rule for states without outgoing counts: a transient state that was seen (it is
+listed in ``states``) but never left (only possible when it was the last step of
+censored journeys, or a caller passes such counts) is treated as dropping off:
+its row sends all mass to the drop-off outcome. Those states are listed in
+``ChainMetrics.unobserved`` so callers can say so; the chain never breaks on them.
+
+Removal effects come in the two named definitions the paper notes ask for:
+
+* ``removal_effect`` (the paper's, absolute, renormalised): delete every edge
+  into and out of s, renormalise each predecessor's remaining row (a predecessor
+  whose only edge went to s sends its mass to the drop-off outcome),
+  effect = B(start, o) − B′(start, o). Renormalising row i is the same as turning
+  its edge into s into a self-loop, so all states are solved as one batched
+  ``numpy.linalg.solve`` over stacked systems. States that the removal cuts off
+  from every outcome (a loop whose only exit was s) can never finish: their mass
+  goes to the drop-off outcome as well.
+* ``removal_effect_relative`` (the classic redirect-to-null attribution): mass
+  entering s goes to the drop-off outcome instead; effect = (B − B′)/B. This has a
+  closed form from N: with h = N[start, s] / N[s, s] the probability of ever
+  reaching s, B′(start, o) = B(start, o) − h·B(s, o) + h·[o = drop-off].
+  For o ≠ drop-off it lies in [0, 1]; for the drop-off outcome it is ≤ 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ontology.errors import SingularSystemError
+
+COND_LIMIT = 1e12  # (I − Q) with a larger condition number is treated as near-singular
+_BATCH_CELLS = 4_000_000  # floats per stacked batch of removal systems (~32 MB)
+
+
+@dataclass(frozen=True, eq=False)
+class ChainMetrics:
+    """An absorbing chain built from counts; every derived matrix is computed once, lazily."""
+
+    states: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    start: str
+    conversion_outcome: str
+    dropoff_outcome: str
+    counts: np.ndarray = field(repr=False)  # (n_t, n_t + n_o) raw transition counts
+    unobserved: tuple[str, ...] = ()
+
+    @classmethod
+    def from_counts(
+        cls,
+        states: Sequence[str],
+        outcomes: Sequence[str],
+        counts: Mapping[tuple[str, str], int],
+        start: str,
+        conversion_outcome: str,
+        dropoff_outcome: str,
+    ) -> "ChainMetrics":
+        """Build the chain; counts out of an outcome or to an unknown name are caller errors."""
+        states, outcomes = tuple(states), tuple(outcomes)
+        _check_names(states, outcomes, start, conversion_outcome, dropoff_outcome)
+        index = {name: i for i, name in enumerate(states + outcomes)}
+        matrix = np.zeros((len(states), len(index)), dtype=float)
+        for (src, dst), count in counts.items():
+            if src not in index or dst not in index:
+                raise ValueError(f"transition {src!r}->{dst!r} names a state or outcome not in the chain")
+            if index[src] >= len(states):
+                raise ValueError(f"transition {src!r}->{dst!r} leaves an absorbing outcome")
+            if count < 0:
+                raise ValueError(f"transition {src!r}->{dst!r} has a negative count {count}")
+            matrix[index[src], index[dst]] += count
+        empty = matrix.sum(axis=1) == 0
+        matrix.setflags(write=False)
+        unobserved = tuple(s for s, e in zip(states, empty) if e)
+        return cls(states, outcomes, start, conversion_outcome, dropoff_outcome, matrix, unobserved)
+
+    # ---- indices -------------------------------------------------------------------------
+    @cached_property
+    def _si(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.states)}
+
+    @cached_property
+    def _oi(self) -> dict[str, int]:
+        return {o: i for i, o in enumerate(self.outcomes)}
+
+    def _state(self, name: str) -> int:
+        try:
+            return self._si[name]
+        except KeyError:
+            raise ValueError(f"unknown state {name!r}; known: {', '.join(self.states)}") from None
+
+    def _outcome(self, name: str) -> int:
+        try:
+            return self._oi[name]
+        except KeyError:
+            raise ValueError(f"unknown outcome {name!r}; known: {', '.join(self.outcomes)}") from None
+
+    # ---- matrices --------------------------------------------------------------------------
+    @cached_property
+    def P(self) -> np.ndarray:
+        """Row-stochastic (n_t, n_t + n_o); never-left states drop off (module docstring)."""
+        counts = self.counts.copy()
+        drop_col = len(self.states) + self._oi[self.dropoff_outcome]
+        empty = counts.sum(axis=1) == 0
+        counts[empty, drop_col] = 1.0
+        P = counts / counts.sum(axis=1, keepdims=True)
+        P.setflags(write=False)
+        return P
+
+    @property
+    def Q(self) -> np.ndarray:
+        return self.P[:, : len(self.states)]
+
+    @property
+    def R(self) -> np.ndarray:
+        return self.P[:, len(self.states):]
+
+    @cached_property
+    def N(self) -> np.ndarray:
+        """Fundamental matrix via solve; raises SingularSystemError naming the trapped states."""
+        n = len(self.states)
+        system = np.eye(n) - self.Q
+        trapped = _trapped(self.Q, self.R)
+        if trapped.any():
+            names = [s for s, t in zip(self.states, trapped) if t]
+            raise SingularSystemError(
+                f"journey chain cannot be solved: states {', '.join(names)} form a closed loop with no path "
+                "to any outcome; add an outcome those journeys can reach (e.g. an inactive_for drop-off) "
+                "or check the state rules that produce the loop")
+        cond = np.linalg.cond(system)
+        if not np.isfinite(cond) or cond > COND_LIMIT:
+            names = _weakest_loop(self.states, self.Q)
+            raise SingularSystemError(
+                f"journey chain is near-singular (condition number {cond:.3g}): states {', '.join(names)} "
+                "almost never leave their loop; set collapse_self_loops: true for the journey or merge those states")
+        N = np.linalg.solve(system, np.eye(n))
+        N.setflags(write=False)
+        return N
+
+    @cached_property
+    def B(self) -> np.ndarray:
+        B = self.N @ self.R
+        B.setflags(write=False)
+        return B
+
+    @cached_property
+    def expected_steps(self) -> np.ndarray:
+        t = self.N.sum(axis=1)
+        t.setflags(write=False)
+        return t
+
+    # ---- scalar lookups --------------------------------------------------------------------
+    def absorption(self, state: str, outcome: str) -> float:
+        return float(self.B[self._state(state), self._outcome(outcome)])
+
+    def probability(self, src: str, dst: str) -> float:
+        col = self._si[dst] if dst in self._si else len(self.states) + self._outcome(dst)
+        return float(self.P[self._state(src), col])
+
+    def exit_probability(self, state: str) -> float:
+        """One-step probability of going straight to the drop-off outcome."""
+        return self.probability(state, self.dropoff_outcome)
+
+    def expected_visits(self, state: str) -> float:
+        """Expected visits to `state` by a journey from the start state (N[start, state])."""
+        return float(self.N[self._state(self.start), self._state(state)])
+
+    # ---- removal effects -------------------------------------------------------------------
+    def removal_effect(self, state: str, outcome: str) -> float:
+        """Paper definition: absolute, renormalised, B(start, o) − B′(start, o)."""
+        return float(self._removal_absolute[self._removable(state), self._outcome(outcome)])
+
+    def removal_effect_relative(self, state: str, outcome: str) -> float:
+        """Classic definition: mass into `state` goes to drop-off, (B − B′)/B; 0 when B(start, o) = 0."""
+        return float(self._removal_relative[self._removable(state), self._outcome(outcome)])
+
+    def removal_effects(self, outcome: str) -> dict[str, tuple[float, float]]:
+        """(absolute, relative) for every transient state except the start state."""
+        o = self._outcome(outcome)
+        return {s: (float(self._removal_absolute[i, o]), float(self._removal_relative[i, o]))
+                for i, s in enumerate(self.states) if s != self.start}
+
+    def _removable(self, state: str) -> int:
+        i = self._state(state)
+        if state == self.start:
+            raise ValueError(f"the start state {state!r} cannot be removed: every journey begins there")
+        return i
+
+    @cached_property
+    def _removal_relative(self) -> np.ndarray:
+        """(n_t, n_o) classic effects from the closed form in the module docstring."""
+        s = self._si[self.start]
+        N, B = self.N, self.B
+        hit = N[s] / np.diag(N)  # P(ever reach k | start) for k ≠ start
+        drop = np.zeros(len(self.outcomes))
+        drop[self._oi[self.dropoff_outcome]] = 1.0
+        loss = hit[:, None] * (B - drop[None, :])
+        base = B[s][None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(base > 0, loss / np.where(base > 0, base, 1.0), 0.0)
+        rel[s] = np.nan
+        return rel
+
+    @cached_property
+    def _removal_absolute(self) -> np.ndarray:
+        """(n_t, n_o) paper effects: one batched solve per chunk of removed states."""
+        self.N  # noqa: B018 - validates the base system first (clear error on singular chains)
+        n = len(self.states)
+        s = self._si[self.start]
+        removed = np.array([k for k in range(n) if k != s], dtype=int)
+        out = np.full((n, len(self.outcomes)), np.nan)
+        chunk = max(1, _BATCH_CELLS // max(1, n * n))
+        for lo in range(0, len(removed), chunk):
+            ks = removed[lo: lo + chunk]
+            out[ks] = self.B[s][None, :] - _removed_start_rows(self.Q, self.R, ks, s, self._oi[self.dropoff_outcome])
+        return out
+
+
+def _removed_start_rows(Q: np.ndarray, R: np.ndarray, ks: np.ndarray, start: int, drop: int) -> np.ndarray:
+    """B′(start, ·) for each removed state in `ks`, from one stacked solve."""
+    n, m = len(ks), Q.shape[0]
+    rows = np.arange(n)
+    into = Q[:, ks].T.copy()  # (n, m): mass each state sends into the removed one
+    Qs = np.broadcast_to(Q, (n, m, m)).copy()
+    Rs = np.broadcast_to(R, (n, m, R.shape[1])).copy()
+    Qs[rows, :, ks] = 0.0  # edges into k
+    Qs[rows, ks, :] = 0.0  # edges out of k
+    Rs[rows, ks, :] = 0.0
+    into[rows, ks] = 0.0
+    diag = np.arange(m)
+    Qs[:, diag, diag] += into  # renormalising a row == turning its edge into k into a self-loop
+    dead = into > 1.0 - 1e-12  # only edge went to k: mass to drop-off
+    dead[rows, ks] = True  # k itself is isolated: absorbed into drop-off, never reached anyway
+    dead |= _trapped_batch(Qs, Rs, dead)
+    Qs[dead] = 0.0
+    Rs[dead] = 0.0
+    Rs[..., drop][dead] = 1.0
+    systems = np.eye(m)[None] - Qs
+    rhs = np.zeros((n, m, 1))
+    rhs[:, start, 0] = 1.0
+    row = np.linalg.solve(np.swapaxes(systems, 1, 2), rhs)[..., 0]  # row `start` of N′
+    return np.einsum("bi,bio->bo", row, Rs)
+
+
+def _trapped(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Transient states with no path to any absorbing state (they make I − Q singular)."""
+    can = R.sum(axis=1) > 0
+    edges = Q > 0
+    while True:
+        nxt = can | (edges & can[None, :]).any(axis=1)
+        if (nxt == can).all():
+            return ~can
+        can = nxt
+
+
+def _trapped_batch(Qs: np.ndarray, Rs: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Per stacked system, live states that can no longer reach an outcome."""
+    can = (Rs.sum(axis=2) > 0) | dead
+    edges = Qs > 0
+    while True:
+        nxt = can | (edges & can[:, None, :]).any(axis=2)
+        if (nxt == can).all():
+            return ~can
+        can = nxt
+
+
+def _weakest_loop(states: tuple[str, ...], Q: np.ndarray) -> list[str]:
+    """The strongly connected group of states whose best escape probability is smallest."""
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(Q > 0, directed=True, connection="strong")
+    best_label, best_escape = labels[0], np.inf
+    for label in np.unique(labels):
+        members = labels == label
+        escape = (1.0 - Q[np.ix_(members, members)].sum(axis=1)).max()
+        if escape < best_escape:
+            best_label, best_escape = label, escape
+    return [s for s, lab in zip(states, labels) if lab == best_label]
+
+
+def _check_names(states: tuple[str, ...], outcomes: tuple[str, ...], start: str, conversion: str, dropoff: str) -> None:
+    if start not in states:
+        raise ValueError(f"start state {start!r} is not among the states {list(states)}")
+    for label, name in (("conversion outcome", conversion), ("drop-off outcome", dropoff)):
+        if name not in outcomes:
+            raise ValueError(f"{label} {name!r} is not among the outcomes {list(outcomes)}")
+    clash = set(states) & set(outcomes)
+    if clash:
+        raise ValueError(f"names used both as state and outcome: {sorted(clash)}")
+    if len(set(states)) != len(states) or len(set(outcomes)) != len(outcomes):
+        raise ValueError("states and outcomes must be unique")

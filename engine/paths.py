@@ -1,0 +1,57 @@
+"""Top-N paths of every snapshot scope, with the numbers that make them reconcile with totals.
+
+A path is a completed journey's full state sequence plus its outcome. For each
+scope the N most frequent (sequence, outcome) pairs are shown with their count,
+share of completed journeys, distinct actors, the conversion rate of the state
+sequence (across all outcomes it ended in), and median duration and length.
+`coverage` is the share of completed journeys the shown paths hold and
+`other_count` / `other_share` the rest, so shown + other = completed always.
+Ties in count are broken by the sequence, then the outcome (deterministic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TOP_SQL = """
+WITH po AS (SELECT m.sid, j.path, j.outcome, count(*) AS cnt, count(DISTINCT j.actor_id) AS actors,
+                   median(j.duration_s) AS med_s, median(j.length) AS med_len
+            FROM {members} m JOIN {jour} j USING (journey_id) GROUP BY m.sid, j.path, j.outcome),
+done AS (SELECT sid, sum(cnt)::BIGINT AS completed FROM po GROUP BY sid),
+seq AS (SELECT sid, path, sum(cnt) AS n_seq, coalesce(sum(cnt) FILTER (outcome = $conversion), 0) AS n_conv
+        FROM po GROUP BY sid, path),
+ranked AS (SELECT po.*, seq.n_seq, seq.n_conv,
+                  row_number() OVER (PARTITION BY po.sid ORDER BY po.cnt DESC, po.path, po.outcome) AS rn
+           FROM po JOIN seq USING (sid, path))
+SELECT r.sid, done.completed, r.path, r.outcome, r.cnt, r.actors, r.n_seq, r.n_conv, r.med_s, r.med_len
+FROM ranked r JOIN done USING (sid) WHERE r.rn <= $top ORDER BY r.sid, r.rn
+"""
+
+
+def _r6(value: float | None) -> float | None:
+    return None if value is None else (round(float(value), 6) or 0.0)
+
+
+def empty_paths(completed: int = 0) -> dict[str, Any]:
+    """The paths block of a scope with no completed journey."""
+    return {"top": [], "coverage": 0.0, "other_count": completed, "other_share": 1.0 if completed else 0.0}
+
+
+def top_paths(con: Any, members: str, jour: str, top_n: int, conversion: str) -> dict[int, dict[str, Any]]:
+    """Paths block per scope id; `members` maps (sid, journey_id), `jour` holds completed journeys' paths."""
+    rows = con.execute(_TOP_SQL.format(members=members, jour=jour), {"conversion": conversion, "top": int(top_n)}).fetchall()
+    out: dict[int, dict[str, Any]] = {}
+    for sid, completed, path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len in rows:
+        block = out.setdefault(sid, {"top": [], "completed": completed})
+        block["top"].append({
+            "path": list(path), "outcome": outcome, "count": cnt, "share": _r6(cnt / completed),
+            "actors": actors, "conversion_rate": _r6(n_conv / n_seq),
+            "median_duration_s": _r6(med_s), "median_length": _r6(med_len),
+        })
+    for block in out.values():
+        completed = block.pop("completed")
+        shown = sum(p["count"] for p in block["top"])
+        block["coverage"] = _r6(shown / completed)
+        block["other_count"] = completed - shown
+        block["other_share"] = _r6((completed - shown) / completed)
+    return out

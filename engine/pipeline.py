@@ -1,0 +1,227 @@
+"""The application shell: events → snapshots → findings → facts → ranked, narrated feed.
+
+This is the only place that wires the packages together (STYLE.md): the engine
+core produces snapshots, detectors turn them into findings and facts, the
+ontology store keeps the facts, scoring ranks, the narrator writes insights.
+Every derived table of a run is written inside one DuckDB transaction, so a
+killed run leaves the previous state visible and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import __version__
+from engine.config import Config, from_dict, load_config
+from engine.workspace import Workspace
+from ontology.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEMO_WORKSPACE = ".journeygraph-demo"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def _load_cfg(config_path: str | None, source: str | None) -> tuple[Config, dict[str, Any]]:
+    if config_path:
+        cfg = load_config(config_path)
+        import yaml
+
+        raw = yaml.safe_load(Path(config_path).read_text()) or {}
+    else:
+        if not source:
+            raise ConfigError("nothing to run: pass EVENTS (a file, glob or SQL) or -c journeygraph.yaml")
+        raw = {}
+        cfg = from_dict(raw)
+    return cfg, raw
+
+
+def input_hash(con: Any) -> str:
+    """Order-independent content hash of the accepted events (so row order never matters)."""
+    row = con.execute(
+        """SELECT count(*), coalesce(bit_xor(hash(tenant_id, actor_id, event_id, event_name, ts,
+                                                   CAST(properties AS VARCHAR))), 0) FROM events"""
+    ).fetchone()
+    return hashlib.sha256(f"{row[0]}:{row[1]}".encode()).hexdigest()[:16]
+
+
+def _stage(name: str) -> None:
+    log.info("stage: %s", name)
+
+
+def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
+        *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Run the whole pipeline and return the `run --format json` summary."""
+    from engine import ingest, journeys, normalize, states
+    from engine.progress import Progress
+
+    started = time.perf_counter()
+    raw: dict[str, Any] = {}
+    if cfg is None:
+        cfg, raw = _load_cfg(config_path, source)
+    src = cfg.resolve_source(source)
+    ws = Workspace.open(workspace)
+    con = ws.con
+    previous = _previous_watermark(con)
+    run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
+    with Progress(total=8, desc="journeygraph run", disable=quiet) as bar:
+        ingest_stats = ingest.load(con, src, cfg, run_id)
+        bar.step("ingest")
+        norm = normalize.normalize(con, cfg, watermark=previous, ingest_stats=ingest_stats)
+        bar.step("normalise")
+        if not cfg.journeys:
+            from engine.infer import infer_journey
+
+            cfg = infer_journey(con, cfg)
+        states.derive(con, cfg)
+        bar.step("states")
+        jstats = journeys.build(con, cfg)
+        bar.step("journeys")
+        snaps = _build_snapshots(con, cfg)
+        bar.step("snapshots")
+        findings, facts = _detect(snaps, cfg)
+        bar.step("detectors")
+        n_facts = _store_facts(ws, cfg, facts)
+        bar.step("facts")
+        insights = _narrate(ws, cfg, snaps, findings)
+        bar.step("narrator")
+    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started)
+    _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
+    ws.close()
+    return summary
+
+
+def _previous_watermark(con: Any) -> Any:
+    row = con.execute("SELECT max(watermark) FROM runs").fetchone()
+    return row[0] if row else None
+
+
+def _build_snapshots(con: Any, cfg: Config) -> list[Any]:
+    from engine import snapshot, snapshot_store
+
+    ihash = input_hash(con)
+    snaps: list[Any] = []
+    for journey in cfg.journeys:
+        snaps.extend(snapshot.build_snapshots(con, cfg, journey, ihash, __version__))
+    snapshot_store.write_snapshots(con, snaps)
+    return snaps
+
+
+def _detect(snaps: list[Any], cfg: Config) -> tuple[list[Any], list[Any]]:
+    from detectors.runner import run_detectors
+
+    result = run_detectors(snaps, cfg)
+    return list(result.findings), list(result.facts)
+
+
+def _store_facts(ws: Workspace, cfg: Config, facts: list[Any]) -> int:
+    from ontology.store import open_store
+
+    store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
+    try:
+        store.write(facts)
+        return len({f.fact_id for f in facts})
+    finally:
+        store.close()
+
+
+def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) -> list[dict[str, Any]]:
+    """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
+    from engine import feed
+    from narrator import narrate
+    from ontology.store import open_store
+
+    entries = feed.rank(findings, cfg)
+    store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
+    items: list[dict[str, Any]] = []
+    insights: list[dict[str, Any]] = []
+    try:
+        for rank, entry in enumerate(entries, start=1):
+            insight = narrate.narrate(entry.finding, store, cfg)
+            insights.append(insight)
+            items.append(feed.feed_item(entry, insight, rank))
+    finally:
+        store.close()
+    _save_outputs(ws, findings, insights, items)
+    return insights
+
+
+def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    from ontology.model import canonical_json
+
+    with ws.transaction() as con:
+        con.executemany(
+            "INSERT OR IGNORE INTO findings VALUES (?, ?, ?, ?, ?)",
+            [(f.finding_id, f.snapshot_id, f.detector, f.type, canonical_json(f.to_dict())) for f in findings],
+        )
+        con.executemany(
+            "INSERT OR IGNORE INTO insights VALUES (?, ?, ?)",
+            [(i["insight_id"], i["finding_id"], canonical_json(i)) for i in insights],
+        )
+        con.execute("DELETE FROM feed")
+        con.executemany(
+            "INSERT INTO feed VALUES (?, ?, ?, ?, ?)",
+            [("latest", "", item["rank"], item["insight_id"], canonical_json(item)) for item in items],
+        )
+
+
+def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,
+             insights: list[Any], cfg: Config, started: float) -> dict[str, Any]:
+    counts = norm.to_dict() if hasattr(norm, "to_dict") else dataclasses.asdict(norm)
+    jcounts = jstats.to_dict() if hasattr(jstats, "to_dict") else dataclasses.asdict(jstats)
+    summary = {
+        "events_read": counts["events_read"],
+        "accepted": counts["accepted"],
+        "quarantined": counts["quarantined"],
+        "duplicates": counts["duplicates"],
+        "bots_filtered": counts["bots_filtered"],
+        "late_rejected": counts["late_rejected"],
+        "actors": counts["actors"],
+        "journeys": jcounts["journeys"],
+        "censored": jcounts["censored"],
+        "snapshots": len(snaps),
+        "findings": len(findings),
+        "facts": n_facts,
+        "insights": len(insights),
+        "seconds": round(time.perf_counter() - started, 3),
+        "inferred": list(cfg.inferred),
+    }
+    return summary
+
+
+def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:
+    ws.save_config({"raw": raw_cfg, "base_dir": cfg.base_dir, "inferred_journeys": [dataclasses.asdict(j) for j in cfg.journeys] if cfg.inferred else None})
+    from ontology.model import canonical_json
+
+    wm = ws.con.execute("SELECT max(ts) FROM events").fetchone()[0]
+    ws.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", [run_id, "", canonical_json(summary), wm])
+
+
+def workspace_config(ws: Workspace) -> Config:
+    """The config of the workspace's last run (feed/ask/trace need no -c)."""
+    from engine.config import JourneyConfig, Outcome
+
+    saved = ws.load_config_dict()
+    cfg = from_dict(saved["raw"], base_dir=saved.get("base_dir", "."))
+    if saved.get("inferred_journeys"):
+        journeys = tuple(
+            JourneyConfig(**{**j, "outcomes": tuple(Outcome(**o) for o in j["outcomes"])})
+            for j in saved["inferred_journeys"]
+        )
+        cfg = dataclasses.replace(cfg, journeys=journeys)
+    return cfg
+
+
+def run_demo(workspace: str | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Run the bundled SaaS onboarding fixture into a fresh demo workspace."""
+    import shutil
+
+    target = Path(workspace or DEMO_WORKSPACE)
+    if target.exists():
+        shutil.rmtree(target)
+    return run(config_path=str(FIXTURES / "demo.yaml"), workspace=str(target), quiet=quiet)

@@ -1,0 +1,29 @@
+"""Feed renderers: terminal text, Markdown, canonical JSON and a self-contained HTML report.
+
+Every renderer takes the feed items (the dicts `engine.feed.feed_item` makes,
+the same shape `journeygraph feed --format json` prints) so stored feeds
+render without recomputation; the HTML report also takes the all-data
+snapshot for its journey graph and bar charts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from engine.render import html, md, text
+from engine.render import json as json_render
+
+FORMATS = ("text", "json", "md", "html")
+
+
+def render(items: Sequence[Mapping[str, Any]], fmt: str = "text", snapshot: Any = None, title: str = "journeygraph feed") -> str:
+    """Render feed items in one of FORMATS; an unknown format is refused with the list."""
+    renderers: dict[str, Callable[[], str]] = {
+        "text": lambda: text.render(items),
+        "json": lambda: json_render.render(items),
+        "md": lambda: md.render(items, title=title),
+        "html": lambda: html.render(items, snapshot=snapshot, title=title),
+    }
+    if fmt not in renderers:
+        raise ValueError(f"unknown feed format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return renderers[fmt]()

@@ -1,0 +1,41 @@
+"""Small formatting helpers the renderers share (one wording of numbers everywhere)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f}%"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    v = float(value)
+    if v != 0 and abs(v) < 10 ** -digits:
+        return f"{v:.1e}"
+    return f"{v:.{digits}f}"
+
+
+def headline(item: Mapping[str, Any]) -> str:
+    """`subject predicate object` in plain words, with the segment/release qualifier."""
+    f = item["finding"]
+    words = f"{f['subject']} {f['predicate'].replace('_', ' ')} {f['object']}"
+    if f.get("segment") and f["segment"] not in f["subject"] + f["object"]:
+        words += f" [segment {f['segment']}]"
+    return words
+
+
+def stats_line(item: Mapping[str, Any]) -> str:
+    f = item["finding"]
+    return (f"n={item.get('n', f.get('n'))}  effect={num(item.get('effect', f.get('effect')))}  "
+            f"reach={pct(item.get('reach', f.get('reach')))}  p={num(f.get('p_value'))}  q={num(f.get('q_value'))}  "
+            f"since {str(item.get('since', ''))[:10]} (seen {item.get('seen', 1)})")
+
+
+def narrative_text(item: Mapping[str, Any]) -> str:
+    narrative = item.get("narrative") or {}
+    return str(narrative.get("text") or "")

@@ -1,0 +1,167 @@
+"""Self-contained HTML report: journey graph (inline SVG), bar charts, ranked insights.
+
+No external request of any kind (no fonts, scripts or images from elsewhere),
+so the file opens offline and can be mailed. The graph is laid out in layers
+by shortest distance from the start state, outcomes in the last column, and
+each edge carries its transition probability like the paper's Figure 2.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Mapping, Sequence
+
+from engine.render.common import headline, narrative_text, pct, stats_line
+
+MIN_EDGE_P = 0.05  # edges below this probability are left out of the drawing (the JSON keeps them)
+NODE_W, NODE_H, COL_W, ROW_H = 150, 36, 230, 70
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#1d2330;max-width:1100px}
+h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem} .muted{color:#667}
+.item{border:1px solid #dde;border-radius:8px;padding:.8rem 1rem;margin:.8rem 0}
+.badge{display:inline-block;border-radius:4px;padding:0 .4rem;font-size:.8rem;color:#fff}
+.High{background:#1a7f37}.Medium{background:#b7791f}.Low{background:#8a8f98}
+code{font-size:.85rem;background:#f4f5f7;padding:.1rem .3rem;border-radius:3px}
+svg text{font-family:inherit}
+"""
+
+
+def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed") -> str:
+    parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
+    if isinstance(snapshot, Mapping):
+        snapshot = _wrap(snapshot)
+    if snapshot is not None:
+        payload = snapshot.payload
+        parts.append(f"<p class=\"muted\">Journey <b>{_e(payload['journey'])}</b>, snapshot "
+                     f"<code>{_e(payload['snapshot_id'])}</code>, {payload.get('completed', 0)} completed journeys, "
+                     f"window {_e(payload['window']['start'])} – {_e(payload['window']['end'])}</p>")
+        parts.append("<h2>Journey graph</h2>" + graph_svg(payload))
+        parts.append(_charts(snapshot, payload))
+    parts.append("<h2>Ranked insights</h2>")
+    parts.extend(_item(item) for item in items)
+    if not items:
+        parts.append("<p>No insights: no finding passed its thresholds and the FDR control.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _wrap(payload: Mapping[str, Any]) -> Any:
+    """A bare payload dict becomes a Snapshot so the charts can use its chain metrics."""
+    from engine.snapshot import Snapshot
+
+    return Snapshot.from_payload(payload)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _item(item: Mapping[str, Any]) -> str:
+    f = item["finding"]
+    text = narrative_text(item)
+    return (f"<div class=\"item\" id=\"{_e(item['insight_id'])}\"><b>{item['rank']}.</b> "
+            f"<span class=\"badge {_e(f['confidence_label'])}\">{_e(f['confidence_label'])}</span> "
+            f"<span class=\"muted\">{_e(f['type'])} · score {item['score']:.3f}</span><br>"
+            f"<b>{_e(headline(item))}</b><br><code>{_e(stats_line(item))}</code>"
+            + (f"<p>{_e(text)}</p>" if text else "") + "</div>")
+
+
+def _layers(payload: Mapping[str, Any]) -> dict[str, int]:
+    """Column of each node: BFS distance from the start over drawn edges; outcomes last."""
+    edges = _edges(payload)
+    depth = {payload["start_state"]: 0}
+    frontier = [payload["start_state"]]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for src, dst, _ in edges:
+                if src == node and dst in payload["states"] and dst not in depth:
+                    depth[dst] = depth[node] + 1
+                    nxt.append(dst)
+        frontier = sorted(nxt)
+    last = max(depth.values(), default=0) + 1
+    for s in payload["states"]:
+        depth.setdefault(s, last - 1 if last > 1 else 1)
+    for o in payload["outcomes"]:
+        depth[o] = last
+    return depth
+
+
+def _edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float]]:
+    totals: dict[str, int] = {}
+    for t in payload["transitions"]:
+        totals[t["from"]] = totals.get(t["from"], 0) + int(t["count"])
+    return [(t["from"], t["to"], int(t["count"]) / totals[t["from"]]) for t in payload["transitions"]
+            if totals[t["from"]] and int(t["count"]) / totals[t["from"]] >= MIN_EDGE_P]
+
+
+def graph_svg(payload: Mapping[str, Any]) -> str:
+    """The journey graph as an inline SVG string (nodes, arrows, probability labels)."""
+    depth = _layers(payload)
+    cols: dict[int, list[str]] = {}
+    for node in sorted(depth, key=lambda n: (depth[n], n not in payload["outcomes"], n)):
+        cols.setdefault(depth[node], []).append(node)
+    pos = {n: (30 + c * COL_W, 30 + r * ROW_H) for c, nodes in cols.items() for r, n in enumerate(nodes)}
+    width = 60 + max(cols) * COL_W + NODE_W
+    height = 60 + max(len(v) for v in cols.values()) * ROW_H
+    out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" "
+           f"viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"journey graph\">",
+           "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" "
+           "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#556\"/></marker></defs>"]
+    for src, dst, p in _edges(payload):
+        out.append(_edge_svg(pos[src], pos[dst], p, depth[dst] <= depth[src]))
+    for node, (x, y) in sorted(pos.items()):
+        outcome = node in payload["outcomes"]
+        fill = "#e6f4ea" if node == payload.get("conversion_outcome") else "#fdecea" if outcome else "#eef2fb"
+        out.append(f"<g><rect x=\"{x}\" y=\"{y}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"{18 if outcome else 6}\" "
+                   f"fill=\"{fill}\" stroke=\"#556\"/><text x=\"{x + NODE_W / 2}\" y=\"{y + 23}\" "
+                   f"text-anchor=\"middle\" font-size=\"13\">{_e(node)}</text></g>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _edge_svg(a: tuple[int, int], b: tuple[int, int], p: float, back: bool) -> str:
+    x1, y1 = a[0] + NODE_W, a[1] + NODE_H / 2
+    x2, y2 = b[0], b[1] + NODE_H / 2
+    if back:  # same or earlier column: loop over the top
+        x1, y1, x2, y2 = a[0] + NODE_W / 2, a[1], b[0] + NODE_W / 2, b[1]
+        cx, cy = (x1 + x2) / 2, min(y1, y2) - 28 - abs(x1 - x2) / 8
+    else:
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 12
+    lx, ly = 0.25 * x1 + 0.5 * cx + 0.25 * x2, 0.25 * y1 + 0.5 * cy + 0.25 * y2
+    width = 0.8 + 4 * p
+    return (f"<path d=\"M{x1:.1f},{y1:.1f} Q{cx:.1f},{cy:.1f} {x2:.1f},{y2:.1f}\" fill=\"none\" stroke=\"#556\" "
+            f"stroke-opacity=\"0.75\" stroke-width=\"{width:.2f}\" marker-end=\"url(#arrow)\"/>"
+            f"<text x=\"{lx:.1f}\" y=\"{ly - 3:.1f}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#223\">{p:.2f}</text>")
+
+
+def bar_chart_svg(title: str, rows: Sequence[tuple[str, float]], fmt: str = "{:.3f}") -> str:
+    """A horizontal bar chart (values ≥ 0 scaled to the largest) as an inline SVG string."""
+    top = max([v for _, v in rows] + [1e-12])
+    height = 34 + 24 * len(rows)
+    out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"560\" height=\"{height}\" role=\"img\" "
+           f"aria-label=\"{_e(title)}\"><text x=\"0\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{_e(title)}</text>"]
+    for i, (name, value) in enumerate(rows):
+        y = 28 + 24 * i
+        w = 300 * max(0.0, value) / top
+        out.append(f"<text x=\"150\" y=\"{y + 13}\" font-size=\"12\" text-anchor=\"end\">{_e(name)}</text>"
+                   f"<rect x=\"158\" y=\"{y}\" width=\"{w:.1f}\" height=\"16\" fill=\"#4c6ef5\"/>"
+                   f"<text x=\"{164 + w:.1f}\" y=\"{y + 13}\" font-size=\"12\">{fmt.format(value)}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
+    metrics = getattr(snapshot, "metrics", None)
+    if metrics is None:
+        return ""
+    conv = payload["conversion_outcome"]
+    absorb = [(s, float(metrics.absorption(s, conv))) for s in payload["states"]]
+    effects = sorted(((s, float(v[0])) for s, v in metrics.removal_effects(conv).items()), key=lambda r: (-r[1], r[0]))
+    return ("<h2>Conversion probability and removal effect per state</h2>"
+            + bar_chart_svg(f"B[s, {conv}]: probability of ending in {conv} from each state", absorb)
+            + bar_chart_svg(f"Removal effect on P({conv}) (paper's absolute, renormalised)", effects)
+            + f"<p class=\"muted\">Reach per state: "
+            + ", ".join(f"{_e(s)} {pct(payload['reach_counts'].get(s, 0) / max(1, payload['completed']))}"
+                        for s in payload["states"]) + ".</p>")

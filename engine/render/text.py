@@ -1,0 +1,23 @@
+"""Terminal rendering of the feed: one numbered block per insight, best first."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any, Mapping, Sequence
+
+from engine.render.common import headline, narrative_text, stats_line
+
+
+def render(items: Sequence[Mapping[str, Any]]) -> str:
+    if not items:
+        return "No insights: no finding passed its thresholds and the FDR control.\n"
+    blocks = []
+    for item in items:
+        f = item["finding"]
+        lines = [f"{item['rank']:>2}. [{item['score']:.3f}] {f['confidence_label']:<6} {f['type']}: {headline(item)}",
+                 f"    {stats_line(item)}"]
+        text = narrative_text(item)
+        if text:
+            lines += textwrap.wrap(text, width=96, initial_indent="    ", subsequent_indent="    ")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,372 @@
+"""Immutable snapshots: the counts of one (tenant, journey, scope), and the metrics they imply.
+
+`build_snapshots` computes every scope of a journey at once: one membership
+table maps each journey to each scope it belongs to (`all`, its `period`, one
+`segment` per segment key, `release_before` / `release_after`), and a handful of
+GROUP BY queries over that table give every snapshot's transition, reach,
+visit, repeat and outcome counts. Nothing loops over journeys or events in Python.
+
+Scope rules (docs/contracts.md): journeys are assigned to periods by start
+time, periods are aligned to Monday 1970-01-05 00:00 UTC (a 7d period is an ISO
+week, 1d a calendar day), so a period's id never shifts as data is appended.
+A period or release scope is `mature` when window end + journey window ≤
+data end; `all` and `segment` scopes cover the mature cohort of all data by
+construction and are always `mature`. Censored journeys count in `journeys`
+and `censored` only; every other number is over completed journeys.
+Scopes without a single completed journey are still built (their chain is the
+start state alone, which drops off), so a period's snapshot always exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any, Mapping
+
+from engine import modelcheck, paths
+from engine.config import Config, JourneyConfig
+from engine.markov import ChainMetrics
+from ontology.model import canonical_json, content_id
+
+DECIMALS = 6
+PERIOD_ORIGIN = "1970-01-05 00:00:00"  # a Monday
+
+
+def r6(value: float | None) -> float | None:
+    """Round for output: byte-identical JSON across runs and platforms."""
+    if value is None:
+        return None
+    out = round(float(value), DECIMALS)
+    return 0.0 if out == 0 else out
+
+
+def iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{ts.microsecond:06d}" if ts.microsecond else "") + "Z"
+
+
+# ------------------------------------------------------------------------------------------
+# Snapshot wrapper
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One immutable snapshot. `payload` is the contract dict: read it, never mutate it."""
+
+    payload_json: str = field(repr=False)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> "Snapshot":
+        for key in ("snapshot_id", "journey", "states", "outcomes", "transitions", "start_state"):
+            if key not in payload:
+                raise ValueError(f"snapshot payload lacks {key!r}; build it with engine.snapshot.build_snapshots")
+        return cls(canonical_json(payload))
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.payload_json)
+
+    def to_payload(self) -> dict[str, Any]:
+        """A private copy the caller may change."""
+        return json.loads(self.payload_json)
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.snapshot_id}, {self.journey}, {self.scope}, segment={self.segment}, release={self.release})"
+
+    snapshot_id = property(lambda self: self.payload["snapshot_id"])
+    tenant_id = property(lambda self: self.payload.get("tenant_id", ""))
+    journey = property(lambda self: self.payload["journey"])
+    scope = property(lambda self: self.payload["scope"])
+    segment = property(lambda self: self.payload.get("segment"))
+    release = property(lambda self: self.payload.get("release"))
+    mature = property(lambda self: bool(self.payload.get("mature", True)))
+    completed = property(lambda self: int(self.payload["completed"]))
+
+    @property
+    def window(self) -> tuple[str, str]:
+        return self.payload["window"]["start"], self.payload["window"]["end"]
+
+    @cached_property
+    def metrics(self) -> ChainMetrics:
+        p = self.payload
+        counts = {(t["from"], t["to"]): int(t["count"]) for t in p["transitions"]}
+        return ChainMetrics.from_counts(p["states"], p["outcomes"], counts, p["start_state"],
+                                        p["conversion_outcome"], p["dropoff_outcome"])
+
+    @cached_property
+    def _out_totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for t in self.payload["transitions"]:
+            totals[t["from"]] = totals.get(t["from"], 0) + int(t["count"])
+        return totals
+
+    @cached_property
+    def _edge_counts(self) -> dict[tuple[str, str], int]:
+        return {(t["from"], t["to"]): int(t["count"]) for t in self.payload["transitions"]}
+
+    def transition_count(self, src: str, dst: str) -> int:
+        return self._edge_counts.get((src, dst), 0)
+
+    def out_total(self, src: str) -> int:
+        return self._out_totals.get(src, 0)
+
+    def reach(self, state: str) -> float:
+        """Share of completed journeys that visit `state` at least once (0 with no journeys)."""
+        done = self.completed
+        return self.payload["reach_counts"].get(state, 0) / done if done else 0.0
+
+    def p_outcome_given_reached(self, state: str, outcome: str) -> float | None:
+        reached = self.payload["reach_counts"].get(state, 0)
+        if not reached:
+            return None
+        return self.payload["reach_outcome_counts"].get(state, {}).get(outcome, 0) / reached
+
+    def p_outcome_given_not_reached(self, state: str, outcome: str) -> float | None:
+        not_reached = self.completed - self.payload["reach_counts"].get(state, 0)
+        if not not_reached:
+            return None
+        hits = self.payload["outcome_counts"].get(outcome, 0) - self.payload["reach_outcome_counts"].get(state, {}).get(outcome, 0)
+        return hits / not_reached
+
+    def lift(self, state: str, outcome: str) -> float | None:
+        """P(o | reached) / P(o | not reached); None when the denominator is 0 or undefined."""
+        reached = self.p_outcome_given_reached(state, outcome)
+        other = self.p_outcome_given_not_reached(state, outcome)
+        if reached is None or not other:
+            return None
+        return reached / other
+
+    def visits_mean(self, state: str) -> float | None:
+        """Mean visits among completed journeys that visit `state`."""
+        reached = self.payload["reach_counts"].get(state, 0)
+        return self.payload["visit_counts"].get(state, 0) / reached if reached else None
+
+    def to_metrics_json(self) -> dict[str, Any]:
+        """DESIGN.md `snapshot --format json`: floats rounded to 6 decimals, fixed order."""
+        p, m = self.payload, self.metrics
+        return {
+            "snapshot_id": p["snapshot_id"], "tenant_id": p.get("tenant_id", ""), "journey": p["journey"],
+            "scope": p["scope"], "segment": p.get("segment"), "release": p.get("release"),
+            "window": dict(p["window"]), "mature": p.get("mature", True),
+            "journeys": p["journeys"], "completed": p["completed"], "censored": p["censored"],
+            "start_state": p["start_state"], "outcomes": list(p["outcomes"]),
+            "outcome_counts": dict(p["outcome_counts"]),
+            "states": [self._state_json(s) for s in m.states],
+            "transitions": [{"from": t["from"], "to": t["to"], "count": t["count"],
+                             "probability": r6(m.probability(t["from"], t["to"]))} for t in p["transitions"]],
+            "removal_effect_definitions": {
+                "removal_effect": "paper: absolute, edges into and out of the state deleted, rows renormalised; B(start,o) - B'(start,o)",
+                "removal_effect_relative": "classic: mass into the state redirected to the drop-off outcome; (B - B')/B",
+            },
+        }
+
+    def _state_json(self, state: str) -> dict[str, Any]:
+        m = self.metrics
+        removable = state != m.start
+        return {
+            "state": state,
+            "reach": r6(self.reach(state)),
+            "visits_mean": r6(self.visits_mean(state)),
+            "expected_visits": r6(m.expected_visits(state)),
+            "exit_probability": r6(m.exit_probability(state)),
+            "expected_steps": r6(float(m.expected_steps[m.states.index(state)])),
+            "absorption": {o: r6(m.absorption(state, o)) for o in m.outcomes},
+            "p_outcome_given_reached": {o: r6(self.p_outcome_given_reached(state, o)) for o in m.outcomes},
+            "lift": {o: r6(self.lift(state, o)) for o in m.outcomes},
+            "removal_effect": {o: r6(m.removal_effect(state, o)) if removable else None for o in m.outcomes},
+            "removal_effect_relative": {o: r6(m.removal_effect_relative(state, o)) if removable else None for o in m.outcomes},
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# Building
+# ------------------------------------------------------------------------------------------
+_MEMBERS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_m0 AS
+WITH j AS (SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, start_ts, outcome, censored, segments
+           FROM journeys WHERE journey = $journey),
+span AS (SELECT tenant_id, min(start_ts) AS first_ts FROM j GROUP BY tenant_id),
+keys AS (SELECT unnest($keys::VARCHAR[]) AS key),
+rel AS (SELECT unnest($rel_names::VARCHAR[]) AS name, unnest($rel_at::TIMESTAMP[]) AS at)
+SELECT j.tenant_id, 'all' AS scope, '' AS seg_key, '' AS seg_value, '' AS release,
+       span.first_ts AS w_start, $data_end::TIMESTAMP AS w_end, j.journey_id, j.actor_id, j.outcome, j.censored
+  FROM j JOIN span USING (tenant_id)
+UNION ALL
+SELECT tenant_id, 'period', '', '', '', b, b + to_seconds($period), journey_id, actor_id, outcome, censored
+  FROM (SELECT *, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS b FROM j)
+UNION ALL
+SELECT j.tenant_id, 'segment', keys.key, coalesce(j.segments[keys.key], '(none)'), '', span.first_ts,
+       $data_end::TIMESTAMP, j.journey_id, j.actor_id, j.outcome, j.censored
+  FROM j JOIN span USING (tenant_id) CROSS JOIN keys
+UNION ALL
+SELECT tenant_id, 'release_before', '', '', rel.name, rel.at - to_seconds($rw), rel.at, journey_id, actor_id, outcome, censored
+  FROM j JOIN rel ON j.start_ts >= rel.at - to_seconds($rw) AND j.start_ts < rel.at
+UNION ALL
+SELECT tenant_id, 'release_after', '', '', rel.name, rel.at, rel.at + to_seconds($rw), journey_id, actor_id, outcome, censored
+  FROM j JOIN rel ON j.start_ts >= rel.at AND j.start_ts < rel.at + to_seconds($rw)
+"""
+
+_SCOPES_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_scopes AS
+SELECT row_number() OVER (ORDER BY tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, *
+FROM (SELECT DISTINCT tenant_id, scope, seg_key, seg_value, release, w_start, w_end FROM _jg_m0);
+CREATE OR REPLACE TEMP TABLE _jg_members AS
+SELECT s.sid, m.journey_id, m.actor_id, m.outcome, m.censored
+FROM _jg_m0 m JOIN _jg_scopes s USING (tenant_id, scope, seg_key, seg_value, release, w_start);
+DROP TABLE _jg_m0;
+"""
+
+_STEPS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_steps AS
+WITH done AS (SELECT journey_id, coalesce(outcome, $dropoff) AS outcome FROM journeys
+              WHERE journey = $journey AND NOT censored),
+s AS (SELECT js.journey_id, js.step, js.state, lag(js.state) OVER (PARTITION BY js.journey_id ORDER BY js.step) AS before
+      FROM journey_steps js JOIN done USING (journey_id) WHERE js.journey = $journey AND js.state IS NOT NULL),
+k AS (SELECT * FROM s WHERE NOT $collapse OR before IS NULL OR before <> state)
+SELECT k.journey_id, (row_number() OVER w - 1)::INTEGER AS pos, k.state,
+       coalesce(lag(k.state) OVER w, '^') AS prev, coalesce(lead(k.state) OVER w, done.outcome) AS next
+FROM k JOIN done USING (journey_id)
+WINDOW w AS (PARTITION BY k.journey_id ORDER BY k.step)
+"""
+
+_JOUR_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_jour AS
+SELECT j.journey_id, any_value(j.actor_id) AS actor_id, any_value(coalesce(j.outcome, $dropoff)) AS outcome,
+       any_value(epoch(j.end_ts - j.start_ts)) AS duration_s, count(*) AS length, list(s.state ORDER BY s.pos) AS path
+FROM journeys j JOIN _jg_steps s USING (journey_id) WHERE j.journey = $journey AND NOT j.censored
+GROUP BY j.journey_id
+"""
+
+_QUERIES = {
+    "scopes": """SELECT sid, tenant_id, scope, seg_key, seg_value, release, w_start, w_end FROM _jg_scopes ORDER BY sid""",
+    "totals": """SELECT sid, count(*), count(*) FILTER (censored), count(DISTINCT actor_id) FILTER (NOT censored)
+                 FROM _jg_members GROUP BY sid""",
+    "outcomes": """SELECT sid, coalesce(outcome, $dropoff), count(*) FROM _jg_members WHERE NOT censored GROUP BY ALL""",
+    "durations": """SELECT m.sid, median(j.duration_s), median(j.length) FROM _jg_members m JOIN _jg_jour j USING (journey_id)
+                    GROUP BY m.sid""",
+    "transitions": """SELECT m.sid, s.state, s.next, count(*) FROM _jg_members m JOIN _jg_steps s USING (journey_id)
+                      GROUP BY ALL""",
+    "reach": """WITH v AS (SELECT journey_id, state, count(*) AS visits FROM _jg_steps GROUP BY ALL)
+                SELECT m.sid, v.state, coalesce(m.outcome, $dropoff), count(*), sum(v.visits)::BIGINT,
+                       count(*) FILTER (v.visits >= 2)
+                FROM _jg_members m JOIN v USING (journey_id) GROUP BY ALL""",
+}
+
+
+def default_data_end(con: Any, journey: str) -> datetime:
+    """The data's end: the last event when the events table exists, else the last journey time."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "events" in tables:
+        row = con.execute("SELECT max(ts) FROM events").fetchone()
+        if row and row[0] is not None:
+            return row[0]
+    row = con.execute("""SELECT greatest(max(j.end_ts), max(s.ts)) FROM journeys j
+                         LEFT JOIN journey_steps s USING (journey, journey_id) WHERE j.journey = ?""", [journey]).fetchone()
+    if not row or row[0] is None:
+        raise ValueError(f"journey {journey!r} has no journeys to snapshot; build journeys first")
+    return row[0]
+
+
+def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_hash: str, engine_version: str,
+                    *, data_end: datetime | None = None) -> list[Snapshot]:
+    """Every snapshot of one journey (all tenants), ordered by (tenant, scope, segment, release, window)."""
+    if data_end is None:
+        data_end = default_data_end(con, journey_cfg.name)
+    params = _params(cfg, journey_cfg, data_end)
+    con.execute(_MEMBERS_SQL, {k: v for k, v in params.items() if k not in ("dropoff", "collapse")})
+    con.execute(_SCOPES_SQL)
+    con.execute(_STEPS_SQL, {k: params[k] for k in ("journey", "dropoff", "collapse")})
+    con.execute(_JOUR_SQL, {k: params[k] for k in ("journey", "dropoff")})
+    try:
+        rows = {name: con.execute(sql, {"dropoff": params["dropoff"]} if "$dropoff" in sql else {}).fetchall()
+                for name, sql in _QUERIES.items()}
+        tops = paths.top_paths(con, "_jg_members", "_jg_jour", cfg.snapshots.top_paths, journey_cfg.conversion_outcome)
+        checks = modelcheck.model_checks(con, "_jg_members", "_jg_steps")
+    finally:
+        for table in ("_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_jour"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    by_sid = _group(rows)
+    base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
+    return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, data_end))
+            for scope in rows["scopes"]]
+
+
+def _params(cfg: Config, journey_cfg: JourneyConfig, data_end: datetime) -> dict[str, Any]:
+    releases = sorted(cfg.releases, key=lambda r: (r.at, r.name))
+    return {
+        "journey": journey_cfg.name, "data_end": data_end, "period": cfg.snapshots.period_s, "origin": PERIOD_ORIGIN,
+        "keys": [s.key for s in cfg.segments], "rel_names": [r.name for r in releases],
+        "rel_at": [datetime.strptime(r.at, "%Y-%m-%dT%H:%M:%SZ") for r in releases],
+        "rw": cfg.snapshots.release_window_s or cfg.snapshots.period_s,
+        "dropoff": journey_cfg.dropoff_outcome, "collapse": bool(journey_cfg.collapse_self_loops),
+    }
+
+
+def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
+    """Index the grouped rows by scope id."""
+    out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {}}
+    for sid, journeys, censored, actors in rows["totals"]:
+        out["totals"][sid] = (journeys, censored, actors)
+    for sid, med_s, med_len in rows["durations"]:
+        out["durations"][sid] = (med_s, med_len)
+    for sid, outcome, n in rows["outcomes"]:
+        out["outcomes"].setdefault(sid, {})[outcome] = n
+    for sid, src, dst, n in rows["transitions"]:
+        out["transitions"].setdefault(sid, []).append((src, dst, n))
+    for row in rows["reach"]:
+        out["reach"].setdefault(row[0], []).append(row[1:])
+    return out
+
+
+def _reach_maps(reach_rows: list[tuple]) -> dict[str, Any]:
+    maps: dict[str, Any] = {"reach_counts": {}, "reach_outcome_counts": {}, "visit_counts": {},
+                            "repeat_counts": {}, "repeat_outcome_counts": {}}
+    for state, outcome, reached, visits, repeats in sorted(reach_rows):
+        maps["reach_counts"][state] = maps["reach_counts"].get(state, 0) + reached
+        maps["reach_outcome_counts"].setdefault(state, {})[outcome] = reached
+        maps["visit_counts"][state] = maps["visit_counts"].get(state, 0) + visits
+        maps["repeat_counts"][state] = maps["repeat_counts"].get(state, 0) + repeats
+        maps["repeat_outcome_counts"].setdefault(state, {})[outcome] = repeats
+    return maps
+
+
+def snapshot_identity(base: Mapping[str, Any], tenant_id: str, journey: str, scope: str,
+                      window: Mapping[str, Any], segment: Any, release: str | None) -> str:
+    """Content hash over what defines a snapshot; the same input and config give the same id."""
+    return content_id("snapshot", {**base, "tenant_id": tenant_id, "journey": journey, "scope": scope,
+                                   "window": window, "segment": segment, "release": release})
+
+
+def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any], checks: dict[int, Any],
+             jc: JourneyConfig, base: Mapping[str, Any], data_end: datetime) -> dict[str, Any]:
+    sid, tenant, scope, seg_key, seg_value, release, w_start, w_end = scope_row
+    release = release or None  # '' stands for "none" inside SQL, so scope keys join without NULLs
+    journeys, censored, actors = g["totals"][sid]
+    transitions = sorted(g["transitions"].get(sid, []))
+    outcome_counts = dict(sorted(g["outcomes"].get(sid, {}).items()))
+    states = sorted({jc.start} | {t[0] for t in transitions})
+    outcomes = sorted(set(jc.outcome_names) | set(outcome_counts) | {t[1] for t in transitions if t[1] not in states})
+    med_s, med_len = g["durations"].get(sid, (None, None))
+    window = {"start": iso(w_start), "end": iso(w_end)}
+    segment = {"key": seg_key, "value": seg_value} if scope == "segment" else None
+    mature = scope in ("all", "segment") or (data_end - w_end).total_seconds() >= jc.window_s
+    completed = journeys - censored
+    payload = {
+        "snapshot_id": snapshot_identity(base, tenant, jc.name, scope, window, segment, release),
+        "tenant_id": tenant, "journey": jc.name, "level": jc.level, "scope": scope, "segment": segment,
+        "release": release, "window": window, "mature": bool(mature), "start_state": jc.start,
+        "conversion_outcome": jc.conversion_outcome, "dropoff_outcome": jc.dropoff_outcome,
+        "states": states, "outcomes": outcomes, "journeys": journeys, "completed": completed,
+        "censored": censored, "actors": actors, "outcome_counts": outcome_counts,
+        "transitions": [{"from": a, "to": b, "count": n} for a, b, n in transitions],
+        **_reach_maps(g["reach"].get(sid, [])),
+        "durations": {"median_s": r6(med_s), "median_length": r6(med_len)},
+        "paths": tops.get(sid, paths.empty_paths(completed)),
+        "model_check": checks.get(sid, modelcheck.empty_check()),
+        "collapse_self_loops": bool(jc.collapse_self_loops),
+        **base,
+    }
+    return payload

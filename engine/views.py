@@ -1,0 +1,276 @@
+"""Read-side of the workspace for the CLI and the HTTP API: feed, snapshots, ask, trace, export, query.
+
+Each function opens the workspace, reads, and returns plain data (or rendered
+text); nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from engine.workspace import Workspace
+from ontology.errors import JourneyGraphError
+
+
+@contextmanager
+def _open(workspace: str | None) -> Iterator[Workspace]:
+    ws = Workspace.open(workspace, create=False)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def _store(ws: Workspace, cfg: Any) -> Any:
+    from ontology.store import open_store
+
+    return open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
+
+
+# --- feed ------------------------------------------------------------------------------------
+
+def feed_items(workspace: str | None, *, limit: int | None = None, snapshot: str | None = None) -> list[dict[str, Any]]:
+    with _open(workspace) as ws:
+        rows = ws.con.execute("SELECT item FROM feed ORDER BY rank").fetchall()
+    items = [json.loads(r[0]) for r in rows]
+    if snapshot:
+        items = [i for i in items if i["finding"]["snapshot_id"] == snapshot]
+    return items[:limit] if limit else items
+
+
+def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, snapshot: str | None = None) -> str:
+    from engine import render
+
+    items = feed_items(workspace, limit=limit, snapshot=snapshot)
+    context: dict[str, Any] = {}
+    if fmt == "html":
+        context = {"snapshot": snapshot_payload(workspace, None, None)}
+    return render.render(items, fmt, **context)
+
+
+def insight(workspace: str | None, insight_id: str) -> dict[str, Any] | None:
+    with _open(workspace) as ws:
+        row = ws.con.execute("SELECT payload FROM insights WHERE insight_id = ?", [insight_id]).fetchone()
+        item = ws.con.execute("SELECT item FROM feed WHERE insight_id = ?", [insight_id]).fetchone()
+    if row is None:
+        return None
+    data = json.loads(row[0])
+    if item is not None:
+        data["feed_item"] = json.loads(item[0])
+    return data
+
+
+def facts(workspace: str | None, *, entity: str | None = None, predicate: str | None = None,
+          snapshot_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    from engine.pipeline import workspace_config
+
+    with _open(workspace) as ws:
+        cfg = workspace_config(ws)
+        store = _store(ws, cfg)
+        try:
+            out = []
+            for fact in store.facts(entity=entity, predicate=predicate, snapshot_id=snapshot_id):
+                out.append(fact.to_dict())
+                if len(out) >= limit:
+                    break
+            return out
+        finally:
+            store.close()
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+def snapshots(workspace: str | None) -> list[dict[str, Any]]:
+    from engine import snapshot_store
+
+    with _open(workspace) as ws:
+        return snapshot_store.list_snapshots(ws.con)
+
+
+def snapshots_text(rows: list[dict[str, Any]]) -> str:
+    return table_text(rows)
+
+
+def snapshot_payload(workspace: str | None, snapshot_id: str | None, journey: str | None) -> dict[str, Any]:
+    from engine import snapshot_store
+
+    with _open(workspace) as ws:
+        if snapshot_id is None:
+            snapshot_id = _default_snapshot_id(ws, journey)
+        snap = snapshot_store.load_snapshot(ws.con, snapshot_id)
+    return snap.payload
+
+
+def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
+    rows = ws.con.execute(
+        "SELECT snapshot_id, journey FROM snapshots WHERE scope = 'all' AND (? IS NULL OR journey = ?) "
+        "ORDER BY journey, window_end DESC, snapshot_id",
+        [journey, journey],
+    ).fetchall()
+    if not rows:
+        raise JourneyGraphError(f"no all-data snapshot{' for journey ' + journey if journey else ''} in the workspace; run `journeygraph run` first")
+    if journey is None:
+        from engine.pipeline import workspace_config
+
+        first = workspace_config(ws).journeys[0].name
+        rows = [r for r in rows if r[1] == first] or rows
+    return rows[0][0]
+
+
+def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None) -> dict[str, Any]:
+    from engine import snapshot_store
+
+    with _open(workspace) as ws:
+        sid = snapshot_id or _default_snapshot_id(ws, journey)
+        return snapshot_store.load_snapshot(ws.con, sid).to_metrics_json()
+
+
+def snapshot_text(data: dict[str, Any]) -> str:
+    head = f"snapshot {data['snapshot_id']}  journey {data['journey']}  window {data['window']}\n"
+    head += f"journeys {data['journeys']}  censored {data['censored']}\n\n"
+    rows = []
+    for s in data["states"]:
+        rows.append({
+            "state": s["state"], "reach": s["reach"], "visits": s["visits_mean"], "exit": s["exit_probability"],
+            "steps": s["expected_steps"],
+            **{f"B[{k}]": v for k, v in sorted(s["absorption"].items())},
+            **{f"removal[{k}]": v for k, v in sorted(s["removal_effect"].items())},
+        })
+    return head + table_text(rows)
+
+
+# --- detectors, ask, trace -------------------------------------------------------------------
+
+def detectors() -> list[dict[str, Any]]:
+    from detectors.registry import describe
+
+    return describe()
+
+
+def detectors_text(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for d in rows:
+        out.append(f"{d['name']}@{d['version']}  {d['description']}")
+        for key, value in sorted(d.get("thresholds", {}).items()):
+            out.append(f"    {key} = {value}")
+    return "\n".join(out) + "\n"
+
+
+def ask(workspace: str | None, question: str) -> dict[str, Any]:
+    from engine.pipeline import workspace_config
+    from narrator.ask import ask as ask_question
+
+    with _open(workspace) as ws:
+        cfg = workspace_config(ws)
+        store = _store(ws, cfg)
+        try:
+            return ask_question(question, con=ws.con, store=store, cfg=cfg)
+        finally:
+            store.close()
+
+
+def ask_text(data: dict[str, Any]) -> str:
+    lines = [data["answer"], ""]
+    for fact in data.get("facts", []):
+        lines.append(f"  [{fact['fact_id'][:8]}] {fact.get('summary') or fact['subject'] + ' ' + fact['predicate'] + ' ' + fact['object']}")
+    return "\n".join(lines) + "\n"
+
+
+def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:
+    from engine.pipeline import workspace_config
+    from narrator.trace import trace as trace_insight
+
+    with _open(workspace) as ws:
+        cfg = workspace_config(ws)
+        store = _store(ws, cfg)
+        try:
+            return trace_insight(insight_id, con=ws.con, store=store)
+        finally:
+            store.close()
+
+
+def trace_text(data: dict[str, Any]) -> str:
+    from narrator.trace import render_text
+
+    return render_text(data)
+
+
+# --- graph export and query ------------------------------------------------------------------
+
+def export(workspace: str | None, *, fmt: str) -> str:
+    from engine.pipeline import workspace_config
+    from ontology import rdf
+
+    with _open(workspace) as ws:
+        cfg = workspace_config(ws)
+        store = _store(ws, cfg)
+        try:
+            return rdf.export(store, fmt)
+        finally:
+            store.close()
+
+
+def query(workspace: str | None, *, sparql: str | None = None, cypher: str | None = None) -> list[dict[str, Any]]:
+    from engine.pipeline import workspace_config
+
+    with _open(workspace) as ws:
+        cfg = workspace_config(ws)
+        if sparql is not None:
+            if cfg.store.backend != "embedded":
+                raise JourneyGraphError("--sparql needs store.backend: embedded; use --cypher for Neo4j")
+            from ontology import rdf
+
+            store = _store(ws, cfg)
+            try:
+                return rdf.sparql(store, sparql)
+            finally:
+                store.close()
+        if cfg.store.backend != "neo4j":
+            raise JourneyGraphError("--cypher needs store.backend: neo4j; use --sparql on the embedded store")
+        store = _store(ws, cfg)
+        try:
+            return store.cypher(cypher, {})
+        finally:
+            store.close()
+
+
+# --- text helpers ----------------------------------------------------------------------------
+
+def table_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)\n"
+    cols = list(rows[0].keys())
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def run_summary_text(summary: dict[str, Any]) -> str:
+    q = summary["quarantined"]
+    q_total = q["total"] if isinstance(q, dict) else q
+    lines = [
+        f"events read   {summary['events_read']}",
+        f"  accepted    {summary['accepted']}",
+        f"  quarantined {q_total}" + (f"  {json.dumps(q.get('by_reason', {}), sort_keys=True)}" if isinstance(q, dict) else ""),
+        f"  duplicates  {summary['duplicates']}",
+        f"  bots        {summary['bots_filtered']}",
+        f"  late        {summary['late_rejected']}",
+        f"actors {summary['actors']}  journeys {summary['journeys']}  censored {summary['censored']}",
+        f"snapshots {summary['snapshots']}  findings {summary['findings']}  facts {summary['facts']}  insights {summary['insights']}",
+        f"{summary['seconds']} s",
+    ]
+    for note in summary.get("inferred", []):
+        lines.append(f"inferred: {note}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,216 @@
+// journeygraph web page: plain JS, no build step, no external requests.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const kid of kids) node.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  return node;
+};
+const SVG = "http://www.w3.org/2000/svg";
+const svgEl = (tag, attrs = {}, text) => {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+const fmt = (x, d = 3) => (typeof x === "number" ? (Math.round(x * 10 ** d) / 10 ** d).toString() : String(x));
+
+async function api(path, options) {
+  const res = await fetch(path, options);
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  return body;
+}
+
+// --- feed -----------------------------------------------------------------------------------
+let feedItems = [];
+
+async function loadFeed() {
+  const params = new URLSearchParams();
+  const type = $("#f-type").value, seg = $("#f-segment").value.trim(), score = $("#f-score").value;
+  if (type) params.set("type", type);
+  if (seg) params.set("segment", seg.startsWith("segment:") ? seg : "segment:" + seg);
+  if (score) params.set("min_score", score);
+  feedItems = await api("/api/feed?" + params.toString());
+  const list = $("#feed");
+  list.replaceChildren();
+  if (!feedItems.length) list.append(el("li", {}, "No insights match."));
+  for (const item of feedItems) {
+    const f = item.finding;
+    const first = (item.narrative && item.narrative.sentences && item.narrative.sentences[0]) ? item.narrative.sentences[0].text : "";
+    const btn = el("button", { class: "item", type: "button", "data-insight": item.insight_id,
+                               onclick: () => openInsight(item.insight_id) },
+      el("span", { class: "rank" }, "#" + item.rank),
+      el("strong", {}, titleFor(f)),
+      el("span", { class: "label " + f.confidence_label }, f.confidence_label),
+      el("span", { class: "summary" }, first),
+      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${f.evidence && f.evidence.n !== undefined ? f.evidence.n : "?"} · q ${fmt(f.q_value, 4)}`));
+    list.append(el("li", { id: "item-" + item.insight_id }, btn));
+  }
+}
+
+function titleFor(f) {
+  const name = (s) => (s || "").replace(/^[a-z]+:/, "").replaceAll(">", " → ").replaceAll("->", " → ");
+  const seg = f.segment ? ` [${name(f.segment)}]` : "";
+  const rel = f.release ? ` after ${name(f.release)}` : "";
+  return `${f.type.replaceAll("_", " ")}: ${name(f.subject)}${seg}${rel}`;
+}
+
+async function fillTypes() {
+  const all = await api("/api/feed?limit=500");
+  const types = [...new Set(all.map((i) => i.finding.type))].sort();
+  for (const t of types) $("#f-type").append(el("option", { value: t }, t));
+}
+
+// --- insight + trace -------------------------------------------------------------------------
+let current = null;
+
+async function openInsight(id) {
+  document.querySelectorAll("#feed li").forEach((li) => li.classList.toggle("active", li.id === "item-" + id));
+  const data = await api("/api/insights/" + encodeURIComponent(id));
+  current = data;
+  const item = data.feed_item || {};
+  const f = item.finding || {};
+  $("#insight").hidden = false;
+  $("#insight-title").textContent = titleFor(f);
+  $("#insight-meta").textContent = `confidence ${f.confidence_label} (${fmt(f.confidence)}) · p ${fmt(f.p_value, 5)} · q ${fmt(f.q_value, 5)} · narrated by ${data.narrative ? data.narrative.backend : "?"}`;
+  const narrative = $("#narrative");
+  narrative.replaceChildren();
+  const facts = await factsFor(data);
+  const para = el("p");
+  (data.narrative.sentences || []).forEach((s, i) => {
+    const span = el("span", { class: "sentence", tabindex: "0", "data-facts": (s.fact_ids || []).join(" "),
+                              "aria-label": `Sentence ${i + 1}, cites ${(s.fact_ids || []).length} fact(s)` }, s.text);
+    const on = () => highlight(s.fact_ids || [], true), off = () => highlight(s.fact_ids || [], false);
+    span.addEventListener("mouseenter", on); span.addEventListener("mouseleave", off);
+    span.addEventListener("focus", on); span.addEventListener("blur", off);
+    para.append(span, " ");
+  });
+  narrative.append(para);
+  const box = el("div", { class: "facts" }, el("strong", {}, "Facts cited"));
+  for (const fact of facts) {
+    box.append(el("div", { class: "fact", id: "fact-" + fact.fact_id },
+      el("code", {}, fact.fact_id.slice(0, 10)), " ",
+      `${fact.subject} ${fact.predicate} ${fact.object} · confidence ${fmt(fact.confidence)}`));
+  }
+  narrative.append(box);
+  $("#trace").hidden = true;
+  $("#trace").replaceChildren();
+}
+
+async function factsFor(data) {
+  const ids = [...new Set((data.narrative.sentences || []).flatMap((s) => s.fact_ids || []))];
+  const bundleFacts = (data.bundle && data.bundle.facts) || [];
+  const byId = Object.fromEntries(bundleFacts.map((f) => [f.fact_id, f]));
+  return ids.map((id) => byId[id] || { fact_id: id, subject: "?", predicate: "?", object: "?", confidence: 0 });
+}
+
+function highlight(ids, on) {
+  for (const id of ids) { const node = document.getElementById("fact-" + id); if (node) node.classList.toggle("hl", on); }
+}
+
+async function showTrace() {
+  if (!current) return;
+  const box = $("#trace");
+  box.hidden = false;
+  box.replaceChildren(el("p", {}, "Tracing…"));
+  const t = await api(`/api/insights/${encodeURIComponent(current.insight_id)}/trace`);
+  box.replaceChildren();
+  const rec = t.recomputation_summary || t.summary || {};
+  box.append(el("p", {}, el("strong", {}, "Audit trace "),
+    `${rec.matched !== undefined ? rec.matched : "?"} of ${rec.total !== undefined ? rec.total : "?"} numbers recompute from the stored events`));
+  for (const s of t.sentences || []) {
+    box.append(el("p", {}, el("em", {}, s.text)));
+    for (const fact of s.facts || []) {
+      const table = el("table", {}, el("tr", {}, el("th", {}, "evidence"), el("th", {}, "stored"), el("th", {}, "recomputed"), el("th", {}, "")));
+      for (const r of fact.recomputation || []) {
+        table.append(el("tr", {}, el("td", {}, r.key), el("td", {}, fmt(r.stored, 6)), el("td", {}, fmt(r.recomputed, 6)),
+          el("td", { class: r.match ? "ok" : "bad" }, r.match ? "match" : "MISMATCH")));
+      }
+      box.append(el("div", { class: "fact" }, el("code", {}, fact.fact_id.slice(0, 10)), ` ${fact.subject} ${fact.predicate} ${fact.object} · snapshot ${String(fact.snapshot_id || "").slice(0, 10)}`, table,
+        el("div", { class: "meta" }, "sample events: " + (fact.sample_event_ids || []).join(", "))));
+    }
+  }
+}
+
+// --- ask -------------------------------------------------------------------------------------
+async function ask(ev) {
+  ev.preventDefault();
+  const q = $("#ask-input").value.trim();
+  if (!q) return;
+  const out = $("#answer");
+  out.replaceChildren(el("p", {}, "Thinking over the facts…"));
+  try {
+    const a = await api("/api/ask", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ question: q }) });
+    out.replaceChildren(el("p", { class: "answer-text" }, a.answer));
+    const list = el("ul", { class: "facts" });
+    for (const f of a.facts || []) list.append(el("li", {}, el("code", {}, f.fact_id.slice(0, 10)), " ", f.summary || `${f.subject} ${f.predicate} ${f.object}`));
+    out.append(list);
+  } catch (err) { out.replaceChildren(el("p", { class: "bad" }, err.message)); }
+}
+
+// --- journey graph and charts ----------------------------------------------------------------
+async function loadGraph() {
+  let snap;
+  try { snap = await api("/api/graph"); } catch (err) { $("#graph").textContent = err.message; return; }
+  $("#graph-meta").textContent = `${snap.journey} · ${snap.journeys} journeys · ${snap.censored} censored`;
+  drawGraph(snap);
+  const conv = snap.conversion_outcome || Object.keys(snap.states[0] ? snap.states[0].absorption : {})[0];
+  bars("#chart-b", snap.states.map((s) => [s.state, s.absorption[conv] || 0]));
+  bars("#chart-r", snap.states.map((s) => [s.state, (s.removal_effect || {})[conv] || 0]));
+}
+
+function drawGraph(snap) {
+  const states = [...snap.states].sort((a, b) => b.expected_steps - a.expected_steps || a.state.localeCompare(b.state));
+  const outcomes = [...new Set(snap.transitions.map((t) => t.to).filter((to) => !states.some((s) => s.state === to)))].sort();
+  const W = 760, rowH = 34, H = Math.max(states.length, outcomes.length) * rowH + 40;
+  const pos = {};
+  states.forEach((s, i) => { pos[s.state] = { x: 150 + (i % 2) * 160, y: 30 + i * rowH }; });
+  outcomes.forEach((o, i) => { pos[o] = { x: 640, y: 30 + (i + 0.5) * (H - 60) / Math.max(1, outcomes.length) }; });
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "Journey graph with transition probabilities" });
+  svg.append(svgEl("defs")).append(Object.assign(svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" }), {}));
+  svg.querySelector("marker").append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: "#7a8599" }));
+  for (const t of snap.transitions) {
+    if (t.probability < 0.05 || !pos[t.from] || !pos[t.to] || t.from === t.to) continue;
+    const a = pos[t.from], b = pos[t.to];
+    const mx = (a.x + b.x) / 2 + (a.y === b.y ? 0 : 30), my = (a.y + b.y) / 2;
+    svg.append(svgEl("path", { d: `M${a.x},${a.y} Q${mx},${my} ${b.x},${b.y}`, fill: "none", stroke: "#7a8599",
+      "stroke-width": String(0.6 + 4 * t.probability), "marker-end": "url(#arrow)", opacity: "0.7" }));
+    svg.append(svgEl("text", { x: mx, y: my - 2 }, fmt(t.probability, 2)));
+  }
+  for (const [name, p] of Object.entries(pos)) {
+    const isOutcome = outcomes.includes(name);
+    svg.append(svgEl("rect", { x: p.x - 62, y: p.y - 11, width: 124, height: 22, rx: 11,
+      fill: isOutcome ? "#eaf6ee" : "#eef3ff", stroke: isOutcome ? "#11623a" : "#2457c5" }));
+    svg.append(svgEl("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" }, name.length > 20 ? name.slice(0, 19) + "…" : name));
+  }
+  $("#graph").replaceChildren(svg);
+}
+
+function bars(sel, rows) {
+  rows.sort((a, b) => b[1] - a[1]);
+  const W = 360, rowH = 18, H = rows.length * rowH + 10, max = Math.max(0.0001, ...rows.map((r) => Math.abs(r[1])));
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img" });
+  rows.forEach(([name, v], i) => {
+    const y = 5 + i * rowH, w = (Math.abs(v) / max) * (W - 200);
+    svg.append(svgEl("text", { x: 120, y: y + 12, "text-anchor": "end" }, name.length > 18 ? name.slice(0, 17) + "…" : name));
+    svg.append(svgEl("rect", { x: 126, y: y + 2, width: Math.max(1, w), height: rowH - 5, fill: v < 0 ? "#c55" : "#2457c5" }));
+    svg.append(svgEl("text", { x: 130 + w, y: y + 12 }, fmt(v, 3)));
+  });
+  $(sel).replaceChildren(svg);
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+$("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadFeed(); });
+$("#ask-form").addEventListener("submit", ask);
+$("#trace-btn").addEventListener("click", showTrace);
+(async () => {
+  await Promise.all([fillTypes(), loadFeed(), loadGraph()]);
+  if (feedItems.length) openInsight(feedItems[0].insight_id);
+})();

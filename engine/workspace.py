@@ -1,0 +1,97 @@
+"""The workspace folder: one DuckDB file for events, journeys, snapshots, findings and
+insights, the embedded fact store beside it, and the config of the last run.
+
+Writes that must be atomic go through `Workspace.transaction()`; DuckDB's
+single-file transactions mean a killed run leaves nothing half-written visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from ontology.errors import ConfigError, JourneyGraphError
+
+DEFAULT_WORKSPACE = ".journeygraph"
+DB_NAME = "journeygraph.duckdb"
+CONFIG_NAME = "config.json"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS findings(finding_id VARCHAR PRIMARY KEY, snapshot_id VARCHAR, detector VARCHAR,
+                                    type VARCHAR, payload JSON);
+CREATE TABLE IF NOT EXISTS insights(insight_id VARCHAR PRIMARY KEY, finding_id VARCHAR, payload JSON);
+CREATE TABLE IF NOT EXISTS feed(run_id VARCHAR, tenant_id VARCHAR, rank INTEGER, insight_id VARCHAR, item JSON);
+CREATE TABLE IF NOT EXISTS runs(run_id VARCHAR, started_at VARCHAR, summary JSON, watermark TIMESTAMP);
+"""
+
+
+@dataclass
+class Workspace:
+    """An open workspace; `con` is the DuckDB connection to its database file."""
+
+    path: Path
+    con: duckdb.DuckDBPyConnection
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False) -> "Workspace":
+        root = Path(path or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE)
+        db = root / DB_NAME
+        if not db.exists() and not create:
+            raise JourneyGraphError(f"no workspace at {root}: run `journeygraph run EVENTS -w {root}` first")
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(db), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise JourneyGraphError(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
+        if not read_only:
+            con.execute(_SCHEMA)
+        return cls(path=root, con=con)
+
+    @property
+    def facts_dir(self) -> Path:
+        return self.path / "facts"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        path = self.path / "artifacts"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    def has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()
+        return bool(row and row[0])
+
+    def save_config(self, raw: dict[str, Any]) -> None:
+        """Keep the config of the last run so feed/ask/trace work without -c (atomic replace)."""
+        target = self.path / CONFIG_NAME
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(raw, sort_keys=True, indent=1, default=str))
+        os.replace(tmp, target)
+
+    def load_config_dict(self) -> dict[str, Any]:
+        target = self.path / CONFIG_NAME
+        if not target.exists():
+            raise ConfigError(f"workspace {self.path} has no run yet: run `journeygraph run EVENTS -w {self.path}` first")
+        return json.loads(target.read_text())
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,159 @@
+"""Stream an XES event log (IEEE 1849, .xes or .xes.gz) into event rows.
+
+Process-mining logs are XML: a <log> of <trace>s (one case each) of
+<event>s, every value a typed attribute (<string key=… value=…/>, <date>,
+<int>, <float>, <boolean>, <id>). We map them onto journeygraph events:
+
+* the trace's ``concept:name`` (the case id) is the actor;
+* other trace attributes are copied into every event's properties (so a
+  segment such as ``properties.AMOUNT_REQ`` sees them);
+* the event's ``concept:name`` is the event name and ``time:timestamp`` the
+  timestamp; every other event attribute (``lifecycle:transition``,
+  ``org:resource``, …) goes to properties, overriding a trace attribute of the
+  same name.
+
+Property keys keep their letters, digits and underscores; any other character
+becomes ``_`` (``lifecycle:transition`` -> ``lifecycle_transition``), so rules
+can address them as ``properties.lifecycle_transition``.
+
+The file is streamed through expat in 1 MB chunks and only the open trace is
+held, so memory stays flat however large the log is. Rows leave
+in batches of Arrow arrays (one JSON document per event plus its ordinal), and
+the caller appends each batch to DuckDB.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import IO, Iterator
+from xml.parsers import expat
+
+import pyarrow as pa
+
+from ontology.errors import IngestError
+
+BATCH_ROWS = 50_000
+_TYPED = {"string", "date", "int", "float", "boolean", "id"}
+_KEY_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _value(kind: str, raw: str | None) -> object:
+    if raw is None:
+        return None
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        return raw
+    if kind == "boolean":
+        return raw.strip().lower() == "true"
+    return raw
+
+
+def _prop_key(key: str) -> str:
+    return _KEY_CHARS.sub("_", key)
+
+
+def _open(path: Path) -> IO[bytes]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _event_doc(case_id: object, trace_props: dict[str, object], attrs: dict[str, object]) -> str:
+    props = dict(trace_props)
+    for key, value in attrs.items():
+        if key not in ("concept:name", "time:timestamp"):
+            props[_prop_key(key)] = value
+    doc = {"actor_id": None if case_id is None else str(case_id),
+           "event_name": attrs.get("concept:name"),
+           "timestamp": attrs.get("time:timestamp"),
+           "properties": props}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Handler:
+    """SAX-style callbacks: a stack of open tags decides whether an attribute belongs to a trace or an event."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.trace: dict[str, object] = {}
+        self.event: dict[str, object] | None = None
+        self.events: list[dict[str, object]] = []
+        self.out: list[str] = []
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        tag = name.rsplit(":", 1)[-1] if ":" in name else name
+        parent = self.stack[-1] if self.stack else ""
+        self.stack.append(tag)
+        if tag == "trace":
+            self.trace, self.events = {}, []
+        elif tag == "event" and parent == "trace":
+            self.event = {}
+        elif tag in _TYPED and "key" in attrs:
+            if parent == "event" and self.event is not None:
+                self.event[attrs["key"]] = _value(tag, attrs.get("value"))
+            elif parent == "trace":
+                self.trace[attrs["key"]] = _value(tag, attrs.get("value"))
+
+    def end(self, name: str) -> None:
+        tag = self.stack.pop()
+        if tag == "event" and self.event is not None and self.stack and self.stack[-1] == "trace":
+            self.events.append(self.event)
+            self.event = None
+        elif tag == "trace":
+            case_id = self.trace.pop("concept:name", None)
+            props = {_prop_key(k): v for k, v in self.trace.items()}
+            self.out.extend(_event_doc(case_id, props, attrs) for attrs in self.events)
+            self.events = []
+
+
+def iter_events(path: str | Path, chunk_bytes: int = 1 << 20) -> Iterator[str]:
+    """One JSON document per event, in file order.
+
+    pyexpat callbacks directly (about three times faster than ElementTree's
+    iterparse, which builds an element per tag). Events are buffered per
+    trace and emitted when the trace closes, so trace attributes written
+    after the events (legal though rare) still apply. Log-level and <global>
+    attributes are ignored.
+    """
+    path = Path(path)
+    handler = _Handler()
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.StartElementHandler = handler.start
+    parser.EndElementHandler = handler.end
+    try:
+        with _open(path) as handle:
+            while chunk := handle.read(chunk_bytes):
+                parser.Parse(chunk, False)
+                yield from handler.out
+                handler.out = []
+            parser.Parse(b"", True)
+            yield from handler.out
+    except (expat.ExpatError, OSError, EOFError) as exc:
+        raise IngestError(f"{path}: not a readable XES log ({exc}); check the file is complete XML (IEEE 1849)") from exc
+
+
+def iter_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+    """Arrow tables of (line, raw): the 1-based event ordinal in the file and its JSON document."""
+    docs: list[str] = []
+    first = 1
+    for doc in iter_events(path):
+        docs.append(doc)
+        if len(docs) >= batch_rows:
+            yield _table(first, docs)
+            first += len(docs)
+            docs = []
+    if docs:
+        yield _table(first, docs)
+
+
+def _table(first: int, docs: list[str]) -> pa.Table:
+    lines = pa.array(range(first, first + len(docs)), type=pa.int64())
+    return pa.table({"line": lines, "raw": pa.array(docs, type=pa.string())})

@@ -1,0 +1,213 @@
+"""Answer a plain-language question from the facts only, with citations.
+
+plan (planner) -> retrieve (BM25 + plan filter) -> bounded bundle -> answer
+constrained to the bundle -> faithfulness check. The offline answer is built
+from the facts' own summaries, so every number in it is a number of a cited
+fact; an LLM backend (cfg.narrator.backend anthropic/openai) may rephrase, but
+its text must pass the same checker or the template answer is used. When no
+fact fits, the answer is exactly NO_ANSWER and the result says what was
+searched: the system never guesses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+from narrator.planner import Plan, Vocabulary, plan_question
+from narrator.retrieval import MAX_FACTS, Hit, retrieve
+from narrator.summaries import entity_label, summarize
+from ontology.model import Fact
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER = "The facts do not say."
+
+# Evidence key that orders facts of one intent, largest first ("most associated" = highest lift).
+_ORDER_KEY: Mapping[str, str] = {
+    "is_activation_driver_for": "lift", "increases_probability_of": "lift",
+    "is_dropoff_point_for": "exit_probability", "diverges_from": "jsd",
+    "more_common_in": "difference", "less_common_in": "difference",
+    "regressed_after": "delta", "changed_after": "delta",
+    "is_revisited_in": "visits_mean", "is_fast_path_to": "quality", "transitions_to": "probability",
+}
+_PREDICATE_RANK = {"necessary_for_conversion": 0, "is_activation_driver_for": 1, "increases_probability_of": 2,
+                   "diverges_from": 0, "regressed_after": 0}
+_DRIVER_PREDICATES = ("necessary_for_conversion", "is_activation_driver_for", "increases_probability_of")
+
+
+def scope_context(con: Any) -> dict[str, list[str]]:
+    """snapshot_id -> the entities its scope implies ('scope:segment', 'segment:plan=pro', 'release:v2.3')."""
+    if con is None:
+        return {}
+    rows = con.execute("SELECT snapshot_id, scope, segment_key, segment_value, release, journey "
+                       "FROM snapshots ORDER BY snapshot_id").fetchall()
+    out: dict[str, list[str]] = {}
+    for sid, scope, key, value, release, journey in rows:
+        ents = [f"scope:{scope}", f"journey:{journey}"]
+        if key:
+            ents.append(f"segment:{key}={value}")
+        if release:
+            ents.append(f"release:{release}")
+        out[sid] = ents
+    return out
+
+
+def _magnitude(fact: Fact) -> float:
+    value = fact.evidence.get(_ORDER_KEY.get(fact.predicate, ""), 0.0)
+    return abs(float(value)) if isinstance(value, (int, float)) else 0.0
+
+
+def _order(hits: Sequence[Hit], plan: Plan) -> list[Fact]:
+    """Facts in answer order: for a 'most …' question the largest effect first, else retrieval order."""
+    facts = [h.fact for h in hits]
+    if any(i in plan.intents for i in ("driver", "dropoff", "segment", "change", "revisit", "path")):
+        facts.sort(key=lambda f: (_PREDICATE_RANK.get(f.predicate, 3), -_magnitude(f), f.fact_id))
+    return facts
+
+
+def _lead(fact: Fact, plan: Plan) -> str:
+    """The opening sentence that answers the question's shape, grounded in the first fact."""
+    subject, obj = entity_label(fact.subject), entity_label(fact.object)
+    if "driver" in plan.intents and fact.predicate in _DRIVER_PREDICATES:
+        return f"Of the facts found, the step most associated with {obj} is {subject}."
+    if "dropoff" in plan.intents and fact.predicate == "is_dropoff_point_for":
+        return f"Of the facts found, the step with the highest exit probability is {subject}."
+    if "change" in plan.intents and fact.predicate in ("regressed_after", "changed_after"):
+        return f"Of the facts found, the largest change after {obj} is on {subject}."
+    if "segment" in plan.intents and plan.segments:
+        return f"The facts on {', '.join(plan.segments)} are these."
+    return "The facts found are these."
+
+
+def template_answer(facts: Sequence[Fact], plan: Plan) -> list[dict[str, Any]]:
+    """Sentences, each citing the facts it rests on: a lead sentence, then one summary per fact."""
+    sentences = [{"text": _lead(facts[0], plan), "fact_ids": [facts[0].fact_id]}]
+    for fact in facts:
+        sentences.append({"text": summarize(fact), "fact_ids": [fact.fact_id]})
+    return sentences
+
+
+def build_bundle(question: str, plan: Plan, facts: Sequence[Fact]) -> dict[str, Any]:
+    """The bounded bundle the answer may use: the question, the plan and at most MAX_FACTS facts."""
+    return {"kind": "ask", "question": question, "plan": plan.to_dict(),
+            "facts": [f.to_dict() for f in facts][:MAX_FACTS]}
+
+
+# Checker rules that belong to a finding's narrative (it must state a confidence label and n, and end
+# with one recommendation); an answer to a question has no finding, so these do not apply to it.
+FINDING_ONLY_RULES = frozenset({"CONFIDENCE_MISSING", "N_MISSING", "RECOMMENDATION_MISSING",
+                                "RECOMMENDATION_MULTIPLE", "RECOMMENDATION_NOT_LAST"})
+
+
+def checker_bundle(bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """The ask bundle in the shape narrator.checker reads: a finding header built from the first fact."""
+    head = bundle["facts"][0]
+    finding = {"finding_id": "", "type": "", "subject": head["subject"], "predicate": head["predicate"],
+               "object": head["object"], "snapshot_id": head["provenance"]["snapshot_id"], "n": None,
+               "confidence": None, "confidence_label": "", "p_value": None, "q_value": None, "evidence": {}}
+    return {"finding": finding, "facts": list(bundle["facts"])}
+
+
+def check_answer(bundle: Mapping[str, Any], sentences: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The faithfulness checker (narrator.checker) on an answer, minus the finding-only rules."""
+    try:
+        from narrator import checker
+    except ImportError:
+        return {"checked": False, "faithful": None, "failures": [], "reason": "narrator.checker not available"}
+    result = checker.check(checker_bundle(bundle), {"sentences": [dict(s) for s in sentences]})
+    failures = [f"{f.rule}: {f.span} ({f.message})" for f in result.failures if f.rule not in FINDING_ONLY_RULES]
+    return {"checked": True, "faithful": not failures, "failures": failures,
+            "numbers_checked": result.numbers_checked}
+
+
+def marked_text(sentences: Sequence[Mapping[str, Any]]) -> str:
+    """Plain text with [f:<8-char id prefix>] citation markers, the format `journeygraph verify` reads."""
+    parts = []
+    for s in sentences:
+        body = str(s["text"]).rstrip()
+        end = body[-1] if body and body[-1] in ".!?" else "."
+        body = body[:-1] if body and body[-1] in ".!?" else body
+        parts.append(f"{body} [f:{','.join(i[:8] for i in s['fact_ids'])}]{end}")
+    return " ".join(parts)
+
+
+def _llm_sentences(bundle: Mapping[str, Any], cfg: Any) -> list[dict[str, Any]] | None:
+    """Hook for an LLM answer (anthropic/openai backends of the narrator core); None = use the template."""
+    backend = getattr(getattr(cfg, "narrator", None), "backend", "template")
+    if backend == "template":
+        return None
+    try:
+        from narrator import backends  # type: ignore[attr-defined]
+    except ImportError:
+        log.info("narrator backend %s requested but narrator.backends is not available; template answer", backend)
+        return None
+    answer_fn = getattr(backends, "answer", None)
+    if answer_fn is None:
+        log.info("narrator.backends has no answer(bundle, cfg); template answer")
+        return None
+    return list(answer_fn(bundle, cfg))
+
+
+def _searched(plan: Plan, n_facts: int) -> dict[str, Any]:
+    return {"facts_searched": n_facts, "predicates": list(plan.predicates), "states": list(plan.states),
+            "outcomes": list(plan.outcomes), "segments": list(plan.segments), "releases": list(plan.releases),
+            "journeys": list(plan.journeys), "window": list(plan.window) if plan.window else None,
+            "unresolved": list(plan.unresolved), "terms": list(plan.terms)}
+
+
+def answer_from_facts(question: str, facts: Sequence[Fact], *, con: Any = None, cfg: Any = None) -> dict[str, Any]:
+    """The whole ask flow over an explicit fact list (what `ask` runs after reading the store)."""
+    vocab = Vocabulary.build(facts, con, cfg)
+    plan = plan_question(question, vocab)
+    hits = retrieve(plan, facts, context=scope_context(con))
+    searched = _searched(plan, len(facts))
+    if not hits:
+        return {"answer": NO_ANSWER, "fact_ids": [], "facts": [], "plan": plan.to_dict(),
+                "searched": searched, "sentences": [], "bundle": None, "check": None, "backend": "template"}
+    ordered = _order(hits, plan)
+    bundle = build_bundle(question, plan, ordered)
+    backend = "template"
+    sentences = _llm_sentences(bundle, cfg)
+    if sentences is not None:
+        check = check_answer(bundle, sentences)
+        if check["faithful"] is False:
+            log.warning("LLM answer failed the faithfulness check (%s); using the template answer", check["failures"])
+            sentences = None
+        else:
+            backend = cfg.narrator.backend
+    if sentences is None:
+        sentences = template_answer(ordered, plan)
+    text = marked_text(sentences)
+    cited = list(dict.fromkeys(fid for s in sentences for fid in s["fact_ids"]))
+    by_id = {f.fact_id: f for f in ordered}
+    return {"answer": text, "fact_ids": cited, "facts": [by_id[i].to_dict() for i in cited if i in by_id],
+            "plan": plan.to_dict(), "searched": searched, "sentences": sentences, "bundle": bundle,
+            "check": check_answer(bundle, sentences), "backend": backend}
+
+
+def ask(question: str, *, con: Any, store: Any, cfg: Any) -> dict[str, Any]:
+    """Answer `question` from the facts in `store` (vocabulary from `con`'s snapshots and `cfg`)."""
+    if not question or not question.strip():
+        raise ValueError("ask needs a non-empty question")
+    facts = list(store.facts())
+    return answer_from_facts(question, facts, con=con, cfg=cfg)
+
+
+def render_text(result: Mapping[str, Any]) -> str:
+    """CLI text form: the answer, then numbered citations with each fact's summary."""
+    lines = [result["answer"]]
+    if not result["fact_ids"]:
+        s = result["searched"]
+        parts = [f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in s.items()
+                 if v and k != "terms"]
+        lines.append("Searched " + "; ".join(parts) + ".")
+        return "\n".join(lines) + "\n"
+    lines.append("")
+    for i, fact in enumerate(result["facts"], 1):
+        lines.append(f"[{i}] {fact['fact_id']}  {fact['subject']} {fact['predicate']} {fact['object']}"
+                     f"  (confidence {fact['confidence']}, snapshot {fact['provenance']['snapshot_id']})")
+    check = result.get("check") or {}
+    if check.get("checked"):
+        lines.append("faithfulness: " + ("ok" if check["faithful"] else "FAILED " + "; ".join(check["failures"])))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,507 @@
+"""Recompute every number of a fact from the stored derived tables, independently of the snapshot.
+
+The snapshot payload is *not* read for counts: each fact's snapshot row gives
+only the scope definition (tenant, journey, window on start_ts, segment value,
+release window), and the counts are rebuilt in DuckDB SQL from `journeys` and
+`journey_steps` (mature = non-censored journeys). The evidence numbers are then
+derived from those counts with the documented formulas, chain numbers from a
+fresh `engine.markov.ChainMetrics`, and test statistics with the same tests
+(`detectors.stats`) the detectors use. Each number is reported as stored,
+recomputed and whether they match exactly after the fact's rounding (6 decimals).
+
+q-values are the one number a single fact cannot carry back: a
+Benjamini-Hochberg q depends on every test of the family. They are reported as
+`family` (checked only for q ≥ p), never as a match.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from detectors.stats import chi2_homogeneity, jensen_shannon, proportion_test, two_proportion_z
+from engine.markov import ChainMetrics
+from ontology.errors import JourneyGraphError
+from ontology.model import Fact
+
+DECIMALS = 6
+_ROW_COLS = ("snapshot_id", "tenant_id", "journey", "scope", "segment_key", "segment_value", "release",
+             "window_start", "window_end", "payload")
+
+
+def snapshot_row(con: Any, snapshot_id: str) -> dict[str, Any]:
+    """The snapshots-table row of a snapshot, payload parsed; a clear error when it is missing."""
+    row = con.execute(f"SELECT {', '.join(_ROW_COLS)} FROM snapshots WHERE snapshot_id = ?", [snapshot_id]).fetchone()
+    if row is None:
+        raise JourneyGraphError(f"snapshot {snapshot_id} is not in the workspace's snapshots table; "
+                                "re-run `journeygraph run` to rebuild it")
+    out = dict(zip(_ROW_COLS, row))
+    out["payload"] = json.loads(out["payload"]) if isinstance(out["payload"], str) else dict(out["payload"] or {})
+    return out
+
+
+def _scope_where(row: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """WHERE clause over `journeys j` selecting a snapshot's journeys (censored ones included)."""
+    clauses = ["j.journey = ?", "j.tenant_id = ?"]
+    params: list[Any] = [row["journey"], row["tenant_id"] or ""]
+    if row["scope"] not in ("all", "segment"):
+        clauses += ["j.start_ts >= ?", "j.start_ts < ?"]
+        params += [row["window_start"], row["window_end"]]
+    if row["segment_key"]:
+        clauses.append("coalesce(map_extract_value(j.segments, ?), '(none)') = ?")
+        params += [row["segment_key"], row["segment_value"]]
+    return " AND ".join(clauses), params
+
+
+_COUNTS_SQL = """
+WITH scope AS (SELECT j.journey_id, j.outcome, j.actor_id FROM journeys j WHERE {where} AND NOT j.censored),
+raw AS (
+  SELECT s.journey_id, s.step, s.state, sc.outcome,
+         lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+  FROM journey_steps s JOIN scope sc USING (journey_id) WHERE s.journey = ?),
+steps AS (
+  SELECT journey_id, state, outcome, row_number() OVER (PARTITION BY journey_id ORDER BY step) AS step
+  FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state),
+trans AS (
+  SELECT state AS src, coalesce(lead(state) OVER (PARTITION BY journey_id ORDER BY step), outcome) AS dst
+  FROM steps),
+visits AS (SELECT journey_id, state, any_value(outcome) AS outcome, count(*) AS v FROM steps GROUP BY ALL)
+SELECT 'trans' AS kind, src AS a, dst AS b, count(*) AS n FROM trans GROUP BY ALL
+UNION ALL SELECT 'reach', state, outcome, count(*) FROM visits GROUP BY ALL
+UNION ALL SELECT 'visit', state, NULL, sum(v) FROM visits GROUP BY ALL
+UNION ALL SELECT 'repeat', state, outcome, count(*) FROM visits WHERE v >= 2 GROUP BY ALL
+UNION ALL SELECT 'outcome', outcome, NULL, count(*) FROM scope GROUP BY ALL
+UNION ALL SELECT 'actors', NULL, NULL, count(DISTINCT actor_id) FROM scope
+ORDER BY ALL
+"""
+
+
+def _nested(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for _, a, b, n in rows:
+        out.setdefault(a, {})[b] = int(n)
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def recount(con: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot's count fields rebuilt from journeys/journey_steps (payload-shaped)."""
+    where, params = _scope_where(row)
+    collapse = bool(row["payload"].get("collapse_self_loops", False))
+    rows = con.execute(_COUNTS_SQL.format(where=where), params + [row["journey"], collapse]).fetchall()
+    kinds: dict[str, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        kinds.setdefault(r[0], []).append(r)
+    reach_outcome = _nested(kinds.get("reach", []))
+    repeat_outcome = _nested(kinds.get("repeat", []))
+    total, censored = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE j.censored) FROM journeys j WHERE {where}", params).fetchone()
+    outcome_counts = {a: int(n) for _, a, _, n in kinds.get("outcome", [])}
+    return {
+        "journeys": int(total), "censored": int(censored), "completed": sum(outcome_counts.values()),
+        "actors": int(kinds["actors"][0][3]) if kinds.get("actors") else 0,
+        "outcome_counts": dict(sorted(outcome_counts.items())),
+        "transitions": [{"from": a, "to": b, "count": int(n)} for _, a, b, n in kinds.get("trans", [])],
+        "states": sorted(reach_outcome),
+        "reach_counts": {s: sum(v.values()) for s, v in reach_outcome.items()},
+        "reach_outcome_counts": reach_outcome,
+        "visit_counts": {a: int(n) for _, a, _, n in kinds.get("visit", [])},
+        "repeat_counts": {s: sum(v.values()) for s, v in repeat_outcome.items()},
+        "repeat_outcome_counts": repeat_outcome,
+    }
+
+
+@dataclass
+class Recount:
+    """Recomputed counts of one snapshot scope with the accessors the formulas need."""
+
+    row: Mapping[str, Any]
+    data: Mapping[str, Any]
+    counts: dict[tuple[str, str], int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = {(t["from"], t["to"]): t["count"] for t in self.data["transitions"]}
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        return self.row["payload"]
+
+    @property
+    def completed(self) -> int:
+        return int(self.data["completed"])
+
+    @property
+    def states(self) -> list[str]:
+        return list(self.data["states"])
+
+    @property
+    def start(self) -> str:
+        return str(self.payload["start_state"])
+
+    @property
+    def conversion(self) -> str:
+        return str(self.payload["conversion_outcome"])
+
+    @property
+    def dropoff(self) -> str:
+        return str(self.payload["dropoff_outcome"])
+
+    def count(self, a: str, b: str) -> int:
+        return self.counts.get((a, b), 0)
+
+    def out_total(self, a: str) -> int:
+        return sum(c for (src, _), c in self.counts.items() if src == a)
+
+    def outcome_count(self, o: str) -> int:
+        return int(self.data["outcome_counts"].get(o, 0))
+
+    def reach_count(self, s: str) -> int:
+        return int(self.data["reach_counts"].get(s, 0))
+
+    def reach(self, s: str) -> float:
+        return self.reach_count(s) / self.completed if self.completed else 0.0
+
+    def reach_outcome(self, s: str, o: str) -> int:
+        return int(self.data["reach_outcome_counts"].get(s, {}).get(o, 0))
+
+    def repeat_count(self, s: str) -> int:
+        return int(self.data["repeat_counts"].get(s, 0))
+
+    def repeat_outcome(self, s: str, o: str) -> int:
+        return int(self.data["repeat_outcome_counts"].get(s, {}).get(o, 0))
+
+    def visit_count(self, s: str) -> int:
+        return int(self.data["visit_counts"].get(s, 0))
+
+    @cached_property
+    def metrics(self) -> ChainMetrics:
+        """The absorbing chain rebuilt from the recomputed transition counts."""
+        outcomes = sorted(set(self.payload.get("outcomes", [])) | {b for (_, b) in self.counts if b not in self.states})
+        return ChainMetrics.from_counts(self.states, outcomes, self.counts, self.start, self.conversion, self.dropoff)
+
+
+@dataclass
+class Ctx:
+    """What a per-predicate recomputation may look at: the workspace and the detector settings."""
+
+    con: Any
+    settings: Mapping[str, Mapping[str, Any]]
+    min_group_size: int
+    releases: tuple[tuple[str, str], ...] = ()  # (name, at as ISO 8601 Z), sorted by time
+    _cache: dict[str, Recount] = field(default_factory=dict)
+
+    def recount(self, snapshot_id: str) -> Recount:
+        if snapshot_id not in self._cache:
+            row = snapshot_row(self.con, snapshot_id)
+            self._cache[snapshot_id] = Recount(row, recount(self.con, row))
+        return self._cache[snapshot_id]
+
+    def all_scope(self, rc: Recount) -> Recount:
+        """The all-data snapshot of the same tenant and journey (the 'rest' of a segment is all minus it)."""
+        found = self.con.execute(
+            "SELECT snapshot_id FROM snapshots WHERE scope = 'all' AND journey = ? AND coalesce(tenant_id, '') = ? "
+            "ORDER BY snapshot_id LIMIT 1", [rc.row["journey"], rc.row["tenant_id"] or ""]).fetchone()
+        if found is None:
+            raise JourneyGraphError(f"no all-data snapshot for journey {rc.row['journey']}; re-run `journeygraph run`")
+        return self.recount(found[0])
+
+    def setting(self, detector: str, key: str, default: Any) -> Any:
+        return self.settings.get(detector, {}).get(key, default)
+
+    def floor(self, detector: str, default_n: int) -> int:
+        return max(int(self.setting(detector, "min_n", default_n)), int(self.min_group_size))
+
+
+def _name(entity: str) -> str:
+    return entity.partition(":")[2]
+
+
+def _pz(test: tuple[float, float]) -> dict[str, float]:
+    return {"z": test[0], "p_value": test[1]}
+
+
+def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
+    """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
+    conv = rc.conversion
+    n_r, n = rc.reach_count(state), rc.completed
+    x_r = rc.reach_outcome(state, conv)
+    x_nr = rc.outcome_count(conv) - x_r
+    z, p, test = proportion_test(x_r, n_r, x_nr, n - n_r)
+    pgr = x_r / n_r if n_r else 0.0
+    pgnr = x_nr / (n - n_r) if n - n_r else 0.0
+    return {"n": n, "n_reached": n_r, "n_not_reached": n - n_r, "p_given_reached": pgr,
+            "p_given_not_reached": pgnr, "lift": pgr / pgnr if pgnr else None, "reach": rc.reach(state),
+            "p_value": p, "test": test, "z": z}
+
+
+def _driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    state, m = _name(fact.subject), rc.metrics
+    out = _reach_test(rc, state)
+    out.update({"removal_effect": m.removal_effect(state, rc.conversion),
+                "removal_effect_relative": m.removal_effect_relative(state, rc.conversion),
+                "absorption": m.absorption(state, rc.conversion),
+                "baseline": rc.outcome_count(rc.conversion) / rc.completed})
+    return out
+
+
+def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    a, b = _name(fact.subject), _name(fact.object)
+    count, total = rc.count(a, b), rc.out_total(a)
+    return {"count": count, "from_total": total, "probability": count / total if total else 0.0,
+            "n": total, "chain_probability": rc.metrics.probability(a, b)}
+
+
+def _exit_totals(rc: Recount) -> tuple[int, int]:
+    return (sum(rc.count(s, rc.dropoff) for s in rc.states), sum(rc.out_total(s) for s in rc.states))
+
+
+def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    states = list(fact.evidence.get("states") or [_name(fact.subject)])
+    exits = sum(rc.count(s, rc.dropoff) for s in states)
+    out = sum(rc.out_total(s) for s in states)
+    total_exit, total_out = _exit_totals(rc)
+    z, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
+    result = {"exit_probability": exits / out if out else 0.0, "exits": exits, "n": out, "p_value": p,
+              "reach": max(rc.reach(s) for s in states), "n_reached": max(rc.reach_count(s) for s in states),
+              "dropoff_outcome": rc.dropoff, "baseline_exit": (total_exit - exits) / max(1, total_out - out)}
+    if len(states) == 1:
+        result["chain_exit_probability"] = rc.metrics.exit_probability(states[0])
+    else:
+        result["states"] = states
+    return result
+
+
+def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    state, conv = _name(fact.subject), rc.conversion
+    reached, n_rep = rc.reach_count(state), rc.repeat_count(state)
+    conv_rep = rc.repeat_outcome(state, conv)
+    conv_single = rc.reach_outcome(state, conv) - conv_rep
+    _, p, test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    p_rep = conv_rep / n_rep if n_rep else 0.0
+    p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
+    m = rc.metrics
+    i, j = list(m.states).index(m.start), list(m.states).index(state)
+    n_ss = float(m.N[j, j])
+    return {"visits_mean": rc.visit_count(state) / reached if reached else 0.0, "reach": rc.reach(state),
+            "n_reached": reached, "n": reached, "n_repeat": n_rep, "p_convert_repeat": p_rep,
+            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": test, "p_value": p,
+            "extra_expected_steps": float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0}
+
+
+def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+    base = ctx.all_scope(seg)
+    kind, name = fact.subject.split(":", 1)
+    x_s = seg.reach_count(name) if kind == "state" else seg.outcome_count(name)
+    x_all = base.reach_count(name) if kind == "state" else base.outcome_count(name)
+    n_s, n_r = seg.completed, base.completed - seg.completed
+    x_r = max(0, x_all - x_s)
+    z, p = two_proportion_z(x_s, n_s, x_r, n_r)
+    return {"reach_segment": x_s / n_s, "reach_rest": x_r / n_r, "n_segment": n_s, "n_rest": n_r,
+            "difference": x_s / n_s - x_r / n_r, "z": z, "p_value": p, "n": n_s + n_r}
+
+
+def _diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+    from scipy import stats as sps
+
+    base = ctx.all_scope(seg)
+    floor = ctx.floor("segment_divergence", 50)
+    stat_sum, dof_sum, n_seg, n_rest, top = 0.0, 0, 0, 0, ("", 0.0)
+    for state in base.states:
+        dests = sorted({d for (s, d) in base.counts if s == state})
+        row_seg = np.array([seg.count(state, d) for d in dests], dtype=float)
+        row_rest = np.clip(np.array([base.count(state, d) for d in dests], dtype=float) - row_seg, 0, None)
+        if row_seg.sum() < floor or row_rest.sum() < floor:
+            continue
+        stat, dof, _ = chi2_homogeneity(np.vstack([row_seg, row_rest]))
+        jsd = jensen_shannon(row_seg, row_rest)
+        stat_sum, dof_sum = stat_sum + stat, dof_sum + dof
+        n_seg, n_rest = n_seg + int(row_seg.sum()), n_rest + int(row_rest.sum())
+        if jsd > top[1] or not top[0]:
+            top = (state, jsd)
+    return {"state": top[0], "jsd": top[1], "n_segment": n_seg, "n_rest": n_rest, "chi2": stat_sum, "dof": dof_sum,
+            "test": "chi2_homogeneity", "n": n_seg + n_rest,
+            "p_value": float(sps.chi2.sf(stat_sum, dof_sum)) if dof_sum else 1.0}
+
+
+def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
+    before_id = fact.evidence.get("before_snapshot") or (
+        _name(fact.object) if fact.object.startswith("snapshot:") else None)
+    if not before_id:
+        raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
+    before = ctx.recount(str(before_id))
+    if fact.subject.startswith("edge:"):
+        src, dst = _name(fact.subject).split("->", 1)
+        x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
+        traffic = _traffic(before, after, src, ctx)
+    else:
+        o = _name(fact.subject)
+        x1, n1, x2, n2 = before.outcome_count(o), before.completed, after.outcome_count(o), after.completed
+        traffic = (1.0, 1.0, False)
+    z, p = two_proportion_z(x2, n2, x1, n1)
+    attribution, releases = _attribution(before, after, ctx)
+    p_before, p_after = x1 / n1, x2 / n2
+    delta = p_after - p_before
+    return {"p_before": p_before, "p_after": p_after, "n_before": n1, "n_after": n2, "delta": delta,
+            "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
+            "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
+            "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
+            "attribution": attribution, "releases": releases}
+
+
+def _iso(ts: Any) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(ts, "strftime") else str(ts)
+
+
+def _attribution(before: Recount, after: Recount, ctx: Ctx) -> tuple[str, list[str]]:
+    """Release markers inside the comparison window: none -> period, one -> release, more -> ambiguous."""
+    if after.row["scope"] == "release_after":
+        lo, hi = _iso(before.row["window_start"]), _iso(after.row["window_end"])
+        extra = {str(after.row["release"])}
+    else:
+        lo, hi = _iso(before.row["window_end"]), _iso(after.row["window_end"])
+        extra = set()
+    names = sorted({name for name, at in ctx.releases if lo <= at < hi} | extra)
+    return ("period" if not names else "release" if len(names) == 1 else "ambiguous"), names
+
+
+def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float, float, bool]:
+    if src == after.start:
+        return 1.0, 1.0, False
+    _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
+    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha", 0.05)))
+
+
+RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
+    "transitions_to": _transition,
+    "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
+    "is_activation_driver_for": _driver,
+    "necessary_for_conversion": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
+    "is_dropoff_point_for": _dropoff,
+    "is_revisited_in": _revisited,
+    "more_common_in": _common,
+    "less_common_in": _common,
+    "diverges_from": _diverges,
+    "regressed_after": _changed,
+    "changed_after": _changed,
+}
+
+
+def _same(stored: Any, value: Any) -> bool:
+    """Exact equality after the fact's rounding: floats to 6 decimals, ints, bools and text as they are."""
+    if isinstance(stored, bool) or isinstance(value, bool):
+        return bool(stored) == bool(value) and isinstance(stored, bool) == isinstance(value, bool)
+    if isinstance(stored, (int, float)) and isinstance(value, (int, float)):
+        if isinstance(stored, int) and not isinstance(stored, bool) and float(value).is_integer():
+            return stored == int(value)
+        return round(float(stored), DECIMALS) == round(float(value), DECIMALS)
+    return stored == value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 12)
+    if hasattr(value, "item"):
+        return _plain(value.item())
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _compare(key: str, stored: Any, recomputed: Mapping[str, Any], p_value: Any) -> dict[str, Any]:
+    """One evidence entry: stored, recomputed and its status."""
+    entry: dict[str, Any] = {"key": key, "stored": stored, "number": _number(stored)}
+    if key == "q_value":
+        ok = _number(p_value) and float(p_value) - 1e-6 <= float(stored) <= 1.0
+        entry.update(recomputed=None, status="family" if ok else "mismatch", match=bool(ok),
+                     note="Benjamini-Hochberg q depends on the whole test family; checked p <= q <= 1")
+    elif key in recomputed and recomputed[key] is not None:
+        value = _plain(recomputed[key])
+        match = _same(stored, value)
+        entry.update(recomputed=value, status="match" if match else "mismatch", match=match)
+    else:
+        entry.update(recomputed=None, status="not_recomputed", match=False)
+    return entry
+
+
+def make_context(con: Any, cfg: Any = None) -> Ctx:
+    """Detector settings, min_group_size and releases from the config (the workspace's when not given)."""
+    cfg = cfg if cfg is not None else workspace_config(con)
+    if cfg is None:
+        return Ctx(con=con, settings={}, min_group_size=20)
+    names = ("segment_divergence", "regression", "dropoff", "activation_driver", "repeated_visit", "path_quality")
+    return Ctx(con=con, settings={n: cfg.detector_settings(n) for n in names},
+               min_group_size=int(cfg.privacy.min_group_size),
+               releases=tuple((r.name, r.at) for r in cfg.releases))
+
+
+def workspace_config(con: Any) -> Any:
+    """The config of the workspace's last run (config.json beside the DuckDB file), or None."""
+    try:
+        path = con.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0]
+        raw = json.loads((Path(path).parent / "config.json").read_text())
+        from engine.config import from_dict
+
+        return from_dict(raw, base_dir=str(Path(path).parent))
+    except Exception:  # no saved config: the documented defaults apply
+        return None
+
+
+def recompute_fact(fact: Fact, *, con: Any, cfg: Any = None, ctx: Ctx | None = None) -> dict[str, Any]:
+    """Every evidence entry of `fact` recomputed from journeys/journey_steps, with match flags."""
+    ctx = ctx or make_context(con, cfg)
+    rc = ctx.recount(fact.provenance.snapshot_id)
+    fn = RECOMPUTERS.get(fact.predicate)
+    error = None
+    recomputed: dict[str, Any] = {}
+    if fn is None:
+        error = f"no recomputation for predicate {fact.predicate}"
+    else:
+        try:
+            recomputed = fn(fact, rc, ctx)
+        except (KeyError, ValueError, JourneyGraphError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+    recomputed.setdefault("journey", rc.row["journey"])
+    entries = [_compare(k, v, recomputed, fact.evidence.get("p_value")) for k, v in sorted(fact.evidence.items())]
+    numbers = [e for e in entries if e["number"]]
+    return {
+        "fact_id": fact.fact_id, "predicate": fact.predicate, "subject": fact.subject, "object": fact.object,
+        "snapshot_id": fact.provenance.snapshot_id, "entries": entries,
+        "numbers": len(numbers), "matched": sum(1 for e in numbers if e["match"]),
+        "mismatched": [e["key"] for e in entries if e["status"] == "mismatch"],
+        "not_recomputed": [e["key"] for e in entries if e["status"] == "not_recomputed"],
+        "ok": error is None and all(e["match"] for e in entries), "error": error,
+    }
+
+
+def compare_snapshot(con: Any, snapshot_id: str, ctx: Ctx | None = None) -> dict[str, Any]:
+    """The stored snapshot's count fields against their recomputation (the trace's 'metrics' layer)."""
+    ctx = ctx or make_context(con)
+    rc = ctx.recount(snapshot_id)
+    payload = rc.payload
+    fields = {}
+    for key, value in rc.data.items():
+        stored = payload.get(key)
+        if key == "transitions" and stored is not None:
+            stored = sorted(({"from": t["from"], "to": t["to"], "count": t["count"]} for t in stored),
+                            key=lambda t: (t["from"], t["to"]))
+            value = sorted(value, key=lambda t: (t["from"], t["to"]))
+        fields[key] = {"match": stored == value, **({} if stored == value else {"stored": stored, "recomputed": value})}
+    return {"snapshot_id": snapshot_id, "scope": rc.row["scope"], "journey": rc.row["journey"],
+            "fields": fields, "ok": all(f["match"] for f in fields.values())}
+
+
+def recompute_all(facts: Any, *, con: Any, cfg: Any = None) -> dict[str, Any]:
+    """Recompute every fact; the totals an auditor reads (numbers matched of numbers stored)."""
+    ctx = make_context(con, cfg)
+    results = [recompute_fact(f, con=con, ctx=ctx) for f in sorted(facts, key=lambda f: f.fact_id)]
+    numbers = sum(r["numbers"] for r in results)
+    matched = sum(r["matched"] for r in results)
+    return {"facts": len(results), "facts_ok": sum(1 for r in results if r["ok"]), "numbers": numbers,
+            "numbers_matched": matched, "share": matched / numbers if numbers else 1.0,
+            "failures": [r for r in results if not r["ok"]]}

@@ -1,0 +1,179 @@
+"""The default fact store: a persistent Oxigraph store in `<workspace>/facts`, no server.
+
+Writes go straight to pyoxigraph's bulk loader as N-Quads text, because going
+through rdflib's `addN` costs a Python-level term conversion per quad and
+transactional `extend`/`load` are 2-3x slower on RocksDB (figures in
+README-store.md). The same store is offered through rdflib's
+API as `store.dataset` (an oxrdflib-backed `rdflib.Dataset`) for analysts and
+for SPARQL through rdflib.
+
+Crash safety without transactions: the bulk loader is not atomic, so each
+chunk is written in two phases, first every data quad of its facts, then one
+marker quad per fact (`jg:factJson`, the whole fact). Readers, `count` and the
+"already stored?" check look only at markers, so a fact is visible only once
+it is whole. A write killed mid-batch leaves whole facts plus invisible
+partial data; rewriting the batch rewrites exactly the facts without a marker
+(RDF set semantics make re-adding their present quads a no-op), so nothing is
+duplicated and nothing is missing.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterator, Sequence
+
+import pyoxigraph as ox
+
+from ontology import rdf
+from ontology.errors import StoreError
+from ontology.model import Fact
+from ontology.validation import validate_facts
+
+if TYPE_CHECKING:
+    import rdflib
+
+    from engine.config import StoreConfig
+
+log = logging.getLogger(__name__)
+
+_FACT_JSON = ox.NamedNode(rdf.NS + "factJson")
+_FACT_TYPE = ox.NamedNode(rdf.NS + "Fact")
+_SNAPSHOT_ID = ox.NamedNode(rdf.NS + "snapshotId")
+_RDF_TYPE = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+_RDF_SUBJECT = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#subject")
+_RDF_PREDICATE = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#predicate")
+_RDF_OBJECT = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#object")
+
+
+class EmbeddedStore:
+    """Facts as reified RDF in Oxigraph, one named graph per snapshot."""
+
+    name: ClassVar[str] = "embedded"
+    #: Facts per transaction: big enough to amortise the commit, small enough to bound memory.
+    chunk_size: int = 5000
+
+    def __init__(self, path: Path, *, allowed_properties: Collection[str] = (),
+                 forbidden_values: Collection[str] = ()) -> None:
+        self.path = Path(path)
+        self.allowed_properties = frozenset(allowed_properties)
+        self.forbidden_values = frozenset(forbidden_values)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._ox: ox.Store | None = ox.Store(str(self.path))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the embedded fact store at {self.path}: {exc}; another journeygraph "
+                f"process (or an unclosed store in this one) holds it: close it or use another workspace"
+            ) from exc
+        self._dataset: Any = None
+
+    @classmethod
+    def open(cls, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> "EmbeddedStore":
+        """The registry's entry point: the store lives in `<workspace>/facts`."""
+        return cls(Path(workspace) / "facts", **options)
+
+    @property
+    def oxigraph(self) -> ox.Store:
+        """The underlying pyoxigraph store (SPARQL, bulk loads)."""
+        if self._ox is None:
+            raise StoreError(f"the fact store at {self.path} is closed; open it again with open_store")
+        return self._ox
+
+    @property
+    def dataset(self) -> "rdflib.Dataset":
+        """The same store through rdflib's API (union default graph, one named graph per snapshot)."""
+        if self._dataset is None:
+            import rdflib
+            from oxrdflib import OxigraphStore
+
+            self._dataset = rdflib.Dataset(store=OxigraphStore(store=self.oxigraph), default_union=True)
+            for prefix, iri in rdf.PREFIXES.items():
+                self._dataset.bind(prefix, iri)
+        return self._dataset
+
+    def write(self, facts: Sequence[Fact]) -> int:
+        """Validate every fact, then add the ones not yet stored, chunk by chunk; returns how many were new."""
+        validate_facts(facts, self.allowed_properties, forbidden_values=self.forbidden_values)
+        unique = {fact.fact_id: fact for fact in facts}
+        new = [unique[fid] for fid in sorted(unique) if not self._has(fid)]
+        for start in range(0, len(new), self.chunk_size):
+            chunk = new[start:start + self.chunk_size]
+            data, markers = rdf.nquads(chunk)
+            try:
+                self.oxigraph.bulk_load(data, ox.RdfFormat.N_QUADS)
+                self.oxigraph.bulk_load(markers, ox.RdfFormat.N_QUADS)
+            except OSError as exc:
+                raise StoreError(f"writing {len(chunk)} facts to {self.path} failed: {exc}; check disk space and rerun (writes are idempotent)") from exc
+            log.debug("committed %d facts (%d/%d) to %s", len(chunk), start + len(chunk), len(new), self.path)
+        return len(new)
+
+    def _has(self, fact_id: str) -> bool:
+        node = ox.NamedNode(rdf.fact_iri(fact_id))
+        return next(iter(self.oxigraph.quads_for_pattern(node, _FACT_JSON, None, None)), None) is not None
+
+    def facts(self, *, entity: str | None = None, predicate: str | None = None,
+              snapshot_id: str | None = None) -> Iterator[Fact]:
+        """Facts matching every filter (entity = subject or object), sorted by fact_id."""
+        nodes = self._candidates(entity, predicate, snapshot_id)
+        found = []
+        for node in nodes:
+            fact = self._read(node)
+            if fact is None or (predicate and fact.predicate != predicate) or (
+                    snapshot_id and fact.provenance.snapshot_id != snapshot_id) or (
+                    entity and entity not in (fact.subject, fact.object)):
+                continue
+            found.append(fact)
+        return iter(sorted(found, key=lambda f: f.fact_id))
+
+    def _candidates(self, entity: str | None, predicate: str | None, snapshot_id: str | None) -> set[ox.NamedNode]:
+        """Fact nodes from the most selective index lookup the filters allow."""
+        store = self.oxigraph
+        if entity is not None:
+            try:
+                node = ox.NamedNode(rdf.entity_iri(entity))
+            except Exception:  # a malformed entity id simply matches nothing
+                return set()
+            return {q.subject for role in (_RDF_SUBJECT, _RDF_OBJECT) for q in store.quads_for_pattern(None, role, node, None)}
+        if predicate is not None:
+            if predicate not in rdf.TERM:
+                return set()
+            term = ox.NamedNode(rdf.NS + predicate)
+            return {q.subject for q in store.quads_for_pattern(None, _RDF_PREDICATE, term, None)}
+        graph = ox.NamedNode(rdf.snapshot_iri(snapshot_id)) if snapshot_id is not None else None
+        return {q.subject for q in store.quads_for_pattern(None, _FACT_JSON, None, graph)}
+
+    def _read(self, node: ox.NamedNode) -> Fact | None:
+        quad = next(iter(self.oxigraph.quads_for_pattern(node, _FACT_JSON, None, None)), None)
+        return None if quad is None else Fact.from_dict(json.loads(quad.object.value))
+
+    def get(self, fact_id: str) -> Fact | None:
+        return self._read(ox.NamedNode(rdf.fact_iri(fact_id)))
+
+    def count(self) -> int:
+        rows = self.oxigraph.query(
+            "SELECT (COUNT(?f) AS ?c) WHERE { GRAPH ?g { ?f <%s> ?j } }" % _FACT_JSON.value)
+        return int(next(iter(rows))[0].value)
+
+    def snapshot_ids(self) -> list[str]:
+        """Snapshots that have facts (one named graph each), sorted."""
+        rows = self.oxigraph.quads_for_pattern(None, _SNAPSHOT_ID, None, None)
+        return sorted({q.object.value for q in rows})
+
+    def close(self) -> None:
+        """Drop every reference to the Oxigraph store so RocksDB releases its lock now."""
+        if self._ox is not None:
+            self._ox.flush()
+        had_dataset = self._dataset is not None
+        self._dataset = None
+        self._ox = None
+        if had_dataset:  # rdflib's Dataset holds reference cycles; free them so the lock goes too
+            gc.collect()
+
+    def __enter__(self) -> "EmbeddedStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,308 @@
+"""The scale-out fact store: a Neo4j (or any Neo4j-compatible Bolt server) graph via the official driver.
+
+Facts become `Fact` nodes linked to typed entity nodes and to their
+`Snapshot`, plus one predicate-typed relationship between subject and object,
+so analysts can query the graph in plain Cypher (`journeygraph query
+--cypher`). Writes are batched `UNWIND` statements in one transaction per
+batch: a batch is either fully there or not at all, and re-running a write
+after a crash only adds what is missing (idempotent on fact_id). All Cypher
+lives in `ontology.cypher`; the few server differences in `ontology.dialect`.
+
+tenacity owns retries: transient driver errors (server restarting, leader
+switch, lock timeouts) are retried with bounded, jittered exponential
+backoff; a server that stays away becomes one `StoreUnavailable` line naming
+the URI and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence, TypeVar
+
+from neo4j import READ_ACCESS, WRITE_ACCESS, Driver, GraphDatabase, ManagedTransaction, Record
+from neo4j.exceptions import (
+    AuthError,
+    ConstraintError,
+    Neo4jError,
+    ServiceUnavailable,
+    SessionExpired,
+    TransientError,
+)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from ontology import cypher
+from ontology.dialect import Dialect, for_agent
+from ontology.errors import StoreError, StoreUnavailable
+from ontology.model import Fact, Provenance, canonical_json
+from ontology.vocabulary import entity_kind, require_predicate
+
+if TYPE_CHECKING:
+    from engine.config import StoreConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_URI = "bolt://127.0.0.1:7687"
+TRANSIENT = (ServiceUnavailable, SessionExpired, TransientError)
+UNREACHABLE = (ServiceUnavailable, SessionExpired, OSError)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the server is and who we are: StoreConfig first, then NEO4J_* variables, then defaults."""
+
+    uri: str
+    user: str | None
+    password: str | None
+    database: str | None
+
+    @classmethod
+    def resolve(cls, cfg: "StoreConfig | None", environ: "os._Environ[str] | dict[str, str]" = os.environ) -> "Connection":
+        def pick(attr: str, var: str) -> str | None:
+            value = getattr(cfg, attr, None) if cfg is not None else None
+            return value or environ.get(var) or None
+
+        return cls(uri=pick("uri", "NEO4J_URI") or DEFAULT_URI, user=pick("user", "NEO4J_USER"),
+                   password=pick("password", "NEO4J_PASSWORD"), database=pick("database", "NEO4J_DATABASE"))
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        return (self.user or "neo4j", self.password) if self.password is not None else None
+
+
+class Neo4jStore:
+    """FactStore over Bolt. Open with `Neo4jStore.open(cfg, workspace)` (what `open_store("neo4j", …)` calls)."""
+
+    name: ClassVar[str] = "neo4j"
+
+    def __init__(self, driver: Driver, conn: Connection, dialect: Dialect, *, allowed_properties: Sequence[str] = (),
+                 timeout_s: float = 5.0, max_attempts: int = 5) -> None:
+        self._driver = driver
+        self.conn = conn
+        self.dialect = dialect
+        self.allowed_properties = tuple(allowed_properties)
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, cfg: "StoreConfig | None" = None, workspace: Path | None = None, *,
+             allowed_properties: Sequence[str] = (), timeout_s: float = 5.0, max_attempts: int = 5,
+             batch_size: int | None = None) -> "Neo4jStore":
+        """Connect, check the server answers, pick the dialect and create constraints/indexes.
+
+        `workspace` is accepted for the open_store signature; a server store keeps nothing locally.
+        """
+        conn = Connection.resolve(cfg)
+        driver = GraphDatabase.driver(conn.uri, auth=conn.auth, connection_timeout=timeout_s,
+                                      connection_acquisition_timeout=2 * timeout_s, max_transaction_retry_time=0)
+        try:
+            driver.verify_connectivity()
+            dialect = for_agent(driver.get_server_info().agent)
+            if batch_size:
+                dialect = Dialect(dialect.name, batch_size, dialect.schema)
+            store = cls(driver, conn, dialect, allowed_properties=allowed_properties, timeout_s=timeout_s,
+                        max_attempts=max_attempts)
+            store._ensure_schema()
+        except AuthError as exc:
+            driver.close()
+            raise StoreError(f"Neo4j at {conn.uri} refused user {conn.auth[0] if conn.auth else None!r} "
+                             f"({_one_line(exc)}); set store.user/store.password or NEO4J_USER/NEO4J_PASSWORD") from exc
+        except UNREACHABLE as exc:
+            driver.close()
+            raise StoreUnavailable(f"Neo4j at {conn.uri} did not answer in {timeout_s:g} s; "
+                                   "start it or set store.backend: embedded") from exc
+        except BaseException:
+            driver.close()
+            raise
+        log.debug("opened %s store at %s (database %s)", dialect.name, conn.uri, conn.database)
+        return store
+
+    def _ensure_schema(self) -> None:
+        """Idempotent constraints and indexes, before any bulk MERGE (ArcadeDB needs them for speed)."""
+        def run(tx: ManagedTransaction, statement: str) -> None:
+            tx.run(statement).consume()
+
+        for statement in self.dialect.schema:
+            try:
+                self._call(WRITE_ACCESS, lambda tx, s=statement: run(tx, s))
+            except Neo4jError as exc:
+                if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
+                    raise StoreError(f"Neo4j at {self.conn.uri} has no database {self.conn.database!r}; "
+                                     "create it or set store.database / NEO4J_DATABASE") from exc
+                raise StoreError(f"Neo4j at {self.conn.uri} refused schema statement ({_one_line(exc)}); "
+                                 "check the server version (Neo4j 5 or ArcadeDB with Bolt)") from exc
+
+    # ------------------------------------------------------------ transactions
+
+    def _call(self, mode: str, work: Callable[[ManagedTransaction], T], *, retry_on: tuple[type[BaseException], ...] = TRANSIENT) -> T:
+        """Run `work` in one explicit transaction, retried on transient errors; tenacity owns the retries."""
+        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=wait_random_exponential(multiplier=0.2, max=3.0),
+                            retry=retry_if_exception_type(retry_on), reraise=True,
+                            before_sleep=lambda st: log.warning("Neo4j at %s: %s; retry %d of %d", self.conn.uri,
+                                                                _one_line(st.outcome.exception()), st.attempt_number,
+                                                                self.max_attempts - 1))
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._transaction(mode, work)
+        except (ServiceUnavailable, SessionExpired) as exc:
+            raise StoreUnavailable(f"Neo4j at {self.conn.uri} stopped answering after {self.max_attempts} attempts "
+                                   f"({type(exc).__name__}); start it and re-run (writes are idempotent) "
+                                   "or set store.backend: embedded") from exc
+        except (TransientError, ConstraintError) as exc:
+            raise StoreError(f"Neo4j at {self.conn.uri} kept failing after {self.max_attempts} attempts "
+                             f"({type(exc).__name__}: {_one_line(exc)}); retry later") from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _transaction(self, mode: str, work: Callable[[ManagedTransaction], T]) -> T:
+        with self._driver.session(database=self.conn.database, default_access_mode=mode) as session:
+            with session.begin_transaction() as tx:
+                result = work(tx)  # type: ignore[arg-type]
+                tx.commit()
+                return result
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, facts: Sequence[Fact]) -> int:
+        """Validate every fact, then upsert them in batches; returns how many were new."""
+        from ontology.validation import validate_facts  # the one check every backend runs (validate_fact per fact)
+
+        validate_facts(facts, self.allowed_properties)
+        unique = sorted({f.fact_id: f for f in facts}.values(), key=lambda f: f.fact_id)
+        rows = [_fact_row(f) for f in unique]
+        written = 0
+        for start in self.dialect.batches(len(rows)):
+            batch = rows[start:start + self.dialect.batch_size]
+            written += self._call(WRITE_ACCESS, lambda tx, b=batch: _write_batch(tx, b),
+                                  retry_on=(*TRANSIENT, ConstraintError))
+        log.debug("wrote %d new of %d facts to %s", written, len(rows), self.conn.uri)
+        return written
+
+    # ------------------------------------------------------------------- reads
+
+    def facts(self, *, entity: str | None = None, predicate: str | None = None,
+              snapshot_id: str | None = None) -> Iterator[Fact]:
+        """Facts matching every given filter (entity = subject or object), sorted by fact_id."""
+        if predicate is not None:
+            require_predicate(predicate)
+        params = {"entity": entity, "predicate": predicate, "snapshot_id": snapshot_id}
+        if entity is not None:
+            query = cypher.FACTS_BY_ENTITY[entity_kind(entity)]
+        elif predicate is not None:
+            query = cypher.FACTS_BY_PREDICATE
+        elif snapshot_id is not None:
+            query = cypher.FACTS_BY_SNAPSHOT
+        else:
+            query = cypher.ALL_FACTS
+        records = self._call(READ_ACCESS, lambda tx: list(tx.run(query, params)))
+        return iter([_record_fact(r) for r in records])
+
+    def get(self, fact_id: str) -> Fact | None:
+        records = self._call(READ_ACCESS, lambda tx: list(tx.run(cypher.GET_FACT, fact_id=fact_id)))
+        return _record_fact(records[0]) if records else None
+
+    def count(self) -> int:
+        return int(self._call(READ_ACCESS, lambda tx: tx.run(cypher.COUNT_FACTS).single(strict=True)["n"]))
+
+    def cypher(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run an analyst's read-only Cypher (`journeygraph query --cypher`); a query that writes is rolled back."""
+        def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
+            result = tx.run(query, params or {})
+            rows = [record.data() for record in result]
+            if result.consume().counters.contains_updates:
+                raise _WriteAttempt()
+            return rows
+
+        try:
+            return self._call(READ_ACCESS, work)
+        except _WriteAttempt:
+            raise StoreError("the Cypher query tries to change the graph and was rolled back; "
+                             "`query --cypher` is read-only (use MATCH … RETURN)") from None
+        except Neo4jError as exc:
+            if (exc.code or "").startswith("Neo.ClientError.Statement"):
+                raise StoreError(f"Cypher query refused by Neo4j at {self.conn.uri}: {_one_line(exc)}; fix the query") from exc
+            raise StoreError(f"Cypher query failed on Neo4j at {self.conn.uri}: {_one_line(exc)}") from exc
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def __enter__(self) -> "Neo4jStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Neo4jFactStore = Neo4jStore  # the name used in the issue text
+
+
+class _WriteAttempt(Exception):
+    """Raised inside a read transaction so the explicit transaction rolls back instead of committing."""
+
+
+def _one_line(exc: BaseException | None) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return " ".join(str(text).split())[:300]
+
+
+# ---------------------------------------------------------------- row mapping
+
+
+def _fact_row(fact: Fact) -> dict[str, Any]:
+    prov = fact.provenance
+    return {
+        "fact_id": fact.fact_id, "subject": fact.subject, "predicate": fact.predicate, "object": fact.object,
+        "confidence": float(fact.confidence), "valid_from": fact.valid_from, "valid_to": fact.valid_to,
+        "evidence": canonical_json(dict(fact.evidence)),
+        "provenance": canonical_json({"snapshot_id": prov.snapshot_id, "detector": prov.detector,
+                                      "config_hash": prov.config_hash, "engine_version": prov.engine_version}),
+        "snapshot_id": prov.snapshot_id, "snapshot_node": f"snapshot:{prov.snapshot_id}",
+        "detector": prov.detector, "config_hash": prov.config_hash, "engine_version": prov.engine_version,
+        "journey": fact.evidence.get("journey"),
+        "subject_label": entity_kind(fact.subject), "object_label": entity_kind(fact.object),
+    }
+
+
+def _entity_rows(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """Distinct entity nodes the batch touches (subjects, objects, snapshots), grouped by label."""
+    seen: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        seen[row["subject"]] = (row["subject_label"], row["subject"])
+        seen[row["object"]] = (row["object_label"], row["object"])
+        seen[row["snapshot_node"]] = ("Snapshot", row["snapshot_node"])
+    grouped: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for entity_id in sorted(seen):
+        label, _ = seen[entity_id]
+        grouped[label].append({"id": entity_id, "name": entity_id.partition(":")[2], "kind": label})
+    return grouped
+
+
+def _write_batch(tx: ManagedTransaction, rows: Sequence[dict[str, Any]]) -> int:
+    """One batch in one transaction: skip facts already stored, create the rest with their links."""
+    existing = {r["id"] for r in tx.run(cypher.EXISTING_FACT_IDS, ids=[row["fact_id"] for row in rows])}
+    new = [row for row in rows if row["fact_id"] not in existing]
+    if not new:
+        return 0
+    for label, entities in sorted(_entity_rows(new).items()):
+        tx.run(cypher.MERGE_ENTITIES[label], rows=entities).consume()
+    tx.run(cypher.CREATE_FACTS, rows=new).consume()
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in new:
+        groups[(row["predicate"], row["subject_label"], row["object_label"])].append(row)
+    for key, group in sorted(groups.items()):
+        tx.run(cypher.LINK_FACTS[key], rows=group).consume()
+    return len(new)
+
+
+def _record_fact(record: Record) -> Fact:
+    return Fact(subject=record["subject"], predicate=record["predicate"], object=record["object"],
+                confidence=record["confidence"], valid_from=record["valid_from"], valid_to=record["valid_to"],
+                evidence=json.loads(record["evidence"]), provenance=Provenance(**json.loads(record["provenance"])),
+                fact_id=record["fact_id"])

@@ -1,0 +1,91 @@
+"""The FactStore protocol and the registry that opens a backend by name.
+
+Backends are registered by name and imported only when chosen (the rdflib
+plugin pattern), so the embedded default never pays for the Neo4j driver and a
+missing optional dependency is reported with the exact install command.
+
+Every backend's ``write`` calls :func:`ontology.validation.validate_fact` on
+each fact before touching storage, so all backends refuse the same things.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+
+from ontology.errors import StoreError
+from ontology.model import Fact
+
+if TYPE_CHECKING:  # engine.config is the shell's; ontology never imports it at runtime
+    from engine.config import StoreConfig
+
+
+@runtime_checkable
+class FactStore(Protocol):
+    """What every fact store offers; one suite (tests/contract) checks all backends."""
+
+    name: ClassVar[str]
+
+    def write(self, facts: Sequence[Fact]) -> int:
+        """Store facts; idempotent on fact_id; returns the number newly written."""
+        ...
+
+    def facts(
+        self,
+        *,
+        entity: str | None = None,
+        predicate: str | None = None,
+        snapshot_id: str | None = None,
+    ) -> Iterator[Fact]:
+        """Facts matching every given filter (entity = subject or object), sorted by fact_id."""
+        ...
+
+    def get(self, fact_id: str) -> Fact | None:
+        """One fact by id, or None."""
+        ...
+
+    def count(self) -> int:
+        """Number of distinct facts stored."""
+        ...
+
+    def close(self) -> None:
+        """Release files, locks and connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a backend lives and how to install what it needs."""
+
+    module: str
+    cls: str
+    requires: str  # top-level module the backend imports
+    pip: str  # the exact install command when `requires` is missing
+
+
+BACKENDS: dict[str, Backend] = {
+    "embedded": Backend("ontology.embedded_store", "EmbeddedStore", "pyoxigraph", "pip install 'pyoxigraph>=0.4' 'oxrdflib>=0.4'"),
+    "neo4j": Backend("ontology.neo4j_store", "Neo4jStore", "neo4j", "pip install 'neo4j>=5.20'"),
+}
+
+
+def open_store(name: str, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> FactStore:
+    """Open the backend called `name` (the config's store.backend), importing it only now.
+
+    `workspace` is the journeygraph workspace directory; the embedded store
+    keeps its files in `<workspace>/facts`. Extra keyword options go to the
+    backend's ``open`` classmethod (e.g. allowed_properties for privacy checks).
+    """
+    backend = BACKENDS.get(name)
+    if backend is None:
+        raise StoreError(f"unknown store backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))} (set store.backend)")
+    try:
+        importlib.import_module(backend.requires)
+    except ImportError as exc:
+        raise StoreError(f"store backend {name!r} needs the {backend.requires!r} package; install it with: {backend.pip}") from exc
+    module = importlib.import_module(backend.module)
+    store_cls = getattr(module, backend.cls)
+    store: FactStore = store_cls.open(cfg, Path(workspace), **options)
+    return store
