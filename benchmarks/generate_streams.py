@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,13 +98,14 @@ def _table(actor: np.ndarray, col: np.ndarray, t: np.ndarray, platform: np.ndarr
            rng: np.random.Generator) -> pa.Table:
     names = pa.array(STATE_NAMES + (OUTCOME_EVENT,))
     ids = rng.permutation(len(t)).astype(np.int64)
-    stamps = np.char.add(np.datetime_as_string(EPOCH + t.astype("timedelta64[s]"), unit="s"), "Z")
+    seconds = pa.array((EPOCH.astype(np.int64) + t).astype(np.int64)).cast(pa.timestamp("s"))
+    stamps = pa.compute.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
     plans = pa.array(PLANS).take(pa.array(plan[actor]))
     return pa.table({
         "event_id": pa.compute.binary_join_element_wise("e", pa.array(ids).cast(pa.string()), ""),
         "user_id": pa.compute.binary_join_element_wise("u", pa.array(actor.astype(np.int64)).cast(pa.string()), ""),
         "event_name": names.take(pa.array(col)),
-        "timestamp": pa.array(stamps.astype(object), type=pa.string()),
+        "timestamp": stamps,
         "platform": pa.array(PLATFORMS).take(pa.array(platform[actor])),
         "properties": pa.StructArray.from_arrays([plans], names=["plan"]),
     })

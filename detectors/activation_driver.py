@@ -25,6 +25,7 @@ class ActivationDriver:
     version = 1
     config = ActivationDriverConfig
     requires = ("reach_tests", "removal_effects")
+    family = "structure"  # BH family: one snapshot's own structure
     types = ("activation_driver", "necessary_for_conversion")
 
     def run(self, ctx: Context) -> list[Finding]:

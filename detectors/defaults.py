@@ -63,7 +63,8 @@ class SegmentDivergenceConfig:
 class RepeatedVisitConfig:
     """repeated_visit (is_revisited_in)."""
 
-    min_visits_mean: float = 1.5  # τ_loop: mean visits among journeys containing the state
+    min_visits_mean: float = 2.0  # τ_loop: mean visits among journeys containing the state (hub states
+                                  # such as a main feature page sit near 1.5-1.8 on real data)
     min_n: int = 50               # journeys reaching the state
     scopes: tuple[str, ...] = DEFAULT_SCOPES
 

@@ -37,6 +37,7 @@ class Dropoff:
     version = 1
     config = DropoffConfig
     requires = ()
+    family = "structure"  # BH family: one snapshot's own structure
     types = ("dropoff_point", "dropoff_cluster")
 
     def run(self, ctx: Context) -> list[Finding]:

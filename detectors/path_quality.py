@@ -47,6 +47,7 @@ class PathQuality:
     version = 1
     config = PathQualityConfig
     requires = ()
+    family = "structure"  # BH family: one snapshot's own structure
     types = ("fast_path", "slow_path")
 
     def run(self, ctx: Context) -> list[Finding]:

@@ -3,7 +3,9 @@
 A detector is a class with `name`, `version`, a docstring (what it finds),
 `config` (a frozen dataclass of thresholds with documented defaults),
 `requires` (names of shared computations in detectors.shared, computed once
-per snapshot and cached) and `run(ctx) -> list[Finding]`. `register` checks
+per snapshot and cached), `family` (its Benjamini-Hochberg family:
+"structure" or "comparison", see detectors.runner) and
+`run(ctx) -> list[Finding]`. `register` checks
 all of that up front so a broken extension fails at import, not mid-run.
 """
 
@@ -25,6 +27,7 @@ BUILTIN_MODULES = (
 )
 RESERVED_KEYS = ("fdr_q", "confidence")  # detectors.<key> settings that are not detector names
 CONFIDENCE_KEYS = ("a", "b", "c")
+FAMILIES = ("structure", "comparison")  # Benjamini-Hochberg families (see detectors.runner)
 
 
 class Registry:
@@ -78,6 +81,8 @@ def _check_detector(cls: type) -> None:
     for req in getattr(cls, "requires", ()):
         if req not in SHARED:
             raise ValueError(f"detector {name}: requires unknown shared computation {req!r}; known: {', '.join(sorted(SHARED))}")
+    if getattr(cls, "family", "structure") not in FAMILIES:
+        raise ValueError(f"detector {name}: `family` must be one of {', '.join(FAMILIES)} (its BH family)")
     if not callable(getattr(cls, "run", None)):
         raise ValueError(f"detector {name}: needs a run(ctx) method")
 
@@ -152,6 +157,7 @@ def describe(registry: Registry | None = None) -> list[dict[str, Any]]:
             "description": doc[0] if doc else "",
             "types": list(getattr(cls, "types", ())),
             "requires": list(getattr(cls, "requires", ())),
+            "family": getattr(cls, "family", "structure"),
             "thresholds": {f.name: _plain(getattr(cls.config(), f.name)) for f in dataclasses.fields(cls.config)},
         })
     return rows

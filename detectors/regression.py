@@ -47,6 +47,7 @@ class Regression:
     version = 1
     config = RegressionConfig
     requires = ()
+    family = "comparison"  # BH family: compares snapshots with each other
     types = ("regression",)
 
     def run(self, ctx: Context) -> list[Finding]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from detectors.context import Context
 from detectors.defaults import RepeatedVisitConfig
 from detectors.registry import register
-from detectors.stats import proportion_test
+from detectors.stats import normal_upper, proportion_test
 from detectors.view import SnapView
 from ontology.model import Finding
+
+
+ACTIONABLE_GAP_P = 0.05  # a loop is actionable when repeaters convert less, at this raw significance
 
 
 @register
@@ -18,15 +23,17 @@ class RepeatedVisit:
     exceeds min_visits_mean (τ_loop) with ≥ min_n journeys reaching it. Cost:
     extra expected visits to the state per journey from the chain,
     N[start, s]·(1 − 1/N[s, s]) (each a step at least, so a lower bound on the
-    extra steps), and the conversion gap between single visitors and repeaters,
-    tested with a two-proportion z (Fisher when small) — that test is the
-    finding's p-value.
+    extra steps), and the conversion gap between single visitors and repeaters
+    with its own two-proportion test (gap_p_value; it counts in BH too). The
+    finding's p-value is a one-sided test that the return probability exceeds
+    the one τ_loop implies (see `loop_test`); its effect is that return probability.
     """
 
     name = "repeated_visit"
     version = 1
     config = RepeatedVisitConfig
     requires = ("metrics",)
+    family = "structure"  # BH family: one snapshot's own structure
     types = ("repeated_visit",)
 
     def run(self, ctx: Context) -> list[Finding]:
@@ -42,32 +49,51 @@ class RepeatedVisit:
             reached = view.reach_count(state)
             if reached < ctx.floor(cfg.min_n):
                 continue
+            visits = view.visit_count(state)
+            z, p = loop_test(visits, reached, cfg.min_visits_mean)
             n_rep = view.repeat_count(state)
-            n_single = reached - n_rep
             conv_rep = view.repeat_outcome(state, view.conversion)
             conv_single = view.reach_outcome(state, view.conversion) - conv_rep
-            z, p, test = proportion_test(conv_single, n_single, conv_rep, n_rep)
-            visits_mean = view.visit_count(state) / reached
-            if visits_mean <= cfg.min_visits_mean or n_rep < ctx.min_group_size:
+            _, p_gap, test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+            ctx.record(f"repeat_gap:{view.snapshot_id}:{state}", p_gap)
+            if visits / reached <= cfg.min_visits_mean or n_rep < ctx.min_group_size:
                 ctx.record(f"repeat:{view.snapshot_id}:{state}", p)
                 continue
-            found.append(self._finding(ctx, view, state, (n_rep, n_single, conv_rep, conv_single), visits_mean, p, test))
+            counts = (n_rep, reached - n_rep, conv_rep, conv_single)
+            found.append(self._finding(ctx, view, state, counts, visits / reached, p, (p_gap, test)))
         return found
 
     def _finding(self, ctx: Context, view: SnapView, state: str, counts: tuple[int, int, int, int],
-                 visits_mean: float, p: float, test: str) -> Finding:
+                 visits_mean: float, p: float, gap: tuple[float, str]) -> Finding:
         n_rep, n_single, conv_rep, conv_single = counts
         p_rep = conv_rep / n_rep if n_rep else 0.0
         p_single = conv_single / n_single if n_single else 0.0
+        return_p = 1.0 - 1.0 / visits_mean
         evidence = {
             "visits_mean": visits_mean, "reach": view.reach(state), "n_reached": view.reach_count(state),
             "n_repeat": n_rep, "p_convert_repeat": p_rep, "p_convert_single": p_single,
-            "conversion_gap": p_single - p_rep, "extra_expected_steps": _extra_visits(ctx, view, state), "test": test,
+            "conversion_gap": p_single - p_rep, "extra_expected_steps": _extra_visits(ctx, view, state),
+            "return_probability": return_p, "test": "geometric_return_z", "gap_p_value": gap[0], "gap_test": gap[1],
         }
         return ctx.finding(view, type="repeated_visit", subject=f"state:{state}", predicate="is_revisited_in",
-                           object=f"journey:{view.journey}", n=view.reach_count(state), effect=p_single - p_rep,
+                           object=f"journey:{view.journey}", n=view.reach_count(state), effect=return_p,
                            p_value=p, evidence=evidence, reach=n_rep / max(1, view.completed),
-                           actionable=p_single > p_rep)
+                           actionable=p_single > p_rep and gap[0] < ACTIONABLE_GAP_P)
+
+
+def loop_test(visits: int, reached: int, tau: float) -> tuple[float, float]:
+    """One-sided test that the mean visit count among visitors exceeds tau.
+
+    Visits per visitor are geometric under the chain: each visit returns with
+    probability r, mean 1/(1 − r). Returns = visits − reached out of `visits`
+    trials; H0: r ≤ r0 = 1 − 1/tau, normal approximation to the binomial.
+    """
+    if visits <= 0 or tau <= 1.0:
+        return 0.0, 1.0
+    r0 = 1.0 - 1.0 / tau
+    r_hat = (visits - reached) / visits
+    z = (r_hat - r0) / math.sqrt(r0 * (1.0 - r0) / visits)
+    return float(z), normal_upper(z)
 
 
 def _extra_visits(ctx: Context, view: SnapView, state: str) -> float:

@@ -1,13 +1,23 @@
 """Run every registered detector over a set of snapshots: a pure, deterministic function.
 
-BH families. One Benjamini-Hochberg family per (tenant, journey) per run: it
-holds every test every detector performed on any mature snapshot of that
-journey (all, period, segment, release_before/after) — the tests that became
-findings and the ones logged with `ctx.record` because a threshold other than
-significance ruled them out. A family that wide is what keeps the chance of
-*any* false regression or divergence on a journey with no real effect at or
-below `detectors.fdr_q`. Findings with q > fdr_q, or resting on a group
-smaller than `privacy.min_group_size`, are dropped.
+BH families. Two Benjamini-Hochberg families per (tenant, journey) per run,
+named by each detector's `family` attribute:
+
+- "structure": every test of the single-snapshot detectors (activation_driver,
+  dropoff, repeated_visit, path_quality) on any mature snapshot of the journey;
+- "comparison": every test of the detectors that compare snapshots with each
+  other (regression: period pairs and release pairs, traffic tests included;
+  segment_divergence: each segment value against the rest).
+
+Each family holds the tests that became findings *and* the ones logged with
+`ctx.record` because a threshold other than significance ruled them out. The
+split is deliberate: structural tests are mostly true effects (a funnel always
+has drivers and drop-offs), and mixed into one family their many rejections
+would loosen BH's threshold for the comparisons, where the honest default is
+"nothing changed". Kept apart, a journey with no real change gets *any*
+regression or divergence with probability at most `detectors.fdr_q`.
+Findings with q > fdr_q, or resting on a group smaller than
+`privacy.min_group_size`, are dropped.
 
 Ids. A finding's id hashes everything in it, `detector@version` included, so a
 version bump yields new ids and the old findings (stored elsewhere) stay as
@@ -52,11 +62,14 @@ def run_detectors(snapshots: Sequence[Any], cfg: Any, registry: Registry | None 
     findings: list[Finding] = []
     tests: dict[str, int] = {}
     q_by_label: dict[str, float] = {}
+    cache: dict[str, SharedCache] = {}
     for key, views in _families(snapshots):
-        found, labels, m = _run_family(views, cfg, reg, fdr_q, model)
-        findings.extend(found)
-        q_by_label.update(labels)
-        tests[key] = m
+        for family in sorted({getattr(cls, "family", "structure") for cls in reg}):
+            members = [cls for cls in reg if getattr(cls, "family", "structure") == family]
+            found, labels, m = _run_family(views, cfg, members, fdr_q, model, cache.setdefault(key, SharedCache()))
+            findings.extend(found)
+            q_by_label.update(labels)
+            tests[f"{key}:{family}"] = m
     findings.sort(key=sort_key)
     facts = build_facts(findings, [SnapView(s) for s in snapshots], cfg, q_by_label, model)
     return DetectorRun(tuple(findings), tuple(facts), tests)
@@ -81,9 +94,8 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
     return out
 
 
-def _run_family(views: list[SnapView], cfg: Any, reg: Registry, fdr_q: float,
-                model: ConfidenceModel) -> tuple[list[Finding], dict[str, float], int]:
-    cache = SharedCache()
+def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type], fdr_q: float,
+                model: ConfidenceModel, cache: SharedCache) -> tuple[list[Finding], dict[str, float], int]:
     raw: list[tuple[Finding, int]] = []
     extra: list[tuple[str, float]] = []
     min_group = int(cfg.privacy.min_group_size)

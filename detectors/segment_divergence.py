@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sps
 
 from detectors.context import Context
 from detectors.defaults import SegmentDivergenceConfig
 from detectors.registry import register
-from detectors.stats import chi2_homogeneity, jensen_shannon, two_proportion_z
+from detectors.stats import chi2_homogeneity, chi2_sf, jensen_shannon, two_proportion_z
 from detectors.view import SnapView
 from ontology.model import Finding
 
@@ -34,6 +33,7 @@ class SegmentDivergence:
     version = 1
     config = SegmentDivergenceConfig
     requires = ()
+    family = "comparison"  # BH family: compares snapshots with each other
     types = ("segment_divergence",)
 
     def run(self, ctx: Context) -> list[Finding]:
@@ -67,7 +67,7 @@ class SegmentDivergence:
                 top = (state, jsd)
         if dof_sum == 0:
             return []
-        p = float(sps.chi2.sf(stat_sum, dof_sum))
+        p = chi2_sf(stat_sum, dof_sum)
         key, value = seg.segment  # type: ignore[misc]
         if top[1] < cfg.min_jsd:
             ctx.record(f"jsd:{seg.snapshot_id}", p)

@@ -11,6 +11,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 FISHER_BELOW = 5.0  # smallest expected cell count for which the z approximation is trusted
@@ -29,7 +30,7 @@ def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
     if var <= 0.0:
         return 0.0, 1.0
     z = (x1 / n1 - x2 / n2) / math.sqrt(var)
-    return float(z), float(2.0 * sps.norm.sf(abs(z)))
+    return float(z), normal_two_sided(z)
 
 
 def proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float, str]:
@@ -51,9 +52,19 @@ def proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float, s
     return sign * z_from_p(p), min(1.0, p), "fisher_exact"
 
 
+def normal_two_sided(z: float) -> float:
+    """2·P(Z > |z|) via erfc (scipy.stats.norm.sf costs ~0.5 ms a call; this is ~100 ns)."""
+    return float(math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def normal_upper(z: float) -> float:
+    """P(Z > z), one-sided."""
+    return float(0.5 * math.erfc(z / math.sqrt(2.0)))
+
+
 def z_from_p(p: float) -> float:
     """|z| of a two-sided p-value (capped so p = 0 stays finite)."""
-    return float(sps.norm.isf(max(p, 1e-300) / 2.0))
+    return float(-special.ndtri(max(p, 1e-300) / 2.0))
 
 
 def chi2_homogeneity(table: np.ndarray) -> tuple[float, int, float]:
@@ -69,7 +80,12 @@ def chi2_homogeneity(table: np.ndarray) -> tuple[float, int, float]:
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     stat = float(((table - expected) ** 2 / expected).sum())
     dof = (table.shape[0] - 1) * (table.shape[1] - 1)
-    return stat, dof, float(sps.chi2.sf(stat, dof))
+    return stat, dof, chi2_sf(stat, dof)
+
+
+def chi2_sf(stat: float, dof: int) -> float:
+    """Upper tail of the chi-square distribution (the ufunc, without scipy.stats overhead)."""
+    return float(special.chdtrc(dof, stat)) if dof > 0 else 1.0
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:

@@ -127,3 +127,41 @@ def _payload_from_walks(states: list[str], targets: list[str], visits: np.ndarra
     base["transitions"].sort(key=lambda t: (t["from"], t["to"]))
     base["snapshot_id"] = content_id("snapshot", {**base, "snapshot_id": "", "seed": seed}, length=16)
     return base
+
+
+COUNT_MAPS = ("outcome_counts", "reach_counts", "visit_counts", "repeat_counts")
+NESTED_MAPS = ("reach_outcome_counts", "repeat_outcome_counts")
+
+
+def merge_payloads(parts: Sequence[Mapping[str, Any]], **meta: Any) -> dict[str, Any]:
+    """Counts of disjoint groups of journeys added up (e.g. segments → all data), with new metadata.
+
+    `meta` may set scope, window (a (start, end) pair), segment ((key, value)), release, tag.
+    """
+    out = {k: v for k, v in parts[0].items()}
+    out["states"] = sorted(set().union(*(p["states"] for p in parts)))
+    out["outcomes"] = sorted(set().union(*(p["outcomes"] for p in parts)))
+    for key in ("journeys", "completed", "censored", "actors"):
+        out[key] = sum(int(p.get(key, 0)) for p in parts)
+    for key in COUNT_MAPS:
+        out[key] = _sum_maps([p[key] for p in parts])
+    for key in NESTED_MAPS:
+        out[key] = {s: _sum_maps([p[key].get(s, {}) for p in parts]) for s in out["states"]}
+    edges = _sum_maps([{f"{t['from']}\x00{t['to']}": t["count"] for t in p["transitions"]} for p in parts])
+    out["transitions"] = [{"from": k.split("\x00")[0], "to": k.split("\x00")[1], "count": v} for k, v in sorted(edges.items())]
+    out["scope"] = meta.get("scope", "all")
+    window = meta.get("window", (min(p["window"]["start"] for p in parts), max(p["window"]["end"] for p in parts)))
+    out["window"] = {"start": window[0], "end": window[1]}
+    seg = meta.get("segment")
+    out["segment"] = {"key": seg[0], "value": seg[1]} if seg else None
+    out["release"] = meta.get("release")
+    out["snapshot_id"] = content_id("snapshot", {**out, "snapshot_id": "", "tag": meta.get("tag", "")}, length=16)
+    return out
+
+
+def _sum_maps(maps: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for m in maps:
+        for k, v in m.items():
+            total[k] = total.get(k, 0) + int(v)
+    return dict(sorted(total.items()))

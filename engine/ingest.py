@@ -137,14 +137,13 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
 
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
-    """Every line with its 1-based number; a trailing CR (CRLF files) is dropped."""
+    """Every line with its 1-based number (CRLF files keep a trailing CR, which JSON treats as whitespace)."""
     con.execute(
         f"""INSERT INTO {_RAW}
             SELECT ?, ?, line, raw FROM (
               SELECT generate_subscripts(lines, 1) AS line, unnest(lines) AS raw
-              FROM (SELECT string_split(replace(content, chr(13) || chr(10), chr(10)), chr(10)) AS lines
-                    FROM read_text(?)))
-            WHERE length(trim(raw, ' ' || chr(9) || chr(13))) > 0""",
+              FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text(?)))
+            WHERE raw <> '' AND raw <> chr(13)""",
         [index, path, path],
     )
 
@@ -259,12 +258,14 @@ def _field_sources(cfg: Config) -> dict[str, str]:
 
 
 def _timestamp_sql(col: str) -> str:
-    """ISO 8601 (any offset or Z; no offset = UTC) or epoch milliseconds -> naive UTC TIMESTAMP, else NULL."""
+    """ISO 8601 (any offset or Z; no offset = UTC) or epoch milliseconds -> naive UTC TIMESTAMP, else NULL.
+
+    epoch_us() of a TIMESTAMPTZ is zone-independent, so the result does not
+    depend on the session's TimeZone setting (and needs no ICU call per row).
+    """
     num = f"try_cast({col} AS DOUBLE)"
-    return f"""(CASE WHEN {col} IS NULL THEN NULL
-                 WHEN {num} IS NOT NULL THEN
-                   CASE WHEN abs({num}) < 1e13 THEN epoch_ms(CAST({num} AS BIGINT)) END
-                 ELSE timezone('UTC', try_cast({col} AS TIMESTAMPTZ)) END)"""
+    return f"""coalesce(make_timestamp(epoch_us(try_cast({col} AS TIMESTAMPTZ))),
+                        CASE WHEN abs({num}) < 1e13 THEN epoch_ms(CAST({num} AS BIGINT)) END)"""
 
 
 def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
@@ -276,7 +277,9 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
     con.execute(f"""
         CREATE OR REPLACE TABLE staged_events AS
         WITH docs AS (
-          SELECT file_index, source, line, raw, (ltrim(raw)[1] = '{{' AND json_valid(raw)) AS ok FROM {_RAW}),
+          SELECT file_index, source, line, raw,
+                 CASE WHEN raw[1] = '{{' THEN json_valid(raw) ELSE ltrim(raw)[1] = '{{' AND json_valid(raw) END AS ok
+          FROM {_RAW}),
         parsed AS (
           SELECT file_index, source, line, raw, ok,
                  CASE WHEN ok THEN json_transform(raw, {_sql_string(spec)}) END AS s,
@@ -296,7 +299,7 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
         SELECT {_sql_string(run_id)} AS run_id, source, file_index, line,
                (CAST(file_index AS BIGINT) << {LINE_BITS}) | line AS input_order,
                {_reason_sql()} AS reason,
-               CASE WHEN {_reason_sql()} IS NOT NULL THEN raw END AS raw,
+               CASE WHEN {_reason_sql()} IS NOT NULL THEN rtrim(raw, chr(13)) END AS raw,
                event_id, user_id, anonymous_id, source_session_id, event_name, ts, received_at,
                platform, tenant_id, user_agent,
                CASE WHEN extras IS NULL OR extras::VARCHAR = '{{}}' THEN coalesce(props, '{{}}'::JSON)
@@ -304,14 +307,15 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
                     ELSE json_merge_patch(extras, props) END AS properties,
                CAST(NULL AS VARCHAR) AS status
         FROM timed
+        WHERE ok OR trim(raw, ' ' || chr(9) || chr(13)) <> ''   -- whitespace-only lines are not events
         ORDER BY input_order""")
 
 
 def _props_object_sql(props: str) -> str:
     """`properties` as a JSON object: an object as is, a string holding an object decoded, anything else wrapped."""
     text = f"json_extract_string({props}, '$')"
-    return f"""(CASE WHEN {props} IS NULL OR json_type({props}) = 'NULL' THEN NULL
-                 WHEN json_type({props}) = 'OBJECT' THEN {props}
+    return f"""(CASE WHEN {props} IS NULL OR {props}::VARCHAR = 'null' THEN NULL
+                 WHEN left(CAST({props} AS VARCHAR), 1) = '{{' THEN {props}
                  WHEN json_type({props}) = 'VARCHAR' AND json_valid({text}) AND json_type({text}) = 'OBJECT' THEN CAST({text} AS JSON)
                  ELSE json_object('properties', {props}) END)"""
 

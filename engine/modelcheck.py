@@ -20,14 +20,12 @@ import math
 from typing import Any
 
 ALPHA = 1.0
-HOLDOUT_MOD = 5  # md5_number(journey_id) % 5 == 0 -> held out
+HOLDOUT_MOD = 5  # int(md5(journey_id)[:8], 16) % 5 == 0 -> held out
 MARGIN = 0.005
 MIN_HELDOUT = 200
 
 _CHECK_SQL = """
-WITH g AS MATERIALIZED (
-  SELECT m.sid, s.prev, s.state, s.next, (md5_number(s.journey_id) % {mod}) = 0 AS heldout, count(*) AS c
-  FROM {members} m JOIN {steps} s USING (journey_id) GROUP BY ALL),
+WITH g AS (SELECT * FROM {trans}),
 sym AS (SELECT sid, count(DISTINCT x) AS k FROM (SELECT sid, state AS x FROM g UNION ALL SELECT sid, next FROM g) GROUP BY sid),
 c2 AS (SELECT sid, prev, state, next, sum(c) AS c FROM g WHERE NOT heldout GROUP BY ALL),
 n2 AS (SELECT sid, prev, state, sum(c) AS n FROM c2 GROUP BY ALL),
@@ -65,9 +63,14 @@ def verdict(ll1: float, ll2: float, n: int) -> tuple[str, str]:
                            f"(second-order gain {gain:+.3f} nats per step on {n} held-out steps): the chain fits")
 
 
-def model_checks(con: Any, members: str, steps: str) -> dict[int, dict[str, Any]]:
-    """model_check block per scope id; `steps` holds (journey_id, prev, state, next) rows."""
-    sql = _CHECK_SQL.format(members=members, steps=steps, mod=HOLDOUT_MOD)
+def heldout_sql(column: str) -> str:
+    """SQL for the deterministic split: the first 8 hex digits of md5(journey_id), modulo HOLDOUT_MOD."""
+    return f"((('0x' || md5({column})[1:8])::BIGINT % {HOLDOUT_MOD}) = 0)"
+
+
+def model_checks(con: Any, trans: str) -> dict[int, dict[str, Any]]:
+    """model_check block per scope id; `trans` holds grouped (sid, prev, state, next, heldout, c) rows."""
+    sql = _CHECK_SQL.format(trans=trans)
     grouped: dict[int, list[tuple[int, float, float]]] = {}
     for sid, w, l1, l2 in con.execute(sql, {"alpha": ALPHA}).fetchall():
         grouped.setdefault(sid, []).append((w, l1, l2))

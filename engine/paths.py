@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+SEP = chr(31)  # the unit separator joins a path's states (engine.snapshot builds the key)
+
 _TOP_SQL = """
 WITH po AS (SELECT m.sid, j.path, j.outcome, count(*) AS cnt, count(DISTINCT j.actor_id) AS actors,
                    median(j.duration_s) AS med_s, median(j.length) AS med_len
@@ -44,7 +46,7 @@ def top_paths(con: Any, members: str, jour: str, top_n: int, conversion: str) ->
     for sid, completed, path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len in rows:
         block = out.setdefault(sid, {"top": [], "completed": completed})
         block["top"].append({
-            "path": list(path), "outcome": outcome, "count": cnt, "share": _r6(cnt / completed),
+            "path": path.split(SEP), "outcome": outcome, "count": cnt, "share": _r6(cnt / completed),
             "actors": actors, "conversion_rate": _r6(n_conv / n_seq),
             "median_duration_s": _r6(med_s), "median_length": _r6(med_len),
         })

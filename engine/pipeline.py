@@ -50,15 +50,17 @@ def input_hash(con: Any) -> str:
     return hashlib.sha256(f"{row[0]}:{row[1]}".encode()).hexdigest()[:16]
 
 
-def _stage(name: str) -> None:
-    log.info("stage: %s", name)
+def _step(bar: Any, name: str) -> None:
+    log.info("stage done: %s", name)
+    bar.set_postfix_str(name)
+    bar.update(1)
 
 
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary."""
     from engine import ingest, journeys, normalize, states
-    from engine.progress import Progress
+    from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
     raw: dict[str, Any] = {}
@@ -69,27 +71,27 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     con = ws.con
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
-    with Progress(total=8, desc="journeygraph run", disable=quiet) as bar:
+    with progress_bar(total=8, desc="journeygraph run", unit="stage") as bar:
         ingest_stats = ingest.load(con, src, cfg, run_id)
-        bar.step("ingest")
-        norm = normalize.normalize(con, cfg, watermark=previous, ingest_stats=ingest_stats)
-        bar.step("normalise")
+        _step(bar, "ingest")
+        norm = normalize.normalize(con, cfg, watermark=previous)
+        _step(bar, "normalise")
         if not cfg.journeys:
             from engine.infer import infer_journey
 
             cfg = infer_journey(con, cfg)
         states.derive(con, cfg)
-        bar.step("states")
+        _step(bar, "states")
         jstats = journeys.build(con, cfg)
-        bar.step("journeys")
+        _step(bar, "journeys")
         snaps = _build_snapshots(con, cfg)
-        bar.step("snapshots")
+        _step(bar, "snapshots")
         findings, facts = _detect(snaps, cfg)
-        bar.step("detectors")
+        _step(bar, "detectors")
         n_facts = _store_facts(ws, cfg, facts)
-        bar.step("facts")
+        _step(bar, "facts")
         insights = _narrate(ws, cfg, snaps, findings)
-        bar.step("narrator")
+        _step(bar, "narrator")
     summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started)
     _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
     ws.close()
@@ -133,18 +135,20 @@ def _store_facts(ws: Workspace, cfg: Config, facts: list[Any]) -> int:
 def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) -> list[dict[str, Any]]:
     """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
     from engine import feed
-    from narrator import narrate
+    from narrator.backends import make_backend
+    from narrator.narrate import narrate_finding
     from ontology.store import open_store
 
     entries = feed.rank(findings, cfg)
+    backend = make_backend(cfg.narrator)
     store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
     items: list[dict[str, Any]] = []
     insights: list[dict[str, Any]] = []
     try:
-        for rank, entry in enumerate(entries, start=1):
-            insight = narrate.narrate(entry.finding, store, cfg)
+        for entry in entries:
+            insight = narrate_finding(entry.finding, store, backend).to_dict()
             insights.append(insight)
-            items.append(feed.feed_item(entry, insight, rank))
+            items.append(feed.feed_item(entry, insight))
     finally:
         store.close()
     _save_outputs(ws, findings, insights, items)
@@ -172,18 +176,17 @@ def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, A
 
 def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,
              insights: list[Any], cfg: Config, started: float) -> dict[str, Any]:
-    counts = norm.to_dict() if hasattr(norm, "to_dict") else dataclasses.asdict(norm)
-    jcounts = jstats.to_dict() if hasattr(jstats, "to_dict") else dataclasses.asdict(jstats)
+    counts = norm.to_dict()
     summary = {
         "events_read": counts["events_read"],
         "accepted": counts["accepted"],
-        "quarantined": counts["quarantined"],
+        "quarantined": {"total": counts["quarantined"], "by_reason": dict(sorted(counts["quarantined_by_reason"].items()))},
         "duplicates": counts["duplicates"],
         "bots_filtered": counts["bots_filtered"],
         "late_rejected": counts["late_rejected"],
         "actors": counts["actors"],
-        "journeys": jcounts["journeys"],
-        "censored": jcounts["censored"],
+        "journeys": jstats.journeys,
+        "censored": jstats.censored,
         "snapshots": len(snaps),
         "findings": len(findings),
         "facts": n_facts,
@@ -191,6 +194,9 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "seconds": round(time.perf_counter() - started, 3),
         "inferred": list(cfg.inferred),
     }
+    from ontology.validation import validate
+
+    validate("run", summary)
     return summary
 
 

@@ -43,7 +43,7 @@ COLUMNS: dict[str, str] = {
     "timestamp": "ts",
     "ts": "ts",
     "received_at": "received_at",
-    "state_raw": "state_raw",
+    "state_raw": "event_name",
 }
 
 # sqlglot node classes a predicate may contain (structure, operators, literals).

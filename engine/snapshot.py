@@ -221,21 +221,32 @@ DROP TABLE _jg_m0;
 
 _STEPS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_steps AS
-WITH done AS (SELECT journey_id, coalesce(outcome, $dropoff) AS outcome FROM journeys
+WITH done AS (SELECT journey_id, coalesce(outcome, $dropoff) AS outcome, {heldout} AS heldout FROM journeys
               WHERE journey = $journey AND NOT censored),
-s AS (SELECT js.journey_id, js.step, js.state, lag(js.state) OVER (PARTITION BY js.journey_id ORDER BY js.step) AS before
-      FROM journey_steps js JOIN done USING (journey_id) WHERE js.journey = $journey AND js.state IS NOT NULL),
-k AS (SELECT * FROM s WHERE NOT $collapse OR before IS NULL OR before <> state)
-SELECT k.journey_id, (row_number() OVER w - 1)::INTEGER AS pos, k.state,
-       coalesce(lag(k.state) OVER w, '^') AS prev, coalesce(lead(k.state) OVER w, done.outcome) AS next
-FROM k JOIN done USING (journey_id)
-WINDOW w AS (PARTITION BY k.journey_id ORDER BY k.step)
+k AS (SELECT js.journey_id, js.step, js.state, done.outcome, done.heldout
+      FROM journey_steps js JOIN done USING (journey_id) WHERE js.journey = $journey AND js.state IS NOT NULL)
+{collapse}
+SELECT journey_id, (row_number() OVER w - 1)::INTEGER AS pos, state, heldout,
+       coalesce(lag(state) OVER w, '^') AS prev, coalesce(lead(state) OVER w, outcome) AS next
+FROM k WINDOW w AS (PARTITION BY journey_id ORDER BY step)
+"""
+# collapse_self_loops: keep a step only when it differs from the one before it
+_COLLAPSE_SQL = """, c AS (SELECT *, lag(state) OVER (PARTITION BY journey_id ORDER BY step) AS before FROM k),
+k2 AS (SELECT journey_id, step, state, outcome, heldout FROM c WHERE before IS NULL OR before <> state)"""
+
+# one grouped pass over (scope x step): transitions and the model check both read it
+_TRANS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_trans AS
+SELECT m.sid, s.prev, s.state, s.next, s.heldout, count(*)::BIGINT AS c
+FROM _jg_members m JOIN _jg_steps s USING (journey_id) GROUP BY ALL
 """
 
+# a path is the state sequence joined by the unit separator (chr 31): grouping by a string is fast
 _JOUR_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_jour AS
 SELECT j.journey_id, any_value(j.actor_id) AS actor_id, any_value(coalesce(j.outcome, $dropoff)) AS outcome,
-       any_value(epoch(j.end_ts - j.start_ts)) AS duration_s, count(*) AS length, list(s.state ORDER BY s.pos) AS path
+       any_value(epoch(j.end_ts - j.start_ts)) AS duration_s, count(*) AS length,
+       string_agg(s.state, chr(31) ORDER BY s.pos) AS path
 FROM journeys j JOIN _jg_steps s USING (journey_id) WHERE j.journey = $journey AND NOT j.censored
 GROUP BY j.journey_id
 """
@@ -247,8 +258,7 @@ _QUERIES = {
     "outcomes": """SELECT sid, coalesce(outcome, $dropoff), count(*) FROM _jg_members WHERE NOT censored GROUP BY ALL""",
     "durations": """SELECT m.sid, median(j.duration_s), median(j.length) FROM _jg_members m JOIN _jg_jour j USING (journey_id)
                     GROUP BY m.sid""",
-    "transitions": """SELECT m.sid, s.state, s.next, count(*) FROM _jg_members m JOIN _jg_steps s USING (journey_id)
-                      GROUP BY ALL""",
+    "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
     "reach": """WITH v AS (SELECT journey_id, state, count(*) AS visits FROM _jg_steps GROUP BY ALL)
                 SELECT m.sid, v.state, coalesce(m.outcome, $dropoff), count(*), sum(v.visits)::BIGINT,
                        count(*) FILTER (v.visits >= 2)
@@ -278,15 +288,20 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     params = _params(cfg, journey_cfg, data_end)
     con.execute(_MEMBERS_SQL, {k: v for k, v in params.items() if k not in ("dropoff", "collapse")})
     con.execute(_SCOPES_SQL)
-    con.execute(_STEPS_SQL, {k: params[k] for k in ("journey", "dropoff", "collapse")})
+    steps_sql = _STEPS_SQL.format(heldout=modelcheck.heldout_sql("journey_id"),
+                                  collapse=_COLLAPSE_SQL if params["collapse"] else "")
+    if params["collapse"]:
+        steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
+    con.execute(steps_sql, {k: params[k] for k in ("journey", "dropoff")})
+    con.execute(_TRANS_SQL)
     con.execute(_JOUR_SQL, {k: params[k] for k in ("journey", "dropoff")})
     try:
         rows = {name: con.execute(sql, {"dropoff": params["dropoff"]} if "$dropoff" in sql else {}).fetchall()
                 for name, sql in _QUERIES.items()}
         tops = paths.top_paths(con, "_jg_members", "_jg_jour", cfg.snapshots.top_paths, journey_cfg.conversion_outcome)
-        checks = modelcheck.model_checks(con, "_jg_members", "_jg_steps")
+        checks = modelcheck.model_checks(con, "_jg_trans")
     finally:
-        for table in ("_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_jour"):
+        for table in ("_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}

@@ -27,6 +27,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from functools import lru_cache
+from json.encoder import encode_basestring as _quote  # the C string encoder json.dumps uses
 from pathlib import Path
 from typing import IO, Iterator
 from xml.parsers import expat
@@ -55,6 +57,7 @@ def _value(kind: str, raw: str | None) -> object:
     return raw
 
 
+@lru_cache(maxsize=4096)
 def _prop_key(key: str) -> str:
     return _KEY_CHARS.sub("_", key)
 
@@ -65,52 +68,74 @@ def _open(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _event_doc(case_id: object, trace_props: dict[str, object], attrs: dict[str, object]) -> str:
-    props = dict(trace_props)
-    for key, value in attrs.items():
-        if key not in ("concept:name", "time:timestamp"):
-            props[_prop_key(key)] = value
-    doc = {"actor_id": None if case_id is None else str(case_id),
-           "event_name": attrs.get("concept:name"),
-           "timestamp": attrs.get("time:timestamp"),
-           "properties": props}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+def _json_scalar(value: object) -> str:
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None:
+        return "null"
+    return json.dumps(value)
+
+
+def _members(props: dict[str, object]) -> str:
+    """The inside of a JSON object (no braces) for already-sanitised keys."""
+    return ",".join(f"{_quote(k)}:{_json_scalar(v)}" for k, v in props.items())
+
+
+def _event_doc(case_json: str, trace_props: dict[str, object], trace_members: str, attrs: dict[str, object]) -> str:
+    """One event's JSON document, built from pre-encoded pieces (the trace part is encoded once per trace)."""
+    own = {_prop_key(k): v for k, v in attrs.items() if k not in ("concept:name", "time:timestamp")}
+    if any(k in trace_props for k in own):  # an event attribute overrides a trace attribute: merge properly
+        members = _members({**trace_props, **own})
+    else:
+        members = ",".join(part for part in (trace_members, _members(own)) if part)
+    return (f'{{"actor_id":{case_json},"event_name":{_json_scalar(attrs.get("concept:name"))},'
+            f'"timestamp":{_json_scalar(attrs.get("time:timestamp"))},"properties":{{{members}}}}}')
 
 
 class _Handler:
-    """SAX-style callbacks: a stack of open tags decides whether an attribute belongs to a trace or an event."""
+    """Expat callbacks: a stack of open tags decides whether an attribute belongs to a trace or an event."""
 
     def __init__(self) -> None:
-        self.stack: list[str] = []
+        self.stack: list[str] = [""]
         self.trace: dict[str, object] = {}
-        self.event: dict[str, object] | None = None
+        self.event: dict[str, object] = {}
         self.events: list[dict[str, object]] = []
         self.out: list[str] = []
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        tag = name.rsplit(":", 1)[-1] if ":" in name else name
-        parent = self.stack[-1] if self.stack else ""
-        self.stack.append(tag)
-        if tag == "trace":
-            self.trace, self.events = {}, []
-        elif tag == "event" and parent == "trace":
-            self.event = {}
-        elif tag in _TYPED and "key" in attrs:
-            if parent == "event" and self.event is not None:
-                self.event[attrs["key"]] = _value(tag, attrs.get("value"))
+        if ":" in name:
+            name = name.rsplit(":", 1)[1]
+        parent = self.stack[-1]
+        self.stack.append(name)
+        if name in _TYPED:
+            key = attrs.get("key")
+            if key is None:
+                return
+            raw = attrs.get("value")
+            value = raw if name == "string" or name == "date" else _value(name, raw)
+            if parent == "event":
+                self.event[key] = value
             elif parent == "trace":
-                self.trace[attrs["key"]] = _value(tag, attrs.get("value"))
+                self.trace[key] = value
+        elif name == "event":
+            self.event = {}
+        elif name == "trace":
+            self.trace, self.events = {}, []
 
     def end(self, name: str) -> None:
         tag = self.stack.pop()
-        if tag == "event" and self.event is not None and self.stack and self.stack[-1] == "trace":
+        if tag == "event" and self.stack[-1] == "trace":
             self.events.append(self.event)
-            self.event = None
         elif tag == "trace":
-            case_id = self.trace.pop("concept:name", None)
-            props = {_prop_key(k): v for k, v in self.trace.items()}
-            self.out.extend(_event_doc(case_id, props, attrs) for attrs in self.events)
-            self.events = []
+            self._flush()
+
+    def _flush(self) -> None:
+        case_id = self.trace.pop("concept:name", None)
+        case_json = "null" if case_id is None else _quote(str(case_id))
+        props = {_prop_key(k): v for k, v in self.trace.items()}
+        members = _members(props)
+        self.out.extend(_event_doc(case_json, props, members, attrs) for attrs in self.events)
+        self.events = []
 
 
 def iter_events(path: str | Path, chunk_bytes: int = 1 << 20) -> Iterator[str]:

@@ -328,8 +328,13 @@ def _check_mentions(masked_texts: Sequence[str], bundle: Mapping[str, Any], ctx:
 
 def check(bundle: Mapping[str, Any], narrative: Mapping[str, Any] | str | Narrative) -> CheckResult:
     """Run every rule; ok only when no failure remains (warnings do not fail)."""
-    parsed = narrative if isinstance(narrative, Narrative) else Narrative.from_obj(narrative)
     ctx = _context(bundle)
+    if isinstance(narrative, str):  # mask quoted names first so a name like "a. B" cannot split a sentence
+        masked_text, table = mask_names(numbers.normalise(narrative), ctx.names)
+        split = parse_text(masked_text)
+        parsed = Narrative(tuple(Sentence(unmask(s.text, table), s.fact_ids) for s in split.sentences), None)
+    else:
+        parsed = narrative if isinstance(narrative, Narrative) else Narrative.from_obj(narrative)
     if not parsed.all_sentences:
         return CheckResult(False, (Failure("EMPTY", "", "the narrative has no sentences"),))
     masked = [_check_sentence(s, ctx) for s in parsed.all_sentences]

@@ -1,8 +1,8 @@
 """Grounding validation: a bundle whose numbers contradict each other is never narrated.
 
 Checks run on the bundle dict (so `verify` and stored bundles are checked the
-same way) and use the numbers' own rounding: a value written with d decimals
-stands for an interval of half a unit in its last place, and a derived number
+same way) and use the contract's rounding: a float rounded to 6 decimals stands for
+an interval of half a unit in its last place, and a derived number
 (lift, probability, delta, difference) must fall inside the interval its inputs
 allow. What is checked:
 
@@ -19,7 +19,6 @@ allow. What is checked:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from ontology.errors import GroundingError
@@ -45,12 +44,14 @@ class GroundingIssue:
         return f"{self.rule} at {self.where}: {self.message}"
 
 
+DECIMALS = 6  # docs/contracts.md: evidence floats are rounded to 6 decimals
+
+
 def half_unit(x: float | int) -> float:
-    """Half a unit in the last written place of x (its rounding interval)."""
+    """Half a unit in the last place the contract rounds to (0 for exact integer counts)."""
     if isinstance(x, int):
         return 0.0
-    exponent = Decimal(repr(float(x))).normalize().as_tuple().exponent
-    return 0.5 * 10.0 ** min(int(exponent), 0) if isinstance(exponent, int) else 0.0
+    return 0.5 * 10.0 ** -DECIMALS
 
 
 def _ratio_bounds(a: float, b: float) -> tuple[float, float]:

@@ -141,7 +141,9 @@ def narrate_bundle(bundle: Mapping[str, Any], backend: LLMBackend | None = None)
         failure = {"stage": stage, "error": failures[0].rule,
                    "failures": [asdict(f) for f in failures], "message": f"{len(failures)} checker failure(s)"}
         request = build_request(bundle, failures, previous)
-    log.warning("%s narration rejected, using the template: %s", backend.name, failure)
+    log.warning("%s narration rejected at %s (%s); using the template", backend.name,
+                failure["stage"] if failure else "?", failure["error"] if failure else "?")
+    log.debug("rejected %s narration detail: %s", backend.name, failure)
     return _template_insight(bundle, "fallback", requested, params, calls, failure)
 
 

@@ -45,9 +45,9 @@ def snapshot_row(con: Any, snapshot_id: str) -> dict[str, Any]:
     return out
 
 
-def _scope_where(row: Mapping[str, Any]) -> tuple[str, list[Any]]:
+def scope_where(row: Mapping[str, Any]) -> tuple[str, list[Any]]:
     """WHERE clause over `journeys j` selecting a snapshot's journeys (censored ones included)."""
-    clauses = ["j.journey = ?", "j.tenant_id = ?"]
+    clauses = ["j.journey = ?", "coalesce(j.tenant_id, '') = ?"]
     params: list[Any] = [row["journey"], row["tenant_id"] or ""]
     if row["scope"] not in ("all", "segment"):
         clauses += ["j.start_ts >= ?", "j.start_ts < ?"]
@@ -59,11 +59,12 @@ def _scope_where(row: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 
 _COUNTS_SQL = """
-WITH scope AS (SELECT j.journey_id, j.outcome, j.actor_id FROM journeys j WHERE {where} AND NOT j.censored),
+WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.actor_id FROM journeys j
+               WHERE {where} AND NOT j.censored),
 raw AS (
   SELECT s.journey_id, s.step, s.state, sc.outcome,
          lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
-  FROM journey_steps s JOIN scope sc USING (journey_id) WHERE s.journey = ?),
+  FROM journey_steps s JOIN scope sc USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
 steps AS (
   SELECT journey_id, state, outcome, row_number() OVER (PARTITION BY journey_id ORDER BY step) AS step
   FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state),
@@ -90,9 +91,10 @@ def _nested(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, int]]:
 
 def recount(con: Any, row: Mapping[str, Any]) -> dict[str, Any]:
     """The snapshot's count fields rebuilt from journeys/journey_steps (payload-shaped)."""
-    where, params = _scope_where(row)
+    where, params = scope_where(row)
     collapse = bool(row["payload"].get("collapse_self_loops", False))
-    rows = con.execute(_COUNTS_SQL.format(where=where), params + [row["journey"], collapse]).fetchall()
+    dropoff = row["payload"].get("dropoff_outcome")
+    rows = con.execute(_COUNTS_SQL.format(where=where), [dropoff] + params + [row["journey"], collapse]).fetchall()
     kinds: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
         kinds.setdefault(r[0], []).append(r)
@@ -106,7 +108,7 @@ def recount(con: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         "actors": int(kinds["actors"][0][3]) if kinds.get("actors") else 0,
         "outcome_counts": dict(sorted(outcome_counts.items())),
         "transitions": [{"from": a, "to": b, "count": int(n)} for _, a, b, n in kinds.get("trans", [])],
-        "states": sorted(reach_outcome),
+        "states": sorted(set(reach_outcome) | {row["payload"]["start_state"]}),
         "reach_counts": {s: sum(v.values()) for s, v in reach_outcome.items()},
         "reach_outcome_counts": reach_outcome,
         "visit_counts": {a: int(n) for _, a, _, n in kinds.get("visit", [])},
@@ -192,7 +194,10 @@ class Ctx:
     settings: Mapping[str, Mapping[str, Any]]
     min_group_size: int
     releases: tuple[tuple[str, str], ...] = ()  # (name, at as ISO 8601 Z), sorted by time
+    top_paths: int = 10
+    cfg: Any = None  # the run's engine.config.Config: needed to recompute BH q-values (family_q)
     _cache: dict[str, Recount] = field(default_factory=dict)
+    _families: dict[tuple[str, str], dict[tuple[str, str, str, str], Any]] = field(default_factory=dict)
 
     def recount(self, snapshot_id: str) -> Recount:
         if snapshot_id not in self._cache:
@@ -375,6 +380,61 @@ def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float
     return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha", 0.05)))
 
 
+_PATHS_SQL = """
+WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.actor_id, epoch(j.end_ts - j.start_ts) AS dur
+               FROM journeys j WHERE {where} AND NOT j.censored),
+raw AS (SELECT s.journey_id, s.step, s.state, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+        FROM journey_steps s JOIN scope USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
+jour AS (SELECT journey_id, list(state ORDER BY step) AS path, count(*) AS len
+         FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state GROUP BY journey_id),
+po AS (SELECT j.path, s.outcome, count(*) AS cnt, count(DISTINCT s.actor_id) AS actors, median(s.dur) AS med_s,
+              median(j.len) AS med_len FROM scope s JOIN jour j USING (journey_id) GROUP BY ALL),
+seq AS (SELECT path, sum(cnt) AS n_seq, coalesce(sum(cnt) FILTER (outcome = ?), 0) AS n_conv FROM po GROUP BY path),
+ranked AS (SELECT po.*, seq.n_seq, seq.n_conv, row_number() OVER (ORDER BY po.cnt DESC, po.path, po.outcome) AS rn
+           FROM po JOIN seq USING (path))
+SELECT path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len, rn,
+       (SELECT median(s.dur) FROM scope s JOIN jour USING (journey_id)),
+       (SELECT median(len) FROM scope s JOIN jour USING (journey_id))
+FROM ranked ORDER BY rn
+"""
+
+
+def _r6n(value: Any) -> float | None:
+    return None if value is None else (round(float(value), 6) or 0.0)
+
+
+def path_table(ctx: Ctx, rc: Recount) -> dict[str, Any]:
+    """Top paths (engine.paths rules: rank by count, then path, then outcome) and the scope's medians."""
+    where, params = scope_where(rc.row)
+    sql = _PATHS_SQL.format(where=where)
+    rows = ctx.con.execute(sql, [rc.dropoff, *params, rc.row["journey"], bool(rc.payload.get("collapse_self_loops")),
+                                 rc.conversion]).fetchall()
+    top = [{"path": list(r[0]), "outcome": r[1], "count": int(r[2]), "actors": int(r[3]),
+            "conversion_rate": _r6n(r[5] / r[4]), "median_duration_s": _r6n(r[6]), "median_length": _r6n(r[7])}
+           for r in rows if r[8] <= ctx.top_paths]
+    med_s, med_len = (rows[0][9], rows[0][10]) if rows else (None, None)
+    return {"top": top, "median_s": _r6n(med_s), "median_length": _r6n(med_len)}
+
+
+def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    """Path quality numbers (detectors.path_quality): top entries of the path merged across outcomes."""
+    table = path_table(ctx, rc)
+    states = _name(fact.subject).split(">")
+    entries = [e for e in table["top"] if e["path"] == states]
+    count = sum(e["count"] for e in entries)
+    if not count or not table["median_s"] or not table["median_length"]:
+        raise JourneyGraphError(f"path {'>'.join(states)} is not among the recomputed top paths")
+    conversions = int(round(sum(float(e["conversion_rate"]) * e["count"] for e in entries)))
+    duration = sum(float(e["median_duration_s"] or 0.0) * e["count"] for e in entries) / count
+    length = sum(float(e["median_length"] or len(states)) * e["count"] for e in entries) / count
+    base_cr = rc.outcome_count(rc.conversion) / max(1, rc.completed)
+    _, p, test = proportion_test(conversions, count, rc.outcome_count(rc.conversion) - conversions, rc.completed - count)
+    ratio = max(duration / table["median_s"], 0.1) * max(length / table["median_length"], 0.1)
+    return {"count": count, "share": count / rc.completed, "conversion_rate": conversions / count,
+            "median_duration_s": duration, "median_length": length, "quality": conversions / count / ratio / base_cr,
+            "test": test, "p_value": p, "n": rc.completed, "kind": fact.evidence.get("kind")}
+
+
 RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
     "transitions_to": _transition,
     "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
@@ -387,6 +447,8 @@ RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
     "diverges_from": _diverges,
     "regressed_after": _changed,
     "changed_after": _changed,
+    "is_fast_path_to": _path,
+    "associated_with": _path,
 }
 
 
@@ -409,6 +471,52 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def recomputed_payload(ctx: Ctx, snapshot_id: str) -> dict[str, Any]:
+    """The stored payload with every count, path and duration replaced by its recomputation."""
+    rc = ctx.recount(snapshot_id)
+    table = path_table(ctx, rc)
+    payload = {**rc.payload, **rc.data}
+    payload["durations"] = {"median_s": table["median_s"], "median_length": table["median_length"]}
+    top = [{**e, "share": _r6n(e["count"] / rc.completed)} for e in table["top"]]
+    payload["paths"] = {**(rc.payload.get("paths") or {}), "top": top}
+    return payload
+
+
+def family_q(ctx: Ctx, snapshot_id: str) -> dict[tuple[str, str, str, str], Any]:
+    """q-values of every fact of the run that built `snapshot_id`, from detectors re-run on recomputed counts.
+
+    A BH q depends on every p-value of its family, so the whole run's snapshots (same input and
+    config hash) are rebuilt from journeys/journey_steps and the registered detectors run on them."""
+    from detectors.runner import run_detectors
+    from engine.snapshot import Snapshot
+
+    payload = ctx.recount(snapshot_id).payload
+    key = (str(payload.get("input_hash")), str(payload.get("config_hash")))
+    if key not in ctx._families:
+        ids = [r[0] for r in ctx.con.execute(
+            "SELECT snapshot_id FROM snapshots WHERE coalesce(json_extract_string(payload, '$.input_hash'), 'None') = ? "
+            "AND coalesce(json_extract_string(payload, '$.config_hash'), 'None') = ? ORDER BY snapshot_id", list(key)).fetchall()]
+        snaps = [Snapshot.from_payload(recomputed_payload(ctx, sid)) for sid in ids]
+        run = run_detectors(snaps, ctx.cfg)
+        ctx._families[key] = {(f.subject, f.predicate, f.object, f.provenance.snapshot_id): f.evidence.get("q_value")
+                              for f in run.facts}
+    return ctx._families[key]
+
+
+def _family_value(fact: Fact, ctx: Ctx) -> tuple[Any, str | None]:
+    """The fact's recomputed q (None and why when the family cannot be rebuilt)."""
+    if ctx.cfg is None:
+        return None, "no run config in the workspace: q checked only as p <= q <= 1"
+    try:
+        table = family_q(ctx, fact.provenance.snapshot_id)
+    except (ImportError, KeyError, ValueError, JourneyGraphError) as exc:
+        return None, f"family not rebuilt ({type(exc).__name__}: {exc}); q checked only as p <= q <= 1"
+    key = (fact.subject, fact.predicate, fact.object, fact.provenance.snapshot_id)
+    if key not in table:
+        return None, "the detectors re-run on recomputed counts do not produce this fact"
+    return table[key], None
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -416,10 +524,17 @@ def _number(value: Any) -> bool:
 def _compare(key: str, stored: Any, recomputed: Mapping[str, Any], p_value: Any) -> dict[str, Any]:
     """One evidence entry: stored, recomputed and its status."""
     entry: dict[str, Any] = {"key": key, "stored": stored, "number": _number(stored)}
-    if key == "q_value":
+    if key == "q_value" and recomputed.get("q_value") is not None:
+        value = _plain(recomputed["q_value"])
+        match = _same(stored, value)
+        entry.update(recomputed=value, status="match" if match else "mismatch", match=match,
+                     note="Benjamini-Hochberg over the run's family, detectors re-run on recomputed counts")
+    elif key == "q_value" and recomputed.get("_q_note", "").startswith("the detectors re-run"):
+        entry.update(recomputed=None, status="mismatch", match=False, note=recomputed["_q_note"])
+    elif key == "q_value":
         ok = _number(p_value) and float(p_value) - 1e-6 <= float(stored) <= 1.0
         entry.update(recomputed=None, status="family" if ok else "mismatch", match=bool(ok),
-                     note="Benjamini-Hochberg q depends on the whole test family; checked p <= q <= 1")
+                     note=recomputed.get("_q_note") or "BH q depends on the whole test family; checked p <= q <= 1")
     elif key in recomputed and recomputed[key] is not None:
         value = _plain(recomputed[key])
         match = _same(stored, value)
@@ -435,9 +550,9 @@ def make_context(con: Any, cfg: Any = None) -> Ctx:
     if cfg is None:
         return Ctx(con=con, settings={}, min_group_size=20)
     names = ("segment_divergence", "regression", "dropoff", "activation_driver", "repeated_visit", "path_quality")
-    return Ctx(con=con, settings={n: cfg.detector_settings(n) for n in names},
+    return Ctx(con=con, settings={n: cfg.detector_settings(n) for n in names}, cfg=cfg,
                min_group_size=int(cfg.privacy.min_group_size),
-               releases=tuple((r.name, r.at) for r in cfg.releases))
+               releases=tuple((r.name, r.at) for r in cfg.releases), top_paths=int(cfg.snapshots.top_paths))
 
 
 def workspace_config(con: Any) -> Any:
@@ -467,12 +582,16 @@ def recompute_fact(fact: Fact, *, con: Any, cfg: Any = None, ctx: Ctx | None = N
         except (KeyError, ValueError, JourneyGraphError) as exc:
             error = f"{type(exc).__name__}: {exc}"
     recomputed.setdefault("journey", rc.row["journey"])
+    if "q_value" in fact.evidence and error is None:
+        recomputed["q_value"], note = _family_value(fact, ctx)
+        recomputed["_q_note"] = note or ""
     entries = [_compare(k, v, recomputed, fact.evidence.get("p_value")) for k, v in sorted(fact.evidence.items())]
     numbers = [e for e in entries if e["number"]]
     return {
         "fact_id": fact.fact_id, "predicate": fact.predicate, "subject": fact.subject, "object": fact.object,
         "snapshot_id": fact.provenance.snapshot_id, "entries": entries,
         "numbers": len(numbers), "matched": sum(1 for e in numbers if e["match"]),
+        "exact": sum(1 for e in numbers if e["status"] == "match"),
         "mismatched": [e["key"] for e in entries if e["status"] == "mismatch"],
         "not_recomputed": [e["key"] for e in entries if e["status"] == "not_recomputed"],
         "ok": error is None and all(e["match"] for e in entries), "error": error,
@@ -486,6 +605,8 @@ def compare_snapshot(con: Any, snapshot_id: str, ctx: Ctx | None = None) -> dict
     payload = rc.payload
     fields = {}
     for key, value in rc.data.items():
+        if key not in payload:
+            continue
         stored = payload.get(key)
         if key == "transitions" and stored is not None:
             stored = sorted(({"from": t["from"], "to": t["to"], "count": t["count"]} for t in stored),
@@ -503,5 +624,5 @@ def recompute_all(facts: Any, *, con: Any, cfg: Any = None) -> dict[str, Any]:
     numbers = sum(r["numbers"] for r in results)
     matched = sum(r["matched"] for r in results)
     return {"facts": len(results), "facts_ok": sum(1 for r in results if r["ok"]), "numbers": numbers,
-            "numbers_matched": matched, "share": matched / numbers if numbers else 1.0,
+            "numbers_matched": matched, "numbers_exact": sum(r["exact"] for r in results), "share": matched / numbers if numbers else 1.0,
             "failures": [r for r in results if not r["ok"]]}

@@ -192,7 +192,7 @@ def _assert_graph_integrity(store: Any) -> None:
 
 
 def test_writer_killed_mid_write_leaves_no_duplicates_and_rerun_completes(site: StoreSite) -> None:
-    n, chunk = 2000, 100
+    n, chunk = 1000, 100
     writer = _start_writer(site, n, chunk)
     _wait_for_chunk(writer)
     writer.kill()  # SIGKILL: no cleanup, no flush, possibly inside a transaction

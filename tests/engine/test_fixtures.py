@@ -334,3 +334,39 @@ def test_every_state_in_the_stream_comes_from_demo_yaml(streams: dict) -> None:
 
 def test_expected_planted_json_is_serialisable() -> None:
     assert json.loads(json.dumps(expected_planted(DemoParams())))[0]["subject"] == "state:import_data"
+
+
+# --------------------------------------------------------------------------- benchmark streams
+
+@pytest.fixture(scope="module")
+def bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_streams", FIXTURES.parent / "benchmarks" / "generate_streams.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_stream_is_deterministic_and_time_ordered(bench_module) -> None:
+    a, b = bench_module.simulate(20_000, seed=5), bench_module.simulate(20_000, seed=5)
+    assert a.equals(b)
+    assert 15_000 < a.num_rows < 25_000
+    stamps = a.column("timestamp").to_pylist()
+    assert stamps == sorted(stamps) and stamps[0].endswith("Z")
+    assert set(a.column("platform").to_pylist()) == set(bench_module.PLATFORMS)
+    assert set(a.column("event_name").to_pylist()) <= set(bench_module.STATE_NAMES) | {bench_module.OUTCOME_EVENT}
+    assert len(set(a.column("event_name").to_pylist())) > bench_module.N_STATES * 0.8
+
+
+def test_benchmark_chain_rows_are_distributions(bench_module) -> None:
+    P = bench_module.chain(np.random.default_rng(0))
+    np.testing.assert_allclose(P.sum(axis=2), 1.0, atol=1e-12)
+    assert (P[:, :, 0] == 0).all(), "nothing returns to signup"
+
+
+def test_benchmark_config_loads(bench_module, tmp_path: Path) -> None:
+    path = tmp_path / "bench.yaml"
+    path.write_text(bench_module.CONFIG)
+    cfg = load_config(path)
+    assert cfg.journey("main").start == "signup" and [r.name for r in cfg.releases] == ["r1"]

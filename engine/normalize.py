@@ -1,0 +1,249 @@
+"""Clean staged events into the `events` table: dedup, identity, bots, late arrivals, sessions, order.
+
+Runs after `engine.ingest.load` (which left `staged_events`, every row with
+its quarantine reason or none) and before `engine.states.derive`. Each usable
+row ends in exactly one bucket, in this order of precedence:
+
+1. **duplicate**: the same (tenant, event_id) seen earlier (by time, then
+   input order) no more than `dedupe_window` before. A missing event_id is
+   generated from a hash of the event's content, so exact duplicate rows
+   collapse. A repeat outside the window is a new event; its id gets a
+   ``#n`` suffix so ids stay unique.
+2. **bot**: the user agent matches a bot pattern (regular expressions,
+   case-insensitive), or the actor exceeds `max_events_per_minute` in any
+   calendar minute, in which case all of that actor's events go (a scripted
+   client is not a person at any other minute either).
+3. **late**: received more than `late_arrival_tolerance` after it happened,
+   or timed before the previous run's sealed watermark minus the tolerance
+   (its period's snapshot is already immutable).
+4. **accepted**: everything else.
+
+Identity resolution happens before the bot rule (the rate is per person):
+events named in `alias_events` that carry both anonymous_id and user_id link
+the two; connected components over those links (scipy's csgraph on
+integer-coded ids, within a tenant) give one canonical actor per person: the
+smallest user_id of the component (a known user beats an anonymous id).
+
+Accepted events get sessions (a new one after `inactivity_gap` of silence,
+``session_id = '<actor>#<n>'``, n from 1) and `seq`, their 0-based order
+within (tenant, actor) by (ts, input_order, event_id): equal timestamps keep
+input order. `tenant_id` is part of every key, so one user id in two tenants
+is two actors. The summary's identity ``events_read = accepted + quarantined
++ duplicates + bots_filtered + late_rejected`` is checked before returning.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from engine.config import Config
+from ontology.errors import ConfigError, EngineError
+
+log = logging.getLogger(__name__)
+
+_FLAGGED = "_jg_flagged"
+_IDENTITY = "_jg_identity"
+
+
+@dataclass(frozen=True)
+class NormalizeSummary:
+    """Counts of one normalisation; the bucket counts always add up to events_read."""
+
+    events_read: int
+    accepted: int
+    quarantined: int
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    bots_filtered: int = 0
+    late_rejected: int = 0
+    actors: int = 0
+    identities_merged: int = 0
+    data_start: datetime | None = None
+    data_end: datetime | None = None
+
+    @property
+    def watermark(self) -> datetime | None:
+        """What this run seals: the latest accepted event time (store it in `runs.watermark`)."""
+        return self.data_end
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("data_start", "data_end"):
+            data[key] = None if data[key] is None else data[key].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return data
+
+
+def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None) -> NormalizeSummary:
+    """Build `events` (replacing it) from `staged_events`; return the counts per bucket."""
+    norm = cfg.normalize
+    _dedupe(con, norm.dedupe_window_s)
+    merged = _resolve_identities(con, norm.alias_events)
+    _flag_bots_and_late(con, cfg, watermark)
+    _write_events(con, cfg.inactivity_gap_s)
+    _write_rejected(con)
+    summary = _summary(con, merged)
+    for table in (_FLAGGED, _IDENTITY, "_jg_deduped"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return summary
+
+
+def _content_hash_sql() -> str:
+    """A generated event_id: same content (tenant, actor ids, name, time, properties) -> same id."""
+    parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in (
+        "tenant_id", "user_id", "anonymous_id", "event_name", "strftime(ts, '%Y-%m-%dT%H:%M:%S.%f')",
+        "source_session_id", "platform", "user_agent", "properties"))
+    return f"'h:' || md5(concat_ws(chr(31), {parts}))"
+
+
+def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
+    """Usable rows with a duplicate flag; a repeat beyond the window is a new event with a suffixed id."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _jg_deduped AS
+        WITH ids AS (
+          SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
+          FROM staged_events WHERE reason IS NULL),
+        ranked AS (
+          SELECT *, row_number() OVER w AS occurrence, first_value(ts) OVER w AS first_ts
+          FROM ids WINDOW w AS (PARTITION BY tenant_id, event_id ORDER BY ts, input_order))
+        SELECT * EXCLUDE (occurrence, first_ts, event_id),
+               occurrence > 1 AND ts - first_ts <= INTERVAL ({int(window_s)}) SECOND AS duplicate,
+               CASE WHEN occurrence > 1 AND ts - first_ts > INTERVAL ({int(window_s)}) SECOND
+                    THEN event_id || '#' || occurrence ELSE event_id END AS event_id
+        FROM ranked""")
+
+
+def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> int:
+    """Map every user/anonymous id that appears in an alias link to its component's canonical id."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
+    if not alias_events:
+        return 0
+    links = con.execute(
+        """SELECT DISTINCT tenant_id, user_id, anonymous_id FROM _jg_deduped
+           WHERE NOT duplicate AND user_id IS NOT NULL AND anonymous_id IS NOT NULL
+             AND list_contains(?, event_name)
+           ORDER BY ALL""", [list(alias_events)]).fetchnumpy()
+    if len(links["tenant_id"]) == 0:
+        return 0
+    table, merged = _components(links)
+    con.register("_jg_identity_arrow", table)
+    con.execute(f"INSERT INTO {_IDENTITY} SELECT * FROM _jg_identity_arrow")
+    con.unregister("_jg_identity_arrow")
+    return merged
+
+
+def _components(links: dict[str, np.ndarray]) -> tuple[pa.Table, int]:
+    """Connected components over user<->anonymous links; canonical = smallest user id, else smallest anonymous id."""
+    tenants = links["tenant_id"].astype(object)
+    users = np.array([f"{t}\x00u\x00{u}" for t, u in zip(tenants, links["user_id"])], dtype=object)
+    anons = np.array([f"{t}\x00a\x00{a}" for t, a in zip(tenants, links["anonymous_id"])], dtype=object)
+    nodes, codes = np.unique(np.concatenate([users, anons]), return_inverse=True)
+    n_links = len(users)
+    graph = coo_matrix((np.ones(n_links), (codes[:n_links], codes[n_links:])), shape=(len(nodes), len(nodes)))
+    n_components, labels = connected_components(graph, directed=False)
+    parts = [node.split("\x00", 2) for node in nodes]
+    # Sort key puts users before anonymous ids ('u' < 'a' is false, so rank explicitly), then by id.
+    rank = np.array([0 if kind == "u" else 1 for _, kind, _ in parts])
+    ids = np.array([ident for _, _, ident in parts], dtype=object)
+    order = np.lexsort((ids, rank, labels))
+    first = order[np.r_[True, labels[order][1:] != labels[order][:-1]]]
+    canonical_of = {labels[i]: ids[i] for i in first}
+    table = pa.table({
+        "tenant_id": [t for t, _, _ in parts],
+        "kind": [kind for _, kind, _ in parts],
+        "id": list(ids),
+        "canonical": [canonical_of[label] for label in labels],
+    })
+    return table, len(nodes) - n_components
+
+
+def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"normalize.bots.user_agent_patterns: {pattern!r} is not a regular expression ({exc})") from exc
+    return "|".join(f"(?:{p})" for p in patterns) if patterns else None
+
+
+def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None) -> None:
+    bots = cfg.normalize.bots
+    pattern = _bot_pattern(bots.user_agent_patterns)
+    ua_bot = "regexp_matches(coalesce(user_agent, ''), ?, 'i')" if pattern else "false"
+    tolerance = int(cfg.normalize.late_arrival_tolerance_s)
+    params: list[Any] = ([pattern] if pattern else []) + [watermark]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_FLAGGED} AS
+        WITH resolved AS (
+          SELECT d.* EXCLUDE (user_id, anonymous_id),
+                 CASE WHEN d.user_id IS NOT NULL THEN coalesce(u.canonical, d.user_id)
+                      ELSE coalesce(a.canonical, d.anonymous_id) END AS actor_id
+          FROM _jg_deduped d
+          LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
+          LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
+        per_minute AS (
+          SELECT tenant_id, actor_id, max(n) AS peak FROM (
+            SELECT tenant_id, actor_id, count(*) AS n FROM resolved WHERE NOT duplicate
+            GROUP BY tenant_id, actor_id, date_trunc('minute', ts)) GROUP BY ALL)
+        SELECT r.*,
+               NOT r.duplicate AND ({ua_bot} OR coalesce(m.peak, 0) > {int(bots.max_events_per_minute)}) AS bot,
+               NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
+                    OR r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND) AS late_raw
+        FROM resolved r LEFT JOIN per_minute m USING (tenant_id, actor_id)""", params)
+
+
+def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TABLE events AS
+        WITH accepted AS (
+          SELECT * FROM {_FLAGGED} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)),
+        gaps AS (
+          SELECT *, CASE WHEN ts - lag(ts) OVER w > INTERVAL ({int(gap_s)}) SECOND THEN 1 ELSE 0 END AS new_session,
+                 row_number() OVER w - 1 AS seq
+          FROM accepted WINDOW w AS (PARTITION BY tenant_id, actor_id ORDER BY ts, input_order, event_id))
+        SELECT tenant_id, actor_id, event_id, event_name, ts, received_at,
+               actor_id || '#' || (1 + sum(new_session) OVER (PARTITION BY tenant_id, actor_id ORDER BY seq)) AS session_id,
+               platform, user_agent, properties, input_order, seq,
+               CAST(NULL AS VARCHAR) AS state_raw, CAST(NULL AS VARCHAR) AS state_semantic,
+               CAST(NULL AS VARCHAR) AS state_lifecycle
+        FROM gaps
+        ORDER BY tenant_id, actor_id, seq""")
+
+
+def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
+    """Usable rows that were still not accepted, with why: the audit trail beside `quarantine`."""
+    con.execute(f"""
+        CREATE OR REPLACE TABLE rejected_events AS
+        SELECT run_id, source, line, tenant_id, actor_id, event_id,
+               CASE WHEN duplicate THEN 'duplicate' WHEN bot THEN 'bot' ELSE 'late_arrival' END AS reason
+        FROM {_FLAGGED} WHERE duplicate OR bot OR coalesce(late_raw, false)
+        ORDER BY input_order""")
+
+
+def _summary(con: duckdb.DuckDBPyConnection, merged: int) -> NormalizeSummary:
+    read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchone() or (0, 0)
+    by_reason = dict(con.execute(
+        "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
+    dups, bots, late = con.execute(
+        f"""SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND bot),
+                   count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchone() or (0, 0, 0)
+    accepted, actors, start, end = con.execute(
+        "SELECT count(*), count(DISTINCT (tenant_id, actor_id)), min(ts), max(ts) FROM events").fetchone() or (0, 0, None, None)
+    summary = NormalizeSummary(events_read=read, accepted=accepted, quarantined=quarantined,
+                               quarantined_by_reason=by_reason, duplicates=dups, bots_filtered=bots,
+                               late_rejected=late, actors=actors, identities_merged=merged,
+                               data_start=start, data_end=end)
+    total = accepted + quarantined + dups + bots + late
+    if total != read:
+        raise EngineError(f"normalisation lost rows: events_read {read} != accepted {accepted} + quarantined {quarantined} "
+                          f"+ duplicates {dups} + bots {bots} + late {late}; this is a bug, please report it")
+    return summary

@@ -1,0 +1,189 @@
+"""Push, not pull: `journeygraph watch` re-runs when new data arrives and posts new insights.
+
+A folder source is fingerprinted (names, sizes, mtimes); a SQL source re-runs
+on the interval. After each run the feed is compared with what was already
+delivered: only findings never delivered before (keyed by what they claim,
+not by snapshot, so a finding that still holds is not re-announced) are
+posted. Delivery is retried with exponential backoff and jitter and recorded
+only after a 2xx, with `Idempotency-Key: <insight id>`, so nothing is sent
+twice even across restarts. Digest webhooks get one Markdown message per
+day/week instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from engine.config import Config, Webhook, load_config
+from engine.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+DIGEST_SECONDS = {"daily": 86400, "weekly": 7 * 86400}
+
+_DELIVERIES = """
+CREATE TABLE IF NOT EXISTS deliveries(
+  webhook VARCHAR, finding_key VARCHAR, insight_id VARCHAR, delivered_at DOUBLE,
+  PRIMARY KEY (webhook, finding_key))
+"""
+
+
+class DeliveryError(Exception):
+    """A webhook answered with a retryable failure (5xx, 429, connection error)."""
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    webhook: str
+    delivered: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+def finding_key(item: dict[str, Any]) -> str:
+    """What a feed item claims, independent of snapshot ids (which change as data grows)."""
+    f = item["finding"]
+    parts = [f["type"], f["journey"], f["subject"], f["predicate"], f["object"], f.get("segment") or "", f.get("release") or ""]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
+
+
+def source_fingerprint(source: str) -> str:
+    path = Path(source)
+    files = sorted(path.rglob("*")) if path.is_dir() else sorted(Path().glob(source)) if any(c in source for c in "*?[") else [path]
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def source_glob(source: str) -> str:
+    """A watched folder is read as every event file inside it."""
+    path = Path(source)
+    if path.is_dir():
+        exts = sorted({p.suffix for p in path.iterdir() if p.is_file()})
+        ext = exts[0] if len(exts) == 1 else ".jsonl"
+        return str(path / f"*{ext}")
+    return source
+
+
+def slack_text(item: dict[str, Any]) -> str:
+    f = item["finding"]
+    text = item.get("narrative", {}).get("text", "")
+    return f"*#{item['rank']} {f['type'].replace('_', ' ')}* ({f['confidence_label']} confidence, q={f['q_value']:.4g})\n{text}"
+
+
+def digest_markdown(items: list[dict[str, Any]]) -> str:
+    lines = ["# journeygraph digest", ""]
+    for item in items:
+        f = item["finding"]
+        lines.append(f"- **{f['type'].replace('_', ' ')}** `{f['subject']}` — {item.get('narrative', {}).get('text', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, DeliveryError)
+
+
+def post_json(url: str, body: dict[str, Any], idempotency_key: str, timeout: float = 10.0, attempts: int = 5) -> int:
+    """POST with bounded, jittered exponential backoff on 5xx/429/connection errors."""
+
+    @retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(attempts),
+           wait=wait_random_exponential(multiplier=0.2, max=5), reraise=True)
+    def _send() -> int:
+        req = urllib.request.Request(url, data=json.dumps(body, sort_keys=True).encode(), method="POST",
+                                     headers={"content-type": "application/json", "idempotency-key": idempotency_key})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as res:
+                return int(res.status)
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500 or exc.code == 429:
+                raise DeliveryError(f"{url} answered {exc.code}") from exc
+            raise
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise DeliveryError(f"{url} unreachable: {exc}") from exc
+
+    return _send()
+
+
+def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, Any]],
+            now: Callable[[], float] = time.time) -> list[DeliveryReport]:
+    """Post every feed item not yet delivered to each webhook; record successes."""
+    ws.con.execute(_DELIVERIES)
+    reports = []
+    for hook in webhooks:
+        done = {r[0] for r in ws.con.execute("SELECT finding_key FROM deliveries WHERE webhook = ?", [hook.url]).fetchall()}
+        fresh = [i for i in items if finding_key(i) not in done]
+        if hook.digest != "none":
+            reports.append(_deliver_digest(ws, hook, fresh, now))
+            continue
+        delivered, failed = [], []
+        for item in fresh:
+            body = {"text": slack_text(item)} if hook.format == "slack" else item
+            try:
+                post_json(hook.url, body, item["insight_id"])
+            except Exception as exc:  # noqa: BLE001 - one failing item must not stop the others
+                log.warning("webhook %s failed for %s: %s", hook.url, item["insight_id"], exc)
+                failed.append(item["insight_id"])
+                continue
+            ws.con.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
+                           [hook.url, finding_key(item), item["insight_id"], now()])
+            delivered.append(item["insight_id"])
+        reports.append(DeliveryReport(hook.url, tuple(delivered), tuple(failed)))
+    return reports
+
+
+def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], now: Callable[[], float]) -> DeliveryReport:
+    last = ws.con.execute("SELECT max(delivered_at) FROM deliveries WHERE webhook = ?", [hook.url]).fetchone()[0]
+    if not fresh or (last is not None and now() - last < DIGEST_SECONDS[hook.digest]):
+        return DeliveryReport(hook.url, (), ())
+    key = hashlib.sha256("".join(sorted(i["insight_id"] for i in fresh)).encode()).hexdigest()[:24]
+    try:
+        post_json(hook.url, {"text": digest_markdown(fresh), "format": "markdown"}, key)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("digest to %s failed: %s", hook.url, exc)
+        return DeliveryReport(hook.url, (), tuple(i["insight_id"] for i in fresh))
+    ws.con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
+                       [[hook.url, finding_key(i), i["insight_id"], now()] for i in fresh])
+    return DeliveryReport(hook.url, tuple(i["insight_id"] for i in fresh), ())
+
+
+def run_once(source: str, cfg: Config, config_path: str | None, workspace: str | None) -> list[DeliveryReport]:
+    """One incremental run followed by delivery of what is new."""
+    from engine import pipeline, views
+
+    pipeline.run(source=source_glob(source), config_path=config_path, workspace=workspace, quiet=True)
+    items = views.feed_items(workspace)
+    ws = Workspace.open(workspace)
+    try:
+        return deliver(ws, cfg.webhooks, items)
+    finally:
+        ws.close()
+
+
+def watch(source: str, *, config_path: str, workspace: str | None = None, interval_s: float = 60.0,
+          once: bool = False, max_cycles: int | None = None) -> None:
+    cfg = load_config(config_path)
+    is_sql = source.lstrip().lower().startswith(("select", "with", "from")) or "://" in source
+    last = None
+    cycles = 0
+    while True:
+        fingerprint = None if is_sql else source_fingerprint(source)
+        if is_sql or fingerprint != last:
+            for report in run_once(source, cfg, config_path, workspace):
+                print(f"{report.webhook}: delivered {len(report.delivered)}, failed {len(report.failed)}", flush=True)
+            last = fingerprint
+        cycles += 1
+        if once or (max_cycles is not None and cycles >= max_cycles):
+            return
+        time.sleep(interval_s)

@@ -1,0 +1,119 @@
+"""What only a server-backed store can get wrong: an unreachable or crashing server, the graph shape, raw Cypher.
+
+Runs against the same real Bolt server as the contract suite (ArcadeDB
+started by conftest, or NEO4J_URI). The crash tests kill -9 the server
+process and restart it on the same data dir and ports.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from boltserver import free_port
+from contract.conftest import BoltTarget, StoreSite
+from contract.factset import make_facts
+from contract.test_store_contract import _assert_complete_after_rerun, _assert_graph_integrity, _start_writer, _wait_for_chunk
+from engine.config import StoreConfig
+from ontology.errors import StoreError, StoreUnavailable
+from ontology.store import open_store
+
+pytestmark = pytest.mark.parametrize("backend", ["neo4j"], indirect=True)
+
+FACTS = make_facts(60)
+
+
+def _own_server(site: StoreSite) -> BoltTarget:
+    assert site.bolt is not None
+    if site.bolt.server is None:
+        pytest.skip("NEO4J_URI points at an external server; these tests kill and restart the server they started")
+    return site.bolt
+
+
+def test_unreachable_server_is_one_line_store_unavailable(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    uri = f"bolt://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreUnavailable) as err:
+        open_store("neo4j", StoreConfig(backend="neo4j", uri=uri, user="root", password="x"), tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == f"Neo4j at {uri} did not answer in 5 s; start it or set store.backend: embedded"
+
+
+def test_wrong_password_names_the_settings_to_fix(site: StoreSite) -> None:
+    assert site.bolt is not None
+    cfg = StoreConfig(backend="neo4j", uri=site.bolt.uri, user=site.bolt.user, password="not-the-password",
+                      database=site.bolt.database)
+    with pytest.raises(StoreError, match="NEO4J_PASSWORD") as err:
+        open_store("neo4j", cfg, site.workspace)
+    assert not isinstance(err.value, StoreUnavailable)
+    assert site.bolt.uri in str(err.value)
+
+
+def test_graph_has_typed_entities_predicate_edges_and_links(site: StoreSite) -> None:
+    store = site.open()
+    store.write(FACTS)
+    transitions = [f for f in FACTS if f.predicate == "transitions_to"]
+    rows = store.cypher(  # type: ignore[attr-defined]
+        "MATCH (s:State)-[r:TRANSITIONS_TO]->(o) RETURN r.fact_id AS fact_id, s.id AS s, o.id AS o ORDER BY fact_id")
+    assert rows == sorted(({"fact_id": f.fact_id, "s": f.subject, "o": f.object} for f in transitions),
+                          key=lambda r: r["fact_id"])
+    dropoffs = store.cypher("MATCH (p:Path)-[r:IS_DROPOFF_POINT_FOR]->(j:Journey {id: $j}) RETURN count(r) AS n",  # type: ignore[attr-defined]
+                            {"j": "journey:activation"})
+    assert dropoffs == [{"n": sum(1 for f in FACTS if f.predicate == "is_dropoff_point_for" and f.subject.startswith("path:"))}]
+    derived = store.cypher("MATCH (f:Fact)-[:DERIVED_FROM]->(s:Snapshot {id: 'snapshot:snapB'}) RETURN count(f) AS n")  # type: ignore[attr-defined]
+    assert derived == [{"n": sum(1 for f in FACTS if f.provenance.snapshot_id == "snapB")}]
+    _assert_graph_integrity(store)
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param("CREATE (s:State {id: 'state:evil'}) RETURN s.id AS id", id="create"),
+    pytest.param("MATCH (f:Fact) SET f.confidence = 0.0 RETURN count(f) AS n", id="set"),
+    pytest.param("MATCH (f:Fact) DETACH DELETE f", id="delete"),
+])
+def test_cypher_helper_is_read_only(site: StoreSite, query: str) -> None:
+    store = site.open()
+    store.write(FACTS)
+    before = list(store.facts())
+    with pytest.raises(StoreError, match="read-only"):
+        store.cypher(query)  # type: ignore[attr-defined]
+    assert list(store.facts()) == before
+    assert store.cypher("MATCH (s:State {id: 'state:evil'}) RETURN count(s) AS n") == [{"n": 0}]  # type: ignore[attr-defined]
+
+
+def test_cypher_helper_reports_a_bad_query_in_one_line(store) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StoreError, match="fix the query") as err:
+        store.cypher("MATCH (f:Fact RETURN f")
+    assert "\n" not in str(err.value)
+
+
+def test_open_store_rides_out_a_server_restart(site: StoreSite) -> None:
+    """A store opened before a crash works again after the restart: the driver reconnects, tenacity retries."""
+    bolt = _own_server(site)
+    assert bolt.server is not None
+    store = site.open(max_attempts=60)
+    store.write(FACTS[:30])
+    bolt.server.kill()
+    restarter = threading.Thread(target=bolt.server.restart)
+    restarter.start()
+    try:
+        assert store.write(FACTS) == 30  # retried with backoff until the server is back
+    finally:
+        restarter.join()
+    assert list(store.facts()) == sorted(FACTS, key=lambda f: f.fact_id)
+
+
+def test_server_killed_mid_write_then_rerun_gives_every_fact_once(site: StoreSite) -> None:
+    bolt = _own_server(site)
+    assert bolt.server is not None
+    n, chunk = 600, 50
+    writer = _start_writer(site, n, chunk)
+    _wait_for_chunk(writer)
+    bolt.server.kill()  # kill -9 the database while the writer is inside a later batch
+    _, err = writer.communicate()
+    assert writer.returncode == 3, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("StoreUnavailable: Neo4j at " + bolt.uri)
+    assert "start it and re-run" in last
+    bolt.server.restart()
+    _assert_complete_after_rerun(site, n)

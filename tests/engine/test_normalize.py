@@ -1,0 +1,197 @@
+"""Normalisation: exact counts on the hand-made dirty stream, identity stitching, order invariance, and each rule."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.config import load_config
+from tests.engine.conftest import FIXTURES, make_config, rows, run_pipeline, write_jsonl
+
+DIRTY = FIXTURES / "dirty"
+
+
+@pytest.fixture(scope="module")
+def dirty_cfg():
+    return load_config(DIRTY / "journeygraph.yaml")
+
+
+def _conversion(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    return con.execute("SELECT count(*) FILTER (WHERE outcome = 'converted'), count(*) FROM journeys WHERE NOT censored").fetchone()
+
+
+def test_dirty_stream_counts_every_row_exactly(con, dirty_cfg) -> None:
+    run = run_pipeline(con, DIRTY / "events.jsonl", dirty_cfg)
+    s = run.summary
+    assert (s.events_read, s.accepted, s.quarantined, s.duplicates, s.bots_filtered, s.late_rejected) == (338, 23, 9, 2, 303, 1)
+    assert s.quarantined_by_reason == {"not_json": 3, "missing_timestamp": 1, "bad_timestamp": 2,
+                                       "missing_event_name": 2, "missing_actor": 1}
+    assert s.events_read == s.accepted + s.quarantined + s.duplicates + s.bots_filtered + s.late_rejected
+    assert s.actors == 8 and s.identities_merged == 1
+    # quarantine keeps line numbers (1-based, blank lines counted as lines) and the raw text
+    assert rows(con, "SELECT line, reason FROM quarantine ORDER BY line") == [
+        (328, "not_json"), (329, "not_json"), (330, "not_json"), (331, "missing_timestamp"), (332, "bad_timestamp"),
+        (333, "bad_timestamp"), (334, "missing_event_name"), (335, "missing_event_name"), (336, "missing_actor")]
+    assert rows(con, "SELECT raw FROM quarantine WHERE line = 329") == [("this is not json at all",)]
+    assert dict(rows(con, "SELECT reason, count(*) FROM rejected_events GROUP BY ALL")) == {"duplicate": 2, "bot": 303, "late_arrival": 1}
+
+
+def test_dirty_stream_stitches_the_anonymous_user_into_one_journey(con, dirty_cfg) -> None:
+    run_pipeline(con, DIRTY / "events.jsonl", dirty_cfg)
+    assert rows(con, "SELECT DISTINCT actor_id FROM events WHERE event_name = 'identify' OR actor_id IN ('a3')") == [("u3",)]
+    steps = rows(con, """SELECT s.state FROM journey_steps s JOIN journeys j USING (journey_id)
+                         WHERE j.actor_id = 'u3' ORDER BY s.step""")
+    assert [s for (s,) in steps] == ["sign_up", "feature_used", "identify"]
+    assert rows(con, "SELECT outcome, segments['platform'] FROM journeys WHERE actor_id = 'u3'") == [("converted", "android")]
+
+
+def test_dirty_stream_parses_offsets_and_epoch_ms_and_reorders(con, dirty_cfg) -> None:
+    run_pipeline(con, DIRTY / "events.jsonl", dirty_cfg)
+    assert rows(con, "SELECT event_name, ts FROM events WHERE actor_id = 'u4' ORDER BY seq") == [
+        ("sign_up", datetime(2026, 3, 3, 9)), ("feature_used", datetime(2026, 3, 3, 10)),
+        ("import_data", datetime(2026, 3, 3, 11)), ("subscription_started", datetime(2026, 3, 4, 15))]
+    assert rows(con, "SELECT ts FROM events WHERE actor_id = 'u5' ORDER BY seq LIMIT 2") == [
+        (datetime(2026, 3, 5, 9),), (datetime(2026, 3, 5, 10),)]
+
+
+def test_dirty_stream_gives_the_same_journeys_as_the_clean_stream(tmp_path, dirty_cfg) -> None:
+    results = []
+    for name in ("events.jsonl", "clean.jsonl"):
+        con = duckdb.connect(str(tmp_path / f"{name}.duckdb"))
+        run_pipeline(con, DIRTY / name, dirty_cfg)
+        results.append((_conversion(con), rows(con, """SELECT tenant_id, actor_id, outcome, censored, n_steps, start_ts, end_ts
+                                                        FROM journeys ORDER BY ALL""")))
+        con.close()
+    (dirty_rate, dirty_journeys), (clean_rate, clean_journeys) = results
+    assert dirty_rate == clean_rate == (4, 6)
+    assert dirty_journeys == clean_journeys
+
+
+def _shuffled(tmp_path: Path, seed: int) -> Path:
+    lines = (DIRTY / "events.jsonl").read_text().splitlines()
+    random.Random(seed).shuffle(lines)
+    return write_jsonl(tmp_path / f"shuffled-{seed}.jsonl", lines)
+
+
+EVENT_COLUMNS = "tenant_id, actor_id, event_id, event_name, ts, session_id, properties::VARCHAR"
+
+
+@pytest.mark.parametrize("seed", [1, 7, 2026], ids=lambda s: f"seed{s}")
+def test_shuffling_rows_changes_nothing_but_tie_order(tmp_path, dirty_cfg, seed) -> None:
+    base = duckdb.connect(str(tmp_path / "base.duckdb"))
+    shuf = duckdb.connect(str(tmp_path / "shuffled.duckdb"))
+    a = run_pipeline(base, DIRTY / "events.jsonl", dirty_cfg)
+    path = _shuffled(tmp_path, seed)
+    b = run_pipeline(shuf, path, dirty_cfg)
+    for field in ("events_read", "accepted", "quarantined", "duplicates", "bots_filtered", "late_rejected", "actors"):
+        assert getattr(a.summary, field) == getattr(b.summary, field), field
+    assert a.summary.quarantined_by_reason == b.summary.quarantined_by_reason
+    query = f"SELECT {EVENT_COLUMNS} FROM events ORDER BY ALL"
+    assert rows(base, query) == rows(shuf, query)
+    # seq is identical except inside groups of equal timestamps
+    untied = """SELECT actor_id, seq, event_name FROM events e
+                WHERE (SELECT count(*) FROM events f WHERE f.tenant_id = e.tenant_id AND f.actor_id = e.actor_id AND f.ts = e.ts) = 1
+                ORDER BY ALL"""
+    assert rows(base, untied) == rows(shuf, untied)
+    # journeys are identical; u6's steps depend on its tie order (where sign_up falls), its outcome does not
+    jq = "SELECT journey_id, outcome, censored, n_steps, start_ts, end_ts, segments FROM journeys WHERE actor_id <> 'u6' ORDER BY ALL"
+    assert rows(base, jq) == rows(shuf, jq)
+    u6 = "SELECT journey_id, outcome, start_ts, end_ts FROM journeys WHERE actor_id = 'u6'"
+    assert rows(base, u6) == rows(shuf, u6)
+    # u6's three events share one timestamp: they keep the (shuffled) input order
+    names = [n for n in ("sign_up", "import_data", "feature_used")]
+    positions = {n: i for i, line in enumerate(path.read_text().splitlines()) for n in names
+                 if '"u6"' in line and f'"{n}"' in line}
+    expected = sorted(names, key=positions.__getitem__)
+    got = [n for (n,) in rows(shuf, "SELECT event_name FROM events WHERE actor_id = 'u6' AND event_name <> 'subscription_started' ORDER BY seq")]
+    assert got == expected
+    base.close()
+    shuf.close()
+
+
+def _ev(user: str, name: str, ts: str, **extra):
+    return {"user_id": user, "event_name": name, "timestamp": ts, **extra}
+
+
+def test_dedupe_window_keeps_a_repeat_outside_the_window_with_a_new_id(con, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        _ev("u", "sign_up", "2026-01-01T00:00:00Z", event_id="x"),
+        _ev("u", "sign_up", "2026-01-01T05:00:00Z", event_id="x"),   # within 24h: duplicate
+        _ev("u", "sign_up", "2026-01-03T00:00:00Z", event_id="x"),   # 2 days later: a new event
+    ])
+    run = run_pipeline(con, path, make_config(normalize={"dedupe_window": "24h"}))
+    assert run.summary.duplicates == 1
+    assert rows(con, "SELECT event_id FROM events ORDER BY seq") == [("x",), ("x#3",)]
+
+
+@pytest.mark.parametrize(("per_minute", "filtered"), [(120, 0), (121, 121)], ids=["at_ceiling", "over_ceiling"])
+def test_rate_ceiling_filters_all_of_a_hammering_actors_events(con, tmp_path, per_minute, filtered) -> None:
+    burst = [_ev("h", "tick", f"2026-01-01T00:00:{i % 60:02d}.{i:03d}Z", n=i) for i in range(per_minute)]
+    later = [_ev("h", "tick", "2026-01-02T00:00:00Z"), _ev("human", "tick", "2026-01-01T00:00:00Z")]
+    run = run_pipeline(con, write_jsonl(tmp_path / "e.jsonl", burst + later),
+                       make_config(normalize={"bots": {"max_events_per_minute": 120, "user_agent_patterns": []}}))
+    assert run.summary.bots_filtered == (filtered + 1 if filtered else 0)
+    assert run.summary.accepted == per_minute + 2 - run.summary.bots_filtered
+
+
+def test_user_agent_patterns_are_case_insensitive(con, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        _ev("a", "x", "2026-01-01T00:00:00Z", user_agent="UptimeRobot/2.0"),
+        _ev("b", "x", "2026-01-01T00:00:00Z", user_agent="Mozilla/5.0 (iPhone)"),
+        _ev("c", "x", "2026-01-01T00:00:00Z", user_agent="python HEALTHCHECK"),
+    ])
+    run = run_pipeline(con, path, make_config(normalize={"bots": {"user_agent_patterns": ["uptime", "healthcheck"]}}))
+    assert run.summary.bots_filtered == 2
+    assert rows(con, "SELECT actor_id FROM events") == [("b",)]
+
+
+def test_late_arrivals_by_delay_and_by_previous_watermark(con, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        _ev("u", "a", "2026-01-10T00:00:00Z", received_at="2026-01-10T01:00:00Z"),   # on time
+        _ev("u", "b", "2026-01-10T00:00:00Z", received_at="2026-01-13T00:00:00Z"),   # 3 days late > 48h
+        _ev("u", "c", "2026-01-05T00:00:00Z"),                                       # before watermark - 48h
+        _ev("u", "d", "2026-01-07T12:00:00Z"),                                       # inside the tolerance
+    ])
+    run = run_pipeline(con, path, make_config(normalize={"late_arrival_tolerance": "48h"}),
+                       watermark=datetime(2026, 1, 9))
+    assert run.summary.late_rejected == 2
+    assert [n for (n,) in rows(con, "SELECT event_name FROM events ORDER BY seq")] == ["d", "a"]
+
+
+def test_sessions_split_on_the_inactivity_gap_and_seq_counts_from_zero(con, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        _ev("u", "a", "2026-01-01T00:00:00Z"), _ev("u", "b", "2026-01-01T00:29:00Z"),
+        _ev("u", "c", "2026-01-01T01:30:00Z"), _ev("u", "d", "2026-01-01T01:31:00Z"),
+    ])
+    run_pipeline(con, path, make_config(sessions={"inactivity_gap": "30m"}))
+    assert rows(con, "SELECT seq, session_id FROM events ORDER BY seq") == [(0, "u#1"), (1, "u#1"), (2, "u#2"), (3, "u#2")]
+
+
+def test_identity_components_prefer_a_user_id_then_the_smallest(con, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        {"anonymous_id": "anon-9", "event_name": "view", "timestamp": "2026-01-01T00:00:00Z"},
+        {"anonymous_id": "anon-9", "user_id": "zed", "event_name": "login", "timestamp": "2026-01-01T00:01:00Z"},
+        {"anonymous_id": "anon-9", "user_id": "amy", "event_name": "login", "timestamp": "2026-01-01T00:02:00Z"},
+        {"anonymous_id": "anon-1", "user_id": "amy", "event_name": "identify", "timestamp": "2026-01-01T00:03:00Z"},
+        {"anonymous_id": "anon-1", "event_name": "view", "timestamp": "2026-01-01T00:04:00Z"},
+        {"anonymous_id": "lonely", "event_name": "view", "timestamp": "2026-01-01T00:05:00Z"},
+        {"anonymous_id": "anon-9", "user_id": "other", "event_name": "view", "timestamp": "2026-01-01T00:06:00Z"},  # not an alias event
+    ])
+    run = run_pipeline(con, path, make_config())
+    assert rows(con, "SELECT actor_id, count(*) FROM events GROUP BY ALL ORDER BY ALL") == [("amy", 5), ("lonely", 1), ("other", 1)]
+    assert run.summary.identities_merged == 3
+
+
+def test_tenants_partition_actors(con, tmp_path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        _ev("u", "sign_up", "2026-01-01T00:00:00Z", tenant_id="t1"),
+        _ev("u", "sign_up", "2026-01-01T00:00:00Z", tenant_id="t2"),
+        _ev("u", "sign_up", "2026-01-01T00:00:00Z"),
+    ])
+    run = run_pipeline(con, path, make_config())
+    assert run.summary.actors == 3 and run.summary.duplicates == 0
+    assert rows(con, "SELECT tenant_id, count(*) FROM journeys GROUP BY ALL ORDER BY ALL") == [("", 1), ("t1", 1), ("t2", 1)]
