@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from detectors.context import Context
 from detectors.defaults import ActivationDriverConfig
 from detectors.registry import register
 from detectors.shared import ReachTest
 from detectors.view import SnapView
+from ontology.errors import EngineError
 from ontology.model import Finding
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -47,7 +52,13 @@ class ActivationDriver:
                 drivers.append(t)
             else:
                 ctx.record(f"reach:{view.snapshot_id}:{state}", t.p_value)
-        effects = ctx.shared("removal_effects", view) if drivers else {}
+        try:
+            effects = ctx.shared("removal_effects", view) if drivers else {}
+        except EngineError as exc:  # a chain with a trapped loop: no removal effects, so no ranking
+            log.warning("activation_driver: snapshot %s skipped: %s", view.snapshot_id, exc)
+            for t in drivers:
+                ctx.record(f"reach:{view.snapshot_id}:{t.state}", t.p_value)
+            drivers = []
         drivers.sort(key=lambda t: (-effects.get(t.state, (0.0, 0.0))[0], t.state))
         for t in drivers[cfg.top_k:]:
             ctx.record(f"reach:{view.snapshot_id}:{t.state}", t.p_value)

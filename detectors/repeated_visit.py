@@ -9,6 +9,7 @@ from detectors.defaults import RepeatedVisitConfig
 from detectors.registry import register
 from detectors.stats import normal_upper, proportion_test
 from detectors.view import SnapView
+from ontology.errors import EngineError
 from ontology.model import Finding
 
 
@@ -100,5 +101,8 @@ def _extra_visits(ctx: Context, view: SnapView, state: str) -> float:
     """Expected visits to `state` beyond the first, per journey: N[start,s]·(1 − 1/N[s,s])."""
     m = ctx.shared("metrics", view)
     i, j = list(m.states).index(m.start), list(m.states).index(state)
-    n_ss = float(m.N[j, j])
+    try:
+        n_ss = float(m.N[j, j])
+    except EngineError:  # a trapped loop: the chain gives no finite expectation
+        return 0.0
     return float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0

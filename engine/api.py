@@ -112,9 +112,14 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.post("/api/verify", responses=_ERRORS)
     def verify(body: VerifyBody) -> dict[str, Any]:
-        from narrator import verify as verifier
+        from narrator.checker import check
+        from narrator.grounding import grounding_issues
 
-        return verifier.verify_payload(body.bundle, body.narrative)
+        result = check(body.bundle, body.narrative).to_dict()
+        issues = [{"rule": i.rule, "where": i.where, "message": i.message} for i in grounding_issues(body.bundle, min_n=0)]
+        result["grounding_issues"] = issues
+        result["ok"] = bool(result["ok"]) and not issues
+        return result
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> FileResponse:
@@ -185,3 +190,9 @@ def serve(workspace: str | None = None, host: str = "127.0.0.1", port: int = 876
     app = create_app(workspace, token)
     print(f"journeygraph serving {workspace or '.journeygraph'} on http://{host}:{port}/", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(openapi_json())

@@ -130,7 +130,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from narrator import verify
 
-    return int(verify.run_cli(args.bundle, args.narrative, out=sys.stdout))
+    return int(verify.run_verify(args.bundle, args.narrative, out=sys.stdout))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -206,7 +206,7 @@ def _duckdb_rows(path: str, query: str) -> Iterator[pa.Table]:
     except duckdb.Error as exc:
         raise IngestError(f"DuckDB database {path} cannot be opened ({exc}); check the path and that no writer holds it") from exc
     try:
-        reader = src.execute(f"SELECT to_json(q)::VARCHAR AS raw FROM ({query}) q").to_arrow_reader(_CHUNK_ROWS)
+        reader = src.sql(f"SELECT to_json(q)::VARCHAR AS raw FROM ({query}) q").to_arrow_reader(_CHUNK_ROWS)
         line = 1
         for batch in reader:
             yield _numbered(line, batch.column(0))
@@ -276,15 +276,15 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
     props = f"s.{_ident(sources['properties'])}"
     con.execute(f"""
         CREATE OR REPLACE TABLE staged_events AS
-        WITH docs AS (
+        WITH parsed AS (   -- one try-parse gives validity and the unknown top-level fields at once
           SELECT file_index, source, line, raw,
-                 CASE WHEN raw[1] = '{{' THEN json_valid(raw) ELSE ltrim(raw)[1] = '{{' AND json_valid(raw) END AS ok
+                 CASE WHEN raw[1] = '{{' OR ltrim(raw)[1] = '{{'
+                      THEN try(json_merge_patch(raw, {_sql_string(known_nulls)})) END AS extras
           FROM {_RAW}),
-        parsed AS (
-          SELECT file_index, source, line, raw, ok,
-                 CASE WHEN ok THEN json_transform(raw, {_sql_string(spec)}) END AS s,
-                 CASE WHEN ok THEN json_merge_patch(raw, {_sql_string(known_nulls)}) END AS extras
-          FROM docs),
+        typed AS (
+          SELECT *, extras IS NOT NULL AS ok,
+                 CASE WHEN extras IS NOT NULL THEN json_transform(raw, {_sql_string(spec)}) END AS s
+          FROM parsed),
         fields AS (
           SELECT file_index, source, line, raw, ok, extras,
                  {f['event_id']} AS event_id,
@@ -293,7 +293,7 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
                  {f['event_name']} AS event_name, {f['timestamp']} AS ts_text, {f['received_at']} AS received_text,
                  {f['platform']} AS platform, coalesce({f['tenant_id']}, '') AS tenant_id,
                  {f['user_agent']} AS user_agent, {_props_object_sql(props)} AS props
-          FROM parsed),
+          FROM typed),
         timed AS (
           SELECT *, {_timestamp_sql('ts_text')} AS ts, {_timestamp_sql('received_text')} AS received_at FROM fields)
         SELECT {_sql_string(run_id)} AS run_id, source, file_index, line,
@@ -307,8 +307,7 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
                     ELSE json_merge_patch(extras, props) END AS properties,
                CAST(NULL AS VARCHAR) AS status
         FROM timed
-        WHERE ok OR trim(raw, ' ' || chr(9) || chr(13)) <> ''   -- whitespace-only lines are not events
-        ORDER BY input_order""")
+        WHERE ok OR trim(raw, ' ' || chr(9) || chr(13)) <> ''   -- whitespace-only lines are not events""")
 
 
 def _props_object_sql(props: str) -> str:

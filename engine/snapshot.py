@@ -20,16 +20,20 @@ start state alone, which drops off), so a period's snapshot always exists.
 from __future__ import annotations
 
 import json
+import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from engine import modelcheck, paths
 from engine.config import Config, JourneyConfig
 from engine.markov import ChainMetrics
 from ontology.model import canonical_json, content_id
 
+log = logging.getLogger(__name__)
 DECIMALS = 6
 PERIOD_ORIGIN = "1970-01-05 00:00:00"  # a Monday
 
@@ -241,12 +245,16 @@ SELECT m.sid, s.prev, s.state, s.next, s.heldout, count(*)::BIGINT AS c
 FROM _jg_members m JOIN _jg_steps s USING (journey_id) GROUP BY ALL
 """
 
-# a path is the state sequence joined by the unit separator (chr 31): grouping by a string is fast
+# a path is the state sequence joined by the unit separator (chr 31): grouping by a string is fast.
+# The order comes from sorting (pos, state) structs per journey, not from `string_agg(... ORDER BY pos)`:
+# DuckDB 2.0 returned some ordered aggregates out of order under load (seen here on 1M steps, cf.
+# duckdb/duckdb#19924), and a path must never depend on that.
 _JOUR_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_jour AS
 SELECT j.journey_id, any_value(j.actor_id) AS actor_id, any_value(coalesce(j.outcome, $dropoff)) AS outcome,
        any_value(epoch(j.end_ts - j.start_ts)) AS duration_s, count(*) AS length,
-       string_agg(s.state, chr(31) ORDER BY s.pos) AS path
+       array_to_string(list_transform(list_sort(list(struct_pack(pos := s.pos, state := s.state))), lambda x: x.state),
+                       chr(31)) AS path
 FROM journeys j JOIN _jg_steps s USING (journey_id) WHERE j.journey = $journey AND NOT j.censored
 GROUP BY j.journey_id
 """
@@ -286,20 +294,8 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     if data_end is None:
         data_end = default_data_end(con, journey_cfg.name)
     params = _params(cfg, journey_cfg, data_end)
-    con.execute(_MEMBERS_SQL, {k: v for k, v in params.items() if k not in ("dropoff", "collapse")})
-    con.execute(_SCOPES_SQL)
-    steps_sql = _STEPS_SQL.format(heldout=modelcheck.heldout_sql("journey_id"),
-                                  collapse=_COLLAPSE_SQL if params["collapse"] else "")
-    if params["collapse"]:
-        steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
-    con.execute(steps_sql, {k: params[k] for k in ("journey", "dropoff")})
-    con.execute(_TRANS_SQL)
-    con.execute(_JOUR_SQL, {k: params[k] for k in ("journey", "dropoff")})
     try:
-        rows = {name: con.execute(sql, {"dropoff": params["dropoff"]} if "$dropoff" in sql else {}).fetchall()
-                for name, sql in _QUERIES.items()}
-        tops = paths.top_paths(con, "_jg_members", "_jg_jour", cfg.snapshots.top_paths, journey_cfg.conversion_outcome)
-        checks = modelcheck.model_checks(con, "_jg_trans")
+        rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
         for table in ("_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -307,6 +303,40 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
     return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, data_end))
             for scope in rows["scopes"]]
+
+
+def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
+    """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
+    pick = lambda *keys: {k: params[k] for k in keys}  # noqa: E731
+    steps_sql = _STEPS_SQL.format(heldout=modelcheck.heldout_sql("journey_id"),
+                                  collapse=_COLLAPSE_SQL if params["collapse"] else "")
+    if params["collapse"]:
+        steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
+    with _stage("members"):
+        con.execute(_MEMBERS_SQL, pick("journey", "data_end", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
+        con.execute(_SCOPES_SQL)
+    with _stage("steps"):
+        con.execute(steps_sql, pick("journey", "dropoff"))
+    with _stage("trans"):
+        con.execute(_TRANS_SQL)
+    with _stage("jour"):
+        con.execute(_JOUR_SQL, pick("journey", "dropoff"))
+    rows = {}
+    for name, sql in _QUERIES.items():
+        with _stage(name):
+            rows[name] = con.execute(sql, pick("dropoff") if "$dropoff" in sql else {}).fetchall()
+    with _stage("paths"):
+        tops = paths.top_paths(con, "_jg_members", "_jg_jour", cfg.snapshots.top_paths, jc.conversion_outcome)
+    with _stage("model_check"):
+        checks = modelcheck.model_checks(con, "_jg_trans")
+    return rows, tops, checks
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    log.debug("snapshot stage %s: %.3f s", name, time.perf_counter() - started)
 
 
 def _params(cfg: Config, journey_cfg: JourneyConfig, data_end: datetime) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 import jsonschema
 
@@ -70,8 +70,7 @@ def finding_entities(finding: Finding) -> list[str]:
     inner: list[str] = []
     for entity in (finding.subject, finding.object):
         inner.extend(f"state:{s}" for s in entity_states(entity))
-    ordered = list(dict.fromkeys(direct + inner))
-    return ordered
+    return list(dict.fromkeys(direct + inner))
 
 
 def entity_states(entity: str) -> list[str]:
@@ -235,8 +234,3 @@ def facts_by_id(bundle: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 def primary_fact_id(bundle: Mapping[str, Any]) -> str:
     return str(bundle["facts"][0]["fact_id"])
-
-
-def ordered(items: Sequence[str]) -> list[str]:
-    """Unique, first occurrence order."""
-    return list(dict.fromkeys(items))

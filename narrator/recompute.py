@@ -17,6 +17,7 @@ Benjamini-Hochberg q depends on every test of the family. They are reported as
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from detectors.stats import chi2_homogeneity, jensen_shannon, proportion_test, two_proportion_z
+from detectors.stats import chi2_homogeneity, jensen_shannon, normal_upper, proportion_test, two_proportion_z
 from engine.markov import ChainMetrics
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
@@ -214,8 +215,14 @@ class Ctx:
             raise JourneyGraphError(f"no all-data snapshot for journey {rc.row['journey']}; re-run `journeygraph run`")
         return self.recount(found[0])
 
-    def setting(self, detector: str, key: str, default: Any) -> Any:
-        return self.settings.get(detector, {}).get(key, default)
+    def detector_config(self, name: str) -> Any:
+        """The detector's frozen config with the run's overrides (the registry's own coercion)."""
+        from detectors.registry import default_registry, settings_for
+
+        return settings_for(default_registry().get(name), self.settings.get(name, {}))
+
+    def setting(self, detector: str, key: str, default: Any = None) -> Any:
+        return getattr(self.detector_config(detector), key, default)
 
     def floor(self, detector: str, default_n: int) -> int:
         return max(int(self.setting(detector, "min_n", default_n)), int(self.min_group_size))
@@ -249,8 +256,25 @@ def _driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     out.update({"removal_effect": m.removal_effect(state, rc.conversion),
                 "removal_effect_relative": m.removal_effect_relative(state, rc.conversion),
                 "absorption": m.absorption(state, rc.conversion),
-                "baseline": rc.outcome_count(rc.conversion) / rc.completed})
+                "baseline": rc.outcome_count(rc.conversion) / rc.completed,
+                "removal_rank": _removal_rank(rc, ctx, state)})
     return out
+
+
+def _removal_rank(rc: Recount, ctx: Ctx, state: str) -> int | None:
+    """1-based rank of `state` among the eligible drivers by absolute removal effect (then name)."""
+    cfg = ctx.detector_config("activation_driver")
+    eligible = []
+    for s in rc.states:
+        n_r = rc.reach_count(s)
+        if s == rc.start or n_r <= 0 or rc.completed - n_r <= 0:
+            continue
+        t = _reach_test(rc, s)
+        if (rc.reach(s) >= cfg.min_reach and n_r >= max(cfg.min_n, ctx.min_group_size)
+                and t["n_not_reached"] >= ctx.min_group_size and t["lift"] is not None and t["lift"] >= cfg.min_lift):
+            eligible.append((-rc.metrics.removal_effect(s, rc.conversion), s))
+    ranked = [s for _, s in sorted(eligible)]
+    return ranked.index(state) + 1 if state in ranked else None
 
 
 def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
@@ -285,16 +309,29 @@ def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     reached, n_rep = rc.reach_count(state), rc.repeat_count(state)
     conv_rep = rc.repeat_outcome(state, conv)
     conv_single = rc.reach_outcome(state, conv) - conv_rep
-    _, p, test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    visits = rc.visit_count(state)
+    p = _loop_p(visits, reached, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)))
     p_rep = conv_rep / n_rep if n_rep else 0.0
     p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
     m = rc.metrics
     i, j = list(m.states).index(m.start), list(m.states).index(state)
     n_ss = float(m.N[j, j])
-    return {"visits_mean": rc.visit_count(state) / reached if reached else 0.0, "reach": rc.reach(state),
+    mean = visits / reached if reached else 0.0
+    return {"visits_mean": mean, "reach": rc.reach(state), "return_probability": 1.0 - 1.0 / mean if mean else None,
             "n_reached": reached, "n": reached, "n_repeat": n_rep, "p_convert_repeat": p_rep,
-            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": test, "p_value": p,
+            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": "geometric_return_z",
+            "p_value": p, "gap_p_value": p_gap, "gap_test": gap_test,
             "extra_expected_steps": float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0}
+
+
+def _loop_p(visits: int, reached: int, tau: float) -> float:
+    """One-sided test that visits are geometric with return probability above 1 − 1/tau (normal approx.)."""
+    if visits <= 0 or tau <= 1.0:
+        return 1.0
+    r0 = 1.0 - 1.0 / tau
+    z = ((visits - reached) / visits - r0) / math.sqrt(r0 * (1.0 - r0) / visits)
+    return normal_upper(z)
 
 
 def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
@@ -377,7 +414,7 @@ def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float
     if src == after.start:
         return 1.0, 1.0, False
     _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
-    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha", 0.05)))
+    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha")))
 
 
 _PATHS_SQL = """

@@ -40,9 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FACT_JSON = ox.NamedNode(rdf.NS + "factJson")
-_FACT_TYPE = ox.NamedNode(rdf.NS + "Fact")
 _SNAPSHOT_ID = ox.NamedNode(rdf.NS + "snapshotId")
-_RDF_TYPE = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 _RDF_SUBJECT = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#subject")
 _RDF_PREDICATE = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#predicate")
 _RDF_OBJECT = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#object")
@@ -96,6 +94,7 @@ class EmbeddedStore:
 
     def write(self, facts: Sequence[Fact]) -> int:
         """Validate every fact, then add the ones not yet stored, chunk by chunk; returns how many were new."""
+        facts = list(facts)  # a generator would be used up by validation
         validate_facts(facts, self.allowed_properties, forbidden_values=self.forbidden_values)
         unique = {fact.fact_id: fact for fact in facts}
         new = [unique[fid] for fid in sorted(unique) if not self._has(fid)]

@@ -26,7 +26,7 @@ import rdflib
 from rdflib.namespace import PROV, RDF, XSD
 
 from ontology import vocabulary
-from ontology.model import Fact, canonical_json
+from ontology.model import Fact, Provenance, canonical_json
 
 if TYPE_CHECKING:
     from ontology.store import FactStore
@@ -77,14 +77,14 @@ def fact_iri(fact_id: str) -> str:
     return f"{NS}fact/{quote(fact_id, safe='')}"
 
 
+@lru_cache(maxsize=4096)
 def snapshot_iri(snapshot_id: str) -> str:
     """The snapshot's node, also the name of its graph."""
     return f"{NS}snapshot/{quote(snapshot_id, safe='')}"
 
 
-def run_iri(fact: Fact) -> str:
+def run_iri(prov: Provenance) -> str:
     """A detector run = (detector@version, config hash, engine version, snapshot)."""
-    prov = fact.provenance
     key = quote(f"{prov.detector}~{prov.config_hash}~{prov.engine_version}~{prov.snapshot_id}", safe="@~")
     return f"{NS}run/{key}"
 
@@ -108,7 +108,7 @@ def fact_nquads(fact: Fact) -> tuple[list[str], str]:
     graph = f"<{snapshot_iri(fact.provenance.snapshot_id)}>"
     node = f"<{fact_iri(fact.fact_id)}>"
     subject, obj = f"<{entity_iri(fact.subject)}>", f"<{entity_iri(fact.object)}>"
-    run = f"<{run_iri(fact)}>"
+    run = f"<{run_iri(fact.provenance)}>"
     evidence = dict(fact.evidence)
     evidence_json = canonical_json(evidence)
     triples = [
@@ -127,10 +127,10 @@ def fact_nquads(fact: Fact) -> tuple[list[str], str]:
     ]
     triples += [(node, TERM[prop], _number(evidence[key])) for key, prop in NUMERIC_COPIES.items()
                 if type(evidence.get(key)) in (int, float)]
-    triples += _entity_triples(fact.subject, subject) + _entity_triples(fact.object, obj)
-    triples += _context_triples(fact, graph, run)
+    lines = [f"{s} {p} {o} {graph} .\n" for s, p, o in triples]
+    lines += _entity_lines(fact.subject, graph) + _entity_lines(fact.object, graph) + _context_lines(fact.provenance)
     marker = f"{node} {TERM['factJson']} {_lit(fact_json(fact, evidence_json), _JSON)} {graph} .\n"
-    return [f"{s} {p} {o} {graph} .\n" for s, p, o in triples], marker
+    return lines, marker
 
 
 def fact_json(fact: Fact, evidence_json: str) -> str:
@@ -149,13 +149,20 @@ def fact_json(fact: Fact, evidence_json: str) -> str:
     return f'{head},"evidence":{evidence_json},{tail}'
 
 
-def _entity_triples(entity: str, node: str) -> list[tuple[str, str, str]]:
-    return [(node, _TYPE, TERM[vocabulary.entity_kind(entity)]), (node, TERM["entityId"], _lit(entity))]
+@lru_cache(maxsize=65536)
+def _entity_lines(entity: str, graph: str) -> tuple[str, ...]:
+    """Type and id of an entity node; cached, since most facts share their entities."""
+    node = f"<{entity_iri(entity)}>"
+    return (f"{node} {_TYPE} {TERM[vocabulary.entity_kind(entity)]} {graph} .\n",
+            f"{node} {TERM['entityId']} {_lit(entity)} {graph} .\n")
 
 
-def _context_triples(fact: Fact, graph: str, run: str) -> list[tuple[str, str, str]]:
-    prov = fact.provenance
-    return [
+@lru_cache(maxsize=4096)
+def _context_lines(prov: Provenance) -> tuple[str, ...]:
+    """The snapshot node and the detector-run node (PROV-O activity) of a provenance; cached."""
+    graph = f"<{snapshot_iri(prov.snapshot_id)}>"
+    run = f"<{run_iri(prov)}>"
+    triples = [
         (graph, _TYPE, TERM["Snapshot"]), (graph, _TYPE, _ENTITY),
         (graph, TERM["snapshotId"], _lit(prov.snapshot_id)),
         (run, _TYPE, _ACTIVITY), (run, _USED, graph),
@@ -163,6 +170,7 @@ def _context_triples(fact: Fact, graph: str, run: str) -> list[tuple[str, str, s
         (run, TERM["configHash"], _lit(prov.config_hash)),
         (run, TERM["engineVersion"], _lit(prov.engine_version)),
     ]
+    return tuple(f"{s} {p} {o} {graph} .\n" for s, p, o in triples)
 
 
 def nquads(facts: Iterable[Fact]) -> tuple[bytes, bytes]:

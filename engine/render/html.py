@@ -15,6 +15,7 @@ from engine.render.common import headline, narrative_text, pct, stats_line
 
 MIN_EDGE_P = 0.05  # edges below this probability are left out of the drawing (the JSON keeps them)
 NODE_W, NODE_H, COL_W, ROW_H = 150, 36, 230, 70
+TOP = 90  # room above the first row for backward arcs
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#1d2330;max-width:1100px}
 h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem} .muted{color:#667}
@@ -97,20 +98,25 @@ def _edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float]]:
 
 
 def graph_svg(payload: Mapping[str, Any]) -> str:
-    """The journey graph as an inline SVG string (nodes, arrows, probability labels)."""
+    """The journey graph as an inline SVG string (nodes, arrows, probability labels).
+
+    Edges to the next column are short arcs; edges skipping columns arc below
+    the row (deeper the longer they are) so they never cross a node; edges
+    going back arc above it.
+    """
     depth = _layers(payload)
     cols: dict[int, list[str]] = {}
     for node in sorted(depth, key=lambda n: (depth[n], n not in payload["outcomes"], n)):
         cols.setdefault(depth[node], []).append(node)
-    pos = {n: (30 + c * COL_W, 30 + r * ROW_H) for c, nodes in cols.items() for r, n in enumerate(nodes)}
+    pos = {n: (30 + c * COL_W, TOP + r * ROW_H) for c, nodes in cols.items() for r, n in enumerate(nodes)}
+    edges = [_edge_svg(pos[src], pos[dst], p, depth[dst] - depth[src]) for src, dst, p in _edges(payload)]
     width = 60 + max(cols) * COL_W + NODE_W
-    height = 60 + max(len(v) for v in cols.values()) * ROW_H
+    height = int(max([TOP + max(len(v) for v in cols.values()) * ROW_H] + [lowest for _, lowest in edges]) + 30)
     out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" "
            f"viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"journey graph\">",
            "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" "
            "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#556\"/></marker></defs>"]
-    for src, dst, p in _edges(payload):
-        out.append(_edge_svg(pos[src], pos[dst], p, depth[dst] <= depth[src]))
+    out.extend(svg for svg, _ in edges)
     for node, (x, y) in sorted(pos.items()):
         outcome = node in payload["outcomes"]
         fill = "#e6f4ea" if node == payload.get("conversion_outcome") else "#fdecea" if outcome else "#eef2fb"
@@ -121,19 +127,25 @@ def graph_svg(payload: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _edge_svg(a: tuple[int, int], b: tuple[int, int], p: float, back: bool) -> str:
-    x1, y1 = a[0] + NODE_W, a[1] + NODE_H / 2
-    x2, y2 = b[0], b[1] + NODE_H / 2
-    if back:  # same or earlier column: loop over the top
+def _edge_svg(a: tuple[int, int], b: tuple[int, int], p: float, span: int) -> tuple[str, float]:
+    """One edge as a quadratic arc with its label; returns (svg, lowest y reached)."""
+    if span <= 0:  # same or earlier column: arc over the top, between the nodes' centres
         x1, y1, x2, y2 = a[0] + NODE_W / 2, a[1], b[0] + NODE_W / 2, b[1]
-        cx, cy = (x1 + x2) / 2, min(y1, y2) - 28 - abs(x1 - x2) / 8
-    else:
+        cx, cy = (x1 + x2) / 2, min(y1, y2) - 30 - 10 * min(4, abs(x1 - x2) / COL_W)
+        if x1 == x2:  # self-loop
+            x1, x2, cx = x1 - 30, x1 + 30, x1
+    elif span == 1:
+        x1, y1, x2, y2 = a[0] + NODE_W, a[1] + NODE_H / 2, b[0], b[1] + NODE_H / 2
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 12
+    else:  # skips columns: leave from the bottom, arc under the row
+        x1, y1, x2, y2 = a[0] + NODE_W / 2, a[1] + NODE_H, b[0] + NODE_W / 2, b[1] + NODE_H
+        cx, cy = (x1 + x2) / 2, max(y1, y2) + 30 + 22 * span
     lx, ly = 0.25 * x1 + 0.5 * cx + 0.25 * x2, 0.25 * y1 + 0.5 * cy + 0.25 * y2
     width = 0.8 + 4 * p
-    return (f"<path d=\"M{x1:.1f},{y1:.1f} Q{cx:.1f},{cy:.1f} {x2:.1f},{y2:.1f}\" fill=\"none\" stroke=\"#556\" "
-            f"stroke-opacity=\"0.75\" stroke-width=\"{width:.2f}\" marker-end=\"url(#arrow)\"/>"
-            f"<text x=\"{lx:.1f}\" y=\"{ly - 3:.1f}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#223\">{p:.2f}</text>")
+    svg = (f"<path d=\"M{x1:.1f},{y1:.1f} Q{cx:.1f},{cy:.1f} {x2:.1f},{y2:.1f}\" fill=\"none\" stroke=\"#556\" "
+           f"stroke-opacity=\"0.75\" stroke-width=\"{width:.2f}\" marker-end=\"url(#arrow)\"/>"
+           f"<text x=\"{lx:.1f}\" y=\"{ly - 3:.1f}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#223\">{p:.2f}</text>")
+    return svg, max(y1, y2, ly + 12)
 
 
 def bar_chart_svg(title: str, rows: Sequence[tuple[str, float]], fmt: str = "{:.3f}") -> str:

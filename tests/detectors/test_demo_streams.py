@@ -74,6 +74,15 @@ def test_planted_effects_rank_above_noise(planted):
     assert max(planted_ranks) < min(noise_ranks, default=10**9)
 
 
+def test_planted_facts_pass_schemas_and_privacy(planted):
+    from ontology.validation import validate_facts
+
+    _, run, _ = planted
+    validate_facts(run.facts, ("plan", "feature", "country"))
+    assert {f.predicate for f in run.facts} >= {"transitions_to", "increases_probability_of", "regressed_after",
+                                                 "diverges_from", "is_revisited_in", "is_dropoff_point_for"}
+
+
 def test_planted_run_is_deterministic(planted, tmp_path):
     params, run, _ = planted
     snaps, cfg = _snapshots(params, tmp_path / "again")
@@ -99,3 +108,12 @@ def test_null_streams_false_positive_share_within_fdr(null_runs):
     with_any = sum(any(f.type in COMPARATIVE for f in run.findings) for run in null_runs)
     assert with_any / len(null_runs) <= 0.05
     assert all(sum(run.tests.values()) > 50 for run in null_runs)  # the streams were really tested
+
+
+@pytest.mark.xfail(reason="engine.normalize counts events per calendar minute, so the generator's scripted "
+                          "150-events-in-62-s account (usr_qa_bot2) escapes bot filtering and its 151-step journey "
+                          "moves feature_used's transition rates; passes once the per-minute peak uses a sliding "
+                          "60 s window", strict=False)
+def test_default_null_stream_with_bots_has_no_regression_or_divergence(tmp_path):
+    snaps, cfg = _snapshots(DemoParams.null(seed=3), tmp_path)
+    assert not [f for f in run_detectors(snaps, cfg).findings if f.type in COMPARATIVE]

@@ -95,3 +95,16 @@ def test_necessary_for_conversion_when_nobody_converts_without_the_state():
     assert [f.subject for f in nec] == ["state:checkout"]
     assert nec[0].evidence["p_given_not_reached"] == 0.0
     validate_facts(run.facts)
+
+
+def test_trapped_loop_skips_the_ranking_instead_of_crashing():
+    from detectors.synthetic import chain_payload
+    from engine.snapshot import Snapshot
+
+    chain = {"sign_up": {"checkout": 0.5, "converted": 0.1, "dropped": 0.4}, "checkout": {"converted": 0.6, "dropped": 0.4}}
+    payload = chain_payload(chain, journeys=5000, start="sign_up")
+    payload["states"] = sorted(payload["states"] + ["zz_trap"])
+    payload["transitions"].append({"from": "zz_trap", "to": "zz_trap", "count": 50})
+    run = run_detectors([Snapshot.from_payload(payload)], make_cfg())
+    assert not [f for f in run.findings if f.type == "activation_driver"]
+    assert run.tests  # the tests were still counted

@@ -162,3 +162,21 @@ def test_warnings_do_not_fail(b):
 
 def test_empty_narrative_fails(b):
     assert _rules(b, Narrative((), None)) == {"EMPTY"}
+
+
+def test_label_word_alone_is_not_a_confidence_statement(b):
+    narrative = _drop(b, "Confidence is")
+    narrative["sentences"].append({"text": "A high share of journeys, n = 1,800, reach it.",
+                                   "fact_ids": [b["facts"][0]["fact_id"]]})
+    assert _rules(b, narrative) == {"CONFIDENCE_MISSING"}
+
+
+def test_markers_inside_structured_text_are_not_numbers(b):
+    head = b["facts"][0]["fact_id"]
+    assert check(b, _with(b, f"Reaching \"import_data\" is associated with conversion [f:{head}].")).ok
+
+
+def test_empty_recommendation_is_missing(b):
+    narrative = _with(b, 'Reaching "import_data" is associated with conversion.')
+    narrative["recommendation"]["text"] = " "
+    assert "RECOMMENDATION_MISSING" in _rules(b, narrative)

@@ -161,3 +161,13 @@ def test_fact_id_prefixes_from_the_model_are_stored_as_full_ids(server, make_llm
 
     assert insight.status == "narrated"
     assert set(insight.fact_ids) <= {f["fact_id"] for f in bundle["facts"]}
+
+
+def test_malformed_http_body_falls_back_without_repair(server, make_llm, bundle):
+    from wire_servers import Raw
+
+    server.script(Raw(200, b'{"id": "msg_01", "content": [tru'))
+    insight = narrate_bundle(bundle, make_llm())
+
+    assert len(server.requests) == 1  # a broken body is not a rate limit: no retry, no repair prompt
+    assert insight.status == "fallback" and insight.llm_failure["error"] == "ProviderError"

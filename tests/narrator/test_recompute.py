@@ -197,20 +197,29 @@ def dropoff_fact(state: str = "feature_used") -> Fact:
         "baseline_exit": r6((total_exit - exits) / (total_out - out)), "p_value": r6(p), "q_value": r6(p)})
 
 
-def revisit_fact(state: str = "feature_used") -> Fact:
+def revisit_fact(state: str = "feature_used", tau: float = 1.5) -> Fact:
+    """Oracle for is_revisited_in: geometric return test on visits, conversion gap test, chain extra visits."""
+    import math
+
+    from detectors.stats import normal_upper
+
     o, m = oracle("s_all"), chain("s_all")
-    reached, n_rep = o["reach"][state], o["repeat"][state]
+    reached, n_rep, visits = o["reach"][state], o["repeat"][state], o["visits"][state]
     conv_rep = o["repeat_out"][(state, CONV)]
     conv_single = o["reach_out"][(state, CONV)] - conv_rep
-    _, p, test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    r0 = 1 - 1 / tau
+    p = normal_upper(((visits - reached) / visits - r0) / math.sqrt(r0 * (1 - r0) / visits))
     i, j = STATES.index(START), STATES.index(state)
     extra = float(m.N[i, j]) * (1 - 1 / float(m.N[j, j]))
     return fact(f"state:{state}", "is_revisited_in", "journey:activation", {
-        "visits_mean": r6(o["visits"][state] / reached), "reach": r6(reached / o["n"]), "n_reached": reached,
+        "visits_mean": r6(visits / reached), "reach": r6(reached / o["n"]), "n_reached": reached,
         "n": reached, "n_repeat": n_rep, "p_convert_repeat": r6(conv_rep / n_rep),
         "p_convert_single": r6(conv_single / (reached - n_rep)),
         "conversion_gap": r6(conv_single / (reached - n_rep) - conv_rep / n_rep),
-        "extra_expected_steps": r6(extra), "test": test, "p_value": r6(p), "q_value": r6(p)})
+        "return_probability": r6(1 - reached / visits), "extra_expected_steps": r6(extra),
+        "test": "geometric_return_z", "gap_p_value": r6(p_gap), "gap_test": gap_test,
+        "p_value": r6(p), "q_value": r6(min(1.0, 2 * p))})
 
 
 def common_fact(state: str = "import_data", value: str = "ios") -> Fact:
@@ -364,11 +373,11 @@ def test_divergence_recomputes_with_the_runs_detector_settings(con: duckdb.DuckD
     f = diverges_fact(value)
     assert f.evidence["dof"] > 0 and f.evidence["jsd"] > 0
     result = recompute_fact(f, con=con, cfg=_low_floor_config())
-    # every number recomputes; the q-value is checked by re-running the detectors over the recomputed
-    # snapshots, which (on this hand-made fact, not one the detectors emitted) cannot reproduce it
+    # every number recomputes; the q-value is recomputed by re-running the detectors over all recomputed
+    # snapshots (one BH family): the hand-made fact stored q = p, the family's q is larger
     assert result["mismatched"] == ["q_value"], result["entries"]
     q = next(e for e in result["entries"] if e["key"] == "q_value")
-    assert "do not produce this fact" in q["note"]
+    assert q["recomputed"] > f.evidence["p_value"] and "re-run" in q["note"]
     # with the default floor (50 transitions) no state is tested: the stored numbers no longer recompute
     assert not recompute_fact(f, con=con)["ok"]
 

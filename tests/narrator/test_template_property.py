@@ -36,7 +36,7 @@ def bundles(draw):
     return make_bundle(ftype, facts=facts, n=n, a=a, b=b, k=k, scale=scale, label=label, subject=subject)
 
 
-PROPERTY = settings(max_examples=120, deadline=None, derandomize=True,
+PROPERTY = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
