@@ -68,13 +68,25 @@ class IngestStats:
 
 
 def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str = "") -> IngestStats:
-    """Read `source` into `staged_events` (replacing it) and append its bad rows to `quarantine`."""
+    """Read `source` into the temporary table `staged_events` (replacing it); append its bad rows to `quarantine`.
+
+    `staged_events` is temporary (connection-scoped): call `engine.normalize.normalize` on the same connection.
+    """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_RAW} (file_index INTEGER, source VARCHAR, line BIGINT, raw VARCHAR)")
     files = _read_source(con, source)
-    _stage(con, cfg, run_id)
+    _stage(con, cfg, run_id, _raw_relation(files))
     _write_quarantine(con, run_id)
     con.execute(f"DROP TABLE IF EXISTS {_RAW}")
     return _stats(con, source, files)
+
+
+def _raw_relation(files: tuple[str, ...]) -> str:
+    """SQL for all raw rows: JSONL files are split straight from disk (no copy), the rest come from the temp table."""
+    parts = [f"SELECT * FROM {_RAW}"]
+    for index, path in enumerate(files):
+        if path != "sql" and "://" not in path and _kind(path) == "jsonl":
+            parts.append(_jsonl_sql(index, path))
+    return " UNION ALL ".join(parts)
 
 
 def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) -> IngestStats:
@@ -125,7 +137,7 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
     kind = _kind(path)
     try:
         if kind == "jsonl":
-            _read_jsonl(con, index, path)
+            _check_readable(path)  # read later, straight into the staging query
         elif kind == "csv":
             _read_table(con, index, path, "read_csv(?, all_varchar=true, header=true)", offset=1)
         elif kind == "parquet":
@@ -136,16 +148,34 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
         raise IngestError(f"{path}: cannot be read as {kind} ({str(exc).splitlines()[0]}); check the file's format") from exc
 
 
-def _read_jsonl(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
-    """Every line with its 1-based number (CRLF files keep a trailing CR, which JSON treats as whitespace)."""
-    con.execute(
-        f"""INSERT INTO {_RAW}
-            SELECT ?, ?, line, raw FROM (
-              SELECT generate_subscripts(lines, 1) AS line, unnest(lines) AS raw
-              FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text(?)))
-            WHERE raw <> '' AND raw <> chr(13)""",
-        [index, path, path],
-    )
+def _check_readable(path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read ({exc.strerror}); check the path and its permissions") from exc
+
+
+def _is_json_array(path: str) -> bool:
+    """A .json file holding one JSON array of events rather than one event per line."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip()
+    return head.startswith(b"[")
+
+
+def _jsonl_sql(index: int, path: str) -> str:
+    """Every line with its 1-based number (CRLF files keep a trailing CR, which JSON treats as whitespace).
+
+    A .json file holding one array is split into its elements instead (line = 1-based element index).
+    """
+    if path.lower().endswith(".json") and _is_json_array(path):
+        return f"""SELECT {int(index)} AS file_index, {_sql_string(path)} AS source,
+                          generate_subscripts(items, 1) AS line, unnest(items) AS raw
+                   FROM (SELECT CAST(json_extract(content, '$[*]') AS VARCHAR[]) AS items FROM read_text({_sql_string(path)}))"""
+    return f"""SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM (
+                 SELECT generate_subscripts(lines, 1) AS line, unnest(lines) AS raw
+                 FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text({_sql_string(path)})))
+               WHERE raw <> '' AND raw <> chr(13)"""
 
 
 def _read_table(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: str, offset: int) -> None:
@@ -268,19 +298,19 @@ def _timestamp_sql(col: str) -> str:
                         CASE WHEN abs({num}) < 1e13 THEN epoch_ms(CAST({num} AS BIGINT)) END)"""
 
 
-def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, raw_sql: str) -> None:
     sources = _field_sources(cfg)
     spec = json.dumps({src: ("JSON" if name == "properties" else "VARCHAR") for name, src in sources.items()})
     known_nulls = json.dumps({src: None for src in sources.values()})
-    f = {name: f"nullif(trim(s.{_ident(src)}), '')" for name, src in sources.items() if name != "properties"}
+    f = {name: f"nullif(s.{_ident(src)}, '')" for name, src in sources.items() if name != "properties"}
     props = f"s.{_ident(sources['properties'])}"
     con.execute(f"""
-        CREATE OR REPLACE TABLE staged_events AS
+        CREATE OR REPLACE TEMP TABLE staged_events AS
         WITH parsed AS (   -- one try-parse gives validity and the unknown top-level fields at once
           SELECT file_index, source, line, raw,
                  CASE WHEN raw[1] = '{{' OR ltrim(raw)[1] = '{{'
                       THEN try(json_merge_patch(raw, {_sql_string(known_nulls)})) END AS extras
-          FROM {_RAW}),
+          FROM ({raw_sql})),
         typed AS (
           SELECT *, extras IS NOT NULL AS ok,
                  CASE WHEN extras IS NOT NULL THEN json_transform(raw, {_sql_string(spec)}) END AS s

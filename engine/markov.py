@@ -31,9 +31,9 @@ Removal effects come in the two named definitions the paper notes ask for:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class ChainMetrics:
         start: str,
         conversion_outcome: str,
         dropoff_outcome: str,
-    ) -> "ChainMetrics":
+    ) -> ChainMetrics:
         """Build the chain; counts out of an outcome or to an unknown name are caller errors."""
         states, outcomes = tuple(states), tuple(outcomes)
         _check_names(states, outcomes, start, conversion_outcome, dropoff_outcome)

@@ -52,6 +52,11 @@ from ontology.errors import ConfigError, EngineError
 log = logging.getLogger(__name__)
 
 _FLAGGED = "_jg_flagged"
+EVENTS_DDL = """CREATE OR REPLACE TABLE events (
+    tenant_id VARCHAR NOT NULL, actor_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, event_name VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL, received_at TIMESTAMP, session_id VARCHAR, platform VARCHAR, user_agent VARCHAR,
+    properties JSON, input_order BIGINT, seq BIGINT,
+    state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR)"""
 _IDENTITY = "_jg_identity"
 
 
@@ -86,6 +91,9 @@ class NormalizeSummary:
 def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None) -> NormalizeSummary:
     """Build `events` (replacing it) from `staged_events`; return the counts per bucket."""
     norm = cfg.normalize
+    staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchone()
+    if not staged or not staged[0]:
+        raise ValueError("no staged_events on this connection: call engine.ingest.load(con, …) first, on the same connection")
     _dedupe(con, norm.dedupe_window_s)
     merged = _resolve_identities(con, norm.alias_events)
     _flag_bots_and_late(con, cfg, watermark)
@@ -202,8 +210,9 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
 
 
 def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
+    con.execute(EVENTS_DDL)
     con.execute(f"""
-        CREATE OR REPLACE TABLE events AS
+        INSERT INTO events
         WITH accepted AS (
           SELECT * FROM {_FLAGGED} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)),
         gaps AS (

@@ -158,20 +158,19 @@ def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) 
 def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
     from ontology.model import canonical_json
 
-    with ws.transaction() as con:
-        con.executemany(
-            "INSERT OR IGNORE INTO findings VALUES (?, ?, ?, ?, ?)",
+    rows = {
+        "INSERT OR IGNORE INTO findings VALUES (?, ?, ?, ?, ?)":
             [(f.finding_id, f.snapshot_id, f.detector, f.type, canonical_json(f.to_dict())) for f in findings],
-        )
-        con.executemany(
-            "INSERT OR IGNORE INTO insights VALUES (?, ?, ?)",
+        "INSERT OR IGNORE INTO insights VALUES (?, ?, ?)":
             [(i["insight_id"], i["finding_id"], canonical_json(i)) for i in insights],
-        )
-        con.execute("DELETE FROM feed")
-        con.executemany(
-            "INSERT INTO feed VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO feed VALUES (?, ?, ?, ?, ?)":
             [("latest", "", item["rank"], item["insight_id"], canonical_json(item)) for item in items],
-        )
+    }
+    with ws.transaction() as con:
+        con.execute("DELETE FROM feed")
+        for sql, params in rows.items():
+            if params:  # DuckDB's executemany refuses an empty parameter list
+                con.executemany(sql, params)
 
 
 def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,

@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from engine import modelcheck, paths
 from engine.config import Config, JourneyConfig
@@ -63,7 +64,7 @@ class Snapshot:
     payload_json: str = field(repr=False)
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> "Snapshot":
+    def from_payload(cls, payload: Mapping[str, Any]) -> Snapshot:
         for key in ("snapshot_id", "journey", "states", "outcomes", "transitions", "start_state"):
             if key not in payload:
                 raise ValueError(f"snapshot payload lacks {key!r}; build it with engine.snapshot.build_snapshots")
@@ -80,18 +81,42 @@ class Snapshot:
     def __repr__(self) -> str:
         return f"Snapshot({self.snapshot_id}, {self.journey}, {self.scope}, segment={self.segment}, release={self.release})"
 
-    snapshot_id = property(lambda self: self.payload["snapshot_id"])
-    tenant_id = property(lambda self: self.payload.get("tenant_id", ""))
-    journey = property(lambda self: self.payload["journey"])
-    scope = property(lambda self: self.payload["scope"])
-    segment = property(lambda self: self.payload.get("segment"))
-    release = property(lambda self: self.payload.get("release"))
-    mature = property(lambda self: bool(self.payload.get("mature", True)))
-    completed = property(lambda self: int(self.payload["completed"]))
+    @property
+    def snapshot_id(self) -> str:
+        return str(self.payload["snapshot_id"])
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.payload.get("tenant_id", ""))
+
+    @property
+    def journey(self) -> str:
+        return str(self.payload["journey"])
+
+    @property
+    def scope(self) -> str:
+        return str(self.payload.get("scope", "all"))
+
+    @property
+    def segment(self) -> dict[str, str] | None:
+        return self.payload.get("segment")
+
+    @property
+    def release(self) -> str | None:
+        return self.payload.get("release")
+
+    @property
+    def mature(self) -> bool:
+        return bool(self.payload.get("mature", True))
+
+    @property
+    def completed(self) -> int:
+        """Completed (non-censored) journeys: the denominator of every rate."""
+        return int(self.payload.get("completed", sum(self._map("outcome_counts").values())))
 
     @property
     def window(self) -> tuple[str, str]:
-        return self.payload["window"]["start"], self.payload["window"]["end"]
+        return str(self.payload["window"]["start"]), str(self.payload["window"]["end"])
 
     @cached_property
     def metrics(self) -> ChainMetrics:
@@ -117,22 +142,25 @@ class Snapshot:
     def out_total(self, src: str) -> int:
         return self._out_totals.get(src, 0)
 
+    def _map(self, key: str) -> dict[str, Any]:
+        return self.payload.get(key) or {}
+
     def reach(self, state: str) -> float:
         """Share of completed journeys that visit `state` at least once (0 with no journeys)."""
         done = self.completed
-        return self.payload["reach_counts"].get(state, 0) / done if done else 0.0
+        return self._map("reach_counts").get(state, 0) / done if done else 0.0
 
     def p_outcome_given_reached(self, state: str, outcome: str) -> float | None:
-        reached = self.payload["reach_counts"].get(state, 0)
+        reached = self._map("reach_counts").get(state, 0)
         if not reached:
             return None
-        return self.payload["reach_outcome_counts"].get(state, {}).get(outcome, 0) / reached
+        return self._map("reach_outcome_counts").get(state, {}).get(outcome, 0) / reached
 
     def p_outcome_given_not_reached(self, state: str, outcome: str) -> float | None:
-        not_reached = self.completed - self.payload["reach_counts"].get(state, 0)
+        not_reached = self.completed - self._map("reach_counts").get(state, 0)
         if not not_reached:
             return None
-        hits = self.payload["outcome_counts"].get(outcome, 0) - self.payload["reach_outcome_counts"].get(state, {}).get(outcome, 0)
+        hits = self._map("outcome_counts").get(outcome, 0) - self._map("reach_outcome_counts").get(state, {}).get(outcome, 0)
         return hits / not_reached
 
     def lift(self, state: str, outcome: str) -> float | None:
@@ -145,8 +173,8 @@ class Snapshot:
 
     def visits_mean(self, state: str) -> float | None:
         """Mean visits among completed journeys that visit `state`."""
-        reached = self.payload["reach_counts"].get(state, 0)
-        return self.payload["visit_counts"].get(state, 0) / reached if reached else None
+        reached = self._map("reach_counts").get(state, 0)
+        return self._map("visit_counts").get(state, 0) / reached if reached else None
 
     def to_metrics_json(self) -> dict[str, Any]:
         """DESIGN.md `snapshot --format json`: floats rounded to 6 decimals, fixed order."""
@@ -192,18 +220,19 @@ _MEMBERS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_m0 AS
 WITH j AS (SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, start_ts, outcome, censored, segments
            FROM journeys WHERE journey = $journey),
-span AS (SELECT tenant_id, min(start_ts) AS first_ts FROM j GROUP BY tenant_id),
+span AS (SELECT j.tenant_id, min(j.start_ts) AS first_ts, any_value(e.data_end) AS data_end
+         FROM j JOIN _jg_ends e USING (tenant_id) GROUP BY j.tenant_id),
 keys AS (SELECT unnest($keys::VARCHAR[]) AS key),
 rel AS (SELECT unnest($rel_names::VARCHAR[]) AS name, unnest($rel_at::TIMESTAMP[]) AS at)
 SELECT j.tenant_id, 'all' AS scope, '' AS seg_key, '' AS seg_value, '' AS release,
-       span.first_ts AS w_start, $data_end::TIMESTAMP AS w_end, j.journey_id, j.actor_id, j.outcome, j.censored
+       span.first_ts AS w_start, span.data_end AS w_end, j.journey_id, j.actor_id, j.outcome, j.censored
   FROM j JOIN span USING (tenant_id)
 UNION ALL
 SELECT tenant_id, 'period', '', '', '', b, b + to_seconds($period), journey_id, actor_id, outcome, censored
   FROM (SELECT *, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS b FROM j)
 UNION ALL
 SELECT j.tenant_id, 'segment', keys.key, coalesce(j.segments[keys.key], '(none)'), '', span.first_ts,
-       $data_end::TIMESTAMP, j.journey_id, j.actor_id, j.outcome, j.censored
+       span.data_end, j.journey_id, j.actor_id, j.outcome, j.censored
   FROM j JOIN span USING (tenant_id) CROSS JOIN keys
 UNION ALL
 SELECT tenant_id, 'release_before', '', '', rel.name, rel.at - to_seconds($rw), rel.at, journey_id, actor_id, outcome, censored
@@ -274,46 +303,57 @@ _QUERIES = {
 }
 
 
-def default_data_end(con: Any, journey: str) -> datetime:
-    """The data's end: the last event when the events table exists, else the last journey time."""
+# Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event
+# (or, without an events table, its last journey time); a caller-given data_end overrides it.
+_ENDS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_ends AS
+SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, {events}, j.last_ts) AS data_end
+FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.ts)) AS last_ts
+      FROM journeys jj LEFT JOIN journey_steps s ON s.journey = jj.journey AND s.journey_id = jj.journey_id
+      WHERE jj.journey = $journey GROUP BY ALL) j
+{events_join}
+"""
+
+
+def _ends(con: Any, journey: str, data_end: datetime | None) -> dict[str, datetime]:
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    if "events" in tables:
-        row = con.execute("SELECT max(ts) FROM events").fetchone()
-        if row and row[0] is not None:
-            return row[0]
-    row = con.execute("""SELECT greatest(max(j.end_ts), max(s.ts)) FROM journeys j
-                         LEFT JOIN journey_steps s USING (journey, journey_id) WHERE j.journey = ?""", [journey]).fetchone()
-    if not row or row[0] is None:
-        raise ValueError(f"journey {journey!r} has no journeys to snapshot; build journeys first")
-    return row[0]
+    has_events = "events" in tables
+    sql = _ENDS_SQL.format(
+        events="e.data_end" if has_events else "NULL",
+        events_join=("LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events "
+                     "GROUP BY ALL) e USING (tenant_id)") if has_events else "")
+    con.execute(sql, {"data_end": data_end, "journey": journey})
+    return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
 
 
 def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_hash: str, engine_version: str,
                     *, data_end: datetime | None = None) -> list[Snapshot]:
-    """Every snapshot of one journey (all tenants), ordered by (tenant, scope, segment, release, window)."""
-    if data_end is None:
-        data_end = default_data_end(con, journey_cfg.name)
-    params = _params(cfg, journey_cfg, data_end)
+    """Every snapshot of one journey (all tenants), ordered by (tenant, scope, segment, release, window).
+
+    `data_end` defaults to each tenant's last event, as engine.journeys uses for censoring.
+    """
+    params = _params(cfg, journey_cfg)
     try:
+        ends = _ends(con, journey_cfg.name, data_end)
         rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
+        for table in ("_jg_ends", "_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
-    return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, data_end))
+    return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, ends[scope[1]]))
             for scope in rows["scopes"]]
 
 
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
     """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
-    pick = lambda *keys: {k: params[k] for k in keys}  # noqa: E731
+    pick = lambda *keys: {k: params[k] for k in keys}
     steps_sql = _STEPS_SQL.format(heldout=modelcheck.heldout_sql("journey_id"),
                                   collapse=_COLLAPSE_SQL if params["collapse"] else "")
     if params["collapse"]:
         steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
     with _stage("members"):
-        con.execute(_MEMBERS_SQL, pick("journey", "data_end", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
+        con.execute(_MEMBERS_SQL, pick("journey", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
         con.execute(_SCOPES_SQL)
     with _stage("steps"):
         con.execute(steps_sql, pick("journey", "dropoff"))
@@ -339,10 +379,10 @@ def _stage(name: str) -> Iterator[None]:
     log.debug("snapshot stage %s: %.3f s", name, time.perf_counter() - started)
 
 
-def _params(cfg: Config, journey_cfg: JourneyConfig, data_end: datetime) -> dict[str, Any]:
+def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
     releases = sorted(cfg.releases, key=lambda r: (r.at, r.name))
     return {
-        "journey": journey_cfg.name, "data_end": data_end, "period": cfg.snapshots.period_s, "origin": PERIOD_ORIGIN,
+        "journey": journey_cfg.name, "period": cfg.snapshots.period_s, "origin": PERIOD_ORIGIN,
         "keys": [s.key for s in cfg.segments], "rel_names": [r.name for r in releases],
         "rel_at": [datetime.strptime(r.at, "%Y-%m-%dT%H:%M:%SZ") for r in releases],
         "rw": cfg.snapshots.release_window_s or cfg.snapshots.period_s,

@@ -9,10 +9,11 @@ back, because a snapshot, once written, never changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from engine.snapshot import Snapshot
+from engine.snapshot import Snapshot, iso
 from ontology.errors import EngineError, StoreError
 
 SCHEMA_SQL = """
@@ -92,7 +93,10 @@ def list_snapshots(con: Any, *, journey: str | None = None, scope: str | None = 
                  release NULLS FIRST, window_start, snapshot_id""",
                        {"journey": journey, "scope": scope, "tenant": tenant_id}).fetchall()
     keys = _COLUMNS + ("journeys", "completed", "censored", "mature")
-    return [dict(zip(keys, r)) for r in rows]
+    out = [dict(zip(keys, r)) for r in rows]
+    for row in out:  # JSON-ready: the same ISO form as the payload's window
+        row["window_start"], row["window_end"] = iso(row["window_start"]), iso(row["window_end"])
+    return out
 
 
 def load_snapshot(con: Any, snapshot_id: str) -> Snapshot:

@@ -17,6 +17,7 @@ import duckdb
 
 from engine import rules
 from engine.config import Config, StateRule
+from engine.normalize import EVENTS_DDL
 
 LEVEL_COLUMNS = {"raw": "state_raw", "semantic": "state_semantic", "lifecycle": "state_lifecycle"}
 
@@ -38,10 +39,12 @@ def _literal(text: str) -> str:
 def derive(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
     """Fill state_raw, state_semantic and state_lifecycle on every row of `events`."""
     con.execute(f"""
-        CREATE OR REPLACE TABLE events AS
+        CREATE OR REPLACE TEMP TABLE _jg_stated AS
         SELECT * EXCLUDE (state_raw, state_semantic, state_lifecycle),
                event_name AS state_raw,
                {case_sql(cfg.states, 'states')} AS state_semantic,
                {case_sql(cfg.lifecycle, 'lifecycle')} AS state_lifecycle
-        FROM events
-        ORDER BY tenant_id, actor_id, seq""")
+        FROM events""")
+    con.execute(EVENTS_DDL)  # the contract's column types and NOT NULLs, not whatever CTAS would infer
+    con.execute("INSERT INTO events SELECT * FROM _jg_stated ORDER BY tenant_id, actor_id, seq")
+    con.execute("DROP TABLE _jg_stated")

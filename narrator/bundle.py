@@ -3,7 +3,9 @@
 A bundle is the finding plus the facts one hop around it: facts whose subject or
 object is one of the finding's entities, valid in the finding's window, above a
 minimum confidence. The finding's own (primary) fact comes first; the rest are
-ordered most relevant first and cut at a fixed size, so the same store always
+ordered most relevant first (same snapshot, then facts about the finding's
+subject before facts that only share its outcome or journey, then confidence,
+then id) and cut at a fixed size, so the same store always
 gives the same bundle, byte for byte, and the same ``bundle_hash``.
 
 Shape (ontology/schemas/bundle.schema.json)::
@@ -103,10 +105,20 @@ def _valid_in(fact: Fact, window: tuple[str, str]) -> bool:
     return fact.valid_from <= window[1] and fact.valid_to >= window[0]
 
 
-def _relevance(fact: Fact, finding: Finding, direct: set[str]) -> tuple[Any, ...]:
-    shared = len({fact.subject, fact.object} & direct)
+def entity_weights(finding: Finding) -> dict[str, float]:
+    """How strongly touching each entity ties a fact to the finding: its subject most, a journey least."""
+    weights: dict[str, float] = {}
+    for entity in finding_entities(finding):
+        weights[entity] = 1.0 if entity.startswith("journey:") else 2.0
+    for entity in (finding.object, finding.subject):
+        weights[entity] = 0.5 if entity.startswith("journey:") else 1.0 if entity == finding.object else 3.0
+    return weights
+
+
+def _relevance(fact: Fact, finding: Finding, weights: Mapping[str, float]) -> tuple[Any, ...]:
+    score = sum(weights.get(e, 0.0) for e in {fact.subject, fact.object})
     same_snapshot = fact.provenance.snapshot_id == finding.snapshot_id
-    return (-int(same_snapshot), -shared, -float(fact.confidence), fact.fact_id)
+    return (-int(same_snapshot), -score, -float(fact.confidence), fact.fact_id)
 
 
 def select_facts(finding: Finding, source: FactSource, limits: BundleLimits) -> tuple[Fact, list[Fact], int]:
@@ -119,11 +131,11 @@ def select_facts(finding: Finding, source: FactSource, limits: BundleLimits) -> 
     primary = next((f for f in sorted(seen.values(), key=lambda f: f.fact_id) if _is_primary(f, finding)), None)
     if primary is None:
         primary = primary_fact(finding)
-    direct = {finding.subject, finding.object}
+    weights = entity_weights(finding)
     related = [f for f in seen.values()
                if f.fact_id != primary.fact_id and not _is_primary(f, finding)
                and _valid_in(f, finding.window) and float(f.confidence) >= limits.min_confidence]
-    related.sort(key=lambda f: _relevance(f, finding, direct))
+    related.sort(key=lambda f: _relevance(f, finding, weights))
     return primary, related[: max(0, limits.max_facts - 1)], len(related)
 
 

@@ -94,8 +94,8 @@ def _canonical_ids(bundle: Mapping[str, Any], narrative: Narrative) -> Narrative
     return Narrative(tuple(fix(s) for s in narrative.sentences), rec)
 
 
-def _parameters(backend: LLMBackend | None, limits: Mapping[str, Any] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"min_n": MIN_N, "bundle_limits": dict(limits or {})}
+def _parameters(backend: LLMBackend | None, limits: Mapping[str, Any] | None, min_n: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"min_n": min_n, "bundle_limits": dict(limits or {})}
     if backend is not None:
         s = backend.settings
         params.update({"max_tokens": s.max_tokens, "timeout_s": s.timeout_s, "max_attempts": s.max_attempts,
@@ -107,11 +107,11 @@ def _usage_entry(stage: str, reply: Reply | OutputFormatError, model: str) -> di
     return {"stage": stage, "model": getattr(reply, "model", model), "attempts": reply.attempts, **reply.usage}
 
 
-def narrate_bundle(bundle: Mapping[str, Any], backend: LLMBackend | None = None) -> Insight:
+def narrate_bundle(bundle: Mapping[str, Any], backend: LLMBackend | None = None, min_n: int = MIN_N) -> Insight:
     """One insight for one bundle, following the policy in the module doc."""
     requested = backend.name if backend else "template"
-    params = _parameters(backend, bundle.get("limits"))
-    issues = grounding_issues(bundle, MIN_N)
+    params = _parameters(backend, bundle.get("limits"), min_n)
+    issues = grounding_issues(bundle, min_n)
     if issues:
         log.warning("finding %s not narrated: %s", bundle["finding"]["finding_id"], "; ".join(map(str, issues)))
         return ungrounded_insight(bundle, [str(i) for i in issues], requested, params)
@@ -159,6 +159,6 @@ def _template_insight(bundle: Mapping[str, Any], status: str, requested: str, pa
 
 
 def narrate_finding(finding: Finding, source: FactSource | None = None, backend: LLMBackend | None = None,
-                    limits: BundleLimits = BundleLimits()) -> Insight:
+                    limits: BundleLimits = BundleLimits(), min_n: int = MIN_N) -> Insight:
     """Bundle a finding from a fact store and narrate it."""
-    return narrate_bundle(build_bundle(finding, source, limits), backend)
+    return narrate_bundle(build_bundle(finding, source, limits), backend, min_n)

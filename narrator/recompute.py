@@ -645,6 +645,8 @@ def compare_snapshot(con: Any, snapshot_id: str, ctx: Ctx | None = None) -> dict
         if key not in payload:
             continue
         stored = payload.get(key)
+        if isinstance(stored, Mapping):  # a zero count and an absent key say the same thing
+            stored, value = _nonzero(stored), _nonzero(value)
         if key == "transitions" and stored is not None:
             stored = sorted(({"from": t["from"], "to": t["to"], "count": t["count"]} for t in stored),
                             key=lambda t: (t["from"], t["to"]))
@@ -652,6 +654,13 @@ def compare_snapshot(con: Any, snapshot_id: str, ctx: Ctx | None = None) -> dict
         fields[key] = {"match": stored == value, **({} if stored == value else {"stored": stored, "recomputed": value})}
     return {"snapshot_id": snapshot_id, "scope": rc.row["scope"], "journey": rc.row["journey"],
             "fields": fields, "ok": all(f["match"] for f in fields.values())}
+
+
+def _nonzero(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        out = {k: _nonzero(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (0, {})}
+    return value
 
 
 def recompute_all(facts: Any, *, con: Any, cfg: Any = None) -> dict[str, Any]:

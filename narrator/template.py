@@ -199,15 +199,52 @@ PHRASES = {
 }
 
 
+HEADLINES: dict[str, tuple[tuple[str, str, Callable[[float], str]], ...]] = {
+    "increases_probability_of": (("lift", "lift", fmt_ratio),),
+    "is_activation_driver_for": (("lift", "lift", fmt_ratio),),
+    "necessary_for_conversion": (("reach", "reach", fmt_pct),),
+    "is_dropoff_point_for": (("exit_probability", "exit probability", fmt_pct),),
+    "diverges_from": (("jsd", "Jensen-Shannon divergence", lambda v: fmt_sig(v, 3)),),
+    "more_common_in": (("reach_segment", "reach in the segment", fmt_pct),),
+    "less_common_in": (("reach_segment", "reach in the segment", fmt_pct),),
+    "regressed_after": (("p_before", "from", fmt_pct), ("p_after", "to", fmt_pct)),
+    "changed_after": (("p_before", "from", fmt_pct), ("p_after", "to", fmt_pct)),
+    "is_revisited_in": (("visits_mean", "mean visits", lambda v: fmt_sig(v, 3)),),
+    "is_fast_path_to": (("conversion_rate", "conversion", fmt_pct),),
+}
+
+
+def _headline(fact: Mapping[str, Any]) -> str:
+    ev = fact.get("evidence", {})
+    spec = HEADLINES.get(fact["predicate"], ())
+    if spec and all(isinstance(ev.get(k), (int, float)) and not isinstance(ev.get(k), bool) for k, _, _ in spec):
+        return " ".join(f"{label} {fmt(ev[k])}" for k, label, fmt in spec)
+    return f"fact confidence {fmt_sig(fact['confidence'], 3)}"
+
+
+def _window_note(fact: Mapping[str, Any], finding: Mapping[str, Any]) -> str:
+    if fact.get("provenance", {}).get("snapshot_id") == finding.get("snapshot_id"):
+        return ""
+    return f" in the window {fact['valid_from'][:10]} to {fact['valid_to'][:10]}"
+
+
 def _related(p: _Plan) -> None:
-    for fact in p.bundle["facts"][1: 1 + MAX_RELATED_SENTENCES]:
+    """Up to three related facts, one sentence each, never restating a claim already made."""
+    said = {(p.finding["subject"], p.finding["predicate"], p.finding["object"])}
+    for fact in p.bundle["facts"][1:]:
+        if len(said) > MAX_RELATED_SENTENCES:
+            break
+        triple = (fact["subject"], fact["predicate"], fact["object"])
+        if triple in said:
+            continue
+        said.add(triple)
         ev, fid = fact.get("evidence", {}), fact["fact_id"]
-        subj, obj = entity(fact["subject"]), entity(fact["object"])
+        subj, obj, when = entity(fact["subject"]), entity(fact["object"]), _window_note(fact, p.finding)
         if fact["predicate"] == "transitions_to" and all(k in ev for k in ("probability", "count", "from_total")):
             p.say(f"Related: {subj} is followed by {obj} in {fmt_pct(ev['probability'])} of moves "
-                  f"({fmt_count(ev['count'])} of {fmt_count(ev['from_total'])}).", fid)
+                  f"({fmt_count(ev['count'])} of {fmt_count(ev['from_total'])}){when}.", fid)
         else:
-            p.say(f"Related: {subj} {PHRASES[fact['predicate']]} {obj} (fact confidence {fmt_sig(fact['confidence'], 3)}).", fid)
+            p.say(f"Related: {subj} {PHRASES[fact['predicate']]} {obj} ({_headline(fact)}){when}.", fid)
 
 
 def narrate(bundle: Mapping[str, Any]) -> Narrative:

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from engine.render.common import headline, narrative_text, pct, stats_line
 
-MIN_EDGE_P = 0.05  # edges below this probability are left out of the drawing (the JSON keeps them)
+MIN_EDGE_P = 0.10  # edges below this probability are left out of the drawing (the JSON keeps them)
+MAX_OUT_EDGES = 3  # and at most this many (the strongest) per state, so the graph stays readable
 NODE_W, NODE_H, COL_W, ROW_H = 150, 36, 230, 70
 TOP = 90  # room above the first row for backward arcs
 CSS = """
@@ -93,8 +94,15 @@ def _edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float]]:
     totals: dict[str, int] = {}
     for t in payload["transitions"]:
         totals[t["from"]] = totals.get(t["from"], 0) + int(t["count"])
-    return [(t["from"], t["to"], int(t["count"]) / totals[t["from"]]) for t in payload["transitions"]
-            if totals[t["from"]] and int(t["count"]) / totals[t["from"]] >= MIN_EDGE_P]
+    by_src: dict[str, list[tuple[str, str, float]]] = {}
+    for t in payload["transitions"]:
+        p = int(t["count"]) / totals[t["from"]] if totals[t["from"]] else 0.0
+        if p >= MIN_EDGE_P:
+            by_src.setdefault(t["from"], []).append((t["from"], t["to"], p))
+    keep = []
+    for src in sorted(by_src):
+        keep.extend(sorted(by_src[src], key=lambda e: (-e[2], e[1]))[:MAX_OUT_EDGES])
+    return keep
 
 
 def graph_svg(payload: Mapping[str, Any]) -> str:
@@ -110,12 +118,14 @@ def graph_svg(payload: Mapping[str, Any]) -> str:
         cols.setdefault(depth[node], []).append(node)
     pos = {n: (30 + c * COL_W, TOP + r * ROW_H) for c, nodes in cols.items() for r, n in enumerate(nodes)}
     edges = [_edge_svg(pos[src], pos[dst], p, depth[dst] - depth[src]) for src, dst, p in _edges(payload)]
+    caption = (f"<p class=\"muted\">Transition probabilities; per state the {MAX_OUT_EDGES} strongest edges "
+               f"of at least {MIN_EDGE_P:.2f} are drawn (the JSON output has them all).</p>")
     width = 60 + max(cols) * COL_W + NODE_W
     height = int(max([TOP + max(len(v) for v in cols.values()) * ROW_H] + [lowest for _, lowest in edges]) + 30)
     out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" "
            f"viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"journey graph\">",
-           "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" "
-           "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#556\"/></marker></defs>"]
+           "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"8\" "
+           "markerHeight=\"8\" markerUnits=\"userSpaceOnUse\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#556\"/></marker></defs>"]
     out.extend(svg for svg, _ in edges)
     for node, (x, y) in sorted(pos.items()):
         outcome = node in payload["outcomes"]
@@ -124,28 +134,38 @@ def graph_svg(payload: Mapping[str, Any]) -> str:
                    f"fill=\"{fill}\" stroke=\"#556\"/><text x=\"{x + NODE_W / 2}\" y=\"{y + 23}\" "
                    f"text-anchor=\"middle\" font-size=\"13\">{_e(node)}</text></g>")
     out.append("</svg>")
-    return "".join(out)
+    return "".join(out) + caption
 
 
 def _edge_svg(a: tuple[int, int], b: tuple[int, int], p: float, span: int) -> tuple[str, float]:
-    """One edge as a quadratic arc with its label; returns (svg, lowest y reached)."""
-    if span <= 0:  # same or earlier column: arc over the top, between the nodes' centres
-        x1, y1, x2, y2 = a[0] + NODE_W / 2, a[1], b[0] + NODE_W / 2, b[1]
-        cx, cy = (x1 + x2) / 2, min(y1, y2) - 30 - 10 * min(4, abs(x1 - x2) / COL_W)
-        if x1 == x2:  # self-loop
-            x1, x2, cx = x1 - 30, x1 + 30, x1
-    elif span == 1:
+    """One edge as an arc with its label; returns (svg, lowest y reached)."""
+    if a == b:  # self-loop: a small loop bulging out of the node's right side
+        x, y = a[0] + NODE_W, a[1]
+        path = f"M{x:.1f},{y + 8:.1f} C{x + 45:.1f},{y - 8:.1f} {x + 45:.1f},{y + NODE_H + 8:.1f} {x:.1f},{y + NODE_H - 8:.1f}"
+        return _edge(path, p, x + 52, y + NODE_H / 2 + 4), y + NODE_H
+    if span == 1:
         x1, y1, x2, y2 = a[0] + NODE_W, a[1] + NODE_H / 2, b[0], b[1] + NODE_H / 2
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 12
+    elif span == 0:  # same column: arc out to the left
+        x1, y1, x2, y2 = a[0], a[1] + NODE_H / 2, b[0], b[1] + NODE_H / 2
+        cx, cy = a[0] - 30 - 8 * abs(y1 - y2) / ROW_H, (y1 + y2) / 2
+    elif span < 0:  # backwards: arc over the top, between the nodes' centres
+        x1, y1, x2, y2 = a[0] + NODE_W / 2, a[1], b[0] + NODE_W / 2, b[1]
+        cx, cy = (x1 + x2) / 2, min(y1, y2) - 30 - 10 * min(4, abs(x1 - x2) / COL_W)
     else:  # skips columns: leave from the bottom, arc under the row
         x1, y1, x2, y2 = a[0] + NODE_W / 2, a[1] + NODE_H, b[0] + NODE_W / 2, b[1] + NODE_H
         cx, cy = (x1 + x2) / 2, max(y1, y2) + 30 + 22 * span
     lx, ly = 0.25 * x1 + 0.5 * cx + 0.25 * x2, 0.25 * y1 + 0.5 * cy + 0.25 * y2
-    width = 0.8 + 4 * p
-    svg = (f"<path d=\"M{x1:.1f},{y1:.1f} Q{cx:.1f},{cy:.1f} {x2:.1f},{y2:.1f}\" fill=\"none\" stroke=\"#556\" "
-           f"stroke-opacity=\"0.75\" stroke-width=\"{width:.2f}\" marker-end=\"url(#arrow)\"/>"
-           f"<text x=\"{lx:.1f}\" y=\"{ly - 3:.1f}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#223\">{p:.2f}</text>")
-    return svg, max(y1, y2, ly + 12)
+    path = f"M{x1:.1f},{y1:.1f} Q{cx:.1f},{cy:.1f} {x2:.1f},{y2:.1f}"
+    return _edge(path, p, lx, ly - 3), max(y1, y2, ly + 12)
+
+
+def _edge(path: str, p: float, lx: float, ly: float) -> str:
+    """Stroke width grows with the probability; the label sits on a white halo for legibility."""
+    return (f"<path d=\"{path}\" fill=\"none\" stroke=\"#556\" stroke-opacity=\"0.7\" "
+            f"stroke-width=\"{0.8 + 3 * p:.2f}\" marker-end=\"url(#arrow)\"/>"
+            f"<text x=\"{lx:.1f}\" y=\"{ly:.1f}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#223\" "
+            f"stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{p:.2f}</text>")
 
 
 def bar_chart_svg(title: str, rows: Sequence[tuple[str, float]], fmt: str = "{:.3f}") -> str:

@@ -122,19 +122,28 @@ async function showTrace() {
   box.replaceChildren(el("p", {}, "Tracing…"));
   const t = await api(`/api/insights/${encodeURIComponent(current.insight_id)}/trace`);
   box.replaceChildren();
-  const rec = t.recomputation_summary || t.summary || {};
+  const rec = t.recomputation || {};
   box.append(el("p", {}, el("strong", {}, "Audit trace "),
-    `${rec.matched !== undefined ? rec.matched : "?"} of ${rec.total !== undefined ? rec.total : "?"} numbers recompute from the stored events`));
+    `${rec.matched} of ${rec.numbers} numbers in ${rec.facts} facts recompute from the stored derived events`));
+  const byId = Object.fromEntries((t.facts || []).map((f) => [f.fact.fact_id, f]));
   for (const s of t.sentences || []) {
     box.append(el("p", {}, el("em", {}, s.text)));
-    for (const fact of s.facts || []) {
+    for (const id of s.fact_ids || []) {
+      const entry = byId[id];
+      if (!entry) continue;
+      const fact = entry.fact;
       const table = el("table", {}, el("tr", {}, el("th", {}, "evidence"), el("th", {}, "stored"), el("th", {}, "recomputed"), el("th", {}, "")));
-      for (const r of fact.recomputation || []) {
+      for (const r of (entry.recompute && entry.recompute.entries) || []) {
+        if (!r.number) continue;
         table.append(el("tr", {}, el("td", {}, r.key), el("td", {}, fmt(r.stored, 6)), el("td", {}, fmt(r.recomputed, 6)),
           el("td", { class: r.match ? "ok" : "bad" }, r.match ? "match" : "MISMATCH")));
       }
-      box.append(el("div", { class: "fact" }, el("code", {}, fact.fact_id.slice(0, 10)), ` ${fact.subject} ${fact.predicate} ${fact.object} · snapshot ${String(fact.snapshot_id || "").slice(0, 10)}`, table,
-        el("div", { class: "meta" }, "sample events: " + (fact.sample_event_ids || []).join(", "))));
+      const snap = entry.snapshot || {};
+      box.append(el("div", { class: "fact" }, el("code", {}, fact.fact_id.slice(0, 10)),
+        ` ${entry.summary || fact.subject + " " + fact.predicate + " " + fact.object}`,
+        el("div", { class: "meta" }, `snapshot ${String(snap.snapshot_id || "").slice(0, 10)} · ${snap.scope || ""} · ${snap.journeys || "?"} journeys`),
+        table,
+        el("div", { class: "meta" }, "sample events: " + (entry.events || []).map((e) => `${e.event_id} (${e.event_name})`).join(", "))));
     }
   }
 }
@@ -174,8 +183,11 @@ function drawGraph(snap) {
   states.forEach((s, i) => { pos[s.state] = { x: 150 + (i % 2) * 160, y: 30 + i * rowH }; });
   outcomes.forEach((o, i) => { pos[o] = { x: 640, y: 30 + (i + 0.5) * (H - 60) / Math.max(1, outcomes.length) }; });
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "Journey graph with transition probabilities" });
-  svg.append(svgEl("defs")).append(Object.assign(svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" }), {}));
-  svg.querySelector("marker").append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: "#7a8599" }));
+  const defs = svgEl("defs");
+  const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" });
+  marker.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: "#7a8599" }));
+  defs.append(marker);
+  svg.append(defs);
   for (const t of snap.transitions) {
     if (t.probability < 0.05 || !pos[t.from] || !pos[t.to] || t.from === t.to) continue;
     const a = pos[t.from], b = pos[t.to];

@@ -78,3 +78,17 @@ def test_calibrate_recovers_coefficients():
     y = rng.random(4000) < 1 / (1 + np.exp(-(x @ true)))
     a, b, c = confidence.calibrate([(tuple(row), bool(label)) for row, label in zip(x, y)])
     assert (a, b, c) == pytest.approx(tuple(true), abs=0.25)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=60))
+def test_bh_properties(p):
+    q = stats.benjamini_hochberg(p)
+    p = np.asarray(p)
+    assert (q >= p - 1e-12).all() and (q <= 1.0).all()
+    order = np.argsort(p, kind="stable")
+    assert (np.diff(q[order]) >= -1e-12).all()  # monotone in p

@@ -108,3 +108,12 @@ def test_trapped_loop_skips_the_ranking_instead_of_crashing():
     run = run_detectors([Snapshot.from_payload(payload)], make_cfg())
     assert not [f for f in run.findings if f.type == "activation_driver"]
     assert run.tests  # the tests were still counted
+
+
+def test_every_test_performed_counts_in_its_family(paper_snapshot):
+    run = run_detectors([paper_snapshot], make_cfg())
+    # structure: 3 reach tests (every state but the start) + 4 exit tests (every state)
+    #            + 4 loop tests and 4 conversion-gap tests (repeated_visit); no paths in this payload
+    # comparison: nothing to compare with a single all-data snapshot
+    assert dict(run.tests) == {"activation:structure": 15, "activation:comparison": 0}
+    assert len(run.findings) < 15  # most tests produced no finding, and still counted

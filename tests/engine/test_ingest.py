@@ -207,3 +207,84 @@ def test_unreadable_sources_raise_ingest_error(con, tmp_path, source, message) -
     (tmp_path / "broken.xes").write_text("<log><trace><event>")
     with pytest.raises(IngestError, match=message):
         ingest.load(con, source.format(tmp=tmp_path), make_config(), "r1")
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A real, throwaway PostgreSQL server on a Unix socket (skips when the binaries or a non-root user are missing)."""
+    import os
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser to drop privileges")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    base = Path(tempfile.mkdtemp(prefix="jg-pg-"))
+    base.chmod(0o777)
+    if prefix:
+        os.chown(base, user.pw_uid, user.pw_gid)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, log = base / "data", base / "server.log"
+    subprocess.run(prefix + [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run(prefix + [pg_ctl, "-D", str(data), "-l", str(log), "-w", "-o",
+                             f"-p {port} -k {base} -c listen_addresses=''", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql:///postgres?host={base}&port={port}&user=postgres"
+    finally:
+        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgres_query_source_reads_in_chunks(con, postgres_url, monkeypatch) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as pg:
+        pg.execute("DROP TABLE IF EXISTS app_events")
+        pg.execute("CREATE TABLE app_events (uid TEXT, event_name TEXT, at TIMESTAMPTZ, platform TEXT, properties JSONB)")
+        with pg.cursor() as cur:
+            cur.executemany("INSERT INTO app_events VALUES (%s, %s, %s, %s, %s)",
+                            [(e["user_id"], e["event_name"], e["timestamp"], e["platform"], json.dumps({"plan": e["plan"]}))
+                             for e in EVENTS])
+    monkeypatch.setattr(ingest, "_CHUNK_ROWS", 2)  # three rows arrive in two chunks
+    source = f"{postgres_url} SELECT uid AS user_id, event_name, at AS timestamp, platform, properties FROM app_events ORDER BY at"
+    stats = ingest.load(con, source, make_config(), "r1")
+    assert (stats.events_read, stats.quarantined) == (3, 0)
+    assert sorted(r[1:] for r in _staged(con)) == sorted(r[1:] for r in EXPECTED)
+    assert rows(con, "SELECT line FROM staged_events ORDER BY line") == [(1,), (2,), (3,)]
+
+
+def test_postgres_errors_name_the_source_without_its_password(con, postgres_url) -> None:
+    source = postgres_url.replace("postgresql:///", "postgresql://postgres:s3cret@/") + " SELECT * FROM no_such_table"
+    with pytest.raises(IngestError) as err:
+        ingest.load(con, source, make_config(), "r1")
+    assert "no_such_table" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def test_a_json_file_may_hold_one_array_of_events(con, tmp_path) -> None:
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(EVENTS + [{"user_id": "u3"}], indent=2))
+    stats = ingest.load(con, str(path), make_config(), "r1")
+    assert (stats.events_read, stats.quarantined_by_reason) == (4, {"missing_timestamp": 1})
+    assert [r[:3] for r in _staged(con)][:3] == [r[:3] for r in EXPECTED]
+
+
+def test_normalize_needs_staged_events_on_the_same_connection(con) -> None:
+    from engine import normalize
+
+    with pytest.raises(ValueError, match="call engine.ingest.load"):
+        normalize.normalize(con, make_config())

@@ -77,7 +77,7 @@ def test_events_encode_the_same_journeys_as_the_loader(tmp_path) -> None:
     events = pc.simulate(3000, 5)
     con = duckdb.connect(str(tmp_path / "ev.duckdb"))
     con.register("ev", pa.Table.from_pylist(events))
-    from_events = dict(((a, b), n) for a, b, n in con.execute("""
+    from_events = {(a, b): n for a, b, n in con.execute("""
         WITH e AS (SELECT user_id, event_name, timestamp::TIMESTAMP AS ts FROM ev),
         conv AS (SELECT DISTINCT user_id FROM e WHERE event_name = 'subscription_started'),
         s AS (SELECT user_id, event_name AS state, ts,
@@ -87,7 +87,7 @@ def test_events_encode_the_same_journeys_as_the_loader(tmp_path) -> None:
         SELECT state, coalesce(nxt, CASE WHEN conv.user_id IS NULL THEN 'dropped' ELSE 'converted' END), count(*)
         FROM s LEFT JOIN conv USING (user_id)
         WHERE first_ts + INTERVAL 30 DAY <= (SELECT max(ts) FROM e)
-        GROUP BY ALL""").fetchall())
+        GROUP BY ALL""").fetchall()}
     data_end = pc.load_journeys(con, pc.simulate_journeys(3000, 5))
     cfg = pc.config()
     (all_snap,) = [s for s in build_snapshots(con, cfg, cfg.journeys[0], "x", "t", data_end=data_end) if s.scope == "all"]

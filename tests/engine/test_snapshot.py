@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from engine import snapshot_store as store
-from engine.config import Config, JourneyConfig, Outcome, Release, Segment, SnapshotConfig
+from engine.config import Config, JourneyConfig, Outcome, Release, Segment, SnapshotConfig, from_dict
 from engine.snapshot import Snapshot, build_snapshots
 from fixtures import paper_chain as pc
 from ontology.errors import EngineError, StoreError
@@ -170,11 +170,32 @@ def test_metrics_json_shape(hand: dict) -> None:
     assert json.loads(json.dumps(out, allow_nan=False)) == out  # pure JSON, no NaN
 
 
+def test_fixture_config_dict_matches_config() -> None:
+    assert from_dict(pc.config_dict()).config_hash == pc.config().config_hash
+
+
+def test_data_end_defaults_to_each_tenants_last_event(tmp_path) -> None:
+    """Without data_end, each tenant's last event decides its window end and period maturity."""
+    con = hand_db(tmp_path / "t.duckdb")
+    con.execute("INSERT INTO journeys SELECT journey, 'acme', 'acme-' || journey_id, actor_id, start_ts, end_ts, outcome, "
+                "censored, n_steps, segments FROM journeys WHERE tenant_id = ''")
+    con.execute("INSERT INTO journey_steps SELECT journey, 'acme-' || journey_id, step, state, ts, event_id FROM journey_steps")
+    con.execute("CREATE TABLE events(tenant_id VARCHAR, ts TIMESTAMP)")
+    con.execute("INSERT INTO events VALUES ('', '2026-01-09 12:00'), ('acme', '2026-01-20 00:00')")
+    snaps = build_snapshots(con, CFG, JOURNEY, "in-1", "0.1.0")
+    alls = {s.tenant_id: s for s in snaps if s.scope == "all"}
+    assert alls[""].window[1] == "2026-01-09T12:00:00Z" and alls["acme"].window[1] == "2026-01-20T00:00:00Z"
+    assert alls[""].snapshot_id != alls["acme"].snapshot_id
+    assert alls[""].payload["transitions"] == alls["acme"].payload["transitions"] == ALL_PAYLOAD["transitions"]
+    fridays = {s.tenant_id: s.mature for s in snaps if s.scope == "period" and s.window[0] == "2026-01-09T00:00:00Z"}
+    assert fridays == {"": False, "acme": True}
+
+
 def test_collapse_self_loops(tmp_path) -> None:
     con = hand_db(tmp_path / "c.duckdb")
     journey = replace(JOURNEY, collapse_self_loops=True)
-    snap = [s for s in build_snapshots(con, replace(CFG, journeys=(journey,)), journey, "i", "v", data_end=DATA_END)
-            if s.scope == "all"][0]
+    snap = next(s for s in build_snapshots(con, replace(CFG, journeys=(journey,)), journey, "i", "v", data_end=DATA_END)
+            if s.scope == "all")
     assert snap.transition_count("b", "b") == 0
     assert snap.payload["visit_counts"]["b"] == 2
     assert snap.payload["paths"]["top"][0]["path"] == ["a", "b", "c"] and snap.payload["paths"]["top"][0]["count"] == 2
@@ -243,7 +264,7 @@ def test_paths_reconcile_with_totals(sim_builds) -> None:
 
 
 def test_first_order_data_prefers_first_order(sim_builds) -> None:
-    check = [s for s in sim_builds[0] if s.scope == "all"][0].payload["model_check"]
+    check = next(s for s in sim_builds[0] if s.scope == "all").payload["model_check"]
     assert check["preferred"] == "first_order"
     assert check["heldout_transitions"] > 1000
     assert "the chain fits" in check["note"]
@@ -256,7 +277,7 @@ def test_second_order_data_prefers_second_order(tmp_path) -> None:
         via, after, outcome = ("x", "y", "converted") if i % 2 else ("z", "w", "dropped")
         rows.append((f"K{i:04d}", "2026-01-05 10:00", 30, outcome, "pro", ["a", via, "m", after]))
     con = hand_db(tmp_path / "so.duckdb", rows)
-    snap = [s for s in build_snapshots(con, CFG, JOURNEY, "i", "v", data_end=DATA_END) if s.scope == "all"][0]
+    snap = next(s for s in build_snapshots(con, CFG, JOURNEY, "i", "v", data_end=DATA_END) if s.scope == "all")
     check = snap.payload["model_check"]
     assert check["preferred"] == "second_order", check
     assert check["second_order_loglik"] > check["first_order_loglik"]
@@ -273,7 +294,8 @@ def test_store_round_trip_and_reuse(tmp_path, hand: dict) -> None:
     assert loaded.payload_json == snaps[0].payload_json
     assert store.load_snapshot(con, "snapshot:" + snaps[1].snapshot_id[:10]).snapshot_id == snaps[1].snapshot_id
     listed = store.list_snapshots(con, scope="period")
-    assert [r["window_start"] for r in listed] == [datetime(2026, 1, 5), datetime(2026, 1, 6), datetime(2026, 1, 9)]
+    assert [r["window_start"] for r in listed] == ["2026-01-05T00:00:00Z", "2026-01-06T00:00:00Z", "2026-01-09T00:00:00Z"]
+    json.dumps(listed)  # JSON-ready for `journeygraph snapshots --format json`
     assert [r["completed"] for r in listed] == [4, 1, 0]
 
 
@@ -304,7 +326,7 @@ store._insert_new(con, [store._row(s) for s in snaps])
 print(con.execute("SELECT count(*) FROM snapshots").fetchone()[0], flush=True)
 os._exit(9)  # killed before COMMIT
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr
     assert proc.stdout.strip() == str(len(hand))  # the rows were written inside the transaction
     con = duckdb.connect(str(db))

@@ -50,7 +50,7 @@ def test_llm_insight_records_backend_model_prompt_parameters_usage(server, make_
     payload = insight.to_dict()
     validate("insight", payload)
     assert payload["backend"] == server.vendor and payload["model"] == f"{server.vendor}-test-model"
-    assert payload["prompt_version"] == prompt_version() == "narrate_system@1+narrate_user@1+narrate_repair@1"
+    assert payload["prompt_version"] == prompt_version() == "narrate_system@2+narrate_user@1+narrate_repair@1"
     assert payload["parameters"]["max_tokens"] == 700 and payload["parameters"]["timeout_s"] == 4.0
     assert payload["parameters"]["bundle_limits"]["max_facts"] == 6
     assert payload["usage"] == {"calls": 1, "input_tokens": 50, "output_tokens": 40}

@@ -141,3 +141,23 @@ def test_unknown_insight_ids_name_the_fix(workspace: tuple, bad_id: str, message
 def test_prefix_lookup(workspace: tuple) -> None:
     con, store, insight_id = workspace
     assert trace(insight_id[:10], con=con, store=store)["insight_id"] == insight_id
+
+
+# ---- the bundled demo, end to end through the lead's pipeline --------------------------------------
+
+def test_demo_every_insight_traces_to_recomputed_numbers_and_raw_events(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from narrator.recompute import make_context
+    from test_recompute import open_demo
+
+    with open_demo(tmp_path_factory) as (ws, cfg, store):
+        ids = [r[0] for r in ws.con.execute("SELECT insight_id FROM insights ORDER BY insight_id").fetchall()]
+        assert ids, "the demo run wrote no insights"
+        ctx = make_context(ws.con, cfg)
+        for insight_id in ids:
+            data = trace(insight_id, con=ws.con, store=store, ctx=ctx)
+            assert data["verify"]["ok"] is True, (insight_id, data["verify"])
+            rec = data["recomputation"]
+            assert rec["facts_ok"] == rec["facts"] > 0 and rec["matched"] == rec["numbers"], insight_id
+            for f in data["facts"]:
+                assert f["snapshot_recount"]["ok"], (insight_id, f["snapshot_recount"])
+                assert f["events"] and all(e["in_events"] for e in f["events"]), insight_id

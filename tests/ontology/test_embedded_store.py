@@ -149,3 +149,9 @@ def test_invalid_fact_in_a_batch_writes_nothing(store: EmbeddedStore) -> None:
     with pytest.raises(EvidenceError, match="evidence.lift"):
         store.write([make_fact(), make_fact(lift=-2.0)])
     assert store.count() == 0
+
+
+def test_write_accepts_any_iterable(store: EmbeddedStore) -> None:
+    facts = many_facts(8)
+    assert store.write(f for f in facts) == 8  # type: ignore[arg-type]
+    assert store.count() == 8

@@ -165,3 +165,20 @@ def test_fast_path_never_accepts_what_jsonschema_rejects(kind: str, data: st.Dat
     assert fast is not None
     if fast(obj):
         assert validator(kind).is_valid(obj), (key, obj[key])
+
+
+SNAPSHOT_JSON = {
+    "snapshot_id": "s1", "journey": "activation", "window": {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"},
+    "journeys": 100, "censored": 4,
+    "states": [{"state": "sign_up", "reach": 1.0, "visits_mean": 1.2, "exit_probability": 0.46, "expected_steps": 2.07,
+                "absorption": {"converted": 0.1649, "dropped": 0.8351}, "p_outcome_given_reached": {"converted": 0.16},
+                "lift": {"converted": None}, "removal_effect": {"converted": None}, "removal_effect_relative": {"converted": None}}],
+    "transitions": [{"from": "sign_up", "to": "feature_used", "count": 52, "probability": 0.52}],
+}
+
+
+def test_snapshot_json_schema() -> None:
+    validate("snapshot", SNAPSHOT_JSON)
+    bad = {**SNAPSHOT_JSON, "transitions": [{"from": "a", "to": "b", "count": 3, "probability": 1.5}]}
+    with pytest.raises(OntologyError, match=r"transitions\[0\].probability: 1.5 is greater than the maximum of 1"):
+        validate("snapshot", bad)

@@ -1,0 +1,90 @@
+"""The web page in headless Debian Chromium driven by Playwright: feed → insight → trace → ask.
+
+Screenshots go to test-artifacts/ so a person can look at what the page shows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.e2e.conftest import ROOT, LiveServer
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("JOURNEYGRAPH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page(live_api: LiveServer) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (done by .ci/run)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    external: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        pg = context.new_page()
+        pg.on("request", lambda req: external.append(req.url) if not req.url.startswith(live_api.url) else None)
+        pg.goto(live_api.url + "/")
+        yield pg
+        browser.close()
+    assert external == [], f"the page made external requests: {external}"
+
+
+def test_feed_loads_with_confidence_labels(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#feed li button.item")
+    items = page.locator("#feed li button.item")
+    assert items.count() >= 3
+    first = items.nth(0).inner_text()
+    assert "#1" in first and any(label in first for label in ("High", "Medium", "Low"))
+    page.screenshot(path=str(ARTIFACTS / "feed.png"), full_page=True)
+
+
+def test_top_insight_opens_with_cited_sentences(page) -> None:  # type: ignore[no-untyped-def]
+    page.locator("#feed li button.item").nth(0).click()
+    page.wait_for_selector("#narrative .sentence")
+    sentence = page.locator("#narrative .sentence").nth(0)
+    cited = sentence.get_attribute("data-facts").split()
+    assert cited
+    sentence.hover()
+    page.wait_for_selector(".fact.hl")
+    assert page.locator(".fact.hl").count() >= 1
+
+
+def test_trace_panel_shows_recomputation(page) -> None:  # type: ignore[no-untyped-def]
+    page.locator("#trace-btn").click()
+    page.wait_for_selector("#trace table")
+    text = page.locator("#trace").inner_text()
+    assert "match" in text and "MISMATCH" not in text
+    page.screenshot(path=str(ARTIFACTS / "trace.png"), full_page=True)
+
+
+def test_ask_gives_a_cited_answer(page) -> None:  # type: ignore[no-untyped-def]
+    page.fill("#ask-input", "Which step is most associated with converting?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#answer .answer-text")
+    assert "import_data" in page.locator("#answer .answer-text").inner_text()
+    assert page.locator("#answer .facts li").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "ask.png"), full_page=True)
+
+
+def test_journey_graph_and_charts_drawn(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#graph svg rect")
+    assert page.locator("#graph svg rect").count() >= 5
+    assert page.locator("#chart-b svg rect").count() >= 3
+    assert page.locator("#chart-r svg rect").count() >= 3
+
+
+def test_keyboard_can_open_an_insight(page) -> None:  # type: ignore[no-untyped-def]
+    page.locator("#feed li button.item").nth(1).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#feed li.active') !== null")
+    assert page.locator("#feed li.active").count() == 1

@@ -1,0 +1,155 @@
+"""Push, not pull: watch a folder, append a week with a planted change, get it delivered once.
+
+The webhook receiver is a real HTTP server on loopback; one variant fails its
+first request so the retry path is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from engine import watch
+from fixtures.generate_demo import DemoParams, generate
+
+RELEASE_DAY = 28
+PARAMS = replace(DemoParams.null(regression=1.0), n_users=4000, days=42, release_day=RELEASE_DAY, seed=11, bots=0)
+
+
+class Receiver:
+    """Records every POST; answers 500 to the first `fail_first` requests."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.failures_left = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if receiver.failures_left > 0:
+                    receiver.failures_left -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                receiver.requests.append({"key": self.headers.get("idempotency-key"), "body": json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Receiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _write(rows: list[dict[str, Any]], path: Path) -> None:
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def _config(tmp_path: Path, hook_url: str, **hook: str) -> Path:
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "fixtures" / "demo.yaml").read_text())
+    cfg.pop("source", None)
+    cfg["journeys"]["activation"]["window"] = "7d"
+    cfg["journeys"]["activation"]["outcomes"]["dropped"] = {"inactive_for": "3d"}
+    cfg["releases"] = [{"name": PARAMS.release_name, "at": PARAMS.release_at}]
+    cfg["snapshots"] = {"period": "7d", "release_window": "7d"}
+    cfg["webhooks"] = [{"url": hook_url, **hook}]
+    path = tmp_path / "journeygraph.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def streams() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The same simulated product split at the release: 4 weeks before, then the week after it arrives."""
+    rows = generate(PARAMS)
+    cut = PARAMS.release_at
+    before = [r for r in rows if _utc(r["timestamp"]) < cut]
+    after = [r for r in rows if _utc(r["timestamp"]) >= cut]
+    return before, after
+
+
+def _utc(ts: str) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver(fail_first=1) as r:
+        yield r
+
+
+def test_appended_week_with_a_planted_change_is_pushed_once(tmp_path: Path, streams: Any, receiver: Receiver) -> None:
+    before, after = streams
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    _write(before, folder / "part-000.jsonl")
+    config = _config(tmp_path, receiver.url)
+    ws = str(tmp_path / "ws")
+
+    watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
+    first = list(receiver.requests)
+    assert first, "the first run delivers its insights"
+    assert not any(r["body"]["finding"]["type"] == "regression" for r in first)
+
+    _write(after, folder / "part-001.jsonl")
+    watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
+    new = receiver.requests[len(first):]
+    assert len(new) >= 1
+    for delivery in new:  # every new delivery names the planted change
+        finding = delivery["body"]["finding"]
+        assert (finding["type"], finding["release"]) == ("regression", PARAMS.release_name)
+        assert finding["subject"].startswith("edge:import_data->")
+        assert delivery["key"] == delivery["body"]["insight_id"]
+    assert any(d["body"]["finding"]["subject"] == "edge:import_data->invite_teammate" for d in new)
+    assert len({d["key"] for d in receiver.requests}) == len(receiver.requests)
+
+    watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
+    assert len(receiver.requests) == len(first) + len(new), "re-running must deliver nothing twice"
+
+
+def test_slack_digest_is_markdown_once(tmp_path: Path, streams: Any) -> None:
+    before, _ = streams
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    _write(before, folder / "part-000.jsonl")
+    with Receiver() as rec:
+        config = _config(tmp_path, rec.url, digest="daily")
+        ws = str(tmp_path / "ws")
+        watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
+        watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
+        assert len(rec.requests) == 1
+        body = rec.requests[0]["body"]
+        assert body["format"] == "markdown" and body["text"].startswith("# journeygraph digest")
+
+
+def test_delivery_gives_up_after_bounded_retries(tmp_path: Path) -> None:
+    with Receiver(fail_first=100) as rec:
+        with pytest.raises(watch.DeliveryError):
+            watch.post_json(rec.url, {"x": 1}, "k", attempts=3)
+        assert rec.failures_left == 97 and rec.requests == []
+
+
+def test_slack_text_form() -> None:
+    item = {"rank": 1, "insight_id": "i", "narrative": {"text": "Journeys that reach a convert more often."},
+            "finding": {"type": "activation_driver", "confidence_label": "High", "q_value": 0.0001}}
+    assert watch.slack_text(item).startswith("*#1 activation driver* (High confidence")
