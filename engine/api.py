@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import views
 from ontology.errors import ConfigError, JourneyGraphError
@@ -64,6 +66,16 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
             return await call_next(request)
         except Exception as exc:  # noqa: BLE001 - never leak a stack trace to a client
             return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"invalid request at {where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
     @app.exception_handler(JourneyGraphError)
     async def jg_error(request: Request, exc: JourneyGraphError) -> JSONResponse:

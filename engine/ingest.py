@@ -32,9 +32,9 @@ import glob
 import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlparse
 
 import duckdb

@@ -14,8 +14,11 @@ row ends in exactly one bucket, in this order of precedence:
    calendar minute, in which case all of that actor's events go (a scripted
    client is not a person at any other minute either).
 3. **late**: received more than `late_arrival_tolerance` after it happened,
-   or timed before the previous run's sealed watermark minus the tolerance
-   (its period's snapshot is already immutable).
+   or new since the previous run (its (tenant, event_id) is not in the
+   previous `events` table) and timed before that run's sealed watermark
+   minus the tolerance: its period's snapshot is already immutable. Events
+   the previous run accepted are not late when read again, so re-running on
+   the same (or a grown) source is idempotent.
 4. **accepted**: everything else.
 
 Identity resolution happens before the bot rule (the rate is per person):
@@ -183,12 +186,21 @@ def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
     return "|".join(f"(?:{p})" for p in patterns) if patterns else None
 
 
+def _known_events_sql(con: duckdb.DuckDBPyConnection, watermark: datetime | None) -> str:
+    """Event keys the previous run already accepted: re-reading them is not a late arrival."""
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchone()
+    if watermark is None or not exists or not exists[0]:
+        return "SELECT CAST(NULL AS VARCHAR) AS tenant_id, CAST(NULL AS VARCHAR) AS event_id WHERE false"
+    return "SELECT DISTINCT tenant_id, event_id FROM events"
+
+
 def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None) -> None:
     bots = cfg.normalize.bots
     pattern = _bot_pattern(bots.user_agent_patterns)
     ua_bot = "regexp_matches(coalesce(user_agent, ''), ?, 'i')" if pattern else "false"
     tolerance = int(cfg.normalize.late_arrival_tolerance_s)
     params: list[Any] = ([pattern] if pattern else []) + [watermark]
+    known = _known_events_sql(con, watermark)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {_FLAGGED} AS
         WITH resolved AS (
@@ -201,12 +213,14 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
         per_minute AS (
           SELECT tenant_id, actor_id, max(n) AS peak FROM (
             SELECT tenant_id, actor_id, count(*) AS n FROM resolved WHERE NOT duplicate
-            GROUP BY tenant_id, actor_id, date_trunc('minute', ts)) GROUP BY ALL)
+            GROUP BY tenant_id, actor_id, date_trunc('minute', ts)) GROUP BY ALL),
+        known AS ({known})
         SELECT r.*,
                NOT r.duplicate AND ({ua_bot} OR coalesce(m.peak, 0) > {int(bots.max_events_per_minute)}) AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
-                    OR r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND) AS late_raw
-        FROM resolved r LEFT JOIN per_minute m USING (tenant_id, actor_id)""", params)
+                    OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
+        FROM resolved r LEFT JOIN per_minute m USING (tenant_id, actor_id)
+        LEFT JOIN known k ON k.tenant_id = r.tenant_id AND k.event_id = r.event_id""", params)
 
 
 def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:

@@ -27,10 +27,13 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from json.encoder import encode_basestring as _quote  # the C string encoder json.dumps uses
+from json.encoder import (
+    encode_basestring as _quote,  # the C string encoder json.dumps uses
+)
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 from xml.parsers import expat
 
 import pyarrow as pa

@@ -246,7 +246,7 @@ def postgres_url():
     try:
         yield f"postgresql:///postgres?host={base}&port={port}&user=postgres"
     finally:
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -195,3 +195,14 @@ def test_tenants_partition_actors(con, tmp_path) -> None:
     run = run_pipeline(con, path, make_config())
     assert run.summary.actors == 3 and run.summary.duplicates == 0
     assert rows(con, "SELECT tenant_id, count(*) FROM journeys GROUP BY ALL ORDER BY ALL") == [("", 1), ("t1", 1), ("t2", 1)]
+
+
+def test_rerun_with_the_previous_watermark_only_rejects_new_old_events(con, tmp_path) -> None:
+    first = [_ev("u", "a", "2026-01-01T00:00:00Z"), _ev("u", "b", "2026-01-10T00:00:00Z")]
+    cfg = make_config(normalize={"late_arrival_tolerance": "48h"})
+    run1 = run_pipeline(con, write_jsonl(tmp_path / "1.jsonl", first), cfg)
+    assert (run1.summary.accepted, run1.summary.late_rejected) == (2, 0)
+    grown = first + [_ev("u", "backfill", "2026-01-02T00:00:00Z"), _ev("u", "c", "2026-01-11T00:00:00Z")]
+    run2 = run_pipeline(con, write_jsonl(tmp_path / "2.jsonl", grown), cfg, watermark=run1.summary.watermark)
+    assert (run2.summary.accepted, run2.summary.late_rejected) == (3, 1)
+    assert rows(con, "SELECT event_name FROM events ORDER BY seq") == [("a",), ("b",), ("c",)]

@@ -130,7 +130,7 @@ def _build(tmp_dir, journeys: list[tuple], order: list[int]):
 _COUNTER = itertools.count()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(journey_st, min_size=1, max_size=25), st.randoms(use_true_random=False))
 def test_snapshot_properties(tmp_path, journeys: list[tuple], rnd) -> None:
     order = list(range(len(journeys)))

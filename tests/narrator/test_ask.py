@@ -253,3 +253,50 @@ def test_demo_segment_questions_cite_segment_facts_or_say_the_facts_do_not_say(d
 def test_demo_unanswerable_question(demo: tuple) -> None:
     result = _demo_ask(demo, "What is the revenue per customer in Germany?")
     assert result["answer"] == NO_ANSWER and result["searched"]["facts_searched"] >= 50
+
+
+# ---- LLM answers: the real SDK clients against the local vendor wire servers (tests/narrator/conftest.py) ----
+
+def _llm_reply(text: str, fact: Fact) -> str:
+    return json.dumps({"sentences": [{"text": text, "fact_ids": [fact.fact_id[:8]]}]})
+
+
+def test_llm_answer_is_used_when_faithful(con: duckdb.DuckDBPyConnection, server, make_llm) -> None:
+    from wire_servers import Answer
+
+    text = '"import_data" is associated with "converted" with a lift of 3.2 (n 1800).'
+    server.script(Answer(_llm_reply(text, FACTS[0])))
+    result = ask("Which step is most associated with converting?", con=con, store=ListStore(FACTS), cfg=None,
+                 backend=make_llm())
+    assert (result["backend"], result["llm"]["status"]) == (server.vendor, "answered")
+    assert result["sentences"] == [{"text": text, "fact_ids": [FACTS[0].fact_id]}]
+    assert result["answer"] == text[:-1] + f" [f:{FACTS[0].fact_id[:8]}]."
+    sent = json.dumps(server.requests[0].json)
+    assert "Which step is most associated with converting?" in sent and FACTS[0].fact_id in sent
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("text, rule", [
+    ('"import_data" is associated with "converted" with a lift of 4.5.', "NUM_UNSUPPORTED"),
+    ('"import_data" drives "converted" (lift 3.2).', "CAUSAL"),
+], ids=["altered-number", "causal"])
+def test_unfaithful_llm_answer_falls_back_to_the_template(con: duckdb.DuckDBPyConnection, server, make_llm,
+                                                          text: str, rule: str) -> None:
+    from wire_servers import Answer
+
+    server.script(Answer(_llm_reply(text, FACTS[0])))
+    result = ask("Which step is most associated with converting?", con=con, store=ListStore(FACTS), cfg=None,
+                 backend=make_llm())
+    assert result["backend"] == "template" and result["llm"]["status"] == "fallback"
+    assert any(f.startswith(rule) for f in result["llm"]["failures"])
+    assert result["answer"].startswith("Of the facts found") and result["check"]["faithful"]
+
+
+def test_provider_failure_falls_back_to_the_template(con: duckdb.DuckDBPyConnection, server, make_llm) -> None:
+    from wire_servers import Fail
+
+    server.script(Fail(500))
+    result = ask("What changed after v2.3?", con=con, store=ListStore(FACTS), cfg=None,
+                 backend=make_llm(max_attempts=2))
+    assert result["backend"] == "template" and "HTTP 500" in result["llm"]["error"]
+    assert len(server.requests) == 2 and result["fact_ids"][0] == FACTS[6].fact_id
