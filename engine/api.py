@@ -11,12 +11,13 @@ import hmac
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -85,12 +86,18 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": _version()}
 
-    @app.get("/api/feed", responses=_ERRORS)
-    def feed(journey: str | None = None, type: str | None = None, segment: str | None = None,
-             snapshot: str | None = None, min_score: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        items = views.feed_items(ws, snapshot=snapshot)
+    cache = _FeedCache(ws)
+
+    @app.get("/api/feed", responses=_ERRORS, response_model=list[dict[str, Any]])
+    async def feed(journey: str | None = None, type: str | None = None, segment: str | None = None,
+                   snapshot: str | None = None, min_score: float | None = None, limit: int = 50) -> Response:
+        # Async and pre-serialised: the hot path is a stat, a filter and one json.dumps.
+        items = cache.items()
+        if snapshot:
+            items = [i for i in items if i["finding"]["snapshot_id"] == snapshot]
         items = [i for i in items if _matches(i, journey, type, segment, min_score)]
-        return items[: max(0, min(limit, 500))]
+        body = json.dumps(items[: max(0, min(limit, 500))], ensure_ascii=False, separators=(",", ":"))
+        return Response(content=body, media_type="application/json")
 
     @app.get("/api/insights/{insight_id}", responses=_ERRORS)
     def insight(insight_id: str) -> dict[str, Any]:
@@ -145,6 +152,31 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
         return FileResponse(path)
 
     return app
+
+
+class _FeedCache:
+    """The feed read once per change of the workspace file (a stat per request, not a query)."""
+
+    def __init__(self, workspace: str | None) -> None:
+        from engine.workspace import DB_NAME, DEFAULT_WORKSPACE
+
+        self.workspace = workspace
+        self.db = Path(workspace or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE) / DB_NAME
+        self.stamp: tuple[int, int] | None = None
+        self.cached: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def items(self) -> list[dict[str, Any]]:
+        try:
+            st = self.db.stat()
+        except OSError:
+            return views.feed_items(self.workspace)  # raises the one-line "no workspace" error
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self.lock:
+            if stamp != self.stamp:
+                self.cached = views.feed_items(self.workspace)
+                self.stamp = stamp
+            return self.cached
 
 
 class _NotFound(JourneyGraphError):

@@ -141,7 +141,7 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
         elif kind == "csv":
             _read_table(con, index, path, "read_csv(?, all_varchar=true, header=true)", offset=1)
         elif kind == "parquet":
-            _read_table(con, index, path, "read_parquet(?)", offset=0)
+            _read_parquet(con, index, path)
         else:
             _append_batches(con, index, path, xes.iter_batches(path))
     except duckdb.Error as exc:
@@ -184,6 +184,17 @@ def _read_table(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: s
         f"""INSERT INTO {_RAW}
             SELECT ?, ?, row_number() OVER () + ?, to_json(t)::VARCHAR FROM {reader} t""",
         [index, path, offset, path],
+    )
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
+    """Parquet rows as JSON documents; line = the row's position in the file (1-based), exact under parallel scans."""
+    con.execute(
+        f"""INSERT INTO {_RAW}
+            SELECT ?, ?, t.file_row_number + 1,
+                   CAST(json_merge_patch(to_json(t), '{{"file_row_number": null}}') AS VARCHAR)
+            FROM read_parquet(?, file_row_number = true) t""",
+        [index, path, path],
     )
 
 

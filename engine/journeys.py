@@ -38,6 +38,7 @@ the same data give the same ids. All the work is vectorised SQL over
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import duckdb
@@ -47,6 +48,7 @@ from engine.config import Config, JourneyConfig, Segment
 from engine.states import LEVEL_COLUMNS
 from ontology.errors import ConfigError
 
+log = logging.getLogger(__name__)
 _FAR = "9223372036854775807"  # BIGINT max: "no such seq"
 
 
@@ -87,6 +89,9 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
     for journey in cfg.journeys:
         _build_one(con, journey, cfg.segments)
         counts[journey.name] = _count(con, journey.name)
+        if not counts[journey.name].journeys:
+            log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
+                        journey.name, journey.start, journey.level, journey.name)
     for table in ("_jg_jbase", "_jg_jends", "_jg_jsteps"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return JourneyStats(by_journey=counts)

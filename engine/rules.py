@@ -78,7 +78,7 @@ def _fail(where: str, problem: str) -> ConfigError:
     return ConfigError(f"{where}: {problem}")
 
 
-def _parse(text: str, where: str) -> exp.Expression:
+def _parse(text: str, where: str) -> exp.Expr:
     if not isinstance(text, str) or not text.strip():
         raise _fail(where, "empty rule; write a SQL boolean expression such as event_name = 'sign_up'")
     try:
@@ -91,14 +91,16 @@ def _parse(text: str, where: str) -> exp.Expression:
     return tree
 
 
-def _column_parts(node: exp.Expression) -> list[str]:
+def _column_parts(node: exp.Expr) -> list[str]:
     """Dotted name of a Column or Dot chain, outermost first (properties.a.b -> [properties, a, b])."""
     if isinstance(node, exp.Dot):
         return _column_parts(node.this) + [node.expression.name]
-    return [part.name for part in node.parts]
+    if isinstance(node, exp.Column):
+        return [part.name for part in node.parts]
+    return [node.sql(dialect="duckdb")]
 
 
-def _column_sql_node(parts: list[str], where: str) -> exp.Expression:
+def _column_sql_node(parts: list[str], where: str) -> exp.Expr:
     """The DuckDB expression that reads one column reference."""
     head = parts[0].lower() if parts else ""
     if head == "properties" and len(parts) >= 2:
@@ -113,7 +115,7 @@ def _column_sql_node(parts: list[str], where: str) -> exp.Expression:
     raise _fail(where, f"column {'.'.join(parts)} is not allowed (allowed: {allowed})")
 
 
-def _check_node(node: exp.Expression, where: str) -> None:
+def _check_node(node: exp.Expr, where: str) -> None:
     if isinstance(node, (exp.Subquery, exp.Select, exp.Query)):
         raise _fail(where, "subqueries are not allowed; a rule looks at one event at a time")
     if isinstance(node, exp.In) and (node.args.get("query") or node.args.get("unnest") or node.args.get("field")):
@@ -133,7 +135,7 @@ def _check_node(node: exp.Expression, where: str) -> None:
     raise _fail(where, f"{node.key.upper()} ({node.sql(dialect='duckdb')[:60]}) is not allowed in a rule")
 
 
-def _checked(text: str, where: str) -> exp.Expression:
+def _checked(text: str, where: str) -> exp.Expr:
     """Parse, walk the whole tree against the allowlist, and return the rewritten tree."""
     tree = _parse(text, where)
     for node in tree.walk():
@@ -141,17 +143,17 @@ def _checked(text: str, where: str) -> exp.Expression:
     return _rewrite(tree, where)
 
 
-def _is_column_ref(node: exp.Expression) -> bool:
+def _is_column_ref(node: exp.Expr) -> bool:
     """The outermost node of a (possibly dotted) column reference."""
     if isinstance(node, exp.Dot):
         return not isinstance(node.parent, exp.Dot)
     return isinstance(node, exp.Column) and not isinstance(node.parent, exp.Dot)
 
 
-def _rewrite(tree: exp.Expression, where: str) -> exp.Expression:
+def _rewrite(tree: exp.Expr, where: str) -> exp.Expr:
     """Two passes: column references to events columns / JSON lookups, then CAST to TRY_CAST."""
 
-    def columns(node: exp.Expression) -> exp.Expression:
+    def columns(node: exp.Expr) -> exp.Expr:
         return _column_sql_node(_column_parts(node), where) if _is_column_ref(node) else node
 
     rewritten = tree.copy().transform(columns)

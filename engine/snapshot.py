@@ -217,13 +217,14 @@ class Snapshot:
 # Building
 # ------------------------------------------------------------------------------------------
 _MEMBERS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_m0 AS
+CREATE OR REPLACE TEMP TABLE _jg_members AS
 WITH j AS (SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, start_ts, outcome, censored, segments
            FROM journeys WHERE journey = $journey),
 span AS (SELECT j.tenant_id, min(j.start_ts) AS first_ts, any_value(e.data_end) AS data_end
          FROM j JOIN _jg_ends e USING (tenant_id) GROUP BY j.tenant_id),
 keys AS (SELECT unnest($keys::VARCHAR[]) AS key),
-rel AS (SELECT unnest($rel_names::VARCHAR[]) AS name, unnest($rel_at::TIMESTAMP[]) AS at)
+rel AS (SELECT unnest($rel_names::VARCHAR[]) AS name, unnest($rel_at::TIMESTAMP[]) AS at),
+m AS (
 SELECT j.tenant_id, 'all' AS scope, '' AS seg_key, '' AS seg_value, '' AS release,
        span.first_ts AS w_start, span.data_end AS w_end, j.journey_id, j.actor_id, j.outcome, j.censored
   FROM j JOIN span USING (tenant_id)
@@ -239,17 +240,17 @@ SELECT tenant_id, 'release_before', '', '', rel.name, rel.at - to_seconds($rw), 
   FROM j JOIN rel ON j.start_ts >= rel.at - to_seconds($rw) AND j.start_ts < rel.at
 UNION ALL
 SELECT tenant_id, 'release_after', '', '', rel.name, rel.at, rel.at + to_seconds($rw), journey_id, actor_id, outcome, censored
-  FROM j JOIN rel ON j.start_ts >= rel.at AND j.start_ts < rel.at + to_seconds($rw)
+  FROM j JOIN rel ON j.start_ts >= rel.at AND j.start_ts < rel.at + to_seconds($rw))
+SELECT hash(tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, * FROM m
 """
 
+# a scope id is a hash of the scope's descriptors (internal only: payloads never show it), so the
+# membership table needs no join to a scope table; scopes come out ordered by their descriptors
 _SCOPES_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_scopes AS
-SELECT row_number() OVER (ORDER BY tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, *
-FROM (SELECT DISTINCT tenant_id, scope, seg_key, seg_value, release, w_start, w_end FROM _jg_m0);
-CREATE OR REPLACE TEMP TABLE _jg_members AS
-SELECT s.sid, m.journey_id, m.actor_id, m.outcome, m.censored
-FROM _jg_m0 m JOIN _jg_scopes s USING (tenant_id, scope, seg_key, seg_value, release, w_start);
-DROP TABLE _jg_m0;
+SELECT sid, any_value(tenant_id) AS tenant_id, any_value(scope) AS scope, any_value(seg_key) AS seg_key,
+       any_value(seg_value) AS seg_value, any_value(release) AS release, any_value(w_start) AS w_start,
+       any_value(w_end) AS w_end
+FROM _jg_members GROUP BY sid ORDER BY tenant_id, scope, seg_key, seg_value, release, w_start
 """
 
 _STEPS_SQL = """
@@ -289,7 +290,7 @@ GROUP BY j.journey_id
 """
 
 _QUERIES = {
-    "scopes": """SELECT sid, tenant_id, scope, seg_key, seg_value, release, w_start, w_end FROM _jg_scopes ORDER BY sid""",
+    "scopes": _SCOPES_SQL,
     "totals": """SELECT sid, count(*), count(*) FILTER (censored), count(DISTINCT actor_id) FILTER (NOT censored)
                  FROM _jg_members GROUP BY sid""",
     "outcomes": """SELECT sid, coalesce(outcome, $dropoff), count(*) FROM _jg_members WHERE NOT censored GROUP BY ALL""",
@@ -337,7 +338,7 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
         ends = _ends(con, journey_cfg.name, data_end)
         rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_ends", "_jg_m0", "_jg_scopes", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
+        for table in ("_jg_ends", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
@@ -354,7 +355,6 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
         steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
     with _stage("members"):
         con.execute(_MEMBERS_SQL, pick("journey", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
-        con.execute(_SCOPES_SQL)
     with _stage("steps"):
         con.execute(steps_sql, pick("journey", "dropoff"))
     with _stage("trans"):

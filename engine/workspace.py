@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ import duckdb
 from ontology.errors import ConfigError, JourneyGraphError
 
 DEFAULT_WORKSPACE = ".journeygraph"
+# DuckDB refuses two threads attaching the same file at the same instant; the API serves
+# requests from a thread pool, so opening and closing are serialised (queries are not).
+_CONNECT_LOCK = threading.Lock()
 DB_NAME = "journeygraph.duckdb"
 CONFIG_NAME = "config.json"
 
@@ -46,7 +50,8 @@ class Workspace:
             raise JourneyGraphError(f"no workspace at {root}: run `journeygraph run EVENTS -w {root}` first")
         root.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(db), read_only=read_only)
+            with _CONNECT_LOCK:
+                con = duckdb.connect(str(db), read_only=read_only)
         except duckdb.IOException as exc:
             raise JourneyGraphError(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
         if not read_only:
@@ -94,4 +99,5 @@ class Workspace:
         return json.loads(target.read_text())
 
     def close(self) -> None:
-        self.con.close()
+        with _CONNECT_LOCK:
+            self.con.close()

@@ -67,7 +67,7 @@ def _prop_key(key: str) -> str:
 
 def _open(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # a binary file object
     return path.open("rb")
 
 

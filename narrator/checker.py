@@ -262,7 +262,17 @@ def _check_numbers(text: str, cited: Sequence[str], ctx: _Context, table: Sequen
         else:
             ctx.failures.append(Failure("NUM_UNSUPPORTED", unmask(num.text, table),
                                         "no cited fact holds this number (altered, invented, derived or over-rounded); "
-                                        "use the bundle's number"))
+                                        "use the bundle's number" + _nearest(num, allowed)))
+
+
+def _nearest(num: numbers.TextNumber, allowed: Sequence[float | int]) -> str:
+    """A hint for the repair round: the cited value this number most likely meant (within 25%)."""
+    written = num.value * num.scale
+    close = [v for v in allowed if v and abs(abs(float(v)) - written) <= 0.25 * abs(float(v))]
+    if not close or num.spelled or num.threshold:
+        return ""
+    best = min(close, key=lambda v: (abs(abs(float(v)) - written), str(v)))
+    return f"; the closest cited value is {best}"
 
 
 def _check_language(text: str, ctx: _Context, table: Sequence[str]) -> None:

@@ -593,15 +593,33 @@ def make_context(con: Any, cfg: Any = None) -> Ctx:
 
 
 def workspace_config(con: Any) -> Any:
-    """The config of the workspace's last run (config.json beside the DuckDB file), or None."""
-    try:
-        path = con.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0]
-        raw = json.loads((Path(path).parent / "config.json").read_text())
-        from engine.config import from_dict
+    """The config of the workspace's last run (config.json beside the DuckDB file), or None.
 
-        return from_dict(raw, base_dir=str(Path(path).parent))
-    except Exception:  # no saved config: the documented defaults apply
+    The shell saves {"raw": <journeygraph.yaml as parsed>, "base_dir": ...}; detector settings,
+    privacy and releases are all this module needs from it."""
+    try:
+        path = Path(con.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0])
+        saved = json.loads((path.parent / "config.json").read_text())
+    except (OSError, TypeError, ValueError, IndexError):
         return None
+    from engine.config import from_dict
+
+    raw = saved.get("raw", saved) if isinstance(saved, dict) else {}
+    try:
+        return from_dict(raw, base_dir=str(saved.get("base_dir", path.parent)))
+    except JourneyGraphError:
+        return None
+
+
+def make_context(con: Any, cfg: Any = None) -> Ctx:
+    """Detector settings, min_group_size and releases from the config (the workspace's when not given)."""
+    cfg = cfg if cfg is not None else workspace_config(con)
+    if cfg is None:
+        return Ctx(con=con, settings={}, min_group_size=20)
+    names = ("segment_divergence", "regression", "dropoff", "activation_driver", "repeated_visit", "path_quality")
+    return Ctx(con=con, settings={n: cfg.detector_settings(n) for n in names}, cfg=cfg,
+               min_group_size=int(cfg.privacy.min_group_size),
+               releases=tuple((r.name, r.at) for r in cfg.releases), top_paths=int(cfg.snapshots.top_paths))
 
 
 def recompute_fact(fact: Fact, *, con: Any, cfg: Any = None, ctx: Ctx | None = None) -> dict[str, Any]:
@@ -670,5 +688,6 @@ def recompute_all(facts: Any, *, con: Any, cfg: Any = None) -> dict[str, Any]:
     numbers = sum(r["numbers"] for r in results)
     matched = sum(r["matched"] for r in results)
     return {"facts": len(results), "facts_ok": sum(1 for r in results if r["ok"]), "numbers": numbers,
-            "numbers_matched": matched, "numbers_exact": sum(r["exact"] for r in results), "share": matched / numbers if numbers else 1.0,
+            "numbers_matched": matched, "numbers_exact": sum(r["exact"] for r in results),
+            "share": matched / numbers if numbers else 1.0,
             "failures": [r for r in results if not r["ok"]]}

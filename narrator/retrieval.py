@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import logging
+
 import bm25s
 import numpy as np
 
@@ -20,6 +22,7 @@ from narrator.summaries import search_text
 from ontology.model import Fact
 
 MAX_FACTS = 6  # the bounded bundle: enough to answer, small enough to check
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ Graph shape:
     (subject)-[:TRANSITIONS_TO|IS_DROPOFF_POINT_FOR|… {id, fact_id, confidence}]->(object)
 
 Every node and relationship carries its own `id` (never `id()`/`elementId()`),
-so the same text runs on Neo4j 5 and ArcadeDB.
+so the same text runs on Neo4j 5 and ArcadeDB. (ArcadeDB keeps node labels and
+relationship types in one namespace: they must never share a name.)
 """
 
 from __future__ import annotations
@@ -46,39 +47,31 @@ FACT_INDEXES: tuple[str, ...] = tuple(
     f"CREATE INDEX fact_{prop}_idx IF NOT EXISTS FOR (n:Fact) ON (n.{prop})" for prop in FACT_INDEXED
 )
 
-# --- writes (one transaction per batch; facts are CREATEd only after EXISTING_FACT_IDS says they are new,
-#     and the unique constraint on Fact.id turns a concurrent duplicate into a retried ConstraintError)
+# --- writes: one transaction per batch. EXISTING_FACT_IDS first; only the new facts are then CREATEd, one
+#     statement per (predicate, subject label, object label) group, with their entities MERGEd on id (backed by
+#     the unique constraints) and all links made in the same statement. A concurrent writer creating the same
+#     fact trips the unique constraint on Fact.id (ConstraintError), and the retried batch skips it.
 
-MERGE_ENTITIES: dict[str, str] = {
-    label: f"UNWIND $rows AS r MERGE (n:{label} {{id: r.id}}) ON CREATE SET n.name = r.name, n.kind = r.kind"
-    for label in ENTITY_LABELS
-}
+EXISTING_FACT_IDS = "MATCH (f:Fact) WHERE f.id IN $ids RETURN f.id AS id"
 
-EXISTING_FACT_IDS = "UNWIND $ids AS id MATCH (f:Fact {id: id}) RETURN f.id AS id"
-
-CREATE_FACTS = """
+_WRITE = """
 UNWIND $rows AS r
-MATCH (snap:Snapshot {id: r.snapshot_node})
-CREATE (f:Fact {id: r.fact_id, fact_id: r.fact_id, subject: r.subject, predicate: r.predicate,
+MERGE (s:{subject} {{id: r.subject}}) ON CREATE SET s.name = r.subject_name, s.kind = '{subject}'
+MERGE (o:{object} {{id: r.object}}) ON CREATE SET o.name = r.object_name, o.kind = '{object}'
+MERGE (snap:Snapshot {{id: r.snapshot_node}}) ON CREATE SET snap.name = r.snapshot_id, snap.kind = 'Snapshot'
+CREATE (f:Fact {{id: r.fact_id, fact_id: r.fact_id, subject: r.subject, predicate: r.predicate,
                 object: r.object, confidence: r.confidence, valid_from: r.valid_from, valid_to: r.valid_to,
                 evidence: r.evidence, provenance: r.provenance, snapshot_id: r.snapshot_id,
                 detector: r.detector, config_hash: r.config_hash, engine_version: r.engine_version,
-                journey: r.journey})
-CREATE (f)-[:DERIVED_FROM {id: r.fact_id + '>snapshot'}]->(snap)
-"""
-
-_LINK = """
-UNWIND $rows AS r
-MATCH (f:Fact {{id: r.fact_id}})
-MATCH (s:{subject} {{id: r.subject}})
-MATCH (o:{object} {{id: r.object}})
+                journey: r.journey}})
+CREATE (f)-[:DERIVED_FROM {{id: r.fact_id + '>snapshot'}}]->(snap)
 CREATE (f)-[:ABOUT {{id: r.fact_id + '>subject', role: 'subject'}}]->(s)
 CREATE (f)-[:ABOUT {{id: r.fact_id + '>object', role: 'object'}}]->(o)
 CREATE (s)-[:{rel} {{id: r.fact_id, fact_id: r.fact_id, confidence: r.confidence}}]->(o)
 """
 
-LINK_FACTS: dict[tuple[str, str, str], str] = {
-    (predicate, subject, obj): _LINK.format(subject=subject, object=obj, rel=relationship_type(predicate))
+WRITE_FACTS: dict[tuple[str, str, str], str] = {
+    (predicate, subject, obj): _WRITE.format(subject=subject, object=obj, rel=relationship_type(predicate))
     for predicate in PREDICATES
     for subject, obj in product(PREDICATE_DOMAINS[predicate] or ENTITY_LABELS, PREDICATE_RANGES[predicate] or ENTITY_LABELS)
 }

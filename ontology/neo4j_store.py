@@ -267,38 +267,20 @@ def _fact_row(fact: Fact) -> dict[str, Any]:
         "detector": prov.detector, "config_hash": prov.config_hash, "engine_version": prov.engine_version,
         "journey": fact.evidence.get("journey"),
         "subject_label": entity_kind(fact.subject), "object_label": entity_kind(fact.object),
+        "subject_name": fact.subject.partition(":")[2], "object_name": fact.object.partition(":")[2],
     }
 
 
-def _entity_rows(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
-    """Distinct entity nodes the batch touches (subjects, objects, snapshots), grouped by label."""
-    seen: dict[str, tuple[str, str]] = {}
-    for row in rows:
-        seen[row["subject"]] = (row["subject_label"], row["subject"])
-        seen[row["object"]] = (row["object_label"], row["object"])
-        seen[row["snapshot_node"]] = ("Snapshot", row["snapshot_node"])
-    grouped: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for entity_id in sorted(seen):
-        label, _ = seen[entity_id]
-        grouped[label].append({"id": entity_id, "name": entity_id.partition(":")[2], "kind": label})
-    return grouped
-
-
 def _write_batch(tx: ManagedTransaction, rows: Sequence[dict[str, Any]]) -> int:
-    """One batch in one transaction: skip facts already stored, create the rest with their links."""
+    """One batch in one transaction: skip facts already stored, create the rest with entities and links."""
     existing = {r["id"] for r in tx.run(cypher.EXISTING_FACT_IDS, ids=[row["fact_id"] for row in rows])}
-    new = [row for row in rows if row["fact_id"] not in existing]
-    if not new:
-        return 0
-    for label, entities in sorted(_entity_rows(new).items()):
-        tx.run(cypher.MERGE_ENTITIES[label], rows=entities).consume()
-    tx.run(cypher.CREATE_FACTS, rows=new).consume()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in new:
-        groups[(row["predicate"], row["subject_label"], row["object_label"])].append(row)
+    for row in rows:
+        if row["fact_id"] not in existing:
+            groups[(row["predicate"], row["subject_label"], row["object_label"])].append(row)
     for key, group in sorted(groups.items()):
-        tx.run(cypher.LINK_FACTS[key], rows=group).consume()
-    return len(new)
+        tx.run(cypher.WRITE_FACTS[key], rows=group).consume()
+    return sum(len(group) for group in groups.values())
 
 
 def _record_fact(record: Record) -> Fact:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from boltserver import BoltServer, BoltServerError
+from tests.boltserver import BoltServer, BoltServerError
 from engine.config import StoreConfig
 from ontology.store import FactStore, open_store
 

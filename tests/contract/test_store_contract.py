@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import pytest
 
-from contract.conftest import ALLOWED_PROPERTIES, StoreSite
-from contract.factset import make_facts
+from tests.contract.conftest import ALLOWED_PROPERTIES, StoreSite
+from tests.contract.factset import make_facts
 from ontology.errors import EvidenceError, OntologyError, PrivacyError, UnknownPredicate
 from ontology.model import Fact
 from ontology.store import FactStore

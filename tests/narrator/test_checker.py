@@ -180,3 +180,8 @@ def test_empty_recommendation_is_missing(b):
     narrative = _with(b, 'Reaching "import_data" is associated with conversion.')
     narrative["recommendation"]["text"] = " "
     assert "RECOMMENDATION_MISSING" in _rules(b, narrative)
+
+
+def test_unsupported_number_message_points_at_the_closest_cited_value(b):
+    (failure,) = check(b, _with(b, "The value is 60% here.")).failures
+    assert failure.span == "60%" and "closest cited value is 0.576923" in failure.message

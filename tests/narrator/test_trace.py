@@ -161,3 +161,14 @@ def test_demo_every_insight_traces_to_recomputed_numbers_and_raw_events(tmp_path
             for f in data["facts"]:
                 assert f["snapshot_recount"]["ok"], (insight_id, f["snapshot_recount"])
                 assert f["events"] and all(e["in_events"] for e in f["events"]), insight_id
+
+
+def test_demo_trace_reads_the_run_config_itself_and_recomputes_q_values(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As the CLI calls it (no cfg): the workspace's saved config is found, so q-values are rebuilt, not bounded."""
+    from test_recompute import open_demo
+
+    with open_demo(tmp_path_factory) as (ws, _, store):
+        first = ws.con.execute("SELECT insight_id FROM insights ORDER BY insight_id LIMIT 1").fetchone()[0]
+        data = trace(first, con=ws.con, store=store)
+        q = [e for f in data["facts"] for e in f["recompute"]["entries"] if e["key"] == "q_value"]
+        assert q and all(e["status"] == "match" and e["recomputed"] == e["stored"] for e in q)
