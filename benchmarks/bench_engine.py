@@ -76,6 +76,38 @@ def baseline(path: Path, start: str, outcome_event: str) -> dict[str, Any]:
             "expected_steps_from_start": round(float(steps[index[start]]), 4), "counted_events": events}
 
 
+def stages(path: Path, config: Path) -> dict[str, float]:
+    """Wall seconds per pipeline stage, in process (uses engine.pipeline internals; runs in a child)."""
+    from engine import ingest, journeys, normalize, pipeline, states
+    from engine.config import load_config
+    from engine.workspace import Workspace
+
+    cfg = load_config(config)
+    workspace = Path(tempfile.mkdtemp(prefix="jg-stages-"))
+    ws = Workspace.open(str(workspace))
+    out: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        t = time.perf_counter()
+        result = fn()
+        out[name] = round(time.perf_counter() - t, 3)
+        return result
+
+    try:
+        timed("ingest", lambda: ingest.load(ws.con, str(path), cfg, "bench"))
+        timed("normalize", lambda: normalize.normalize(ws.con, cfg))
+        timed("states", lambda: states.derive(ws.con, cfg))
+        timed("journeys", lambda: journeys.build(ws.con, cfg))
+        snaps = timed("snapshots", lambda: pipeline._build_snapshots(ws.con, cfg))
+        findings, facts = timed("detectors", lambda: pipeline._detect(snaps, cfg))
+        timed("facts", lambda: pipeline._store_facts(ws, cfg, facts))
+        timed("narrator", lambda: pipeline._narrate(ws, cfg, snaps, findings))
+    finally:
+        ws.close()
+        shutil.rmtree(workspace, ignore_errors=True)
+    return out
+
+
 def measure(cmd: list[str], cwd: Path) -> dict[str, Any]:
     """Run cmd in a fresh wrapper process; wall time and the peak RSS of cmd's process tree's largest member."""
     wrapper = (
@@ -178,10 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="parquet", choices=["parquet", "jsonl"])
     parser.add_argument("--baseline-only", action="store_true", help="skip `journeygraph run`")
     parser.add_argument("--repeat", type=int, default=3, help="baseline runs (best kept); the engine runs once")
+    parser.add_argument("--stages", action="store_true", help="also time each pipeline stage in a child process")
     parser.add_argument("--child-baseline", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-stages", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_baseline:
         print(json.dumps(baseline(args.child_baseline, "signup", "purchase")))
+        return 0
+    if args.child_stages:
+        print(json.dumps(stages(args.child_stages, DATA / "bench.yaml")))
         return 0
     path = DATA / f"events_{args.events}.{args.format}"
     if not path.exists():
@@ -189,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     base = run_baseline(path, args.repeat)
     engine = None if args.baseline_only else run_engine(path, DATA / "bench.yaml")
     result = report(args.events, args.format, path, base, engine)
+    if args.stages:
+        res = measure([sys.executable, __file__, "--child-stages", str(path)], ROOT)
+        result["stages_seconds"] = json.loads(res["stdout"].strip().splitlines()[-1]) if res["rc"] == 0 else res["stderr"]
     _print(result)
+    if args.stages:
+        print(f"  stages    {result['stages_seconds']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench_{args.events}_{args.format}.json"
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

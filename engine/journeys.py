@@ -236,7 +236,7 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
 
 def _count(con: duckdb.DuckDBPyConnection, name: str) -> JourneyCount:
     total, censored = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE censored) FROM journeys WHERE journey = ?", [name]).fetchone() or (0, 0)
+        "SELECT count(*), count(*) FILTER (WHERE censored) FROM journeys WHERE journey = ?", [name]).fetchall()[0]
     outcomes = dict(con.execute(
         "SELECT outcome, count(*) FROM journeys WHERE journey = ? AND NOT censored GROUP BY ALL ORDER BY ALL",
         [name]).fetchall())

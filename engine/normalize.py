@@ -94,7 +94,7 @@ class NormalizeSummary:
 def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None) -> NormalizeSummary:
     """Build `events` (replacing it) from `staged_events`; return the counts per bucket."""
     norm = cfg.normalize
-    staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchone()
+    staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchall()[0]
     if not staged or not staged[0]:
         raise ValueError("no staged_events on this connection: call engine.ingest.load(con, …) first, on the same connection")
     _dedupe(con, norm.dedupe_window_s)
@@ -134,47 +134,51 @@ def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
 
 
 def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> int:
-    """Map every user/anonymous id that appears in an alias link to its component's canonical id."""
+    """Map every user/anonymous id that appears in an alias link to its component's canonical id.
+
+    Ids are integer-coded in SQL, scipy labels the components of the link graph, and SQL picks each
+    component's canonical id (users first, then the smallest): no Python loop over ids or events.
+    """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
     if not alias_events:
         return 0
-    links = con.execute(
-        """SELECT DISTINCT tenant_id, user_id, anonymous_id FROM _jg_deduped
-           WHERE NOT duplicate AND user_id IS NOT NULL AND anonymous_id IS NOT NULL
-             AND list_contains(?, event_name)
-           ORDER BY ALL""", [list(alias_events)]).fetchnumpy()
-    if len(links["tenant_id"]) == 0:
-        return 0
-    table, merged = _components(links)
-    con.register("_jg_identity_arrow", table)
-    con.execute(f"INSERT INTO {_IDENTITY} SELECT * FROM _jg_identity_arrow")
-    con.unregister("_jg_identity_arrow")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _jg_links AS
+        SELECT DISTINCT tenant_id, user_id, anonymous_id FROM _jg_deduped
+        WHERE NOT duplicate AND user_id IS NOT NULL AND anonymous_id IS NOT NULL AND list_contains(?, event_name)""",
+        [list(alias_events)])
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _jg_nodes AS
+        SELECT *, CAST(row_number() OVER (ORDER BY tenant_id, kind, id) - 1 AS BIGINT) AS code FROM (
+          SELECT tenant_id, 'u' AS kind, user_id AS id FROM _jg_links
+          UNION SELECT tenant_id, 'a' AS kind, anonymous_id AS id FROM _jg_links)""")
+    edges = con.sql("""
+        SELECT u.code AS u, a.code AS a FROM _jg_links l
+        JOIN _jg_nodes u ON u.kind = 'u' AND u.tenant_id = l.tenant_id AND u.id = l.user_id
+        JOIN _jg_nodes a ON a.kind = 'a' AND a.tenant_id = l.tenant_id AND a.id = l.anonymous_id""").fetchnumpy()
+    n_nodes = len(edges["u"]) and con.execute("SELECT count(*) FROM _jg_nodes").fetchall()[0][0]
+    merged = 0
+    if n_nodes:
+        labels, n_components = _components(np.asarray(edges["u"]), np.asarray(edges["a"]), n_nodes)
+        merged = n_nodes - n_components
+        con.register("_jg_labels", pa.table({"code": np.arange(n_nodes, dtype=np.int64), "label": labels}))
+        con.execute(f"""
+            INSERT INTO {_IDENTITY}
+            WITH labelled AS (SELECT n.*, l.label FROM _jg_nodes n JOIN _jg_labels l USING (code)),
+            canon AS (SELECT label, arg_min(id, CASE WHEN kind = 'u' THEN '0' ELSE '1' END || id) AS canonical
+                      FROM labelled GROUP BY label)
+            SELECT tenant_id, kind, id, canonical FROM labelled JOIN canon USING (label)""")
+        con.unregister("_jg_labels")
+    con.execute("DROP TABLE IF EXISTS _jg_links")
+    con.execute("DROP TABLE IF EXISTS _jg_nodes")
     return merged
 
 
-def _components(links: dict[str, np.ndarray]) -> tuple[pa.Table, int]:
-    """Connected components over user<->anonymous links; canonical = smallest user id, else smallest anonymous id."""
-    tenants = links["tenant_id"].astype(object)
-    users = np.array([f"{t}\x00u\x00{u}" for t, u in zip(tenants, links["user_id"])], dtype=object)
-    anons = np.array([f"{t}\x00a\x00{a}" for t, a in zip(tenants, links["anonymous_id"])], dtype=object)
-    nodes, codes = np.unique(np.concatenate([users, anons]), return_inverse=True)
-    n_links = len(users)
-    graph = coo_matrix((np.ones(n_links), (codes[:n_links], codes[n_links:])), shape=(len(nodes), len(nodes)))
+def _components(users: np.ndarray, anons: np.ndarray, n_nodes: int) -> tuple[np.ndarray, int]:
+    """Connected-component label per node of the undirected user<->anonymous link graph."""
+    graph = coo_matrix((np.ones(len(users)), (users, anons)), shape=(n_nodes, n_nodes))
     n_components, labels = connected_components(graph, directed=False)
-    parts = [node.split("\x00", 2) for node in nodes]
-    # Sort key puts users before anonymous ids ('u' < 'a' is false, so rank explicitly), then by id.
-    rank = np.array([0 if kind == "u" else 1 for _, kind, _ in parts])
-    ids = np.array([ident for _, _, ident in parts], dtype=object)
-    order = np.lexsort((ids, rank, labels))
-    first = order[np.r_[True, labels[order][1:] != labels[order][:-1]]]
-    canonical_of = {labels[i]: ids[i] for i in first}
-    table = pa.table({
-        "tenant_id": [t for t, _, _ in parts],
-        "kind": [kind for _, kind, _ in parts],
-        "id": list(ids),
-        "canonical": [canonical_of[label] for label in labels],
-    })
-    return table, len(nodes) - n_components
+    return labels.astype(np.int64), int(n_components)
 
 
 def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
@@ -188,7 +192,7 @@ def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
 
 def _known_events_sql(con: duckdb.DuckDBPyConnection, watermark: datetime | None) -> str:
     """Event keys the previous run already accepted: re-reading them is not a late arrival."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchone()
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchall()[0]
     if watermark is None or not exists or not exists[0]:
         return "SELECT CAST(NULL AS VARCHAR) AS tenant_id, CAST(NULL AS VARCHAR) AS event_id WHERE false"
     return "SELECT DISTINCT tenant_id, event_id FROM events"
@@ -253,14 +257,14 @@ def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _summary(con: duckdb.DuckDBPyConnection, merged: int) -> NormalizeSummary:
-    read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchone() or (0, 0)
+    read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchall()[0]
     by_reason = dict(con.execute(
         "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
     dups, bots, late = con.execute(
         f"""SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND bot),
-                   count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchone() or (0, 0, 0)
+                   count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchall()[0]
     accepted, actors, start, end = con.execute(
-        "SELECT count(*), count(DISTINCT (tenant_id, actor_id)), min(ts), max(ts) FROM events").fetchone() or (0, 0, None, None)
+        "SELECT count(*), count(DISTINCT (tenant_id, actor_id)), min(ts), max(ts) FROM events").fetchall()[0]
     summary = NormalizeSummary(events_read=read, accepted=accepted, quarantined=quarantined,
                                quarantined_by_reason=by_reason, duplicates=dups, bots_filtered=bots,
                                late_rejected=late, actors=actors, identities_merged=merged,

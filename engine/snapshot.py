@@ -10,8 +10,9 @@ Scope rules (docs/contracts.md): journeys are assigned to periods by start
 time, periods are aligned to Monday 1970-01-05 00:00 UTC (a 7d period is an ISO
 week, 1d a calendar day), so a period's id never shifts as data is appended.
 A period or release scope is `mature` when window end + journey window ≤
-data end; `all` and `segment` scopes cover the mature cohort of all data by
-construction and are always `mature`. Censored journeys count in `journeys`
+the tenant's data end (its last event: the rule engine.journeys censors by);
+`all` and `segment` scopes span [first journey start, data end], cover the
+mature cohort of all data by construction and are always `mature`. Censored journeys count in `journeys`
 and `censored` only; every other number is over completed journeys.
 Scopes without a single completed journey are still built (their chain is the
 start state alone, which drops off), so a period's snapshot always exists.

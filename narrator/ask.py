@@ -12,7 +12,8 @@ searched: the system never guesses.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from narrator.planner import Plan, Vocabulary, plan_question
 from narrator.retrieval import MAX_FACTS, Hit, retrieve
@@ -226,7 +227,7 @@ def _backend(cfg: Any, backend: Any) -> tuple[Any, dict[str, Any] | None]:
     try:
         return make_backend(narrator_cfg), None
     except ProviderError as exc:  # e.g. no API key: answer offline and say why
-        return None, {"backend": narrator_cfg.backend, "status": "fallback", "error": str(exc)}
+        return None, {"backend": getattr(narrator_cfg, "backend", "?"), "status": "fallback", "error": str(exc)}
 
 
 def _searched(plan: Plan, n_facts: int) -> dict[str, Any]:

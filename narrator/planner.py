@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ontology.model import Fact
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
-_STOP = frozenset("a an the of in on to for with by and or is are was were do does did what which who how why "
-                  "when where users user journeys journey step steps state states most more than after before "
-                  "since between from it its that this these those there be been has have had not no vs versus "
-                  "me tell show about any all compare differ".split())
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ"])
 
 # (regex over the lower-cased question, predicates it points to, intent name)
 INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    (r"\b(most|strongest|best|top)\b.*\bassociat|\bdriv(?:er|ers|es|e)\b|\bassociated with (?:convert|conver|activat)|"
-     r"\bincreas\w* (?:the )?(?:probability|chance|likelihood)|\blift\b",
+    ((r"\b(most|strongest|best|top)\b.*\bassociat|\bdriv(?:er|ers|es|e)\b|\bassociated with (?:convert|conver|activat)|"
+      r"\bincreas\w* (?:the )?(?:probability|chance|likelihood)|\blift\b"),
      ("is_activation_driver_for", "increases_probability_of", "necessary_for_conversion"), "driver"),
     (r"\bnecessary\b|\brequired\b|\bmust\b|\bneeded\b",
      ("necessary_for_conversion", "is_activation_driver_for"), "necessary"),
@@ -83,8 +81,7 @@ def _is_stop(word: str) -> bool:
 
 
 # Words that may stand beside a segment key without naming a value ("plan types", "each platform").
-_GENERIC = frozenset(stem(w) for w in "segment segments group groups type types value values each every other "
-                     "rest different differently behave behaviour behavior level levels tier tiers".split())
+_GENERIC = frozenset(stem(w) for w in ["segment", "segments", "group", "groups", "type", "types", "value", "values", "each", "every", "other", "rest", "different", "differently", "behave", "behaviour", "behavior", "level", "levels", "tier", "tiers"])
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,7 @@ class Vocabulary:
             self.terms.append(Term(kind, name, key))
 
     @classmethod
-    def build(cls, facts: Iterable[Fact], con: Any = None, cfg: Any = None) -> "Vocabulary":
+    def build(cls, facts: Iterable[Fact], con: Any = None, cfg: Any = None) -> Vocabulary:
         vocab = cls()
         for fact in facts:
             for entity in (fact.subject, fact.object):

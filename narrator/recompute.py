@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from detectors.stats import chi2_homogeneity, jensen_shannon, normal_upper, proportion_test, two_proportion_z
+from detectors.stats import (
+    chi2_homogeneity,
+    jensen_shannon,
+    normal_upper,
+    proportion_test,
+    two_proportion_z,
+)
 from engine.markov import ChainMetrics
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
@@ -232,10 +239,6 @@ def _name(entity: str) -> str:
     return entity.partition(":")[2]
 
 
-def _pz(test: tuple[float, float]) -> dict[str, float]:
-    return {"z": test[0], "p_value": test[1]}
-
-
 def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
     """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
     conv = rc.conversion
@@ -284,16 +287,13 @@ def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
             "n": total, "chain_probability": rc.metrics.probability(a, b)}
 
 
-def _exit_totals(rc: Recount) -> tuple[int, int]:
-    return (sum(rc.count(s, rc.dropoff) for s in rc.states), sum(rc.out_total(s) for s in rc.states))
-
-
 def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     states = list(fact.evidence.get("states") or [_name(fact.subject)])
     exits = sum(rc.count(s, rc.dropoff) for s in states)
     out = sum(rc.out_total(s) for s in states)
-    total_exit, total_out = _exit_totals(rc)
-    z, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
+    total_exit = sum(rc.count(s, rc.dropoff) for s in rc.states)
+    total_out = sum(rc.out_total(s) for s in rc.states)
+    _, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
     result = {"exit_probability": exits / out if out else 0.0, "exits": exits, "n": out, "p_value": p,
               "reach": max(rc.reach(s) for s in states), "n_reached": max(rc.reach_count(s) for s in states),
               "dropoff_outcome": rc.dropoff, "baseline_exit": (total_exit - exits) / max(1, total_out - out)}
@@ -461,7 +461,7 @@ def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     count = sum(e["count"] for e in entries)
     if not count or not table["median_s"] or not table["median_length"]:
         raise JourneyGraphError(f"path {'>'.join(states)} is not among the recomputed top paths")
-    conversions = int(round(sum(float(e["conversion_rate"]) * e["count"] for e in entries)))
+    conversions = round(sum(float(e["conversion_rate"]) * e["count"] for e in entries))
     duration = sum(float(e["median_duration_s"] or 0.0) * e["count"] for e in entries) / count
     length = sum(float(e["median_length"] or len(states)) * e["count"] for e in entries) / count
     base_cr = rc.outcome_count(rc.conversion) / max(1, rc.completed)
@@ -581,17 +581,6 @@ def _compare(key: str, stored: Any, recomputed: Mapping[str, Any], p_value: Any)
     return entry
 
 
-def make_context(con: Any, cfg: Any = None) -> Ctx:
-    """Detector settings, min_group_size and releases from the config (the workspace's when not given)."""
-    cfg = cfg if cfg is not None else workspace_config(con)
-    if cfg is None:
-        return Ctx(con=con, settings={}, min_group_size=20)
-    names = ("segment_divergence", "regression", "dropoff", "activation_driver", "repeated_visit", "path_quality")
-    return Ctx(con=con, settings={n: cfg.detector_settings(n) for n in names}, cfg=cfg,
-               min_group_size=int(cfg.privacy.min_group_size),
-               releases=tuple((r.name, r.at) for r in cfg.releases), top_paths=int(cfg.snapshots.top_paths))
-
-
 def workspace_config(con: Any) -> Any:
     """The config of the workspace's last run (config.json beside the DuckDB file), or None.
 
@@ -616,7 +605,9 @@ def make_context(con: Any, cfg: Any = None) -> Ctx:
     cfg = cfg if cfg is not None else workspace_config(con)
     if cfg is None:
         return Ctx(con=con, settings={}, min_group_size=20)
-    names = ("segment_divergence", "regression", "dropoff", "activation_driver", "repeated_visit", "path_quality")
+    from detectors.registry import default_registry
+
+    names = default_registry().names()
     return Ctx(con=con, settings={n: cfg.detector_settings(n) for n in names}, cfg=cfg,
                min_group_size=int(cfg.privacy.min_group_size),
                releases=tuple((r.name, r.at) for r in cfg.releases), top_paths=int(cfg.snapshots.top_paths))

@@ -9,10 +9,9 @@ bundle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
-
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import bm25s
 import numpy as np

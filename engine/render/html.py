@@ -194,6 +194,6 @@ def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
     return ("<h2>Conversion probability and removal effect per state</h2>"
             + bar_chart_svg(f"B[s, {conv}]: probability of ending in {conv} from each state", absorb)
             + bar_chart_svg(f"Removal effect on P({conv}) (paper's absolute, renormalised)", effects)
-            + f"<p class=\"muted\">Reach per state: "
+            + "<p class=\"muted\">Reach per state: "
             + ", ".join(f"{_e(s)} {pct(payload['reach_counts'].get(s, 0) / max(1, payload['completed']))}"
                         for s in payload["states"]) + ".</p>")

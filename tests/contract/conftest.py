@@ -10,8 +10,10 @@ the reason and the server log tail; they never skip silently.
 
 from __future__ import annotations
 
+import itertools
 import os
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -98,20 +100,36 @@ class StoreSite:
         return env
 
 
+_databases = itertools.count()
+
+
+@contextmanager
+def _fresh_database(shared: BoltTarget) -> Iterator[BoltTarget]:
+    """Our own server: a new database per test (dropped after). An external NEO4J_URI: its database, wiped."""
+    if shared.server is None:
+        shared.wipe()
+        yield shared
+        return
+    name = f"t{next(_databases)}"
+    shared.server.create_database(name)
+    try:
+        yield replace(shared, database=name)
+    finally:
+        shared.server.drop_database(name)
+
+
 @pytest.fixture
 def site(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreSite]:
-    bolt: BoltTarget | None = None
-    if backend == "neo4j":
-        bolt = request.getfixturevalue("bolt_target")
-        bolt.wipe()
-    site = StoreSite(backend, tmp_path / "workspace", bolt, [])
-    site.workspace.mkdir()
-    yield site
-    for store in site.opened:
-        try:
-            store.close()
-        except Exception:  # a store whose server was killed may fail to close; the test already judged it
-            pass
+    with ExitStack() as stack:
+        bolt = stack.enter_context(_fresh_database(request.getfixturevalue("bolt_target"))) if backend == "neo4j" else None
+        site = StoreSite(backend, tmp_path / "workspace", bolt, [])
+        site.workspace.mkdir()
+        yield site
+        for store in site.opened:
+            try:
+                store.close()
+            except Exception:  # a store whose server was killed may fail to close; the test already judged it
+                pass
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -11,7 +10,7 @@ import pytest
 from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload
 from engine.config import DEFAULT_WEIGHTS
-from engine.feed import feed_item, finding_key, rank
+from engine.feed import feed_item, rank
 from engine.render import FORMATS, render
 from engine.snapshot import Snapshot
 from ontology.model import Finding

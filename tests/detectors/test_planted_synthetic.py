@@ -70,8 +70,8 @@ def test_regression_attribution(releases, predicate, obj_prefix, attribution):
 
 
 def test_release_pair_snapshots_anchor_to_their_release():
-    before = _period(BASE, W1, scope_override="release_before") if False else Snapshot.from_payload(
-        chain_payload(BASE, journeys=5000, start="sign_up", scope="release_before", window=W1, release="v9"))
+    before = Snapshot.from_payload(chain_payload(BASE, journeys=5000, start="sign_up", scope="release_before",
+                                                 window=W1, release="v9"))
     after = Snapshot.from_payload(chain_payload(_with(**WORSE_IMPORT), journeys=5000, start="sign_up",
                                                 scope="release_after", window=W2, release="v9"))
     found = _regressions([before, after], (Release("v9", "2026-01-12T00:00:00Z"),))

@@ -109,6 +109,9 @@ def test_every_format_stages_the_same_events(con, tmp_path, kind) -> None:
     if kind.startswith("xes"):  # XES has no platform field: every non-standard attribute is a property
         expected = [(n, u, e, ts, None, {**props, "platform": p}) for n, u, e, ts, p, props in expected]
     assert [r[1:] for r in got] == [r[1:] for r in expected]
+    # lines are file lines (CSV counts its header line) or row/event positions, in input order
+    first = 2 if kind == "csv" else 1
+    assert [line for (line,) in rows(con, "SELECT line FROM staged_events ORDER BY input_order")] == [first, first + 1, first + 2]
 
 
 def test_line_numbers_follow_the_file_and_globs_fold_file_index_into_input_order(con, tmp_path) -> None:

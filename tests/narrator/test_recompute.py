@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import duckdb
 import pytest
 
 from detectors.stats import proportion_test, two_proportion_z
 from engine.markov import ChainMetrics
-from narrator.recompute import compare_snapshot, make_context, recompute_all, recompute_fact, recount
+from narrator.recompute import (
+    compare_snapshot,
+    make_context,
+    recompute_all,
+    recompute_fact,
+    recount,
+)
 from ontology.model import Fact, Provenance
 
 START, CONV, DROP = "sign_up", "converted", "dropped"

@@ -8,18 +8,18 @@ the workspace's `insights` table as the pipeline stores it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pytest
+from test_recompute import build_workspace, driver_fact, fact, transition_fact
 
 from narrator.bundle import ListFactSource
 from narrator.narrate import narrate_finding
 from narrator.trace import load_insight, render_text, trace
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact, Finding
-from test_recompute import build_workspace, driver_fact, fact, transition_fact
 
 WINDOW = ("2026-01-01T00:00:00Z", "2026-01-31T00:00:00Z")
 
@@ -146,8 +146,9 @@ def test_prefix_lookup(workspace: tuple) -> None:
 # ---- the bundled demo, end to end through the lead's pipeline --------------------------------------
 
 def test_demo_every_insight_traces_to_recomputed_numbers_and_raw_events(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from narrator.recompute import make_context
     from test_recompute import open_demo
+
+    from narrator.recompute import make_context
 
     with open_demo(tmp_path_factory) as (ws, cfg, store):
         ids = [r[0] for r in ws.con.execute("SELECT insight_id FROM insights ORDER BY insight_id").fetchall()]
