@@ -74,19 +74,10 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_RAW} (file_index INTEGER, source VARCHAR, line BIGINT, raw VARCHAR)")
     files = _read_source(con, source)
-    _stage(con, cfg, run_id, _raw_relation(files))
+    _stage(con, cfg, run_id)
     _write_quarantine(con, run_id)
     con.execute(f"DROP TABLE IF EXISTS {_RAW}")
     return _stats(con, source, files)
-
-
-def _raw_relation(files: tuple[str, ...]) -> str:
-    """SQL for all raw rows: JSONL files are split straight from disk (no copy), the rest come from the temp table."""
-    parts = [f"SELECT * FROM {_RAW}"]
-    for index, path in enumerate(files):
-        if path != "sql" and "://" not in path and _kind(path) == "jsonl":
-            parts.append(_jsonl_sql(index, path))
-    return " UNION ALL ".join(parts)
 
 
 def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) -> IngestStats:
@@ -137,7 +128,10 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
     kind = _kind(path)
     try:
         if kind == "jsonl":
-            _check_readable(path)  # read later, straight into the staging query
+            _check_readable(path)
+            # Materialised first: unnesting one big string is a single-threaded pipeline, and
+            # parsing from a table runs on every core (measured: 30% less CPU, parallel).
+            con.execute(f"INSERT INTO {_RAW} {_jsonl_sql(index, path)}")
         elif kind == "csv":
             _read_table(con, index, path, "read_csv(?, all_varchar=true, header=true)", offset=1)
         elif kind == "parquet":
@@ -309,7 +303,7 @@ def _timestamp_sql(col: str) -> str:
                         CASE WHEN abs({num}) < 1e13 THEN epoch_ms(CAST({num} AS BIGINT)) END)"""
 
 
-def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, raw_sql: str) -> None:
+def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
     sources = _field_sources(cfg)
     spec = json.dumps({src: ("JSON" if name == "properties" else "VARCHAR") for name, src in sources.items()})
     known_nulls = json.dumps({src: None for src in sources.values()})
@@ -321,7 +315,7 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, raw_sql: st
           SELECT file_index, source, line, raw,
                  CASE WHEN raw[1] = '{{' OR ltrim(raw)[1] = '{{'
                       THEN try(json_merge_patch(raw, {_sql_string(known_nulls)})) END AS extras
-          FROM ({raw_sql})),
+          FROM {_RAW}),
         typed AS (
           SELECT *, extras IS NOT NULL AS ok,
                  CASE WHEN extras IS NOT NULL THEN json_transform(raw, {_sql_string(spec)}) END AS s

@@ -172,10 +172,9 @@ def ask(workspace: str | None, question: str) -> dict[str, Any]:
 
 
 def ask_text(data: dict[str, Any]) -> str:
-    lines = [data["answer"], ""]
-    for fact in data.get("facts", []):
-        lines.append(f"  [{fact['fact_id'][:8]}] {fact.get('summary') or fact['subject'] + ' ' + fact['predicate'] + ' ' + fact['object']}")
-    return "\n".join(lines) + "\n"
+    from narrator.ask import render_text
+
+    return render_text(data)
 
 
 def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:

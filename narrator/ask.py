@@ -77,7 +77,7 @@ def _lead(fact: Fact, plan: Plan) -> str:
     if "change" in plan.intents and fact.predicate in ("regressed_after", "changed_after"):
         return f"Of the facts found, the largest change after {obj} is on {subject}."
     if "segment" in plan.intents and plan.segments:
-        return f"The facts on {', '.join(plan.segments)} are these."
+        return "The facts on " + ", ".join(f'segment "{seg}"' for seg in plan.segments) + " are these."
     return "The facts found are these."
 
 

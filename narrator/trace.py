@@ -12,6 +12,7 @@ same two gives the same verdict.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ SAMPLE_EVENTS = 5
 def load_insight(con: Any, insight_id: str) -> dict[str, Any]:
     """The insight payload by id or unique prefix (≥ 8 characters); errors name the fix."""
     key = insight_id.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]+", key):
+        raise JourneyGraphError(f"insight id {insight_id!r} is not a hex id; copy one from `journeygraph feed --format json`")
     if len(key) < 8:
         raise JourneyGraphError(f"insight id {insight_id!r} is too short; give at least 8 characters "
                                 "(ids are listed by `journeygraph feed --format json`)")

@@ -21,6 +21,7 @@ import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence, TypeVar
 
@@ -33,13 +34,13 @@ from neo4j.exceptions import (
     SessionExpired,
     TransientError,
 )
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ontology import cypher
 from ontology.dialect import Dialect, for_agent
 from ontology.errors import StoreError, StoreUnavailable
 from ontology.model import Fact, Provenance, canonical_json
-from ontology.vocabulary import entity_kind, require_predicate
+from ontology.vocabulary import ENTITY_KINDS, PREDICATES, entity_kind
 
 if TYPE_CHECKING:
     from engine.config import StoreConfig
@@ -131,7 +132,7 @@ class Neo4jStore:
 
         for statement in self.dialect.schema:
             try:
-                self._call(WRITE_ACCESS, lambda tx, s=statement: run(tx, s))
+                self._call(WRITE_ACCESS, partial(run, statement=statement))
             except Neo4jError as exc:
                 if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
                     raise StoreError(f"Neo4j at {self.conn.uri} has no database {self.conn.database!r}; "
@@ -145,9 +146,7 @@ class Neo4jStore:
         """Run `work` in one explicit transaction, retried on transient errors; tenacity owns the retries."""
         retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=wait_random_exponential(multiplier=0.2, max=3.0),
                             retry=retry_if_exception_type(retry_on), reraise=True,
-                            before_sleep=lambda st: log.warning("Neo4j at %s: %s; retry %d of %d", self.conn.uri,
-                                                                _one_line(st.outcome.exception()), st.attempt_number,
-                                                                self.max_attempts - 1))
+                            before_sleep=self._log_retry)
         try:
             for attempt in retrying:
                 with attempt:
@@ -160,6 +159,11 @@ class Neo4jStore:
             raise StoreError(f"Neo4j at {self.conn.uri} kept failing after {self.max_attempts} attempts "
                              f"({type(exc).__name__}: {_one_line(exc)}); retry later") from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("Neo4j at %s: %s; retry %d of %d", self.conn.uri, _one_line(error), state.attempt_number,
+                    self.max_attempts - 1)
 
     def _transaction(self, mode: str, work: Callable[[ManagedTransaction], T]) -> T:
         with self._driver.session(database=self.conn.database, default_access_mode=mode) as session:
@@ -180,8 +184,7 @@ class Neo4jStore:
         written = 0
         for start in self.dialect.batches(len(rows)):
             batch = rows[start:start + self.dialect.batch_size]
-            written += self._call(WRITE_ACCESS, lambda tx, b=batch: _write_batch(tx, b),
-                                  retry_on=(*TRANSIENT, ConstraintError))
+            written += self._call(WRITE_ACCESS, partial(_write_batch, rows=batch), retry_on=(*TRANSIENT, ConstraintError))
         log.debug("wrote %d new of %d facts to %s", written, len(rows), self.conn.uri)
         return written
 
@@ -190,11 +193,14 @@ class Neo4jStore:
     def facts(self, *, entity: str | None = None, predicate: str | None = None,
               snapshot_id: str | None = None) -> Iterator[Fact]:
         """Facts matching every given filter (entity = subject or object), sorted by fact_id."""
-        if predicate is not None:
-            require_predicate(predicate)
+        if predicate is not None and predicate not in PREDICATES:
+            return iter([])  # like every backend: a filter no fact can match selects nothing
         params = {"entity": entity, "predicate": predicate, "snapshot_id": snapshot_id}
         if entity is not None:
-            query = cypher.FACTS_BY_ENTITY[entity_kind(entity)]
+            label = ENTITY_KINDS.get(entity.partition(":")[0])
+            if label is None:
+                return iter([])
+            query = cypher.FACTS_BY_ENTITY[label]
         elif predicate is not None:
             query = cypher.FACTS_BY_PREDICATE
         elif snapshot_id is not None:

@@ -87,6 +87,7 @@ def test_cypher_helper_reports_a_bad_query_in_one_line(store) -> None:  # type: 
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_open_store_rides_out_a_server_restart(site: StoreSite) -> None:
     """A store opened before a crash works again after the restart: the driver reconnects, tenacity retries."""
     bolt = _own_server(site)
@@ -103,6 +104,7 @@ def test_open_store_rides_out_a_server_restart(site: StoreSite) -> None:
     assert list(store.facts()) == sorted(FACTS, key=lambda f: f.fact_id)
 
 
+@pytest.mark.slow
 def test_server_killed_mid_write_then_rerun_gives_every_fact_once(site: StoreSite) -> None:
     bolt = _own_server(site)
     assert bolt.server is not None

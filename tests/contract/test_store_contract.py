@@ -104,11 +104,18 @@ def test_filters_select_exactly_the_matching_facts(store: FactStore, query: dict
     assert list(store.facts(**query)) == expected  # type: ignore[arg-type]
 
 
-def test_filters_on_unknown_values_give_nothing(store: FactStore) -> None:
+@pytest.mark.parametrize("query", [
+    pytest.param({"entity": "state:never_seen"}, id="unknown-entity"),
+    pytest.param({"entity": "widget:s1"}, id="entity-of-unknown-kind"),
+    pytest.param({"entity": "s1"}, id="entity-without-kind"),
+    pytest.param({"snapshot_id": "no-such-snapshot"}, id="unknown-snapshot"),
+    pytest.param({"predicate": "necessary_for_conversion"}, id="predicate-without-facts"),
+    pytest.param({"predicate": "causes"}, id="predicate-outside-vocabulary"),
+    pytest.param({"entity": "state:s1", "predicate": "is_fast_path_to"}, id="filters-that-exclude-each-other"),
+])
+def test_filters_that_match_nothing_give_nothing(store: FactStore, query: dict[str, str]) -> None:
     store.write(FACTS)
-    assert list(store.facts(entity="state:never_seen")) == []
-    assert list(store.facts(snapshot_id="no-such-snapshot")) == []
-    assert list(store.facts(predicate="necessary_for_conversion")) == []
+    assert list(store.facts(**query)) == []  # type: ignore[arg-type]
 
 
 def _tamper(fact: Fact, **fields: Any) -> Fact:

@@ -130,8 +130,8 @@ def test_text_rendering_walks_sentence_fact_number_event(workspace: tuple) -> No
 
 
 @pytest.mark.parametrize("bad_id, message", [
-    ("abc", "too short"), ("ffffffffffff", "no insight ffffffffffff"),
-], ids=["short", "unknown"])
+    ("abc", "too short"), ("ffffffffffff", "no insight ffffffffffff"), ("e6b4_%", "not a hex id"),
+], ids=["short", "unknown", "wildcards"])
 def test_unknown_insight_ids_name_the_fix(workspace: tuple, bad_id: str, message: str) -> None:
     con, store, _ = workspace
     with pytest.raises(JourneyGraphError, match=message):
