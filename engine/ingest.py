@@ -12,7 +12,9 @@ pass means one set of parsing rules, tested once.
 JSONL is read with ``read_text`` + ``string_split`` rather than
 ``read_json``: a malformed line must become a quarantine row with its line
 number, not abort the whole file, and the split keeps exact line numbers
-(CSV-style readers skip blank lines and trip on CRLF).
+(CSV-style readers skip blank lines and trip on CRLF). A file is read into
+memory whole, so split very large inputs into several files and pass a glob.
+`staged_events` is a TEMP table: normalise on the same connection.
 
 Quarantine reasons: not_json (not a JSON object), missing_timestamp,
 bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds),
@@ -35,7 +37,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, urlparse
 
 import duckdb
 import pyarrow as pa
@@ -202,10 +204,11 @@ def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, bat
 def _split_sql_source(text: str) -> tuple[str, str]:
     """(url, query) from 'URL QUERY' or 'URL?query=QUERY'."""
     url, _, query = text.partition(" ")
-    if not query.strip():
-        parsed = urlparse(url)
-        query = unquote(parse_qs(parsed.query).get("query", [""])[0])
-        url = parsed._replace(query="").geturl()
+    if not query.strip() and "query=" in url:
+        base, _, params = url.partition("?")
+        found = parse_qs(params).get("query", [""])[0]  # parse_qs already percent-decodes
+        rest = "&".join(p for p in params.split("&") if not p.startswith("query="))
+        url, query = (f"{base}?{rest}" if rest else base), found
     if not query.strip():
         raise IngestError(f"source {url}: a database source needs a query, e.g. `{url} SELECT * FROM events`")
     return url, query.strip()

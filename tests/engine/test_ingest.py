@@ -291,3 +291,17 @@ def test_normalize_needs_staged_events_on_the_same_connection(con) -> None:
 
     with pytest.raises(ValueError, match="call engine.ingest.load"):
         normalize.normalize(con, make_config())
+
+
+@pytest.mark.parametrize("form", ["query_param", "bare_sql"], ids=["duckdb_url_query_param", "bare_sql_reads_files"])
+def test_other_sql_source_forms(con, tmp_path, form) -> None:
+    from urllib.parse import quote
+
+    if form == "query_param":
+        url, _, query = _duckdb_url(tmp_path).partition(" ")
+        source = f"{url}?query={quote(query)}"
+    else:
+        source = f"SELECT * FROM read_json('{write_jsonl(tmp_path / 'e.jsonl', EVENTS)}')"
+    stats = ingest.load(con, source, make_config(), "r1")
+    assert (stats.events_read, stats.quarantined) == (3, 0)
+    assert sorted(r[1:4] for r in _staged(con)) == sorted(r[1:4] for r in EXPECTED)
