@@ -76,7 +76,13 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_RAW} (file_index INTEGER, source VARCHAR, line BIGINT, raw VARCHAR)")
     files = _read_source(con, source)
-    _stage(con, cfg, run_id)
+    zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
+    con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset means UTC, whatever the machine's zone
+    try:
+        _stage(con, cfg, run_id)
+    finally:
+        if zone:
+            con.execute("SET TimeZone = ?", [zone])
     _write_quarantine(con, run_id)
     con.execute(f"DROP TABLE IF EXISTS {_RAW}")
     return _stats(con, source, files)
@@ -85,7 +91,7 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
 def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) -> IngestStats:
     rows = con.execute("SELECT reason, count(*) FROM staged_events GROUP BY ALL ORDER BY ALL").fetchall()
     by_reason = {reason: n for reason, n in rows if reason is not None}
-    return IngestStats(source=source, files=files, events_read=sum(n for _, n in rows),
+    return IngestStats(source=_redact(source.split()[0]) if "://" in source else source, files=files, events_read=sum(n for _, n in rows),
                        quarantined=sum(by_reason.values()), quarantined_by_reason=by_reason)
 
 
@@ -96,7 +102,7 @@ def _read_source(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, ...]
     text = source.strip()
     if text.lower().startswith(("duckdb://", "postgres://", "postgresql://")) or _is_sql(text):
         _read_sql_source(con, text)
-        return (text.split()[0] if not _is_sql(text) else "sql",)
+        return (_redact(text.split()[0]) if not _is_sql(text) else "sql",)
     files = _expand(text)
     for index, path in enumerate(progress.track(files, total=len(files), desc="reading", unit="file")):
         _read_file(con, index, path)
@@ -342,8 +348,7 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
                platform, tenant_id, user_agent,
                CASE WHEN extras IS NULL OR extras::VARCHAR = '{{}}' THEN coalesce(props, '{{}}'::JSON)
                     WHEN props IS NULL THEN extras
-                    ELSE json_merge_patch(extras, props) END AS properties,
-               CAST(NULL AS VARCHAR) AS status
+                    ELSE json_merge_patch(extras, props) END AS properties
         FROM timed
         WHERE ok OR trim(raw, ' ' || chr(9) || chr(13)) <> ''   -- whitespace-only lines are not events""")
 

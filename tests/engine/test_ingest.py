@@ -305,3 +305,12 @@ def test_other_sql_source_forms(con, tmp_path, form) -> None:
     stats = ingest.load(con, source, make_config(), "r1")
     assert (stats.events_read, stats.quarantined) == (3, 0)
     assert sorted(r[1:4] for r in _staged(con)) == sorted(r[1:4] for r in EXPECTED)
+
+
+def test_timestamps_without_offset_are_utc_whatever_the_session_zone(con, tmp_path) -> None:
+    con.execute("SET TimeZone = 'America/New_York'")
+    write_jsonl(tmp_path / "e.jsonl", [{"user_id": "u", "event_name": "x", "timestamp": t}
+                                       for t in ("2026-03-01 12:00:00", "2026-03-01T12:00:00+05:30")])
+    ingest.load(con, str(tmp_path / "e.jsonl"), make_config(), "r1")
+    assert rows(con, "SELECT ts FROM staged_events ORDER BY line") == [(datetime(2026, 3, 1, 12),), (datetime(2026, 3, 1, 6, 30),)]
+    assert rows(con, "SELECT current_setting('TimeZone')") == [("America/New_York",)]

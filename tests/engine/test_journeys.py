@@ -116,3 +116,29 @@ def test_journey_ids_are_content_hashes_of_tenant_journey_actor(tmp_path) -> Non
         ids.append(rows(con, "SELECT journey_id FROM journeys WHERE actor_id = 'u'"))
         con.close()
     assert ids[0] == ids[1] and len(ids[0][0][0]) == 24
+
+
+CONTRACT = {  # docs/contracts.md "DuckDB tables"
+    "events": "tenant_id VARCHAR, actor_id VARCHAR, event_id VARCHAR, event_name VARCHAR, ts TIMESTAMP, received_at TIMESTAMP, "
+              "session_id VARCHAR, platform VARCHAR, user_agent VARCHAR, properties JSON, input_order BIGINT, seq BIGINT, "
+              "state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR",
+    "journeys": "journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP, end_ts TIMESTAMP, "
+                "outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR)",
+    "journey_steps": "journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR",
+    "quarantine": "run_id VARCHAR, source VARCHAR, line BIGINT, reason VARCHAR, raw VARCHAR",
+}
+
+
+def test_tables_match_the_contract_and_hold_every_journey_definition(con, tmp_path) -> None:
+    cfg = make_config(journeys={
+        "a": {"start": "sign_up", "outcomes": {"converted": "event_name = 'buy'"}},
+        "b": {"start": "view", "outcomes": {"edited": "event_name = 'edit'"}, "window": "1d"}})
+    spec = [("sign_up", 0 * H), ("view", 1 * H), ("edit", 2 * H), ("buy", 3 * H)]
+    run = run_pipeline(con, write_jsonl(tmp_path / "e.jsonl", _events(spec) + CLOCK), cfg)
+    for table, columns in CONTRACT.items():
+        got = ", ".join(f"{name} {kind}" for name, kind, *_ in rows(con, f"DESCRIBE {table}"))
+        assert got == columns, table
+    assert rows(con, "SELECT journey, outcome, n_steps FROM journeys WHERE actor_id = 'u' ORDER BY journey") == [
+        ("a", "converted", 3), ("b", "edited", 1)]
+    assert {k: (c.journeys, c.censored) for k, c in run.journeys.by_journey.items()} == {"a": (1, 0), "b": (1, 0)}
+    assert rows(con, "SELECT count(*) FROM events WHERE event_name IS NULL OR actor_id IS NULL") == [(0,)]
