@@ -4,9 +4,10 @@ A folder source is fingerprinted (names, sizes, mtimes); a SQL source re-runs
 on the interval. After each run the feed is compared with what was already
 delivered: only findings never delivered before (keyed by what they claim,
 not by snapshot, so a finding that still holds is not re-announced) are
-posted. Delivery is retried with exponential backoff and jitter and recorded
-only after a 2xx, with `Idempotency-Key: <insight id>`, so nothing is sent
-twice even across restarts. Digest webhooks get one Markdown message per
+posted, together in one delivery per run. Delivery is retried with exponential
+backoff and jitter and recorded only after a 2xx, with `Idempotency-Key: <insight
+id>` (a hash of the sorted ids for several), so nothing is sent twice even
+across restarts. Digest webhooks get one Markdown message per
 day/week instead.
 """
 
@@ -116,9 +117,20 @@ def post_json(url: str, body: dict[str, Any], idempotency_key: str, timeout: flo
     return _send()
 
 
+def batch_key(items: list[dict[str, Any]]) -> str:
+    """Idempotency key of one delivery: the insight id, or a hash of the sorted ids for a batch."""
+    ids = sorted(i["insight_id"] for i in items)
+    return ids[0] if len(ids) == 1 else "batch-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+
+
 def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, Any]],
             now: Callable[[], float] = time.time) -> list[DeliveryReport]:
-    """Post every feed item not yet delivered to each webhook; record successes."""
+    """Post what is new since the last delivery to each webhook, as one delivery per run; record successes.
+
+    One run that uncovers one change usually yields several related findings (an
+    edge regressed, the edge next to it, the state's exit rate), so they travel
+    together in one delivery instead of paging someone three times.
+    """
     ws.con.execute(_DELIVERIES)
     reports = []
     for hook in webhooks:
@@ -127,19 +139,21 @@ def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, 
         if hook.digest != "none":
             reports.append(_deliver_digest(ws, hook, fresh, now))
             continue
-        delivered, failed = [], []
-        for item in fresh:
-            body = {"text": slack_text(item)} if hook.format == "slack" else item
-            try:
-                post_json(hook.url, body, item["insight_id"])
-            except Exception as exc:  # noqa: BLE001 - one failing item must not stop the others
-                log.warning("webhook %s failed for %s: %s", hook.url, item["insight_id"], exc)
-                failed.append(item["insight_id"])
-                continue
-            ws.con.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
-                           [hook.url, finding_key(item), item["insight_id"], now()])
-            delivered.append(item["insight_id"])
-        reports.append(DeliveryReport(hook.url, tuple(delivered), tuple(failed)))
+        if not fresh:
+            reports.append(DeliveryReport(hook.url, (), ()))
+            continue
+        ids = tuple(i["insight_id"] for i in fresh)
+        body: dict[str, Any] = ({"text": "\n\n".join(slack_text(i) for i in fresh)} if hook.format == "slack"
+                                else {"kind": "journeygraph.insights", "count": len(fresh), "insights": fresh})
+        try:
+            post_json(hook.url, body, batch_key(fresh))
+        except Exception as exc:  # noqa: BLE001 - reported, retried on the next run
+            log.warning("webhook %s failed: %s", hook.url, exc)
+            reports.append(DeliveryReport(hook.url, (), ids))
+            continue
+        ws.con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
+                           [[hook.url, finding_key(i), i["insight_id"], now()] for i in fresh])
+        reports.append(DeliveryReport(hook.url, ids, ()))
     return reports
 
 
@@ -147,9 +161,8 @@ def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], n
     last = ws.con.execute("SELECT max(delivered_at) FROM deliveries WHERE webhook = ?", [hook.url]).fetchone()[0]
     if not fresh or (last is not None and now() - last < DIGEST_SECONDS[hook.digest]):
         return DeliveryReport(hook.url, (), ())
-    key = hashlib.sha256("".join(sorted(i["insight_id"] for i in fresh)).encode()).hexdigest()[:24]
     try:
-        post_json(hook.url, {"text": digest_markdown(fresh), "format": "markdown"}, key)
+        post_json(hook.url, {"text": digest_markdown(fresh), "format": "markdown"}, batch_key(fresh))
     except Exception as exc:  # noqa: BLE001
         log.warning("digest to %s failed: %s", hook.url, exc)
         return DeliveryReport(hook.url, (), tuple(i["insight_id"] for i in fresh))
