@@ -88,9 +88,10 @@ def stages(path: Path, config: Path) -> dict[str, float]:
     out: dict[str, float] = {}
 
     def timed(name: str, fn: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fn()
         out[name] = round(time.perf_counter() - t, 3)
+        out[f"{name}_cpu"] = round(time.process_time() - c, 3)  # all threads of this process (DuckDB's too)
         return result
 
     try:

@@ -180,7 +180,7 @@ class Neo4jStore:
 
         validate_facts(facts, self.allowed_properties)
         unique = sorted({f.fact_id: f for f in facts}.values(), key=lambda f: f.fact_id)
-        rows = [_fact_row(f) for f in unique]
+        rows = [(_statement_key(f), _fact_row(f)) for f in unique]
         written = 0
         for start in self.dialect.batches(len(rows)):
             batch = rows[start:start + self.dialect.batch_size]
@@ -272,18 +272,22 @@ def _fact_row(fact: Fact) -> dict[str, Any]:
         "snapshot_id": prov.snapshot_id, "snapshot_node": f"snapshot:{prov.snapshot_id}",
         "detector": prov.detector, "config_hash": prov.config_hash, "engine_version": prov.engine_version,
         "journey": fact.evidence.get("journey"),
-        "subject_label": entity_kind(fact.subject), "object_label": entity_kind(fact.object),
         "subject_name": fact.subject.partition(":")[2], "object_name": fact.object.partition(":")[2],
     }
 
 
-def _write_batch(tx: ManagedTransaction, rows: Sequence[dict[str, Any]]) -> int:
+def _statement_key(fact: Fact) -> tuple[str, str, str]:
+    """Which constant statement of cypher.WRITE_FACTS writes this fact: (predicate, subject label, object label)."""
+    return (fact.predicate, entity_kind(fact.subject), entity_kind(fact.object))
+
+
+def _write_batch(tx: ManagedTransaction, rows: Sequence[tuple[tuple[str, str, str], dict[str, Any]]]) -> int:
     """One batch in one transaction: skip facts already stored, create the rest with entities and links."""
-    existing = {r["id"] for r in tx.run(cypher.EXISTING_FACT_IDS, ids=[row["fact_id"] for row in rows])}
+    existing = {r["id"] for r in tx.run(cypher.EXISTING_FACT_IDS, ids=[row["fact_id"] for _, row in rows])}
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
+    for key, row in rows:
         if row["fact_id"] not in existing:
-            groups[(row["predicate"], row["subject_label"], row["object_label"])].append(row)
+            groups[key].append(row)
     for key, group in sorted(groups.items()):
         tx.run(cypher.WRITE_FACTS[key], rows=group).consume()
     return sum(len(group) for group in groups.values())

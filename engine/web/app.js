@@ -19,6 +19,7 @@ const svgEl = (tag, attrs = {}, text) => {
   if (text !== undefined) node.textContent = text;
   return node;
 };
+const fmtP = (x) => (typeof x !== "number" ? String(x) : x === 0 ? "0" : x < 0.001 ? x.toExponential(1) : fmt(x, 4));
 const fmt = (x, d = 3) => (typeof x === "number" ? (Math.round(x * 10 ** d) / 10 ** d).toString() : String(x));
 
 async function api(path, options) {
@@ -50,13 +51,13 @@ async function loadFeed() {
       el("strong", {}, titleFor(f)),
       el("span", { class: "label " + f.confidence_label }, f.confidence_label),
       el("span", { class: "summary" }, first),
-      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${f.evidence && f.evidence.n !== undefined ? f.evidence.n : "?"} · q ${fmt(f.q_value, 4)}`));
+      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${f.evidence && f.evidence.n !== undefined ? f.evidence.n : "?"} · q ${fmtP(f.q_value)}`));
     list.append(el("li", { id: "item-" + item.insight_id }, btn));
   }
 }
 
 function titleFor(f) {
-  const name = (s) => (s || "").replace(/^[a-z]+:/, "").replaceAll(">", " → ").replaceAll("->", " → ");
+  const name = (s) => (s || "").replace(/^[a-z]+:/, "").replaceAll("->", " → ").replaceAll(">", " → ");
   const seg = f.segment ? ` [${name(f.segment)}]` : "";
   const rel = f.release ? ` after ${name(f.release)}` : "";
   return `${f.type.replaceAll("_", " ")}: ${name(f.subject)}${seg}${rel}`;
@@ -79,7 +80,7 @@ async function openInsight(id) {
   const f = item.finding || {};
   $("#insight").hidden = false;
   $("#insight-title").textContent = titleFor(f);
-  $("#insight-meta").textContent = `confidence ${f.confidence_label} (${fmt(f.confidence)}) · p ${fmt(f.p_value, 5)} · q ${fmt(f.q_value, 5)} · narrated by ${data.narrative ? data.narrative.backend : "?"}`;
+  $("#insight-meta").textContent = `confidence ${f.confidence_label} (${fmt(f.confidence)}) · p ${fmtP(f.p_value)} · q ${fmtP(f.q_value)} · narrated by ${data.narrative ? data.narrative.backend : "?"}`;
   const narrative = $("#narrative");
   narrative.replaceChildren();
   const facts = await factsFor(data);

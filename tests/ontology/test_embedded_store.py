@@ -155,3 +155,15 @@ def test_write_accepts_any_iterable(store: EmbeddedStore) -> None:
     facts = many_facts(8)
     assert store.write(f for f in facts) == 8  # type: ignore[arg-type]
     assert store.count() == 8
+
+
+def test_backends_are_imported_only_when_chosen(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from ontology.store import open_store; "
+            "s = open_store('embedded', None, sys.argv[1]); s.close(); "
+            "print(sorted(m for m in ('neo4j', 'ontology.neo4j_store') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
