@@ -42,8 +42,9 @@ class SegmentDivergence:
             return []
         out: list[Finding] = []
         for view in ctx.of_scope("segment"):
-            if view.segment is None or base.completed - view.completed < ctx.floor(ctx.config.min_n):
-                continue
+            floor = ctx.floor(ctx.config.min_n)
+            if view.segment is None or view.completed < floor or base.completed - view.completed < floor:
+                continue  # too few mature journeys on one side to test anything
             out.extend(self._transitions(ctx, base, view))
             out.extend(self._reach(ctx, base, view))
         return out

@@ -43,6 +43,7 @@ import duckdb
 import pyarrow as pa
 
 from engine import progress, xes
+from engine.dbsettings import engine_settings
 from engine.config import Config
 from ontology.errors import IngestError
 
@@ -56,6 +57,10 @@ _RAW = "_jg_raw"
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
                ".parquet": "parquet", ".xes": "xes"}
 _CHUNK_ROWS = 50_000
+_STAGED_DDL = """CREATE OR REPLACE TEMP TABLE staged_events (
+    run_id VARCHAR, source VARCHAR, file_index INTEGER, line BIGINT, input_order BIGINT, reason VARCHAR, raw VARCHAR,
+    event_id VARCHAR, user_id VARCHAR, anonymous_id VARCHAR, source_session_id VARCHAR, event_name VARCHAR,
+    ts TIMESTAMP, received_at TIMESTAMP, platform VARCHAR, tenant_id VARCHAR, user_agent VARCHAR, properties JSON)"""
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,17 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
     `staged_events` is temporary (connection-scoped): call `engine.normalize.normalize` on the same connection.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_RAW} (file_index INTEGER, source VARCHAR, line BIGINT, raw VARCHAR)")
-    files = _read_source(con, source)
+    con.execute(_STAGED_DDL)
     zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
     con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset means UTC, whatever the machine's zone
     try:
-        _stage(con, cfg, run_id)
+        with engine_settings(con):
+            files = _read_source(con, source, cfg, run_id)
+            _stage(con, cfg, run_id)
+            _write_quarantine(con, run_id)
     finally:
         if zone:
             con.execute("SET TimeZone = ?", [zone])
-    _write_quarantine(con, run_id)
     con.execute(f"DROP TABLE IF EXISTS {_RAW}")
     return _stats(con, source, files)
 
@@ -98,14 +105,14 @@ def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) 
 # --- sources -------------------------------------------------------------------------------
 
 
-def _read_source(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, ...]:
+def _read_source(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str) -> tuple[str, ...]:
     text = source.strip()
     if text.lower().startswith(("duckdb://", "postgres://", "postgresql://")) or _is_sql(text):
         _read_sql_source(con, text)
         return (_redact(text.split()[0]) if not _is_sql(text) else "sql",)
     files = _expand(text)
     for index, path in enumerate(progress.track(files, total=len(files), desc="reading", unit="file")):
-        _read_file(con, index, path)
+        _read_file(con, index, path, cfg, run_id)
     return tuple(files)
 
 
@@ -132,7 +139,7 @@ def _kind(path: str) -> str:
     return kind
 
 
-def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
+def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str, cfg: Config, run_id: str) -> None:
     kind = _kind(path)
     try:
         if kind == "jsonl":
@@ -141,9 +148,9 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
             # parsing from a table runs on every core (measured: 30% less CPU, parallel).
             con.execute(f"INSERT INTO {_RAW} {_jsonl_sql(index, path)}")
         elif kind == "csv":
-            _read_table(con, index, path, "read_csv(?, all_varchar=true, header=true)", offset=1)
+            _stage_csv(con, index, path, _field_sources(cfg), run_id)
         elif kind == "parquet":
-            _read_parquet(con, index, path)
+            _stage_parquet(con, index, path, _field_sources(cfg), run_id)
         else:
             _append_batches(con, index, path, xes.iter_batches(path))
     except duckdb.Error as exc:
@@ -178,26 +185,6 @@ def _jsonl_sql(index: int, path: str) -> str:
                  SELECT generate_subscripts(lines, 1) AS line, unnest(lines) AS raw
                  FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text({_sql_string(path)})))
                WHERE raw <> '' AND raw <> chr(13)"""
-
-
-def _read_table(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: str, offset: int) -> None:
-    """CSV/Parquet rows as JSON documents; line = row number (+1 for a CSV header line)."""
-    con.execute(
-        f"""INSERT INTO {_RAW}
-            SELECT ?, ?, row_number() OVER () + ?, to_json(t)::VARCHAR FROM {reader} t""",
-        [index, path, offset, path],
-    )
-
-
-def _read_parquet(con: duckdb.DuckDBPyConnection, index: int, path: str) -> None:
-    """Parquet rows as JSON documents; line = the row's position in the file (1-based), exact under parallel scans."""
-    con.execute(
-        f"""INSERT INTO {_RAW}
-            SELECT ?, ?, t.file_row_number + 1,
-                   CAST(json_merge_patch(to_json(t), '{{"file_row_number": null}}') AS VARCHAR)
-            FROM read_parquet(?, file_row_number = true) t""",
-        [index, path, path],
-    )
 
 
 def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, batches: Iterable[pa.Table]) -> None:
@@ -313,44 +300,126 @@ def _timestamp_sql(col: str) -> str:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
+    """Stage the JSON documents of `_RAW` (JSONL, XES and SQL sources): parse, extract, type, give reasons."""
+    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_RAW} LIMIT 1)").fetchall()[0][0]:
+        return
     sources = _field_sources(cfg)
     spec = json.dumps({src: ("JSON" if name == "properties" else "VARCHAR") for name, src in sources.items()})
     known_nulls = json.dumps({src: None for src in sources.values()})
-    f = {name: f"nullif(s.{_ident(src)}, '')" for name, src in sources.items() if name != "properties"}
-    props = f"s.{_ident(sources['properties'])}"
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE staged_events AS
-        WITH parsed AS (   -- one try-parse gives validity and the unknown top-level fields at once
-          SELECT file_index, source, line, raw,
-                 CASE WHEN raw[1] = '{{' OR ltrim(raw)[1] = '{{'
-                      THEN try(json_merge_patch(raw, {_sql_string(known_nulls)})) END AS extras
+    f = {name: f"s.{_ident(src)}" for name, src in sources.items()}
+    fields = f"""
+        parsed AS (
+          SELECT file_index, source, line, raw, (raw[1] = '{{' OR ltrim(raw)[1] = '{{') AND json_valid(raw) AS valid
           FROM {_RAW}),
-        typed AS (
-          SELECT *, extras IS NOT NULL AS ok,
-                 CASE WHEN extras IS NOT NULL THEN json_transform(raw, {_sql_string(spec)}) END AS s
-          FROM parsed),
-        fields AS (
-          SELECT file_index, source, line, raw, ok, extras,
-                 {f['event_id']} AS event_id,
-                 coalesce({f['user_id']}, {f['actor_id']}) AS user_id,
-                 {f['anonymous_id']} AS anonymous_id, {f['session_id']} AS source_session_id,
-                 {f['event_name']} AS event_name, {f['timestamp']} AS ts_text, {f['received_at']} AS received_text,
-                 {f['platform']} AS platform, coalesce({f['tenant_id']}, '') AS tenant_id,
-                 {f['user_agent']} AS user_agent, {_props_object_sql(props)} AS props
+        typed AS (SELECT *, CASE WHEN valid THEN json_transform(raw, {_sql_string(spec)}) END AS s FROM parsed),
+        extra AS (   -- unknown top-level fields; the merge patch (a slow rewrite) only for lines that have some
+          SELECT *, CASE WHEN valid THEN
+                      CASE WHEN len(json_keys(raw)) = {_present_sql(sources)} THEN '{{}}'::JSON
+                           ELSE try(json_merge_patch(raw, {_sql_string(known_nulls)})) END END AS extras
           FROM typed),
+        checked AS (SELECT * REPLACE (CASE WHEN extras IS NOT NULL THEN s END AS s), extras IS NOT NULL AS ok FROM extra),
+        fields AS (SELECT file_index, source, line, raw, ok, extras, {_field_columns(f)} FROM checked)"""
+    keep = "ok OR trim(raw, ' ' || chr(9) || chr(13)) <> ''"  # whitespace-only lines are not events
+    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, 'raw', keep)}")
+
+
+def _present_sql(sources: dict[str, str]) -> str:
+    """How many recognised keys a parsed line holds with a non-null value.
+
+    If that equals the line's number of keys, every key is a recognised one (each non-null field needs
+    its own key), so the unknown-field object is {} without rewriting the line; a null or repeated key
+    only sends the line down the exact (slower) merge-patch path.
+    """
+    return " + ".join(f"(s.{_ident(src)} IS NOT NULL)::INTEGER" for src in sorted(set(sources.values())))
+
+
+def _field_columns(f: dict[str, str]) -> str:
+    """The staged field columns from per-field source expressions (VARCHAR, or JSON for properties)."""
+    v = {name: f"nullif({expr}, '')" for name, expr in f.items() if name != "properties"}
+    return f"""{v['event_id']} AS event_id, coalesce({v['user_id']}, {v['actor_id']}) AS user_id,
+               {v['anonymous_id']} AS anonymous_id, {v['session_id']} AS source_session_id,
+               {v['event_name']} AS event_name, {v['timestamp']} AS ts_text, {v['received_at']} AS received_text,
+               {v['platform']} AS platform, coalesce({v['tenant_id']}, '') AS tenant_id,
+               {v['user_agent']} AS user_agent, {_props_object_sql(f['properties'])} AS props"""
+
+
+def _staging_sql(fields_ctes: str, run_id: str, raw_expr: str, keep: str) -> str:
+    """The shared tail of every staging query: timestamps, the quarantine reason, raw text only for bad rows.
+
+    `fields_ctes` must end in a CTE `fields` with file_index, source, line, ok, extras (JSON object of unknown
+    top-level fields) and the `_field_columns`; `raw_expr` rebuilds a row's source text (evaluated only
+    for quarantined rows: CASE evaluates a branch only for the rows that take it).
+    """
+    return f"""
+        WITH {fields_ctes},
         timed AS (
-          SELECT *, {_timestamp_sql('ts_text')} AS ts, {_timestamp_sql('received_text')} AS received_at FROM fields)
+          SELECT *, {_timestamp_sql('ts_text')} AS ts, {_timestamp_sql('received_text')} AS received_at FROM fields),
+        reasoned AS (SELECT *, {_reason_sql()} AS reason FROM timed)
         SELECT {_sql_string(run_id)} AS run_id, source, file_index, line,
-               (CAST(file_index AS BIGINT) << {LINE_BITS}) | line AS input_order,
-               {_reason_sql()} AS reason,
-               CASE WHEN {_reason_sql()} IS NOT NULL THEN rtrim(raw, chr(13)) END AS raw,
+               (CAST(file_index AS BIGINT) << {LINE_BITS}) | line AS input_order, reason,
+               CASE WHEN reason IS NOT NULL THEN rtrim({raw_expr}, chr(13)) END AS raw,
                event_id, user_id, anonymous_id, source_session_id, event_name, ts, received_at,
                platform, tenant_id, user_agent,
                CASE WHEN extras IS NULL OR extras::VARCHAR = '{{}}' THEN coalesce(props, '{{}}'::JSON)
                     WHEN props IS NULL THEN extras
                     ELSE json_merge_patch(extras, props) END AS properties
-        FROM timed
-        WHERE ok OR trim(raw, ' ' || chr(9) || chr(13)) <> ''   -- whitespace-only lines are not events""")
+        FROM reasoned
+        WHERE {keep}"""
+
+
+# --- typed tables (Parquet, CSV): columns read as they are, no JSON round trip ---------------
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, index: int, path: str, sources: dict[str, str], run_id: str) -> None:
+    """Parquet rows straight from their columns; line = the row's position in the file (1-based), exact in parallel."""
+    reader = f"read_parquet({_sql_string(path)}, file_row_number = true)"
+    raw = """CAST(json_merge_patch(to_json(_jg_row), '{"file_row_number": null}') AS VARCHAR)"""
+    _stage_typed(con, index, path, reader, "t.file_row_number + 1", raw, sources, run_id, hidden=("file_row_number",))
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, index: int, path: str, sources: dict[str, str], run_id: str) -> None:
+    """CSV rows, every column as text; line = row number + 1 (the header line), so file order must be kept."""
+    reader = f"(SELECT row_number() OVER () + 1 AS _jg_line, * FROM read_csv({_sql_string(path)}, all_varchar=true, header=true))"
+    con.execute("SET preserve_insertion_order = true")  # row_number() OVER () follows the file only in order
+    try:
+        _stage_typed(con, index, path, reader, "t._jg_line", "to_json(_jg_row)::VARCHAR", sources, run_id,
+                     hidden=("_jg_line",), row=True)
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+
+
+def _stage_typed(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: str, line: str, raw: str,
+                 sources: dict[str, str], run_id: str, hidden: tuple[str, ...] = (), row: bool = False) -> None:
+    """Stage a typed table with the same rules (and results) as its rows' JSON documents would get.
+
+    A known field of type VARCHAR is used as is; any other type goes through its JSON text, as
+    `json_transform(…, 'VARCHAR')` would see it. Column names match field keys case-sensitively, like
+    JSON keys. Unknown columns become `extras` exactly as the JSON pass's merge patch would build them.
+    """
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {reader} t").fetchall()
+    except duckdb.Error as exc:
+        raise IngestError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); check the file's format") from exc
+    types = {name: kind for name, kind, *_ in described if name not in hidden}
+    f = {name: (_ident_col(src, types) if name != "properties" else
+                (f"to_json(t.{_ident(src)})" if src in types else "CAST(NULL AS JSON)"))
+         for name, src in sources.items()}
+    unknown = [c for c in types if c not in set(sources.values())]
+    extras = ("'{}'::JSON" if not unknown else
+              "json_merge_patch(to_json({" + ", ".join(f"{_sql_string(c)}: t.{_ident(c)}" for c in unknown) + "}), '{}')")
+    row_struct = (f"{{{', '.join(f'{_sql_string(c)}: t.{_ident(c)}' for c in types)}}}" if row else "t")
+    fields = f"""fields AS (
+          SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, {line} AS line, true AS ok,
+                 {extras} AS extras, {row_struct} AS _jg_row, {_field_columns(f)}
+          FROM {reader} t)"""
+    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, raw, 'true')}")
+
+
+def _ident_col(src: str, types: dict[str, str]) -> str:
+    if src not in types:
+        return "CAST(NULL AS VARCHAR)"
+    col = f"t.{_ident(src)}"
+    return col if types[src] == "VARCHAR" else f"json_extract_string(to_json({col}), '$')"
 
 
 def _props_object_sql(props: str) -> str:

@@ -45,6 +45,7 @@ import duckdb
 
 from engine import rules
 from engine.config import Config, JourneyConfig, Segment
+from engine.dbsettings import engine_settings
 from engine.states import LEVEL_COLUMNS
 from ontology.errors import ConfigError
 
@@ -87,7 +88,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
         journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)""")
     counts = {}
     for journey in cfg.journeys:
-        _build_one(con, journey, cfg.segments)
+        with engine_settings(con):
+            _build_one(con, journey, cfg.segments)
         counts[journey.name] = _count(con, journey.name)
         if not counts[journey.name].journeys:
             log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",

@@ -10,9 +10,12 @@ row ends in exactly one bucket, in this order of precedence:
    collapse. A repeat outside the window is a new event; its id gets a
    ``#n`` suffix so ids stay unique.
 2. **bot**: the user agent matches a bot pattern (regular expressions,
-   case-insensitive), or the actor exceeds `max_events_per_minute` in any
-   calendar minute, in which case all of that actor's events go (a scripted
-   client is not a person at any other minute either).
+   case-insensitive), or the actor exceeds `max_events_per_minute` within
+   some sliding 60-second window ``[t, t + 60 s)`` (not calendar minutes,
+   so a burst straddling a minute boundary is caught), in which case all of
+   that actor's events go (a scripted client is not a person at any other
+   minute either). Vectorised as ``ts - lag(ts, limit) < 60 s`` per actor,
+   run only for actors with more than `limit` events in total.
 3. **late**: received more than `late_arrival_tolerance` after it happened,
    or new since the previous run (its (tenant, event_id) is not in the
    previous `events` table) and timed before that run's sealed watermark
@@ -50,6 +53,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from engine.config import Config
+from engine.dbsettings import engine_settings
 from ontology.errors import ConfigError, EngineError
 
 log = logging.getLogger(__name__)
@@ -97,12 +101,13 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
     staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchall()[0]
     if not staged or not staged[0]:
         raise ValueError("no staged_events on this connection: call engine.ingest.load(con, …) first, on the same connection")
-    _dedupe(con, norm.dedupe_window_s)
-    merged = _resolve_identities(con, norm.alias_events)
-    _flag_bots_and_late(con, cfg, watermark)
-    _write_events(con, cfg.inactivity_gap_s)
-    _write_rejected(con)
-    summary = _summary(con, merged)
+    with engine_settings(con):
+        _dedupe(con, norm.dedupe_window_s)
+        merged = _resolve_identities(con, norm.alias_events)
+        _flag_bots_and_late(con, cfg, watermark)
+        _write_events(con, cfg.inactivity_gap_s)
+        _write_rejected(con)
+        summary = _summary(con, merged)
     for table in (_FLAGGED, _IDENTITY, "_jg_deduped"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return summary
@@ -117,20 +122,29 @@ def _content_hash_sql() -> str:
 
 
 def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
-    """Usable rows with a duplicate flag; a repeat beyond the window is a new event with a suffixed id."""
+    """Usable rows with a duplicate flag; a repeat beyond the window is a new event with a suffixed id.
+
+    Only keys seen more than once are ranked: a GROUP BY on the two key columns finds them, and the
+    ordered window (which would carry and sort every row) runs on their rows alone.
+    """
+    window = f"INTERVAL ({int(window_s)}) SECOND"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _jg_deduped AS
-        WITH ids AS (
+        WITH ids AS MATERIALIZED (
           SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
           FROM staged_events WHERE reason IS NULL),
+        repeated AS (SELECT tenant_id, event_id FROM ids GROUP BY ALL HAVING count(*) > 1),
         ranked AS (
           SELECT *, row_number() OVER w AS occurrence, first_value(ts) OVER w AS first_ts
-          FROM ids WINDOW w AS (PARTITION BY tenant_id, event_id ORDER BY ts, input_order))
+          FROM ids SEMI JOIN repeated USING (tenant_id, event_id)
+          WINDOW w AS (PARTITION BY tenant_id, event_id ORDER BY ts, input_order))
         SELECT * EXCLUDE (occurrence, first_ts, event_id),
-               occurrence > 1 AND ts - first_ts <= INTERVAL ({int(window_s)}) SECOND AS duplicate,
-               CASE WHEN occurrence > 1 AND ts - first_ts > INTERVAL ({int(window_s)}) SECOND
+               occurrence > 1 AND ts - first_ts <= {window} AS duplicate,
+               CASE WHEN occurrence > 1 AND ts - first_ts > {window}
                     THEN event_id || '#' || occurrence ELSE event_id END AS event_id
-        FROM ranked""")
+        FROM ranked
+        UNION ALL BY NAME
+        SELECT * EXCLUDE (event_id), false AS duplicate, event_id FROM ids ANTI JOIN repeated USING (tenant_id, event_id)""")
 
 
 def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> int:
@@ -205,6 +219,7 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
     tolerance = int(cfg.normalize.late_arrival_tolerance_s)
     params: list[Any] = ([pattern] if pattern else []) + [watermark]
     known = _known_events_sql(con, watermark)
+    limit = max(int(bots.max_events_per_minute), 0)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {_FLAGGED} AS
         WITH resolved AS (
@@ -214,16 +229,19 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           FROM _jg_deduped d
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
-        per_minute AS (
-          SELECT tenant_id, actor_id, max(n) AS peak FROM (
-            SELECT tenant_id, actor_id, count(*) AS n FROM resolved WHERE NOT duplicate
-            GROUP BY tenant_id, actor_id, date_trunc('minute', ts)) GROUP BY ALL),
+        heavy AS (   -- only an actor with more than the limit in total can exceed it within a minute
+          SELECT tenant_id, actor_id FROM resolved WHERE NOT duplicate GROUP BY ALL HAVING count(*) > {limit}),
+        bursts AS (   -- limit + 1 events less than 60 s apart: some [t, t + 60 s) holds more than the limit
+          SELECT DISTINCT tenant_id, actor_id FROM (
+            SELECT tenant_id, actor_id, ts - lag(ts, {limit}) OVER (PARTITION BY tenant_id, actor_id ORDER BY ts) AS span
+            FROM resolved SEMI JOIN heavy USING (tenant_id, actor_id) WHERE NOT duplicate)
+          WHERE span < INTERVAL 60 SECOND),
         known AS ({known})
         SELECT r.*,
-               NOT r.duplicate AND ({ua_bot} OR coalesce(m.peak, 0) > {int(bots.max_events_per_minute)}) AS bot,
+               NOT r.duplicate AND ({ua_bot} OR m.actor_id IS NOT NULL) AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
-        FROM resolved r LEFT JOIN per_minute m USING (tenant_id, actor_id)
+        FROM resolved r LEFT JOIN bursts m USING (tenant_id, actor_id)
         LEFT JOIN known k ON k.tenant_id = r.tenant_id AND k.event_id = r.event_id""", params)
 
 

@@ -17,7 +17,7 @@ import duckdb
 
 from engine import rules
 from engine.config import Config, StateRule
-from engine.normalize import EVENTS_DDL
+from engine.dbsettings import engine_settings
 
 LEVEL_COLUMNS = {"raw": "state_raw", "semantic": "state_semantic", "lifecycle": "state_lifecycle"}
 
@@ -37,14 +37,13 @@ def _literal(text: str) -> str:
 
 
 def derive(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
-    """Fill state_raw, state_semantic and state_lifecycle on every row of `events`."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_stated AS
-        SELECT * EXCLUDE (state_raw, state_semantic, state_lifecycle),
-               event_name AS state_raw,
-               {case_sql(cfg.states, 'states')} AS state_semantic,
-               {case_sql(cfg.lifecycle, 'lifecycle')} AS state_lifecycle
-        FROM events""")
-    con.execute(EVENTS_DDL)  # the contract's column types and NOT NULLs, not whatever CTAS would infer
-    con.execute("INSERT INTO events SELECT * FROM _jg_stated ORDER BY tenant_id, actor_id, seq")
-    con.execute("DROP TABLE _jg_stated")
+    """Fill state_raw, state_semantic and state_lifecycle on every row of `events`.
+
+    An UPDATE in place: the rows keep their (tenant, actor, seq) order and nothing else is rewritten
+    (copying the table and re-sorting it took three times as long).
+    """
+    with engine_settings(con):
+        con.execute(f"""
+            UPDATE events SET state_raw = event_name,
+                              state_semantic = {case_sql(cfg.states, 'states')},
+                              state_lifecycle = {case_sql(cfg.lifecycle, 'lifecycle')}""")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterator, Sequence
 
@@ -54,25 +55,30 @@ class EmbeddedStore:
     chunk_size: int = 5000
 
     def __init__(self, path: Path, *, allowed_properties: Collection[str] = (),
-                 forbidden_values: Collection[str] = ()) -> None:
+                 forbidden_values: Collection[str] = (), read_only: bool = False) -> None:
         self.path = Path(path)
         self.allowed_properties = frozenset(allowed_properties)
         self.forbidden_values = frozenset(forbidden_values)
-        self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._ox: ox.Store | None = ox.Store(str(self.path))
-        except OSError as exc:
-            raise StoreError(
-                f"cannot open the embedded fact store at {self.path}: {exc}; another journeygraph "
-                f"process (or an unclosed store in this one) holds it: close it or use another workspace"
-            ) from exc
+        self.read_only = read_only
+        self._ox: ox.Store | None = _open_read_only(self.path) if read_only else _open_read_write(self.path)
         self._dataset: Any = None
         self._written = 0  # facts written since the last compaction
 
     @classmethod
     def open(cls, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> "EmbeddedStore":
-        """The registry's entry point: the store lives in `<workspace>/facts`."""
+        """The registry's entry point: the store lives in `<workspace>/facts`.
+
+        `read_only=True` opens a view that takes no lock, so any number of
+        readers (threads or processes) can open it while one writer holds the
+        store; writes through it raise StoreError.
+        """
         return cls(Path(workspace) / "facts", **options)
+
+    def refresh(self) -> None:
+        """Reopen a read-only view so it sees facts committed since it was opened (no-op for the writer)."""
+        if self.read_only and self._ox is not None:
+            self._dataset = None
+            self._ox = _open_read_only(self.path)
 
     @property
     def oxigraph(self) -> ox.Store:
@@ -95,6 +101,7 @@ class EmbeddedStore:
 
     def write(self, facts: Sequence[Fact]) -> int:
         """Validate every fact, then add the ones not yet stored, chunk by chunk; returns how many were new."""
+        self._require_writable("write facts")
         facts = list(facts)  # a generator would be used up by validation
         validate_facts(facts, self.allowed_properties, forbidden_values=self.forbidden_values)
         unique = {fact.fact_id: fact for fact in facts}
@@ -114,8 +121,15 @@ class EmbeddedStore:
     def optimize(self) -> None:
         """Compact RocksDB. Each bulk load lands as new level-0 files; lookups slow down
         with their number (measured 59 ms → 14 ms p50 at 60k facts), so compact after writing."""
+        self._require_writable("compact")
         self.oxigraph.optimize()
         self._written = 0
+
+    def _require_writable(self, action: str) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"cannot {action}: the fact store at {self.path} is open read-only; open it with "
+                f"open_store(..., read_only=False) in the one process that writes")
 
     def _has(self, fact_id: str) -> bool:
         node = ox.NamedNode(rdf.fact_iri(fact_id))
@@ -171,7 +185,7 @@ class EmbeddedStore:
 
     def close(self) -> None:
         """Drop every reference to the Oxigraph store so RocksDB releases its lock now."""
-        if self._ox is not None and self._written:
+        if self._ox is not None and self._written and not self.read_only:
             self.optimize()  # the next reader (often another CLI command) gets compacted files
         had_dataset = self._dataset is not None
         self._dataset = None
@@ -184,3 +198,42 @@ class EmbeddedStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open_read_write(path: Path) -> ox.Store:
+    """The one writer: RocksDB's lock makes a second read-write open (any process) fail."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return ox.Store(str(path))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the embedded fact store at {path}: {exc}; another journeygraph "
+            f"process (or an unclosed store in this one) holds it: close it or use another workspace "
+            f"(readers can open it with read_only=True)"
+        ) from exc
+
+
+#: Opening read-only while the writer appends to RocksDB's MANIFEST can meet a half-written record; retry.
+_READ_ONLY_ATTEMPTS = 5
+
+
+def _open_read_only(path: Path) -> ox.Store:
+    """A lock-free static view of what was committed when it opened (see README-store.md).
+
+    A workspace whose store was never written reads as empty rather than failing,
+    so readers of a fresh workspace show "no facts"; nothing is created on disk.
+    """
+    if not (path / "CURRENT").is_file():
+        log.debug("no fact store at %s yet; reading it as empty", path)
+        return ox.Store()
+    for attempt in range(1, _READ_ONLY_ATTEMPTS + 1):
+        try:
+            return ox.Store.read_only(str(path))
+        except (OSError, RuntimeError) as exc:  # RocksDB reports corruption as RuntimeError
+            if attempt == _READ_ONLY_ATTEMPTS:
+                raise StoreError(
+                    f"cannot open the embedded fact store at {path} read-only: {exc}; "
+                    f"check the directory is a journeygraph fact store and readable"
+                ) from exc
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence, T
 from neo4j import READ_ACCESS, WRITE_ACCESS, Driver, GraphDatabase, ManagedTransaction, Record
 from neo4j.exceptions import (
     AuthError,
+    ConfigurationError,
     ConstraintError,
     Neo4jError,
     ServiceUnavailable,
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_URI = "bolt://127.0.0.1:7687"
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 TRANSIENT = (ServiceUnavailable, SessionExpired, TransientError)
 UNREACHABLE = (ServiceUnavailable, SessionExpired, OSError)
 
@@ -101,8 +103,14 @@ class Neo4jStore:
         `workspace` is accepted for the open_store signature; a server store keeps nothing locally.
         """
         conn = Connection.resolve(cfg)
-        driver = GraphDatabase.driver(conn.uri, auth=conn.auth, connection_timeout=timeout_s,
-                                      connection_acquisition_timeout=2 * timeout_s, max_transaction_retry_time=0)
+        try:
+            if conn.uri.partition("://")[0] not in BOLT_SCHEMES:
+                raise ValueError(f"scheme must be one of {', '.join(BOLT_SCHEMES)}")
+            driver = GraphDatabase.driver(conn.uri, auth=conn.auth, connection_timeout=timeout_s,
+                                          connection_acquisition_timeout=2 * timeout_s, max_transaction_retry_time=0)
+        except (ValueError, ConfigurationError) as exc:
+            raise StoreError(f"store.uri {conn.uri!r} is not a Bolt URI ({_one_line(exc)}); "
+                             "use bolt://host:7687 or neo4j://host:7687 (or set NEO4J_URI)") from exc
         try:
             driver.verify_connectivity()
             dialect = for_agent(driver.get_server_info().agent)

@@ -12,9 +12,10 @@ of the problem.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, Callable, Collection, Iterable, Mapping
 
@@ -24,7 +25,7 @@ from referencing import Registry, Resource
 
 from ontology import vocabulary
 from ontology.errors import EvidenceError, OntologyError
-from ontology.model import Fact, content_id
+from ontology.model import Fact, canonical_json, content_id
 from ontology.privacy import check_evidence
 
 #: Artifact kinds with a top-level schema file `schemas/<kind>.schema.json`.
@@ -136,12 +137,153 @@ def validate_facts(
     allowed_properties: Collection[str] = (),
     *,
     forbidden_values: Collection[str] = (),
-) -> None:
-    """validate_fact over a batch; the allowlist and forbidden values are frozen once."""
+) -> list[str]:
+    """validate_fact over a batch; returns each fact's canonical evidence JSON (writers reuse it).
+
+    Hot path for store writes: everything that depends only on a fact's
+    entities, window and provenance is checked once per distinct value
+    (cached), the evidence schema once per evidence shape (keys and value
+    types), leaving per row only range checks, the privacy walk and the
+    content-hash check. Any doubt falls back to the full validate_fact, which
+    decides and names the problem, so the batch refuses exactly what
+    validate_fact refuses.
+    """
     allowed = frozenset(allowed_properties)
     forbidden = frozenset(forbidden_values)
+    out = []
     for fact in facts:
-        validate_fact(fact, allowed, forbidden_values=forbidden)
+        evidence_json = _quick(fact, allowed, forbidden)
+        if evidence_json is None:
+            validate_fact(fact, allowed, forbidden_values=forbidden)
+            evidence_json = canonical_json(fact.to_dict()["evidence"])
+        out.append(evidence_json)
+    return out
+
+
+def identity_json(fact: Fact, evidence_json: str, fact_id: str | None = None) -> str:
+    """canonical_json of the fact's hashed content (plus fact_id when given), built around a serialised evidence.
+
+    Keys in sorted order as canonical_json writes them; tests check the two agree.
+    """
+    prov = fact.provenance
+    head = f'{{"confidence":{_dumps(fact.confidence)},"evidence":{evidence_json},'
+    if fact_id is not None:
+        head += f'"fact_id":{_dumps(fact_id)},'
+    return (f'{head}"object":{_dumps(fact.object)},"predicate":{_dumps(fact.predicate)},'
+            f'"provenance":{_provenance_json(prov)},"subject":{_dumps(fact.subject)},'
+            f'"valid_from":{_dumps(fact.valid_from)},"valid_to":{_dumps(fact.valid_to)}}}')
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+@lru_cache(maxsize=4096)
+def _provenance_json(prov: Any) -> str:
+    return canonical_json({"snapshot_id": prov.snapshot_id, "detector": prov.detector,
+                           "config_hash": prov.config_hash, "engine_version": prov.engine_version})
+
+
+def _quick(fact: Any, allowed: frozenset[str], forbidden: frozenset[str]) -> str | None:
+    """The fact's evidence JSON if it surely passes validate_fact's schema and id checks, else None.
+
+    Privacy is checked for real here (its PrivacyError propagates), after the
+    schema checks, in the same order validate_fact runs them.
+    """
+    try:
+        if type(fact) is not Fact or not _static_ok(fact.subject, fact.predicate, fact.object,
+                                                    fact.valid_from, fact.valid_to, fact.provenance):
+            return None
+        confidence, evidence = fact.confidence, fact.evidence
+        if (type(confidence) is not float and type(confidence) is not int) or not 0 <= confidence <= 1:
+            return None
+        if type(evidence) is not dict or not _evidence_ok(fact.predicate, evidence):
+            return None
+    except Exception:  # unhashable or odd values: the full path explains
+        return None
+    check_evidence(evidence, allowed, forbidden, where=f"fact {fact.fact_id}")
+    try:
+        evidence_json = canonical_json(evidence)
+        identity = identity_json(fact, evidence_json)
+    except (TypeError, ValueError):
+        return None
+    if hashlib.sha256(f"fact\x00{identity}".encode()).hexdigest()[:24] != fact.fact_id:
+        return None
+    return evidence_json
+
+
+@lru_cache(maxsize=65536)
+def _static_ok(subject: str, predicate: str, obj: str, valid_from: str, valid_to: str, prov: Any) -> bool:
+    """Vocabulary, domain/range and the fact schema for everything but confidence, id and evidence values."""
+    try:
+        vocabulary.require_predicate(predicate)
+        vocabulary.require_entity_kinds(subject, predicate, obj)
+    except OntologyError:
+        return False
+    fast = _fast("fact")
+    return fast is not None and fast({
+        "fact_id": "0" * 24, "subject": subject, "predicate": predicate, "object": obj, "confidence": 0.0,
+        "valid_from": valid_from, "valid_to": valid_to, "evidence": {"journey": ""},
+        "provenance": {"snapshot_id": prov.snapshot_id, "detector": prov.detector,
+                       "config_hash": prov.config_hash, "engine_version": prov.engine_version},
+    })
+
+
+def _evidence_ok(predicate: str, evidence: dict[str, Any]) -> bool:
+    plan = _evidence_plan(predicate, tuple(evidence), tuple(map(type, evidence.values())))
+    if plan is None:  # the schema uses something the planner does not handle: the compiled predicate decides
+        fast = _fast(f"evidence/{predicate}")
+        return fast is not None and fast(evidence)
+    if plan is False:
+        return False
+    ranges, others = plan
+    for key, low, high in ranges:
+        if not low <= evidence[key] <= high:
+            return False
+    for key, check in others:
+        if not check(evidence[key]):
+            return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _evidence_plan(predicate: str, keys: tuple[str, ...], types: tuple[type, ...]) -> Any:
+    """What is left to check per row for evidence of this shape: (ranges, other checks); False = shape fails."""
+    schema = schemas().get(f"evidence/{predicate}")
+    if schema is None or set(schema) - _IGNORED - {"type", "required", "properties", "additionalProperties"}:
+        return None
+    if schema.get("type", "object") != "object" or not set(schema.get("required", ())) <= set(keys):
+        return False if schema.get("type", "object") == "object" else None
+    props, extra = schema.get("properties", {}), schema.get("additionalProperties", True)
+    ranges, others = [], []
+    for key, kind in zip(keys, types):
+        sub = props.get(key, extra)
+        if sub is False:
+            return False
+        leaf = _numeric_bounds(sub)
+        if leaf is not None:
+            allowed_types, low, high = leaf
+            if kind not in allowed_types:
+                return False
+            ranges.append((key, low, high))
+            continue
+        check = compile_schema(sub)
+        if check is None:
+            return None
+        others.append((key, check))
+    return tuple(ranges), tuple(others)
+
+
+def _numeric_bounds(schema: Any) -> tuple[tuple[type, ...], float, float] | None:
+    """(types, minimum, maximum) of a `{type: number|integer, minimum, maximum}` leaf, else None."""
+    if not isinstance(schema, dict):
+        return None
+    keys = set(schema) - _IGNORED
+    if not keys or not keys <= _LEAF_NUMERIC or not isinstance(schema.get("type"), str):
+        return None
+    types = _TYPES[schema["type"]]
+    if not set(types) <= {int, float}:
+        return None
+    return types, schema.get("minimum", float("-inf")), schema.get("maximum", float("inf"))
 
 
 # ── fast acceptance predicates ──────────────────────────────────────────────

@@ -17,6 +17,7 @@ from tests.contract.factset import make_facts
 from tests.contract.test_store_contract import _assert_complete_after_rerun, _assert_graph_integrity, _start_writer, _wait_for_chunk
 from engine.config import StoreConfig
 from ontology.errors import StoreError, StoreUnavailable
+from ontology.neo4j_store import DEFAULT_URI, Connection
 from ontology.store import open_store
 
 pytestmark = pytest.mark.parametrize("backend", ["neo4j"], indirect=True)
@@ -38,6 +39,26 @@ def test_unreachable_server_is_one_line_store_unavailable(backend: str, tmp_path
     message = str(err.value)
     assert "\n" not in message
     assert message == f"Neo4j at {uri} did not answer in 5 s; start it or set store.backend: embedded"
+
+
+@pytest.mark.parametrize(("cfg", "environ", "expected"), [
+    pytest.param(StoreConfig(backend="neo4j"), {}, Connection(DEFAULT_URI, None, None, None), id="defaults"),
+    pytest.param(StoreConfig(backend="neo4j"), {"NEO4J_URI": "bolt://db:7687", "NEO4J_USER": "u", "NEO4J_PASSWORD": "p",
+                                                "NEO4J_DATABASE": "facts"},
+                 Connection("bolt://db:7687", "u", "p", "facts"), id="environment"),
+    pytest.param(StoreConfig(backend="neo4j", uri="bolt://cfg:7687", user="cu", password="cp", database="cd"),
+                 {"NEO4J_URI": "bolt://env:7687", "NEO4J_USER": "eu", "NEO4J_PASSWORD": "ep", "NEO4J_DATABASE": "ed"},
+                 Connection("bolt://cfg:7687", "cu", "cp", "cd"), id="config-wins-over-environment"),
+])
+def test_connection_settings_come_from_config_then_environment(backend: str, cfg: StoreConfig,
+                                                               environ: dict[str, str], expected: Connection) -> None:
+    assert Connection.resolve(cfg, environ) == expected
+
+
+def test_a_uri_that_is_not_bolt_is_refused_with_the_fix(backend: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StoreError, match="is not a Bolt URI") as err:
+        open_store("neo4j", StoreConfig(backend="neo4j", uri="http://127.0.0.1:7474", password="x"), tmp_path)
+    assert "NEO4J_URI" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_wrong_password_names_the_settings_to_fix(site: StoreSite) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -136,6 +136,31 @@ def test_rate_ceiling_filters_all_of_a_hammering_actors_events(con, tmp_path, pe
                        make_config(normalize={"bots": {"max_events_per_minute": 120, "user_agent_patterns": []}}))
     assert run.summary.bots_filtered == (filtered + 1 if filtered else 0)
     assert run.summary.accepted == per_minute + 2 - run.summary.bots_filtered
+
+
+def _burst(start_s: float, count: int, spacing_s: float) -> list[dict]:
+    """`count` events of actor 'b', `spacing_s` apart, starting `start_s` seconds after 00:00:00 (ms precision)."""
+    base = datetime(2026, 1, 1)
+    return [_ev("b", "tick", (base + timedelta(seconds=start_s + i * spacing_s)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", n=i)
+            for i in range(count)]
+
+
+@pytest.mark.parametrize(("events", "is_bot"), [
+    # 150 events/min from 00:00:30 to 00:01:29.6: at most 75 in either calendar minute, 150 in one 60 s window
+    (_burst(30, 150, 0.4), True),
+    # 121 events in exactly 59.9 s across a minute boundary: over the limit of 120
+    (_burst(45, 121, 59.9 / 120), True),
+    # 121 events spread over exactly 60 s: the 121st falls outside [t, t + 60 s), never more than 120 inside
+    (_burst(45, 121, 0.5), False),
+    # 150 events, but only 100 in any minute (1 every 0.6 s)
+    (_burst(0, 150, 0.6), False),
+], ids=["150_per_min_straddling_a_boundary", "121_in_59.9s", "121_in_exactly_60s", "100_per_min_sustained"])
+def test_rate_ceiling_is_a_sliding_60_second_window(con, tmp_path, events, is_bot) -> None:
+    human = [_ev("human", "tick", "2026-01-01T00:00:00Z")]
+    run = run_pipeline(con, write_jsonl(tmp_path / "e.jsonl", events + human),
+                       make_config(normalize={"bots": {"max_events_per_minute": 120, "user_agent_patterns": []}}))
+    assert run.summary.bots_filtered == (len(events) if is_bot else 0)
+    assert rows(con, "SELECT DISTINCT actor_id FROM events ORDER BY ALL") == ([("human",)] if is_bot else [("b",), ("human",)])
 
 
 def test_user_agent_patterns_are_case_insensitive(con, tmp_path) -> None:
