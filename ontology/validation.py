@@ -163,18 +163,22 @@ def validate_facts(
 def identity_json(fact: Fact, evidence_json: str, fact_id: str | None = None) -> str:
     """canonical_json of the fact's hashed content (plus fact_id when given), built around a serialised evidence.
 
-    Keys in sorted order as canonical_json writes them; tests check the two agree.
+    Keys in sorted order as canonical_json writes them (tests check the two
+    agree); only for facts whose fields are plain str and a finite number, as
+    validated facts are.
     """
-    prov = fact.provenance
-    head = f'{{"confidence":{_dumps(fact.confidence)},"evidence":{evidence_json},'
+    head = f'{{"confidence":{fact.confidence!r},"evidence":{evidence_json},'
     if fact_id is not None:
-        head += f'"fact_id":{_dumps(fact_id)},'
-    return (f'{head}"object":{_dumps(fact.object)},"predicate":{_dumps(fact.predicate)},'
-            f'"provenance":{_provenance_json(prov)},"subject":{_dumps(fact.subject)},'
-            f'"valid_from":{_dumps(fact.valid_from)},"valid_to":{_dumps(fact.valid_to)}}}')
+        head += f'"fact_id":{_jstr(fact_id)},'
+    return (f'{head}"object":{_jstr(fact.object)},"predicate":{_jstr(fact.predicate)},'
+            f'"provenance":{_provenance_json(fact.provenance)},"subject":{_jstr(fact.subject)},'
+            f'"valid_from":{_jstr(fact.valid_from)},"valid_to":{_jstr(fact.valid_to)}}}')
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+#: canonical_json with its encoder built once (json.dumps builds one per call).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: What json.dumps(ensure_ascii=False) writes for a str, in C.
+_jstr: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 @lru_cache(maxsize=4096)
@@ -202,7 +206,7 @@ def _quick(fact: Any, allowed: frozenset[str], forbidden: frozenset[str]) -> str
         return None
     check_evidence(evidence, allowed, forbidden, where=f"fact {fact.fact_id}")
     try:
-        evidence_json = canonical_json(evidence)
+        evidence_json = _canonical(evidence)
         identity = identity_json(fact, evidence_json)
     except (TypeError, ValueError):
         return None
@@ -211,18 +215,43 @@ def _quick(fact: Any, allowed: frozenset[str], forbidden: frozenset[str]) -> str
     return evidence_json
 
 
-@lru_cache(maxsize=65536)
 def _static_ok(subject: str, predicate: str, obj: str, valid_from: str, valid_to: str, prov: Any) -> bool:
     """Vocabulary, domain/range and the fact schema for everything but confidence, id and evidence values."""
+    return (_entity_ok(subject, "subject") and _entity_ok(obj, "object")
+            and _kinds_ok(predicate, subject.partition(":")[0], obj.partition(":")[0])
+            and _context_ok(valid_from, valid_to, prov))
+
+
+@lru_cache(maxsize=65536)
+def _entity_ok(entity: str, role: str) -> bool:
+    pattern = schemas()["fact"]["properties"][role].get("pattern")
+    if type(entity) is not str or pattern is None or re.search(pattern, entity) is None:
+        return False
     try:
-        vocabulary.require_predicate(predicate)
-        vocabulary.require_entity_kinds(subject, predicate, obj)
+        vocabulary.entity_kind(entity)
     except OntologyError:
         return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _kinds_ok(predicate: str, subject_prefix: str, object_prefix: str) -> bool:
+    """Domain and range depend only on the entity kinds, i.e. the id prefixes."""
+    try:
+        vocabulary.require_predicate(predicate)
+        vocabulary.require_entity_kinds(f"{subject_prefix}:x", predicate, f"{object_prefix}:x")
+    except OntologyError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _context_ok(valid_from: str, valid_to: str, prov: Any) -> bool:
+    """The fact schema on a fact with these window and provenance values and known-good other fields."""
     fast = _fast("fact")
     return fast is not None and fast({
-        "fact_id": "0" * 24, "subject": subject, "predicate": predicate, "object": obj, "confidence": 0.0,
-        "valid_from": valid_from, "valid_to": valid_to, "evidence": {"journey": ""},
+        "fact_id": "0" * 24, "subject": "state:x", "predicate": "transitions_to", "object": "state:x",
+        "confidence": 0.0, "valid_from": valid_from, "valid_to": valid_to, "evidence": {"journey": ""},
         "provenance": {"snapshot_id": prov.snapshot_id, "detector": prov.detector,
                        "config_hash": prov.config_hash, "engine_version": prov.engine_version},
     })
