@@ -177,31 +177,52 @@ async function loadGraph() {
 }
 
 function drawGraph(snap) {
-  const states = [...snap.states].sort((a, b) => b.expected_steps - a.expected_steps || a.state.localeCompare(b.state));
-  const outcomes = [...new Set(snap.transitions.map((t) => t.to).filter((to) => !states.some((s) => s.state === to)))].sort();
-  const W = 760, rowH = 34, H = Math.max(states.length, outcomes.length) * rowH + 40;
+  // Layered layout: columns by shortest-path depth from the start state over the
+  // main edges (p >= 0.05), outcomes in the last column; back edges dashed.
+  const names = snap.states.map((s) => s.state);
+  const start = snap.start_state || names[0];
+  const main = snap.transitions.filter((t) => t.probability >= 0.05 && t.from !== t.to);
+  const depth = { [start]: 0 };
+  const queue = [start];
+  while (queue.length) {
+    const cur = queue.shift();
+    for (const t of main) if (t.from === cur && depth[t.to] === undefined && names.includes(t.to)) { depth[t.to] = depth[cur] + 1; queue.push(t.to); }
+  }
+  let maxDepth = Math.max(0, ...Object.values(depth));
+  for (const n of names) if (depth[n] === undefined) depth[n] = ++maxDepth;
+  const outcomes = [...new Set(snap.transitions.map((t) => t.to).filter((to) => !names.includes(to)))].sort();
+  for (const o of outcomes) depth[o] = maxDepth + 1;
+  const cols = {};
+  for (const n of [...names, ...outcomes]) (cols[depth[n]] = cols[depth[n]] || []).push(n);
+  const nCols = maxDepth + 2, colW = 150, rowH = 44;
+  const tallest = Math.max(...Object.values(cols).map((c) => c.length));
+  const W = Math.max(700, nCols * colW + 40), H = tallest * rowH + 40;
   const pos = {};
-  states.forEach((s, i) => { pos[s.state] = { x: 150 + (i % 2) * 160, y: 30 + i * rowH }; });
-  outcomes.forEach((o, i) => { pos[o] = { x: 640, y: 30 + (i + 0.5) * (H - 60) / Math.max(1, outcomes.length) }; });
+  for (const [d, members] of Object.entries(cols)) {
+    members.sort();
+    members.forEach((n, i) => { pos[n] = { x: 80 + Number(d) * colW, y: 30 + (i + 0.5) * (H - 60) / members.length }; });
+  }
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "Journey graph with transition probabilities" });
   const defs = svgEl("defs");
   const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" });
   marker.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: "#7a8599" }));
   defs.append(marker);
   svg.append(defs);
-  for (const t of snap.transitions) {
-    if (t.probability < 0.05 || !pos[t.from] || !pos[t.to] || t.from === t.to) continue;
+  for (const t of main) {
     const a = pos[t.from], b = pos[t.to];
-    const mx = (a.x + b.x) / 2 + (a.y === b.y ? 0 : 30), my = (a.y + b.y) / 2;
-    svg.append(svgEl("path", { d: `M${a.x},${a.y} Q${mx},${my} ${b.x},${b.y}`, fill: "none", stroke: "#7a8599",
-      "stroke-width": String(0.6 + 4 * t.probability), "marker-end": "url(#arrow)", opacity: "0.7" }));
-    svg.append(svgEl("text", { x: mx, y: my - 2 }, fmt(t.probability, 2)));
+    if (!a || !b) continue;
+    const back = depth[t.to] <= depth[t.from];
+    const x1 = a.x + 58, x2 = b.x - 58, bend = back ? -40 : 0;
+    const mx = (x1 + x2) / 2, my = (a.y + b.y) / 2 + bend;
+    svg.append(svgEl("path", { d: `M${x1},${a.y} Q${mx},${my} ${x2},${b.y}`, fill: "none", stroke: back ? "#b0b7c3" : "#7a8599",
+      "stroke-width": String(0.6 + 5 * t.probability), "stroke-dasharray": back ? "4 3" : "", "marker-end": "url(#arrow)", opacity: "0.75" }));
+    if (t.probability >= 0.15 && !back) svg.append(svgEl("text", { x: mx, y: my - 3, "text-anchor": "middle" }, fmt(t.probability, 2)));
   }
   for (const [name, p] of Object.entries(pos)) {
     const isOutcome = outcomes.includes(name);
-    svg.append(svgEl("rect", { x: p.x - 62, y: p.y - 11, width: 124, height: 22, rx: 11,
+    svg.append(svgEl("rect", { x: p.x - 58, y: p.y - 12, width: 116, height: 24, rx: 12,
       fill: isOutcome ? "#eaf6ee" : "#eef3ff", stroke: isOutcome ? "#11623a" : "#2457c5" }));
-    svg.append(svgEl("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" }, name.length > 20 ? name.slice(0, 19) + "…" : name));
+    svg.append(svgEl("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" }, name.length > 18 ? name.slice(0, 17) + "…" : name));
   }
   $("#graph").replaceChildren(svg);
 }
