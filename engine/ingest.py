@@ -1,19 +1,26 @@
 """Read raw events from files or databases into the `staged_events` table.
 
-Every source is first turned into one JSON document per row, tagged with its
-file index and line number (JSONL lines as they are; CSV, Parquet and SQL
-rows through DuckDB's ``to_json``; XES events by `engine.xes`). One
-vectorised SQL pass then extracts the recognised fields (DESIGN.md "Events
-in", after the `normalize.fields` renames), folds unknown top-level fields
-into `properties`, parses timestamps to UTC and gives each unusable row
-exactly one quarantine reason. Funnelling every format through the same JSON
-pass means one set of parsing rules, tested once.
+Parquet and CSV rows are staged straight from their typed columns (no JSON
+round trip); JSONL lines, XES events (by `engine.xes`) and SQL query rows
+(through DuckDB's ``to_json``) are first one JSON document per row, tagged
+with its file index and line number. Both paths end in the same vectorised
+SQL tail (`_staging_sql`): recognised fields (DESIGN.md "Events in", after
+the `normalize.fields` renames), unknown top-level fields folded into
+`properties`, timestamps parsed to UTC, and exactly one quarantine reason per
+unusable row. A typed column goes through its JSON text only where that
+could differ (non-VARCHAR fields, unknown columns), and a row's raw text is
+rebuilt only when it goes to quarantine, so typed and JSON sources keep
+giving identical staged rows (tested per format).
 
 JSONL is read with ``read_text`` + ``string_split`` rather than
 ``read_json``: a malformed line must become a quarantine row with its line
 number, not abort the whole file, and the split keeps exact line numbers
 (CSV-style readers skip blank lines and trip on CRLF). A file is read into
 memory whole, so split very large inputs into several files and pass a glob.
+Each line gets three cheap parses (`json_valid`, `json_transform` for the
+fields, `json_keys` to see whether it has unknown keys); the merge patch
+that builds the unknown-field object (a rewrite, three times slower) runs
+only for lines that have some.
 `staged_events` is a TEMP table: normalise on the same connection.
 
 Quarantine reasons: not_json (not a JSON object), missing_timestamp,
@@ -43,8 +50,8 @@ import duckdb
 import pyarrow as pa
 
 from engine import progress, xes
-from engine.dbsettings import engine_settings
 from engine.config import Config
+from engine.dbsettings import engine_settings
 from ontology.errors import IngestError
 
 log = logging.getLogger(__name__)

@@ -108,8 +108,9 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _write_events(con, cfg.inactivity_gap_s)
         _write_rejected(con)
         summary = _summary(con, merged)
-    for table in (_FLAGGED, _IDENTITY, "_jg_deduped"):
+    for table in (_FLAGGED, _IDENTITY):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute("DROP VIEW IF EXISTS _jg_deduped")
     return summary
 
 
@@ -129,7 +130,7 @@ def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
     """
     window = f"INTERVAL ({int(window_s)}) SECOND"
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_deduped AS
+        CREATE OR REPLACE TEMP VIEW _jg_deduped AS
         WITH ids AS MATERIALIZED (
           SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
           FROM staged_events WHERE reason IS NULL),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterator, Sequence
@@ -51,8 +52,13 @@ class EmbeddedStore:
     """Facts as reified RDF in Oxigraph, one named graph per snapshot."""
 
     name: ClassVar[str] = "embedded"
-    #: Facts per transaction: big enough to amortise the commit, small enough to bound memory.
-    chunk_size: int = 5000
+    #: Facts per pair of bulk loads: big enough to amortise RocksDB's per-load file ingestion
+    #: (measured 250 vs 330 µs/fact CPU at 10k vs 5k), small enough to bound memory (~45 MB of N-Quads).
+    chunk_size: int = 10_000
+    #: close() compacts after writing this many facts through this handle, or when the store holds
+    #: more SST files than compact_above_files (RocksDB's own compaction keeps ~30 at 100k facts).
+    compact_after_facts: int = 50_000
+    compact_above_files: int = 200
 
     def __init__(self, path: Path, *, allowed_properties: Collection[str] = (),
                  forbidden_values: Collection[str] = (), read_only: bool = False) -> None:
@@ -63,6 +69,7 @@ class EmbeddedStore:
         self._ox: ox.Store | None = _open_read_only(self.path) if read_only else _open_read_write(self.path)
         self._dataset: Any = None
         self._written = 0  # facts written since the last compaction
+        self._loads = 0  # bulk loads since the last compaction
 
     @classmethod
     def open(cls, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> "EmbeddedStore":
@@ -100,40 +107,79 @@ class EmbeddedStore:
         return self._dataset
 
     def write(self, facts: Sequence[Fact]) -> int:
-        """Validate every fact, then add the ones not yet stored, chunk by chunk; returns how many were new."""
+        """Validate every fact, then add the ones not yet stored, chunk by chunk; returns how many were new.
+
+        "How many were new" is the marker count of the touched snapshot graphs
+        after minus before (exact: there is one writer), so loading a fact that
+        is already stored is harmless: RDF set semantics make it a no-op.
+        """
         self._require_writable("write facts")
         facts = list(facts)  # a generator would be used up by validation
-        validate_facts(facts, self.allowed_properties, forbidden_values=self.forbidden_values)
-        unique = {fact.fact_id: fact for fact in facts}
-        new = [unique[fid] for fid in sorted(unique) if not self._has(fid)]
-        for start in range(0, len(new), self.chunk_size):
-            chunk = new[start:start + self.chunk_size]
-            data, markers = rdf.nquads(chunk)
+        evidence = validate_facts(facts, self.allowed_properties, forbidden_values=self.forbidden_values)
+        unique = dict(zip((fact.fact_id for fact in facts), zip(facts, evidence)))
+        pairs = [unique[fid] for fid in sorted(unique)]
+        graphs = {rdf.snapshot_iri(fact.provenance.snapshot_id) for fact, _ in pairs}
+        existing = {g.value for g in self.oxigraph.named_graphs()} & graphs
+        before = self._markers_in(existing)
+        todo = self._maybe_unstored(pairs, existing)
+        for start in range(0, len(todo), self.chunk_size):
+            chunk = todo[start:start + self.chunk_size]
+            data, markers = rdf.nquads([fact for fact, _ in chunk], [ev for _, ev in chunk])
             try:
                 self.oxigraph.bulk_load(data, ox.RdfFormat.N_QUADS)
                 self.oxigraph.bulk_load(markers, ox.RdfFormat.N_QUADS)
             except OSError as exc:
                 raise StoreError(f"writing {len(chunk)} facts to {self.path} failed: {exc}; check disk space and rerun (writes are idempotent)") from exc
             self._written += len(chunk)
-            log.debug("committed %d facts (%d/%d) to %s", len(chunk), start + len(chunk), len(new), self.path)
-        return len(new)
+            self._loads += 2
+            log.debug("committed %d facts (%d/%d) to %s", len(chunk), start + len(chunk), len(todo), self.path)
+        return self._markers_in(graphs) - before if todo else 0
+
+    #: Facts of existing snapshots probed to guess whether a batch is new (a guess only costs speed).
+    _PROBES = 32
+
+    def _maybe_unstored(self, pairs: list[tuple[Fact, str]], existing: set[str]) -> list[tuple[Fact, str]]:
+        """The (fact, evidence JSON) pairs to load: all but those known to have a marker.
+
+        A fact of a snapshot with no graph yet cannot be stored. For the
+        others, a few evenly spaced facts are probed (exact marker quad, a key
+        lookup): if none is stored the batch is taken as new and loaded whole,
+        which skips ~90 µs/fact of lookups on a large uncompacted store; if
+        some are, every fact is checked so a rewrite stays cheap.
+        """
+        store = self.oxigraph
+        maybe = [pair for pair in pairs if rdf.snapshot_iri(pair[0].provenance.snapshot_id) in existing]
+        probes = maybe[::max(1, len(maybe) // self._PROBES)]
+        if not any(rdf.marker_quad(fact, ev) in store for fact, ev in probes):
+            return pairs
+        return [(fact, ev) for fact, ev in pairs
+                if rdf.snapshot_iri(fact.provenance.snapshot_id) not in existing or rdf.marker_quad(fact, ev) not in store]
+
+    def _markers_in(self, graphs: Collection[str]) -> int:
+        """Facts (markers) stored in these snapshot graphs."""
+        if not graphs:
+            return 0
+        values = " ".join(f"<{g}>" for g in sorted(graphs))
+        rows = self.oxigraph.query(
+            "SELECT (COUNT(?f) AS ?c) WHERE { VALUES ?g { %s } GRAPH ?g { ?f <%s> ?j } }" % (values, _FACT_JSON.value))
+        return int(next(iter(rows))[0].value)
 
     def optimize(self) -> None:
         """Compact RocksDB. Each bulk load lands as new level-0 files; lookups slow down
         with their number (measured 59 ms → 14 ms p50 at 60k facts), so compact after writing."""
         self._require_writable("compact")
         self.oxigraph.optimize()
-        self._written = 0
+        self._written = self._loads = 0
+
+    def _sst_files(self) -> int:
+        """RocksDB table files on disk: what lookups slow down with until compacted (counted across processes)."""
+        return sum(1 for entry in os.scandir(self.path) if entry.name.endswith(".sst"))
 
     def _require_writable(self, action: str) -> None:
         if self.read_only:
             raise StoreError(
                 f"cannot {action}: the fact store at {self.path} is open read-only; open it with "
                 f"open_store(..., read_only=False) in the one process that writes")
-
-    def _has(self, fact_id: str) -> bool:
-        node = ox.NamedNode(rdf.fact_iri(fact_id))
-        return next(iter(self.oxigraph.quads_for_pattern(node, _FACT_JSON, None, None)), None) is not None
 
     def facts(self, *, entity: str | None = None, predicate: str | None = None,
               snapshot_id: str | None = None) -> Iterator[Fact]:
@@ -185,7 +231,8 @@ class EmbeddedStore:
 
     def close(self) -> None:
         """Drop every reference to the Oxigraph store so RocksDB releases its lock now."""
-        if self._ox is not None and self._written and not self.read_only:
+        if self._ox is not None and self._loads and not self.read_only and (
+                self._written >= self.compact_after_facts or self._sst_files() > self.compact_above_files):
             self.optimize()  # the next reader (often another CLI command) gets compacted files
         had_dataset = self._dataset is not None
         self._dataset = None

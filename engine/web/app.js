@@ -71,10 +71,13 @@ async function fillTypes() {
 
 // --- insight + trace -------------------------------------------------------------------------
 let current = null;
+let opening = 0;  // only the latest click renders (an older, slower answer must not overwrite it)
 
 async function openInsight(id) {
+  const token = ++opening;
   document.querySelectorAll("#feed li").forEach((li) => li.classList.toggle("active", li.id === "item-" + id));
   const data = await api("/api/insights/" + encodeURIComponent(id));
+  if (token !== opening) return;
   current = data;
   const item = data.feed_item || {};
   const f = item.finding || {};
@@ -84,6 +87,7 @@ async function openInsight(id) {
   const narrative = $("#narrative");
   narrative.replaceChildren();
   const facts = await factsFor(data);
+  if (token !== opening) return;
   const para = el("p");
   (data.narrative.sentences || []).forEach((s, i) => {
     const span = el("span", { class: "sentence", tabindex: "0", "data-facts": (s.fact_ids || []).join(" "),

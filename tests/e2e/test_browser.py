@@ -62,13 +62,15 @@ def test_feed_loads_with_confidence_labels(page) -> None:  # type: ignore[no-unt
 
 def test_top_insight_opens_with_cited_sentences(page) -> None:  # type: ignore[no-untyped-def]
     page.locator("#feed li button.item").nth(0).click()
+    page.wait_for_load_state("networkidle")
     page.wait_for_selector("#narrative .sentence")
     sentence = page.locator("#narrative .sentence").nth(0)
     cited = sentence.get_attribute("data-facts").split()
     assert cited
     sentence.hover()
-    page.wait_for_selector(".fact.hl")
-    assert page.locator(".fact.hl").count() >= 1
+    page.wait_for_function("document.querySelectorAll('.fact.hl').length >= 1")
+    highlighted = page.eval_on_selector_all(".fact.hl", "els => els.map(e => e.id.slice(5))")
+    assert set(highlighted) <= set(cited) and highlighted
 
 
 def test_trace_panel_shows_recomputation(page) -> None:  # type: ignore[no-untyped-def]

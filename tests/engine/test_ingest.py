@@ -314,3 +314,35 @@ def test_timestamps_without_offset_are_utc_whatever_the_session_zone(con, tmp_pa
     ingest.load(con, str(tmp_path / "e.jsonl"), make_config(), "r1")
     assert rows(con, "SELECT ts FROM staged_events ORDER BY line") == [(datetime(2026, 3, 1, 12),), (datetime(2026, 3, 1, 6, 30),)]
     assert rows(con, "SELECT current_setting('TimeZone')") == [("America/New_York",)]
+
+
+def test_typed_parquet_and_csv_columns_stage_exactly_like_their_json_documents(con, tmp_path) -> None:
+    """The typed fast path must give the rows the JSON route gives the same rows (raw text of bad rows included)."""
+    table = tmp_path / "t.duckdb"
+    src = duckdb.connect(str(table))
+    src.execute("""CREATE TABLE t AS SELECT * FROM (VALUES
+        ('e1', 'u1', 'sign_up', '2026-01-01T10:00:00+02:00', TIMESTAMP '2026-01-01 08:00:05', 3, 1.5, {'plan': 'pro'}),
+        ('e2', 'u1', 'feature_used', '1772366400000', NULL, NULL, 2.0, {'plan': NULL}),
+        ('e3', NULL, 'sign_up', '2026-01-02T00:00:00Z', NULL, 7, NULL, NULL),
+        ('e4', 'u2', '', 'yesterday', NULL, NULL, NULL, {'plan': 'free'}),
+        ('', 'u3', 'x', '', NULL, 1, 0.25, {'plan': 'team'})
+    ) v(event_id, user_id, event_name, "timestamp", received_at, n, score, properties)""")
+    src.execute(f"COPY t TO '{tmp_path / 'e.parquet'}' (FORMAT parquet)")
+    src.execute(f"COPY (SELECT to_json(t)::VARCHAR AS line FROM t) TO '{tmp_path / 'e.jsonl'}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')")
+    src.execute(f"COPY (SELECT * EXCLUDE (properties) FROM t) TO '{tmp_path / 'e.csv'}' (FORMAT csv, HEADER true)")
+    csv_docs = f"SELECT to_json(r)::VARCHAR FROM read_csv('{tmp_path / 'e.csv'}', all_varchar=true, header=true) r"
+    src.execute(f"COPY ({csv_docs}) TO '{tmp_path / 'csv.jsonl'}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')")
+    src.close()
+    cols = "line, reason, raw, event_id, user_id, event_name, ts, received_at, properties"
+
+    def staged(path: str, first_line: int = 1) -> list[tuple]:
+        stats = ingest.load(con, path, make_config(), "r1")
+        assert stats.events_read == 5
+        return [(line - first_line, *rest) for line, *rest in rows(con, f"SELECT {cols} FROM staged_events ORDER BY line")]
+
+    parquet, jsonl = staged(str(tmp_path / "e.parquet")), staged(str(tmp_path / "e.jsonl"))
+    assert parquet == jsonl
+    assert [r[1] for r in parquet] == [None, None, "missing_actor", "bad_timestamp", "missing_timestamp"]
+    # CSV: every column is text (an empty field is NULL): the same rows as its rows' JSON documents (line 1 is the header)
+    csv_rows = [r for r in staged(str(tmp_path / "e.csv"), first_line=2)]
+    assert csv_rows == staged(str(tmp_path / "csv.jsonl"))
