@@ -34,10 +34,7 @@ class ActivationDriver:
     types = ("activation_driver", "necessary_for_conversion")
 
     def run(self, ctx: Context) -> list[Finding]:
-        out: list[Finding] = []
-        for view in ctx.of_scope(*ctx.config.scopes):
-            out.extend(self._one(ctx, view))
-        return out
+        return ctx.per_view(self._one)
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: ActivationDriverConfig = ctx.config

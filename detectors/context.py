@@ -9,6 +9,7 @@ in BH too (every test performed counts, emitted or not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -52,6 +53,10 @@ class Context:
     def all_view(self) -> SnapView | None:
         found = self.of_scope("all")
         return found[0] if found else None
+
+    def per_view(self, one: Callable[[Context, SnapView], list[Finding]]) -> list[Finding]:
+        """Findings of a per-snapshot detector body over the views in its configured scopes, in view order."""
+        return [f for view in self.of_scope(*self.config.scopes) for f in one(self, view)]
 
     def floor(self, n: int) -> int:
         """A detector's sample floor never goes below privacy.min_group_size."""

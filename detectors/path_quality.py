@@ -51,10 +51,7 @@ class PathQuality:
     types = ("fast_path", "slow_path")
 
     def run(self, ctx: Context) -> list[Finding]:
-        out: list[Finding] = []
-        for view in ctx.of_scope(*ctx.config.scopes):
-            out.extend(self._one(ctx, view))
-        return out
+        return ctx.per_view(self._one)
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: PathQualityConfig = ctx.config

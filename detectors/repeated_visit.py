@@ -38,10 +38,7 @@ class RepeatedVisit:
     types = ("repeated_visit",)
 
     def run(self, ctx: Context) -> list[Finding]:
-        out: list[Finding] = []
-        for view in ctx.of_scope(*ctx.config.scopes):
-            out.extend(self._one(ctx, view))
-        return out
+        return ctx.per_view(self._one)
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: RepeatedVisitConfig = ctx.config

@@ -51,21 +51,7 @@ class SegmentDivergence:
 
     def _transitions(self, ctx: Context, base: SnapView, seg: SnapView) -> list[Finding]:
         cfg: SegmentDivergenceConfig = ctx.config
-        floor = ctx.floor(cfg.min_n)
-        stat_sum, dof_sum, n_seg, n_rest, top = 0.0, 0, 0, 0, ("", 0.0)
-        for state in base.states:
-            dests = sorted({d for (s, d) in base.counts if s == state})
-            row_seg = np.array([seg.count(state, d) for d in dests], dtype=float)
-            row_all = np.array([base.count(state, d) for d in dests], dtype=float)
-            row_rest = np.clip(row_all - row_seg, 0, None)
-            if row_seg.sum() < floor or row_rest.sum() < floor:
-                continue
-            stat, dof, _ = chi2_homogeneity(np.vstack([row_seg, row_rest]))
-            jsd = jensen_shannon(row_seg, row_rest)
-            stat_sum, dof_sum = stat_sum + stat, dof_sum + dof
-            n_seg, n_rest = n_seg + int(row_seg.sum()), n_rest + int(row_rest.sum())
-            if jsd > top[1] or not top[0]:
-                top = (state, jsd)
+        stat_sum, dof_sum, n_seg, n_rest, top = transition_divergence(base, seg, ctx.floor(cfg.min_n))
         if dof_sum == 0:
             return []
         p = chi2_sf(stat_sum, dof_sum)
@@ -108,3 +94,26 @@ class SegmentDivergence:
                                      evidence=evidence, reach=seg.completed / max(1, base.completed),
                                      actionable=True, segment=f"{key}={value}"))
         return found
+
+
+def transition_divergence(base: SnapView, seg: SnapView, floor: int) -> tuple[float, int, int, int, tuple[str, float]]:
+    """Summed chi-square homogeneity of a segment's outgoing rows against the rest (all minus segment).
+
+    Returns (chi2, dof, n_segment, n_rest, (state with the largest JSD, that JSD)); states with fewer
+    than `floor` transitions out on either side are skipped. Public so narrator.recompute reuses it
+    on recounted views."""
+    stat_sum, dof_sum, n_seg, n_rest, top = 0.0, 0, 0, 0, ("", 0.0)
+    for state in base.states:
+        dests = sorted({d for (s, d) in base.counts if s == state})
+        row_seg = np.array([seg.count(state, d) for d in dests], dtype=float)
+        row_all = np.array([base.count(state, d) for d in dests], dtype=float)
+        row_rest = np.clip(row_all - row_seg, 0, None)
+        if row_seg.sum() < floor or row_rest.sum() < floor:
+            continue
+        stat, dof, _ = chi2_homogeneity(np.vstack([row_seg, row_rest]))
+        jsd = jensen_shannon(row_seg, row_rest)
+        stat_sum, dof_sum = stat_sum + stat, dof_sum + dof
+        n_seg, n_rest = n_seg + int(row_seg.sum()), n_rest + int(row_rest.sum())
+        if jsd > top[1] or not top[0]:
+            top = (state, jsd)
+    return stat_sum, dof_sum, n_seg, n_rest, top

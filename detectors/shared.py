@@ -57,17 +57,24 @@ class ReachTest:
 def reach_tests(view: SnapView) -> dict[str, ReachTest]:
     """Per transient state (start excluded: everyone reaches it), the reached/not-reached test."""
     out: dict[str, ReachTest] = {}
-    total_conv = view.outcome_count(view.conversion)
     for state in view.states:
         n_r = view.reach_count(state)
-        n_nr = view.completed - n_r
-        if state == view.start or n_r <= 0 or n_nr <= 0:
+        if state == view.start or n_r <= 0 or view.completed - n_r <= 0:
             continue
-        x_r = view.reach_outcome(state, view.conversion)
-        x_nr = total_conv - x_r
-        z, p, test = proportion_test(x_r, n_r, x_nr, n_nr)
-        out[state] = ReachTest(state, n_r, n_nr, x_r, x_nr, z, p, test)
+        out[state] = reach_test(view, state)
     return out
+
+
+def reach_test(view: SnapView, state: str) -> ReachTest:
+    """One state's reached/not-reached conversion 2×2, tested.
+
+    Public so narrator.recompute applies the very same formula to a view over
+    counts it rebuilt from the journey tables."""
+    n_r = view.reach_count(state)
+    x_r = view.reach_outcome(state, view.conversion)
+    x_nr = view.outcome_count(view.conversion) - x_r
+    z, p, test = proportion_test(x_r, n_r, x_nr, view.completed - n_r)
+    return ReachTest(state, n_r, view.completed - n_r, x_r, x_nr, z, p, test)
 
 
 @computation("removal_effects")

@@ -24,9 +24,13 @@ def _open(workspace: str | None) -> Iterator[Workspace]:
 
 
 def _store(ws: Workspace, cfg: Any) -> Any:
+    """A reading handle: the embedded store opens read-only so readers never wait on the writer's lock."""
     from ontology.store import open_store
 
-    return open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
+    options: dict[str, Any] = {"allowed_properties": cfg.privacy.allowed_properties}
+    if cfg.store.backend == "embedded":
+        options["read_only"] = True
+    return open_store(cfg.store.backend, cfg.store, ws.path, **options)
 
 
 # --- feed ------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ fresh `engine.markov.ChainMetrics`, and test statistics with the same tests
 (`detectors.stats`) the detectors use. Each number is reported as stored,
 recomputed and whether they match exactly after the fact's rounding (6 decimals).
 
+This module holds the recount (SQL over the journey tables, the `Recount` view,
+the path table) and the stored-vs-recomputed comparison; the per-predicate
+formulas live in narrator.recompute_formulas.
+
 q-values are the one number a single fact cannot carry back: a
 Benjamini-Hochberg q depends on every test of the family. They are reported as
 `family` (checked only for q ≥ p), never as a match.
@@ -17,23 +21,15 @@ Benjamini-Hochberg q depends on every test of the family. They are reported as
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from detectors.stats import (
-    chi2_homogeneity,
-    jensen_shannon,
-    normal_upper,
-    proportion_test,
-    two_proportion_z,
-)
+from detectors.view import SnapView
 from engine.markov import ChainMetrics
+from narrator.recompute_formulas import RECOMPUTERS
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
 
@@ -125,73 +121,46 @@ def recount(con: Any, row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Recount:
-    """Recomputed counts of one snapshot scope with the accessors the formulas need."""
+class _Recounted:
+    """What a SnapView reads (payload, metrics), every count taken from the recount.
 
-    row: Mapping[str, Any]
-    data: Mapping[str, Any]
-    counts: dict[tuple[str, str], int] = field(init=False)
+    The payload is the stored one overlaid with the recomputed count fields, so
+    only the scope definition (start state, outcomes, collapse flag…) comes from
+    the snapshot; `metrics` is a fresh chain over the recomputed transitions."""
 
-    def __post_init__(self) -> None:
-        self.counts = {(t["from"], t["to"]): t["count"] for t in self.data["transitions"]}
-
-    @property
-    def payload(self) -> Mapping[str, Any]:
-        return self.row["payload"]
-
-    @property
-    def completed(self) -> int:
-        return int(self.data["completed"])
-
-    @property
-    def states(self) -> list[str]:
-        return list(self.data["states"])
-
-    @property
-    def start(self) -> str:
-        return str(self.payload["start_state"])
-
-    @property
-    def conversion(self) -> str:
-        return str(self.payload["conversion_outcome"])
-
-    @property
-    def dropoff(self) -> str:
-        return str(self.payload["dropoff_outcome"])
-
-    def count(self, a: str, b: str) -> int:
-        return self.counts.get((a, b), 0)
-
-    def out_total(self, a: str) -> int:
-        return sum(c for (src, _), c in self.counts.items() if src == a)
-
-    def outcome_count(self, o: str) -> int:
-        return int(self.data["outcome_counts"].get(o, 0))
-
-    def reach_count(self, s: str) -> int:
-        return int(self.data["reach_counts"].get(s, 0))
-
-    def reach(self, s: str) -> float:
-        return self.reach_count(s) / self.completed if self.completed else 0.0
-
-    def reach_outcome(self, s: str, o: str) -> int:
-        return int(self.data["reach_outcome_counts"].get(s, {}).get(o, 0))
-
-    def repeat_count(self, s: str) -> int:
-        return int(self.data["repeat_counts"].get(s, 0))
-
-    def repeat_outcome(self, s: str, o: str) -> int:
-        return int(self.data["repeat_outcome_counts"].get(s, {}).get(o, 0))
-
-    def visit_count(self, s: str) -> int:
-        return int(self.data["visit_counts"].get(s, 0))
+    def __init__(self, row: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        self.row, self.data = row, data
+        self.payload: dict[str, Any] = {**row["payload"], **data}
 
     @cached_property
     def metrics(self) -> ChainMetrics:
         """The absorbing chain rebuilt from the recomputed transition counts."""
-        outcomes = sorted(set(self.payload.get("outcomes", [])) | {b for (_, b) in self.counts if b not in self.states})
-        return ChainMetrics.from_counts(self.states, outcomes, self.counts, self.start, self.conversion, self.dropoff)
+        view = SnapView(self)
+        counts, states = view.counts, view.states
+        outcomes = sorted(set(self.payload.get("outcomes", [])) | {b for (_, b) in counts if b not in states})
+        return ChainMetrics.from_counts(states, outcomes, counts, view.start, view.conversion, view.dropoff)
+
+
+class Recount(SnapView):
+    """Recomputed counts of one snapshot scope behind the detectors' own accessors (detectors.view)."""
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], data: Mapping[str, Any]) -> Recount:
+        return cls(_Recounted(row, data))
+
+    @property
+    def row(self) -> Mapping[str, Any]:
+        """The snapshots-table row: scope definition and the *stored* payload."""
+        return self.snap.row  # type: ignore[no-any-return]
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The recomputed count fields (payload-shaped)."""
+        return self.snap.data  # type: ignore[no-any-return]
+
+    @property
+    def metrics(self) -> ChainMetrics:
+        return self.snap.metrics  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -210,7 +179,7 @@ class Ctx:
     def recount(self, snapshot_id: str) -> Recount:
         if snapshot_id not in self._cache:
             row = snapshot_row(self.con, snapshot_id)
-            self._cache[snapshot_id] = Recount(row, recount(self.con, row))
+            self._cache[snapshot_id] = Recount.of(row, recount(self.con, row))
         return self._cache[snapshot_id]
 
     def all_scope(self, rc: Recount) -> Recount:
@@ -234,187 +203,8 @@ class Ctx:
     def floor(self, detector: str, default_n: int) -> int:
         return max(int(self.setting(detector, "min_n", default_n)), int(self.min_group_size))
 
-
-def _name(entity: str) -> str:
-    return entity.partition(":")[2]
-
-
-def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
-    """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
-    conv = rc.conversion
-    n_r, n = rc.reach_count(state), rc.completed
-    x_r = rc.reach_outcome(state, conv)
-    x_nr = rc.outcome_count(conv) - x_r
-    z, p, test = proportion_test(x_r, n_r, x_nr, n - n_r)
-    pgr = x_r / n_r if n_r else 0.0
-    pgnr = x_nr / (n - n_r) if n - n_r else 0.0
-    return {"n": n, "n_reached": n_r, "n_not_reached": n - n_r, "p_given_reached": pgr,
-            "p_given_not_reached": pgnr, "lift": pgr / pgnr if pgnr else None, "reach": rc.reach(state),
-            "p_value": p, "test": test, "z": z}
-
-
-def _driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    state, m = _name(fact.subject), rc.metrics
-    out = _reach_test(rc, state)
-    out.update({"removal_effect": m.removal_effect(state, rc.conversion),
-                "removal_effect_relative": m.removal_effect_relative(state, rc.conversion),
-                "absorption": m.absorption(state, rc.conversion),
-                "baseline": rc.outcome_count(rc.conversion) / rc.completed,
-                "removal_rank": _removal_rank(rc, ctx, state)})
-    return out
-
-
-def _removal_rank(rc: Recount, ctx: Ctx, state: str) -> int | None:
-    """1-based rank of `state` among the eligible drivers by absolute removal effect (then name)."""
-    cfg = ctx.detector_config("activation_driver")
-    eligible = []
-    for s in rc.states:
-        n_r = rc.reach_count(s)
-        if s == rc.start or n_r <= 0 or rc.completed - n_r <= 0:
-            continue
-        t = _reach_test(rc, s)
-        if (rc.reach(s) >= cfg.min_reach and n_r >= max(cfg.min_n, ctx.min_group_size)
-                and t["n_not_reached"] >= ctx.min_group_size and t["lift"] is not None and t["lift"] >= cfg.min_lift):
-            eligible.append((-rc.metrics.removal_effect(s, rc.conversion), s))
-    ranked = [s for _, s in sorted(eligible)]
-    return ranked.index(state) + 1 if state in ranked else None
-
-
-def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    a, b = _name(fact.subject), _name(fact.object)
-    count, total = rc.count(a, b), rc.out_total(a)
-    return {"count": count, "from_total": total, "probability": count / total if total else 0.0,
-            "n": total, "chain_probability": rc.metrics.probability(a, b)}
-
-
-def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    states = list(fact.evidence.get("states") or [_name(fact.subject)])
-    exits = sum(rc.count(s, rc.dropoff) for s in states)
-    out = sum(rc.out_total(s) for s in states)
-    total_exit = sum(rc.count(s, rc.dropoff) for s in rc.states)
-    total_out = sum(rc.out_total(s) for s in rc.states)
-    _, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
-    result = {"exit_probability": exits / out if out else 0.0, "exits": exits, "n": out, "p_value": p,
-              "reach": max(rc.reach(s) for s in states), "n_reached": max(rc.reach_count(s) for s in states),
-              "dropoff_outcome": rc.dropoff, "baseline_exit": (total_exit - exits) / max(1, total_out - out)}
-    if len(states) == 1:
-        result["chain_exit_probability"] = rc.metrics.exit_probability(states[0])
-    else:
-        result["states"] = states
-    return result
-
-
-def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    state, conv = _name(fact.subject), rc.conversion
-    reached, n_rep = rc.reach_count(state), rc.repeat_count(state)
-    conv_rep = rc.repeat_outcome(state, conv)
-    conv_single = rc.reach_outcome(state, conv) - conv_rep
-    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
-    visits = rc.visit_count(state)
-    p = _loop_p(visits, reached, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)))
-    p_rep = conv_rep / n_rep if n_rep else 0.0
-    p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
-    m = rc.metrics
-    i, j = list(m.states).index(m.start), list(m.states).index(state)
-    n_ss = float(m.N[j, j])
-    mean = visits / reached if reached else 0.0
-    return {"visits_mean": mean, "reach": rc.reach(state), "return_probability": 1.0 - 1.0 / mean if mean else None,
-            "n_reached": reached, "n": reached, "n_repeat": n_rep, "p_convert_repeat": p_rep,
-            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": "geometric_return_z",
-            "p_value": p, "gap_p_value": p_gap, "gap_test": gap_test,
-            "extra_expected_steps": float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0}
-
-
-def _loop_p(visits: int, reached: int, tau: float) -> float:
-    """One-sided test that visits are geometric with return probability above 1 − 1/tau (normal approx.)."""
-    if visits <= 0 or tau <= 1.0:
-        return 1.0
-    r0 = 1.0 - 1.0 / tau
-    z = ((visits - reached) / visits - r0) / math.sqrt(r0 * (1.0 - r0) / visits)
-    return normal_upper(z)
-
-
-def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
-    base = ctx.all_scope(seg)
-    kind, name = fact.subject.split(":", 1)
-    x_s = seg.reach_count(name) if kind == "state" else seg.outcome_count(name)
-    x_all = base.reach_count(name) if kind == "state" else base.outcome_count(name)
-    n_s, n_r = seg.completed, base.completed - seg.completed
-    x_r = max(0, x_all - x_s)
-    z, p = two_proportion_z(x_s, n_s, x_r, n_r)
-    return {"reach_segment": x_s / n_s, "reach_rest": x_r / n_r, "n_segment": n_s, "n_rest": n_r,
-            "difference": x_s / n_s - x_r / n_r, "z": z, "p_value": p, "n": n_s + n_r}
-
-
-def _diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
-    from scipy import stats as sps
-
-    base = ctx.all_scope(seg)
-    floor = ctx.floor("segment_divergence", 50)
-    stat_sum, dof_sum, n_seg, n_rest, top = 0.0, 0, 0, 0, ("", 0.0)
-    for state in base.states:
-        dests = sorted({d for (s, d) in base.counts if s == state})
-        row_seg = np.array([seg.count(state, d) for d in dests], dtype=float)
-        row_rest = np.clip(np.array([base.count(state, d) for d in dests], dtype=float) - row_seg, 0, None)
-        if row_seg.sum() < floor or row_rest.sum() < floor:
-            continue
-        stat, dof, _ = chi2_homogeneity(np.vstack([row_seg, row_rest]))
-        jsd = jensen_shannon(row_seg, row_rest)
-        stat_sum, dof_sum = stat_sum + stat, dof_sum + dof
-        n_seg, n_rest = n_seg + int(row_seg.sum()), n_rest + int(row_rest.sum())
-        if jsd > top[1] or not top[0]:
-            top = (state, jsd)
-    return {"state": top[0], "jsd": top[1], "n_segment": n_seg, "n_rest": n_rest, "chi2": stat_sum, "dof": dof_sum,
-            "test": "chi2_homogeneity", "n": n_seg + n_rest,
-            "p_value": float(sps.chi2.sf(stat_sum, dof_sum)) if dof_sum else 1.0}
-
-
-def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
-    before_id = fact.evidence.get("before_snapshot") or (
-        _name(fact.object) if fact.object.startswith("snapshot:") else None)
-    if not before_id:
-        raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
-    before = ctx.recount(str(before_id))
-    if fact.subject.startswith("edge:"):
-        src, dst = _name(fact.subject).split("->", 1)
-        x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
-        traffic = _traffic(before, after, src, ctx)
-    else:
-        o = _name(fact.subject)
-        x1, n1, x2, n2 = before.outcome_count(o), before.completed, after.outcome_count(o), after.completed
-        traffic = (1.0, 1.0, False)
-    z, p = two_proportion_z(x2, n2, x1, n1)
-    attribution, releases = _attribution(before, after, ctx)
-    p_before, p_after = x1 / n1, x2 / n2
-    delta = p_after - p_before
-    return {"p_before": p_before, "p_after": p_after, "n_before": n1, "n_after": n2, "delta": delta,
-            "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
-            "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
-            "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
-            "attribution": attribution, "releases": releases}
-
-
-def _iso(ts: Any) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(ts, "strftime") else str(ts)
-
-
-def _attribution(before: Recount, after: Recount, ctx: Ctx) -> tuple[str, list[str]]:
-    """Release markers inside the comparison window: none -> period, one -> release, more -> ambiguous."""
-    if after.row["scope"] == "release_after":
-        lo, hi = _iso(before.row["window_start"]), _iso(after.row["window_end"])
-        extra = {str(after.row["release"])}
-    else:
-        lo, hi = _iso(before.row["window_end"]), _iso(after.row["window_end"])
-        extra = set()
-    names = sorted({name for name, at in ctx.releases if lo <= at < hi} | extra)
-    return ("period" if not names else "release" if len(names) == 1 else "ambiguous"), names
-
-
-def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float, float, bool]:
-    if src == after.start:
-        return 1.0, 1.0, False
-    _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
-    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha")))
+    def path_table(self, rc: Recount) -> dict[str, Any]:
+        return path_table(self, rc)
 
 
 _PATHS_SQL = """
@@ -453,41 +243,6 @@ def path_table(ctx: Ctx, rc: Recount) -> dict[str, Any]:
     return {"top": top, "median_s": _r6n(med_s), "median_length": _r6n(med_len)}
 
 
-def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    """Path quality numbers (detectors.path_quality): top entries of the path merged across outcomes."""
-    table = path_table(ctx, rc)
-    states = _name(fact.subject).split(">")
-    entries = [e for e in table["top"] if e["path"] == states]
-    count = sum(e["count"] for e in entries)
-    if not count or not table["median_s"] or not table["median_length"]:
-        raise JourneyGraphError(f"path {'>'.join(states)} is not among the recomputed top paths")
-    conversions = round(sum(float(e["conversion_rate"]) * e["count"] for e in entries))
-    duration = sum(float(e["median_duration_s"] or 0.0) * e["count"] for e in entries) / count
-    length = sum(float(e["median_length"] or len(states)) * e["count"] for e in entries) / count
-    base_cr = rc.outcome_count(rc.conversion) / max(1, rc.completed)
-    _, p, test = proportion_test(conversions, count, rc.outcome_count(rc.conversion) - conversions, rc.completed - count)
-    ratio = max(duration / table["median_s"], 0.1) * max(length / table["median_length"], 0.1)
-    return {"count": count, "share": count / rc.completed, "conversion_rate": conversions / count,
-            "median_duration_s": duration, "median_length": length, "quality": conversions / count / ratio / base_cr,
-            "test": test, "p_value": p, "n": rc.completed, "kind": fact.evidence.get("kind")}
-
-
-RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
-    "transitions_to": _transition,
-    "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
-    "is_activation_driver_for": _driver,
-    "necessary_for_conversion": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
-    "is_dropoff_point_for": _dropoff,
-    "is_revisited_in": _revisited,
-    "more_common_in": _common,
-    "less_common_in": _common,
-    "diverges_from": _diverges,
-    "regressed_after": _changed,
-    "changed_after": _changed,
-    "is_fast_path_to": _path,
-    "associated_with": _path,
-}
-
 
 def _same(stored: Any, value: Any) -> bool:
     """Exact equality after the fact's rounding: floats to 6 decimals, ints, bools and text as they are."""
@@ -512,7 +267,7 @@ def recomputed_payload(ctx: Ctx, snapshot_id: str) -> dict[str, Any]:
     """The stored payload with every count, path and duration replaced by its recomputation."""
     rc = ctx.recount(snapshot_id)
     table = path_table(ctx, rc)
-    payload = {**rc.payload, **rc.data}
+    payload = dict(rc.payload)  # already the stored payload overlaid with the recount
     payload["durations"] = {"median_s": table["median_s"], "median_length": table["median_length"]}
     top = [{**e, "share": _r6n(e["count"] / rc.completed)} for e in table["top"]]
     payload["paths"] = {**(rc.payload.get("paths") or {}), "top": top}
@@ -648,7 +403,7 @@ def compare_snapshot(con: Any, snapshot_id: str, ctx: Ctx | None = None) -> dict
     """The stored snapshot's count fields against their recomputation (the trace's 'metrics' layer)."""
     ctx = ctx or make_context(con)
     rc = ctx.recount(snapshot_id)
-    payload = rc.payload
+    payload = rc.row["payload"]  # the stored payload, not the view's recount-overlaid one
     fields = {}
     for key, value in rc.data.items():
         if key not in payload:

@@ -202,7 +202,7 @@ def _quick(fact: Any, allowed: frozenset[str], forbidden: frozenset[str]) -> str
             return None
         if type(evidence) is not dict or not _evidence_ok(fact.predicate, evidence):
             return None
-    except Exception:  # unhashable or odd values: the full path explains
+    except (TypeError, ValueError, AttributeError):  # unhashable or odd values: the full path explains
         return None
     check_evidence(evidence, allowed, forbidden, where=f"fact {fact.fact_id}")
     try:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import SAMPLES, make_fact, many_facts
+
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import EvidenceError, OntologyError, PrivacyError
@@ -34,8 +34,8 @@ BAD_FACTS = [
     ("evidence-bool-as-int", lambda: make_fact("transitions_to", count=True), EvidenceError, "evidence.count"),
     ("evidence-missing-key", lambda: Fact("state:a", "transitions_to", "state:b", 0.5, "2026-01-01T00:00:00Z",
                                           "2026-02-01T00:00:00Z", {"journey": "j", "count": 1},
-                                          Provenance("s", "d@1", "c", "v")), EvidenceError, "probability"),
-    ("evidence-unknown-key", lambda: make_fact(colour="red"), EvidenceError, "colour"),
+                                          Provenance("s", "d@1", "c", "v")), EvidenceError, "is a required property"),
+    ("evidence-array-item", lambda: make_fact("regressed_after", releases=["v1", 2]), EvidenceError, "evidence.releases[1]"),
     ("evidence-enum", lambda: make_fact("regressed_after", attribution="cause"), EvidenceError, "evidence.attribution"),
     ("domain", lambda: make_fact(subject="outcome:converted"), OntologyError, "outcome:converted"),
     ("window", lambda: tampered(make_fact(), valid_from="yesterday"), OntologyError, "valid_from"),
@@ -115,12 +115,27 @@ def test_write_counts_new_facts_exactly_and_adds_no_duplicates(tmp_path: Path, c
     assert quads == sorted(str(q) for q in rdf.memory_store(stored).quads_for_pattern(None, None, None, None))
 
 
-@pytest.mark.parametrize(("written", "files_limit", "compacts"), [
-    (30, 10_000, False), (30, 0, True)], ids=["few-writes-few-files", "many-files"])
-def test_close_compacts_only_when_worth_it(tmp_path: Path, written: int, files_limit: int, compacts: bool) -> None:
+COMPACTION = [
+    # (name, facts already stored, facts written by the handle, min facts, files limit, compacts?)
+    ("small-write", 0, 30, 1000, 10_000, False),
+    ("big-write", 0, 30, 20, 10_000, True),
+    ("small-share-of-a-big-store", 300, 20, 10, 10_000, False),
+    ("many-files", 0, 30, 1000, 0, True),
+]
+
+
+@pytest.mark.parametrize(("case", "stored", "written", "min_facts", "files_limit", "compacts"), COMPACTION,
+                         ids=[c[0] for c in COMPACTION])
+def test_close_compacts_only_when_worth_it(tmp_path: Path, case: str, stored: int, written: int, min_facts: int,
+                                           files_limit: int, compacts: bool) -> None:
+    facts = many_facts(stored + written)
+    if stored:
+        with open_store("embedded", None, tmp_path) as first:
+            first.compact_above_files = 10_000
+            first.write(facts[:stored])
     fact_store = open_store("embedded", None, tmp_path)
-    fact_store.compact_above_files = files_limit
-    fact_store.write(many_facts(written))
+    fact_store.compact_min_facts, fact_store.compact_above_files = min_facts, files_limit
+    fact_store.write(facts[stored:])
     calls: list[int] = []
     real = fact_store.optimize
     fact_store.optimize = lambda: calls.append(1) or real()  # type: ignore[method-assign]

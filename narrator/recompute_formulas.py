@@ -1,0 +1,216 @@
+"""Per-predicate formulas of the audit: a fact's evidence numbers from recounted snapshot counts.
+
+Each formula gets a `Recount` (a detectors.view.SnapView whose counts were
+rebuilt by narrator.recompute from journeys/journey_steps, never read from the
+snapshot payload) and applies the detector's documented formula to it. Where a
+detector exposes that formula as a function (the reach 2×2, the loop test, the
+segment transition divergence) the function is imported, not copied, so the
+audit and the detector cannot drift apart; what is independent is the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from detectors.repeated_visit import loop_test
+from detectors.segment_divergence import transition_divergence
+from detectors.shared import reach_test
+from detectors.stats import proportion_test, two_proportion_z
+from ontology.errors import JourneyGraphError
+from ontology.model import Fact
+
+if TYPE_CHECKING:
+    from narrator.recompute import Ctx, Recount
+
+
+def _name(entity: str) -> str:
+    return entity.partition(":")[2]
+
+
+def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
+    """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
+    t = reach_test(rc, state)
+    return {"n": rc.completed, "n_reached": t.n_reached, "n_not_reached": t.n_not_reached,
+            "p_given_reached": t.p_given_reached, "p_given_not_reached": t.p_given_not_reached, "lift": t.lift,
+            "reach": rc.reach(state), "p_value": t.p_value, "test": t.test, "z": t.z}
+
+
+def _driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    state, m = _name(fact.subject), rc.metrics
+    out = _reach_test(rc, state)
+    out.update({"removal_effect": m.removal_effect(state, rc.conversion),
+                "removal_effect_relative": m.removal_effect_relative(state, rc.conversion),
+                "absorption": m.absorption(state, rc.conversion),
+                "baseline": rc.outcome_count(rc.conversion) / rc.completed,
+                "removal_rank": _removal_rank(rc, ctx, state)})
+    return out
+
+
+def _removal_rank(rc: Recount, ctx: Ctx, state: str) -> int | None:
+    """1-based rank of `state` among the eligible drivers by absolute removal effect (then name)."""
+    cfg = ctx.detector_config("activation_driver")
+    eligible = []
+    for s in rc.states:
+        n_r = rc.reach_count(s)
+        if s == rc.start or n_r <= 0 or rc.completed - n_r <= 0:
+            continue
+        t = reach_test(rc, s)
+        if (rc.reach(s) >= cfg.min_reach and n_r >= max(cfg.min_n, ctx.min_group_size)
+                and t.n_not_reached >= ctx.min_group_size and t.lift is not None and t.lift >= cfg.min_lift):
+            eligible.append((-rc.metrics.removal_effect(s, rc.conversion), s))
+    ranked = [s for _, s in sorted(eligible)]
+    return ranked.index(state) + 1 if state in ranked else None
+
+
+def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    a, b = _name(fact.subject), _name(fact.object)
+    count, total = rc.count(a, b), rc.out_total(a)
+    return {"count": count, "from_total": total, "probability": count / total if total else 0.0,
+            "n": total, "chain_probability": rc.metrics.probability(a, b)}
+
+
+def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    states = list(fact.evidence.get("states") or [_name(fact.subject)])
+    exits = sum(rc.count(s, rc.dropoff) for s in states)
+    out = sum(rc.out_total(s) for s in states)
+    total_exit = sum(rc.count(s, rc.dropoff) for s in rc.states)
+    total_out = sum(rc.out_total(s) for s in rc.states)
+    _, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
+    result = {"exit_probability": exits / out if out else 0.0, "exits": exits, "n": out, "p_value": p,
+              "reach": max(rc.reach(s) for s in states), "n_reached": max(rc.reach_count(s) for s in states),
+              "dropoff_outcome": rc.dropoff, "baseline_exit": (total_exit - exits) / max(1, total_out - out)}
+    if len(states) == 1:
+        result["chain_exit_probability"] = rc.metrics.exit_probability(states[0])
+    else:
+        result["states"] = states
+    return result
+
+
+def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    state, conv = _name(fact.subject), rc.conversion
+    reached, n_rep = rc.reach_count(state), rc.repeat_count(state)
+    conv_rep = rc.repeat_outcome(state, conv)
+    conv_single = rc.reach_outcome(state, conv) - conv_rep
+    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    visits = rc.visit_count(state)
+    _, p = loop_test(visits, reached, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)))
+    p_rep = conv_rep / n_rep if n_rep else 0.0
+    p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
+    m = rc.metrics
+    i, j = list(m.states).index(m.start), list(m.states).index(state)
+    n_ss = float(m.N[j, j])
+    mean = visits / reached if reached else 0.0
+    return {"visits_mean": mean, "reach": rc.reach(state), "return_probability": 1.0 - 1.0 / mean if mean else None,
+            "n_reached": reached, "n": reached, "n_repeat": n_rep, "p_convert_repeat": p_rep,
+            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": "geometric_return_z",
+            "p_value": p, "gap_p_value": p_gap, "gap_test": gap_test,
+            "extra_expected_steps": float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0}
+
+
+def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+    base = ctx.all_scope(seg)
+    kind, name = fact.subject.split(":", 1)
+    x_s = seg.reach_count(name) if kind == "state" else seg.outcome_count(name)
+    x_all = base.reach_count(name) if kind == "state" else base.outcome_count(name)
+    n_s, n_r = seg.completed, base.completed - seg.completed
+    x_r = max(0, x_all - x_s)
+    z, p = two_proportion_z(x_s, n_s, x_r, n_r)
+    return {"reach_segment": x_s / n_s, "reach_rest": x_r / n_r, "n_segment": n_s, "n_rest": n_r,
+            "difference": x_s / n_s - x_r / n_r, "z": z, "p_value": p, "n": n_s + n_r}
+
+
+def _diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+    from scipy import stats as sps
+
+    base = ctx.all_scope(seg)
+    floor = ctx.floor("segment_divergence", 50)
+    stat_sum, dof_sum, n_seg, n_rest, top = transition_divergence(base, seg, floor)
+    return {"state": top[0], "jsd": top[1], "n_segment": n_seg, "n_rest": n_rest, "chi2": stat_sum, "dof": dof_sum,
+            "test": "chi2_homogeneity", "n": n_seg + n_rest,
+            "p_value": float(sps.chi2.sf(stat_sum, dof_sum)) if dof_sum else 1.0}
+
+
+def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
+    before_id = fact.evidence.get("before_snapshot") or (
+        _name(fact.object) if fact.object.startswith("snapshot:") else None)
+    if not before_id:
+        raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
+    before = ctx.recount(str(before_id))
+    if fact.subject.startswith("edge:"):
+        src, dst = _name(fact.subject).split("->", 1)
+        x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
+        traffic = _traffic(before, after, src, ctx)
+    else:
+        o = _name(fact.subject)
+        x1, n1, x2, n2 = before.outcome_count(o), before.completed, after.outcome_count(o), after.completed
+        traffic = (1.0, 1.0, False)
+    z, p = two_proportion_z(x2, n2, x1, n1)
+    attribution, releases = _attribution(before, after, ctx)
+    p_before, p_after = x1 / n1, x2 / n2
+    delta = p_after - p_before
+    return {"p_before": p_before, "p_after": p_after, "n_before": n1, "n_after": n2, "delta": delta,
+            "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
+            "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
+            "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
+            "attribution": attribution, "releases": releases}
+
+
+def _iso(ts: Any) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(ts, "strftime") else str(ts)
+
+
+def _attribution(before: Recount, after: Recount, ctx: Ctx) -> tuple[str, list[str]]:
+    """Release markers inside the comparison window: none -> period, one -> release, more -> ambiguous."""
+    if after.row["scope"] == "release_after":
+        lo, hi = _iso(before.row["window_start"]), _iso(after.row["window_end"])
+        extra = {str(after.row["release"])}
+    else:
+        lo, hi = _iso(before.row["window_end"]), _iso(after.row["window_end"])
+        extra = set()
+    names = sorted({name for name, at in ctx.releases if lo <= at < hi} | extra)
+    return ("period" if not names else "release" if len(names) == 1 else "ambiguous"), names
+
+
+def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float, float, bool]:
+    if src == after.start:
+        return 1.0, 1.0, False
+    _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
+    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha")))
+
+
+def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    """Path quality numbers (detectors.path_quality): top entries of the path merged across outcomes."""
+    table = ctx.path_table(rc)
+    states = _name(fact.subject).split(">")
+    entries = [e for e in table["top"] if e["path"] == states]
+    count = sum(e["count"] for e in entries)
+    if not count or not table["median_s"] or not table["median_length"]:
+        raise JourneyGraphError(f"path {'>'.join(states)} is not among the recomputed top paths")
+    conversions = round(sum(float(e["conversion_rate"]) * e["count"] for e in entries))
+    duration = sum(float(e["median_duration_s"] or 0.0) * e["count"] for e in entries) / count
+    length = sum(float(e["median_length"] or len(states)) * e["count"] for e in entries) / count
+    base_cr = rc.outcome_count(rc.conversion) / max(1, rc.completed)
+    _, p, test = proportion_test(conversions, count, rc.outcome_count(rc.conversion) - conversions, rc.completed - count)
+    ratio = max(duration / table["median_s"], 0.1) * max(length / table["median_length"], 0.1)
+    return {"count": count, "share": count / rc.completed, "conversion_rate": conversions / count,
+            "median_duration_s": duration, "median_length": length, "quality": conversions / count / ratio / base_cr,
+            "test": test, "p_value": p, "n": rc.completed, "kind": fact.evidence.get("kind")}
+
+
+RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
+    "transitions_to": _transition,
+    "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
+    "is_activation_driver_for": _driver,
+    "necessary_for_conversion": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
+    "is_dropoff_point_for": _dropoff,
+    "is_revisited_in": _revisited,
+    "more_common_in": _common,
+    "less_common_in": _common,
+    "diverges_from": _diverges,
+    "regressed_after": _changed,
+    "changed_after": _changed,
+    "is_fast_path_to": _path,
+    "associated_with": _path,
+}
+
