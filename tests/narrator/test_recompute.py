@@ -335,6 +335,31 @@ def test_recompute_all_reports_totals(con: duckdb.DuckDBPyConnection) -> None:
     assert summary["share"] == 1.0 and summary["failures"] == []
 
 
+@pytest.mark.parametrize("field, doctor", [
+    ("transitions", lambda pl: [{**t, "count": t["count"] + 7} for t in pl["transitions"]]),
+    ("reach_counts", lambda pl: {k: v + 3 for k, v in pl["reach_counts"].items()}),
+    ("outcome_counts", lambda pl: {k: v * 2 for k, v in pl["outcome_counts"].items()}),
+    ("completed", lambda pl: pl["completed"] + 5),
+], ids=["transitions", "reach", "outcomes", "completed"])
+def test_doctored_payload_counts_are_never_read(tmp_path: Path, field: str, doctor: Callable[[dict], Any]) -> None:
+    """Counts come from journeys/journey_steps only: a doctored stored payload leaves the facts matching
+    and is itself reported as the mismatching field."""
+    db = build_workspace(tmp_path / "journeygraph.duckdb")
+    try:
+        before = {k for k, v in compare_snapshot(db, "s_all")["fields"].items() if not v["match"]}
+        assert field not in before
+        payload = _payload("s_all")
+        payload[field] = doctor(payload)
+        db.execute("UPDATE snapshots SET payload = ? WHERE snapshot_id = 's_all'", [json.dumps(payload)])
+        for good in (driver_fact(), transition_fact()):
+            result = recompute_fact(good, con=db)
+            assert result["ok"] and result["mismatched"] == [], result["entries"]
+        fields = compare_snapshot(db, "s_all")["fields"]
+        assert {k for k, v in fields.items() if not v["match"]} == before | {field}
+    finally:
+        db.close()
+
+
 def test_a_missing_snapshot_names_the_fix(con: duckdb.DuckDBPyConnection) -> None:
     from ontology.errors import JourneyGraphError
 
