@@ -131,7 +131,7 @@ def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
     window = f"INTERVAL ({int(window_s)}) SECOND"
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW _jg_deduped AS
-        WITH ids AS MATERIALIZED (
+        WITH ids AS NOT MATERIALIZED (
           SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
           FROM staged_events WHERE reason IS NULL),
         repeated AS (SELECT tenant_id, event_id FROM ids GROUP BY ALL HAVING count(*) > 1),
@@ -155,7 +155,7 @@ def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str,
     component's canonical id (users first, then the smallest): no Python loop over ids or events.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
-    if not alias_events:
+    if not alias_events or not _has_links(con, alias_events):
         return 0
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _jg_links AS
@@ -187,6 +187,14 @@ def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str,
     con.execute("DROP TABLE IF EXISTS _jg_links")
     con.execute("DROP TABLE IF EXISTS _jg_nodes")
     return merged
+
+
+def _has_links(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> bool:
+    """Whether any usable staged row could link two ids (cheap: staged rows, no dedupe needed)."""
+    return bool(con.execute("""
+        SELECT count(*) FROM (SELECT 1 FROM staged_events
+          WHERE reason IS NULL AND user_id IS NOT NULL AND anonymous_id IS NOT NULL AND list_contains(?, event_name) LIMIT 1)""",
+        [list(alias_events)]).fetchall()[0][0])
 
 
 def _components(users: np.ndarray, anons: np.ndarray, n_nodes: int) -> tuple[np.ndarray, int]:
@@ -230,20 +238,34 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           FROM _jg_deduped d
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
-        heavy AS (   -- only an actor with more than the limit in total can exceed it within a minute
-          SELECT tenant_id, actor_id FROM resolved WHERE NOT duplicate GROUP BY ALL HAVING count(*) > {limit}),
-        bursts AS (   -- limit + 1 events less than 60 s apart: some [t, t + 60 s) holds more than the limit
-          SELECT DISTINCT tenant_id, actor_id FROM (
-            SELECT tenant_id, actor_id, ts - lag(ts, {limit}) OVER (PARTITION BY tenant_id, actor_id ORDER BY ts) AS span
-            FROM resolved SEMI JOIN heavy USING (tenant_id, actor_id) WHERE NOT duplicate)
-          WHERE span < INTERVAL 60 SECOND),
         known AS ({known})
         SELECT r.*,
-               NOT r.duplicate AND ({ua_bot} OR m.actor_id IS NOT NULL) AS bot,
+               NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
-        FROM resolved r LEFT JOIN bursts m USING (tenant_id, actor_id)
+        FROM resolved r
         LEFT JOIN known k ON k.tenant_id = r.tenant_id AND k.event_id = r.event_id""", params)
+    _flag_rate_bots(con, limit)
+
+
+def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
+    """Mark every non-duplicate event of an actor with more than `limit` events in some [t, t + 60 s).
+
+    limit + 1 events less than 60 s apart is exactly that; the ordered window runs only for actors with
+    more than `limit` events in total, and the UPDATE touches only the bots' rows.
+    """
+    con.execute(f"""
+        UPDATE {_FLAGGED} SET bot = true
+        FROM (
+          SELECT DISTINCT tenant_id, actor_id FROM (
+            SELECT tenant_id, actor_id, ts - lag(ts, {limit}) OVER (PARTITION BY tenant_id, actor_id ORDER BY ts) AS span
+            FROM {_FLAGGED} SEMI JOIN (
+              SELECT tenant_id, actor_id FROM {_FLAGGED} WHERE NOT duplicate GROUP BY ALL HAVING count(*) > {limit}
+            ) heavy USING (tenant_id, actor_id)
+            WHERE NOT duplicate)
+          WHERE span < INTERVAL 60 SECOND) bursts
+        WHERE {_FLAGGED}.tenant_id = bursts.tenant_id AND {_FLAGGED}.actor_id = bursts.actor_id
+          AND NOT {_FLAGGED}.duplicate AND NOT {_FLAGGED}.bot""")
 
 
 def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
