@@ -54,19 +54,8 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
     app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.")
     ws = workspace
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
-            return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
-        if token and request.url.path.startswith("/api/"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given, f"Bearer {token}"):
-                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
-        try:
-            return await call_next(request)
-        except Exception as exc:  # noqa: BLE001 - never leak a stack trace to a client
-            return _error_response(exc)
+    app.add_middleware(_Guard, token=token)
+    app.add_exception_handler(Exception, _unhandled)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -92,11 +81,15 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
     async def feed(journey: str | None = None, type: str | None = None, segment: str | None = None,
                    snapshot: str | None = None, min_score: float | None = None, limit: int = 50) -> Response:
         # Async and pre-serialised: the hot path is a stat, a filter and one json.dumps.
-        items = cache.items()
-        if snapshot:
-            items = [i for i in items if i["finding"]["snapshot_id"] == snapshot]
-        items = [i for i in items if _matches(i, journey, type, segment, min_score)]
-        body = json.dumps(items[: max(0, min(limit, 500))], ensure_ascii=False, separators=(",", ":"))
+        key = (journey, type, segment, snapshot, min_score, limit)
+        body = cache.body(key)
+        if body is None:
+            items = cache.items()
+            if snapshot:
+                items = [i for i in items if i["finding"]["snapshot_id"] == snapshot]
+            items = [i for i in items if _matches(i, journey, type, segment, min_score)]
+            body = json.dumps(items[: max(0, min(limit, 500))], ensure_ascii=False, separators=(",", ":")).encode()
+            cache.keep(key, body)
         return Response(content=body, media_type="application/json")
 
     @app.get("/api/insights/{insight_id}", responses=_ERRORS)
@@ -154,6 +147,34 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
     return app
 
 
+class _Guard:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): body size and bearer token."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > MAX_BODY:
+            await JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)(scope, receive, send)
+            return
+        if self.expected and scope["path"].startswith("/api/"):
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+                await JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    """Never a stack trace to a client."""
+    return _error_response(exc)
+
+
 class _FeedCache:
     """The feed read once per change of the workspace file (a stat per request, not a query)."""
 
@@ -164,6 +185,7 @@ class _FeedCache:
         self.db = Path(workspace or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE) / DB_NAME
         self.stamp: tuple[int, int] | None = None
         self.cached: list[dict[str, Any]] = []
+        self.bodies: dict[tuple[Any, ...], bytes] = {}  # serialised answers per filter, dropped on change
         self.lock = threading.Lock()
 
     def items(self) -> list[dict[str, Any]]:
@@ -175,8 +197,17 @@ class _FeedCache:
         with self.lock:
             if stamp != self.stamp:
                 self.cached = views.feed_items(self.workspace)
+                self.bodies = {}
                 self.stamp = stamp
             return self.cached
+
+    def body(self, key: tuple[Any, ...]) -> bytes | None:
+        self.items()  # refreshes (and clears the bodies) when the workspace changed
+        return self.bodies.get(key)
+
+    def keep(self, key: tuple[Any, ...], body: bytes) -> None:
+        if len(self.bodies) < 256:  # bounded: filters come from clients
+            self.bodies[key] = body
 
 
 class _NotFound(JourneyGraphError):
