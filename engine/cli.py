@@ -12,8 +12,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ontology.errors import JourneyGraphError
 
@@ -254,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - the CLI boundary maps every failure to one line
+    except Exception as exc:
         if args.debug:
             raise
         sys.stderr.write(f"error: internal error ({type(exc).__name__}: {exc}); re-run with --debug and report it\n")

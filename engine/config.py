@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 import yaml
@@ -209,7 +211,7 @@ class Config:
             raise ConfigError("source: no event source given; pass EVENTS or set `source:` in journeygraph.yaml")
         if _looks_like_sql(src) or "://" in src or Path(src).is_absolute():
             return src
-        return str((Path(self.base_dir) / src))
+        return str(Path(self.base_dir) / src)
 
 
 def _looks_like_sql(text: str) -> bool:
@@ -326,8 +328,8 @@ def _utc(text: str, path: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"config key {path}: {text!r} is not an ISO 8601 timestamp") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_rules(cfg: Config) -> None:

@@ -72,7 +72,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage") as bar:
-        ingest_stats = ingest.load(con, src, cfg, run_id)
+        ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = normalize.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")

@@ -7,8 +7,9 @@ text); nothing here writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from engine.workspace import Workspace
 from ontology.errors import JourneyGraphError

@@ -19,9 +19,10 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -147,7 +148,7 @@ def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, 
                                 else {"kind": "journeygraph.insights", "count": len(fresh), "insights": fresh})
         try:
             post_json(hook.url, body, batch_key(fresh))
-        except Exception as exc:  # noqa: BLE001 - reported, retried on the next run
+        except Exception as exc:
             log.warning("webhook %s failed: %s", hook.url, exc)
             reports.append(DeliveryReport(hook.url, (), ids))
             continue
@@ -163,7 +164,7 @@ def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], n
         return DeliveryReport(hook.url, (), ())
     try:
         post_json(hook.url, {"text": digest_markdown(fresh), "format": "markdown"}, batch_key(fresh))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.warning("digest to %s failed: %s", hook.url, exc)
         return DeliveryReport(hook.url, (), tuple(i["insight_id"] for i in fresh))
     ws.con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 
@@ -43,7 +44,7 @@ class Workspace:
     con: duckdb.DuckDBPyConnection
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False) -> "Workspace":
+    def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False) -> Workspace:
         root = Path(path or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE)
         db = root / DB_NAME
         if not db.exists() and not create:

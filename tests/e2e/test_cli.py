@@ -9,9 +9,8 @@ import duckdb
 import pytest
 import yaml
 
-from tests.e2e.conftest import DEMO_CONFIG, ROOT, run_cli
-
 from ontology.validation import validate
+from tests.e2e.conftest import DEMO_CONFIG, ROOT, run_cli
 
 
 def test_run_summary_reconciles_and_matches_schema(demo_workspace: Path) -> None:
