@@ -125,3 +125,22 @@ def test_help_lists_every_design_command() -> None:
     for cmd in ("demo", "init", "run", "feed", "ask", "trace", "verify", "snapshots", "snapshot", "export",
                 "query", "serve", "detectors", "watch"):
         assert cmd in out
+
+
+def test_export_turtle_parses_back_and_sparql_answers(demo_workspace: Path) -> None:
+    import rdflib
+
+    turtle = run_cli("export", "-w", str(demo_workspace), "--format", "turtle").stdout
+    graph = rdflib.Graph().parse(data=turtle, format="turtle")
+    facts = json.loads(run_cli("export", "-w", str(demo_workspace), "--format", "json").stdout)
+    drivers = {(f["subject"], f["object"]) for f in facts if f["predicate"] == "is_activation_driver_for"}
+    assert len(graph) > len(facts) and drivers
+    query = ("PREFIX jg: <https://w3id.org/journeygraph/> "
+             "SELECT ?s ?o WHERE { ?s jg:is_activation_driver_for ?o }")
+    rows = json.loads(run_cli("query", "-w", str(demo_workspace), "--sparql", query, "--format", "json").stdout)
+    assert {(r["s"], r["o"]) for r in rows} == drivers
+
+
+def test_cypher_on_the_embedded_store_says_what_to_do(demo_workspace: Path) -> None:
+    proc = run_cli("query", "-w", str(demo_workspace), "--cypher", "MATCH (n) RETURN n", check=False)
+    assert proc.returncode == 2 and "store.backend: neo4j" in proc.stderr
