@@ -361,14 +361,10 @@ def _all_of(checks: tuple[_Check, ...]) -> _Check:
 
 def _compile_numeric_leaf(schema: dict[str, Any]) -> _Check | None:
     """The common case `{type: number|integer, minimum, maximum}` as one comparison."""
-    keys = set(schema) - _IGNORED
-    if not keys or not keys <= _LEAF_NUMERIC or not isinstance(schema.get("type"), str):
+    bounds = _numeric_bounds(schema)
+    if bounds is None:
         return None
-    types = _TYPES[schema["type"]]
-    if not set(types) <= {int, float}:
-        return None
-    low = schema.get("minimum", float("-inf"))
-    high = schema.get("maximum", float("inf"))
+    types, low, high = bounds
     return lambda v: type(v) in types and low <= v <= high
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import many_facts
+from tests.ontology.conftest import many_facts
 from ontology import rdf
 from ontology.store import open_store
 

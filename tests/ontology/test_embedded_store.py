@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import rdflib
 
-from conftest import make_fact, many_facts
+from tests.ontology.conftest import make_fact, many_facts
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_fact
+from tests.ontology.conftest import make_fact
 from ontology.errors import PrivacyError
 from ontology.privacy import check_evidence
 from ontology.store import open_store

@@ -9,7 +9,7 @@ import pytest
 import rdflib
 from rdflib.compare import isomorphic
 
-from conftest import make_fact, many_facts
+from tests.ontology.conftest import make_fact, many_facts
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError

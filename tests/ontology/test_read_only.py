@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import make_fact, many_facts
+from tests.ontology.conftest import make_fact, many_facts
 
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from conftest import SAMPLES, make_fact
+from tests.ontology.conftest import SAMPLES, make_fact
 from ontology import vocabulary
 from ontology.errors import EvidenceError, OntologyError
 from ontology.model import Fact

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLES, make_fact, many_facts
+from tests.ontology.conftest import SAMPLES, make_fact, many_facts
 
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
