@@ -32,8 +32,10 @@ start event, or from the first event of the journey that has one, else
 ``'(none)'``; a named predicate segment gives ``'true'`` / ``'false'``.
 
 journey_id is a content hash of (tenant, journey name, actor), so reruns on
-the same data give the same ids. All the work is vectorised SQL over
-`events`; Python only loops over journey definitions.
+the same data give the same ids. One sorted SQL fetch per journey definition
+(in actor-hash chunks for big inputs) feeds `engine.journey_arrays`, which
+applies the rule with numpy; outcome, end time and censoring are then decided
+in SQL over one row per journey. No Python loop over journeys or events.
 """
 
 from __future__ import annotations
@@ -42,15 +44,20 @@ import logging
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from engine import journey_arrays as arrays
 from engine import rules
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
 from engine.states import LEVEL_COLUMNS
+from engine.journey_arrays import NONE
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
-_FAR = "9223372036854775807"  # BIGINT max: "no such seq"
+CHUNK_EVENTS = 4_000_000  # events cut in one numpy pass; bigger inputs go in actor-hash chunks (memory)
 
 
 @dataclass(frozen=True)
@@ -94,19 +101,13 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
         if not counts[journey.name].journeys:
             log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
                         journey.name, journey.start, journey.level, journey.name)
-    for table in ("_jg_jbase", "_jg_jends", "_jg_jsteps"):
+    for table in ("_jg_jgroups",):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return JourneyStats(by_journey=counts)
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _outcome_sql(journey: JourneyConfig) -> str:
-    whens = [f"WHEN {rules.to_duckdb_sql(o.when, f'journeys.{journey.name}.outcomes.{o.name}')} THEN {_literal(o.name)}"
-             for o in journey.outcomes if o.when is not None]
-    return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
 
 
 def _segment_sql(segment: Segment) -> str:
@@ -116,55 +117,6 @@ def _segment_sql(segment: Segment) -> str:
     return f"CASE WHEN {pred} THEN 'true' WHEN NOT ({pred}) THEN 'false' END"
 
 
-def _level_column(journey: JourneyConfig) -> str:
-    if journey.level not in LEVEL_COLUMNS:
-        raise ConfigError(f"journeys.{journey.name}.level: {journey.level!r} is not one of raw, semantic, lifecycle")
-    return LEVEL_COLUMNS[journey.level]
-
-
-def _build_base(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...]) -> None:
-    """Every event inside a journey's observation window, with its state, outcome hit and segment values."""
-    level = _level_column(journey)
-    segs = "".join(f", {_segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_jbase AS
-        WITH starts AS (
-          SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
-          FROM events WHERE {level} = ? GROUP BY ALL)
-        SELECT e.tenant_id, e.actor_id, e.seq, e.ts, e.event_id, s.start_seq, s.start_ts,
-               e.{level} AS state,
-               CASE WHEN e.seq > s.start_seq THEN {_outcome_sql(journey)} END AS hit{segs}
-        FROM events e JOIN starts s USING (tenant_id, actor_id)
-        WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND""",
-        [journey.start])
-
-
-def _build_ends(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
-    """Per journey: the first outcome event and the first inactivity cut before it."""
-    gap = journey_inactive_for(journey)
-    cut = (f"min(seq) FILTER (WHERE ts - prev_ts >= INTERVAL ({gap}) SECOND)" if gap is not None
-           else "CAST(NULL AS BIGINT)")
-    cut_prev = (f"arg_min(prev_ts, seq) FILTER (WHERE ts - prev_ts >= INTERVAL ({gap}) SECOND)" if gap is not None
-                else "CAST(NULL AS TIMESTAMP)")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_jends AS
-        WITH firsts AS (
-          SELECT tenant_id, actor_id, any_value(start_seq) AS start_seq, any_value(start_ts) AS start_ts,
-                 min(seq) FILTER (WHERE hit IS NOT NULL) AS o_seq,
-                 arg_min(hit, seq) FILTER (WHERE hit IS NOT NULL) AS o_name,
-                 arg_min(ts, seq) FILTER (WHERE hit IS NOT NULL) AS o_ts
-          FROM _jg_jbase GROUP BY ALL),
-        timeline AS (   -- steps up to the outcome event, and the outcome event itself
-          SELECT b.tenant_id, b.actor_id, b.seq, b.ts, lag(b.ts) OVER w AS prev_ts
-          FROM _jg_jbase b JOIN firsts f USING (tenant_id, actor_id)
-          WHERE ((b.state IS NOT NULL AND b.hit IS NULL) OR b.seq = f.o_seq) AND b.seq <= coalesce(f.o_seq, {_FAR})
-          WINDOW w AS (PARTITION BY b.tenant_id, b.actor_id ORDER BY b.seq))
-        SELECT f.*, c.cut_seq, c.cut_prev_ts
-        FROM firsts f JOIN (
-          SELECT tenant_id, actor_id, {cut} AS cut_seq, {cut_prev} AS cut_prev_ts FROM timeline GROUP BY ALL
-        ) c USING (tenant_id, actor_id)""")
-
-
 def journey_inactive_for(journey: JourneyConfig) -> int | None:
     for outcome in journey.outcomes:
         if outcome.inactive_for_s is not None:
@@ -172,68 +124,148 @@ def journey_inactive_for(journey: JourneyConfig) -> int | None:
     return None
 
 
-def _build_steps(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
-    collapse = "AND state IS DISTINCT FROM prev_state" if journey.collapse_self_loops else ""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_jsteps AS
-        WITH kept AS (
-          SELECT b.tenant_id, b.actor_id, b.seq, b.ts, b.event_id, b.state,
-                 lag(b.state) OVER (PARTITION BY b.tenant_id, b.actor_id ORDER BY b.seq) AS prev_state
-          FROM _jg_jbase b JOIN _jg_jends e USING (tenant_id, actor_id)
-          WHERE b.state IS NOT NULL AND b.hit IS NULL AND b.seq < coalesce(e.cut_seq, e.o_seq, {_FAR}))
-        SELECT tenant_id, actor_id, seq, ts, event_id, state,
-               row_number() OVER (PARTITION BY tenant_id, actor_id ORDER BY seq) - 1 AS step
-        FROM kept WHERE true {collapse}""")
+def _level_column(journey: JourneyConfig) -> str:
+    if journey.level not in LEVEL_COLUMNS:
+        raise ConfigError(f"journeys.{journey.name}.level: {journey.level!r} is not one of raw, semantic, lifecycle")
+    return LEVEL_COLUMNS[journey.level]
 
 
-def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...]) -> None:
+def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], chunks: int, chunk: int) -> str:
+    """Every event inside a journey's observation window, start event first, sorted by (tenant, actor, seq).
+
+    The outcome rules become integer codes (first rule wins) and the level's state stays text (pyarrow
+    dictionary-encodes it); `chunk` of `chunks` picks actors by hash so a big input is cut in memory-sized parts.
+    """
+    level = _level_column(journey)
+    codes = [f"WHEN {rules.to_duckdb_sql(o.when, f'journeys.{journey.name}.outcomes.{o.name}')} THEN {i}"
+             for i, o in enumerate(journey.outcomes) if o.when is not None]
+    hit = f"CASE {' '.join(codes)} END" if codes else "CAST(NULL AS INTEGER)"
+    segs = "".join(f", {_segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
+    part = f"AND hash(tenant_id, actor_id) % {chunks} = {chunk}" if chunks > 1 else ""
+    return f"""
+        WITH starts AS (
+          SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
+          FROM events WHERE {level} = $start {part} GROUP BY ALL)
+        SELECT e.tenant_id, e.actor_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
+               CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
+        FROM events e JOIN starts s USING (tenant_id, actor_id)
+        WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
+        ORDER BY e.tenant_id, e.actor_id, e.seq"""
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """(integer code per row with NONE for null, dictionary) of a text column."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    return encoded.indices.fill_null(NONE).to_numpy().astype(np.int64), encoded.dictionary
+
+
+def _new_group(table: pa.Table) -> np.ndarray:
+    """True on the first row of each (tenant, actor) in a table sorted by them."""
+    n = table.num_rows
+    flags = np.zeros(n, dtype=bool)
+    flags[:1] = True
+    if n > 1:
+        for name in ("tenant_id", "actor_id"):
+            col = table.column(name).combine_chunks()
+            flags[1:] |= pc.not_equal(col.slice(1), col.slice(0, n - 1)).fill_null(True).to_numpy(zero_copy_only=False)
+    return flags
+
+
+def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int) -> tuple[pa.Table, pa.Table]:
+    """One chunk of sorted rows -> (one row per journey, one row per kept step), journeys numbered from `offset`."""
+    gid, first_rows = arrays.group_starts(_new_group(table))
+    state, state_names = _codes(table.column("state"))
+    hit = table.column("hit").fill_null(NONE).to_numpy().astype(np.int64)
+    ts = table.column("ts_us").to_numpy()
+    gap = journey_inactive_for(journey)
+    cut = arrays.cut(gid, first_rows, state, hit, ts, None if gap is None else gap * 1_000_000,
+                     bool(journey.collapse_self_loops))
+    names = [o.name for o in journey.outcomes]
+    row_ts = lambda rows: _masked(ts, rows).cast(pa.timestamp("us"))
+    groups = {
+        "jidx": np.arange(len(first_rows), dtype=np.int64) + offset,
+        "tenant_id": table.column("tenant_id").take(first_rows), "actor_id": table.column("actor_id").take(first_rows),
+        "start_ts": row_ts(first_rows), "o_ts": row_ts(cut.outcome_rows),
+        "o_name": pa.array(names, type=pa.string()).take(_masked(hit, cut.outcome_rows)),
+        "has_cut": cut.cut_rows != NONE, "cut_prev_ts": row_ts(cut.cut_prev_rows),
+        "last_ts": row_ts(cut.last_step_rows), "n_steps": cut.n_steps,
+    }
+    for i in range(n_segments):
+        column = table.column(f"seg_{i}")
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        first = arrays.first_valid_up_to(valid, gid, cut.last_step_rows)
+        groups[f"seg_{i}"] = column.take(pa.array(first, mask=first == NONE))
+    steps = pa.table({
+        "jidx": cut.step_journey + offset, "step": cut.step_number.astype(np.int32),
+        "state": state_names.take(pa.array(state[cut.step_rows])), "ts": row_ts(cut.step_rows),
+        "event_id": table.column("event_id").take(cut.step_rows),
+    })
+    return pa.table(groups), steps
+
+
+def _masked(values: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """values[rows] as an Arrow array, null where rows is NONE."""
+    missing = rows == NONE
+    return pa.array(np.where(missing, 0, values[np.maximum(rows, 0)]), mask=missing)
+
+
+def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...]) -> None:
+    """Fetch each chunk's sorted window rows, cut them in numpy, and insert journeys and steps."""
+    total = con.execute(f"SELECT count(*) FROM events WHERE {_level_column(journey)} IS NOT NULL").fetchall()[0][0]
+    chunks = max(1, -(-int(total) // CHUNK_EVENTS))
+    offset = 0
+    for chunk in range(chunks):
+        table = con.sql(_rows_sql(journey, segments, chunks, chunk), params={"start": journey.start}).to_arrow_table()
+        if not table.num_rows:
+            continue
+        groups, steps = _cut_chunk(table, journey, len(segments), offset)
+        offset += groups.num_rows
+        del table
+        _insert(con, journey, segments, groups, steps)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
+            groups: pa.Table, steps: pa.Table) -> None:
+    """Journeys (outcome, end and censoring decided in SQL, as documented above) and their steps."""
     name, window, gap = _literal(journey.name), int(journey.window_s), journey_inactive_for(journey)
     dropoff = _literal(journey.dropoff_outcome)
     trailing = (f"WHEN last_ts + INTERVAL ({gap}) SECOND <= start_ts + INTERVAL ({window}) SECOND "
                 f"THEN last_ts + INTERVAL ({gap}) SECOND" if gap is not None else "")
     cut_end = f"cut_prev_ts + INTERVAL ({gap}) SECOND" if gap is not None else "CAST(NULL AS TIMESTAMP)"
-    seg_values = ", ".join(
-        f"coalesce(arg_min(b.seg_{i}, b.seq) FILTER (WHERE b.seg_{i} IS NOT NULL AND b.seq <= s.last_seq), '(none)')"
-        for i in range(len(segments)))
+    seg_values = ", ".join(f"coalesce(g.seg_{i}, '(none)')" for i in range(len(segments)))
     seg_map = (f"MAP([{', '.join(_literal(s.key) for s in segments)}], [{seg_values}])" if segments
                else "CAST(MAP() AS MAP(VARCHAR, VARCHAR))")
-    con.execute(f"""
-        INSERT INTO journeys
-        WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events GROUP BY ALL),
-        step_summary AS (
-          SELECT tenant_id, actor_id, count(*) AS n_steps, max(ts) AS last_ts, max(seq) AS last_seq
-          FROM _jg_jsteps GROUP BY ALL),
-        segs AS (
-          SELECT b.tenant_id, b.actor_id, {seg_map} AS segments
-          FROM _jg_jbase b JOIN step_summary s USING (tenant_id, actor_id) GROUP BY ALL),
-        ends AS (
-          SELECT e.*, s.n_steps, s.last_ts, d.data_end,
-                 e.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored,
-                 CASE WHEN e.cut_seq IS NOT NULL THEN {dropoff} WHEN e.o_seq IS NOT NULL THEN e.o_name
-                      ELSE {dropoff} END AS outcome_raw,
-                 CASE WHEN e.cut_seq IS NOT NULL THEN {cut_end} WHEN e.o_seq IS NOT NULL THEN e.o_ts
-                      {trailing} ELSE e.start_ts + INTERVAL ({window}) SECOND END AS end_raw
-          FROM _jg_jends e JOIN step_summary s USING (tenant_id, actor_id) JOIN data_end d USING (tenant_id))
-        SELECT {name}, ends.tenant_id,
-               substr(sha256('journey' || chr(0) || CAST(to_json([ends.tenant_id, {name}, ends.actor_id]) AS VARCHAR)), 1, 24),
-               ends.actor_id, start_ts,
-               CASE WHEN censored THEN last_ts ELSE end_raw END,
-               CASE WHEN censored THEN NULL ELSE outcome_raw END,
-               censored, n_steps, segs.segments
-        FROM ends JOIN segs USING (tenant_id, actor_id)
-        ORDER BY ends.tenant_id, ends.actor_id""")
-    con.execute(f"""
-        INSERT INTO journey_steps
-        SELECT j.journey, j.journey_id, s.step, s.state, s.ts, s.event_id
-        FROM _jg_jsteps s JOIN journeys j ON j.journey = {name} AND j.tenant_id = s.tenant_id AND j.actor_id = s.actor_id
-        ORDER BY j.journey_id, s.step""")
-
-
-def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...]) -> None:
-    _build_base(con, journey, segments)
-    _build_ends(con, journey)
-    _build_steps(con, journey)
-    _insert(con, journey, segments)
+    con.register("_jg_jgroups_arrow", groups)
+    con.register("_jg_jsteps_arrow", steps)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
+            WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events GROUP BY ALL),
+            ends AS (
+              SELECT g.*, g.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored,
+                     CASE WHEN g.has_cut THEN {dropoff} WHEN g.o_ts IS NOT NULL THEN g.o_name ELSE {dropoff} END AS outcome_raw,
+                     CASE WHEN g.has_cut THEN {cut_end} WHEN g.o_ts IS NOT NULL THEN g.o_ts
+                          {trailing} ELSE g.start_ts + INTERVAL ({window}) SECOND END AS end_raw
+              FROM _jg_jgroups_arrow g JOIN data_end d USING (tenant_id) WHERE g.n_steps > 0)
+            SELECT jidx, tenant_id, actor_id, start_ts, last_ts, censored, outcome_raw, end_raw, n_steps,
+                   substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24) AS journey_id,
+                   {seg_map.replace('g.seg_', 'seg_')} AS segments
+            FROM ends g""")
+        con.execute(f"""
+            INSERT INTO journeys
+            SELECT {name}, tenant_id, journey_id, actor_id, start_ts,
+                   CASE WHEN censored THEN last_ts ELSE end_raw END,
+                   CASE WHEN censored THEN NULL ELSE outcome_raw END,
+                   censored, n_steps, segments
+            FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
+        con.execute(f"""
+            INSERT INTO journey_steps
+            SELECT {name}, g.journey_id, s.step, s.state, s.ts, s.event_id
+            FROM _jg_jsteps_arrow s JOIN _jg_jgroups g USING (jidx)
+            ORDER BY g.journey_id, s.step""")
+    finally:
+        con.unregister("_jg_jgroups_arrow")
+        con.unregister("_jg_jsteps_arrow")
 
 
 def _count(con: duckdb.DuckDBPyConnection, name: str) -> JourneyCount:

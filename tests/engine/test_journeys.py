@@ -142,3 +142,24 @@ def test_tables_match_the_contract_and_hold_every_journey_definition(con, tmp_pa
         ("a", "converted", 3), ("b", "edited", 1)]
     assert {k: (c.journeys, c.censored) for k, c in run.journeys.by_journey.items()} == {"a": (1, 0), "b": (1, 0)}
     assert rows(con, "SELECT count(*) FROM events WHERE event_name IS NULL OR actor_id IS NULL") == [(0,)]
+
+
+def test_actor_hash_chunks_give_the_same_tables(tmp_path, monkeypatch) -> None:
+    """Big inputs are cut in actor-hash chunks; the tables must not depend on how many."""
+    import duckdb
+
+    from engine import journeys
+    from engine.config import load_config
+    from tests.engine.conftest import FIXTURES
+
+    cfg = load_config(FIXTURES / "demo.yaml")
+    tables = []
+    for chunk_events in (journeys.CHUNK_EVENTS, 1_000):
+        monkeypatch.setattr(journeys, "CHUNK_EVENTS", chunk_events)
+        con = duckdb.connect(str(tmp_path / f"chunks_{chunk_events}.duckdb"))
+        run_pipeline(con, FIXTURES / "demo_events.jsonl", cfg)
+        tables.append([rows(con, "SELECT * FROM journeys ORDER BY journey, tenant_id, actor_id"),
+                       rows(con, "SELECT * FROM journey_steps ORDER BY journey, journey_id, step")])
+        con.close()
+    assert len(tables[0][0]) == 2400 and len(tables[0][1]) > 10_000
+    assert tables[0] == tables[1]
