@@ -269,11 +269,26 @@ FROM k WINDOW w AS (PARTITION BY journey_id ORDER BY step)
 _COLLAPSE_SQL = """, c AS (SELECT *, lag(state) OVER (PARTITION BY journey_id ORDER BY step) AS before FROM k),
 k2 AS (SELECT journey_id, step, state, outcome, heldout FROM c WHERE before IS NULL OR before <> state)"""
 
+# Journeys with the same set of scopes form a class (at most periods x segment values x release sides of
+# them, not one per journey): steps are counted per class first, then spread over the class's scopes,
+# instead of joining every step to each of its ~6 scopes (measured on 1 M events: half the CPU).
+_CLASSES_SQL = (
+    """CREATE OR REPLACE TEMP TABLE _jg_sets AS
+       SELECT journey_id, list_sort(list(sid)) AS sids, any_value(coalesce(outcome, $dropoff)) AS outcome
+       FROM _jg_members GROUP BY journey_id""",
+    """CREATE OR REPLACE TEMP TABLE _jg_classes AS
+       SELECT sids, row_number() OVER () AS cls FROM (SELECT DISTINCT sids FROM _jg_sets)""",
+    """CREATE OR REPLACE TEMP TABLE _jg_jclass AS
+       SELECT s.journey_id, s.outcome, c.cls FROM _jg_sets s JOIN _jg_classes c USING (sids)""",
+    """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT cls, unnest(sids) AS sid FROM _jg_classes""",
+)
+
 # one grouped pass over (scope x step): transitions and the model check both read it
 _TRANS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_trans AS
-SELECT m.sid, s.prev, s.state, s.next, s.heldout, count(*)::BIGINT AS c
-FROM _jg_members m JOIN _jg_steps s USING (journey_id) GROUP BY ALL
+WITH c AS (SELECT jc.cls, s.prev, s.state, s.next, s.heldout, count(*) AS c
+           FROM _jg_steps s JOIN _jg_jclass jc USING (journey_id) GROUP BY ALL)
+SELECT cs.sid, c.prev, c.state, c.next, c.heldout, sum(c.c)::BIGINT AS c FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL
 """
 
 # a path is the state sequence joined by the unit separator (chr 31): grouping by a string is fast.
@@ -298,10 +313,12 @@ _QUERIES = {
     "durations": """SELECT m.sid, median(j.duration_s), median(j.length) FROM _jg_members m JOIN _jg_jour j USING (journey_id)
                     GROUP BY m.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
-    "reach": """WITH v AS (SELECT journey_id, state, count(*) AS visits FROM _jg_steps GROUP BY ALL)
-                SELECT m.sid, v.state, coalesce(m.outcome, $dropoff), count(*), sum(v.visits)::BIGINT,
-                       count(*) FILTER (v.visits >= 2)
-                FROM _jg_members m JOIN v USING (journey_id) GROUP BY ALL""",
+    "reach": """WITH v AS (SELECT journey_id, state, count(*) AS visits FROM _jg_steps GROUP BY ALL),
+                c AS (SELECT jc.cls, v.state, jc.outcome, count(*) AS reached, sum(v.visits) AS visits,
+                             count(*) FILTER (v.visits >= 2) AS repeats
+                      FROM v JOIN _jg_jclass jc USING (journey_id) GROUP BY ALL)
+                SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
+                FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
 }
 
 
@@ -339,7 +356,8 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
         ends = _ends(con, journey_cfg.name, data_end)
         rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_ends", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour"):
+        for table in ("_jg_ends", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour", "_jg_sets", "_jg_classes",
+                      "_jg_jclass", "_jg_csid"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
@@ -356,6 +374,9 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
         steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
     with _stage("members"):
         con.execute(_MEMBERS_SQL, pick("journey", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
+    with _stage("classes"):
+        for sql in _CLASSES_SQL:
+            con.execute(sql, pick("dropoff") if "$dropoff" in sql else {})
     with _stage("steps"):
         con.execute(steps_sql, pick("journey", "dropoff"))
     with _stage("trans"):
