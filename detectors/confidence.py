@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import optimize
 
 DEFAULT_A = 0.6   # per unit of |z|
 DEFAULT_B = 0.3   # per unit of log(n / n_min)
@@ -72,6 +71,8 @@ def calibrate(labelled: Sequence[tuple[tuple[float, float, float], bool]], l2: f
         nll = np.sum(np.logaddexp(0.0, s) - y * s) + l2 * float(w @ w)
         grad = x.T @ (_sigmoid_vec(s) - y) + 2 * l2 * w
         return float(nll), grad
+
+    from scipy import optimize  # only calibration fits need it; not imported by every run
 
     fit = optimize.minimize(loss, np.array([DEFAULT_A, DEFAULT_B, DEFAULT_C]), jac=True, method="L-BFGS-B")
     a, b, c = (round(float(v), 6) for v in fit.x)

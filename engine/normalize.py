@@ -49,8 +49,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+import pyarrow.compute as pc
 
 from engine.config import Config
 from engine.dbsettings import engine_settings
@@ -65,6 +64,7 @@ EVENTS_DDL = """CREATE OR REPLACE TABLE events (
     properties JSON, input_order BIGINT, seq BIGINT,
     state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR)"""
 _IDENTITY = "_jg_identity"
+_TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,9 @@ def _has_links(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) ->
 
 def _components(users: np.ndarray, anons: np.ndarray, n_nodes: int) -> tuple[np.ndarray, int]:
     """Connected-component label per node of the undirected user<->anonymous link graph."""
+    from scipy.sparse import coo_matrix  # only inputs with alias links pay its import
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(users)), (users, anons)), shape=(n_nodes, n_nodes))
     n_components, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64), int(n_components)
@@ -239,7 +242,7 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
         known AS ({known})
-        SELECT r.*,
+        SELECT r.run_id, r.source, r.line, r.input_order, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
                NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
@@ -269,22 +272,50 @@ def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
 
 
 def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
+    """Accepted events with seq and session, in one narrow sort; the wide columns are joined on afterwards.
+
+    Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
+    sessions along that order, and the table is written unordered (every reader orders by seq): sorting
+    and writing the wide rows in order cost three times as much on 1 M events.
+    """
+    keys = con.sql(f"""
+        SELECT tenant_id, actor_id, event_id, ts, input_order FROM {_FLAGGED}
+        WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)
+        ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_table()
+    seq, session = _sequence(keys, gap_s)
+    con.register("_jg_keys", keys.append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
     con.execute(EVENTS_DDL)
-    con.execute(f"""
-        INSERT INTO events
-        WITH accepted AS (
-          SELECT * FROM {_FLAGGED} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)),
-        gaps AS (
-          SELECT *, CASE WHEN ts - lag(ts) OVER w > INTERVAL ({int(gap_s)}) SECOND THEN 1 ELSE 0 END AS new_session,
-                 row_number() OVER w - 1 AS seq
-          FROM accepted WINDOW w AS (PARTITION BY tenant_id, actor_id ORDER BY ts, input_order, event_id))
-        SELECT tenant_id, actor_id, event_id, event_name, ts, received_at,
-               actor_id || '#' || (1 + sum(new_session) OVER (PARTITION BY tenant_id, actor_id ORDER BY seq)) AS session_id,
-               platform, user_agent, properties, input_order, seq,
-               CAST(NULL AS VARCHAR) AS state_raw, CAST(NULL AS VARCHAR) AS state_semantic,
-               CAST(NULL AS VARCHAR) AS state_lifecycle
-        FROM gaps
-        ORDER BY tenant_id, actor_id, seq""")
+    try:
+        con.execute("""
+            INSERT INTO events
+            SELECT k.tenant_id, k.actor_id, k.event_id, s.event_name, k.ts, s.received_at,
+                   k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+                   k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+            FROM _jg_keys k JOIN staged_events s USING (input_order)""")
+    finally:
+        con.unregister("_jg_keys")
+
+
+def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """(seq from 0, session number from 1) per row of keys sorted by tenant, actor and time.
+
+    A session starts at an actor's first event and after any silence longer than `gap_s`.
+    """
+    n = keys.num_rows
+    new_actor = np.zeros(n, dtype=bool)
+    new_actor[:1] = True
+    for name in ("tenant_id", "actor_id"):
+        col = keys.column(name).combine_chunks()
+        if n > 1:
+            new_actor[1:] |= pc.not_equal(col.slice(1), col.slice(0, n - 1)).fill_null(True).to_numpy(zero_copy_only=False)
+    ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
+    first = np.flatnonzero(new_actor)
+    actor = np.cumsum(new_actor) - 1
+    seq = np.arange(n, dtype=np.int64) - first[actor]
+    new_session = new_actor.copy()
+    new_session[1:] |= np.diff(ts) > gap_s * _TS_UNITS[keys.schema.field("ts").type.unit]
+    sessions = np.cumsum(new_session)
+    return seq, sessions - sessions[first[actor]] + 1
 
 
 def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:

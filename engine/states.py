@@ -39,8 +39,8 @@ def _literal(text: str) -> str:
 def derive(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
     """Fill state_raw, state_semantic and state_lifecycle on every row of `events`.
 
-    An UPDATE in place: the rows keep their (tenant, actor, seq) order and nothing else is rewritten
-    (copying the table and re-sorting it took three times as long).
+    An UPDATE in place: only the three state columns are rewritten (copying the whole table took
+    three times as long).
     """
     with engine_settings(con):
         con.execute(f"""
