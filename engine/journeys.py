@@ -86,12 +86,13 @@ class JourneyStats:
         return sum(c.censored for c in self.by_journey.values())
 
 
-def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
-    """Rebuild `journeys` and `journey_steps` for every journey definition in the config."""
-    con.execute("""CREATE OR REPLACE TABLE journeys (
+def build(con: duckdb.DuckDBPyConnection, cfg: Config, *, temporary: bool = False) -> JourneyStats:
+    """Rebuild `journeys` and `journey_steps` for every journey definition in the config (TEMP tables if `temporary`)."""
+    temp = "TEMP" if temporary else ""
+    con.execute(f"""CREATE OR REPLACE {temp} TABLE journeys (
         journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
-    con.execute("""CREATE OR REPLACE TABLE journey_steps (
+    con.execute(f"""CREATE OR REPLACE {temp} TABLE journey_steps (
         journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)""")
     counts = {}
     for journey in cfg.journeys:

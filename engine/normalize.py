@@ -58,7 +58,7 @@ from ontology.errors import ConfigError, EngineError
 log = logging.getLogger(__name__)
 
 _FLAGGED = "_jg_flagged"
-EVENTS_DDL = """CREATE OR REPLACE TABLE events (
+EVENTS_DDL = """CREATE OR REPLACE {temp} TABLE events (
     tenant_id VARCHAR NOT NULL, actor_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, event_name VARCHAR NOT NULL,
     ts TIMESTAMP NOT NULL, received_at TIMESTAMP, session_id VARCHAR, platform VARCHAR, user_agent VARCHAR,
     properties JSON, input_order BIGINT, seq BIGINT,
@@ -95,8 +95,13 @@ class NormalizeSummary:
         return data
 
 
-def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None) -> NormalizeSummary:
-    """Build `events` (replacing it) from `staged_events`; return the counts per bucket."""
+def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None,
+              *, temporary: bool = False) -> NormalizeSummary:
+    """Build `events` and `rejected_events` (replacing them) from `staged_events`; return the counts per bucket.
+
+    `temporary` writes both as TEMP tables, which shadow the database's own for this connection:
+    engine.pipeline works on them and persists them at the end of the run in one transaction.
+    """
     norm = cfg.normalize
     staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchall()[0]
     if not staged or not staged[0]:
@@ -105,8 +110,8 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _dedupe(con, norm.dedupe_window_s)
         merged = _resolve_identities(con, norm.alias_events)
         _flag_bots_and_late(con, cfg, watermark)
-        _write_events(con, cfg.inactivity_gap_s)
-        _write_rejected(con)
+        _write_events(con, cfg.inactivity_gap_s, temporary)
+        _write_rejected(con, temporary)
         summary = _summary(con, merged)
     for table in (_FLAGGED, _IDENTITY):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -217,11 +222,16 @@ def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
 
 
 def _known_events_sql(con: duckdb.DuckDBPyConnection, watermark: datetime | None) -> str:
-    """Event keys the previous run already accepted: re-reading them is not a late arrival."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchall()[0]
-    if watermark is None or not exists or not exists[0]:
+    """Event keys the previous run already accepted: re-reading them is not a late arrival.
+
+    Read from the database's own `events` table by its full name: a TEMP `events` of this run would shadow it.
+    """
+    found = con.execute("""SELECT database_name, schema_name FROM duckdb_tables()
+                           WHERE table_name = 'events' AND NOT temporary AND database_name = current_database()""").fetchall()
+    if watermark is None or not found:
         return "SELECT CAST(NULL AS VARCHAR) AS tenant_id, CAST(NULL AS VARCHAR) AS event_id WHERE false"
-    return "SELECT DISTINCT tenant_id, event_id FROM events"
+    database, schema = found[0]
+    return f'SELECT DISTINCT tenant_id, event_id FROM "{database}"."{schema}".events'
 
 
 def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None) -> None:
@@ -271,7 +281,7 @@ def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
           AND NOT {_FLAGGED}.duplicate AND NOT {_FLAGGED}.bot""")
 
 
-def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
+def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int, temporary: bool = False) -> None:
     """Accepted events with seq and session, in one narrow sort; the wide columns are joined on afterwards.
 
     Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
@@ -284,7 +294,7 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
         ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_table()
     seq, session = _sequence(keys, gap_s)
     con.register("_jg_keys", keys.append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
-    con.execute(EVENTS_DDL)
+    con.execute(EVENTS_DDL.format(temp="TEMP" if temporary else ""))
     try:
         con.execute("""
             INSERT INTO events
@@ -318,10 +328,10 @@ def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
     return seq, sessions - sessions[first[actor]] + 1
 
 
-def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
+def _write_rejected(con: duckdb.DuckDBPyConnection, temporary: bool = False) -> None:
     """Usable rows that were still not accepted, with why: the audit trail beside `quarantine`."""
     con.execute(f"""
-        CREATE OR REPLACE TABLE rejected_events AS
+        CREATE OR REPLACE {"TEMP" if temporary else ""} TABLE rejected_events AS
         SELECT run_id, source, line, tenant_id, actor_id, event_id,
                CASE WHEN duplicate THEN 'duplicate' WHEN bot THEN 'bot' ELSE 'late_arrival' END AS reason
         FROM {_FLAGGED} WHERE duplicate OR bot OR coalesce(late_raw, false)
