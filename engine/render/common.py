@@ -9,6 +9,13 @@ def pct(value: Any) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}%"
 
 
+def pval(value: Any) -> str:
+    """A p- or q-value; 0.0 only arises from floating-point underflow, so it is shown as a bound, not as 0."""
+    if value is not None and float(value) == 0.0:
+        return "<1e-300"
+    return num(value)
+
+
 def num(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -32,7 +39,7 @@ def headline(item: Mapping[str, Any]) -> str:
 def stats_line(item: Mapping[str, Any]) -> str:
     f = item["finding"]
     return (f"n={item.get('n', f.get('n'))}  effect={num(item.get('effect', f.get('effect')))}  "
-            f"reach={pct(item.get('reach', f.get('reach')))}  p={num(f.get('p_value'))}  q={num(f.get('q_value'))}  "
+            f"reach={pct(item.get('reach', f.get('reach')))}  p={pval(f.get('p_value'))}  q={pval(f.get('q_value'))}  "
             f"since {str(item.get('since', ''))[:10]} (seen {item.get('seen', 1)})")
 
 

@@ -112,3 +112,11 @@ def test_html_accepts_a_bare_payload():
 def test_unknown_format_refused():
     with pytest.raises(ValueError, match="text, json, md, html"):
         render([], "pdf")
+
+
+@pytest.mark.parametrize(("value", "shown"), [(0.0, "<1e-300"), (1e-12, "1.0e-12"), (0.004, "0.004"), (None, "–")],
+                         ids=["underflow", "tiny", "plain", "missing"])
+def test_p_values_in_text_never_show_as_zero(value, shown):
+    from engine.render.common import pval
+
+    assert pval(value) == shown
