@@ -57,7 +57,7 @@ from engine.journey_arrays import NONE
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
-CHUNK_EVENTS = 4_000_000  # events cut in one numpy pass; bigger inputs go in actor-hash chunks (memory)
+CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass; bigger inputs go in actor-hash chunks (memory)
 
 
 @dataclass(frozen=True)

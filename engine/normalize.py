@@ -64,6 +64,7 @@ EVENTS_DDL = """CREATE OR REPLACE {temp} TABLE events (
     properties JSON, input_order BIGINT, seq BIGINT,
     state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR)"""
 _IDENTITY = "_jg_identity"
+CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass (memory); more go in actor-hash chunks
 _TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 
 
@@ -288,22 +289,26 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int, temporary: bool = 
     sessions along that order, and the table is written unordered (every reader orders by seq): sorting
     and writing the wide rows in order cost three times as much on 1 M events.
     """
-    keys = con.sql(f"""
-        SELECT tenant_id, actor_id, event_id, ts, input_order FROM {_FLAGGED}
-        WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)
-        ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_table()
-    seq, session = _sequence(keys, gap_s)
-    con.register("_jg_keys", keys.append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
+    accepted = f"FROM {_FLAGGED} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"
+    total = con.execute(f"SELECT count(*) {accepted}").fetchall()[0][0]
+    chunks = max(1, -(-int(total) // CHUNK_EVENTS))  # actors split by hash: each chunk's keys fit in memory
     con.execute(EVENTS_DDL.format(temp="TEMP" if temporary else ""))
-    try:
-        con.execute("""
-            INSERT INTO events
-            SELECT k.tenant_id, k.actor_id, k.event_id, s.event_name, k.ts, s.received_at,
-                   k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
-                   k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-            FROM _jg_keys k JOIN staged_events s USING (input_order)""")
-    finally:
-        con.unregister("_jg_keys")
+    for chunk in range(chunks):
+        part = f"AND hash(tenant_id, actor_id) % {chunks} = {chunk}" if chunks > 1 else ""
+        keys = con.sql(f"""SELECT tenant_id, actor_id, event_id, ts, input_order {accepted} {part}
+                           ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_table()
+        seq, session = _sequence(keys, gap_s)
+        con.register("_jg_keys", keys.append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
+        try:
+            con.execute("""
+                INSERT INTO events
+                SELECT k.tenant_id, k.actor_id, k.event_id, s.event_name, k.ts, s.received_at,
+                       k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+                       k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+                FROM _jg_keys k JOIN staged_events s USING (input_order)""")
+        finally:
+            con.unregister("_jg_keys")
+        del keys
 
 
 def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from engine import modelcheck, paths
 from engine.config import Config, JourneyConfig
+from engine.dbsettings import engine_settings
 from engine.markov import ChainMetrics
 from ontology.model import canonical_json, content_id
 
@@ -353,8 +354,9 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     """
     params = _params(cfg, journey_cfg)
     try:
-        ends = _ends(con, journey_cfg.name, data_end)
-        rows, tops, checks = _count(con, cfg, journey_cfg, params)
+        with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
+            ends = _ends(con, journey_cfg.name, data_end)
+            rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
         for table in ("_jg_ends", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour", "_jg_sets", "_jg_classes",
                       "_jg_jclass", "_jg_csid"):

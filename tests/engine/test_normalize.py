@@ -231,3 +231,23 @@ def test_rerun_with_the_previous_watermark_only_rejects_new_old_events(con, tmp_
     run2 = run_pipeline(con, write_jsonl(tmp_path / "2.jsonl", grown), cfg, watermark=run1.summary.watermark)
     assert (run2.summary.accepted, run2.summary.late_rejected) == (3, 1)
     assert rows(con, "SELECT event_name FROM events ORDER BY seq") == [("a",), ("b",), ("c",)]
+
+
+def test_actor_hash_chunks_give_the_same_events(tmp_path, monkeypatch) -> None:
+    """Big inputs are sequenced in actor-hash chunks; seq and sessions must not depend on how many."""
+    import duckdb
+
+    from engine import normalize
+    from engine.config import load_config
+    from tests.engine.conftest import FIXTURES, rows, run_pipeline
+
+    cfg = load_config(FIXTURES / "demo.yaml")
+    tables = []
+    for chunk_events in (normalize.CHUNK_EVENTS, 1_000):
+        monkeypatch.setattr(normalize, "CHUNK_EVENTS", chunk_events)
+        con = duckdb.connect(str(tmp_path / f"chunks_{chunk_events}.duckdb"))
+        run_pipeline(con, FIXTURES / "demo_events.jsonl", cfg)
+        tables.append(rows(con, "SELECT * FROM events ORDER BY tenant_id, actor_id, seq"))
+        con.close()
+    assert len(tables[0]) == 16_964 and len({r[6] for r in tables[0]}) > 2_400   # events, sessions
+    assert tables[0] == tables[1]
