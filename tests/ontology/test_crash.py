@@ -37,13 +37,13 @@ CHILD = textwrap.dedent("""
         '''Forwards to the real store; at load number `at` writes `fraction` of the lines, then SIGKILLs.'''
         def __init__(self, inner, at, fraction):
             self.inner, self.at, self.fraction, self.calls = inner, at, fraction, 0
-        def bulk_load(self, data, fmt):
+        def bulk_load(self, data, fmt, **options):
             self.calls += 1
             if self.calls == self.at:
                 lines = data.splitlines(keepends=True)
-                self.inner.bulk_load(b"".join(lines[: int(len(lines) * self.fraction)]), fmt)
+                self.inner.bulk_load(b"".join(lines[: int(len(lines) * self.fraction)]), fmt, **options)
                 os.kill(os.getpid(), signal.SIGKILL)
-            return self.inner.bulk_load(data, fmt)
+            return self.inner.bulk_load(data, fmt, **options)
         def __getattr__(self, name):
             return getattr(self.inner, name)
 

@@ -126,3 +126,29 @@ def test_literals_with_quotes_and_newlines_survive(store: EmbeddedStore) -> None
     assert store.get(fact.fact_id) == fact
     parsed = rdflib.Graph().parse(data=rdf.export(store, "turtle"), format="turtle")
     assert isomorphic(parsed, rdf.to_graph([fact]))
+
+
+FACT_NODE_PROPERTIES = {"rdf:type", "rdf:subject", "rdf:predicate", "rdf:object", "jg:confidence", "jg:validFrom",
+                        "jg:validTo", "prov:wasDerivedFrom", "prov:wasGeneratedBy", "jg:factJson"}
+NODE_SHAPES = [
+    ("driver-with-n-lift-q", "is_activation_driver_for", {"jg:n", "jg:lift", "jg:qValue"}),
+    ("dropoff-with-n-q", "is_dropoff_point_for", {"jg:n", "jg:qValue"}),
+    ("transition-no-copies", "transitions_to", set()),
+]
+
+
+@pytest.mark.parametrize(("case", "predicate", "copies"), NODE_SHAPES, ids=[s[0] for s in NODE_SHAPES])
+def test_fact_node_holds_its_evidence_once_inside_the_fact_json(case: str, predicate: str, copies: set[str]) -> None:
+    """The evidence is not a quad of its own (each quad costs bulk-load time): it lives in jg:factJson."""
+    fact = make_fact(predicate)
+    store = rdf.memory_store([fact])
+    node = rdf.fact_iri(fact.fact_id)
+    short = {iri: prefix for prefix, iri in rdf.PREFIXES.items()}
+    properties = set()
+    for quad in store.quads_for_pattern(None, None, None, None):
+        if quad.subject.value == node:
+            namespace = next(iri for iri in short if quad.predicate.value.startswith(iri))
+            properties.add(f"{short[namespace]}:{quad.predicate.value[len(namespace):]}")
+    assert properties == FACT_NODE_PROPERTIES | copies
+    stored = [q for q in store.quads_for_pattern(None, None, None, None) if q.predicate.value == rdf.NS + "factJson"]
+    assert [rdf.fact_from_json(q.object.value).evidence for q in stored] == [fact.evidence]
