@@ -51,14 +51,25 @@ FACT_INDEXES: tuple[str, ...] = tuple(
 #     statement per (predicate, subject label, object label) group, with their entities MERGEd on id (backed by
 #     the unique constraints) and all links made in the same statement. A concurrent writer creating the same
 #     fact trips the unique constraint on Fact.id (ConstraintError), and the retried batch skips it.
+#
+#     The rows arrive nested, snapshot -> object -> facts ($snapshots: [{node, name, objects: [{id, name,
+#     rows: [...]}]}]), so the Snapshot and the object entity (an outcome, journey or segment shared by many facts)
+#     are MERGEd once per group instead of once per fact. On ArcadeDB the three per-row MERGEs were 10-20 % of
+#     the statement's time (PROFILE per clause); nesting cut the server's query CPU by ~7 % in an alternating
+#     A/B on a warm server. Per fact there remain one MERGE (the subject), the Fact node and its four
+#     relationships, which is where the rest of the time goes (record and index writes, edge-list appends).
 
 EXISTING_FACT_IDS = "MATCH (f:Fact) WHERE f.id IN $ids RETURN f.id AS id"
 
 _WRITE = """
-UNWIND $rows AS r
+UNWIND $snapshots AS g
+MERGE (snap:Snapshot {{id: g.node}}) ON CREATE SET snap.name = g.name, snap.kind = 'Snapshot'
+WITH snap, g
+UNWIND g.objects AS og
+MERGE (o:{object} {{id: og.id}}) ON CREATE SET o.name = og.name, o.kind = '{object}'
+WITH snap, o, og
+UNWIND og.rows AS r
 MERGE (s:{subject} {{id: r.subject}}) ON CREATE SET s.name = r.subject_name, s.kind = '{subject}'
-MERGE (o:{object} {{id: r.object}}) ON CREATE SET o.name = r.object_name, o.kind = '{object}'
-MERGE (snap:Snapshot {{id: r.snapshot_node}}) ON CREATE SET snap.name = r.snapshot_id, snap.kind = 'Snapshot'
 CREATE (f:Fact {{id: r.fact_id, fact_id: r.fact_id, subject: r.subject, predicate: r.predicate,
                 object: r.object, confidence: r.confidence, valid_from: r.valid_from, valid_to: r.valid_to,
                 evidence: r.evidence, provenance: r.provenance, snapshot_id: r.snapshot_id,

@@ -30,8 +30,11 @@ _SCHEMA = cypher.UNIQUE_CONSTRAINTS + cypher.FACT_INDEXES
 
 # Neo4j 5: unique constraints back their own range index; 5k-row UNWINDs are the usual sweet spot.
 NEO4J = Dialect(name="neo4j", batch_size=5_000, schema=_SCHEMA)
-# ArcadeDB: same statements (MERGE without the constraint is ~40x slower); smaller
-# transactions keep its page cache and the JVM heap of a test server small.
+# ArcadeDB: same statements (MERGE without the constraint is ~40x slower). Batch size measured on a warm
+# server (20k facts, batches of 500/1k/2k/5k/20k in one transaction each): server CPU per fact flat within the
+# noise of a shared machine (160-210 µs), so 2k keeps transactions and the test server's heap small. Two
+# parallel sessions did not help: their subject MERGEs collide on the unique constraint (retried) and the
+# server's CPU per fact rose.
 ARCADEDB = Dialect(name="arcadedb", batch_size=2_000, schema=_SCHEMA)
 
 
