@@ -78,7 +78,7 @@ def baseline(path: Path, start: str, outcome_event: str) -> dict[str, Any]:
 
 def stages(path: Path, config: Path) -> dict[str, float]:
     """Wall seconds per pipeline stage, in process (uses engine.pipeline internals; runs in a child)."""
-    from engine import derived, ingest, journeys, normalize, pipeline, states
+    from engine import ingest, journeys, normalize, pipeline, states
     from engine.config import load_config
     from engine.workspace import Workspace
 
@@ -96,12 +96,10 @@ def stages(path: Path, config: Path) -> dict[str, float]:
 
     try:
         timed("ingest", lambda: ingest.load(ws.con, str(path), cfg, "bench"))
-        timed("normalize", lambda: normalize.normalize(ws.con, cfg, temporary=True))
+        timed("normalize", lambda: normalize.normalize(ws.con, cfg))
         timed("states", lambda: states.derive(ws.con, cfg))
-        timed("journeys", lambda: journeys.build(ws.con, cfg, temporary=True))
+        timed("journeys", lambda: journeys.build(ws.con, cfg))
         snaps = timed("snapshots", lambda: pipeline._build_snapshots(ws.con, cfg))
-        # the pipeline persists on a thread while detectors, facts and narration run; timed apart here
-        timed("persist", lambda: derived.persist(ws.con))
         findings, facts = timed("detectors", lambda: pipeline._detect(snaps, cfg))
         timed("facts", lambda: pipeline._store_facts(ws, cfg, facts))
         timed("narrator", lambda: pipeline._narrate(ws, cfg, snaps, findings))

@@ -33,7 +33,7 @@ start event, or from the first event of the journey that has one, else
 
 journey_id is a content hash of (tenant, journey name, actor), so reruns on
 the same data give the same ids. One sorted SQL fetch per journey definition
-(in actor-hash chunks for big inputs) feeds `engine.journey_arrays`, which
+(streamed, whole actors at a time) feeds `engine.journey_arrays`, which
 applies the rule with numpy; outcome, end time and censoring are then decided
 in SQL over one row per journey. No Python loop over journeys or events.
 """
@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import journey_arrays as arrays
+from engine.actor_batches import whole_actor_tables
 from engine import rules
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
@@ -57,7 +58,8 @@ from engine.journey_arrays import NONE
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
-CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass; bigger inputs go in actor-hash chunks (memory)
+CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass: bounds memory on big inputs
+_BATCH_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,12 @@ class JourneyStats:
         return sum(c.censored for c in self.by_journey.values())
 
 
-def build(con: duckdb.DuckDBPyConnection, cfg: Config, *, temporary: bool = False) -> JourneyStats:
-    """Rebuild `journeys` and `journey_steps` for every journey definition in the config (TEMP tables if `temporary`)."""
-    temp = "TEMP" if temporary else ""
-    con.execute(f"""CREATE OR REPLACE {temp} TABLE journeys (
+def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
+    """Rebuild `journeys` and `journey_steps` for every journey definition in the config."""
+    con.execute("""CREATE OR REPLACE TABLE journeys (
         journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
-    con.execute(f"""CREATE OR REPLACE {temp} TABLE journey_steps (
+    con.execute("""CREATE OR REPLACE TABLE journey_steps (
         journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)""")
     counts = {}
     for journey in cfg.journeys:
@@ -131,22 +132,21 @@ def _level_column(journey: JourneyConfig) -> str:
     return LEVEL_COLUMNS[journey.level]
 
 
-def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], chunks: int, chunk: int) -> str:
+def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
     """Every event inside a journey's observation window, start event first, sorted by (tenant, actor, seq).
 
     The outcome rules become integer codes (first rule wins) and the level's state stays text (pyarrow
-    dictionary-encodes it); `chunk` of `chunks` picks actors by hash so a big input is cut in memory-sized parts.
+    dictionary-encodes it).
     """
     level = _level_column(journey)
     codes = [f"WHEN {rules.to_duckdb_sql(o.when, f'journeys.{journey.name}.outcomes.{o.name}')} THEN {i}"
              for i, o in enumerate(journey.outcomes) if o.when is not None]
     hit = f"CASE {' '.join(codes)} END" if codes else "CAST(NULL AS INTEGER)"
     segs = "".join(f", {_segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
-    part = f"AND hash(tenant_id, actor_id) % {chunks} = {chunk}" if chunks > 1 else ""
     return f"""
         WITH starts AS (
           SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
-          FROM events WHERE {level} = $start {part} GROUP BY ALL)
+          FROM events WHERE {level} = $start GROUP BY ALL)
         SELECT e.tenant_id, e.actor_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
         FROM events e JOIN starts s USING (tenant_id, actor_id)
@@ -211,18 +211,22 @@ def _masked(values: np.ndarray, rows: np.ndarray) -> pa.Array:
 
 
 def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...]) -> None:
-    """Fetch each chunk's sorted window rows, cut them in numpy, and insert journeys and steps."""
-    total = con.execute(f"SELECT count(*) FROM events WHERE {_level_column(journey)} IS NOT NULL").fetchall()[0][0]
-    chunks = max(1, -(-int(total) // CHUNK_EVENTS))
-    offset = 0
-    for chunk in range(chunks):
-        table = con.sql(_rows_sql(journey, segments, chunks, chunk), params={"start": journey.start}).to_arrow_table()
-        if not table.num_rows:
-            continue
-        groups, steps = _cut_chunk(table, journey, len(segments), offset)
-        offset += groups.num_rows
-        del table
-        _insert(con, journey, segments, groups, steps)
+    """Stream the sorted window rows, cut whole actors at a time in numpy, and insert their journeys and steps.
+
+    The rows are read through a cursor of their own (the connection itself writes the results meanwhile),
+    so at most about CHUNK_EVENTS rows are in memory however big the input.
+    """
+    cursor = con.cursor()
+    try:
+        reader = cursor.sql(_rows_sql(journey, segments), params={"start": journey.start}).to_arrow_reader(_BATCH_ROWS)
+        offset = 0
+        for table in whole_actor_tables(reader, CHUNK_EVENTS):
+            groups, steps = _cut_chunk(table, journey, len(segments), offset)
+            offset += groups.num_rows
+            del table
+            _insert(con, journey, segments, groups, steps)
+    finally:
+        cursor.close()
 
 
 def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],

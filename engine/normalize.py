@@ -51,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.actor_batches import whole_actor_tables
 from engine.config import Config
 from engine.dbsettings import engine_settings
 from ontology.errors import ConfigError, EngineError
@@ -58,13 +59,14 @@ from ontology.errors import ConfigError, EngineError
 log = logging.getLogger(__name__)
 
 _FLAGGED = "_jg_flagged"
-EVENTS_DDL = """CREATE OR REPLACE {temp} TABLE events (
+EVENTS_DDL = """CREATE OR REPLACE TABLE events (
     tenant_id VARCHAR NOT NULL, actor_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, event_name VARCHAR NOT NULL,
     ts TIMESTAMP NOT NULL, received_at TIMESTAMP, session_id VARCHAR, platform VARCHAR, user_agent VARCHAR,
     properties JSON, input_order BIGINT, seq BIGINT,
     state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR)"""
 _IDENTITY = "_jg_identity"
-CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass (memory); more go in actor-hash chunks
+CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass: bounds memory on big inputs
+_BATCH_ROWS = 500_000
 _TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 
 
@@ -96,13 +98,8 @@ class NormalizeSummary:
         return data
 
 
-def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None,
-              *, temporary: bool = False) -> NormalizeSummary:
-    """Build `events` and `rejected_events` (replacing them) from `staged_events`; return the counts per bucket.
-
-    `temporary` writes both as TEMP tables, which shadow the database's own for this connection:
-    engine.pipeline works on them and persists them at the end of the run in one transaction.
-    """
+def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None) -> NormalizeSummary:
+    """Build `events` (replacing it) from `staged_events`; return the counts per bucket."""
     norm = cfg.normalize
     staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchall()[0]
     if not staged or not staged[0]:
@@ -111,8 +108,8 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _dedupe(con, norm.dedupe_window_s)
         merged = _resolve_identities(con, norm.alias_events)
         _flag_bots_and_late(con, cfg, watermark)
-        _write_events(con, cfg.inactivity_gap_s, temporary)
-        _write_rejected(con, temporary)
+        _write_events(con, cfg.inactivity_gap_s)
+        _write_rejected(con)
         summary = _summary(con, merged)
     for table in (_FLAGGED, _IDENTITY):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -223,16 +220,11 @@ def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
 
 
 def _known_events_sql(con: duckdb.DuckDBPyConnection, watermark: datetime | None) -> str:
-    """Event keys the previous run already accepted: re-reading them is not a late arrival.
-
-    Read from the database's own `events` table by its full name: a TEMP `events` of this run would shadow it.
-    """
-    found = con.execute("""SELECT database_name, schema_name FROM duckdb_tables()
-                           WHERE table_name = 'events' AND NOT temporary AND database_name = current_database()""").fetchall()
-    if watermark is None or not found:
+    """Event keys the previous run already accepted: re-reading them is not a late arrival."""
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchall()[0]
+    if watermark is None or not exists or not exists[0]:
         return "SELECT CAST(NULL AS VARCHAR) AS tenant_id, CAST(NULL AS VARCHAR) AS event_id WHERE false"
-    database, schema = found[0]
-    return f'SELECT DISTINCT tenant_id, event_id FROM "{database}"."{schema}".events'
+    return "SELECT DISTINCT tenant_id, event_id FROM events"
 
 
 def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None) -> None:
@@ -282,33 +274,33 @@ def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
           AND NOT {_FLAGGED}.duplicate AND NOT {_FLAGGED}.bot""")
 
 
-def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int, temporary: bool = False) -> None:
+def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
     """Accepted events with seq and session, in one narrow sort; the wide columns are joined on afterwards.
 
     Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
     sessions along that order, and the table is written unordered (every reader orders by seq): sorting
     and writing the wide rows in order cost three times as much on 1 M events.
     """
-    accepted = f"FROM {_FLAGGED} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"
-    total = con.execute(f"SELECT count(*) {accepted}").fetchall()[0][0]
-    chunks = max(1, -(-int(total) // CHUNK_EVENTS))  # actors split by hash: each chunk's keys fit in memory
-    con.execute(EVENTS_DDL.format(temp="TEMP" if temporary else ""))
-    for chunk in range(chunks):
-        part = f"AND hash(tenant_id, actor_id) % {chunks} = {chunk}" if chunks > 1 else ""
-        keys = con.sql(f"""SELECT tenant_id, actor_id, event_id, ts, input_order {accepted} {part}
-                           ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_table()
+    reader = con.sql(f"""
+        SELECT tenant_id, actor_id, ts, input_order FROM {_FLAGGED}
+        WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)
+        ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_reader(_BATCH_ROWS)
+    parts = []
+    for keys in whole_actor_tables(reader, CHUNK_EVENTS):  # whole actors at a time: memory stays bounded
         seq, session = _sequence(keys, gap_s)
-        con.register("_jg_keys", keys.append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
-        try:
-            con.execute("""
-                INSERT INTO events
-                SELECT k.tenant_id, k.actor_id, k.event_id, s.event_name, k.ts, s.received_at,
-                       k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
-                       k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-                FROM _jg_keys k JOIN staged_events s USING (input_order)""")
-        finally:
-            con.unregister("_jg_keys")
-        del keys
+        parts.append((keys.column("input_order").to_numpy(), seq, session))
+    order, seq, session = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64) for i in range(3))
+    con.register("_jg_keys", pa.table({"input_order": order, "seq": seq, "session_no": session}))
+    con.execute(EVENTS_DDL)
+    try:
+        con.execute(f"""
+            INSERT INTO events
+            SELECT f.tenant_id, f.actor_id, f.event_id, s.event_name, f.ts, s.received_at,
+                   f.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+                   k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+            FROM _jg_keys k JOIN {_FLAGGED} f USING (input_order) JOIN staged_events s USING (input_order)""")
+    finally:
+        con.unregister("_jg_keys")
 
 
 def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,10 +325,10 @@ def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
     return seq, sessions - sessions[first[actor]] + 1
 
 
-def _write_rejected(con: duckdb.DuckDBPyConnection, temporary: bool = False) -> None:
+def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
     """Usable rows that were still not accepted, with why: the audit trail beside `quarantine`."""
     con.execute(f"""
-        CREATE OR REPLACE {"TEMP" if temporary else ""} TABLE rejected_events AS
+        CREATE OR REPLACE TABLE rejected_events AS
         SELECT run_id, source, line, tenant_id, actor_id, event_id,
                CASE WHEN duplicate THEN 'duplicate' WHEN bot THEN 'bot' ELSE 'late_arrival' END AS reason
         FROM {_FLAGGED} WHERE duplicate OR bot OR coalesce(late_raw, false)

@@ -59,7 +59,7 @@ def _step(bar: Any, name: str) -> None:
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary."""
-    from engine import derived, ingest, journeys, normalize, states
+    from engine import ingest, journeys, normalize, states
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     with progress_bar(total=8, desc="journeygraph run", unit="stage") as bar:
         ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
-        norm = normalize.normalize(con, cfg, watermark=previous, temporary=True)
+        norm = normalize.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")
         if not cfg.journeys:
             from engine.infer import infer_journey
@@ -82,24 +82,18 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
             cfg = infer_journey(con, cfg)
         states.derive(con, cfg)
         _step(bar, "states")
-        jstats = journeys.build(con, cfg, temporary=True)
+        jstats = journeys.build(con, cfg)
         _step(bar, "journeys")
         snaps = _build_snapshots(con, cfg)
         _step(bar, "snapshots")
-        watermark = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
-        persisting = derived.Persist(con)  # the connection is the thread's until wait()
-        try:
-            findings, facts = _detect(snaps, cfg)
-            _step(bar, "detectors")
-            n_facts = _store_facts(ws, cfg, facts)
-            _step(bar, "facts")
-            insights, items = _narrate(ws, cfg, snaps, findings)
-        finally:
-            persisting.wait()
-        _save_outputs(ws, findings, insights, items)
+        findings, facts = _detect(snaps, cfg)
+        _step(bar, "detectors")
+        n_facts = _store_facts(ws, cfg, facts)
+        _step(bar, "facts")
+        insights = _narrate(ws, cfg, snaps, findings)
         _step(bar, "narrator")
     summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started)
-    _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg, watermark)
+    _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
     ws.close()
     return summary
 
@@ -138,8 +132,8 @@ def _store_facts(ws: Workspace, cfg: Config, facts: list[Any]) -> int:
         store.close()
 
 
-def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rank findings into feed entries and narrate each: (insights, feed items); `_save_outputs` stores them."""
+def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) -> list[dict[str, Any]]:
+    """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
     from engine import feed
     from narrator.backends import make_backend
     from narrator.narrate import narrate_finding
@@ -157,11 +151,11 @@ def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) 
             items.append(feed.feed_item(entry, insight))
     finally:
         store.close()
-    return insights, items
+    _save_outputs(ws, findings, insights, items)
+    return insights
 
 
 def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
-    """Findings, insights and the feed, atomically."""
     from ontology.model import canonical_json
 
     rows = {
@@ -205,11 +199,11 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
     return summary
 
 
-def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config,
-                wm: Any) -> None:
+def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:
     ws.save_config({"raw": raw_cfg, "base_dir": cfg.base_dir, "inferred_journeys": [dataclasses.asdict(j) for j in cfg.journeys] if cfg.inferred else None})
     from ontology.model import canonical_json
 
+    wm = ws.con.execute("SELECT max(ts) FROM events").fetchone()[0]
     ws.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", [run_id, "", canonical_json(summary), wm])
 
 
