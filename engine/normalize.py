@@ -245,7 +245,7 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
         known AS ({known})
-        SELECT r.run_id, r.source, r.line, r.input_order, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
+        SELECT r.*,
                NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
@@ -295,10 +295,10 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
     try:
         con.execute(f"""
             INSERT INTO events
-            SELECT f.tenant_id, f.actor_id, f.event_id, s.event_name, f.ts, s.received_at,
-                   f.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+            SELECT f.tenant_id, f.actor_id, f.event_id, f.event_name, f.ts, f.received_at,
+                   f.actor_id || '#' || k.session_no AS session_id, f.platform, f.user_agent, f.properties,
                    k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-            FROM _jg_keys k JOIN {_FLAGGED} f USING (input_order) JOIN staged_events s USING (input_order)""")
+            FROM {_FLAGGED} f JOIN _jg_keys k USING (input_order)""")
     finally:
         con.unregister("_jg_keys")
 
