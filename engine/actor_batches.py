@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,3 +49,15 @@ def _last_actor_start(table: pa.Table) -> int:
         equal = pc.is_null(column) if not last.is_valid else pc.fill_null(pc.equal(column, last), False)
         same = equal if same is None else pc.and_(same, equal)
     return table.num_rows - pc.sum(same).as_py()
+
+
+def new_actor_flags(table: pa.Table) -> np.ndarray:
+    """True on the first row of each (tenant, actor) of a table sorted by them (Arrow compares, no Python loop)."""
+    n = table.num_rows
+    flags = np.zeros(n, dtype=bool)
+    flags[:1] = True
+    if n > 1:
+        for key in KEYS:
+            column = table.column(key).combine_chunks()
+            flags[1:] |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True).to_numpy(zero_copy_only=False)
+    return flags

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import journey_arrays as arrays
-from engine.actor_batches import whole_actor_tables
+from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine import rules
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
@@ -160,21 +160,9 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return encoded.indices.fill_null(NONE).to_numpy().astype(np.int64), encoded.dictionary
 
 
-def _new_group(table: pa.Table) -> np.ndarray:
-    """True on the first row of each (tenant, actor) in a table sorted by them."""
-    n = table.num_rows
-    flags = np.zeros(n, dtype=bool)
-    flags[:1] = True
-    if n > 1:
-        for name in ("tenant_id", "actor_id"):
-            col = table.column(name).combine_chunks()
-            flags[1:] |= pc.not_equal(col.slice(1), col.slice(0, n - 1)).fill_null(True).to_numpy(zero_copy_only=False)
-    return flags
-
-
 def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int) -> tuple[pa.Table, pa.Table]:
     """One chunk of sorted rows -> (one row per journey, one row per kept step), journeys numbered from `offset`."""
-    gid, first_rows = arrays.group_starts(_new_group(table))
+    gid, first_rows = arrays.group_starts(new_actor_flags(table))
     state, state_names = _codes(table.column("state"))
     hit = table.column("hit").fill_null(NONE).to_numpy().astype(np.int64)
     ts = table.column("ts_us").to_numpy()

@@ -49,9 +49,8 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from engine.actor_batches import whole_actor_tables
+from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine.config import Config
 from engine.dbsettings import engine_settings
 from ontology.errors import ConfigError, EngineError
@@ -309,12 +308,7 @@ def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
     A session starts at an actor's first event and after any silence longer than `gap_s`.
     """
     n = keys.num_rows
-    new_actor = np.zeros(n, dtype=bool)
-    new_actor[:1] = True
-    for name in ("tenant_id", "actor_id"):
-        col = keys.column(name).combine_chunks()
-        if n > 1:
-            new_actor[1:] |= pc.not_equal(col.slice(1), col.slice(0, n - 1)).fill_null(True).to_numpy(zero_copy_only=False)
+    new_actor = new_actor_flags(keys)
     ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
     first = np.flatnonzero(new_actor)
     actor = np.cumsum(new_actor) - 1

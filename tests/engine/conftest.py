@@ -58,3 +58,19 @@ def run_pipeline(con: duckdb.DuckDBPyConnection, source: str | Path, cfg: Config
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     return con.execute(sql, params or []).fetchall()
+
+
+def demo_tables_by_chunk_size(tmp_path: Path, monkeypatch: Any, module: Any, queries: list[str]) -> list[list[Any]]:
+    """The demo run's `queries` with the module's default chunk size and with tiny chunks (1,000 events, batches of 700)."""
+    from engine.config import load_config
+
+    cfg = load_config(FIXTURES / "demo.yaml")
+    results = []
+    for chunk_events in (module.CHUNK_EVENTS, 1_000):
+        monkeypatch.setattr(module, "CHUNK_EVENTS", chunk_events)
+        monkeypatch.setattr(module, "_BATCH_ROWS", min(chunk_events, 700))
+        connection = duckdb.connect(str(tmp_path / f"chunks_{chunk_events}.duckdb"))
+        run_pipeline(connection, FIXTURES / "demo_events.jsonl", cfg)
+        results.append([rows(connection, q) for q in queries])
+        connection.close()
+    return results

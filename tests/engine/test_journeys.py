@@ -144,23 +144,13 @@ def test_tables_match_the_contract_and_hold_every_journey_definition(con, tmp_pa
     assert rows(con, "SELECT count(*) FROM events WHERE event_name IS NULL OR actor_id IS NULL") == [(0,)]
 
 
-def test_actor_hash_chunks_give_the_same_tables(tmp_path, monkeypatch) -> None:
+def test_actor_chunks_give_the_same_tables(tmp_path, monkeypatch) -> None:
     """Big inputs are cut in whole-actor chunks of a sorted stream; the tables must not depend on how many."""
-    import duckdb
-
     from engine import journeys
-    from engine.config import load_config
-    from tests.engine.conftest import FIXTURES
+    from tests.engine.conftest import demo_tables_by_chunk_size
 
-    cfg = load_config(FIXTURES / "demo.yaml")
-    tables = []
-    for chunk_events in (journeys.CHUNK_EVENTS, 1_000):
-        monkeypatch.setattr(journeys, "CHUNK_EVENTS", chunk_events)
-        monkeypatch.setattr(journeys, "_BATCH_ROWS", min(chunk_events, 700))
-        con = duckdb.connect(str(tmp_path / f"chunks_{chunk_events}.duckdb"))
-        run_pipeline(con, FIXTURES / "demo_events.jsonl", cfg)
-        tables.append([rows(con, "SELECT * FROM journeys ORDER BY journey, tenant_id, actor_id"),
-                       rows(con, "SELECT * FROM journey_steps ORDER BY journey, journey_id, step")])
-        con.close()
-    assert len(tables[0][0]) == 2400 and len(tables[0][1]) > 10_000
-    assert tables[0] == tables[1]
+    default, tiny = demo_tables_by_chunk_size(tmp_path, monkeypatch, journeys, [
+        "SELECT * FROM journeys ORDER BY journey, tenant_id, actor_id",
+        "SELECT * FROM journey_steps ORDER BY journey, journey_id, step"])
+    assert len(default[0]) == 2400 and len(default[1]) > 10_000
+    assert default == tiny

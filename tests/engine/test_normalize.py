@@ -233,22 +233,12 @@ def test_rerun_with_the_previous_watermark_only_rejects_new_old_events(con, tmp_
     assert rows(con, "SELECT event_name FROM events ORDER BY seq") == [("a",), ("b",), ("c",)]
 
 
-def test_actor_hash_chunks_give_the_same_events(tmp_path, monkeypatch) -> None:
+def test_actor_chunks_give_the_same_events(tmp_path, monkeypatch) -> None:
     """Big inputs are sequenced in whole-actor chunks of a sorted stream; seq and sessions must not depend on how many."""
-    import duckdb
-
     from engine import normalize
-    from engine.config import load_config
-    from tests.engine.conftest import FIXTURES, rows, run_pipeline
+    from tests.engine.conftest import demo_tables_by_chunk_size
 
-    cfg = load_config(FIXTURES / "demo.yaml")
-    tables = []
-    for chunk_events in (normalize.CHUNK_EVENTS, 1_000):
-        monkeypatch.setattr(normalize, "CHUNK_EVENTS", chunk_events)
-        monkeypatch.setattr(normalize, "_BATCH_ROWS", min(chunk_events, 700))
-        con = duckdb.connect(str(tmp_path / f"chunks_{chunk_events}.duckdb"))
-        run_pipeline(con, FIXTURES / "demo_events.jsonl", cfg)
-        tables.append(rows(con, "SELECT * FROM events ORDER BY tenant_id, actor_id, seq"))
-        con.close()
-    assert len(tables[0]) == 16_964 and len({r[6] for r in tables[0]}) > 2_400   # events, sessions
-    assert tables[0] == tables[1]
+    (default,), (tiny,) = demo_tables_by_chunk_size(tmp_path, monkeypatch, normalize,
+                                                    ["SELECT * FROM events ORDER BY tenant_id, actor_id, seq"])
+    assert len(default) == 16_964 and len({r[6] for r in default}) > 2_400   # events, sessions
+    assert default == tiny
