@@ -12,8 +12,8 @@ regression on findings labelled true/false once a deployment has them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -72,7 +72,9 @@ def calibrate(labelled: Sequence[tuple[tuple[float, float, float], bool]], l2: f
         grad = x.T @ (_sigmoid_vec(s) - y) + 2 * l2 * w
         return float(nll), grad
 
-    from scipy import optimize  # only calibration fits need it; not imported by every run
+    from scipy import (
+        optimize,  # only calibration fits need it; not imported by every run
+    )
 
     fit = optimize.minimize(loss, np.array([DEFAULT_A, DEFAULT_B, DEFAULT_C]), jac=True, method="L-BFGS-B")
     a, b, c = (round(float(v), 6) for v in fit.x)

@@ -8,7 +8,7 @@ of them (detectors.runner) is meaningful.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
@@ -45,7 +45,9 @@ def proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float, s
     if expected >= FISHER_BELOW:
         z, p = two_proportion_z(x1, n1, x2, n2)
         return z, p, "two_proportion_z"
-    from scipy import stats as sps  # imported on first use: it costs ~0.5 s of start-up for every run
+    from scipy import (
+        stats as sps,  # imported on first use: it costs ~0.5 s of start-up for every run
+    )
 
     table = [[x1, n1 - x1], [x2, n2 - x2]]
     p = float(sps.fisher_exact(table).pvalue)

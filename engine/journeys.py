@@ -49,12 +49,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import journey_arrays as arrays
-from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine import rules
+from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
-from engine.states import LEVEL_COLUMNS
 from engine.journey_arrays import NONE
+from engine.states import LEVEL_COLUMNS
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
