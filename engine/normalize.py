@@ -30,7 +30,7 @@ the two; connected components over those links (scipy's csgraph on
 integer-coded ids, within a tenant) give one canonical actor per person: the
 smallest user_id of the component (a known user beats an anonymous id).
 
-Accepted events get sessions (a new one after `inactivity_gap` of silence,
+Accepted events get `state_raw` (their name: the raw level), sessions (a new one after `inactivity_gap` of silence,
 ``session_id = '<actor>#<n>'``, n from 1) and `seq`, their 0-based order
 within (tenant, actor) by (ts, input_order, event_id): equal timestamps keep
 input order. `tenant_id` is part of every key, so one user id in two tenants
@@ -296,7 +296,7 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
             INSERT INTO events
             SELECT f.tenant_id, f.actor_id, f.event_id, f.event_name, f.ts, f.received_at,
                    f.actor_id || '#' || k.session_no AS session_id, f.platform, f.user_agent, f.properties,
-                   k.input_order, k.seq, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+                   k.input_order, k.seq, f.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
             FROM {_FLAGGED} f JOIN _jg_keys k USING (input_order)""")
     finally:
         con.unregister("_jg_keys")

@@ -37,13 +37,14 @@ def _literal(text: str) -> str:
 
 
 def derive(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
-    """Fill state_raw, state_semantic and state_lifecycle on every row of `events`.
+    """Fill state_semantic and state_lifecycle on every row of `events` (state_raw is the event name, set by normalize).
 
-    An UPDATE in place: only the three state columns are rewritten (copying the whole table took
-    three times as long).
+    An UPDATE in place: only the state columns are rewritten (copying the whole table took three times
+    as long), and none at all when no rules are configured: the columns stay NULL.
     """
+    if not cfg.states and not cfg.lifecycle:
+        return
     with engine_settings(con):
         con.execute(f"""
-            UPDATE events SET state_raw = event_name,
-                              state_semantic = {case_sql(cfg.states, 'states')},
+            UPDATE events SET state_semantic = {case_sql(cfg.states, 'states')},
                               state_lifecycle = {case_sql(cfg.lifecycle, 'lifecycle')}""")
