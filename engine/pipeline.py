@@ -3,8 +3,10 @@
 This is the only place that wires the packages together (STYLE.md): the engine
 core produces snapshots, detectors turn them into findings and facts, the
 ontology store keeps the facts, scoring ranks, the narrator writes insights.
-Every derived table of a run is written inside one DuckDB transaction, so a
-killed run leaves the previous state visible and nothing half-written.
+Each stage replaces its own tables (events, journeys, …), which a rerun
+rebuilds from the source; snapshots, findings, insights and the feed are
+written in one DuckDB transaction each, so a killed run never leaves a
+partial snapshot or feed visible.
 """
 
 from __future__ import annotations
