@@ -298,12 +298,13 @@ SELECT cs.sid, c.prev, c.state, c.next, c.heldout, sum(c.c)::BIGINT AS c FROM c 
 # duckdb/duckdb#19924), and a path must never depend on that.
 _JOUR_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_jour AS
-SELECT j.journey_id, any_value(j.actor_id) AS actor_id, any_value(coalesce(j.outcome, $dropoff)) AS outcome,
-       any_value(epoch(j.end_ts - j.start_ts)) AS duration_s, count(*) AS length,
-       array_to_string(list_transform(list_sort(list(struct_pack(pos := s.pos, state := s.state))), lambda x: x.state),
-                       chr(31)) AS path
-FROM journeys j JOIN _jg_steps s USING (journey_id) WHERE j.journey = $journey AND NOT j.censored
-GROUP BY j.journey_id
+WITH p AS (SELECT journey_id, count(*) AS length,
+                  array_to_string(list_transform(list_sort(list(struct_pack(pos := pos, state := state))), lambda x: x.state),
+                                  chr(31)) AS path
+           FROM _jg_steps GROUP BY journey_id)
+SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome, epoch(j.end_ts - j.start_ts) AS duration_s,
+       p.length, p.path
+FROM journeys j JOIN p USING (journey_id) WHERE j.journey = $journey AND NOT j.censored
 """
 
 _QUERIES = {
