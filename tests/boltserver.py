@@ -28,6 +28,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,3 +233,19 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+@contextmanager
+def running_server(directory: Path, needed_by: str) -> Iterator[BoltServer]:
+    """A started server for a test fixture, stopped afterwards; one that cannot start fails the test (never a skip)."""
+    import pytest
+
+    server = BoltServer(directory)
+    try:
+        server.start()
+    except BoltServerError as exc:
+        pytest.fail(f"{needed_by} need(s) a Bolt server and it could not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

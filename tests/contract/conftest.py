@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.boltserver import BoltServer, BoltServerError
+from tests.boltserver import BoltServer, running_server
 from engine.config import StoreConfig
 from ontology.store import FactStore, open_store
 
@@ -60,15 +60,8 @@ def bolt_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoltTarget
         yield BoltTarget(os.environ["NEO4J_URI"], os.environ.get("NEO4J_USER", "neo4j"),
                          os.environ.get("NEO4J_PASSWORD", ""), os.environ.get("NEO4J_DATABASE"), None)
         return
-    server = BoltServer(tmp_path_factory.mktemp("arcadedb"))
-    try:
-        server.start()
-    except BoltServerError as exc:
-        pytest.fail(f"the neo4j contract tests need a Bolt server and it could not start: {exc}", pytrace=False)
-    try:
+    with running_server(tmp_path_factory.mktemp("arcadedb"), "the neo4j contract tests") as server:
         yield BoltTarget(server.uri, server.auth[0], server.password, server.database, server)
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -16,21 +16,14 @@ from typing import Iterator
 import pytest
 import yaml
 
-from tests.boltserver import BoltServer, BoltServerError
+from tests.boltserver import BoltServer, running_server
 from tests.e2e.conftest import DEMO_CONFIG, ROOT
 
 
 @pytest.fixture(scope="module")
 def bolt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoltServer]:
-    server = BoltServer(tmp_path_factory.mktemp("arcadedb"))
-    try:
-        server.start()
-    except BoltServerError as exc:
-        pytest.fail(f"the Neo4j CLI test needs a Bolt server and it could not start: {exc}", pytrace=False)
-    try:
+    with running_server(tmp_path_factory.mktemp("arcadedb"), "the Neo4j CLI test") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def cli(bolt: BoltServer, *args: str) -> subprocess.CompletedProcess[str]:
