@@ -228,8 +228,7 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
     seg_values = ", ".join(f"coalesce(g.seg_{i}, '(none)')" for i in range(len(segments)))
     seg_map = (f"MAP([{', '.join(_literal(s.key) for s in segments)}], [{seg_values}])" if segments
                else "CAST(MAP() AS MAP(VARCHAR, VARCHAR))")
-    con.register("_jg_jgroups_arrow", groups)
-    con.register("_jg_jsteps_arrow", steps)
+    con.register("_jg_jgroups_arrow", _chunked(groups))
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
@@ -251,14 +250,31 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
                    CASE WHEN censored THEN NULL ELSE outcome_raw END,
                    censored, n_steps, segments
             FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
-        con.execute(f"""
-            INSERT INTO journey_steps
-            SELECT {name}, g.journey_id, s.step, s.state, s.ts, s.event_id
-            FROM _jg_jsteps_arrow s JOIN _jg_jgroups g USING (jidx)
-            ORDER BY g.journey_id, s.step""")
     finally:
         con.unregister("_jg_jgroups_arrow")
+    con.register("_jg_jsteps_arrow", _chunked(_with_journey_ids(con, steps, groups)))
+    try:
+        con.execute(f"INSERT INTO journey_steps SELECT {name}, journey_id, step, state, ts, event_id FROM _jg_jsteps_arrow")
+    finally:
         con.unregister("_jg_jsteps_arrow")
+
+
+def _chunked(table: pa.Table, rows: int = 65_536) -> pa.Table:
+    """The same rows in several record batches: DuckDB scans an Arrow table one batch per thread."""
+    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
+
+
+def _with_journey_ids(con: duckdb.DuckDBPyConnection, steps: pa.Table, groups: pa.Table) -> pa.Table:
+    """Steps with their journey's id, looked up by position (a take, not a join of every step to its journey).
+
+    Rows stay journey by journey in step order; the table is not sorted by id (readers order by step).
+    """
+    ids = con.sql("SELECT jidx, journey_id FROM _jg_jgroups").fetch_arrow_table()
+    offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
+    by_group = np.full(groups.num_rows, NONE, dtype=np.int64)  # group position -> row of `ids` (steps only exist for kept groups)
+    by_group[ids.column("jidx").to_numpy() - offset] = np.arange(ids.num_rows, dtype=np.int64)
+    rows = by_group[steps.column("jidx").to_numpy() - offset]
+    return steps.drop_columns(["jidx"]).add_column(0, "journey_id", ids.column("journey_id").take(pa.array(rows)))
 
 
 def _count(con: duckdb.DuckDBPyConnection, name: str) -> JourneyCount:
