@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 from engine import journey_arrays as arrays
 from engine import rules
 from engine.actor_batches import new_actor_flags, whole_actor_tables
+from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
 from engine.journey_arrays import NONE
@@ -228,7 +229,7 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
     seg_values = ", ".join(f"coalesce(g.seg_{i}, '(none)')" for i in range(len(segments)))
     seg_map = (f"MAP([{', '.join(_literal(s.key) for s in segments)}], [{seg_values}])" if segments
                else "CAST(MAP() AS MAP(VARCHAR, VARCHAR))")
-    con.register("_jg_jgroups_arrow", _chunked(groups))
+    con.register("_jg_jgroups_arrow", in_batches(groups))
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
@@ -252,16 +253,11 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
             FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
     finally:
         con.unregister("_jg_jgroups_arrow")
-    con.register("_jg_jsteps_arrow", _chunked(_with_journey_ids(con, steps, groups)))
+    con.register("_jg_jsteps_arrow", in_batches(_with_journey_ids(con, steps, groups)))
     try:
         con.execute(f"INSERT INTO journey_steps SELECT {name}, journey_id, step, state, ts, event_id FROM _jg_jsteps_arrow")
     finally:
         con.unregister("_jg_jsteps_arrow")
-
-
-def _chunked(table: pa.Table, rows: int = 65_536) -> pa.Table:
-    """The same rows in several record batches: DuckDB scans an Arrow table one batch per thread."""
-    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
 
 
 def _with_journey_ids(con: duckdb.DuckDBPyConnection, steps: pa.Table, groups: pa.Table) -> pa.Table:

@@ -51,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.actor_batches import new_actor_flags, whole_actor_tables
+from engine.arrow_scan import in_batches
 from engine.config import Config
 from engine.dbsettings import engine_settings
 from ontology.errors import ConfigError, EngineError
@@ -289,7 +290,7 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
         seq, session = _sequence(keys, gap_s)
         parts.append((keys.column("input_order").to_numpy(), seq, session))
     order, seq, session = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64) for i in range(3))
-    con.register("_jg_keys", pa.table({"input_order": order, "seq": seq, "session_no": session}))
+    con.register("_jg_keys", in_batches(pa.table({"input_order": order, "seq": seq, "session_no": session})))
     con.execute(EVENTS_DDL)
     try:
         con.execute(f"""

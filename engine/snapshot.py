@@ -391,7 +391,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
         with _stage(name):
             rows[name] = con.execute(sql, pick("dropoff") if "$dropoff" in sql else {}).fetchall()
     with _stage("paths"):
-        tops = paths.top_paths(con, "_jg_members", "_jg_jour", cfg.snapshots.top_paths, jc.conversion_outcome)
+        tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     return rows, tops, checks
