@@ -265,7 +265,7 @@ def _with_journey_ids(con: duckdb.DuckDBPyConnection, steps: pa.Table, groups: p
 
     Rows stay journey by journey in step order; the table is not sorted by id (readers order by step).
     """
-    ids = con.sql("SELECT jidx, journey_id FROM _jg_jgroups").fetch_arrow_table()
+    ids = con.sql("SELECT jidx, journey_id FROM _jg_jgroups").to_arrow_table()
     offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
     by_group = np.full(groups.num_rows, NONE, dtype=np.int64)  # group position -> row of `ids` (steps only exist for kept groups)
     by_group[ids.column("jidx").to_numpy() - offset] = np.arange(ids.num_rows, dtype=np.int64)

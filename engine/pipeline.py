@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ from ontology.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEMO_WORKSPACE = ".journeygraph-demo"
+# What the stages after journeys import (scipy.special alone costs ~0.5 s of start-up)
+LATER_STAGE_MODULES = ("scipy.special", "engine.snapshot", "engine.snapshot_store", "detectors.runner", "engine.feed",
+                       "ontology.store", "narrator.narrate", "narrator.backends", "ontology.validation")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
@@ -61,7 +66,7 @@ def _step(bar: Any, name: str) -> None:
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary."""
-    from engine import ingest, journeys, normalize, states
+    from engine import infer, ingest, journeys, normalize, states
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
@@ -74,18 +79,18 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage") as bar:
+        preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
         ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = normalize.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")
         if not cfg.journeys:
-            from engine.infer import infer_journey
-
-            cfg = infer_journey(con, cfg)
+            cfg = infer.infer_journey(con, cfg)
         states.derive(con, cfg)
         _step(bar, "states")
         jstats = journeys.build(con, cfg)
         _step(bar, "journeys")
+        preload.join()
         snaps = _build_snapshots(con, cfg)
         _step(bar, "snapshots")
         findings, facts = _detect(snaps, cfg)
@@ -98,6 +103,35 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
     ws.close()
     return summary
+
+
+def _preload(modules: tuple[str, ...]) -> threading.Thread:
+    """Import the later stages' modules on a background thread while DuckDB works on the early ones.
+
+    Why: a run spends about a second importing scipy.special, the detectors, the fact store and the
+    narrator. DuckDB releases the GIL while it runs a query, and ingest often leaves a core free (one
+    Parquet row group is read by one thread), so those imports overlap the data work instead of adding
+    to the wall time. The caller joins the thread before its next import of a later stage, so no
+    module is imported from two threads at once. A failed import here is ignored: the stage that needs
+    the module imports it again and reports the error itself.
+    """
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported by the stage that imports it for real
+                log.debug("preloading %s failed: %s", name, exc)
+
+    thread = threading.Thread(target=load, name="journeygraph-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _store_modules(cfg: Config) -> tuple[str, ...]:
+    from ontology.store import BACKENDS
+
+    backend = BACKENDS.get(cfg.store.backend)
+    return (backend.requires, backend.module) if backend else ()
 
 
 def _previous_watermark(con: Any) -> Any:
