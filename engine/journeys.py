@@ -250,7 +250,7 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
                    CASE WHEN censored THEN last_ts ELSE end_raw END,
                    CASE WHEN censored THEN NULL ELSE outcome_raw END,
                    censored, n_steps, segments
-            FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
+            FROM _jg_jgroups""")
     finally:
         con.unregister("_jg_jgroups_arrow")
     con.register("_jg_jsteps_arrow", in_batches(_with_journey_ids(con, steps, groups)))

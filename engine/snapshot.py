@@ -324,8 +324,15 @@ _QUERIES = {
 }
 
 
-# Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event
-# (or, without an events table, its last journey time); a caller-given data_end overrides it.
+# Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event (or, without
+# an events table, its last journey time); a caller-given data_end overrides it. The last journey time
+# needs every step, so it is computed only when some tenant has no events (never after a pipeline run).
+_ENDS_FROM_EVENTS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_ends AS
+SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, e.data_end) AS data_end
+FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant_id FROM journeys WHERE journey = $journey) j
+LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events GROUP BY ALL) e USING (tenant_id)
+"""
 _ENDS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_ends AS
 SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, {events}, j.last_ts) AS data_end
@@ -339,11 +346,16 @@ FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.
 def _ends(con: Any, journey: str, data_end: datetime | None) -> dict[str, datetime]:
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     has_events = "events" in tables
+    params = {"data_end": data_end, "journey": journey}
+    if has_events:
+        con.execute(_ENDS_FROM_EVENTS_SQL, params)
+        if not con.execute("SELECT count(*) FROM _jg_ends WHERE data_end IS NULL").fetchall()[0][0]:
+            return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
     sql = _ENDS_SQL.format(
         events="e.data_end" if has_events else "NULL",
         events_join=("LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events "
                      "GROUP BY ALL) e USING (tenant_id)") if has_events else "")
-    con.execute(sql, {"data_end": data_end, "journey": journey})
+    con.execute(sql, params)
     return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
 
 
