@@ -30,7 +30,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import modelcheck, paths
+from engine import modelcheck, paths, step_counts
+from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
 from engine.markov import ChainMetrics
@@ -255,21 +256,6 @@ SELECT sid, any_value(tenant_id) AS tenant_id, any_value(scope) AS scope, any_va
 FROM _jg_members GROUP BY sid ORDER BY tenant_id, scope, seg_key, seg_value, release, w_start
 """
 
-_STEPS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_steps AS
-WITH done AS (SELECT journey_id, coalesce(outcome, $dropoff) AS outcome, {heldout} AS heldout FROM journeys
-              WHERE journey = $journey AND NOT censored),
-k AS (SELECT js.journey_id, js.step, js.state, done.outcome, done.heldout
-      FROM journey_steps js JOIN done USING (journey_id) WHERE js.journey = $journey AND js.state IS NOT NULL)
-{collapse}
-SELECT journey_id, (row_number() OVER w - 1)::INTEGER AS pos, state, heldout,
-       coalesce(lag(state) OVER w, '^') AS prev, coalesce(lead(state) OVER w, outcome) AS next
-FROM k WINDOW w AS (PARTITION BY journey_id ORDER BY step)
-"""
-# collapse_self_loops: keep a step only when it differs from the one before it
-_COLLAPSE_SQL = """, c AS (SELECT *, lag(state) OVER (PARTITION BY journey_id ORDER BY step) AS before FROM k),
-k2 AS (SELECT journey_id, step, state, outcome, heldout FROM c WHERE before IS NULL OR before <> state)"""
-
 # Journeys with the same set of scopes form a class (at most periods x segment values x release sides of
 # them, not one per journey): steps are counted per class first, then spread over the class's scopes,
 # instead of joining every step to each of its ~6 scopes (measured on 1 M events: half the CPU).
@@ -284,28 +270,17 @@ _CLASSES_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT cls, unnest(sids) AS sid FROM _jg_classes""",
 )
 
-# one grouped pass over (scope x step): transitions and the model check both read it
-_TRANS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_trans AS
-WITH c AS (SELECT jc.cls, s.prev, s.state, s.next, s.heldout, count(*) AS c
-           FROM _jg_steps s JOIN _jg_jclass jc USING (journey_id) GROUP BY ALL)
-SELECT cs.sid, c.prev, c.state, c.next, c.heldout, sum(c.c)::BIGINT AS c FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL
-"""
-
-# a path is the state sequence joined by the unit separator (chr 31): grouping by a string is fast.
-# The order comes from sorting (pos, state) structs per journey, not from `string_agg(... ORDER BY pos)`:
-# DuckDB 2.0 returned some ordered aggregates out of order under load (seen here on 1M steps, cf.
-# duckdb/duckdb#19924), and a path must never depend on that.
-_JOUR_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_jour AS
-WITH p AS (SELECT journey_id, count(*) AS length,
-                  array_to_string(list_transform(list_sort(list(struct_pack(pos := pos, state := state))), lambda x: x.state),
-                                  chr(31)) AS path
-           FROM _jg_steps GROUP BY journey_id)
-SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome, epoch(j.end_ts - j.start_ts) AS duration_s,
-       p.length, p.path
-FROM journeys j JOIN p USING (journey_id) WHERE j.journey = $journey AND NOT j.censored
-"""
+# Per-class step counts (engine.step_counts) spread over each class's scopes; the model check reads _jg_trans.
+_SPREAD_SQL = (
+    """CREATE OR REPLACE TEMP TABLE _jg_trans AS
+       SELECT cs.sid, c.prev, c.state, c.next, c.heldout, sum(c.c)::BIGINT AS c
+       FROM _jg_ctrans c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    """CREATE OR REPLACE TEMP TABLE _jg_creach AS SELECT * FROM _jg_creach_arrow""",
+    """CREATE OR REPLACE TEMP TABLE _jg_jour AS
+       SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome, epoch(j.end_ts - j.start_ts) AS duration_s,
+              p.length, p.path
+       FROM journeys j JOIN _jg_paths p USING (journey_id) WHERE j.journey = $journey AND NOT j.censored""",
+)
 
 _QUERIES = {
     "scopes": _SCOPES_SQL,
@@ -315,12 +290,8 @@ _QUERIES = {
     "durations": """SELECT m.sid, median(j.duration_s), median(j.length) FROM _jg_members m JOIN _jg_jour j USING (journey_id)
                     GROUP BY m.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
-    "reach": """WITH v AS (SELECT journey_id, state, count(*) AS visits FROM _jg_steps GROUP BY ALL),
-                c AS (SELECT jc.cls, v.state, jc.outcome, count(*) AS reached, sum(v.visits) AS visits,
-                             count(*) FILTER (v.visits >= 2) AS repeats
-                      FROM v JOIN _jg_jclass jc USING (journey_id) GROUP BY ALL)
-                SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
-                FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    "reach": """SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
+                FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
 }
 
 
@@ -371,7 +342,7 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             ends = _ends(con, journey_cfg.name, data_end)
             rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_ends", "_jg_members", "_jg_steps", "_jg_trans", "_jg_jour", "_jg_sets", "_jg_classes",
+        for table in ("_jg_ends", "_jg_members", "_jg_trans", "_jg_creach", "_jg_jour", "_jg_sets", "_jg_classes",
                       "_jg_jclass", "_jg_csid"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
@@ -383,21 +354,13 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
     """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
     pick = lambda *keys: {k: params[k] for k in keys}
-    steps_sql = _STEPS_SQL.format(heldout=modelcheck.heldout_sql("journey_id"),
-                                  collapse=_COLLAPSE_SQL if params["collapse"] else "")
-    if params["collapse"]:
-        steps_sql = steps_sql.replace("FROM k WINDOW", "FROM k2 WINDOW")
     with _stage("members"):
         con.execute(_MEMBERS_SQL, pick("journey", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
     with _stage("classes"):
         for sql in _CLASSES_SQL:
             con.execute(sql, pick("dropoff") if "$dropoff" in sql else {})
     with _stage("steps"):
-        con.execute(steps_sql, pick("journey", "dropoff"))
-    with _stage("trans"):
-        con.execute(_TRANS_SQL)
-    with _stage("jour"):
-        con.execute(_JOUR_SQL, pick("journey", "dropoff"))
+        _spread(con, step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"]), params)
     rows = {}
     for name, sql in _QUERIES.items():
         with _stage(name):
@@ -407,6 +370,19 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     return rows, tops, checks
+
+
+def _spread(con: Any, counts: step_counts.StepCounts, params: dict[str, Any]) -> None:
+    """The per-class counts as the temp tables the scope queries read."""
+    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": counts.paths}
+    for name, table in tables.items():
+        con.register(name, in_batches(table))
+    try:
+        for sql in _SPREAD_SQL:
+            con.execute(sql, {k: params[k] for k in ("journey", "dropoff")} if "$journey" in sql else {})
+    finally:
+        for name in tables:
+            con.unregister(name)
 
 
 @contextmanager

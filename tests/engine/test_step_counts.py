@@ -1,0 +1,81 @@
+"""engine.step_counts: per-class transitions, reach and paths from unordered steps in a real DuckDB file."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from engine import step_counts
+from engine.paths import SEP
+
+# journey -> (class, outcome or None when censored, steps as (step, state) in storage order: deliberately unsorted)
+JOURNEYS = {
+    "j1": (1, "converted", [(2, "b"), (0, "a"), (1, "b"), (3, "c")]),
+    "j2": (1, "dropped", [(1, None), (0, "a"), (2, "c")]),
+    "j3": (2, "converted", [(0, "a"), (1, "b")]),
+    "j4": (2, None, [(0, "a"), (1, "a")]),           # censored: never counted
+    "j5": (2, "dropped", []),                        # completed without a step: no path, no counts
+}
+
+
+@pytest.fixture
+def con(tmp_path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(tmp_path / "ws.duckdb"))
+    con.execute("""CREATE TABLE journeys (journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR,
+                   start_ts TIMESTAMP, end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER,
+                   segments MAP(VARCHAR, VARCHAR))""")
+    con.execute("CREATE TABLE journey_steps (journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)")
+    con.execute("CREATE TABLE classes (journey_id VARCHAR, outcome VARCHAR, cls BIGINT)")
+    for jid, (cls, outcome, steps) in JOURNEYS.items():
+        con.execute("INSERT INTO journeys VALUES ('main', '', ?, ?, TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-02', ?, ?, ?, MAP())",
+                    [jid, "actor-" + jid, outcome, outcome is None, len(steps)])
+        con.execute("INSERT INTO classes VALUES (?, ?, ?)", [jid, outcome or "dropped", cls])
+        for step, state in steps:
+            con.execute("INSERT INTO journey_steps VALUES ('main', ?, ?, ?, TIMESTAMP '2026-01-01', ?)", [jid, step, state, f"{jid}-{step}"])
+    return con
+
+
+def _rows(table, *columns) -> set[tuple]:
+    data = table.to_pydict()
+    return set(zip(*(data[c] for c in columns)))
+
+
+def test_transitions_start_at_caret_and_end_in_the_outcome(con) -> None:
+    counts = step_counts.count_steps(con, "main", "dropped", "classes", collapse=False)
+    got = {(c, p, s, n): k for c, p, s, n, k in _rows(counts.transitions, "cls", "prev", "state", "next", "c")}
+    assert got == {
+        (1, "^", "a", "b"): 1, (1, "a", "b", "b"): 1, (1, "b", "b", "c"): 1, (1, "b", "c", "converted"): 1,  # j1
+        (1, "^", "a", "c"): 1, (1, "a", "c", "dropped"): 1,                                                  # j2, NULL skipped
+        (2, "^", "a", "b"): 1, (2, "a", "b", "converted"): 1,                                                # j3
+    }
+
+
+def test_collapse_drops_repeats_and_renumbers(con) -> None:
+    counts = step_counts.count_steps(con, "main", "dropped", "classes", collapse=True)
+    paths = {j: (n, p.split(SEP)) for j, n, p in _rows(counts.paths, "journey_id", "length", "path")}
+    assert paths == {"j1": (3, ["a", "b", "c"]), "j2": (2, ["a", "c"]), "j3": (2, ["a", "b"])}
+    assert ("a", "b", "c") in {(p, s, n) for p, s, n in _rows(counts.transitions, "prev", "state", "next")}
+
+
+def test_reach_counts_journeys_visits_and_repeats(con) -> None:
+    counts = step_counts.count_steps(con, "main", "dropped", "classes", collapse=False)
+    got = {(c, s, o): (r, v, rep) for c, s, o, r, v, rep in
+           _rows(counts.reach, "cls", "state", "outcome", "reached", "visits", "repeats")}
+    assert got[(1, "b", "converted")] == (1, 2, 1)     # j1 visits b twice
+    assert got[(1, "a", "converted")] == (1, 1, 0)
+    assert got[(1, "c", "dropped")] == (1, 1, 0)
+    assert got[(2, "a", "converted")] == (1, 1, 0)
+    assert sum(r for r, _, _ in got.values()) == 3 + 2 + 2  # j1, j2, j3 states; j4 (censored) and j5 (no steps) add nothing
+
+
+@pytest.mark.parametrize("sizes", [[4, 5, 3], [2 ** 40, 2 ** 30, 3]], ids=["mixed-radix-key", "lexsort-fallback"])
+def test_group_gives_the_same_groups_either_way(sizes) -> None:
+    rng = np.random.default_rng(7)
+    columns = [rng.integers(0, min(s, 4), 500) for s in sizes]
+    distinct, counts, inverse = step_counts._group(columns, sizes)
+    expected = {}
+    for row in zip(*columns):
+        expected[row] = expected.get(row, 0) + 1
+    assert dict(zip(zip(*distinct), counts.tolist())) == expected
+    assert [tuple(c[i] for c in distinct) for i in inverse] == list(zip(*columns))
