@@ -2,9 +2,12 @@
 
 `build_snapshots` computes every scope of a journey at once: one membership
 table maps each journey to each scope it belongs to (`all`, its `period`, one
-`segment` per segment key, `release_before` / `release_after`), and a handful of
-GROUP BY queries over that table give every snapshot's transition, reach,
-visit, repeat and outcome counts. Nothing loops over journeys or events in Python.
+`segment` per segment key, `release_before` / `release_after`). Journeys that
+share the same set of scopes form a class; their steps are counted once per
+class (`engine.step_counts`, numpy over one fetch: transitions, reach, visits,
+repeats, paths) and spread over the class's scopes, and a handful of GROUP BY
+queries over the membership table give the journey, outcome and duration counts.
+Nothing loops over journeys or events in Python.
 
 Scope rules (docs/contracts.md): journeys are assigned to periods by start
 time, periods are aligned to Monday 1970-01-05 00:00 UTC (a 7d period is an ISO
