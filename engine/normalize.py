@@ -1,7 +1,8 @@
 """Clean staged events into the `events` table: dedup, identity, bots, late arrivals, sessions, order.
 
 Runs after `engine.ingest.load` (which left `staged_events`, every row with
-its quarantine reason or none) and before `engine.states.derive`. Each usable
+its quarantine reason or none; normalisation consumes and drops it) and
+before `engine.states.derive`. Each usable
 row ends in exactly one bucket, in this order of precedence:
 
 1. **duplicate**: the same (tenant, event_id) seen earlier (by time, then
@@ -108,12 +109,16 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _dedupe(con, norm.dedupe_window_s)
         merged = _resolve_identities(con, norm.alias_events)
         _flag_bots_and_late(con, cfg, watermark)
+        staged = _staged_counts(con)
+        # Every usable staged row now lives in _jg_flagged: freeing the staging table leaves its memory
+        # to the sort and join below (at 10 M events both temp tables no longer fit the memory limit together).
+        con.execute("DROP VIEW IF EXISTS _jg_deduped")
+        con.execute("DROP TABLE staged_events")
         _write_events(con, cfg.inactivity_gap_s)
         _write_rejected(con)
-        summary = _summary(con, merged)
+        summary = _summary(con, merged, staged)
     for table in (_FLAGGED, _IDENTITY):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.execute("DROP VIEW IF EXISTS _jg_deduped")
     return summary
 
 
@@ -330,10 +335,16 @@ def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
         ORDER BY input_order""")
 
 
-def _summary(con: duckdb.DuckDBPyConnection, merged: int) -> NormalizeSummary:
+def _staged_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, dict[str, int]]:
+    """(rows read, rows quarantined, quarantined per reason) of the staging table."""
     read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchall()[0]
     by_reason = dict(con.execute(
         "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
+    return read, quarantined, by_reason
+
+
+def _summary(con: duckdb.DuckDBPyConnection, merged: int, staged: tuple[int, int, dict[str, int]]) -> NormalizeSummary:
+    read, quarantined, by_reason = staged
     dups, bots, late = con.execute(
         f"""SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND bot),
                    count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchall()[0]
