@@ -222,56 +222,70 @@ class Snapshot:
 # ------------------------------------------------------------------------------------------
 # Building
 # ------------------------------------------------------------------------------------------
-_MEMBERS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_members AS
-WITH j AS (SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, start_ts, outcome, censored, segments
-           FROM journeys WHERE journey = $journey),
-span AS (SELECT j.tenant_id, min(j.start_ts) AS first_ts, any_value(e.data_end) AS data_end
-         FROM j JOIN _jg_ends e USING (tenant_id) GROUP BY j.tenant_id),
-keys AS (SELECT unnest($keys::VARCHAR[]) AS key),
-rel AS (SELECT unnest($rel_names::VARCHAR[]) AS name, unnest($rel_at::TIMESTAMP[]) AS at),
-m AS (
-SELECT j.tenant_id, 'all' AS scope, '' AS seg_key, '' AS seg_value, '' AS release,
-       span.first_ts AS w_start, span.data_end AS w_end, j.journey_id, j.actor_id, j.outcome, j.censored
-  FROM j JOIN span USING (tenant_id)
-UNION ALL
-SELECT tenant_id, 'period', '', '', '', b, b + to_seconds($period), journey_id, actor_id, outcome, censored
-  FROM (SELECT *, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS b FROM j)
-UNION ALL
-SELECT j.tenant_id, 'segment', keys.key, coalesce(j.segments[keys.key], '(none)'), '', span.first_ts,
-       span.data_end, j.journey_id, j.actor_id, j.outcome, j.censored
-  FROM j JOIN span USING (tenant_id) CROSS JOIN keys
-UNION ALL
-SELECT tenant_id, 'release_before', '', '', rel.name, rel.at - to_seconds($rw), rel.at, journey_id, actor_id, outcome, censored
-  FROM j JOIN rel ON j.start_ts >= rel.at - to_seconds($rw) AND j.start_ts < rel.at
-UNION ALL
-SELECT tenant_id, 'release_after', '', '', rel.name, rel.at, rel.at + to_seconds($rw), journey_id, actor_id, outcome, censored
-  FROM j JOIN rel ON j.start_ts >= rel.at AND j.start_ts < rel.at + to_seconds($rw))
-SELECT hash(tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, * FROM m
-"""
+# Journeys that share every scope form a class: same tenant, period, segment values, and releases they start
+# just before or after. Counts are made per class and summed over each class's scopes (_jg_csid) instead of
+# over one membership row per (journey, scope), and the scope rows come from the classes alone. A scope id
+# is a hash of the scope's descriptors (internal only: payloads never show it).
+_CLASSES_SQL = (
+    """CREATE OR REPLACE TEMP TABLE _jg_jkeys AS
+       SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, coalesce(outcome, $dropoff) AS outcome,
+              censored, start_ts, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
+              list_transform($keys::VARCHAR[], lambda k: coalesce(segments[k], '(none)')) AS segvals,
+              list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
+                          start_ts >= ($rel_at::TIMESTAMP[])[i] - to_seconds($rw) AND start_ts < ($rel_at::TIMESTAMP[])[i]) AS rel_before,
+              list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
+                          start_ts >= ($rel_at::TIMESTAMP[])[i] AND start_ts < ($rel_at::TIMESTAMP[])[i] + to_seconds($rw)) AS rel_after
+       FROM journeys WHERE journey = $journey""",
+    """CREATE OR REPLACE TEMP TABLE _jg_classes AS
+       SELECT row_number() OVER (ORDER BY tenant_id, bucket, segvals, rel_before, rel_after) AS cls, *
+       FROM (SELECT DISTINCT tenant_id, bucket, segvals, rel_before, rel_after FROM _jg_jkeys)""",
+    """CREATE OR REPLACE TEMP TABLE _jg_jclass AS
+       SELECT k.journey_id, k.actor_id, k.outcome, k.censored, c.cls
+       FROM _jg_jkeys k JOIN _jg_classes c USING (tenant_id, bucket, segvals, rel_before, rel_after)""",
+    """CREATE OR REPLACE TEMP TABLE _jg_cscopes AS
+       WITH span AS (SELECT k.tenant_id, min(k.start_ts) AS first_ts, any_value(e.data_end) AS data_end
+                     FROM _jg_jkeys k JOIN _jg_ends e USING (tenant_id) GROUP BY k.tenant_id),
+       c AS (SELECT * FROM _jg_classes JOIN span USING (tenant_id)),
+       keys AS (SELECT unnest($keys::VARCHAR[]) AS key, generate_subscripts($keys::VARCHAR[], 1) AS ki),
+       m AS (
+       SELECT cls, tenant_id, 'all' AS scope, '' AS seg_key, '' AS seg_value, '' AS release,
+              first_ts AS w_start, data_end AS w_end FROM c
+       UNION ALL
+       SELECT cls, tenant_id, 'period', '', '', '', bucket, bucket + to_seconds($period) FROM c
+       UNION ALL
+       SELECT cls, tenant_id, 'segment', keys.key, c.segvals[keys.ki], '', first_ts, data_end FROM c CROSS JOIN keys
+       UNION ALL
+       SELECT cls, tenant_id, 'release_before', '', '', ($rel_names::VARCHAR[])[i], ($rel_at::TIMESTAMP[])[i] - to_seconds($rw),
+              ($rel_at::TIMESTAMP[])[i] FROM (SELECT *, unnest(rel_before) AS i FROM c)
+       UNION ALL
+       SELECT cls, tenant_id, 'release_after', '', '', ($rel_names::VARCHAR[])[i], ($rel_at::TIMESTAMP[])[i],
+              ($rel_at::TIMESTAMP[])[i] + to_seconds($rw) FROM (SELECT *, unnest(rel_after) AS i FROM c))
+       SELECT hash(tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, * FROM m""",
+    """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT DISTINCT cls, sid FROM _jg_cscopes""",
+)
 
-# a scope id is a hash of the scope's descriptors (internal only: payloads never show it), so the
-# membership table needs no join to a scope table; scopes come out ordered by their descriptors
+# scopes come out ordered by their descriptors
 _SCOPES_SQL = """
 SELECT sid, any_value(tenant_id) AS tenant_id, any_value(scope) AS scope, any_value(seg_key) AS seg_key,
        any_value(seg_value) AS seg_value, any_value(release) AS release, any_value(w_start) AS w_start,
        any_value(w_end) AS w_end
-FROM _jg_members GROUP BY sid ORDER BY tenant_id, scope, seg_key, seg_value, release, w_start
+FROM _jg_cscopes GROUP BY sid ORDER BY tenant_id, scope, seg_key, seg_value, release, w_start
 """
 
-# Journeys with the same set of scopes form a class (at most periods x segment values x release sides of
-# them, not one per journey): steps are counted per class first, then spread over the class's scopes,
-# instead of joining every step to each of its ~6 scopes (measured on 1 M events: half the CPU).
-_CLASSES_SQL = (
-    """CREATE OR REPLACE TEMP TABLE _jg_sets AS
-       SELECT journey_id, list_sort(list(sid)) AS sids, any_value(coalesce(outcome, $dropoff)) AS outcome
-       FROM _jg_members GROUP BY journey_id""",
-    """CREATE OR REPLACE TEMP TABLE _jg_classes AS
-       SELECT sids, row_number() OVER () AS cls FROM (SELECT DISTINCT sids FROM _jg_sets)""",
-    """CREATE OR REPLACE TEMP TABLE _jg_jclass AS
-       SELECT s.journey_id, s.outcome, c.cls FROM _jg_sets s JOIN _jg_classes c USING (sids)""",
-    """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT cls, unnest(sids) AS sid FROM _jg_classes""",
-)
+# Distinct actors add up over classes when no actor has two completed journeys (engine.journeys makes one
+# journey per actor); otherwise they are counted over every (journey, scope) pair.
+_TOTALS_SQL = """
+WITH per AS (SELECT cls, count(*) AS n, count(*) FILTER (censored) AS nc,
+                    count(DISTINCT actor_id) FILTER (NOT censored) AS na FROM _jg_jclass GROUP BY cls)
+SELECT cs.sid, sum(per.n)::BIGINT, sum(per.nc)::BIGINT, sum(per.na)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY cs.sid
+"""
+_TOTALS_EXACT_SQL = """
+SELECT cs.sid, count(*), count(*) FILTER (censored), count(DISTINCT actor_id) FILTER (NOT censored)
+FROM _jg_jclass k JOIN _jg_csid cs USING (cls) GROUP BY cs.sid
+"""
+_ACTOR_REPEATS_SQL = """
+SELECT count(*) FROM (SELECT actor_id FROM _jg_jclass WHERE NOT censored GROUP BY actor_id HAVING count(*) > 1)
+"""
 
 # Per-class step counts (engine.step_counts) spread over each class's scopes; the model check reads _jg_trans.
 _SPREAD_SQL = (
@@ -287,11 +301,12 @@ _SPREAD_SQL = (
 
 _QUERIES = {
     "scopes": _SCOPES_SQL,
-    "totals": """SELECT sid, count(*), count(*) FILTER (censored), count(DISTINCT actor_id) FILTER (NOT censored)
-                 FROM _jg_members GROUP BY sid""",
-    "outcomes": """SELECT sid, coalesce(outcome, $dropoff), count(*) FROM _jg_members WHERE NOT censored GROUP BY ALL""",
-    "durations": """SELECT m.sid, median(j.duration_s), median(j.length) FROM _jg_members m JOIN _jg_jour j USING (journey_id)
-                    GROUP BY m.sid""",
+    "totals": _TOTALS_SQL,
+    "outcomes": """WITH per AS (SELECT cls, outcome, count(*) AS n FROM _jg_jclass WHERE NOT censored GROUP BY ALL)
+                   SELECT cs.sid, per.outcome, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    "durations": """SELECT cs.sid, median(j.duration_s), median(j.length)
+                    FROM _jg_jour j JOIN (SELECT journey_id, cls FROM _jg_jclass) c USING (journey_id)
+                    JOIN _jg_csid cs USING (cls) GROUP BY cs.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
     "reach": """SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
                 FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
@@ -345,8 +360,8 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             ends = _ends(con, journey_cfg.name, data_end)
             rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_ends", "_jg_members", "_jg_trans", "_jg_creach", "_jg_jour", "_jg_sets", "_jg_classes",
-                      "_jg_jclass", "_jg_csid"):
+        for table in ("_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
+                      "_jg_creach", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
@@ -357,16 +372,16 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
     """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
     pick = lambda *keys: {k: params[k] for k in keys}
-    with _stage("members"):
-        con.execute(_MEMBERS_SQL, pick("journey", "period", "origin", "keys", "rel_names", "rel_at", "rw"))
     with _stage("classes"):
         for sql in _CLASSES_SQL:
-            con.execute(sql, pick("dropoff") if "$dropoff" in sql else {})
+            con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
     with _stage("steps"):
         _spread(con, step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"]), params)
     rows = {}
+    exact_actors = con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0
     for name, sql in _QUERIES.items():
         with _stage(name):
+            sql = _TOTALS_EXACT_SQL if name == "totals" and exact_actors else sql
             rows[name] = con.execute(sql, pick("dropoff") if "$dropoff" in sql else {}).fetchall()
     with _stage("paths"):
         tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
