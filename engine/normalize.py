@@ -109,15 +109,11 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _dedupe(con, norm.dedupe_window_s)
         merged = _resolve_identities(con, norm.alias_events)
         _flag_bots_and_late(con, cfg, watermark)
-        staged = _staged_counts(con)
-        # Every usable staged row now lives in _jg_flagged: freeing the staging table leaves its memory
-        # to the sort and join below (at 10 M events both temp tables no longer fit the memory limit together).
-        con.execute("DROP VIEW IF EXISTS _jg_deduped")
-        con.execute("DROP TABLE staged_events")
         _write_events(con, cfg.inactivity_gap_s)
         _write_rejected(con)
-        summary = _summary(con, merged, staged)
-    for table in (_FLAGGED, _IDENTITY):
+        summary = _summary(con, merged, _staged_counts(con))
+    con.execute("DROP VIEW IF EXISTS _jg_deduped")
+    for table in (_FLAGGED, _IDENTITY, "staged_events"):  # the staging table is consumed: free its memory
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return summary
 
@@ -250,7 +246,7 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
         known AS ({known})
-        SELECT r.*,
+        SELECT r.input_order, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
                NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
@@ -284,28 +280,36 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
 
     Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
     sessions along that order, and the table is written unordered (every reader orders by seq): sorting
-    and writing the wide rows in order cost three times as much on 1 M events.
+    and writing the wide rows in order cost three times as much on 1 M events. The wide columns come
+    straight from the staging table (the flags table holds keys and flags only, so the rows are not
+    copied once more: at 10 M events that copy no longer fits the memory limit and spills).
     """
     reader = con.sql(f"""
-        SELECT tenant_id, actor_id, ts, input_order FROM {_FLAGGED}
+        SELECT tenant_id, actor_id, ts, input_order, event_id FROM {_FLAGGED}
         WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)
         ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_reader(_BATCH_ROWS)
     parts = []
     for keys in whole_actor_tables(reader, CHUNK_EVENTS):  # whole actors at a time: memory stays bounded
         seq, session = _sequence(keys, gap_s)
-        parts.append((keys.column("input_order").to_numpy(), seq, session))
-    order, seq, session = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64) for i in range(3))
-    con.register("_jg_keys", in_batches(pa.table({"input_order": order, "seq": seq, "session_no": session})))
+        parts.append(keys.select(["input_order", "actor_id", "event_id"])
+                     .append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
+    con.register("_jg_keys", in_batches(pa.concat_tables(parts) if parts else _empty_keys()))
     con.execute(EVENTS_DDL)
     try:
-        con.execute(f"""
+        con.execute("""
             INSERT INTO events
-            SELECT f.tenant_id, f.actor_id, f.event_id, f.event_name, f.ts, f.received_at,
-                   f.actor_id || '#' || k.session_no AS session_id, f.platform, f.user_agent, f.properties,
-                   k.input_order, k.seq, f.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-            FROM {_FLAGGED} f JOIN _jg_keys k USING (input_order)""")
+            SELECT s.tenant_id, k.actor_id, k.event_id, s.event_name, s.ts, s.received_at,
+                   k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+                   k.input_order, k.seq, s.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+            FROM staged_events s JOIN _jg_keys k USING (input_order)""")
     finally:
         con.unregister("_jg_keys")
+
+
+def _empty_keys() -> pa.Table:
+    return pa.table({"input_order": pa.array([], pa.int64()), "actor_id": pa.array([], pa.string()),
+                     "event_id": pa.array([], pa.string()), "seq": pa.array([], pa.int64()),
+                     "session_no": pa.array([], pa.int64())})
 
 
 def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -329,10 +333,11 @@ def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
     """Usable rows that were still not accepted, with why: the audit trail beside `quarantine`."""
     con.execute(f"""
         CREATE OR REPLACE TABLE rejected_events AS
-        SELECT run_id, source, line, tenant_id, actor_id, event_id,
-               CASE WHEN duplicate THEN 'duplicate' WHEN bot THEN 'bot' ELSE 'late_arrival' END AS reason
-        FROM {_FLAGGED} WHERE duplicate OR bot OR coalesce(late_raw, false)
-        ORDER BY input_order""")
+        SELECT s.run_id, s.source, s.line, f.tenant_id, f.actor_id, f.event_id,
+               CASE WHEN f.duplicate THEN 'duplicate' WHEN f.bot THEN 'bot' ELSE 'late_arrival' END AS reason
+        FROM {_FLAGGED} f JOIN staged_events s USING (input_order)
+        WHERE f.duplicate OR f.bot OR coalesce(f.late_raw, false)
+        ORDER BY f.input_order""")
 
 
 def _staged_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, dict[str, int]]:
