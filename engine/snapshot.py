@@ -371,10 +371,9 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
     """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
-    pick = lambda *keys: {k: params[k] for k in keys}
     with _stage("classes"):
         for sql in _CLASSES_SQL:
-            con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+            con.execute(sql, _bind(sql, params))
     with _stage("steps"):
         _spread(con, step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"]), params)
     rows = {}
@@ -382,12 +381,17 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
     for name, sql in _QUERIES.items():
         with _stage(name):
             sql = _TOTALS_EXACT_SQL if name == "totals" and exact_actors else sql
-            rows[name] = con.execute(sql, pick("dropoff") if "$dropoff" in sql else {}).fetchall()
+            rows[name] = con.execute(sql, _bind(sql, params)).fetchall()
     with _stage("paths"):
         tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     return rows, tops, checks
+
+
+def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The named parameters a statement uses (DuckDB refuses unused ones)."""
+    return {name: value for name, value in params.items() if f"${name}" in sql}
 
 
 def _spread(con: Any, counts: step_counts.StepCounts, params: dict[str, Any]) -> None:
@@ -397,7 +401,7 @@ def _spread(con: Any, counts: step_counts.StepCounts, params: dict[str, Any]) ->
         con.register(name, in_batches(table))
     try:
         for sql in _SPREAD_SQL:
-            con.execute(sql, {k: params[k] for k in ("journey", "dropoff")} if "$journey" in sql else {})
+            con.execute(sql, _bind(sql, params))
     finally:
         for name in tables:
             con.unregister(name)
