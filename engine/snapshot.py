@@ -1,12 +1,12 @@
 """Immutable snapshots: the counts of one (tenant, journey, scope), and the metrics they imply.
 
-`build_snapshots` computes every scope of a journey at once: one membership
-table maps each journey to each scope it belongs to (`all`, its `period`, one
-`segment` per segment key, `release_before` / `release_after`). Journeys that
-share the same set of scopes form a class; their steps are counted once per
-class (`engine.step_counts`, numpy over one fetch: transitions, reach, visits,
-repeats, paths) and spread over the class's scopes, and a handful of GROUP BY
-queries over the membership table give the journey, outcome and duration counts.
+`build_snapshots` computes every scope of a journey at once. A journey belongs
+to `all`, its `period`, one `segment` per segment key and `release_before` /
+`release_after` of the releases it starts near; journeys with the same
+(tenant, period, segment values, release sides) share every scope and form a
+class. Everything is counted once per class (journeys, outcomes, and the steps
+by `engine.step_counts`: transitions, reach, visits, repeats, paths) and summed
+over the class's scopes; only medians and top paths look at single journeys.
 Nothing loops over journeys or events in Python.
 
 Scope rules (docs/contracts.md): journeys are assigned to periods by start
