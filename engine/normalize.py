@@ -111,7 +111,7 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _flag_bots_and_late(con, cfg, watermark)
         _write_events(con, cfg.inactivity_gap_s)
         _write_rejected(con)
-        summary = _summary(con, merged, _staged_counts(con))
+        summary = _summary(con, merged)
     con.execute("DROP VIEW IF EXISTS _jg_deduped")
     for table in (_FLAGGED, _IDENTITY, "staged_events"):  # the staging table is consumed: free its memory
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -340,16 +340,10 @@ def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
         ORDER BY f.input_order""")
 
 
-def _staged_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, dict[str, int]]:
-    """(rows read, rows quarantined, quarantined per reason) of the staging table."""
+def _summary(con: duckdb.DuckDBPyConnection, merged: int) -> NormalizeSummary:
     read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchall()[0]
     by_reason = dict(con.execute(
         "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
-    return read, quarantined, by_reason
-
-
-def _summary(con: duckdb.DuckDBPyConnection, merged: int, staged: tuple[int, int, dict[str, int]]) -> NormalizeSummary:
-    read, quarantined, by_reason = staged
     dups, bots, late = con.execute(
         f"""SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND bot),
                    count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchall()[0]
