@@ -111,8 +111,9 @@ def _preload(modules: tuple[str, ...]) -> threading.Thread:
     Why: a run spends about a second importing scipy.special, the detectors, the fact store and the
     narrator. DuckDB releases the GIL while it runs a query, and ingest often leaves a core free (one
     Parquet row group is read by one thread), so those imports overlap the data work instead of adding
-    to the wall time. The caller joins the thread before its next import of a later stage, so no
-    module is imported from two threads at once. A failed import here is ignored: the stage that needs
+    to the wall time. Python's per-module import locks make an import the main thread starts meanwhile
+    (normalise's scipy.sparse, with alias links) wait for, never see, a half-imported module; the caller
+    joins the thread before the snapshot stage. A failed import here is ignored: the stage that needs
     the module imports it again and reports the error itself.
     """
     def load() -> None:
