@@ -20,7 +20,9 @@ SEP = chr(31)  # the unit separator joins a path's states (engine.snapshot build
 # scope-set classes (engine.snapshot): one row per journey is grouped per class, then spread over the
 # class's scopes, instead of joining every journey's path string to each of its ~6 scopes (0.56 -> 0.3 CPU-s).
 _TOP_SQL = """
-WITH pc AS (SELECT jc.cls, j.path, j.outcome, count(*) AS cnt FROM {jour} j JOIN (SELECT journey_id, cls FROM {classes}) jc USING (journey_id) GROUP BY ALL),
+WITH jc AS (SELECT j.path, j.outcome, j.actor_id, j.duration_s, j.length, c.cls
+            FROM {jour} j JOIN (SELECT journey_id, cls FROM {classes}) c USING (journey_id)),
+pc AS (SELECT cls, path, outcome, count(*) AS cnt FROM jc GROUP BY ALL),
 po AS (SELECT cs.sid, pc.path, pc.outcome, sum(pc.cnt)::BIGINT AS cnt FROM pc JOIN {class_sids} cs USING (cls) GROUP BY ALL),
 done AS (SELECT sid, sum(cnt)::BIGINT AS completed FROM po GROUP BY sid),
 floor AS (SELECT sid, list_min(max(cnt, greatest($top, 1))) AS least FROM po GROUP BY sid),  -- the N-th largest count per scope
@@ -28,8 +30,7 @@ ranked AS (SELECT po.*, row_number() OVER (PARTITION BY sid ORDER BY cnt DESC, p
            FROM po JOIN floor USING (sid) WHERE po.cnt >= floor.least QUALIFY rn <= $top),
 seq AS (SELECT po.sid, po.path, sum(po.cnt) AS n_seq, coalesce(sum(po.cnt) FILTER (po.outcome = $conversion), 0) AS n_conv
         FROM po SEMI JOIN ranked USING (sid, path) GROUP BY ALL),
-shown AS (SELECT j.path, j.outcome, j.actor_id, j.duration_s, j.length, jc.cls FROM {jour} j JOIN (SELECT journey_id, cls FROM {classes}) jc USING (journey_id)
-          SEMI JOIN (SELECT DISTINCT path, outcome FROM ranked) r USING (path, outcome)),
+shown AS (SELECT * FROM jc SEMI JOIN (SELECT DISTINCT path, outcome FROM ranked) r USING (path, outcome)),
 detail AS (SELECT cs.sid, s.path, s.outcome, count(DISTINCT s.actor_id) AS actors, median(s.duration_s) AS med_s,
                   median(s.length) AS med_len
            FROM shown s JOIN {class_sids} cs USING (cls) SEMI JOIN ranked USING (sid, path, outcome) GROUP BY ALL)
