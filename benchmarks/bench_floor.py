@@ -1,0 +1,161 @@
+"""The floor under `journeygraph run`: what reading the file and storing the contract tables cost alone.
+
+Why: #2 asks for the engine stage within 3x of a bare DuckDB transition count
+(`bench_engine.py`'s baseline). Before tuning further it helps to know what
+any implementation of the table contracts in docs/contracts.md must pay on
+this machine, with none of the engine's logic:
+
+* **read**: DuckDB reads the file and parses its timestamps into a temp table
+  (no field mapping, validation or quarantine);
+* **sort**: one sort of the keys by (actor, time, event id), fetched as Arrow
+  (any sequence engine sorts once; the baseline's window does the same);
+* **store**: the engine's own final `events`, `journeys` and `journey_steps`
+  (taken from a real run, held as Arrow in memory) written into a fresh
+  on-disk DuckDB file with CREATE TABLE AS and a CHECKPOINT, one table at a
+  time. That is the cost of keeping the audit trail the design asks for
+  (normalised events, journeys and their steps), whatever computes them.
+
+The floor is the sum of the three (wall and CPU); the report compares it with
+3x the baseline. Each part runs in a fresh child process.
+
+    python benchmarks/bench_floor.py --events 1m [--format parquet|jsonl] [--workspace DIR]
+
+`--workspace` reuses a finished run's workspace instead of running the engine
+once first. Results go to benchmarks/results/floor_<size>_<format>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_engine import DATA, RESULTS, ROOT, _reader, measure, run_baseline
+
+TABLES = ("events", "journeys", "journey_steps")
+READ_SQL = """CREATE TEMP TABLE staged AS
+SELECT * REPLACE (CAST("timestamp" AS TIMESTAMPTZ) AS "timestamp") FROM {reader}"""
+SORT_SQL = 'SELECT user_id, "timestamp", event_id FROM staged ORDER BY user_id, "timestamp", event_id'
+
+
+def _timed(fn: Any) -> dict[str, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return {"wall_seconds": round(time.perf_counter() - wall, 3), "cpu_seconds": round(time.process_time() - cpu, 3)}
+
+
+def child_read_sort(path: Path) -> dict[str, Any]:
+    """read and sort, in one process (the sort reads the table the read made)."""
+    import duckdb
+
+    con = duckdb.connect()
+    read = _timed(lambda: con.execute(READ_SQL.format(reader=_reader(path))))
+    sort = _timed(lambda: con.sql(SORT_SQL).to_arrow_table())
+    return {"read": read, "sort": sort}
+
+
+def child_store(workspace: Path) -> dict[str, Any]:
+    """CTAS + CHECKPOINT of each contract table, from Arrow copies of a finished run's tables."""
+    import duckdb
+
+    source = duckdb.connect(str(workspace / "journeygraph.duckdb"), read_only=True)
+    tables = {name: source.sql(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES}
+    source.close()
+    target_dir = Path(tempfile.mkdtemp(prefix="jg-floor-"))
+    try:
+        con = duckdb.connect(str(target_dir / "floor.duckdb"))
+        out: dict[str, Any] = {}
+        for name, table in tables.items():
+            con.register("_arrow", table)
+            out[name] = _timed(lambda: (con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow"),
+                                        con.execute("CHECKPOINT")))
+            out[name]["rows"] = table.num_rows
+            con.unregister("_arrow")
+        con.close()
+        out["file_mb"] = round((target_dir / "floor.duckdb").stat().st_size / 1e6, 1)
+        return out
+    finally:
+        shutil.rmtree(target_dir, ignore_errors=True)
+
+
+def _child(flag: str, arg: Path) -> dict[str, Any]:
+    res = measure([sys.executable, __file__, flag, str(arg)], ROOT)
+    if res["rc"] != 0:
+        raise SystemExit(f"{flag} failed:\n{res['stderr']}")
+    out = json.loads(res["stdout"].strip().splitlines()[-1])
+    out["peak_rss_mb"] = round(res["maxrss_kb"] / 1024, 1)
+    return out
+
+
+def _engine_workspace(path: Path) -> Path:
+    workspace = Path(tempfile.mkdtemp(prefix="jg-floor-ws-"))
+    exe = shutil.which("journeygraph") or "journeygraph"
+    done = subprocess.run([exe, "run", str(path), "-c", str(DATA / "bench.yaml"), "-w", str(workspace), "--format", "json"],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"journeygraph run failed:\n{done.stderr[-2000:]}")
+    return workspace
+
+
+def floor(read_sort: dict[str, Any], store: dict[str, Any]) -> dict[str, float]:
+    parts = [read_sort["read"], read_sort["sort"], *(store[name] for name in TABLES)]
+    return {"wall_seconds": round(sum(p["wall_seconds"] for p in parts), 3),
+            "cpu_seconds": round(sum(p["cpu_seconds"] for p in parts), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", default="1m", help="stream label written by generate_streams.py (100k, 1m, 10m)")
+    parser.add_argument("--format", default="parquet", choices=["parquet", "jsonl"])
+    parser.add_argument("--workspace", type=Path, help="a finished run's workspace on the same stream (else one run first)")
+    parser.add_argument("--repeat", type=int, default=3, help="baseline runs (best kept)")
+    parser.add_argument("--child-read-sort", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-store", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_read_sort:
+        print(json.dumps(child_read_sort(args.child_read_sort)))
+        return 0
+    if args.child_store:
+        print(json.dumps(child_store(args.child_store)))
+        return 0
+    path = DATA / f"events_{args.events}.{args.format}"
+    if not path.exists():
+        raise SystemExit(f"{path} not found; write it with: python benchmarks/generate_streams.py --events {args.events}")
+    workspace = args.workspace or _engine_workspace(path)
+    try:
+        base = run_baseline(path, args.repeat)
+        read_sort = _child("--child-read-sort", path)
+        store = _child("--child-store", workspace)
+    finally:
+        if args.workspace is None:
+            shutil.rmtree(workspace, ignore_errors=True)
+    total = floor(read_sort, store)
+    budget = round(3 * base["wall_seconds"], 3)
+    result = {"stream": args.events, "format": args.format, "events": base["counted_events"],
+              "baseline_wall_seconds": base["wall_seconds"], "budget_3x_seconds": budget,
+              "read": read_sort["read"], "sort": read_sort["sort"], "store": store, "floor": total,
+              "floor_share_of_budget": round(total["wall_seconds"] / budget, 3),
+              "load_average_1m": round(os.getloadavg()[0], 2),
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    print(f"{args.events} {args.format} ({result['events']:,} events): baseline {base['wall_seconds']:.2f} s, "
+          f"3x budget {budget:.2f} s")
+    for name, part in [("read", result["read"]), ("sort", result["sort"]), *((n, store[n]) for n in TABLES)]:
+        print(f"  {name:14s} {part['wall_seconds']:7.2f} s wall {part['cpu_seconds']:7.2f} CPU-s")
+    print(f"  floor          {total['wall_seconds']:7.2f} s wall {total['cpu_seconds']:7.2f} CPU-s"
+          f"  = {result['floor_share_of_budget']:.0%} of the 3x budget, before any of the engine's logic")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"floor_{args.events}_{args.format}.json"
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"  results → {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
