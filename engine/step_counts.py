@@ -35,6 +35,7 @@ from engine.arrow_scan import in_batches
 from engine.paths import SEP
 
 START = "^"  # the `prev` of a journey's first step
+_DENSE_KEYS = 1 << 22  # key spaces up to this size are counted densely whatever the row count
 
 _JOURNEYS_SQL = """
 SELECT j.journey_id, jc.cls, coalesce(j.outcome, $dropoff) AS outcome, {heldout} AS heldout
@@ -88,8 +89,8 @@ class _Sequences:
 
 
 def _ordered(steps: pa.Table, collapse: bool) -> _Sequences:
-    jix = steps.column("jix").to_numpy()
-    order = np.lexsort((steps.column("step").to_numpy(), jix))
+    jix = steps.column("jix").to_numpy().astype(np.int64)
+    order = _step_order(jix, steps.column("step").to_numpy().astype(np.int64))
     state, names = _codes(steps.column("state"))
     jix, state = jix[order], state[order]
     first = np.ones(len(jix), dtype=bool)
@@ -103,6 +104,29 @@ def _ordered(steps: pa.Table, collapse: bool) -> _Sequences:
     return _Sequences(jix=jix, state=state, names=names, first=first)
 
 
+def _step_order(jix: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Row order by (journey, step).
+
+    The journey rule numbers each journey's steps 0..k-1, so a row's place is its journey's first slot
+    plus its step: a scatter, no sort (10 M steps: 1.5 s of lexsort). Anything else (a gap or a repeat
+    in the numbering) falls back to the lexsort, so the order is right either way.
+    """
+    n = len(jix)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    counts = np.bincount(jix)
+    in_range = step.min() >= 0 and bool(np.all(step < counts[jix]))
+    if in_range:
+        slot = (np.cumsum(counts) - counts)[jix] + step
+        filled = np.zeros(n, dtype=bool)
+        filled[slot] = True
+        if filled.all():  # n rows in n distinct slots: a permutation
+            order = np.empty(n, dtype=np.int64)
+            order[slot] = np.arange(n, dtype=np.int64)
+            return order
+    return np.lexsort((step, jix))
+
+
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     encoded = pc.dictionary_encode(column.combine_chunks())
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.cast(pa.string())
@@ -114,10 +138,14 @@ def _group(columns: list[np.ndarray], sizes: list[int]) -> tuple[list[np.ndarray
     One mixed-radix int64 key (a single sort) when the sizes allow it, else a lexsort of the columns.
     """
     n = len(columns[0])
-    if np.prod([float(max(size, 1)) for size in sizes]) < 2.0 ** 62:
+    radix = [max(size, 1) for size in sizes]
+    key_space = np.prod([float(r) for r in radix])
+    if key_space < 2.0 ** 62:
         key = np.zeros(n, dtype=np.int64)
-        for column, size in zip(columns, sizes):
-            key = key * max(size, 1) + column
+        for column, r in zip(columns, radix):
+            key = key * r + column
+        if key_space <= max(2 * n, _DENSE_KEYS):
+            return _group_dense(key, int(key_space), radix)
         _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
         return [c[first] for c in columns], counts, inverse.reshape(-1)
     order = np.lexsort(columns[::-1])
@@ -127,6 +155,18 @@ def _group(columns: list[np.ndarray], sizes: list[int]) -> tuple[list[np.ndarray
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return [c[order][starts] for c in columns], np.diff(np.append(starts, n)), inverse
+
+
+def _group_dense(key: np.ndarray, key_space: int, radix: list[int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """`_group` for a small key space: one counting pass instead of a sort (same results as np.unique)."""
+    per_key = np.bincount(key, minlength=key_space)
+    present = np.flatnonzero(per_key)
+    rank = np.cumsum(per_key > 0) - 1
+    columns, rest = [], present
+    for r in reversed(radix):  # mixed-radix digits, last column first
+        columns.append(rest % r)
+        rest = rest // r
+    return columns[::-1], per_key[present], rank[key]
 
 
 def _transitions(seq: _Sequences, cls: np.ndarray, heldout: np.ndarray, outcome: np.ndarray,

@@ -69,7 +69,8 @@ def test_reach_counts_journeys_visits_and_repeats(con) -> None:
     assert sum(r for r, _, _ in got.values()) == 3 + 2 + 2  # j1, j2, j3 states; j4 (censored) and j5 (no steps) add nothing
 
 
-@pytest.mark.parametrize("sizes", [[4, 5, 3], [2 ** 40, 2 ** 30, 3]], ids=["mixed-radix-key", "lexsort-fallback"])
+@pytest.mark.parametrize("sizes", [[4, 5, 3], [2 ** 12, 2 ** 12, 3], [2 ** 40, 2 ** 30, 3]],
+                         ids=["dense-count", "sorted-key", "lexsort-fallback"])
 def test_group_gives_the_same_groups_either_way(sizes) -> None:
     rng = np.random.default_rng(7)
     columns = [rng.integers(0, min(s, 4), 500) for s in sizes]
@@ -79,3 +80,38 @@ def test_group_gives_the_same_groups_either_way(sizes) -> None:
         expected[row] = expected.get(row, 0) + 1
     assert dict(zip(zip(*distinct), counts.tolist())) == expected
     assert [tuple(c[i] for c in distinct) for i in inverse] == list(zip(*columns))
+
+
+def test_dense_and_sorted_grouping_agree_exactly() -> None:
+    """The counting pass returns what np.unique would: same distinct rows in the same order, counts and groups."""
+    rng = np.random.default_rng(11)
+    sizes = [7, 33, 30, 33, 2]
+    columns = [rng.integers(0, s, 20_000) for s in sizes]
+    dense = step_counts._group(columns, sizes)
+    key = np.zeros(20_000, dtype=np.int64)
+    for column, size in zip(columns, sizes):
+        key = key * size + column
+    _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    for got, want in zip(dense[0], [c[first] for c in columns]):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dense[1], counts)
+    np.testing.assert_array_equal(dense[2], inverse.reshape(-1))
+
+
+@pytest.mark.parametrize("gaps", [False, True], ids=["steps-0-to-k", "gapped-steps"])
+def test_step_order_matches_a_lexsort(gaps) -> None:
+    """By position when every journey's steps are 0..k-1, by lexsort otherwise: the same order either way."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 9, 400)
+    jix = np.repeat(np.arange(400), lengths)
+    step = np.concatenate([np.arange(n) for n in lengths]) * (2 if gaps else 1)
+    shuffle = rng.permutation(len(jix))
+    jix, step = jix[shuffle], step[shuffle]
+    np.testing.assert_array_equal(step_counts._step_order(jix, step), np.lexsort((step, jix)))
+
+
+def test_step_order_falls_back_when_a_step_repeats() -> None:
+    jix = np.array([0, 0, 1, 1])
+    step = np.array([1, 1, 1, 0])   # journey 0 numbers two steps 1: not a permutation of slots
+    order = step_counts._step_order(jix, step)
+    np.testing.assert_array_equal(order, np.lexsort((step, jix)))
