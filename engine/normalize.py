@@ -50,6 +50,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine.arrow_scan import in_batches
@@ -109,9 +110,9 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime |
         _dedupe(con, norm.dedupe_window_s)
         merged = _resolve_identities(con, norm.alias_events)
         _flag_bots_and_late(con, cfg, watermark)
-        _write_events(con, cfg.inactivity_gap_s)
+        accepted = _write_events(con, cfg.inactivity_gap_s)
         _write_rejected(con)
-        summary = _summary(con, merged)
+        summary = _summary(con, merged, accepted)
     con.execute("DROP VIEW IF EXISTS _jg_deduped")
     for table in (_FLAGGED, _IDENTITY, "staged_events"):  # the staging table is consumed: free its memory
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -275,7 +276,24 @@ def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
           AND NOT {_FLAGGED}.duplicate AND NOT {_FLAGGED}.bot""")
 
 
-def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
+@dataclass(frozen=True)
+class _Accepted:
+    """What the sorted pass over the accepted keys already knows (no second scan of `events` for the summary)."""
+
+    events: int = 0
+    actors: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def add(self, keys: pa.Table, new_actor: np.ndarray) -> _Accepted:
+        low, high = pc.min_max(keys.column("ts")).values()
+        start, end = low.as_py(), high.as_py()
+        return _Accepted(events=self.events + keys.num_rows, actors=self.actors + int(new_actor.sum()),
+                         start=start if self.start is None else min(self.start, start),
+                         end=end if self.end is None else max(self.end, end))
+
+
+def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> _Accepted:
     """Accepted events with seq and session, in one narrow sort; the wide columns are joined on afterwards.
 
     Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
@@ -288,9 +306,11 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
         SELECT tenant_id, actor_id, ts, input_order, event_id FROM {_FLAGGED}
         WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)
         ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_reader(_BATCH_ROWS)
-    parts = []
+    parts, accepted = [], _Accepted()
     for keys in whole_actor_tables(reader, CHUNK_EVENTS):  # whole actors at a time: memory stays bounded
-        seq, session = _sequence(keys, gap_s)
+        new_actor = new_actor_flags(keys)
+        seq, session = _sequence(keys, new_actor, gap_s)
+        accepted = accepted.add(keys, new_actor)
         parts.append(keys.select(["input_order", "actor_id", "event_id"])
                      .append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
     con.register("_jg_keys", in_batches(pa.concat_tables(parts) if parts else _empty_keys()))
@@ -304,6 +324,7 @@ def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> None:
             FROM staged_events s JOIN _jg_keys k USING (input_order)""")
     finally:
         con.unregister("_jg_keys")
+    return accepted
 
 
 def _empty_keys() -> pa.Table:
@@ -312,13 +333,12 @@ def _empty_keys() -> pa.Table:
                      "session_no": pa.array([], pa.int64())})
 
 
-def _sequence(keys: pa.Table, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
+def _sequence(keys: pa.Table, new_actor: np.ndarray, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
     """(seq from 0, session number from 1) per row of keys sorted by tenant, actor and time.
 
-    A session starts at an actor's first event and after any silence longer than `gap_s`.
+    A session starts at an actor's first event (`new_actor`) and after any silence longer than `gap_s`.
     """
     n = keys.num_rows
-    new_actor = new_actor_flags(keys)
     ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
     first = np.flatnonzero(new_actor)
     actor = np.cumsum(new_actor) - 1
@@ -340,19 +360,20 @@ def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
         ORDER BY f.input_order""")
 
 
-def _summary(con: duckdb.DuckDBPyConnection, merged: int) -> NormalizeSummary:
+def _summary(con: duckdb.DuckDBPyConnection, merged: int, acc: _Accepted) -> NormalizeSummary:
     read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchall()[0]
     by_reason = dict(con.execute(
         "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
     dups, bots, late = con.execute(
         f"""SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND bot),
                    count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchall()[0]
-    accepted, actors, start, end = con.execute(
-        "SELECT count(*), count(DISTINCT (tenant_id, actor_id)), min(ts), max(ts) FROM events").fetchall()[0]
-    summary = NormalizeSummary(events_read=read, accepted=accepted, quarantined=quarantined,
+    summary = NormalizeSummary(events_read=read, accepted=acc.events, quarantined=quarantined,
                                quarantined_by_reason=by_reason, duplicates=dups, bots_filtered=bots,
-                               late_rejected=late, actors=actors, identities_merged=merged,
-                               data_start=start, data_end=end)
+                               late_rejected=late, actors=acc.actors, identities_merged=merged,
+                               data_start=acc.start, data_end=acc.end)
+    accepted = con.execute("SELECT count(*) FROM events").fetchall()[0][0]  # what was stored, not what was meant to be
+    if accepted != acc.events:
+        raise EngineError(f"events holds {accepted} rows but {acc.events} were sequenced; this is a bug, please report it")
     total = accepted + quarantined + dups + bots + late
     if total != read:
         raise EngineError(f"normalisation lost rows: events_read {read} != accepted {accepted} + quarantined {quarantined} "
