@@ -88,7 +88,8 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from engine import views
 
-    data = views.snapshot(args.workspace, snapshot_id=args.id, journey=args.journey)
+    data = views.snapshot(args.workspace, snapshot_id=args.id, journey=args.journey,
+                          intervals=args.intervals, level=args.level)
     if args.format == "json":
         _print_json(data)
     else:
@@ -178,6 +179,20 @@ def _ws(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workspace", default=None, help="workspace folder (default ./.journeygraph)")
 
 
+def _replicates(text: str) -> int:
+    value = int(text)
+    if not 2 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text} replicates: give 2 to 100000 (500 is a good default)")
+    return value
+
+
+def _level(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"level {text}: give a value in [0.5, 1), e.g. 0.95")
+    return value
+
+
 def _fmt(p: argparse.ArgumentParser, choices: Sequence[str] = ("text", "json"), default: str = "text") -> None:
     p.add_argument("--format", choices=choices, default=default)
 
@@ -215,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     _ws(p); _fmt(p)
     p = add("snapshot", "metrics of one snapshot (default: all data, first journey)", cmd_snapshot)
     p.add_argument("id", nargs="?", default=None); p.add_argument("--journey", default=None); _ws(p); _fmt(p)
+    p.add_argument("--intervals", nargs="?", type=_replicates, const=500, default=None, metavar="REPLICATES",
+                   help="bootstrap intervals for B, removal effects and the removal ranking (default 500 replicates)")
+    p.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
     p = add("detectors", "list detectors with version, purpose and thresholds", cmd_detectors)
     _fmt(p)
     p = add("export", "export the fact graph", cmd_export)

@@ -124,12 +124,19 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
     return rows[0][0]
 
 
-def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None) -> dict[str, Any]:
-    from engine import snapshot_store
+def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None,
+             intervals: int | None = None, level: float = 0.95) -> dict[str, Any]:
+    """`snapshot --format json`; with `intervals` (replicates), bootstrap intervals too (engine.uncertainty)."""
+    from engine import snapshot_store, uncertainty
 
     with _open(workspace) as ws:
         sid = snapshot_id or _default_snapshot_id(ws, journey)
-        return snapshot_store.load_snapshot(ws.con, sid).to_metrics_json()
+        snap = snapshot_store.load_snapshot(ws.con, sid)
+    data = snap.to_metrics_json()
+    if intervals:
+        found = uncertainty.bootstrap(snap.metrics, seed=uncertainty.seed_for(sid), replicates=intervals, level=level)
+        data["intervals"] = uncertainty.to_json(found, snap.metrics.states)
+    return data
 
 
 def snapshot_text(data: dict[str, Any]) -> str:
@@ -142,6 +149,28 @@ def snapshot_text(data: dict[str, Any]) -> str:
             "steps": s["expected_steps"],
             **{f"B[{k}]": v for k, v in sorted(s["absorption"].items())},
             **{f"removal[{k}]": v for k, v in sorted(s["removal_effect"].items())},
+        })
+    return head + table_text(rows) + _intervals_text(data.get("intervals"))
+
+
+def _intervals_text(block: dict[str, Any] | None) -> str:
+    """The bootstrap block as a second table: interval of B and of the removal effect, per outcome, and the rank."""
+    if not block:
+        return ""
+    head = (f"\n{block['level']:.0%} intervals, {block['replicates']} bootstrap replicates "
+            f"({block['failed_replicates']} failed); first-order chain assumed\n")
+    if block["states"] is None:
+        return head + block["note"] + "\n"
+    fmt = lambda pair: "" if pair is None else f"[{pair[0]:.4f}, {pair[1]:.4f}]"
+    rows = []
+    for s in block["states"]:
+        rank = s["removal_rank"]
+        rows.append({
+            "state": s["state"],
+            **{f"B[{k}]": fmt(v) for k, v in sorted(s["absorption"].items())},
+            **{f"removal[{k}]": fmt(v) for k, v in sorted((s["removal_effect"] or {}).items())},
+            "rank": "" if rank is None else f"{rank['observed']} ({rank['interval'][0]}-{rank['interval'][1]}), "
+                                            f"first in {rank['share_ranked_first']:.0%}",
         })
     return head + table_text(rows)
 

@@ -61,6 +61,29 @@ def test_snapshot_json_has_design_shape(demo_workspace: Path) -> None:
     assert all(abs(v - 1.0) < 1e-5 for v in totals.values())
 
 
+def test_snapshot_intervals_are_reproducible_and_bracket_the_estimates(demo_workspace: Path) -> None:
+    args = ("snapshot", "-w", str(demo_workspace), "--format", "json", "--intervals", "200")
+    first, again = run_cli(*args).stdout, run_cli(*args).stdout
+    assert first == again  # seeded from the snapshot id: byte-identical
+    data = json.loads(first)
+    block = data["intervals"]
+    assert (block["replicates"], block["level"], block["failed_replicates"]) == (200, 0.95, 0)
+    point = {s["state"]: s for s in data["states"]}
+    assert [s["state"] for s in block["states"]] == [s["state"] for s in data["states"]]
+    for entry in block["states"]:
+        low, high = entry["absorption"]["converted"]
+        assert low <= point[entry["state"]]["absorption"]["converted"] <= high and high - low < 0.2
+        if point[entry["state"]]["removal_effect"]["converted"] is None:  # the start state
+            assert entry["removal_effect"] is None and entry["removal_rank"] is None
+        else:
+            low, high = entry["removal_effect"]["converted"]
+            assert low <= point[entry["state"]]["removal_effect"]["converted"] <= high
+            assert 1 <= entry["removal_rank"]["interval"][0] <= entry["removal_rank"]["observed"] <= entry["removal_rank"]["interval"][1]
+    assert "intervals" not in json.loads(run_cli("snapshot", "-w", str(demo_workspace), "--format", "json").stdout)
+    text = run_cli("snapshot", "-w", str(demo_workspace), "--intervals", "50").stdout
+    assert "95% intervals, 50 bootstrap replicates" in text and "first in" in text
+
+
 def test_feed_formats(demo_workspace: Path) -> None:
     items = json.loads(run_cli("feed", "-w", str(demo_workspace), "--format", "json").stdout)
     assert [i["rank"] for i in items] == list(range(1, len(items) + 1))

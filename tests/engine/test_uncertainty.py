@@ -1,0 +1,108 @@
+"""engine.uncertainty: bootstrap intervals cover the Figure 2 chain's true values, shrink with data,
+are reproducible, and say so when redrawn chains cannot be solved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import uncertainty
+from engine.markov import ChainMetrics
+from fixtures import paper_chain as pc
+
+STATES = tuple(sorted(pc.STATES))
+
+
+def figure2(scale: int) -> ChainMetrics:
+    return ChainMetrics.from_counts(STATES, pc.OUTCOMES, pc.exact_counts(scale), pc.START, "converted", "dropped")
+
+
+def simulated_counts(journeys: int, rng: np.random.Generator) -> dict[tuple[str, str], int]:
+    """Transition counts of `journeys` walks of the Figure 2 chain, vectorised over journeys (one step at a time)."""
+    targets = pc.STATES + pc.OUTCOMES
+    cum = np.array([np.cumsum([pc.FIGURE2[s].get(t, 0.0) for t in targets]) for s in pc.STATES])
+    cum[:, -1] = 1.0
+    counts = np.zeros((len(pc.STATES), len(targets)), dtype=np.int64)
+    current = np.zeros(journeys, dtype=int)  # every journey starts at sign_up (index 0)
+    while len(current):
+        nxt = (rng.random(len(current))[:, None] > cum[current]).sum(axis=1)
+        np.add.at(counts, (current, nxt), 1)
+        current = nxt[nxt < len(pc.STATES)]
+    return {(pc.STATES[i], targets[j]): int(counts[i, j]) for i, j in zip(*np.nonzero(counts))}
+
+
+def test_intervals_hold_the_paper_values_and_narrow_as_data_grows() -> None:
+    widths = []
+    for scale in (1_000, 100_000):
+        found = uncertainty.bootstrap(figure2(scale), seed=7, replicates=300)
+        low, high = found.absorption[pc.START]["converted"]
+        assert low <= pc.EXPECTED_ABSORPTION_CONVERTED[pc.START] <= high
+        for state, effect in pc.EXPECTED_REMOVAL_EFFECT.items():
+            low_r, high_r = found.removal_effect[state]["converted"]
+            assert low_r - 1e-4 <= effect <= high_r + 1e-4
+        widths.append(high - low)
+        assert found.failed_replicates == 0
+        assert pc.START not in found.removal_effect  # the start state cannot be removed
+    assert widths[1] < widths[0] / 5  # 100x the data: about 10x narrower
+
+
+def test_ranking_by_removal_effect_is_reported_with_its_stability() -> None:
+    ranks = uncertainty.bootstrap(figure2(100_000), seed=3, replicates=200).removal_rank
+    assert ranks["import_data"] == {"observed": 1, "interval": (1, 1), "share_ranked_first": 1.0}
+    assert ranks["feature_used"]["observed"] == 2 and ranks["invite_teammate"]["observed"] == 3
+
+
+def test_95_percent_intervals_cover_the_true_values_on_simulated_data() -> None:
+    """30 simulated datasets of 1,500 journeys: the true B and removal effect fall inside about 95 % of the time."""
+    rng = np.random.default_rng(2026)
+    covered_b = covered_removal = 0
+    datasets = 30
+    for k in range(datasets):
+        chain = ChainMetrics.from_counts(STATES, pc.OUTCOMES, simulated_counts(1_500, rng), pc.START, "converted", "dropped")
+        found = uncertainty.bootstrap(chain, seed=k, replicates=200)
+        low, high = found.absorption[pc.START]["converted"]
+        covered_b += low <= pc.EXPECTED_ABSORPTION_CONVERTED[pc.START] <= high
+        low, high = found.removal_effect["import_data"]["converted"]
+        covered_removal += low <= pc.EXPECTED_REMOVAL_EFFECT["import_data"] <= high
+        assert high - low < 0.1  # informative, not trivially wide
+    assert covered_b >= 25 and covered_removal >= 25  # ≥ 83 %; a wrong interval (e.g. no resampling) covers far less
+
+
+def test_same_seed_same_intervals_and_the_seed_comes_from_the_snapshot_id() -> None:
+    chain = figure2(2_000)
+    first = uncertainty.bootstrap(chain, seed=uncertainty.seed_for("snap-a"), replicates=50)
+    again = uncertainty.bootstrap(chain, seed=uncertainty.seed_for("snap-a"), replicates=50)
+    other = uncertainty.bootstrap(chain, seed=uncertainty.seed_for("snap-b"), replicates=50)
+    assert first == again
+    assert first.absorption != other.absorption
+    assert uncertainty.seed_for("snap-a") == uncertainty.seed_for("snap-a") < 2 ** 63
+
+
+def _loops(counts: dict[tuple[str, str], int]) -> ChainMetrics:
+    states = sorted({a for a, _ in counts} | {b for _, b in counts if b not in ("converted", "dropped")})
+    return ChainMetrics.from_counts(states, ("converted", "dropped"), counts, "s", "converted", "dropped")
+
+
+def test_replicates_that_cannot_be_solved_are_counted_not_hidden() -> None:
+    """A loop whose only exit was seen once: about e^-1 of the redraws never leave it (no solution)."""
+    chain = _loops({("s", "a"): 50, ("s", "dropped"): 50, ("a", "a"): 2_000, ("a", "converted"): 1})
+    found = uncertainty.bootstrap(chain, seed=1, replicates=400)
+    assert 0.25 * 400 < found.failed_replicates < 0.5 * 400
+    assert found.absorption is not None
+
+
+def test_too_many_unsolvable_replicates_give_no_interval_and_say_why() -> None:
+    """Two such loops in a row: about 60 % of the redraws fail, so no interval is given."""
+    chain = _loops({("s", "a"): 50, ("s", "dropped"): 50, ("a", "a"): 2_000, ("a", "b"): 1,
+                    ("b", "b"): 2_000, ("b", "converted"): 1})
+    found = uncertainty.bootstrap(chain, seed=1, replicates=400)
+    assert found.failed_replicates > 200
+    assert found.absorption is None and found.removal_rank is None
+    block = uncertainty.to_json(found, chain.states)
+    assert block["states"] is None and "could not be solved" in block["note"]
+
+
+@pytest.mark.parametrize(("replicates", "level"), [(1, 0.95), (10, 1.0), (10, 0.0)])
+def test_bad_settings_are_refused(replicates: int, level: float) -> None:
+    with pytest.raises(ValueError):
+        uncertainty.bootstrap(figure2(100), seed=0, replicates=replicates, level=level)
