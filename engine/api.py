@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -110,8 +110,10 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
         return views.snapshots(ws)
 
     @app.get("/api/snapshots/{snapshot_id}", responses=_ERRORS)
-    def snapshot(snapshot_id: str) -> dict[str, Any]:
-        return views.snapshot(ws, snapshot_id=snapshot_id)
+    def snapshot(snapshot_id: str, intervals: int | None = Query(None, ge=2, le=5000),
+                 level: float = Query(0.95, ge=0.5, lt=1.0)) -> dict[str, Any]:
+        # intervals = bootstrap replicates (engine.uncertainty); bounded so one request cannot hog the server
+        return views.snapshot(ws, snapshot_id=snapshot_id, intervals=intervals, level=level)
 
     @app.get("/api/graph", responses=_ERRORS)
     def graph(journey: str | None = None) -> dict[str, Any]:

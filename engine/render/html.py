@@ -28,6 +28,9 @@ svg text{font-family:inherit}
 """
 
 
+INTERVAL_REPLICATES = 200  # enough for a picture; `snapshot --intervals` takes more
+
+
 def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed") -> str:
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
@@ -184,16 +187,54 @@ def bar_chart_svg(title: str, rows: Sequence[tuple[str, float]], fmt: str = "{:.
     return "".join(out)
 
 
+def interval_chart_svg(title: str, rows: Sequence[tuple[str, float, float | None, float | None]],
+                       fmt: str = "{:+.3f}") -> str:
+    """Estimates with interval whiskers (a forest plot) around a zero line, so negative values show too.
+
+    rows: (name, estimate, low, high); a row without an interval gets the dot alone.
+    """
+    values = [v for _, est, low, high in rows for v in (est, low, high) if v is not None] + [0.0]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+
+    def x(value: float) -> float:  # value -> horizontal pixel
+        return 158 + 300 * (value - lo) / span
+
+    height = 34 + 24 * len(rows)
+    out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"{height}\" role=\"img\" "
+           f"aria-label=\"{_e(title)}\"><text x=\"0\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{_e(title)}</text>",
+           f"<line x1=\"{x(0):.1f}\" y1=\"24\" x2=\"{x(0):.1f}\" y2=\"{height - 4}\" stroke=\"#99a\" stroke-dasharray=\"3 3\"/>"]
+    for i, (name, est, low, high) in enumerate(rows):
+        y = 28 + 24 * i + 8
+        out.append(f"<text x=\"150\" y=\"{y + 5}\" font-size=\"12\" text-anchor=\"end\">{_e(name)}</text>")
+        if low is not None and high is not None:
+            out.append(f"<line class=\"interval\" x1=\"{x(low):.1f}\" y1=\"{y}\" x2=\"{x(high):.1f}\" y2=\"{y}\" "
+                       f"stroke=\"#4c6ef5\" stroke-width=\"2\"><title>{fmt.format(low)} to {fmt.format(high)}</title></line>")
+        out.append(f"<circle cx=\"{x(est):.1f}\" cy=\"{y}\" r=\"4\" fill=\"#1c2b8f\"/>"
+                   f"<text x=\"{max(x(est), x(high) if high is not None else x(est)) + 8:.1f}\" y=\"{y + 5}\" "
+                   f"font-size=\"12\">{fmt.format(est)}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
+    from engine import uncertainty
+
     metrics = getattr(snapshot, "metrics", None)
     if metrics is None:
         return ""
     conv = payload["conversion_outcome"]
     absorb = [(s, float(metrics.absorption(s, conv))) for s in payload["states"]]
     effects = sorted(((s, float(v[0])) for s, v in metrics.removal_effects(conv).items()), key=lambda r: (-r[1], r[0]))
+    found = uncertainty.bootstrap(metrics, seed=uncertainty.seed_for(payload["snapshot_id"]), replicates=INTERVAL_REPLICATES)
+    bounds = found.removal_effect or {}
+    rows = [(s, v, *bounds.get(s, {}).get(conv, (None, None))) for s, v in effects]
+    note = (f"Lines: {found.level:.0%} bootstrap intervals ({found.replicates} replicates, first-order chain; "
+            f"{found.failed_replicates} failed)." if found.removal_effect is not None else
+            "No intervals: too many bootstrap replicates could not be solved.")
     return ("<h2>Conversion probability and removal effect per state</h2>"
             + bar_chart_svg(f"B[s, {conv}]: probability of ending in {conv} from each state", absorb)
-            + bar_chart_svg(f"Removal effect on P({conv}) (paper's absolute, renormalised)", effects)
-            + "<p class=\"muted\">Reach per state: "
+            + interval_chart_svg(f"Removal effect on P({conv}) (paper's absolute, renormalised)", rows)
+            + f"<p class=\"muted\">{_e(note)} Reach per state: "
             + ", ".join(f"{_e(s)} {pct(payload['reach_counts'].get(s, 0) / max(1, payload['completed']))}"
                         for s in payload["states"]) + ".</p>")

@@ -104,6 +104,15 @@ def test_html_is_self_contained_with_graph_and_charts():
     assert items[0]["finding"]["confidence_label"] in page
 
 
+def test_html_removal_chart_draws_a_bootstrap_interval_per_removable_state():
+    snap, items = _items()
+    page = render(items, "html", snapshot=snap)
+    removable = [s for s in snap.payload["states"] if s != snap.payload["start_state"]]
+    assert page.count('class="interval"') == len(removable)
+    assert "95% bootstrap intervals (200 replicates" in page
+    assert page == render(items, "html", snapshot=snap)  # seeded from the snapshot id
+
+
 def test_html_accepts_a_bare_payload():
     snap, items = _items()
     assert render(items, "html", snapshot=snap.payload) == render(items, "html", snapshot=snap)

@@ -75,7 +75,12 @@ def test_snapshots_and_facts(live_api: LiveServer) -> None:
     assert status == 200 and snaps
     sid = snaps[0]["snapshot_id"]
     status, snap = call(live_api.url + f"/api/snapshots/{sid}")
-    assert status == 200 and snap["snapshot_id"] == sid
+    assert status == 200 and snap["snapshot_id"] == sid and "intervals" not in snap
+    status, with_intervals = call(live_api.url + f"/api/snapshots/{sid}?intervals=50&level=0.9")
+    assert status == 200 and with_intervals["intervals"]["replicates"] == 50 and with_intervals["intervals"]["level"] == 0.9
+    assert [s["state"] for s in with_intervals["intervals"]["states"]] == [s["state"] for s in snap["states"]]
+    status, body = call(live_api.url + f"/api/snapshots/{sid}?intervals=100000")
+    assert status == 422 and "intervals" in body["error"]
     status, facts = call(live_api.url + "/api/facts?entity=state:import_data")
     assert status == 200 and facts
     assert all("state:import_data" in (f["subject"], f["object"]) for f in facts)
