@@ -35,7 +35,8 @@ from engine.arrow_scan import in_batches
 from engine.paths import SEP
 
 START = "^"  # the `prev` of a journey's first step
-_DENSE_KEYS = 1 << 22  # key spaces up to this size are counted densely whatever the row count
+_DENSE_PER_ROW = 8  # a key space up to 8x the rows is counted densely (a bincount beats a sort there) …
+_DENSE_MAX = 1 << 24  # … and up to 16 M keys, so the count arrays stay under ~270 MB
 
 _JOURNEYS_SQL = """
 SELECT j.journey_id, jc.cls, coalesce(j.outcome, $dropoff) AS outcome, {heldout} AS heldout
@@ -144,7 +145,7 @@ def _group(columns: list[np.ndarray], sizes: list[int]) -> tuple[list[np.ndarray
         key = np.zeros(n, dtype=np.int64)
         for column, r in zip(columns, radix):
             key = key * r + column
-        if key_space <= max(2 * n, _DENSE_KEYS):
+        if key_space <= min(_DENSE_PER_ROW * n, _DENSE_MAX):
             return _group_dense(key, int(key_space), radix)
         _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
         return [c[first] for c in columns], counts, inverse.reshape(-1)
@@ -161,7 +162,8 @@ def _group_dense(key: np.ndarray, key_space: int, radix: list[int]) -> tuple[lis
     """`_group` for a small key space: one counting pass instead of a sort (same results as np.unique)."""
     per_key = np.bincount(key, minlength=key_space)
     present = np.flatnonzero(per_key)
-    rank = np.cumsum(per_key > 0) - 1
+    rank = np.empty(key_space, dtype=np.int64)  # written only where a key occurs: no pass over the whole space
+    rank[present] = np.arange(len(present), dtype=np.int64)
     columns, rest = [], present
     for r in reversed(radix):  # mixed-radix digits, last column first
         columns.append(rest % r)

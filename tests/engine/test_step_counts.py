@@ -87,10 +87,10 @@ def test_dense_and_sorted_grouping_agree_exactly() -> None:
     rng = np.random.default_rng(11)
     sizes = [7, 33, 30, 33, 2]
     columns = [rng.integers(0, s, 20_000) for s in sizes]
-    dense = step_counts._group(columns, sizes)
     key = np.zeros(20_000, dtype=np.int64)
     for column, size in zip(columns, sizes):
         key = key * size + column
+    dense = step_counts._group_dense(key, int(np.prod(sizes)), sizes)
     _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
     for got, want in zip(dense[0], [c[first] for c in columns]):
         np.testing.assert_array_equal(got, want)
