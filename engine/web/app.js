@@ -178,6 +178,45 @@ async function loadGraph() {
   const conv = snap.conversion_outcome || Object.keys(snap.states[0] ? snap.states[0].absorption : {})[0];
   bars("#chart-b", snap.states.map((s) => [s.state, s.absorption[conv] || 0]));
   bars("#chart-r", snap.states.map((s) => [s.state, (s.removal_effect || {})[conv] || 0]));
+  loadIntervals(snap, conv);
+}
+
+// Bootstrap intervals cost a few hundred ms on the server, so the plain chart comes first and
+// is replaced by a forest plot (estimate, 95% interval, zero line) when they arrive.
+async function loadIntervals(snap, conv) {
+  let full;
+  try { full = await api(`/api/snapshots/${encodeURIComponent(snap.snapshot_id)}?intervals=200`); } catch (err) { return; }
+  const block = full.intervals;
+  if (!block || !block.states) return;
+  const byState = Object.fromEntries(block.states.map((s) => [s.state, s]));
+  const rows = snap.states.filter((s) => (s.removal_effect || {})[conv] != null).map((s) => {
+    const ci = ((byState[s.state] || {}).removal_effect || {})[conv];
+    return [s.state, s.removal_effect[conv], ci ? ci[0] : null, ci ? ci[1] : null];
+  });
+  forest("#chart-r", rows);
+  $("#chart-r").append(el("p", { class: "muted" },
+    `Lines: ${Math.round(block.level * 100)}% bootstrap intervals, ${block.replicates} replicates (first-order chain).`));
+}
+
+function forest(sel, rows) {
+  rows.sort((a, b) => b[1] - a[1]);
+  const vals = rows.flatMap((r) => r.slice(1).filter((v) => v != null)).concat([0]);
+  const lo = Math.min(...vals), hi = Math.max(...vals), span = hi - lo || 1;
+  const W = 360, rowH = 18, H = rows.length * rowH + 10, x = (v) => 126 + ((v - lo) / span) * (W - 190);
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img" });
+  svg.append(svgEl("line", { x1: x(0), y1: 0, x2: x(0), y2: H, stroke: "#99a", "stroke-dasharray": "3 3" }));
+  rows.forEach(([name, v, low, high], i) => {
+    const y = 5 + i * rowH + 8;
+    svg.append(svgEl("text", { x: 120, y: y + 4, "text-anchor": "end" }, name.length > 18 ? name.slice(0, 17) + "…" : name));
+    if (low != null && high != null) {
+      const line = svgEl("line", { class: "interval", x1: x(low), y1: y, x2: x(high), y2: y, stroke: "#2457c5", "stroke-width": 2 });
+      line.append(svgEl("title", {}, `${fmt(low, 3)} to ${fmt(high, 3)}`));
+      svg.append(line);
+    }
+    svg.append(svgEl("circle", { cx: x(v), cy: y, r: 3.5, fill: v < 0 ? "#c55" : "#1c2b8f" }));
+    svg.append(svgEl("text", { x: Math.max(x(v), high != null ? x(high) : x(v)) + 6, y: y + 4 }, fmt(v, 3)));
+  });
+  $(sel).replaceChildren(svg);
 }
 
 function drawGraph(snap) {

@@ -94,7 +94,15 @@ def test_journey_graph_and_charts_drawn(page) -> None:  # type: ignore[no-untype
     page.wait_for_selector("#graph svg rect")
     assert page.locator("#graph svg rect").count() >= 5
     assert page.locator("#chart-b svg rect").count() >= 3
-    assert page.locator("#chart-r svg rect").count() >= 3
+    assert page.locator("#chart-r svg rect").count() >= 3 or page.locator("#chart-r svg circle").count() >= 3
+
+
+def test_removal_chart_gets_bootstrap_intervals(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#chart-r svg line.interval", state="attached")  # fetched after the plain chart; a line has no height
+    assert page.locator("#chart-r svg line.interval").count() >= 3
+    assert page.locator("#chart-r svg circle").count() == page.locator("#chart-r svg line.interval").count()
+    assert "bootstrap intervals, 200 replicates" in page.locator("#chart-r").inner_text()
+    page.locator("#chart-r").screenshot(path=str(ARTIFACTS / "removal_intervals.png"))
 
 
 def test_keyboard_can_open_an_insight(page) -> None:  # type: ignore[no-untyped-def]
