@@ -60,8 +60,11 @@ def child_read_sort(path: Path) -> dict[str, Any]:
     return {"read": read, "sort": sort}
 
 
-def child_store(workspace: Path) -> dict[str, Any]:
-    """CTAS + CHECKPOINT of each contract table, from Arrow copies of a finished run's tables."""
+def child_store(workspace: Path, compression: str | None = None) -> dict[str, Any]:
+    """CTAS + CHECKPOINT of each contract table, from Arrow copies of a finished run's tables.
+
+    `compression` forces one DuckDB storage compression (e.g. 'uncompressed') instead of its own choice.
+    """
     import duckdb
 
     source = duckdb.connect(str(workspace / "journeygraph.duckdb"), read_only=True)
@@ -70,7 +73,9 @@ def child_store(workspace: Path) -> dict[str, Any]:
     target_dir = Path(tempfile.mkdtemp(prefix="jg-floor-"))
     try:
         con = duckdb.connect(str(target_dir / "floor.duckdb"))
-        out: dict[str, Any] = {}
+        if compression:
+            con.execute("SET force_compression = ?", [compression])
+        out: dict[str, Any] = {"compression": compression or "duckdb default"}
         for name, table in tables.items():
             con.register("_arrow", table)
             ctas = f"CREATE TABLE {name} AS SELECT * FROM _arrow"
@@ -84,8 +89,8 @@ def child_store(workspace: Path) -> dict[str, Any]:
         shutil.rmtree(target_dir, ignore_errors=True)
 
 
-def _child(flag: str, arg: Path) -> dict[str, Any]:
-    res = measure([sys.executable, __file__, flag, str(arg)], ROOT)
+def _child(flag: str, arg: Path, *extra: str) -> dict[str, Any]:
+    res = measure([sys.executable, __file__, flag, str(arg), *extra], ROOT)
     if res["rc"] != 0:
         raise SystemExit(f"{flag} failed:\n{res['stderr']}")
     out = json.loads(res["stdout"].strip().splitlines()[-1])
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default="parquet", choices=["parquet", "jsonl"])
     parser.add_argument("--workspace", type=Path, help="a finished run's workspace on the same stream (else one run first)")
     parser.add_argument("--repeat", type=int, default=3, help="baseline runs (best kept)")
+    parser.add_argument("--compression", default=None,
+                        help="force one DuckDB storage compression for the store part (e.g. uncompressed)")
     parser.add_argument("--child-read-sort", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_read_sort(args.child_read_sort)))
         return 0
     if args.child_store:
-        print(json.dumps(child_store(args.child_store)))
+        print(json.dumps(child_store(args.child_store, args.compression)))
         return 0
     path = DATA / f"events_{args.events}.{args.format}"
     if not path.exists():
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = run_baseline(path, args.repeat)
         read_sort = _child("--child-read-sort", path)
-        store = _child("--child-store", workspace)
+        store = _child("--child-store", workspace, *(["--compression", args.compression] if args.compression else []))
     finally:
         if args.workspace is None:
             shutil.rmtree(workspace, ignore_errors=True)
@@ -153,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  journeygraph run (whole pipeline, same file) {engine['wall_seconds']:.2f} s wall, "
               f"{result['events'] / engine['wall_seconds']:,.0f} events/s, peak {engine['peak_rss_mb']:.0f} MB")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"floor_{args.events}_{args.format}.json"
+    suffix = f"_{args.compression}" if args.compression else ""
+    out = RESULTS / f"floor_{args.events}_{args.format}{suffix}.json"
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"  results → {out.relative_to(ROOT)}")
     return 0
