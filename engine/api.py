@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_BODY = 64 * 1024
+INTERVAL_SECONDS = 20.0  # estimated bootstrap work one /api/snapshots request may ask for
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -111,9 +112,12 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.get("/api/snapshots/{snapshot_id}", responses=_ERRORS)
     def snapshot(snapshot_id: str, intervals: int | None = Query(None, ge=2, le=5000),
-                 level: float = Query(0.95, ge=0.5, lt=1.0)) -> dict[str, Any]:
-        # intervals = bootstrap replicates (engine.uncertainty); bounded so one request cannot hog the server
-        return views.snapshot(ws, snapshot_id=snapshot_id, intervals=intervals, level=level)
+                 level: float | None = Query(None, ge=0.5, lt=1.0)) -> dict[str, Any]:
+        # intervals = bootstrap replicates (engine.uncertainty); the estimated work is capped per request too
+        if level is not None and not intervals:
+            raise StarletteHTTPException(422, "level applies to intervals: add intervals=N (e.g. 500)")
+        return views.snapshot(ws, snapshot_id=snapshot_id, intervals=intervals, level=level or 0.95,
+                              max_seconds=INTERVAL_SECONDS)
 
     @app.get("/api/graph", responses=_ERRORS)
     def graph(journey: str | None = None) -> dict[str, Any]:

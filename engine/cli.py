@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ontology.errors import JourneyGraphError
+from ontology.errors import ConfigError, JourneyGraphError
 
 log = logging.getLogger("journeygraph")
 
@@ -88,8 +88,10 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from engine import views
 
+    if args.level is not None and not args.intervals:
+        raise ConfigError("--level applies to --intervals: add --intervals (500 replicates) or --intervals N")
     data = views.snapshot(args.workspace, snapshot_id=args.id, journey=args.journey,
-                          intervals=args.intervals, level=args.level)
+                          intervals=args.intervals, level=args.level or 0.95)
     if args.format == "json":
         _print_json(data)
     else:
@@ -180,7 +182,11 @@ def _ws(p: argparse.ArgumentParser) -> None:
 
 
 def _replicates(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of replicates; put the snapshot id before "
+                                         "--intervals (snapshot ID --intervals [N])") from None
     if not 2 <= value <= 100_000:
         raise argparse.ArgumentTypeError(f"{text} replicates: give 2 to 100000 (500 is a good default)")
     return value
@@ -232,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", default=None); p.add_argument("--journey", default=None); _ws(p); _fmt(p)
     p.add_argument("--intervals", nargs="?", type=_replicates, const=500, default=None, metavar="REPLICATES",
                    help="bootstrap intervals for B, removal effects and the removal ranking (default 500 replicates)")
-    p.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--level", type=_level, default=None, help="interval level with --intervals (default 0.95)")
     p = add("detectors", "list detectors with version, purpose and thresholds", cmd_detectors)
     _fmt(p)
     p = add("export", "export the fact graph", cmd_export)

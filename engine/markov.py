@@ -129,7 +129,7 @@ class ChainMetrics:
         """Fundamental matrix via solve; raises SingularSystemError naming the trapped states."""
         n = len(self.states)
         system = np.eye(n) - self.Q
-        trapped = _trapped(self.Q, self.R)
+        trapped = trapped_states(self.Q, self.R)
         if trapped.any():
             names = [s for s, t in zip(self.states, trapped) if t]
             raise SingularSystemError(
@@ -251,7 +251,7 @@ def _removed_start_rows(Q: np.ndarray, R: np.ndarray, ks: np.ndarray, start: int
     return np.einsum("bi,bio->bo", row, Rs)
 
 
-def _trapped(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+def trapped_states(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
     """Transient states with no path to any absorbing state (they make I − Q singular)."""
     can = R.sum(axis=1) > 0
     edges = Q > 0

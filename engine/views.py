@@ -125,7 +125,7 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
 
 
 def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None,
-             intervals: int | None = None, level: float = 0.95) -> dict[str, Any]:
+             intervals: int | None = None, level: float = 0.95, max_seconds: float | None = None) -> dict[str, Any]:
     """`snapshot --format json`; with `intervals` (replicates), bootstrap intervals too (engine.uncertainty)."""
     from engine import snapshot_store, uncertainty
 
@@ -134,8 +134,9 @@ def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: 
         snap = snapshot_store.load_snapshot(ws.con, sid)
     data = snap.to_metrics_json()
     if intervals:
-        found = uncertainty.bootstrap(snap.metrics, seed=uncertainty.seed_for(sid), replicates=intervals, level=level)
-        data["intervals"] = uncertainty.to_json(found, snap.metrics.states)
+        found = uncertainty.bootstrap(snap.metrics, seed=uncertainty.seed_for(sid), replicates=intervals, level=level,
+                                      max_seconds=max_seconds)
+        data["intervals"] = uncertainty.to_json(found, snap.metrics.states, snap.payload.get("model_check"))
     return data
 
 
@@ -159,20 +160,22 @@ def _intervals_text(block: dict[str, Any] | None) -> str:
         return ""
     head = (f"\n{block['level']:.0%} intervals, {block['replicates']} bootstrap replicates "
             f"({block['failed_replicates']} failed); first-order chain assumed\n")
+    notes = "".join(f"  note: {n}\n" for n in block["notes"])
     if block["states"] is None:
-        return head + block["note"] + "\n"
+        return head + notes + "no intervals: too many redraws could not be solved\n"
     fmt = lambda pair: "" if pair is None else f"[{pair[0]:.4f}, {pair[1]:.4f}]"
+    outcomes = sorted(next((s["absorption"] for s in block["states"] if s["absorption"]), {}))
     rows = []
     for s in block["states"]:
         rank = s["removal_rank"]
         rows.append({
-            "state": s["state"],
-            **{f"B[{k}]": fmt(v) for k, v in sorted(s["absorption"].items())},
-            **{f"removal[{k}]": fmt(v) for k, v in sorted((s["removal_effect"] or {}).items())},
+            "state": s["state"], "n_out": s["transitions_out"],
+            **{f"B[{o}]": fmt((s["absorption"] or {}).get(o)) for o in outcomes},
+            **{f"removal[{o}]": fmt((s["removal_effect"] or {}).get(o)) for o in outcomes},
             "rank": "" if rank is None else f"{rank['observed']} ({rank['interval'][0]}-{rank['interval'][1]}), "
                                             f"first in {rank['share_ranked_first']:.0%}",
         })
-    return head + table_text(rows)
+    return head + table_text(rows) + notes
 
 
 # --- detectors, ask, trace -------------------------------------------------------------------

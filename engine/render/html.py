@@ -29,6 +29,7 @@ svg text{font-family:inherit}
 
 
 INTERVAL_REPLICATES = 200  # enough for a picture; `snapshot --intervals` takes more
+INTERVAL_SECONDS = 2.0    # a feed page never waits longer than this for them (about 45 states)
 
 
 def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed") -> str:
@@ -217,21 +218,32 @@ def interval_chart_svg(title: str, rows: Sequence[tuple[str, float, float | None
     return "".join(out)
 
 
-def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
+def _removal_intervals(metrics: Any, snapshot_id: str, conv: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Interval per state for the chart, and the caption; a chain too big or too loopy gets the dots alone."""
     from engine import uncertainty
+    from ontology.errors import EngineError
 
+    try:
+        found = uncertainty.bootstrap(metrics, seed=uncertainty.seed_for(snapshot_id), replicates=INTERVAL_REPLICATES,
+                                      max_seconds=INTERVAL_SECONDS)
+    except EngineError:
+        return {}, "No intervals: the chain is too large to redraw here; `journeygraph snapshot ID --intervals` gives them."
+    if found.removal_effect is None:
+        return {}, "No intervals: too many bootstrap redraws could not be solved."
+    bounds = {s: by_outcome[conv] for s, by_outcome in found.removal_effect.items()}
+    return bounds, (f"Lines: {found.level:.0%} bootstrap intervals ({found.replicates} replicates, first-order chain; "
+                    f"{found.redirected_replicates} redraws lost a loop's exits, {found.failed_replicates} failed).")
+
+
+def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
     metrics = getattr(snapshot, "metrics", None)
     if metrics is None:
         return ""
     conv = payload["conversion_outcome"]
     absorb = [(s, float(metrics.absorption(s, conv))) for s in payload["states"]]
     effects = sorted(((s, float(v[0])) for s, v in metrics.removal_effects(conv).items()), key=lambda r: (-r[1], r[0]))
-    found = uncertainty.bootstrap(metrics, seed=uncertainty.seed_for(payload["snapshot_id"]), replicates=INTERVAL_REPLICATES)
-    bounds = found.removal_effect or {}
-    rows = [(s, v, *bounds.get(s, {}).get(conv, (None, None))) for s, v in effects]
-    note = (f"Lines: {found.level:.0%} bootstrap intervals ({found.replicates} replicates, first-order chain; "
-            f"{found.failed_replicates} failed)." if found.removal_effect is not None else
-            "No intervals: too many bootstrap replicates could not be solved.")
+    bounds, note = _removal_intervals(metrics, payload["snapshot_id"], conv)
+    rows = [(s, v, *bounds.get(s, (None, None))) for s, v in effects]
     return ("<h2>Conversion probability and removal effect per state</h2>"
             + bar_chart_svg(f"B[s, {conv}]: probability of ending in {conv} from each state", absorb)
             + interval_chart_svg(f"Removal effect on P({conv}) (paper's absolute, renormalised)", rows)

@@ -81,6 +81,8 @@ def test_snapshots_and_facts(live_api: LiveServer) -> None:
     assert [s["state"] for s in with_intervals["intervals"]["states"]] == [s["state"] for s in snap["states"]]
     status, body = call(live_api.url + f"/api/snapshots/{sid}?intervals=100000")
     assert status == 422 and "intervals" in body["error"]
+    status, body = call(live_api.url + f"/api/snapshots/{sid}?level=0.9")
+    assert status == 422 and "add intervals" in body["error"]
     status, facts = call(live_api.url + "/api/facts?entity=state:import_data")
     assert status == 200 and facts
     assert all("state:import_data" in (f["subject"], f["object"]) for f in facts)

@@ -9,6 +9,7 @@ import pytest
 from engine import uncertainty
 from engine.markov import ChainMetrics
 from fixtures import paper_chain as pc
+from ontology.errors import EngineError
 
 STATES = tuple(sorted(pc.STATES))
 
@@ -83,23 +84,68 @@ def _loops(counts: dict[tuple[str, str], int]) -> ChainMetrics:
     return ChainMetrics.from_counts(states, ("converted", "dropped"), counts, "s", "converted", "dropped")
 
 
-def test_replicates_that_cannot_be_solved_are_counted_not_hidden() -> None:
-    """A loop whose only exit was seen once: about e^-1 of the redraws never leave it (no solution)."""
+def test_a_redraw_that_loses_every_exit_of_a_loop_drops_off_and_is_counted() -> None:
+    """A loop whose only exit was seen once: about e^-1 of the redraws never leave it. They drop off (the engine's
+    rule for a state never left) instead of being left out, which would keep only redraws that kept the exit."""
     chain = _loops({("s", "a"): 50, ("s", "dropped"): 50, ("a", "a"): 2_000, ("a", "converted"): 1})
     found = uncertainty.bootstrap(chain, seed=1, replicates=400)
-    assert 0.25 * 400 < found.failed_replicates < 0.5 * 400
-    assert found.absorption is not None
+    assert 0.25 * 400 < found.redirected_replicates < 0.5 * 400 and found.failed_replicates == 0
+    low, high = found.absorption["s"]["converted"]
+    assert low == 0.0 and high > chain.absorption("s", "converted")  # the lost-exit redraws are in the interval
+    assert any("lost every exit of a loop" in note for note in found.notes)
 
 
 def test_too_many_unsolvable_replicates_give_no_interval_and_say_why() -> None:
-    """Two such loops in a row: about 60 % of the redraws fail, so no interval is given."""
-    chain = _loops({("s", "a"): 50, ("s", "dropped"): 50, ("a", "a"): 2_000, ("a", "b"): 1,
-                    ("b", "b"): 2_000, ("b", "converted"): 1})
+    """An exit seen twice in 1.5e12 stays: redrawn once, the loop is near-singular (no solution); over 5 % fail."""
+    chain = _loops({("s", "a"): 50, ("s", "dropped"): 50, ("a", "a"): 1_500_000_000_000, ("a", "converted"): 2})
     found = uncertainty.bootstrap(chain, seed=1, replicates=400)
-    assert found.failed_replicates > 200
+    assert found.failed_replicates > 0.05 * 400
     assert found.absorption is None and found.removal_rank is None
     block = uncertainty.to_json(found, chain.states)
-    assert block["states"] is None and "could not be solved" in block["note"]
+    assert block["states"] is None and any("could not be solved" in note for note in block["notes"])
+
+
+def test_a_chain_with_one_state_gets_intervals_and_no_ranking() -> None:
+    chain = _loops({("s", "converted"): 3, ("s", "dropped"): 7})
+    found = uncertainty.bootstrap(chain, seed=2, replicates=100)
+    low, high = found.absorption["s"]["converted"]
+    assert 0.0 <= low < 0.3 < high <= 1.0
+    assert found.removal_effect == {} and found.removal_rank is None
+    assert uncertainty.to_json(found, chain.states)["states"][0]["removal_rank"] is None
+
+
+def test_no_ranking_when_conversion_is_never_reached() -> None:
+    chain = _loops({("s", "a"): 5, ("s", "b"): 5, ("a", "dropped"): 5, ("b", "dropped"): 5})
+    found = uncertainty.bootstrap(chain, seed=2, replicates=50)
+    assert found.removal_rank is None
+    assert any("never reached" in note for note in found.notes)
+
+
+def test_ties_for_first_share_the_replicate() -> None:
+    """Two mirror-image states: each is first in about half the redraws, and the shares add up to one."""
+    chain = _loops({("s", "a"): 500, ("s", "b"): 500, ("a", "converted"): 200, ("a", "dropped"): 300,
+                    ("b", "converted"): 200, ("b", "dropped"): 300})
+    ranks = uncertainty.bootstrap(chain, seed=5, replicates=300).removal_rank
+    assert ranks["a"]["observed"] == ranks["b"]["observed"] == 1
+    assert ranks["a"]["share_ranked_first"] + ranks["b"]["share_ranked_first"] == pytest.approx(1.0)
+    assert 0.3 < ranks["a"]["share_ranked_first"] < 0.7
+
+
+def test_states_never_left_get_no_interval_and_thin_rows_are_named() -> None:
+    chain = _loops({("s", "a"): 400, ("s", "b"): 2, ("a", "converted"): 100, ("a", "dropped"): 300})
+    found = uncertainty.bootstrap(chain, seed=3, replicates=100)
+    assert "b" not in found.absorption and "b" not in found.removal_effect  # b was never left: no data
+    assert found.transitions_out == {"a": 400, "b": 0, "s": 402}
+    assert any("never left" in note and "b" in note for note in found.notes)
+    thin = _loops({("s", "a"): 400, ("s", "b"): 20, ("a", "converted"): 100, ("a", "dropped"): 300,
+                   ("b", "converted"): 5, ("b", "dropped"): 15})
+    assert any("fewer than 30" in note and note.endswith(": b")
+               for note in uncertainty.bootstrap(thin, seed=3, replicates=50).notes)
+
+
+def test_work_over_the_limit_is_refused_with_the_number_that_fits() -> None:
+    with pytest.raises(EngineError, match=r"ask for at most \d+"):
+        uncertainty.bootstrap(figure2(1_000), seed=0, replicates=100_000, max_seconds=0.01)
 
 
 @pytest.mark.parametrize(("replicates", "level"), [(1, 0.95), (10, 1.0), (10, 0.0)])
