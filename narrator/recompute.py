@@ -30,7 +30,7 @@ from typing import Any
 from detectors.view import SnapView
 from engine.markov import ChainMetrics
 from narrator.recompute_formulas import RECOMPUTERS
-from ontology.errors import JourneyGraphError
+from ontology.errors import JourneyGraphError, NotFound
 from ontology.model import Fact
 
 DECIMALS = 6
@@ -42,7 +42,7 @@ def snapshot_row(con: Any, snapshot_id: str) -> dict[str, Any]:
     """The snapshots-table row of a snapshot, payload parsed; a clear error when it is missing."""
     row = con.execute(f"SELECT {', '.join(_ROW_COLS)} FROM snapshots WHERE snapshot_id = ?", [snapshot_id]).fetchone()
     if row is None:
-        raise JourneyGraphError(f"snapshot {snapshot_id} is not in the workspace's snapshots table; "
+        raise NotFound(f"snapshot {snapshot_id} is not in the workspace's snapshots table; "
                                 "re-run `journeygraph run` to rebuild it")
     out = dict(zip(_ROW_COLS, row))
     out["payload"] = json.loads(out["payload"]) if isinstance(out["payload"], str) else dict(out["payload"] or {})
@@ -188,7 +188,7 @@ class Ctx:
             "SELECT snapshot_id FROM snapshots WHERE scope = 'all' AND journey = ? AND coalesce(tenant_id, '') = ? "
             "ORDER BY snapshot_id LIMIT 1", [rc.row["journey"], rc.row["tenant_id"] or ""]).fetchone()
         if found is None:
-            raise JourneyGraphError(f"no all-data snapshot for journey {rc.row['journey']}; re-run `journeygraph run`")
+            raise NotFound(f"no all-data snapshot for journey {rc.row['journey']}; re-run `journeygraph run`")
         return self.recount(found[0])
 
     def detector_config(self, name: str) -> Any:
@@ -337,20 +337,16 @@ def _compare(key: str, stored: Any, recomputed: Mapping[str, Any], p_value: Any)
 
 
 def workspace_config(con: Any) -> Any:
-    """The config of the workspace's last run (config.json beside the DuckDB file), or None.
-
-    The shell saves {"raw": <journeygraph.yaml as parsed>, "base_dir": ...}; detector settings,
-    privacy and releases are all this module needs from it."""
+    """The config of the workspace's last run (config.json beside the DuckDB file), or None."""
     try:
         path = Path(con.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0])
         saved = json.loads((path.parent / "config.json").read_text())
     except (OSError, TypeError, ValueError, IndexError):
         return None
-    from engine.config import from_dict
+    from engine.config import from_saved
 
-    raw = saved.get("raw", saved) if isinstance(saved, dict) else {}
     try:
-        return from_dict(raw, base_dir=str(saved.get("base_dir", path.parent)))
+        return from_saved(saved if isinstance(saved, dict) else {}, base_dir=str(path.parent))
     except JourneyGraphError:
         return None
 

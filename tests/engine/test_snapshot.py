@@ -17,7 +17,7 @@ from engine import snapshot_store as store
 from engine.config import Config, JourneyConfig, Outcome, Release, Segment, SnapshotConfig, from_dict
 from engine.snapshot import Snapshot, build_snapshots
 from fixtures import paper_chain as pc
-from ontology.errors import EngineError, StoreError
+from ontology.errors import BadInput, NotFound, StoreError
 from ontology.model import canonical_json
 
 DATA_END = datetime(2026, 1, 9, 12, 0)
@@ -334,12 +334,12 @@ os._exit(9)  # killed before COMMIT
 
 
 @pytest.mark.parametrize(
-    ("given", "match"),
-    [pytest.param("ffffffff", "no snapshot 'ffffffff'", id="unknown"),
-     pytest.param("", "ambiguous", id="ambiguous-prefix")],
+    ("given", "match", "error"),
+    [pytest.param("ffffffff", "no snapshot 'ffffffff'", NotFound, id="unknown"),
+     pytest.param("", "ambiguous", BadInput, id="ambiguous-prefix")],
 )
-def test_load_snapshot_errors_name_the_id(tmp_path, hand: dict, given: str, match: str) -> None:
+def test_load_snapshot_errors_name_the_id(tmp_path, hand: dict, given: str, match: str, error: type) -> None:
     con = duckdb.connect(str(tmp_path / "e.duckdb"))
     store.write_snapshots(con, list(hand.values()))
-    with pytest.raises(EngineError, match=match):
+    with pytest.raises(error, match=match):
         store.load_snapshot(con, given)

@@ -457,10 +457,10 @@ def test_a_path_outside_the_top_paths_is_an_error_not_a_match(con: duckdb.DuckDB
 # ---- the bundled demo, end to end through the lead's pipeline --------------------------------------
 
 def demo_workspace(factory: pytest.TempPathFactory) -> Path:
-    """The demo workspace (engine.pipeline.run_demo), built once per test session and shared."""
+    """The demo workspace (engine.app.pipeline.run_demo), built once per test session and shared."""
     root = factory.getbasetemp() / "narrator-demo"
     if not (root / "done").exists():
-        from engine.pipeline import run_demo
+        from engine.app.pipeline import run_demo
 
         run_demo(str(root / "ws"), quiet=True)
         (root / "done").touch()
@@ -470,12 +470,11 @@ def demo_workspace(factory: pytest.TempPathFactory) -> Path:
 @contextmanager
 def open_demo(factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Any]]:
     """(workspace, its run config, its fact store) of the demo, closed afterwards."""
-    from engine.pipeline import workspace_config
     from engine.workspace import Workspace
     from ontology.store import open_store
 
     ws = Workspace.open(demo_workspace(factory), create=False)
-    cfg = workspace_config(ws)
+    cfg = ws.config()
     store = open_store(cfg.store.backend, cfg.store, ws.path)
     try:
         yield ws, cfg, store
