@@ -37,6 +37,7 @@ class DropoffConfig:
     min_n: int = 50           # transitions out of the state
     min_excess: float = 0.05  # exit probability must beat the journey's baseline exit rate by this much
     link: float = 0.2         # P(a → b) linking two drop-off states into one cluster
+    min_loss_share: float = 0.2  # or: the last state of at least this share of all lost journeys
     scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.repeated_visit import loop_test
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
@@ -72,14 +73,10 @@ def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     states = list(fact.evidence.get("states") or [_name(fact.subject)])
-    exits = sum(rc.count(s, rc.dropoff) for s in states)
-    out = sum(rc.out_total(s) for s in states)
-    total_exit = sum(rc.count(s, rc.dropoff) for s in rc.states)
-    total_out = sum(rc.out_total(s) for s in rc.states)
-    _, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
-    result = {"exit_probability": exits / out if out else 0.0, "exits": exits, "n": out, "p_value": p,
-              "reach": max(rc.reach(s) for s in states), "n_reached": max(rc.reach_count(s) for s in states),
-              "dropoff_outcome": rc.dropoff, "baseline_exit": (total_exit - exits) / max(1, total_out - out)}
+    result = loss_evidence(rc, states)
+    result.pop("z")
+    ranks = loss_ranks(rc)
+    result["loss_rank"] = min(ranks.get(s, len(ranks) + 1) for s in states)
     if len(states) == 1:
         result["chain_exit_probability"] = rc.metrics.exit_probability(states[0])
     else:
