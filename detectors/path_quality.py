@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.context import Context
 from detectors.defaults import PathQualityConfig
@@ -60,48 +61,50 @@ class PathQuality:
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: PathQualityConfig = ctx.config
-        base_cr = view.outcome_count(view.conversion) / max(1, view.completed)
-        if base_cr <= 0:
-            return []
         found = []
         for path in paths_of(view):
-            med = class_medians(view, path.outcome)
-            if (len(path.states) < 2 or med is None or path.count < ctx.floor(cfg.min_count)
-                    or path.count / view.completed < cfg.min_share):
+            ev = path_evidence(view, path)
+            if (ev is None or len(path.states) < 2 or path.count < ctx.floor(cfg.min_count)
+                    or ev["share"] < cfg.min_share):
                 continue
-            rest_conv = view.outcome_count(view.conversion) - path.conversions
-            z, p, test = proportion_test(path.conversions, path.count, rest_conv, view.completed - path.count)
-            ratio = max(path.duration_s / med[0], MIN_RATIO) * max(path.length / med[1], MIN_RATIO)
-            quality = path.conversion_rate / ratio / base_cr
-            share = path.count / view.completed
-            converted = path.outcome == view.conversion
-            if converted and quality >= cfg.fast_quality and z > 0:
-                found.append(self._finding(ctx, view, path, (quality, ratio, med), p, test, fast=True))
-            elif share >= cfg.slow_min_share and 1.0 / ratio <= cfg.slow_quality and z < 0:
-                found.append(self._finding(ctx, view, path, (quality, ratio, med), p, test, fast=False))
+            z, p = ev.pop("z"), ev.pop("p_value")
+            if ev["outcome_class"] == "converted" and ev["quality"] >= cfg.fast_quality and z > 0:
+                found.append(self._finding(ctx, view, path, ev, p, fast=True))
+            elif ev["share"] >= cfg.slow_min_share and 1.0 / ev["time_ratio"] <= cfg.slow_quality and z < 0:
+                found.append(self._finding(ctx, view, path, ev, p, fast=False))
             else:
                 ctx.record(f"path:{view.snapshot_id}:{path.outcome}:{'>'.join(path.states)}", p)
         return found
 
-    def _finding(self, ctx: Context, view: SnapView, path: _Path, measures: tuple[float, float, tuple[float, float]],
-                 p: float, test: str, fast: bool) -> Finding:
-        quality, ratio, med = measures
-        share = path.count / view.completed
-        evidence = {
-            "count": path.count, "share": share, "conversion_rate": path.conversion_rate,
-            "median_duration_s": path.duration_s, "median_length": path.length, "quality": quality, "test": test,
-            "outcome": path.outcome, "outcome_class": _class(view, path.outcome), "time_ratio": ratio,
-            "class_median_duration_s": med[0], "class_median_length": med[1],
-        }
+    def _finding(self, ctx: Context, view: SnapView, path: _Path, ev: dict[str, Any], p: float, fast: bool) -> Finding:
         subject = "path:" + ">".join(path.states)
+        ev.pop("n")
         if fast:
             return ctx.finding(view, type="fast_path", subject=subject, predicate="is_fast_path_to",
-                               object=f"outcome:{view.conversion}", n=view.completed, effect=quality - 1.0,
-                               p_value=p, evidence=evidence, reach=share, actionable=True)
-        evidence = {"kind": "slow_path", **evidence}
+                               object=f"outcome:{view.conversion}", n=view.completed, effect=ev["quality"] - 1.0,
+                               p_value=p, evidence=ev, reach=ev["share"], actionable=True)
+        evidence = {"kind": "slow_path", **ev}
         return ctx.finding(view, type="slow_path", subject=subject, predicate="associated_with",
-                           object=f"journey:{view.journey}", n=view.completed, effect=1.0 - 1.0 / ratio,
-                           p_value=p, evidence=evidence, reach=share, actionable=True)
+                           object=f"journey:{view.journey}", n=view.completed, effect=1.0 - 1.0 / ev["time_ratio"],
+                           p_value=p, evidence=evidence, reach=ev["share"], actionable=True)
+
+
+def path_evidence(view: SnapView, path: _Path) -> dict[str, Any] | None:
+    """Every number of a path finding (narrator.recompute_formulas recomputes with it); None if unmeasurable."""
+    med = class_medians(view, path.outcome)
+    base_cr = view.outcome_count(view.conversion) / max(1, view.completed)
+    if med is None or base_cr <= 0 or path.count <= 0:
+        return None
+    rest_conv = view.outcome_count(view.conversion) - path.conversions
+    z, p, test = proportion_test(path.conversions, path.count, rest_conv, view.completed - path.count)
+    ratio = max(path.duration_s / med[0], MIN_RATIO) * max(path.length / med[1], MIN_RATIO)
+    return {
+        "count": path.count, "share": path.count / view.completed, "conversion_rate": path.conversion_rate,
+        "median_duration_s": path.duration_s, "median_length": path.length,
+        "quality": path.conversion_rate / ratio / base_cr, "test": test, "outcome": path.outcome,
+        "outcome_class": _class(view, path.outcome), "time_ratio": ratio, "class_median_duration_s": med[0],
+        "class_median_length": med[1], "z": z, "p_value": p, "n": view.completed,
+    }
 
 
 def _class(view: SnapView, outcome: str) -> str:

@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
+from detectors.path_quality import path_evidence, paths_of
 from detectors.repeated_visit import loop_test
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
+from detectors.view import SnapView
 from detectors.stats import proportion_test, two_proportion_z
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
@@ -177,22 +179,18 @@ def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float
 
 
 def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    """Path quality numbers (detectors.path_quality): top entries of the path merged across outcomes."""
-    table = ctx.path_table(rc)
-    states = _name(fact.subject).split(">")
-    entries = [e for e in table["top"] if e["path"] == states]
-    count = sum(e["count"] for e in entries)
-    if not count or not table["median_s"] or not table["median_length"]:
+    """Path quality numbers (detectors.path_quality) over the recomputed top paths and class medians."""
+    from engine.snapshot import Snapshot
+    from narrator.recompute import recomputed_payload
+
+    view = SnapView(Snapshot.from_payload(recomputed_payload(ctx, fact.provenance.snapshot_id)))
+    states = tuple(_name(fact.subject).split(">"))
+    found = [p for p in paths_of(view) if p.states == states and p.outcome == fact.evidence.get("outcome")]
+    ev = path_evidence(view, found[0]) if found else None
+    if ev is None:
         raise JourneyGraphError(f"path {'>'.join(states)} is not among the recomputed top paths")
-    conversions = round(sum(float(e["conversion_rate"]) * e["count"] for e in entries))
-    duration = sum(float(e["median_duration_s"] or 0.0) * e["count"] for e in entries) / count
-    length = sum(float(e["median_length"] or len(states)) * e["count"] for e in entries) / count
-    base_cr = rc.outcome_count(rc.conversion) / max(1, rc.completed)
-    _, p, test = proportion_test(conversions, count, rc.outcome_count(rc.conversion) - conversions, rc.completed - count)
-    ratio = max(duration / table["median_s"], 0.1) * max(length / table["median_length"], 0.1)
-    return {"count": count, "share": count / rc.completed, "conversion_rate": conversions / count,
-            "median_duration_s": duration, "median_length": length, "quality": conversions / count / ratio / base_cr,
-            "test": test, "p_value": p, "n": rc.completed, "kind": fact.evidence.get("kind")}
+    ev.pop("z")
+    return {**ev, "kind": fact.evidence.get("kind")}
 
 
 RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
