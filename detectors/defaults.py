@@ -67,6 +67,7 @@ class RepeatedVisitConfig:
     min_visits_mean: float = 2.0  # τ_loop: mean visits among journeys containing the state (hub states
                                   # such as a main feature page sit near 1.5-1.8 on real data)
     min_n: int = 50               # journeys reaching the state
+    merge_lifecycle: bool = True  # lifecycle variants of one activity (XES lifecycle:transition) are one visit
     scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 

@@ -33,7 +33,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import modelcheck, paths, step_counts
+from engine import lifecycle_visits, modelcheck, paths, step_counts
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
@@ -403,6 +403,8 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
         with _stage(name):
             sql = _TOTALS_EXACT_SQL if name == "totals" and exact_actors else sql
             rows[name] = con.execute(sql, _bind(sql, params)).fetchall()
+    with _stage("lifecycle_visits"):
+        rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
     with _stage("paths"):
         tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
@@ -450,11 +452,13 @@ def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
 def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
     """Index the grouped rows by scope id."""
     out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {},
-                                      "adjacent": {}}
+                                      "adjacent": {}, "lifecycle": {}}
     for sid, journeys, censored, actors in rows["totals"]:
         out["totals"][sid] = (journeys, censored, actors)
     for sid, *medians in rows["durations"]:
         out["durations"][sid] = tuple(medians)
+    for sid, *row in rows["lifecycle"]:
+        out["lifecycle"].setdefault(sid, []).append(tuple(row))
     for sid, state, outcome, n in rows["adjacent"]:
         out["adjacent"].setdefault(sid, {}).setdefault(state, {})[outcome] = int(n)
     for sid, outcome, n in rows["outcomes"]:
@@ -521,4 +525,6 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         "collapse_self_loops": bool(jc.collapse_self_loops),
         **base,
     }
+    if sid in g["lifecycle"]:
+        payload["lifecycle_visits"] = lifecycle_visits.payload_block(g["lifecycle"][sid])
     return payload

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
-from detectors.repeated_visit import loop_test
+from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
+from detectors.stats import two_proportion_z
 from detectors.view import SnapView
-from detectors.stats import proportion_test, two_proportion_z
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
 
@@ -87,24 +87,14 @@ def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 
 def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    state, conv = _name(fact.subject), rc.conversion
-    reached, n_rep = rc.reach_count(state), rc.repeat_count(state)
-    conv_rep = rc.repeat_outcome(state, conv)
-    conv_single = rc.reach_outcome(state, conv) - conv_rep
-    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
-    visits = rc.visit_count(state)
-    _, p = loop_test(visits, reached, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)))
-    p_rep = conv_rep / n_rep if n_rep else 0.0
-    p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
+    state = _name(fact.subject)
+    ev = revisit_evidence(rc, state, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)),
+                          bool(ctx.setting("repeated_visit", "merge_lifecycle", True)))
     m = rc.metrics
     i, j = list(m.states).index(m.start), list(m.states).index(state)
     n_ss = float(m.N[j, j])
-    mean = visits / reached if reached else 0.0
-    return {"visits_mean": mean, "reach": rc.reach(state), "return_probability": 1.0 - 1.0 / mean if mean else None,
-            "n_reached": reached, "n": reached, "n_repeat": n_rep, "p_convert_repeat": p_rep,
-            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": "geometric_return_z",
-            "p_value": p, "gap_p_value": p_gap, "gap_test": gap_test,
-            "extra_expected_steps": float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0}
+    ev["extra_expected_steps"] = float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0
+    return {**ev, "n": ev["n_reached"]}
 
 
 def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:

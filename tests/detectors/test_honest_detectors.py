@@ -167,17 +167,22 @@ journeys:
 def _events() -> list[dict]:
     rows: list[dict] = []
 
-    def add(user: str, name: str, seconds: int) -> None:
+    def add(user: str, name: str, seconds: int, lifecycle: str = "complete") -> None:
         minute, sec = divmod(seconds, 60)
         hour, minute = divmod(minute, 60)
         stamp = f"2026-01-05T{hour:02d}:{minute:02d}:{sec:02d}.000Z"
-        rows.append({"event_id": f"e{len(rows)}", "user_id": user, "event_name": name, "timestamp": stamp})
+        rows.append({"event_id": f"e{len(rows)}", "user_id": user, "event_name": name, "timestamp": stamp,
+                     "properties": {"lifecycle_transition": lifecycle}})
+
+    def review(user: str, seconds: int) -> None:  # one work item: three lifecycle events, one visit
+        for lifecycle in ("schedule", "start", "complete"):
+            add(user, "review", seconds, lifecycle)
 
     for i in range(10):
-        add(f"ok{i}", "submitted", 0), add(f"ok{i}", "review", 60)
+        add(f"ok{i}", "submitted", 0), review(f"ok{i}", 60), review(f"ok{i}", 3000)  # reviewed twice
         add(f"ok{i}", "registered", 3600), add(f"ok{i}", "approved", 3600)  # same instant, logged first
-        add(f"idle{i}", "submitted", 0), add(f"idle{i}", "review", 60)       # then silence: stalled
-        add(f"no{i}", "submitted", 0), add(f"no{i}", "review", 60), add(f"no{i}", "declined", 120)
+        add(f"idle{i}", "submitted", 0), review(f"idle{i}", 60)              # then silence: stalled
+        add(f"no{i}", "submitted", 0), review(f"no{i}", 60), add(f"no{i}", "declined", 120)
     rows.append({"event_id": "late", "user_id": "late", "event_name": "submitted", "timestamp": "2026-01-15T00:00:00.000Z"})
     return rows
 
@@ -210,11 +215,26 @@ def test_dropped_journeys_durations_stop_at_the_last_event(loan_snapshot):
     assert loan_snapshot.payload["outcome_counts"] == {"approved": 10, "declined": 10, "stalled": 10}
     # 60 s (stalled, not 60 s + the 1-day timeout) ×10, 120 s ×10, 3600 s ×10
     assert durations["median_s"] == 120.0
-    assert durations["by_class"] == {"converted": {"median_s": 3600.0, "median_length": 3.0},
-                                     "lost": {"median_s": 90.0, "median_length": 2.0}}
+    assert durations["by_class"] == {"converted": {"median_s": 3600.0, "median_length": 8.0},
+                                     "lost": {"median_s": 90.0, "median_length": 4.0}}
 
 
 def test_state_logged_with_the_outcome_is_counted_as_adjacent(loan_snapshot):
     adjacent = loan_snapshot.payload["outcome_adjacent"]
     assert adjacent["counts"] == {"registered": {"approved": 10}}
     assert outcome_parts(SnapView(loan_snapshot)) == {"registered": "approved"}
+
+
+def test_lifecycle_variants_of_one_work_item_are_one_visit(loan_snapshot):
+    from detectors.repeated_visit import revisit_evidence
+
+    payload = loan_snapshot.payload
+    assert payload["visit_counts"]["review"] == 120  # 30 journeys' lifecycle events, 6 for each approved one
+    assert payload["lifecycle_visits"]["visit_counts"]["review"] == 40  # two work items ×10, one ×20
+    assert payload["lifecycle_visits"]["repeat_counts"]["review"] == 10
+    view = SnapView(loan_snapshot)
+    merged = revisit_evidence(view, "review", 2.0)
+    assert merged["lifecycle_merged"] and merged["visits_mean"] == pytest.approx(40 / 30)
+    assert merged["n_repeat"] == 10 and merged["p_convert_repeat"] == 1.0 and merged["p_convert_single"] == 0.0
+    plain = revisit_evidence(view, "review", 2.0, merge_lifecycle=False)
+    assert plain["visits_mean"] == pytest.approx(4.0) and plain["n_repeat"] == 30
