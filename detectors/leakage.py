@@ -13,7 +13,8 @@ no event). A state is part of an outcome when that holds in at least
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from detectors.view import SnapView
 
@@ -53,8 +54,8 @@ def run_summary(snapshots: Iterable[Any]) -> list[str]:
         tenant = str(view.payload.get("tenant_id") or "")
         for outcome, states in sorted(by_outcome.items()):
             names = ", ".join(f'"{s}"' for s in states)
-            lines.append((tenant, view.journey, outcome,
-                          f'{view.journey}: {names} treated as part of "{outcome}" (logged within {within} s '
-                          f'before it in at least {PART_SHARE:.0%} of the journeys reaching them), '
-                          f'so never reported as a driver, a necessary step or a drop-off point.'))
+            text = (f'{view.journey}: {names} treated as part of "{outcome}" (logged within {within} s '
+                    f'before it in at least {PART_SHARE:.0%} of the journeys reaching them), '
+                    f'so never reported as a driver, a necessary step or a drop-off point.')
+            lines.append((tenant, view.journey, outcome, text))
     return [line for *_, line in sorted(lines)]

@@ -13,7 +13,6 @@ from detectors.view import SnapView
 from ontology.errors import EngineError
 from ontology.model import Finding
 
-
 ACTIONABLE_GAP_P = 0.05  # a loop is actionable when repeaters convert less, at this raw significance
 
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from detector_builders import make_cfg
+
 from detectors.leakage import outcome_parts, run_summary
 from detectors.runner import run_detectors
 from detectors.shared import SHARED
