@@ -42,8 +42,9 @@ class PathQuality:
     (duration / class median duration) × (length / class median length), from
     the entry's own journeys; Q = conversion rate of the whole sequence (all its
     outcomes, shown or not) / time_ratio / the snapshot's conversion rate.
-    Converted entries with Q ≥ fast_quality and a higher conversion rate than the
-    rest → is_fast_path_to. Entries with share ≥ slow_min_share, 1 / time_ratio ≤
+    Converted entries with Q ≥ fast_quality, time_ratio < 1 (quicker than the
+    median converting journey) and a higher conversion rate than the rest →
+    is_fast_path_to. Entries with share ≥ slow_min_share, 1 / time_ratio ≤
     slow_quality and a lower conversion rate than the rest → associated_with (kind
     slow_path). Test for both: the sequence's conversion vs all other completed
     journeys (two-proportion z, or Fisher when small).
@@ -68,7 +69,7 @@ class PathQuality:
                     or ev["share"] < cfg.min_share):
                 continue
             z, p = ev.pop("z"), ev.pop("p_value")
-            if ev["outcome_class"] == "converted" and ev["quality"] >= cfg.fast_quality and z > 0:
+            if ev["outcome_class"] == "converted" and ev["quality"] >= cfg.fast_quality and ev["time_ratio"] < 1 and z > 0:
                 found.append(self._finding(ctx, view, path, ev, p, fast=True))
             elif ev["share"] >= cfg.slow_min_share and 1.0 / ev["time_ratio"] <= cfg.slow_quality and z < 0:
                 found.append(self._finding(ctx, view, path, ev, p, fast=False))

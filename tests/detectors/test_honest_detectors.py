@@ -123,6 +123,11 @@ def test_path_counted_from_all_its_entries_not_only_the_shown_ones():
     assert fast[0].evidence["conversion_rate"] == pytest.approx(800 / 840, abs=1e-6)
 
 
+def test_a_high_converting_path_slower_than_the_median_converter_is_not_fast():
+    entries = [_entry(["sign_up", "a", "a"], "converted", 800, 840, 800, 4000.0)]  # 95 % convert, 4000 s > 3600 s
+    assert not [f for f in _run(_paths_payload(entries, BY_CLASS)).findings if f.type == "fast_path"]
+
+
 def test_one_state_path_is_never_judged():
     entries = [_entry(["sign_up"], "converted", 900, 900, 900, 10.0)]
     assert not [f for f in _run(_paths_payload(entries, BY_CLASS)).findings if f.type in ("fast_path", "slow_path")]
