@@ -43,8 +43,9 @@ FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL
 
 def present(con: Any) -> bool:
     """Whether the events carry a lifecycle transition (the first PROBE_ROWS rows are looked at)."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    return "events" in tables and bool(con.execute(_PROBE_SQL).fetchall()[0][0])
+    found = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'events' "
+                        "AND column_name = 'properties'").fetchall()[0][0]
+    return bool(found) and bool(con.execute(_PROBE_SQL).fetchall()[0][0])
 
 
 def counts(con: Any, journey: str) -> list[tuple]:
