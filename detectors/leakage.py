@@ -4,7 +4,7 @@ Some logs write a state at the same instant as the outcome event, or always a
 few seconds before it (BPI 2012: A_REGISTERED, A_ACTIVATED and O_ACCEPTED come
 with A_APPROVED). Such a state "converts" 100 % of the time because it *is*
 the conversion, so calling it a driver, a necessary step or a drop-off point
-says nothing. The snapshot counts, per (state, outcome), the journeys whose
+says nothing. The snapshot counts (engine.outcome_adjacent), per (state, outcome), the journeys whose
 last visit to the state falls within `outcome_adjacent.within_s` seconds
 before their outcome event (explicit outcomes only; an inactivity drop-off has
 no event). A state is part of an outcome when that holds in at least

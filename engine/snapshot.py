@@ -33,7 +33,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import lifecycle_visits, modelcheck, paths, step_counts
+from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, step_counts
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
@@ -305,18 +305,6 @@ _SPREAD_SQL = (
        WHERE j.journey = $journey AND NOT j.censored""",
 )
 
-# Journeys whose last visit to a state falls within ADJACENT_S seconds before their outcome *event* (explicit
-# outcomes only: a drop-off has no event), per (state, outcome): detectors.leakage reads them.
-ADJACENT_S = 5
-_ADJACENT_SQL = f"""
-WITH near AS (SELECT DISTINCT s.journey_id, s.state, j.outcome FROM journey_steps s
-              JOIN journeys j ON j.journey = s.journey AND j.journey_id = s.journey_id
-              WHERE s.journey = $journey AND NOT j.censored AND j.outcome <> $dropoff AND s.state IS NOT NULL
-                AND s.ts >= j.end_ts - INTERVAL {ADJACENT_S} SECOND),
-per AS (SELECT c.cls, near.state, near.outcome, count(*) AS n FROM near JOIN _jg_jclass c USING (journey_id) GROUP BY ALL)
-SELECT cs.sid, per.state, per.outcome, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL
-"""
-
 _QUERIES = {
     "scopes": _SCOPES_SQL,
     "totals": _TOTALS_SQL,
@@ -330,7 +318,7 @@ _QUERIES = {
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
     "reach": """SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
                 FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
-    "adjacent": _ADJACENT_SQL,
+    "adjacent": outcome_adjacent.COUNTS_SQL,
 }
 
 
@@ -482,10 +470,6 @@ def _reach_maps(reach_rows: list[tuple]) -> dict[str, Any]:
     return maps
 
 
-def _sorted_nested(counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    return {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
-
-
 def snapshot_identity(base: Mapping[str, Any], tenant_id: str, journey: str, scope: str,
                       window: Mapping[str, Any], segment: Any, release: str | None) -> str:
     """Content hash over what defines a snapshot; the same input and config give the same id."""
@@ -519,7 +503,7 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         "durations": {"median_s": r6(med_s), "median_length": r6(med_len),
                       "by_class": {"converted": {"median_s": r6(conv_s), "median_length": r6(conv_len)},
                                    "lost": {"median_s": r6(loss_s), "median_length": r6(loss_len)}}},
-        "outcome_adjacent": {"within_s": ADJACENT_S, "counts": _sorted_nested(g["adjacent"].get(sid, {}))},
+        "outcome_adjacent": outcome_adjacent.payload_block(g["adjacent"].get(sid, {})),
         "paths": tops.get(sid, paths.empty_paths(completed)),
         "model_check": checks.get(sid, modelcheck.empty_check()),
         "collapse_self_loops": bool(jc.collapse_self_loops),
