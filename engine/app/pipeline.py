@@ -223,11 +223,19 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "insights": len(insights),
         "seconds": round(time.perf_counter() - started, 3),
         "inferred": list(cfg.inferred),
+        "notes": _notes(snaps),
     }
     from ontology.validation import validate
 
     validate("run", summary)
     return summary
+
+
+def _notes(snaps: list[Any]) -> list[str]:
+    """What a reader of the feed should know about the model: states folded into an outcome (leakage)."""
+    from detectors.leakage import run_summary
+
+    return run_summary(snaps)
 
 
 def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:

@@ -286,4 +286,6 @@ def run_summary_text(summary: dict[str, Any]) -> str:
     ]
     for note in summary.get("inferred", []):
         lines.append(f"inferred: {note}")
+    for note in summary.get("notes", []):
+        lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
