@@ -40,9 +40,12 @@ def _load_cfg(config_path: str | None, source: str | None) -> tuple[Config, dict
         import yaml
 
         raw = yaml.safe_load(Path(config_path).read_text()) or {}
+    elif not source and Path("journeygraph.yaml").is_file():
+        return _load_cfg("journeygraph.yaml", None)
     else:
         if not source:
-            raise ConfigError("nothing to run: pass EVENTS (a file, glob or SQL) or -c journeygraph.yaml")
+            raise ConfigError("nothing to run: pass EVENTS (a file, glob or SQL) or -c journeygraph.yaml "
+                              "(or run where a journeygraph.yaml is)")
         raw = {}
         cfg = from_dict(raw)
     return cfg, raw
@@ -66,7 +69,7 @@ def _step(bar: Any, name: str) -> None:
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary."""
-    from engine import infer, ingest, journeys, normalize, states
+    from engine import infer, ingest, inspect, journeys, normalize, states
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
@@ -80,10 +83,12 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage") as bar:
         preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
-        ingest.load(con, src, cfg, run_id)
+        loaded = ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = normalize.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")
+        if not norm.accepted:
+            raise inspect.NothingAccepted(inspect.nothing_accepted(con, run_id, norm.to_dict(), loaded.notes))
         if not cfg.journeys:
             cfg = infer.infer_journey(con, cfg)
         states.derive(con, cfg)
@@ -99,8 +104,8 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         _step(bar, "facts")
         insights = _narrate(ws, cfg, snaps, findings)
         _step(bar, "narrator")
-    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started)
-    _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
+    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes)
+    _record_run(ws, run_id, summary, raw or _inferred_raw(ws, cfg, src, loaded.notes), cfg)
     ws.close()
     return summary
 
@@ -211,7 +216,7 @@ def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, A
 
 
 def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,
-             insights: list[Any], cfg: Config, started: float) -> dict[str, Any]:
+             insights: list[Any], cfg: Config, started: float, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
     counts = norm.to_dict()
     summary = {
         "events_read": counts["events_read"],
@@ -228,12 +233,23 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "facts": n_facts,
         "insights": len(insights),
         "seconds": round(time.perf_counter() - started, 3),
-        "inferred": list(cfg.inferred),
+        "inferred": [f"read {note}" for note in read_notes] + list(cfg.inferred),
     }
     from ontology.validation import validate
 
     validate("run", summary)
     return summary
+
+
+def _inferred_raw(ws: Workspace, cfg: Config, source: str, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config a no-config run inferred, valid against the schema, also written as journeygraph.yaml in the workspace."""
+    from engine.config import to_raw
+    from engine.inspect import write_yaml
+
+    raw = to_raw(dataclasses.replace(cfg, source=str(Path(source).resolve()) if Path(source).exists() else source))
+    if cfg.inferred:
+        write_yaml(ws.path / "journeygraph.yaml", raw, [f"read {note}" for note in read_notes] + list(cfg.inferred))
+    return raw
 
 
 def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:
