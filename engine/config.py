@@ -325,7 +325,7 @@ def from_dict(raw: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
 
 
 def _utc(text: str, path: str) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -75,8 +75,9 @@ def _has(keys: set[str], *names: str) -> bool:
     return all(n in keys for n in names)
 
 
-_SEGMENT = dict(user_id="userId", anonymous_id="anonymousId", event_id="messageId", event_name=("event", "name", "type"),
-                timestamp=("timestamp", "originalTimestamp"), received_at="receivedAt")
+_SEGMENT: dict[str, str | tuple[str, ...]] = {
+    "user_id": "userId", "anonymous_id": "anonymousId", "event_id": "messageId", "event_name": ("event", "name", "type"),
+    "timestamp": ("timestamp", "originalTimestamp"), "received_at": "receivedAt"}
 _RULES: tuple[tuple[Callable[[set[str], dict[str, Any]], bool], Callable[[set[str]], tuple[str, str, Sources]]], ...] = (
     (lambda k, p: _has(k, "type", "rudderId"),
      lambda k: _shape("rudderstack", "RudderStack events (Segment Spec)", **_SEGMENT)),
@@ -190,8 +191,9 @@ def sample_rows(path: str, kind: str) -> tuple[list[dict[str, Any]], str | None]
     reader = (f"read_csv('{_esc(path)}', all_varchar=true, header=true)" if kind == "csv"
               else f"read_parquet('{_esc(path)}')")
     try:
-        rel = duckdb.sql(f"SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {reader} LIMIT {SAMPLE_ROWS}) t")
-        return [json.loads(text) for (text,) in rel.fetchall()], None
+        with duckdb.connect() as con:
+            found = con.execute(f"SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {reader} LIMIT {SAMPLE_ROWS}) t").fetchall()
+        return [json.loads(text) for (text,) in found], None
     except duckdb.Error:
         return [], None
 

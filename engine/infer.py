@@ -139,12 +139,12 @@ def failure_guess(stats: list[EventStats], start: str, conversion: str | None) -
 
 def _timing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, str]:
     """(window, inactivity, why) from the gaps between one actor's events and the spread of actors' spans."""
-    gap95, span90, data_span = con.execute("""
+    found = con.execute("""
         WITH gaps AS (SELECT epoch(ts) - epoch(lag(ts) OVER (PARTITION BY tenant_id, actor_id ORDER BY seq)) AS gap FROM events),
         spans AS (SELECT epoch(max(ts)) - epoch(min(ts)) AS span FROM events GROUP BY tenant_id, actor_id)
         SELECT (SELECT quantile_cont(gap, 0.95) FROM gaps WHERE gap > 0), (SELECT quantile_cont(span, 0.9) FROM spans),
-               (SELECT epoch(max(ts)) - epoch(min(ts)) FROM events)""").fetchone()
-    gap95, span90, data_span = float(gap95 or 0), float(span90 or 0), float(data_span or 0)
+               (SELECT epoch(max(ts)) - epoch(min(ts)) FROM events)""").fetchone() or (0, 0, 0)
+    gap95, span90, data_span = (float(x or 0) for x in found)
     inactive = min(14 * 86400, nice_duration(2 * gap95))
     cap = nice_below(max(3600, data_span / 2))
     window = min(cap, nice_duration(max(1.5 * span90, 2 * inactive)))
@@ -187,6 +187,6 @@ def infer_journey(con: duckdb.DuckDBPyConnection, cfg: Config) -> Config:
                             conversion="converted" if conversion else None)
     notes = (f"no config: states are raw event names ({len(stats)} distinct)", start_why, conversion_why,
              *((failure_why,) if failure_why else ()), timing_why,
-             "the inferred config is saved as journeygraph.yaml in the workspace; copy and edit it, "
-             "then `journeygraph run -c journeygraph.yaml`")
+             ("the inferred config is saved as journeygraph.yaml in the workspace; copy and edit it, "
+              "then `journeygraph run -c journeygraph.yaml`"))
     return dataclasses.replace(cfg, journeys=(journey,), inferred=notes)

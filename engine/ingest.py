@@ -57,10 +57,10 @@ import duckdb
 import pyarrow as pa
 
 from engine import formats, progress, sql_sources, timestamps, xes
-from engine.formats import Reading
-from engine.jsonl_lines import line_tables
 from engine.config import Config
 from engine.dbsettings import engine_settings
+from engine.formats import Reading
+from engine.jsonl_lines import line_tables
 from ontology.errors import IngestError
 
 log = logging.getLogger(__name__)

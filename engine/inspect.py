@@ -47,9 +47,10 @@ def _reject_lines(rows: Sequence[tuple[Any, ...]]) -> list[str]:
 def nothing_accepted(con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, Any], notes: Sequence[str]) -> str:
     """The error text for a run with no accepted event: counts, how each file was read, rejected rows, what to do."""
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts.get("quarantined_by_reason", {}).items())) or "none"
-    lines = [f"no accepted events: read {counts.get('events_read', 0)} rows; quarantined {counts.get('quarantined', 0)} "
-             f"({reasons}); duplicates {counts.get('duplicates', 0)}, bots {counts.get('bots_filtered', 0)}, "
-             f"late {counts.get('late_rejected', 0)}"]
+    head = (f"no accepted events: read {counts.get('events_read', 0)} rows; quarantined {counts.get('quarantined', 0)} "
+            f"({reasons}); duplicates {counts.get('duplicates', 0)}, bots {counts.get('bots_filtered', 0)}, "
+            f"late {counts.get('late_rejected', 0)}")
+    lines = [head]
     lines += [f"read {note}" for note in notes]
     rows = rejected_rows(con, run_id)
     if rows:
@@ -104,7 +105,7 @@ def inspect(source: str, write: str | None = None) -> str:
 
 def _overview(con: duckdb.DuckDBPyConnection) -> list[str]:
     first, last, actors, names = con.execute(
-        "SELECT min(ts), max(ts), count(DISTINCT actor_id), count(DISTINCT event_name) FROM events").fetchone()
+        "SELECT min(ts), max(ts), count(DISTINCT actor_id), count(DISTINCT event_name) FROM events").fetchall()[0]
     top = con.execute("SELECT event_name, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?",
                       [SHOWN_EVENTS]).fetchall()
     return [f"time range {first:%Y-%m-%dT%H:%M:%SZ} .. {last:%Y-%m-%dT%H:%M:%SZ}",

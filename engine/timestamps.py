@@ -13,6 +13,7 @@ row by row. Epoch values beyond 1e16 microseconds (the year 2286) are
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections.abc import Iterable
@@ -49,7 +50,7 @@ def band(magnitude: float) -> str:
 
 def unit_of(values: Iterable[object]) -> str | None:
     """The epoch unit of a column from the median magnitude of its numeric values; None if none is numeric."""
-    numbers = [abs(n) for n in map(_number, values) if n is not None and n == n]
+    numbers = [abs(n) for n in map(_number, values) if n is not None and math.isfinite(n)]
     return band(statistics.median(numbers)) if numbers else None
 
 

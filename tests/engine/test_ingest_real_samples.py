@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_ingest_formats import conversion, read
 from tests.engine.conftest import rows
+from tests.engine.test_ingest_formats import conversion, read
 
 REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
