@@ -36,6 +36,8 @@ import pyarrow as pa
 from engine import timestamps
 
 SAMPLE_ROWS = 500
+XES_NOTE = ("XES event log (user_id<-trace concept:name, event_name<-concept:name, timestamp<-time:timestamp; "
+            "other attributes in properties)")
 Sources = dict[str, tuple[str, ...]]
 CANONICAL = ("event_id", "user_id", "actor_id", "anonymous_id", "session_id", "event_name", "timestamp",
              "received_at", "platform", "tenant_id", "user_agent", "properties")

@@ -124,16 +124,31 @@ def conversion_guess(stats: list[EventStats], start: str) -> tuple[EventStats | 
                   "subscription, and none ends most journeys it is in); only drop-off is measured")
 
 
-def failure_guess(stats: list[EventStats], start: str, conversion: str | None) -> tuple[EventStats | None, str | None]:
-    """A failure event that ends journeys (its name says failure, and it is the last event of at least half its actors)."""
+def _converting_after(con: duckdb.DuckDBPyConnection, event: str, conversion: str) -> float:
+    """Share of the actors who did `event` that reach `conversion` after their first `event`."""
+    share = con.execute("""
+        WITH f AS (SELECT tenant_id, actor_id, min(seq) AS at FROM events WHERE event_name = ? GROUP BY ALL)
+        SELECT avg((EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = f.tenant_id AND e.actor_id = f.actor_id
+                                                    AND e.event_name = ? AND e.seq > f.at))::INTEGER) FROM f""",
+                        [event, conversion]).fetchall()[0][0]
+    return float(share or 0.0)
+
+
+def failure_guess(con: duckdb.DuckDBPyConnection, stats: list[EventStats], start: str,
+                  conversion: str | None) -> tuple[EventStats | None, str | None]:
+    """A failure event: its name says failure, and it ends journeys (the last event of at least half its actors)
+    or, when there is a conversion, almost no one (at most 2%) converts after it."""
     named = [s for s in stats if s.name not in (start, conversion) and is_failure(s.name)]
-    ending = [s for s in named if s.ends >= 0.5]
-    if ending:
-        best = max(ending, key=lambda s: (s.actors, s.name))
-        return best, f"failure: {best.name!r} (its name says failure; {_why(best)})"
+    for stat in sorted(named, key=lambda s: (-s.actors, s.name)):
+        if stat.ends >= 0.5:
+            return stat, f"failure: {stat.name!r} (its name says failure; {_why(stat)})"
+        after = _converting_after(con, stat.name, conversion) if conversion else 1.0
+        if after <= 0.02:
+            return stat, (f"failure: {stat.name!r} (its name says failure; {_why(stat)}; "
+                          f"{_pct(after)} of them reach {conversion!r} after it)")
     if named:
         return None, (f"failure: none used; {named[0].name!r} reads like failure but is the last event of only "
-                      f"{_pct(named[0].ends)} of its actors, so journeys go on after it")
+                      f"{_pct(named[0].ends)} of its actors, and some convert after it")
     return None, None
 
 
@@ -175,7 +190,7 @@ def infer_journey(con: duckdb.DuckDBPyConnection, cfg: Config) -> Config:
     start, start_why = _start(con)
     stats = _event_stats(con)
     conversion, conversion_why = conversion_guess(stats, start)
-    failure, failure_why = failure_guess(stats, start, conversion.name if conversion else None)
+    failure, failure_why = failure_guess(con, stats, start, conversion.name if conversion else None)
     window, inactive, timing_why = _timing(con)
     outcomes = []
     if conversion:

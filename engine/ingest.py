@@ -33,14 +33,12 @@ Each file's shape (Segment, PostHog, Amplitude, Mixpanel, GA4, pm4py CSV, a
 plain table, sessions with nested events) and its time column's unit are
 detected from a sample by `engine.formats` and reported in `IngestStats.notes`;
 `normalize.fields`, `normalize.timestamp_unit` and `normalize.timestamp_format`
-override them. Timestamps are parsed by `engine.timestamps`.
+override them. Timestamps are parsed by `engine.timestamps`, SQL sources read by `engine.sql_sources`.
 
 Quarantine reasons: not_json (not a JSON object), missing_timestamp,
 bad_timestamp (not ISO 8601, nor the format given, nor an epoch number in the
 column's unit), missing_event_name, missing_actor (no user_id, actor_id or
 anonymous_id). Blank lines are not events and are not counted.
-
-SQL sources are read by `engine.sql_sources`.
 """
 
 from __future__ import annotations
@@ -174,6 +172,7 @@ def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str, cfg: Confi
     kind = _kind(path)
     try:
         if kind == "xes":
+            notes.append(f"{Path(path).name}: {formats.XES_NOTE}")
             _append_batches(con, index, path, xes.iter_batches(path))
             return
         _check_readable(path)
