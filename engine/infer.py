@@ -34,6 +34,7 @@ _SUCCESS = {"passed": 1, "pass": 1, "success": 1, "succeeded": 1, "successful": 
             "upgrade": 1, "activated": 1, "checkout_completed": 1, "completed": 2, "complete": 2, "finished": 2, "done": 2}
 _FAILURE = {"lost", "fail", "failed", "failure", "cancel", "cancelled", "canceled", "cancellation", "declined", "decline",
             "rejected", "reject", "denied", "abandoned", "churned", "churn", "expired", "refunded", "unsubscribed"}
+_OUTCOME_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .:-]*$")  # the config schema's name pattern
 _NICE = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400, 3 * 86400, 7 * 86400,
          14 * 86400, 30 * 86400, 60 * 86400, 90 * 86400)
 
@@ -181,6 +182,12 @@ def _start(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     return row[0], f"start state: {row[0]!r} (the first event of {row[1]} of {row[2]} actors, {_pct(row[1] / row[2])})"
 
 
+def outcome_name(event: str, fallback: str, taken: tuple[str, ...]) -> str:
+    """The event's own name for its outcome (so the feed says "passed", not "converted") when the config allows it."""
+    ok = _OUTCOME_NAME.match(event) and len(event) <= 64 and event not in taken
+    return event if ok else fallback
+
+
 def _quote(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
@@ -193,13 +200,15 @@ def infer_journey(con: duckdb.DuckDBPyConnection, cfg: Config) -> Config:
     failure, failure_why = failure_guess(con, stats, start, conversion.name if conversion else None)
     window, inactive, timing_why = _timing(con)
     outcomes = []
-    if conversion:
-        outcomes.append(Outcome(name="converted", when=f"event_name = {_quote(conversion.name)}"))
+    won = outcome_name(conversion.name, "converted", ("dropped",)) if conversion else None
+    if conversion and won:
+        outcomes.append(Outcome(name=won, when=f"event_name = {_quote(conversion.name)}"))
     if failure:
-        outcomes.append(Outcome(name="failed", when=f"event_name = {_quote(failure.name)}"))
+        lost = outcome_name(failure.name, "failed", ("dropped", won or ""))
+        outcomes.append(Outcome(name=lost, when=f"event_name = {_quote(failure.name)}"))
     outcomes.append(Outcome(name="dropped", inactive_for_s=inactive))
     journey = JourneyConfig(name="journey", start=start, outcomes=tuple(outcomes), level="raw", window_s=window,
-                            conversion="converted" if conversion else None)
+                            conversion=won)
     notes = (f"no config: states are raw event names ({len(stats)} distinct)", start_why, conversion_why,
              *((failure_why,) if failure_why else ()), timing_why,
              ("the inferred config is saved as journeygraph.yaml in the workspace; copy and edit it, "

@@ -42,7 +42,7 @@ def test_the_saved_config_is_valid_and_reproduces_the_run(noconfig) -> None:
     ws, _ = noconfig
     cfg = load_config(ws / "journeygraph.yaml")  # validated against the schema
     journey = cfg.journeys[0]
-    assert journey.conversion_outcome == "converted"
+    assert journey.conversion_outcome == "passed"  # outcomes are named after their events
     assert [o.when for o in journey.outcomes if o.when] == ["event_name = 'passed'", "event_name = 'lost'"]
     with_config = json.loads(run_cli("run", "-c", str(ws / "journeygraph.yaml"), "-w", str(ws.parent / "again"),
                                      "--format", "json").stdout)
@@ -59,6 +59,7 @@ def test_every_command_reads_the_workspace(noconfig, tmp_path) -> None:
     w = ("-w", str(ws))
     items = json.loads(run_cli("feed", *w, "--format", "json").stdout)
     assert items, "the sample yields insights"
+    assert "outcome:passed" in json.dumps(items), "the feed names the conversion by its event"
     insight = items[0]["insight_id"]
     for fmt in ("text", "md", "html"):
         assert run_cli("feed", *w, "--format", fmt, "--limit", "3").stdout.strip()

@@ -56,8 +56,14 @@ def read(path: str, cfg: Config | None = None) -> tuple[duckdb.DuckDBPyConnectio
 
 
 def conversion(cfg: Config) -> str | None:
+    """The rule of the inferred conversion outcome (named after its event), None when none was inferred."""
     journey = cfg.journeys[0]
-    return next((o.when for o in journey.outcomes if o.name == "converted"), None)
+    return next((o.when for o in journey.outcomes if o.name == journey.conversion), None)
+
+
+def failures(cfg: Config) -> list[str | None]:
+    journey = cfg.journeys[0]
+    return [o.when for o in journey.outcomes if o.when and o.name != journey.conversion]
 
 
 SEGMENT = [
@@ -88,7 +94,7 @@ def test_segment_spec_events(tmp_path, extra) -> None:
     assert rows(con, "SELECT count(DISTINCT actor_id) FROM events") == [(2,)]  # the retry (same messageId) is a duplicate
     assert rows(con, "SELECT DISTINCT actor_id FROM events WHERE event_name = 'Pricing' ORDER BY 1") == [("anon-2",), ("u1",)]
     assert rows(con, "SELECT properties->>'context' IS NOT NULL FROM events WHERE event_id = 'm1'") == [(True,)]
-    assert conversion(cfg) == "event_name = 'Order Completed'"
+    assert conversion(cfg) == "event_name = 'Order Completed'" and cfg.journeys[0].conversion == "Order Completed"
 
 
 POSTHOG = [
@@ -176,7 +182,8 @@ def test_pm4py_csv_columns(tmp_path) -> None:
         ("c1", datetime(2011, 9, 30, 22, 38, 44, 546000)), ("c2", datetime(2011, 10, 2, 7, 0))]
     assert rows(con, "SELECT DISTINCT properties->>'lifecycle:transition' FROM events") == [("COMPLETE",)]
     assert conversion(cfg) == "event_name = 'A_APPROVED'"
-    assert [o.when for o in cfg.journeys[0].outcomes if o.name == "failed"] == ["event_name = 'A_DECLINED'"]
+    assert failures(cfg) == ["event_name = 'A_DECLINED'"]
+    assert [o.name for o in cfg.journeys[0].outcomes] == ["A_APPROVED", "A_DECLINED", "dropped"]
 
 
 @pytest.mark.parametrize(("times", "unit"), [

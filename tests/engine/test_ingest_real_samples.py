@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import rows
-from tests.engine.test_ingest_formats import conversion, read
+from tests.engine.test_ingest_formats import conversion, failures, read
 
 REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
@@ -44,7 +44,7 @@ def _check_aita(path: Path) -> None:
     assert rows(con, "SELECT count(DISTINCT actor_id), min(year(ts)), max(year(ts)) FROM events") == [(n_users, 2018, 2018)]
     assert dict(rows(con, "SELECT event_name, count(*) FROM events GROUP BY 1")) == dict(names)
     assert conversion(cfg) == "event_name = 'passed'"
-    assert [o.when for o in cfg.journeys[0].outcomes if o.name == "failed"] == ["event_name = 'lost'"]
+    assert failures(cfg) == ["event_name = 'lost'"] and cfg.journeys[0].conversion == "passed"
     assert cfg.journeys[0].start == "onboarding_welcome_screen"
     assert cfg.journeys[0].window_s <= 86400 / 2, "a one-day log must not be censored whole"
 
