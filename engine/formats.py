@@ -110,6 +110,7 @@ _ACTOR = ("user_id", "userid", "user", "uid", "actor_id", "actor", "customer_id"
           "visitor_id", "person_id", "distinct_id", "member_id", "case_id", "case", "session_id", "session", "sessionid",
           "device_id", "anonymous_id", "id")
 _NAME = ("event_name", "event", "eventname", "action", "event_type", "activity", "event_action", "step", "page", "name", "type")
+_EVENT_ID = ("event_id", "$insert_id", "insert_id", "message_id", "messageid", "event_uuid", "uuid")
 _TIME = ("timestamp", "time", "ts", "datetime", "date_time", "event_time", "eventtime", "time_stamp", "created_at",
          "occurred_at", "happened_at", "event_date", "date", "created", "t")
 
@@ -131,7 +132,8 @@ def _plain(keys: set[str]) -> tuple[str, str, Sources] | None:
     canonical = all(picks[n] == n for n in ("timestamp", "event_name")) and picks["user_id"] in ("user_id", "actor_id", "anonymous_id")
     if canonical:
         return "journeygraph", "journeygraph events", {name: (name,) for name in CANONICAL}
-    return _shape("plain", "plain event table", **picks)
+    event_id = _pick(keys, _EVENT_ID, taken)
+    return _shape("plain", "plain event table", **picks, **({"event_id": event_id} if event_id else {}))
 
 
 def detect(rows: list[dict[str, Any]], nested: str | None = None) -> Reading | None:

@@ -203,6 +203,16 @@ def test_plain_csv_with_sensible_names(tmp_path, times, unit) -> None:
     assert conversion(cfg) == "event_name = 'completed'"
 
 
+def test_a_flattened_mixpanel_csv_keeps_its_insert_id_as_the_dedup_key(tmp_path) -> None:
+    body = [["Signed up", "a@x.io", "1601412131", "i1"], ["Signed up", "a@x.io", "1601412131", "i1"],
+            ["Purchase", "a@x.io", "1601412191", "i2"]]
+    con, stats, cfg = read(_csv(tmp_path / "mp.csv", ["event", "distinct_id", "time", "$insert_id"], body))
+    assert "event_id<-$insert_id" in stats.notes[0] and "epoch seconds" in stats.notes[0]
+    assert rows(con, "SELECT event_id, ts FROM events ORDER BY ts") == [
+        ("i1", datetime(2020, 9, 29, 20, 42, 11)), ("i2", datetime(2020, 9, 29, 20, 43, 11))]
+    assert conversion(cfg) == "event_name = 'Purchase'"
+
+
 def test_day_first_dates_are_detected_and_the_format_option_wins(tmp_path) -> None:
     body = [["u1", "open", "13/02/2024 10:00:00"], ["u1", "buy", "13/02/2024 10:05:00"], ["u2", "open", "01/03/2024 09:00:00"]]
     path = _csv(tmp_path / "eu.csv", ["user", "event", "date"], body)
