@@ -87,8 +87,9 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         _step(bar, "ingest")
         norm = normalize.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")
-        if not norm.accepted:
-            raise inspect.NothingAccepted(inspect.nothing_accepted(con, run_id, norm.to_dict(), loaded.notes))
+        counts = norm.to_dict()
+        if not norm.accepted and (not cfg.journeys or counts["events_read"] == counts["quarantined"] > 0):
+            raise inspect.NothingAccepted(inspect.nothing_accepted(con, run_id, counts, loaded.notes))
         if not cfg.journeys:
             cfg = infer.infer_journey(con, cfg)
         states.derive(con, cfg)
