@@ -35,6 +35,7 @@ _SUCCESS = {"passed": 1, "pass": 1, "success": 1, "succeeded": 1, "successful": 
 _FAILURE = {"lost", "fail", "failed", "failure", "cancel", "cancelled", "canceled", "cancellation", "declined", "decline",
             "rejected", "reject", "denied", "abandoned", "churned", "churn", "expired", "refunded", "unsubscribed"}
 _OUTCOME_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .:-]*$")  # the config schema's name pattern
+SESSION_TIMEOUT_S = 1800  # the shortest inactivity that ends a journey: web analytics' usual session timeout
 _NICE = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400, 3 * 86400, 7 * 86400,
          14 * 86400, 30 * 86400, 60 * 86400, 90 * 86400)
 
@@ -158,15 +159,16 @@ def _timing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, str]:
     found = con.execute("""
         WITH gaps AS (SELECT epoch(ts) - epoch(lag(ts) OVER (PARTITION BY tenant_id, actor_id ORDER BY seq)) AS gap FROM events),
         spans AS (SELECT epoch(max(ts)) - epoch(min(ts)) AS span FROM events GROUP BY tenant_id, actor_id)
-        SELECT (SELECT quantile_cont(gap, 0.95) FROM gaps WHERE gap > 0), (SELECT quantile_cont(span, 0.9) FROM spans),
+        SELECT (SELECT quantile_cont(gap, 0.99) FROM gaps WHERE gap > 0), (SELECT quantile_cont(span, 0.9) FROM spans),
                (SELECT epoch(max(ts)) - epoch(min(ts)) FROM events)""").fetchone() or (0, 0, 0)
-    gap95, span90, data_span = (float(x or 0) for x in found)
-    inactive = min(14 * 86400, nice_duration(2 * gap95))
+    gap99, span90, data_span = (float(x or 0) for x in found)
+    inactive = min(14 * 86400, max(SESSION_TIMEOUT_S, nice_duration(2 * gap99)))
     cap = nice_below(max(3600, data_span / 2))
     window = min(cap, nice_duration(max(1.5 * span90, 2 * inactive)))
     window = max(window, min(inactive, cap))
     why = (f"window {format_duration(int(window))}, dropped after {format_duration(inactive)} inactive "
-           f"(95% of one actor's consecutive events are at most {human(gap95)} apart; 90% of actors "
+           f"(99% of one actor's consecutive events are at most {human(gap99)} apart, and at least 30 min, the usual "
+           f"session timeout, is allowed; 90% of actors "
            f"span at most {human(span90)}; the data spans {human(data_span)}; the window is at most half of that)")
     return int(window), inactive, why
 

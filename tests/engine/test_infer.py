@@ -59,9 +59,14 @@ def test_window_and_inactivity_come_from_the_gaps_and_never_exceed_half_the_span
     _events(con, [[("open", 1440 * d), ("step", 1440 * d + 3), ("step", 1440 * d + 6)] for d in range(10)])
     journey = infer.infer_journey(con, from_dict({})).journeys[0]
     inactive = next(o.inactive_for_s for o in journey.outcomes if o.inactive_for_s)
-    assert inactive == 600  # twice the 95th percentile gap (3 min), rounded up to 10 min
-    assert journey.window_s == 1800  # twice the inactivity (1.5 x the 6 min spans is less), rounded up to 30 min
-    assert journey.window_s <= (9 * 86400 + 360) / 2
+    assert inactive == 1800  # twice the 99th percentile gap (3 min) is below the 30 min floor
+    assert journey.window_s == 3600  # twice the inactivity (1.5 x the 6 min spans is less)
+    con = duckdb.connect()
+    _events(con, [[("open", 1440 * d), ("step", 1440 * d + 600), ("step", 1440 * d + 1200)] for d in range(0, 60, 20)])
+    journey = infer.infer_journey(con, from_dict({})).journeys[0]
+    inactive = next(o.inactive_for_s for o in journey.outcomes if o.inactive_for_s)
+    assert inactive == 86400  # twice 10 h, rounded up to a day
+    assert journey.window_s == 2 * 86400  # 1.5 x 20 h is less than twice the inactivity
 
 
 def test_outcome_names_fall_back_when_the_event_name_cannot_be_one() -> None:
