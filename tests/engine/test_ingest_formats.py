@@ -97,6 +97,20 @@ def test_segment_spec_events(tmp_path, extra) -> None:
     assert conversion(cfg) == "event_name = 'Order Completed'" and cfg.journeys[0].conversion == "Order Completed"
 
 
+def test_snowplow_enriched_events_as_json(tmp_path) -> None:
+    def ev(eid: str, name: str, at: str, duid: str, uid: str | None) -> dict[str, Any]:
+        return {"app_id": "shop", "platform": "web", "collector_tstamp": at, "derived_tstamp": at, "event": "unstruct",
+                "event_id": eid, "event_name": name, "domain_userid": duid, "domain_sessionid": "s-" + duid, "user_id": uid,
+                "useragent": "Mozilla/5.0"}
+    docs = [ev("e1", "page_view", "2023-03-01 10:00:00.000", "d1", None), ev("e2", "purchase", "2023-03-01 10:04:00.000", "d1", "u1"),
+            ev("e3", "page_view", "2023-03-01 11:00:00.000", "d2", None)]
+    con, stats, cfg = read(_jsonl(tmp_path / "snowplow.jsonl", docs))
+    assert "Snowplow" in stats.notes[0]
+    assert rows(con, "SELECT event_id, actor_id, year(ts), user_agent FROM events ORDER BY ts") == [
+        ("e1", "d1", 2023, "Mozilla/5.0"), ("e2", "u1", 2023, "Mozilla/5.0"), ("e3", "d2", 2023, "Mozilla/5.0")]
+    assert conversion(cfg) == "event_name = 'purchase'"
+
+
 POSTHOG = [
     ["018f-0001", "$pageview", json.dumps({"$current_url": "https://x.io/", "$browser": "Firefox"}), "2024-05-22T17:09:29.220Z", "d1"],
     ["018f-0002", "signed up", json.dumps({"plan": "free"}), "2024-05-22T17:10:00.000Z", "d1"],
