@@ -68,6 +68,16 @@ class Reading:
         return f"{self.label}{mapping}{nested}; times in {self.time_column}: {when}"
 
 
+def explicit_fields(reading: Reading) -> tuple[tuple[str, str | tuple[str, ...]], ...]:
+    """The reading's renames as `normalize.fields` entries: only the fields not read from their own name."""
+    out: list[tuple[str, str | tuple[str, ...]]] = []
+    for name in CANONICAL:
+        src = reading.sources.get(name)
+        if src and src != (name,) and name != "actor_id":
+            out.append((name, src[0] if len(src) == 1 else src))
+    return tuple(sorted(out))
+
+
 def _shape(shape: str, label: str, **sources: str | tuple[str, ...]) -> tuple[str, str, Sources]:
     mapped = {name: ((src,) if isinstance(src, str) else src) for name, src in sources.items()}
     return shape, label, {**{name: (name,) for name in CANONICAL if name not in ("actor_id",)}, **mapped}

@@ -157,7 +157,7 @@ def _expand(pattern: str) -> list[str]:
     return files
 
 
-def _kind(path: str) -> str:
+def kind_of(path: str) -> str:
     name = path.lower()
     if name.endswith((".xes.gz", ".xes")):
         return "xes"
@@ -169,7 +169,7 @@ def _kind(path: str) -> str:
 
 def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str, cfg: Config, run_id: str,
                notes: list[str]) -> None:
-    kind = _kind(path)
+    kind = kind_of(path)
     try:
         if kind == "xes":
             notes.append(f"{Path(path).name}: {formats.XES_NOTE}")

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from engine.config import Config
 from ontology.errors import ConfigError, IngestError
 
 SHOWN_REJECTS = 3
@@ -63,6 +64,22 @@ def nothing_accepted(con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[s
     return "\n".join(lines)
 
 
+def with_mapping(cfg: Config, files: Sequence[str]) -> Config:
+    """cfg with the detected column mapping and time unit written out in `normalize`, for a single file.
+
+    So the journeygraph.yaml a no-config run or `inspect --write` leaves shows which column is which, ready
+    to edit; re-running with it reads the file the same way. Several files may differ: they keep detection.
+    """
+    from engine import formats, ingest
+
+    if len(files) != 1 or ingest.kind_of(files[0]) == "xes":
+        return cfg
+    reading = ingest.reading_for(files[0], ingest.kind_of(files[0]), cfg)
+    norm = dataclasses.replace(cfg.normalize, fields=formats.explicit_fields(reading),
+                               timestamp_unit=reading.unit, timestamp_format=reading.fmt)
+    return dataclasses.replace(cfg, normalize=norm)
+
+
 def write_yaml(path: Path, raw: dict[str, Any], why: Sequence[str]) -> Path:
     """A journeygraph.yaml holding `raw`, headed by the reasons for each inferred choice as comments."""
     header = ["# journeygraph.yaml inferred from the data (edit it, then `journeygraph run -c journeygraph.yaml`).",
@@ -93,7 +110,7 @@ def inspect(source: str, write: str | None = None) -> str:
         inferred = infer.infer_journey(con, cfg)
         lines += [f"proposed {note}" for note in inferred.inferred[1:-1]]
         if write:
-            raw = to_raw(dataclasses.replace(inferred, source=str(Path(loaded.files[0]).resolve())
+            raw = to_raw(dataclasses.replace(with_mapping(inferred, loaded.files), source=str(Path(loaded.files[0]).resolve())
                                              if len(loaded.files) == 1 else source))
             lines.append(f"wrote {write_yaml(Path(write), raw, inferred.inferred)}; run it with `journeygraph run -c {write}`")
         return "\n".join(lines) + "\n"

@@ -245,9 +245,11 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
 def _inferred_raw(ws: Workspace, cfg: Config, source: str, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config a no-config run inferred, valid against the schema, also written as journeygraph.yaml in the workspace."""
     from engine.config import to_raw
-    from engine.inspect import write_yaml
+    from engine.inspect import with_mapping, write_yaml
 
-    raw = to_raw(dataclasses.replace(cfg, source=str(Path(source).resolve()) if Path(source).exists() else source))
+    single = Path(source).is_file()
+    mapped = with_mapping(cfg, [source]) if single and cfg.inferred else cfg
+    raw = to_raw(dataclasses.replace(mapped, source=str(Path(source).resolve()) if single else source))
     if cfg.inferred:
         write_yaml(ws.path / "journeygraph.yaml", raw, [f"read {note}" for note in read_notes] + list(cfg.inferred))
     return raw

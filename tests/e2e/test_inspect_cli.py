@@ -19,6 +19,8 @@ def test_inspect_prints_format_mapping_range_and_guesses_then_run_uses_the_writt
     written = tmp_path / "journeygraph.yaml"
     cfg = load_config(written)
     assert cfg.source == str(OTTO.resolve()) and cfg.journeys[0].conversion_outcome == "orders"
+    assert cfg.normalize.fields == (("event_name", "type"), ("timestamp", "ts"), ("user_id", "session"))
+    assert cfg.normalize.timestamp_unit == "ms"
     summary = run_cli("run", "-w", str(tmp_path / "ws"), cwd=tmp_path).stdout  # no EVENTS, no -c
     assert "events read   862" in summary and "accepted    862" in summary
 

@@ -43,6 +43,8 @@ def test_the_saved_config_is_valid_and_reproduces_the_run(noconfig) -> None:
     cfg = load_config(ws / "journeygraph.yaml")  # validated against the schema
     journey = cfg.journeys[0]
     assert journey.conversion_outcome == "passed"  # outcomes are named after their events
+    assert dict(cfg.normalize.fields) == {"anonymous_id": "user_pseudo_id", "timestamp": "event_timestamp"}
+    assert cfg.normalize.timestamp_unit == "us"
     assert [o.when for o in journey.outcomes if o.when] == ["event_name = 'passed'", "event_name = 'lost'"]
     with_config = json.loads(run_cli("run", "-c", str(ws / "journeygraph.yaml"), "-w", str(ws.parent / "again"),
                                      "--format", "json").stdout)
