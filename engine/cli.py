@@ -63,9 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from engine import inspect
+    from engine import inspection
 
-    sys.stdout.write(inspect.inspect(args.events, write=args.write))
+    sys.stdout.write(inspection.inspect(args.events, write=args.write))
     return 0
 
 

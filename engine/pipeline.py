@@ -69,7 +69,7 @@ def _step(bar: Any, name: str) -> None:
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary."""
-    from engine import infer, ingest, inspect, journeys, normalize, states
+    from engine import infer, ingest, inspection, journeys, normalize, states
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
@@ -89,7 +89,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         _step(bar, "normalise")
         counts = norm.to_dict()
         if not norm.accepted and (not cfg.journeys or counts["events_read"] == counts["quarantined"] > 0):
-            raise inspect.NothingAccepted(inspect.nothing_accepted(con, run_id, counts, loaded.notes))
+            raise inspection.NothingAccepted(inspection.nothing_accepted(con, run_id, counts, loaded.notes))
         if not cfg.journeys:
             cfg = infer.infer_journey(con, cfg)
         states.derive(con, cfg)
@@ -245,7 +245,7 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
 def _inferred_raw(ws: Workspace, cfg: Config, source: str, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config a no-config run inferred, valid against the schema, also written as journeygraph.yaml in the workspace."""
     from engine.config import to_raw
-    from engine.inspect import with_mapping, write_yaml
+    from engine.inspection import with_mapping, write_yaml
 
     single = Path(source).is_file()
     mapped = with_mapping(cfg, [source]) if single and cfg.inferred else cfg
