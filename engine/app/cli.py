@@ -71,6 +71,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from engine import inspection
+
+    sys.stdout.write(inspection.inspect(args.events, write=args.write))
+    return 0
+
+
 def cmd_feed(args: argparse.Namespace) -> int:
     from engine.app import views
 
@@ -208,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "ingest events, build journeys, snapshots, findings, facts and insights", cmd_run)
     p.add_argument("events", nargs="?", default=None, help="events file/glob, or SQL on a DuckDB/Postgres URL")
     p.add_argument("-c", "--config", default=None); _ws(p); _fmt(p)
+    p = add("inspect", "how a file is read (format, columns, times) and the journey it suggests", cmd_inspect)
+    p.add_argument("events", help="events file or glob")
+    p.add_argument("--write", nargs="?", const="journeygraph.yaml", default=None, metavar="PATH",
+                   help="also write the proposed config (default ./journeygraph.yaml)")
     p = add("feed", "the ranked insight feed", cmd_feed)
     _ws(p); _fmt(p, ("text", "json", "md", "html")); p.add_argument("--limit", type=int, default=20)
     p.add_argument("--snapshot", default=None); p.add_argument("-o", "--output", default=None)

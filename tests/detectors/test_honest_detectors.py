@@ -196,7 +196,7 @@ def _events() -> list[dict]:
 def loan_snapshot(tmp_path_factory):
     from engine import ingest, journeys, normalize, states
     from engine.config import load_config
-    from engine.pipeline import _build_snapshots
+    from engine.app.pipeline import _build_snapshots
     from engine.workspace import Workspace
 
     where: Path = tmp_path_factory.mktemp("loan")

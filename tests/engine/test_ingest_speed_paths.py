@@ -85,8 +85,8 @@ def test_jsonl_that_is_not_utf8_raises_the_read_text_error(con, tmp_path, monkey
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("9999999999999.4", datetime(2286, 11, 20, 17, 46, 39, 999000)),
-    ("-9999999999999.6", datetime(1653, 2, 10, 6, 13, 20)),
+    ("9999999999999.4", datetime(2286, 11, 20, 17, 46, 39, 999400)),  # sub-millisecond digits are kept
+    ("-9999999999999.6", datetime(1653, 2, 10, 6, 13, 20, 400)),
     ("1e13", None),
     (" 12 ", datetime(1970, 1, 1, 0, 0, 0, 12000)),
     ("1.7e12", datetime(2023, 11, 14, 22, 13, 20)),
@@ -96,7 +96,7 @@ def test_jsonl_that_is_not_utf8_raises_the_read_text_error(con, tmp_path, monkey
 def test_epoch_milliseconds_edges(con, tmp_path, value, expected) -> None:
     path = tmp_path / "e.jsonl"
     path.write_text(json.dumps({"user_id": "u", "event_name": "x", "timestamp": value}) + "\n")
-    ingest.load(con, str(path), make_config(), "r1")
+    ingest.load(con, str(path), make_config(normalize={"timestamp_unit": "ms"}), "r1")
     assert rows(con, "SELECT ts, reason FROM staged_events") == [(expected, None if expected else "bad_timestamp")]
 
 
