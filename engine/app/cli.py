@@ -46,7 +46,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from engine.app import views
 
-    sys.stdout.write(views.feed(args.workspace or pipeline.DEMO_WORKSPACE, fmt="text", limit=args.limit))
+    ws = args.workspace or pipeline.DEMO_WORKSPACE
+    sys.stdout.write(views.feed(ws, fmt="text", limit=args.limit))
+    sys.stdout.write(f"\nThe demo workspace is {ws}. Next:\n"
+                     f"  journeygraph feed -w {ws} --format html -o feed.html   the feed as a page\n"
+                     f"  journeygraph serve -w {ws}                             the web page, http://127.0.0.1:8765/\n"
+                     f"  journeygraph trace INSIGHT_ID -w {ws}                  every number behind an insight\n"
+                     f"  journeygraph inspect YOUR_EVENTS.csv                    how your own file would be read\n")
     return 0
 
 
@@ -208,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands.append((name, help_text, func))
         return p
 
-    p = add("demo", "whole pipeline on the bundled fixture, prints the feed", cmd_demo)
+    p = add("demo", "run the whole pipeline on the bundled SaaS onboarding stream into a fresh demo workspace "
+                    "(default .journeygraph-demo), print the top of its feed and what to type next", cmd_demo)
     _ws(p); _fmt(p); p.add_argument("--limit", type=int, default=10)
     p = add("init", "write a commented journeygraph.yaml", cmd_init)
     p.add_argument("dir", nargs="?", default="."); p.add_argument("--force", action="store_true")
