@@ -30,7 +30,8 @@ cores, +20% with the cores shared), so it was not kept.
 `staged_events` is a TEMP table: normalise on the same connection.
 
 Quarantine reasons: not_json (not a JSON object), missing_timestamp,
-bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds),
+bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds, or outside the plausible
+range [TS_MIN, TS_MAX): 1900-01-01 to 2200-01-01),
 missing_event_name, missing_actor (no user_id, actor_id or anonymous_id).
 Blank lines are not events and are not counted.
 
@@ -66,6 +67,9 @@ log = logging.getLogger(__name__)
 FIELDS = ("event_id", "user_id", "actor_id", "anonymous_id", "session_id", "event_name", "timestamp",
           "received_at", "platform", "tenant_id", "user_agent", "properties")
 REASONS = ("not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
+# Plausible event times: outside [TS_MIN, TS_MAX) a timestamp is bad_timestamp (years 1, 9999 and 10000
+# parse, but no behavioural event happened then, and Python's datetime cannot hold every one of them)
+TS_MIN, TS_MAX = "1900-01-01", "2200-01-01"
 LINE_BITS = 40  # input_order = file_index << 40 | line: 10^12 lines per file, 8M files
 _RAW = "_jg_raw"
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -116,6 +120,9 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
 def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) -> IngestStats:
     rows = con.execute("SELECT reason, count(*) FROM staged_events GROUP BY ALL ORDER BY ALL").fetchall()
     by_reason = {reason: n for reason, n in rows if reason is not None}
+    if by_reason.get("bad_timestamp"):
+        log.warning("%d rows quarantined as bad_timestamp: not ISO 8601 or epoch milliseconds, or outside the "
+                    "plausible range %s to %s", by_reason["bad_timestamp"], TS_MIN, TS_MAX)
     return IngestStats(source=_redact(source.split()[0]) if "://" in source else source, files=files, events_read=sum(n for _, n in rows),
                        quarantined=sum(by_reason.values()), quarantined_by_reason=by_reason)
 
@@ -336,8 +343,9 @@ def _timestamp_sql(col: str) -> str:
     the lazy coalesce and run it on every row (measured: half the CPU of this expression).
     """
     epoch_ms = "lambda d: CASE WHEN abs(d) < 1e13 THEN epoch_ms(CAST(d AS BIGINT)) END"
-    return f"""coalesce(make_timestamp(epoch_us(try_cast({col} AS TIMESTAMPTZ))),
-                        list_transform([try_cast({col} AS DOUBLE)], {epoch_ms})[1])"""
+    plausible = f"lambda t: CASE WHEN t >= TIMESTAMP '{TS_MIN}' AND t < TIMESTAMP '{TS_MAX}' THEN t END"
+    return f"""list_transform([coalesce(make_timestamp(epoch_us(try_cast({col} AS TIMESTAMPTZ))),
+                        list_transform([try_cast({col} AS DOUBLE)], {epoch_ms})[1])], {plausible})[1]"""
 
 
 def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:

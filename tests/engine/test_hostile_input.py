@@ -1,0 +1,50 @@
+"""Hostile input: one bad row is quarantined with its reason, never the whole run, file or glob (issue 18)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from engine import pipeline
+from tests.engine.hostile import base_events, config, dumps, engine_buckets, recount, write_lines
+
+OUT_OF_RANGE = ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "10000-01-01T00:00:00Z", "-000001-01-01T00:00:00Z",
+                "+275760-09-13T00:00:00Z", "1800-01-01T00:00:00Z", "2250-01-01T00:00:00Z"]
+
+
+def _run(tmp_path: Path, lines: list[str | bytes], name: str = "e.jsonl") -> tuple[dict, Path]:
+    src = write_lines(tmp_path / name, lines)
+    ws = tmp_path / "ws"
+    return pipeline.run(str(src), workspace=str(ws), cfg=config(), quiet=True), ws
+
+
+def _reconciles(summary: dict) -> bool:
+    return summary["events_read"] == (summary["accepted"] + summary["quarantined"]["total"] + summary["duplicates"]
+                                      + summary["bots_filtered"] + summary["late_rejected"])
+
+
+@pytest.mark.parametrize("stamp", OUT_OF_RANGE)
+def test_an_out_of_range_timestamp_is_quarantined_not_fatal(tmp_path, stamp, caplog) -> None:
+    events = base_events()
+    bad = json.dumps({"event_id": "tx", "user_id": "tu", "event_name": "signup", "timestamp": stamp})
+    with caplog.at_level(logging.WARNING, logger="engine.ingest"):
+        summary, ws = _run(tmp_path, dumps(events) + [bad])
+    assert summary["quarantined"]["by_reason"] == {"bad_timestamp": 1}
+    assert summary["accepted"] == len(events) and summary["snapshots"] > 0
+    assert "1900-01-01 to 2200-01-01" in caplog.text  # the warning names the plausible range
+    assert engine_buckets(ws / "journeygraph.duckdb") == recount(tmp_path / "e.jsonl")
+
+
+def test_snapshot_times_round_trip_for_every_year_python_holds() -> None:
+    from datetime import datetime
+
+    from engine.snapshot import iso
+    from engine.snapshot_store import _ts
+
+    for when in (datetime(1, 1, 1), datetime(999, 3, 4, 5, 6, 7, 8), datetime(9999, 12, 31, 23, 59, 59)):
+        assert _ts(iso(when)) == when
+    with pytest.raises(ValueError, match="quarantine it"):
+        iso("infinity")  # type: ignore[arg-type]
