@@ -29,7 +29,8 @@ cost 25% more CPU and was faster only on idle cores (-17% wall on 2 idle
 cores, +20% with the cores shared), so it was not kept.
 `staged_events` is a TEMP table: normalise on the same connection.
 
-Quarantine reasons: not_json (not a JSON object), missing_timestamp,
+Quarantine reasons: bad_encoding (a JSONL line that is not UTF-8; the rest of the file is read, and
+its raw text keeps U+FFFD for the bad bytes), not_json (not a JSON object), missing_timestamp,
 bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds, or outside the plausible
 range [TS_MIN, TS_MAX): 1900-01-01 to 2200-01-01),
 missing_event_name, missing_actor (no user_id, actor_id or anonymous_id).
@@ -66,7 +67,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = ("event_id", "user_id", "actor_id", "anonymous_id", "session_id", "event_name", "timestamp",
           "received_at", "platform", "tenant_id", "user_agent", "properties")
-REASONS = ("not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
+REASONS = ("bad_encoding", "not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
 # Plausible event times: outside [TS_MIN, TS_MAX) a timestamp is bad_timestamp (years 1, 9999 and 10000
 # parse, but no behavioural event happened then, and Python's datetime cannot hold every one of them)
 TS_MIN, TS_MAX = "1900-01-01", "2200-01-01"
@@ -221,16 +222,33 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, index: int, path: str, sources:
     tail = "chr(13) || chr(10)"
     relation = f"""(SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM {_ARROW}
                     WHERE {_BLANK.format(tail=tail)})"""
+    bad: list[tuple[int, str]] = []
     try:
-        for table in line_tables(path):
+        for table in line_tables(path, bad):
             con.register(_ARROW, table)
             try:
                 _stage_docs(con, sources, run_id, relation, tail)
             finally:
                 con.unregister(_ARROW)
+        _stage_bad_encoding(con, index, path, run_id, bad)
     except (pa.ArrowInvalid, OSError):
         con.execute("DELETE FROM staged_events WHERE file_index = ?", [index])
         con.execute(f"INSERT INTO {_RAW} {_jsonl_sql(index, path)}")
+
+
+def _stage_bad_encoding(con: duckdb.DuckDBPyConnection, index: int, path: str, run_id: str,
+                        bad: list[tuple[int, str]]) -> None:
+    """Quarantine the lines that are not UTF-8 (text with U+FFFD for the bad bytes): the rest of the file stays."""
+    if not bad:
+        return
+    log.warning("%s: %d lines are not valid UTF-8 (first: line %d); quarantined as bad_encoding", path, len(bad), bad[0][0])
+    con.register("_jg_bad", pa.table({"line": [n for n, _ in bad], "raw": [text for _, text in bad]}))
+    try:
+        con.execute(f"""INSERT INTO staged_events (run_id, source, file_index, line, input_order, reason, raw)
+                        SELECT ?, ?, ?, line, (CAST(? AS BIGINT) << {LINE_BITS}) | line, 'bad_encoding', raw FROM _jg_bad""",
+                    [run_id, path, index, index])
+    finally:
+        con.unregister("_jg_bad")
 
 
 def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, batches: Iterable[pa.Table]) -> None:

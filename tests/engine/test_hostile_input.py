@@ -48,3 +48,50 @@ def test_snapshot_times_round_trip_for_every_year_python_holds() -> None:
         assert _ts(iso(when)) == when
     with pytest.raises(ValueError, match="quarantine it"):
         iso("infinity")  # type: ignore[arg-type]
+
+
+BAD_BYTES = [b'{"event_id":"x1","user_id":"u1","event_name":"sig\xffnup","timestamp":"2026-01-05T00:00:00Z"}',
+             b"\xc3\x28", b'{"user_id":"\xed\xa0\x80","event_name":"a","timestamp":"2026-01-05T00:00:00Z"}']
+
+
+@pytest.mark.parametrize("block", [None, 200], ids=["default_block", "small_blocks"])
+def test_invalid_utf8_costs_its_line_only(tmp_path, caplog, monkeypatch, block) -> None:
+    from engine import jsonl_lines
+
+    if block:
+        monkeypatch.setattr(jsonl_lines, "BLOCK_BYTES", block)
+    events = base_events()
+    lines: list[str | bytes] = dumps(events[:100]) + BAD_BYTES[:2] + dumps(events[100:]) + BAD_BYTES[2:]
+    with caplog.at_level(logging.WARNING, logger="engine.ingest"):
+        summary, ws = _run(tmp_path, lines)
+    assert summary["quarantined"]["by_reason"] == {"bad_encoding": 3}
+    assert summary["accepted"] == len(events) and _reconciles(summary)
+    assert engine_buckets(ws / "journeygraph.duckdb") == recount(tmp_path / "e.jsonl")
+    assert "not valid UTF-8 (first: line 101)" in caplog.text
+    import duckdb
+
+    con = duckdb.connect(str(ws / "journeygraph.duckdb"), read_only=True)
+    assert con.execute("SELECT line, raw FROM quarantine ORDER BY line").fetchall()[:2] == [
+        (101, BAD_BYTES[0].decode("utf-8", "replace")), (102, "\ufffd(")]
+    con.close()
+
+
+def test_a_glob_with_one_bad_file_reads_the_good_ones(tmp_path) -> None:
+    events = base_events()
+    write_lines(tmp_path / "a.jsonl", dumps(events[:200]))
+    write_lines(tmp_path / "b.jsonl", dumps(events[200:]))
+    write_lines(tmp_path / "c.jsonl", [BAD_BYTES[1]])
+    summary = pipeline.run(str(tmp_path / "*.jsonl"), workspace=str(tmp_path / "ws"), cfg=config(), quiet=True)
+    assert (summary["accepted"], summary["quarantined"]["by_reason"]) == (len(events), {"bad_encoding": 1})
+
+
+@pytest.mark.parametrize("block", [None, 64], ids=["default_block", "tiny_blocks"])
+def test_a_byte_order_mark_does_not_cost_the_first_event(tmp_path, monkeypatch, block) -> None:
+    from engine import jsonl_lines
+
+    if block:
+        monkeypatch.setattr(jsonl_lines, "BLOCK_BYTES", block)
+    events = base_events()
+    lines = dumps(events)
+    summary, _ = _run(tmp_path, [b"\xef\xbb\xbf" + lines[0].encode()] + lines[1:])
+    assert (summary["accepted"], summary["quarantined"]["total"]) == (len(events), 0)
