@@ -150,9 +150,18 @@ def _expand(pattern: str) -> list[str]:
     """Files matching a path or glob, sorted so file indices (and input order) are stable."""
     matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
     files = [m for m in matches if os.path.isfile(m)]
+    if glob.has_magic(pattern):  # a glob (a watched folder) may also catch temp files: skip, do not fail
+        skipped = [m for m in files if not _known_kind(m)]
+        if skipped:
+            log.warning("source %s: skipping %d files of no event type (e.g. %s)", pattern, len(skipped), skipped[0])
+        files = [m for m in files if _known_kind(m)]
     if not files:
         raise IngestError(f"source {pattern}: no such file; give a path or glob of .jsonl, .csv, .parquet or .xes files")
     return files
+
+
+def _known_kind(path: str) -> bool:
+    return path.lower().endswith((".xes.gz", ".xes")) or Path(path.lower()).suffix in _EXTENSIONS
 
 
 def _kind(path: str) -> str:

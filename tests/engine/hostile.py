@@ -22,11 +22,15 @@ TS_MIN, TS_MAX = dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1)
 
 
 def base_events(users: int = 120) -> list[dict[str, Any]]:
-    """users × signup → tour → project (→ purchase for every third), spread over a week, one event a minute."""
+    """users × signup → tour (→ import) → project (→ purchase for every third), 80 minutes apart, one event a minute.
+
+    Every buyer imports and few others do: an activation driver for the detectors to find.
+    """
     events: list[dict[str, Any]] = []
     for u in range(users):
         t0 = START + dt.timedelta(minutes=80 * u)
-        names = STEPS + (("purchase",) if u % 3 == 0 else ())
+        names = STEPS[:2] + (("import",) if u % 3 == 0 or u % 7 == 0 else ()) + STEPS[2:] + (
+            ("purchase",) if u % 3 == 0 else ())
         for k, name in enumerate(names):
             ts = (t0 + dt.timedelta(minutes=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
             events.append({"event_id": f"e{u}_{k}", "user_id": f"u{u}", "event_name": name, "timestamp": ts,
@@ -34,18 +38,19 @@ def base_events(users: int = 120) -> list[dict[str, Any]]:
     return events
 
 
+CONFIG: dict[str, Any] = {
+    "journeys": {"activation": {"start": "signup", "window": "1h",
+                                "outcomes": {"converted": "event_name = 'purchase'", "dropped": {"inactive_for": "30m"}}}},
+    "segments": {"platform": {"column": "platform"}}}
+
+
 def config() -> Config:
-    return from_dict({"journeys": {"activation": {
-        "start": "signup", "window": "7d",
-        "outcomes": {"converted": "event_name = 'purchase'", "dropped": {"inactive_for": "1d"}}}},
-        "segments": {"platform": {"column": "platform"}}})
+    return from_dict(CONFIG)
 
 
-def config_yaml(path: Path) -> Path:
-    path.write_text(json.dumps({"journeys": {"activation": {
-        "start": "signup", "window": "7d",
-        "outcomes": {"converted": "event_name = 'purchase'", "dropped": {"inactive_for": "1d"}}}},
-        "segments": {"platform": {"column": "platform"}}}))
+def config_file(path: Path, **extra: Any) -> Path:
+    """CONFIG (plus top-level `extra` keys) as a config file (JSON is YAML)."""
+    path.write_text(json.dumps({**CONFIG, **extra}))
     return path
 
 
