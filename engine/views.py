@@ -94,6 +94,16 @@ def snapshots(workspace: str | None) -> list[dict[str, Any]]:
         return snapshot_store.list_snapshots(ws.con)
 
 
+def segments(workspace: str | None) -> list[str]:
+    """The segments ('key=value') the workspace's snapshots cover, sorted."""
+    with _open(workspace) as ws:
+        if not ws.has_table("snapshots"):
+            return []
+        rows = ws.con.execute("SELECT DISTINCT segment_key || '=' || segment_value FROM snapshots "
+                              "WHERE segment_key IS NOT NULL ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
 def snapshots_text(rows: list[dict[str, Any]]) -> str:
     return table_text(rows)
 

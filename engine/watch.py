@@ -30,6 +30,7 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from engine.config import Config, Webhook, load_config
+from engine.render.common import escape_markup
 from engine.workspace import Workspace
 from ontology.errors import JourneyGraphError
 
@@ -80,14 +81,9 @@ def source_glob(source: str) -> str:
     return str(path / "*") if path.is_dir() else source
 
 
-def slack_escape(text: str) -> str:
-    """Slack's mrkdwn control characters escaped, so a state name cannot mention @channel or hide a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def slack_text(item: dict[str, Any]) -> str:
     f = item["finding"]
-    text = slack_escape(item.get("narrative", {}).get("text", ""))
+    text = escape_markup(item.get("narrative", {}).get("text", ""))  # Slack: no <!channel>, no disguised links
     return f"*#{item['rank']} {f['type'].replace('_', ' ')}* ({f['confidence_label']} confidence, q={f['q_value']:.4g})\n{text}"
 
 
@@ -95,7 +91,8 @@ def digest_markdown(items: list[dict[str, Any]]) -> str:
     lines = ["# journeygraph digest", ""]
     for item in items:
         f = item["finding"]
-        lines.append(f"- **{f['type'].replace('_', ' ')}** `{f['subject']}` — {item.get('narrative', {}).get('text', '')}")
+        text = escape_markup(item.get("narrative", {}).get("text", ""))
+        lines.append(f"- **{f['type'].replace('_', ' ')}** `{f['subject'].replace('`', chr(39))}` — {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,10 @@ _CONNECT_LOCK = threading.Lock()
 DB_NAME = "journeygraph.duckdb"
 CONFIG_NAME = "config.json"
 
+class WorkspaceBusy(JourneyGraphError):
+    """Another process holds the workspace database's lock (a run is writing it)."""
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS findings(finding_id VARCHAR PRIMARY KEY, snapshot_id VARCHAR, detector VARCHAR,
                                     type VARCHAR, payload JSON);
@@ -54,7 +58,8 @@ class Workspace:
             with _CONNECT_LOCK:
                 con = duckdb.connect(str(db), read_only=read_only)
         except duckdb.IOException as exc:
-            raise JourneyGraphError(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
+            error = WorkspaceBusy if "lock" in str(exc).lower() else JourneyGraphError
+            raise error(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
         if not read_only:
             con.execute(_SCHEMA)
         return cls(path=root, con=con)

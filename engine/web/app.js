@@ -22,8 +22,31 @@ const svgEl = (tag, attrs = {}, text) => {
 const fmtP = (x) => (typeof x !== "number" ? String(x) : x === 0 ? "0" : x < 0.001 ? x.toExponential(1) : fmt(x, 4));
 const fmt = (x, d = 3) => (typeof x === "number" ? (Math.round(x * 10 ** d) / 10 ** d).toString() : String(x));
 
-async function api(path, options) {
-  const res = await fetch(path, options);
+// `serve --token`: the token comes from the address (#token=…, dropped from it at once) or is asked
+// for on the first 401, and is kept for this tab only (sessionStorage); every API call sends it.
+const TOKEN_KEY = "journeygraph-token";
+(() => {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
+async function api(path, options = {}) {
+  const sent = sessionStorage.getItem(TOKEN_KEY);
+  const headers = new Headers(options.headers || {});
+  if (sent) headers.set("authorization", "Bearer " + sent);
+  const res = await fetch(path, { ...options, headers });
+  if (res.status === 401) {
+    // another call may have been given the token meanwhile; otherwise ask once
+    const now = sessionStorage.getItem(TOKEN_KEY);
+    const entered = now !== sent ? now : window.prompt("This journeygraph server needs its access token (serve --token):");
+    if (entered && entered.trim() && entered.trim() !== sent) {
+      sessionStorage.setItem(TOKEN_KEY, entered.trim());
+      return api(path, options);
+    }
+  }
   const body = await res.json();
   if (!res.ok) throw new Error(body.error || res.statusText);
   return body;
@@ -36,10 +59,14 @@ async function loadFeed() {
   const params = new URLSearchParams();
   const type = $("#f-type").value, seg = $("#f-segment").value.trim(), score = $("#f-score").value;
   if (type) params.set("type", type);
-  if (seg) params.set("segment", seg.startsWith("segment:") ? seg : "segment:" + seg);
+  if (seg) params.set("segment", seg.replace(/^segment:/, ""));
   if (score) params.set("min_score", score);
-  feedItems = await api("/api/feed?" + params.toString());
   const list = $("#feed");
+  try { feedItems = await api("/api/feed?" + params.toString()); } catch (err) {
+    feedItems = [];
+    list.replaceChildren(el("li", { class: "bad" }, err.message));  // e.g. an unknown segment, with the known ones
+    return;
+  }
   list.replaceChildren();
   if (!feedItems.length) list.append(el("li", {}, "No insights match."));
   for (const item of feedItems) {
@@ -122,10 +149,12 @@ function highlight(ids, on) {
 
 async function showTrace() {
   if (!current) return;
+  const token = opening, shown = current;  // a trace that arrives after another insight was opened is dropped
   const box = $("#trace");
   box.hidden = false;
   box.replaceChildren(el("p", {}, "Tracing…"));
-  const t = await api(`/api/insights/${encodeURIComponent(current.insight_id)}/trace`);
+  const t = await api(`/api/insights/${encodeURIComponent(shown.insight_id)}/trace`);
+  if (token !== opening || shown !== current) return;
   box.replaceChildren();
   const rec = t.recomputation || {};
   box.append(el("p", {}, el("strong", {}, "Audit trace "),
