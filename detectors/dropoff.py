@@ -10,6 +10,7 @@ from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from ontology.model import Finding
+from ontology.names import path_id
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Dropoff:
         evidence = {"exit_probability": rate, "reach": reach,
                     "n_reached": max(view.reach_count(s) for s in states), "dropoff_outcome": view.dropoff,
                     "states": states, "baseline_exit": baseline, "exits": exits}
-        return ctx.finding(view, type="dropoff_cluster", subject="path:" + ">".join(states),
+        return ctx.finding(view, type="dropoff_cluster", subject=path_id(states),
                            predicate="is_dropoff_point_for", object=f"journey:{view.journey}", n=out,
                            effect=rate - baseline, p_value=p, evidence=evidence, reach=reach, actionable=True)
 

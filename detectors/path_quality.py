@@ -10,6 +10,7 @@ from detectors.registry import register
 from detectors.stats import proportion_test
 from detectors.view import SnapView
 from ontology.model import Finding
+from ontology.names import path_id
 
 MIN_RATIO = 0.1  # duration and length ratios are floored so an instant path cannot divide by zero
 
@@ -85,7 +86,7 @@ class PathQuality:
             "count": path.count, "share": share, "conversion_rate": path.conversion_rate,
             "median_duration_s": path.duration_s, "median_length": path.length, "quality": quality, "test": test,
         }
-        subject = "path:" + ">".join(path.states)
+        subject = path_id(path.states)
         reach = path.actors / max(1, view.actors)
         if fast:
             return ctx.finding(view, type="fast_path", subject=subject, predicate="is_fast_path_to",

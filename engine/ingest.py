@@ -62,6 +62,7 @@ from engine.jsonl_lines import line_tables
 from engine.config import Config
 from engine.dbsettings import engine_settings
 from ontology.errors import IngestError
+from ontology.names import invisible_re2_class, show_name
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,22 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
             files = _read_source(con, source, cfg, run_id)
             _stage(con, cfg, run_id)
             _write_quarantine(con, run_id)
+            _warn_invisible_names(con)
     finally:
         if zone:
             con.execute("SET TimeZone = ?", [zone])
     con.execute(f"DROP TABLE IF EXISTS {_RAW}")
     return _stats(con, source, files)
+
+
+def _warn_invisible_names(con: duckdb.DuckDBPyConnection) -> None:
+    """Event names with zero-width, bidi or control characters print like other names: say so (they stay distinct)."""
+    rows = con.execute("""SELECT name, count(*) OVER () FROM (SELECT DISTINCT event_name AS name FROM staged_events
+                          WHERE reason IS NULL) WHERE regexp_matches(name, ?) ORDER BY name LIMIT 3""",
+                       [invisible_re2_class()]).fetchall()
+    if rows:
+        log.warning("%d event names hold invisible characters (zero-width, bidi or control), e.g. %s; they are "
+                    "distinct states, shown with \\uXXXX escapes", rows[0][1], ", ".join(show_name(r[0]) for r in rows))
 
 
 def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) -> IngestStats:

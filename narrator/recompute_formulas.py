@@ -19,6 +19,7 @@ from detectors.shared import reach_test
 from detectors.stats import proportion_test, two_proportion_z
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
+from ontology.names import entity_states
 
 if TYPE_CHECKING:
     from narrator.recompute import Ctx, Recount
@@ -138,7 +139,7 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
         raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
     before = ctx.recount(str(before_id))
     if fact.subject.startswith("edge:"):
-        src, dst = _name(fact.subject).split("->", 1)
+        src, dst = entity_states(fact.subject)
         x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
         traffic = _traffic(before, after, src, ctx)
     else:
@@ -182,7 +183,7 @@ def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float
 def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     """Path quality numbers (detectors.path_quality): top entries of the path merged across outcomes."""
     table = ctx.path_table(rc)
-    states = _name(fact.subject).split(">")
+    states = entity_states(fact.subject)
     entries = [e for e in table["top"] if e["path"] == states]
     count = sum(e["count"] for e in entries)
     if not count or not table["median_s"] or not table["median_length"]:

@@ -83,8 +83,22 @@ async function loadFeed() {
   }
 }
 
+// Entity ids as words. Edge and path ids percent-encode their names' own "%" and ">" (ontology/names.py),
+// so every ">" separates; invisible characters are shown as \uXXXX so look-alike names stay apart.
+const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+const visible = (p) => p.replace(INVISIBLE, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+const decoded = (p) => visible(p.replace(/%(25|3E)/g, (_, c) => (c === "25" ? "%" : ">")));
+function entityWords(s) {
+  const m = /^([a-z]+):([\s\S]*)$/.exec(s || "");
+  if (!m) return visible(s || "");
+  const [, kind, rest] = m, cut = rest.indexOf(">");
+  if (kind === "edge" && cut >= 0) return decoded(rest.slice(0, cut).replace(/-$/, "")) + " → " + decoded(rest.slice(cut + 1));
+  if (kind === "path") return rest.split(">").map(decoded).join(" → ");
+  return visible(rest);
+}
+
 function titleFor(f) {
-  const name = (s) => (s || "").replace(/^[a-z]+:/, "").replaceAll("->", " → ").replaceAll(">", " → ");
+  const name = entityWords;
   const seg = f.segment ? ` [${name(f.segment)}]` : "";
   const rel = f.release ? ` after ${name(f.release)}` : "";
   return `${f.type.replaceAll("_", " ")}: ${name(f.subject)}${seg}${rel}`;
