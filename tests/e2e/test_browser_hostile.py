@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_browser import CHROMIUM, FLAGS, _ensure_chromium
+from tests.e2e.test_browser import CHROMIUM, FLAGS, PAGE_TIMEOUT_MS, _ensure_chromium
 
 SLOW_TRACE = """
 window.__slow = null;
@@ -37,16 +37,18 @@ def browser() -> Iterator[Any]:
 
 
 def _page(browser: Any) -> Any:
-    return browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    return context.new_page()
 
 
 def test_the_token_comes_from_the_address_and_leaves_it(browser: Any, demo_workspace: Path) -> None:
     with LiveServer(demo_workspace, token="s3cret") as server:
         page = _page(browser)
         page.goto(server.url + "/#token=s3cret")
-        page.wait_for_selector("#feed li button.item", timeout=60_000)
+        page.wait_for_selector("#feed li button.item")
         assert "token" not in page.url
-        page.wait_for_selector("#graph svg rect", timeout=60_000)  # every API call carried it
+        page.wait_for_selector("#graph svg rect")  # every API call carried it
 
 
 def test_the_page_asks_for_the_token_once(browser: Any, demo_workspace: Path) -> None:
@@ -55,23 +57,23 @@ def test_the_page_asks_for_the_token_once(browser: Any, demo_workspace: Path) ->
         asked: list[str] = []
         page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept("s3cret")))
         page.goto(server.url + "/")
-        page.wait_for_selector("#feed li button.item", timeout=60_000)
+        page.wait_for_selector("#feed li button.item")
         assert len(asked) == 1 and "token" in asked[0]
 
 
 def test_the_segment_filter_takes_its_own_placeholder(browser: Any, live_api: LiveServer) -> None:
     page = _page(browser)
     page.goto(live_api.url + "/")
-    page.wait_for_selector("#feed li button.item", timeout=60_000)
+    page.wait_for_selector("#feed li button.item")
     placeholder = page.get_attribute("#f-segment", "placeholder").removeprefix("e.g. ")
     page.fill("#f-segment", placeholder)
     page.locator("#filters button, #filters input[type=submit]").first.click()
     page.wait_for_function("[...document.querySelectorAll('#feed li button.item strong')]"
-                           ".every((s) => s.textContent.includes('platform=android'))", timeout=60_000)
+                           ".every((s) => s.textContent.includes('platform=android'))")
     assert page.locator("#feed li button.item").count() >= 1
     page.fill("#f-segment", "platform=blackberry")
     page.locator("#filters button, #filters input[type=submit]").first.click()
-    page.wait_for_selector("#feed li.bad", timeout=60_000)
+    page.wait_for_selector("#feed li.bad")
     assert "no segment 'platform=blackberry'" in page.locator("#feed li.bad").inner_text()
 
 
@@ -79,7 +81,7 @@ def test_a_slow_trace_never_shows_under_another_insight(browser: Any, live_api: 
     page = _page(browser)
     page.add_init_script(SLOW_TRACE)
     page.goto(live_api.url + "/")
-    page.wait_for_selector("#feed li button.item", timeout=60_000)
+    page.wait_for_selector("#feed li button.item")
     ids = page.eval_on_selector_all("#feed li button.item", "els => els.map((e) => e.dataset.insight)")
     first_sentence = "document.querySelector('#narrative .sentence') && document.querySelector('#narrative .sentence').textContent"
     page.locator(f"button[data-insight='{ids[0]}']").click()
@@ -88,10 +90,10 @@ def test_a_slow_trace_never_shows_under_another_insight(browser: Any, live_api: 
     page.evaluate(f"window.__slow = '/api/insights/{ids[0]}/trace'")
     page.locator("#trace-btn").click()  # A's trace is now 2.5 s late
     page.locator(f"button[data-insight='{ids[1]}']").click()
-    page.wait_for_function(f"({first_sentence}) && ({first_sentence}) !== {text_a!r}", timeout=60_000)
+    page.wait_for_function(f"({first_sentence}) && ({first_sentence}) !== {text_a!r}")
     text_b = page.evaluate(first_sentence)
     page.locator("#trace-btn").click()
-    page.wait_for_selector("#trace table", timeout=60_000)
+    page.wait_for_selector("#trace table")
     page.wait_for_timeout(3500)  # A's late answer has arrived by now
     trace = page.locator("#trace").inner_text()
     assert text_b in trace and text_a not in trace
