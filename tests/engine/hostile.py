@@ -7,9 +7,12 @@ calling engine code, so a test can compare the engine's buckets with it line for
 from __future__ import annotations
 
 import collections
+import csv
 import datetime as dt
 import json
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from engine.config import Config, from_dict
 
 START = dt.datetime(2026, 1, 5)
 STEPS = ("signup", "tour", "project")
-BOT = re.compile("bot|crawler|spider|healthcheck|uptime", re.I)
+BOT = re.compile("bot|crawler|spider|healthcheck|uptime|pingdom", re.I)  # engine.config.BotRules defaults
 TS_MIN, TS_MAX = dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1)
 
 
@@ -95,12 +98,16 @@ def _classify_line(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         return "bad_encoding", None
+    if not text.lstrip(" \t\r\n").startswith("{"):
+        return "not_json", None
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "not_json", None
-    if not isinstance(doc, dict):
-        return "not_json", None
+    return _classify_doc(doc)
+
+
+def _classify_doc(doc: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
     ts_text, name = _text(doc.get("timestamp")), _text(doc.get("event_name"))
     actor = _text(doc.get("user_id")) or _text(doc.get("actor_id")) or _text(doc.get("anonymous_id"))
     ts = _parse_ts(ts_text)
@@ -112,17 +119,32 @@ def _classify_line(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
                   "ua": _text(doc.get("user_agent")) or ""}
 
 
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, tuple[str | None, dict[str, Any] | None]]]:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))  # json's scanner recurses per nesting level
+    try:
+        for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+            if raw.strip(b" \t\r\n") != b"":
+                yield n, _classify_line(raw.rstrip(b"\r"))
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, tuple[str | None, dict[str, Any] | None]]]:
+    """CSV records numbered as the engine numbers them: record index + 1 (the header is line 1)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        for n, row in enumerate(csv.DictReader(handle), start=2):
+            yield n, _classify_doc({k: v for k, v in row.items() if v != ""})
+
+
 def recount(path: Path) -> dict[int, str]:
-    """line -> bucket (a quarantine reason, duplicate, bot or accepted) for a JSONL file, by the documented rules.
+    """line -> bucket (a quarantine reason, duplicate, bot or accepted) for a JSONL or CSV file, by the documented rules.
 
     No late rule: the hostile streams carry no received_at and run on a fresh workspace.
     """
     out: dict[int, str] = {}
     events: dict[int, dict[str, Any]] = {}
-    for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if raw.strip(b" \t\r\n") == b"":
-            continue
-        reason, rec = _classify_line(raw.rstrip(b"\r"))
+    for n, (reason, rec) in (_csv_rows(path) if path.suffix == ".csv" else _jsonl_rows(path)):
         if reason:
             out[n] = reason
         else:
@@ -139,12 +161,16 @@ def recount(path: Path) -> dict[int, str]:
     for n, e in events.items():
         if out[n] == "":
             times[e["actor"]].append(e["ts"])
-    rate = {a for a, t in times.items() if len(t) > 120
-            and any(b - a_ < dt.timedelta(seconds=60) for a_, b in zip(sorted(t), sorted(t)[120:]))}
+    rate = {actor for actor, t in times.items() if len(t) > 120 and _burst(sorted(t), 120)}
     for n, e in events.items():
         if out[n] == "":
             out[n] = "bot" if BOT.search(e["ua"]) or e["actor"] in rate else "accepted"
     return out
+
+
+def _burst(times: list[dt.datetime], limit: int) -> bool:
+    """More than `limit` events within some 60 s: event i and event i + limit less than 60 s apart."""
+    return any(later - first < dt.timedelta(seconds=60) for first, later in zip(times, times[limit:]))
 
 
 def engine_buckets(db: Path) -> dict[int, str]:
