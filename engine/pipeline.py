@@ -22,7 +22,7 @@ from typing import Any
 
 from engine import __version__
 from engine.config import Config, from_dict, load_config
-from engine.workspace import Workspace
+from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     if cfg is None:
         cfg, raw = _load_cfg(config_path, source)
     src = cfg.resolve_source(source)
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
     con = ws.con
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.workspace import Workspace
+from engine.workspace import READ_WAIT_S, Workspace
 from ontology.errors import JourneyGraphError
 
 
 @contextmanager
 def _open(workspace: str | None) -> Iterator[Workspace]:
-    ws = Workspace.open(workspace, create=False)
+    ws = Workspace.open(workspace, create=False, wait_s=READ_WAIT_S)
     try:
         yield ws
     finally:

@@ -31,7 +31,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from engine.config import Config, Webhook, load_config
 from engine.render.common import escape_markup
-from engine.workspace import Workspace
+from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.errors import JourneyGraphError
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def deliver_pending(cfg: Config, workspace: str | None) -> list[DeliveryReport]:
     from engine import views
 
     items = views.feed_items(workspace)
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
     try:
         return deliver(ws, cfg.webhooks, items)
     finally:
