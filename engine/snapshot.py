@@ -57,7 +57,7 @@ def iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
     if not isinstance(ts, datetime):
-        raise ValueError(f"timestamp {ts!r} is outside the range a snapshot can hold; quarantine it at ingest")
+        raise TypeError(f"timestamp {ts!r} is outside the range a snapshot can hold; quarantine it at ingest")
     return ts.replace(tzinfo=None).isoformat(timespec="microseconds" if ts.microsecond else "seconds") + "Z"
 
 

@@ -10,13 +10,12 @@ import http.client
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from engine.render import md
 from engine import views
+from engine.render import md
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_api import call
 

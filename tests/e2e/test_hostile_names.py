@@ -7,7 +7,6 @@ A real pipeline run (template narrator) on the small hostile base stream with it
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest

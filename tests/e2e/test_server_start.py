@@ -22,9 +22,8 @@ def test_a_slow_start_is_waited_for_until_the_server_answers(demo_workspace: Pat
         await startup(self, sockets)
 
     monkeypatch.setattr(uvicorn.Server, "startup", slow_startup)
-    with LiveServer(demo_workspace) as server:
-        with urllib.request.urlopen(server.url + "/health", timeout=30) as res:  # ready means answering
-            assert res.status == 200
+    with LiveServer(demo_workspace) as server, urllib.request.urlopen(server.url + "/health", timeout=30) as res:
+        assert res.status == 200  # ready means answering
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn exits its thread

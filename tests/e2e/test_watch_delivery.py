@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

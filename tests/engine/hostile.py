@@ -20,7 +20,7 @@ from engine.config import Config, from_dict
 
 START = dt.datetime(2026, 1, 5)
 STEPS = ("signup", "tour", "project")
-BOT = re.compile("bot|crawler|spider|healthcheck|uptime|pingdom", re.I)  # engine.config.BotRules defaults
+BOT = re.compile("bot|crawler|spider|healthcheck|uptime|pingdom", re.IGNORECASE)  # engine.config.BotRules defaults
 TS_MIN, TS_MAX = dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1)
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from engine import pipeline
-from tests.engine.hostile import START, base_events, config_file, dumps, engine_buckets, recount, write_lines
+from tests.engine.hostile import (
+    START,
+    base_events,
+    config_file,
+    dumps,
+    engine_buckets,
+    recount,
+    write_lines,
+)
 
 Lines = list[str | bytes]
 
@@ -34,8 +42,8 @@ def timestamps() -> Lines:
 
 def encoding() -> Lines:
     lines = dumps(base_events())
-    return ([b"\xef\xbb\xbf" + lines[0].encode()] + lines[1:50] + [b'{"event_id":"x1","user_id":"u\xff","event_name":"a",'
-            b'"timestamp":"2026-01-06T10:00:00Z"}', b"\xc3\x28", b"\xed\xa0\x80"] + lines[50:])
+    bad_in_string = b'{"event_id":"x1","user_id":"u\xff","event_name":"a","timestamp":"2026-01-06T10:00:00Z"}'
+    return [b"\xef\xbb\xbf" + lines[0].encode()] + lines[1:50] + [bad_in_string, b"\xc3\x28", b"\xed\xa0\x80"] + lines[50:]
 
 
 def nul_bytes() -> Lines:
@@ -49,7 +57,7 @@ def crlf() -> Lines:
 
 
 def nested() -> Lines:
-    deep_object = "{" * 0 + json.dumps(_event(1))[:-1] + ', "properties": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}"
+    deep_object = json.dumps(_event(1))[:-1] + ', "properties": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}"
     return dumps(base_events()) + [deep_object, "[" * 100_000 + "]" * 100_000, json.dumps(_event(2, properties=[[[1]]]))]
 
 
