@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_browser import CHROMIUM, FLAGS, PAGE_TIMEOUT_MS, _ensure_chromium
+from tests.e2e.test_hostile_names import ARROWY, workspace  # noqa: F401 - the names workspace fixture
 
 SLOW_TRACE = """
 window.__slow = null;
@@ -97,3 +98,13 @@ def test_a_slow_trace_never_shows_under_another_insight(browser: Any, live_api: 
     page.wait_for_timeout(3500)  # A's late answer has arrived by now
     trace = page.locator("#trace").inner_text()
     assert text_b in trace and text_a not in trace
+
+
+def test_titles_keep_names_with_arrows_and_show_invisible_characters(browser: Any, workspace: tuple[str, str]) -> None:
+    with LiveServer(Path(workspace[0])) as server:
+        page = _page(browser)
+        page.goto(server.url + "/")
+        page.wait_for_selector("#feed li button.item")
+        titles = page.eval_on_selector_all("#feed li button.item strong", "els => els.map((e) => e.textContent)")
+    assert any(f"tour → {ARROWY} → project" in t for t in titles), titles
+    assert any("to\\u200bur" in t for t in titles) and not any("\u200b" in t for t in titles), titles
