@@ -11,6 +11,7 @@ from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from ontology.model import Finding
+from ontology.names import path_id
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Dropoff:
         if cluster:
             ev["states"] = states
         return ctx.finding(view, type="dropoff_cluster" if cluster else "dropoff_point",
-                           subject="path:" + ">".join(states) if cluster else f"state:{states[0]}",
+                           subject=path_id(states) if cluster else f"state:{states[0]}",
                            predicate="is_dropoff_point_for", object=f"journey:{view.journey}", n=n,
                            effect=ev["exit_probability"] - ev["baseline_exit"], p_value=p, evidence=ev,
                            reach=ev["reach"], actionable=True)

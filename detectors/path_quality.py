@@ -11,6 +11,7 @@ from detectors.registry import register
 from detectors.stats import proportion_test
 from detectors.view import SnapView
 from ontology.model import Finding
+from ontology.names import path_id
 
 MIN_RATIO = 0.1  # duration and length ratios are floored so an instant path cannot divide by zero
 
@@ -78,7 +79,7 @@ class PathQuality:
         return found
 
     def _finding(self, ctx: Context, view: SnapView, path: _Path, ev: dict[str, Any], p: float, fast: bool) -> Finding:
-        subject = "path:" + ">".join(path.states)
+        subject = path_id(path.states)
         ev.pop("n")
         if fast:
             return ctx.finding(view, type="fast_path", subject=subject, predicate="is_fast_path_to",

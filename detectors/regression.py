@@ -12,6 +12,7 @@ from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from ontology.model import Finding
+from ontology.names import edge_id
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Regression:
             dests = sorted({d for (s, d) in b.counts if s == src} | {d for (s, d) in a.counts if s == src})
             for dst in dests:
                 cell = (b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src))
-                found.extend(self._test(ctx, comp, f"edge:{src}->{dst}", cell, traffic, _adverse_edge(a, dst)))
+                found.extend(self._test(ctx, comp, edge_id(src, dst), cell, traffic, _adverse_edge(a, dst)))
         if b.completed >= floor and a.completed >= floor:
             conv = a.conversion
             cell = (b.outcome_count(conv), b.completed, a.outcome_count(conv), a.completed)

@@ -35,6 +35,13 @@ detected from a sample by `engine.formats` and reported in `IngestStats.notes`;
 `normalize.fields`, `normalize.timestamp_unit` and `normalize.timestamp_format`
 override them. Timestamps are parsed by `engine.timestamps`, SQL sources read by `engine.sql_sources`.
 
+Quarantine reasons: bad_encoding (a JSONL line that is not UTF-8; the rest of the file is read, and
+its raw text keeps U+FFFD for the bad bytes), not_json (not a JSON object), missing_timestamp,
+bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds, or outside the plausible
+range [TS_MIN, TS_MAX): 1900-01-01 to 2200-01-01),
+missing_event_name, missing_actor (no user_id, actor_id or anonymous_id).
+Blank lines are not events and are not counted.
+
 Quarantine reasons: not_json (not a JSON object), missing_timestamp,
 bad_timestamp (not ISO 8601, nor the format given, nor an epoch number in the
 column's unit), missing_event_name, missing_actor (no user_id, actor_id or
@@ -60,12 +67,14 @@ from engine.dbsettings import engine_settings
 from engine.formats import Reading
 from engine.jsonl_lines import line_tables
 from ontology.errors import IngestError
+from ontology.names import invisible_re2_class, show_name
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("event_id", "user_id", "actor_id", "anonymous_id", "session_id", "event_name", "timestamp",
           "received_at", "platform", "tenant_id", "user_agent", "properties")
-REASONS = ("not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
+REASONS = ("bad_encoding", "not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
+TS_MIN, TS_MAX = timestamps.TS_MIN, timestamps.TS_MAX  # plausible event times; outside them: bad_timestamp
 LINE_BITS = 40  # input_order = file_index << 40 | line: 10^12 lines per file, 8M files
 _RAW = "_jg_raw"
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -108,6 +117,7 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
             files = _read_source(con, source, cfg, run_id, notes)
             _stage(con, cfg, run_id)
             _write_quarantine(con, run_id)
+            _warn_invisible_names(con)
     finally:
         if zone:
             con.execute("SET TimeZone = ?", [zone])
@@ -115,9 +125,22 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
     return _stats(con, source, files, notes)
 
 
+def _warn_invisible_names(con: duckdb.DuckDBPyConnection) -> None:
+    """Event names with zero-width, bidi or control characters print like other names: say so (they stay distinct)."""
+    rows = con.execute("""SELECT name, count(*) OVER () FROM (SELECT DISTINCT event_name AS name FROM staged_events
+                          WHERE reason IS NULL) WHERE regexp_matches(name, ?) ORDER BY name LIMIT 3""",
+                       [invisible_re2_class()]).fetchall()
+    if rows:
+        log.warning("%d event names hold invisible characters (zero-width, bidi or control), e.g. %s; they are "
+                    "distinct states, shown with \\uXXXX escapes", rows[0][1], ", ".join(show_name(r[0]) for r in rows))
+
+
 def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...], notes: list[str]) -> IngestStats:
     rows = con.execute("SELECT reason, count(*) FROM staged_events GROUP BY ALL ORDER BY ALL").fetchall()
     by_reason = {reason: n for reason, n in rows if reason is not None}
+    if by_reason.get("bad_timestamp"):
+        log.warning("%d rows quarantined as bad_timestamp: unreadable, or outside the plausible range %s to %s",
+                    by_reason["bad_timestamp"], timestamps.TS_MIN, timestamps.TS_MAX)
     first, last = con.execute("SELECT min(ts), max(ts) FROM staged_events WHERE reason IS NULL").fetchall()[0]
     if timestamps.out_of_range(first, last):
         warning = (f"warning: every accepted time falls in {first:%Y-%m-%d}..{last:%Y-%m-%d} (before 2000 or after next "
@@ -152,9 +175,18 @@ def _expand(pattern: str) -> list[str]:
     """Files matching a path or glob, sorted so file indices (and input order) are stable."""
     matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
     files = [m for m in matches if os.path.isfile(m)]
+    if glob.has_magic(pattern):  # a glob (a watched folder) may also catch temp files: skip, do not fail
+        skipped = [m for m in files if not _known_kind(m)]
+        if skipped:
+            log.warning("source %s: skipping %d files of no event type (e.g. %s)", pattern, len(skipped), skipped[0])
+        files = [m for m in files if _known_kind(m)]
     if not files:
         raise IngestError(f"source {pattern}: no such file; give a path or glob of .jsonl, .csv, .parquet or .xes files")
     return files
+
+
+def _known_kind(path: str) -> bool:
+    return path.lower().endswith((".xes.gz", ".xes")) or Path(path.lower()).suffix in _EXTENSIONS
 
 
 def kind_of(path: str) -> str:
@@ -249,13 +281,15 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, index: int, path: str, reading:
     tail = "chr(13) || chr(10)"
     relation = f"""(SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM {_ARROW}
                     WHERE {_BLANK.format(tail=tail)})"""
+    bad: list[tuple[int, str]] = []
     try:
-        for table in line_tables(path):
+        for table in line_tables(path, bad):
             con.register(_ARROW, table)
             try:
                 _stage_docs(con, reading, run_id, relation, tail)
             finally:
                 con.unregister(_ARROW)
+        _stage_bad_encoding(con, index, path, run_id, bad)
     except (pa.ArrowInvalid, OSError):
         con.execute("DELETE FROM staged_events WHERE file_index = ?", [index])
         _stage_array(con, index, path, reading, run_id)
@@ -281,6 +315,21 @@ def _stage_nested(con: duckdb.DuckDBPyConnection, index: int, path: str, reading
             _stage_docs(con, reading, run_id, relation, "chr(13)")
         finally:
             con.unregister(_ARROW)
+
+
+def _stage_bad_encoding(con: duckdb.DuckDBPyConnection, index: int, path: str, run_id: str,
+                        bad: list[tuple[int, str]]) -> None:
+    """Quarantine the lines that are not UTF-8 (text with U+FFFD for the bad bytes): the rest of the file stays."""
+    if not bad:
+        return
+    log.warning("%s: %d lines are not valid UTF-8 (first: line %d); quarantined as bad_encoding", path, len(bad), bad[0][0])
+    con.register("_jg_bad", pa.table({"line": [n for n, _ in bad], "raw": [text for _, text in bad]}))
+    try:
+        con.execute(f"""INSERT INTO staged_events (run_id, source, file_index, line, input_order, reason, raw)
+                        SELECT ?, ?, ?, line, (CAST(? AS BIGINT) << {LINE_BITS}) | line, 'bad_encoding', raw FROM _jg_bad""",
+                    [run_id, path, index, index])
+    finally:
+        con.unregister("_jg_bad")
 
 
 def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, batches: Iterable[pa.Table]) -> None:

@@ -56,8 +56,9 @@ def r6(value: float | None) -> float | None:
 def iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{ts.microsecond:06d}" if ts.microsecond else "") + "Z"
+    if not isinstance(ts, datetime):
+        raise TypeError(f"timestamp {ts!r} is outside the range a snapshot can hold; quarantine it at ingest")
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds" if ts.microsecond else "seconds") + "Z"
 
 
 # ------------------------------------------------------------------------------------------

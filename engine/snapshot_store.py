@@ -33,8 +33,7 @@ def ensure_table(con: Any) -> None:
 def _ts(text: str | None) -> datetime | None:
     if text is None:
         return None
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.strptime(text, fmt)
+    return datetime.fromisoformat(text.removesuffix("Z"))  # also years before 1000, which strptime's %Y refuses
 
 
 def _row(snap: Snapshot) -> tuple[Any, ...]:

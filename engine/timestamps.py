@@ -19,6 +19,9 @@ import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+# Plausible event times: outside [TS_MIN, TS_MAX) a timestamp is bad_timestamp (years 1, 9999 and 10000
+# parse, but no behavioural event happened then, and Python's datetime cannot hold every one of them)
+TS_MIN, TS_MAX = "1900-01-01", "2200-01-01"
 UNITS = ("s", "ms", "us", "ns")
 UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds", "auto": "auto"}
 _PER_MICRO = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}
@@ -89,7 +92,8 @@ def timestamp_sql(col: str, unit: str = "auto", fmt: str | None = None) -> str:
         parts.append(f"make_timestamp(epoch_us(try_strptime({col}, {quoted})::TIMESTAMPTZ))")
     parts.append(f"make_timestamp(epoch_us(try_cast({col} AS TIMESTAMPTZ)))")
     parts.append(f"list_transform([try_cast({col} AS DOUBLE)], {epoch})[1]")
-    return f"coalesce({', '.join(parts)})"
+    plausible = f"lambda t: CASE WHEN t >= TIMESTAMP '{TS_MIN}' AND t < TIMESTAMP '{TS_MAX}' THEN t END"
+    return f"list_transform([coalesce({', '.join(parts)})], {plausible})[1]"
 
 
 def out_of_range(first: datetime | None, last: datetime | None, now: datetime | None = None) -> bool:

@@ -22,6 +22,7 @@ from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
+from ontology.names import entity_states
 
 if TYPE_CHECKING:
     from narrator.recompute import Ctx, Recount
@@ -127,7 +128,7 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
         raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
     before = ctx.recount(str(before_id))
     if fact.subject.startswith("edge:"):
-        src, dst = _name(fact.subject).split("->", 1)
+        src, dst = entity_states(fact.subject)
         x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
         traffic = _traffic(before, after, src, ctx)
     else:
@@ -174,7 +175,7 @@ def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     from narrator.recompute import recomputed_payload
 
     view = SnapView(Snapshot.from_payload(recomputed_payload(ctx, fact.provenance.snapshot_id)))
-    states = tuple(_name(fact.subject).split(">"))
+    states = tuple(entity_states(fact.subject))
     found = [p for p in paths_of(view) if p.states == states and p.outcome == fact.evidence.get("outcome")]
     ev = path_evidence(view, found[0]) if found else None
     if ev is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine import __version__
 from engine.config import Config, from_dict, read_config
-from engine.workspace import Workspace
+from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.store import FactStore, open_store
 from ontology.errors import ConfigError
 
@@ -78,7 +78,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
         validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
     con = ws.con
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]

@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def escape_markup(text: str) -> str:
+    """`&`, `<` and `>` as entities: names cannot become HTML in rendered Markdown, nor mentions/links in Slack."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def pct(value: Any) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}%"
 
