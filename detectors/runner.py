@@ -34,6 +34,7 @@ from detectors.confidence import ConfidenceModel, label
 from detectors.context import Context, SharedCache
 from detectors.defaults import FDR_Q
 from detectors.registry import CONFIDENCE_KEYS, Registry, default_registry, settings_for, validate_settings
+from detectors.stake import at_stake, second_order
 from detectors.stats import benjamini_hochberg, r6, z_from_p
 from detectors.view import SnapView
 from ontology.errors import ConfigError
@@ -41,6 +42,7 @@ from ontology.model import Fact, Finding
 
 SCOPE_ORDER = {"all": 0, "period": 1, "segment": 2, "release_before": 3, "release_after": 4}
 SIDE_COUNTS = ("n_segment", "n_rest", "n_before", "n_after", "n_reached", "count")
+CHAIN_KEYS = ("removal_effect", "removal_effect_relative", "absorption", "extra_expected_steps")  # first-order chain numbers
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,12 @@ def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type], fdr_q: flo
     q_all = benjamini_hochberg(p_all)
     labels = {lab: float(q) for (lab, _), q in zip(extra, q_all[len(raw):])}
     kept = []
+    by_id = {v.snapshot_id: v for v in views}
+    all_view = next((v for v in views if v.scope == "all"), None)
     for (f, n_min), q in zip(raw, q_all[: len(raw)]):
         labels[_label_of(f)] = float(q)
         if q <= fdr_q and _big_enough(f, min_group):
-            kept.append(_finalise(f, float(q), n_min, model))
+            kept.append(_finalise(f, float(q), n_min, model, by_id, all_view))
     return kept, labels, len(p_all)
 
 
@@ -130,10 +134,19 @@ def _big_enough(f: Finding, min_group: int) -> bool:
     return all(int(f.evidence[k]) >= min_group for k in SIDE_COUNTS if isinstance(f.evidence.get(k), int))
 
 
-def _finalise(f: Finding, q: float, n_min: int, model: ConfidenceModel) -> Finding:
+def _finalise(f: Finding, q: float, n_min: int, model: ConfidenceModel, views: Mapping[str, SnapView],
+              all_view: SnapView | None) -> Finding:
+    """q, confidence, the snapshot scope, the conversions at stake and the first-order caveat."""
     conf = model.score(z_from_p(f.p_value), f.n, n_min, f.effect)
     evidence = dict(f.evidence)
     evidence["q_value"] = r6(q)
+    view = views[f.snapshot_id]
+    evidence["scope"] = view.scope
+    stake = at_stake(f, view, views, all_view)
+    if stake is not None:
+        evidence["at_stake"] = stake
+    if any(k in evidence for k in CHAIN_KEYS) or (stake or {}).get("method") == "chain":
+        evidence["first_order_approximation"] = second_order(view)
     return dataclasses.replace(f, q_value=q, confidence=conf, confidence_label=label(conf),
                                evidence=evidence, finding_id="")
 
