@@ -7,6 +7,8 @@ narrator heads each item with it; engine/scoring.py ranks by it):
                           counterfactual below (signed; > 0: the pattern goes with more conversions)
     baseline_per_journey  the journey's conversions per journey, B(start, conversion) (or its rate)
     per_week, low, high   per_journey × journeys started per week, with a 95 % percentile interval
+    in_window             per_journey × the snapshot's journeys: the same number over the window itself
+                          (use it when window_days < 7, where per_week is an extrapolation)
     journeys_per_week     the snapshot's journeys (censored included) per 7 days of its window
     window_days           the snapshot window, so a reader sees when "per week" is an extrapolation
     direction             "more" or "fewer": the observed pattern goes with more or fewer conversions
@@ -21,7 +23,8 @@ Counterfactual per finding type ("chain" unless said):
                                                   edges into it deleted, predecessors renormalised)
     dropoff_point, dropoff_cluster                the state's exit rate to the loss outcome brought down to the
                                                   journey's baseline exit rate (evidence baseline_exit), row renormalised
-    repeated_visit                                no return to the state: edges into it from states it leads to deleted
+    repeated_visit                                no return to the state after its first visit (the chain doubled
+                                                  into before/after-first-visit layers; returns deleted)
     regression (edge)                             the edge's probability set back to its earlier value
     regression (outcome), fast/slow path,         counts: the observed conversion rate difference times
     segment reach / outcome rate                  the share of journeys it concerns
@@ -52,7 +55,8 @@ from ontology.model import Finding
 
 REPLICATES = 200
 LEVEL = 0.95
-Counterfactual = Callable[[np.ndarray, ChainMetrics], np.ndarray]
+Counterfactual = Callable[[np.ndarray, ChainMetrics], np.ndarray]   # edits a copy of the counts
+Delta = Callable[[np.ndarray, ChainMetrics], tuple[float, float]]      # counts → (observed − counterfactual, observed)
 
 
 def at_stake(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_view: SnapView | None) -> dict[str, Any] | None:
@@ -69,7 +73,8 @@ def at_stake(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_view
     out: dict[str, Any] = {
         "measure": "conversions", "outcome": view.conversion, "per_journey": point, "baseline_per_journey": base,
         "per_week": point * per_week_rate, "low": float(low) * per_week_rate, "high": float(high) * per_week_rate,
-        "level": LEVEL, "journeys_per_week": per_week_rate, "window_days": window_days(scale_view),
+        "level": LEVEL, "journeys_per_week": per_week_rate,
+        "in_window": point * int(scale_view.payload.get("journeys") or scale_view.completed), "window_days": window_days(scale_view),
         "direction": "more" if point >= 0 else "fewer", "method": method, "counterfactual": words,
         "first_order_approximation": second_order(scale_view),
     }
@@ -93,11 +98,11 @@ def journeys_per_week(view: SnapView) -> float:
 def _estimate(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_view: SnapView | None) -> tuple | None:
     name = f.subject.split(":", 1)[1]
     if f.type in ("activation_driver", "necessary_for_conversion"):
-        return _chain(f, view, _without_entries({name}), f"journeys never reach {name}")
+        return _chain(f, view, _edited(_without_entries({name})), f"journeys never reach {name}")
     if f.type in ("dropoff_point", "dropoff_cluster"):
         return _dropoff(f, view, name)
     if f.type == "repeated_visit":
-        return _chain(f, view, _without_returns(name), f"no return to {name}")
+        return _chain(f, view, _no_returns(name), f"no return to {name} after its first visit")
     if f.type == "regression":
         return _regression(f, view, name)
     if f.type in ("fast_path", "slow_path"):
@@ -107,32 +112,72 @@ def _estimate(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_vie
     return None
 
 
-def _chain(f: Finding, view: SnapView, cf: Counterfactual, words: str) -> tuple:
+def _chain(f: Finding, view: SnapView, delta: Delta, words: str) -> tuple:
+    """Point estimate and bootstrap replicates of a chain counterfactual."""
     chain = _metrics(view)
-    point, base = _delta(chain.counts, chain, cf)
+    point, base = delta(chain.counts, chain)
     rng = np.random.default_rng(_seed(f))
     reps = []
     for counts in _redraw(chain.counts, REPLICATES, rng):
         try:
-            reps.append(_delta(counts, chain, cf)[0])
+            reps.append(delta(counts, chain)[0])
         except (EngineError, np.linalg.LinAlgError):
             continue
     return point, np.array(reps), base, "chain", words, view
 
 
-def _delta(counts: np.ndarray, chain: ChainMetrics, cf: Counterfactual) -> tuple[float, float]:
-    """(B(start, conv) − B_cf(start, conv), B(start, conv)) for one set of counts."""
-    observed = _absorbed(counts, chain)
-    return observed - _absorbed(cf(counts.copy(), chain), chain), observed
+def _edited(cf: Counterfactual) -> Delta:
+    """(B(start, conv) − B_cf(start, conv), B(start, conv)) for counts edited by `cf`."""
+    def delta(counts: np.ndarray, chain: ChainMetrics) -> tuple[float, float]:
+        observed = _absorbed(counts, chain)
+        return observed - _absorbed(cf(counts.copy(), chain), chain), observed
+    return delta
+
+
+def _no_returns(state: str) -> Delta:
+    """Like _edited, on the chain doubled into layers "before the first visit to the state" and "after it".
+
+    An edge into the state always lands in layer 1, so the doubled chain has the original B; the
+    counterfactual deletes the edges into it from layer 1 (the returns), keeping first visits."""
+    return lambda counts, chain: _returns_delta(counts, chain, chain.states.index(state))
+
+
+def _returns_delta(counts: np.ndarray, chain: ChainMetrics, k: int) -> tuple[float, float]:
+    doubled = _doubled(counts, chain, k)
+    observed = _absorbed(doubled.counts, doubled)
+    n = len(chain.states)
+    cut = doubled.counts.copy()
+    cut[n:, n + k] = 0.0
+    return observed - _absorbed(cut, doubled), observed
+
+
+def _doubled(counts: np.ndarray, chain: ChainMetrics, k: int) -> ChainMetrics:
+    n, m = len(chain.states), len(chain.outcomes)
+    out = np.zeros((2 * n, 2 * n + m))
+    for layer in (0, 1):
+        rows = slice(layer * n, (layer + 1) * n)
+        out[rows, 2 * n:] = counts[:, n:]
+        out[rows, layer * n: (layer + 1) * n] = counts[:, :n]
+    out[:n, n + k] += out[:n, k]  # a first visit to k moves the journey into layer 1
+    out[:n, k] = 0.0
+    states = tuple(f"{s}#0" for s in chain.states) + tuple(f"{s}#1" for s in chain.states)
+    start = chain.states.index(chain.start) + (n if chain.states.index(chain.start) == k else 0)
+    return ChainMetrics(states, chain.outcomes, states[start], chain.conversion_outcome, chain.dropoff_outcome, out)
 
 
 def _absorbed(counts: np.ndarray, chain: ChainMetrics) -> float:
+    """B(start, conversion) of the chain with these counts: one solve of row `start` of N (no inverse)."""
     counts = counts.copy()
     n = len(chain.states)
-    _drop_trapped(counts, n, n + chain.outcomes.index(chain.dropoff_outcome))
-    solved = ChainMetrics(chain.states, chain.outcomes, chain.start, chain.conversion_outcome,
-                          chain.dropoff_outcome, counts)
-    return float(solved.B[chain.states.index(chain.start), chain.outcomes.index(chain.conversion_outcome)])
+    drop = n + chain.outcomes.index(chain.dropoff_outcome)
+    _drop_trapped(counts, n, drop)
+    totals = counts.sum(axis=1)
+    counts[totals == 0, drop] = 1.0  # never left: drops off (engine.markov's rule)
+    P = counts / counts.sum(axis=1, keepdims=True)
+    start = np.zeros(n)
+    start[chain.states.index(chain.start)] = 1.0
+    row = np.linalg.solve((np.eye(n) - P[:, :n]).T, start)
+    return float(row @ P[:, n + chain.outcomes.index(chain.conversion_outcome)])
 
 
 def _without_entries(targets: set[str]) -> Counterfactual:
@@ -151,7 +196,7 @@ def _dropoff(f: Finding, view: SnapView, name: str) -> tuple:
     rate = None if baseline is None else min(float(baseline), float(f.evidence.get("exit_probability", 1.0)))
     words = (f"exits from {', '.join(states)} to {outcome} at the journey's baseline exit rate {rate:.4f}"
              if rate is not None else f"no exits from {', '.join(states)} to {outcome}")
-    return _chain(f, view, _exits_at(states, outcome, rate or 0.0), words)
+    return _chain(f, view, _edited(_exits_at(states, outcome, rate or 0.0)), words)
 
 
 def _exits_at(states: list[str], outcome: str, rate: float) -> Counterfactual:
@@ -166,24 +211,6 @@ def _exits_at(states: list[str], outcome: str, rate: float) -> Counterfactual:
     return cf
 
 
-def _without_returns(state: str) -> Counterfactual:
-    def cf(counts: np.ndarray, chain: ChainMetrics) -> np.ndarray:
-        k = chain.states.index(state)
-        n = len(chain.states)
-        after = _reachable(counts[:, :n] > 0, k)
-        counts[after, k] = 0.0
-        return counts
-    return cf
-
-
-def _reachable(edges: np.ndarray, k: int) -> np.ndarray:
-    """States reachable from k in one or more steps (k itself only through a loop)."""
-    seen = edges[k].copy()
-    while True:
-        nxt = seen | (edges & seen[:, None]).any(axis=0)
-        if (nxt == seen).all():
-            return seen
-        seen = nxt
 
 
 def _regression(f: Finding, view: SnapView, name: str) -> tuple | None:
@@ -201,7 +228,7 @@ def _regression(f: Finding, view: SnapView, name: str) -> tuple | None:
         rest = counts[i].sum() - counts[i, j]
         counts[i, j] = target / (1.0 - target) * rest if target < 1.0 else counts[i].sum()
         return counts
-    return _chain(f, view, cf, f"{src} → {dst} at its earlier probability {target:.4f}")
+    return _chain(f, view, _edited(cf), f"{src} → {dst} at its earlier probability {target:.4f}")
 
 
 def _edge(name: str, chain: ChainMetrics) -> tuple[str, str]:
