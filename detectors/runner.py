@@ -50,6 +50,7 @@ CHAIN_KEYS = ("removal_effect", "removal_effect_relative", "absorption", "extra_
 class Views:
     by_id: Mapping[str, SnapView]   # the family's mature snapshots by id
     all_view: SnapView | None       # its all-data snapshot
+    stake_cache: dict[str, Any] = field(default_factory=dict)  # detectors/stake.py's redraws per snapshot
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _finalise(f: Finding, q: float, conf: float, views: Views) -> Finding:
     evidence["q_value"] = r6(q)
     view = views.by_id[f.snapshot_id]
     evidence["scope"] = view.scope
-    stake = at_stake(f, view, views.by_id, views.all_view)
+    stake = at_stake(f, view, views.all_view, views.stake_cache)
     if stake is not None:
         evidence["at_stake"] = stake
     if any(k in evidence for k in CHAIN_KEYS) or (stake or {}).get("method") == "chain":

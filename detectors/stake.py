@@ -31,8 +31,10 @@ Counterfactual per finding type ("chain" unless said):
     segment diverges_from                         the segment's chain against the rest's chain
 
 The interval redraws each transient state's outgoing counts multinomially
-(chain) or the rates binomially (counts), 200 times, seeded from the finding,
-so the same input always gives the same interval. Like engine/uncertainty.py,
+(chain; 200 redraws per snapshot, fewer for chains over 60 states, seeded from
+the snapshot id and shared by its findings, solved as one batch) or the rates
+binomially (counts; 200 draws seeded from the finding), so the same input
+always gives the same interval. Like engine/uncertainty.py,
 it treats transitions as independent, so it is too narrow where the data is
 not first-order (flagged by `first_order_approximation`).
 """
@@ -48,21 +50,25 @@ import numpy as np
 
 from detectors.stats import r6
 from detectors.view import SnapView
-from engine.markov import ChainMetrics
-from engine.uncertainty import _drop_trapped, _redraw
+from engine.markov import ChainMetrics, _trapped_batch
+from engine.uncertainty import _redraw
 from ontology.errors import EngineError
 from ontology.model import Finding
 
 REPLICATES = 200
+SMALL_CHAIN = 60      # chains with more states get fewer replicates (the batched solve grows as states³) …
+MIN_REPLICATES = 40   # … but never fewer than this
 LEVEL = 0.95
 Counterfactual = Callable[[np.ndarray, ChainMetrics], np.ndarray]   # edits a copy of the counts
-Delta = Callable[[np.ndarray, ChainMetrics], tuple[float, float]]      # counts → (observed − counterfactual, observed)
+Delta = Callable[[np.ndarray, ChainMetrics], Any]                      # counts (batched) → B_cf(start, conversion)
 
 
-def at_stake(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_view: SnapView | None) -> dict[str, Any] | None:
-    """The `at_stake` evidence of one finding, or None when no counterfactual applies or the chain cannot be solved."""
+def at_stake(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict[str, Any]) -> dict[str, Any] | None:
+    """The `at_stake` evidence of one finding, or None when no counterfactual applies or the chain cannot be solved.
+
+    `cache` holds each snapshot's redraws between findings (one dict per detector run)."""
     try:
-        got = _estimate(f, view, views, all_view)
+        got = _estimate(f, view, all_view, cache)
     except (EngineError, np.linalg.LinAlgError, ValueError, KeyError, ZeroDivisionError):
         return None
     if got is None:
@@ -95,16 +101,16 @@ def journeys_per_week(view: SnapView) -> float:
     return started * 7.0 / window_days(view)
 
 
-def _estimate(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_view: SnapView | None) -> tuple | None:
+def _estimate(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict[str, Any]) -> tuple | None:
     name = f.subject.split(":", 1)[1]
     if f.type in ("activation_driver", "necessary_for_conversion"):
-        return _chain(f, view, _edited(_without_entries({name})), f"journeys never reach {name}")
+        return _chain(f, view, _edited(_without_entries({name})), f"journeys never reach {name}", cache)
     if f.type in ("dropoff_point", "dropoff_cluster"):
-        return _dropoff(f, view, name)
+        return _dropoff(f, view, name, cache)
     if f.type == "repeated_visit":
-        return _chain(f, view, _no_returns(name), f"no return to {name} after its first visit")
+        return _chain(f, view, _no_returns(name), f"no return to {name} after its first visit", cache)
     if f.type == "regression":
-        return _regression(f, view, name)
+        return _regression(f, view, name, cache)
     if f.type in ("fast_path", "slow_path"):
         return _path(f, view)
     if f.type == "segment_divergence" and all_view is not None:
@@ -112,83 +118,95 @@ def _estimate(f: Finding, view: SnapView, views: Mapping[str, SnapView], all_vie
     return None
 
 
-def _chain(f: Finding, view: SnapView, delta: Delta, words: str) -> tuple:
-    """Point estimate and bootstrap replicates of a chain counterfactual."""
+def _chain(f: Finding, view: SnapView, delta: Delta, words: str, cache: dict[str, Any]) -> tuple:
+    """Point estimate and bootstrap replicates of a chain counterfactual (one redraw per snapshot, shared)."""
     chain = _metrics(view)
-    point, base = delta(chain.counts, chain)
-    rng = np.random.default_rng(_seed(f))
-    reps = []
-    for counts in _redraw(chain.counts, REPLICATES, rng):
-        try:
-            reps.append(delta(counts, chain)[0])
-        except (EngineError, np.linalg.LinAlgError):
-            continue
-    return point, np.array(reps), base, "chain", words, view
+    observed, redraws, observed_reps = _replicates(view, chain, cache)
+    point = observed - float(delta(chain.counts, chain))
+    try:
+        reps = observed_reps - delta(redraws, chain)
+    except (EngineError, np.linalg.LinAlgError):  # a near-singular redraw: no interval rather than a wrong one
+        reps = np.array([])
+    return point, reps[np.isfinite(reps)], observed, "chain", words, view
+
+
+def _replicates(view: SnapView, chain: ChainMetrics, cache: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
+    """(B(start, conv), redrawn counts, their B(start, conv)), computed once per snapshot."""
+    if view.snapshot_id not in cache:
+        n = len(chain.states)
+        replicates = max(MIN_REPLICATES, min(REPLICATES, int(REPLICATES * (SMALL_CHAIN / max(n, 1)) ** 2)))
+        redraws = _redraw(chain.counts, replicates, np.random.default_rng(_seed_of(view.snapshot_id)))
+        cache[view.snapshot_id] = (float(_absorbed(chain.counts, chain)), redraws, _absorbed(redraws, chain))
+    return cache[view.snapshot_id]
 
 
 def _edited(cf: Counterfactual) -> Delta:
-    """(B(start, conv) − B_cf(start, conv), B(start, conv)) for counts edited by `cf`."""
-    def delta(counts: np.ndarray, chain: ChainMetrics) -> tuple[float, float]:
-        observed = _absorbed(counts, chain)
-        return observed - _absorbed(cf(counts.copy(), chain), chain), observed
-    return delta
+    """B_cf(start, conv) for counts edited by `cf` (any leading batch axes)."""
+    return lambda counts, chain: _absorbed(cf(np.array(counts, dtype=float, copy=True), chain), chain)
 
 
 def _no_returns(state: str) -> Delta:
-    """Like _edited, on the chain doubled into layers "before the first visit to the state" and "after it".
+    """B_cf(start, conv) on the chain doubled into layers "before the first visit to the state" and "after it".
 
     An edge into the state always lands in layer 1, so the doubled chain has the original B; the
     counterfactual deletes the edges into it from layer 1 (the returns), keeping first visits."""
-    return lambda counts, chain: _returns_delta(counts, chain, chain.states.index(state))
+    return lambda counts, chain: _returns_absorbed(counts, chain, chain.states.index(state))
 
 
-def _returns_delta(counts: np.ndarray, chain: ChainMetrics, k: int) -> tuple[float, float]:
+def _returns_absorbed(counts: np.ndarray, chain: ChainMetrics, k: int) -> Any:
     doubled = _doubled(counts, chain, k)
-    observed = _absorbed(doubled.counts, doubled)
     n = len(chain.states)
-    cut = doubled.counts.copy()
-    cut[n:, n + k] = 0.0
-    return observed - _absorbed(cut, doubled), observed
+    cut = np.array(doubled.counts, copy=True)
+    cut[..., n:, n + k] = 0.0
+    return _absorbed(cut, doubled)
 
 
 def _doubled(counts: np.ndarray, chain: ChainMetrics, k: int) -> ChainMetrics:
     n, m = len(chain.states), len(chain.outcomes)
-    out = np.zeros((2 * n, 2 * n + m))
+    out = np.zeros((*counts.shape[:-2], 2 * n, 2 * n + m))
     for layer in (0, 1):
         rows = slice(layer * n, (layer + 1) * n)
-        out[rows, 2 * n:] = counts[:, n:]
-        out[rows, layer * n: (layer + 1) * n] = counts[:, :n]
-    out[:n, n + k] += out[:n, k]  # a first visit to k moves the journey into layer 1
-    out[:n, k] = 0.0
+        out[..., rows, 2 * n:] = counts[..., :, n:]
+        out[..., rows, layer * n: (layer + 1) * n] = counts[..., :, :n]
+    out[..., :n, n + k] += out[..., :n, k]  # a first visit to k moves the journey into layer 1
+    out[..., :n, k] = 0.0
     states = tuple(f"{s}#0" for s in chain.states) + tuple(f"{s}#1" for s in chain.states)
     start = chain.states.index(chain.start) + (n if chain.states.index(chain.start) == k else 0)
     return ChainMetrics(states, chain.outcomes, states[start], chain.conversion_outcome, chain.dropoff_outcome, out)
 
 
-def _absorbed(counts: np.ndarray, chain: ChainMetrics) -> float:
-    """B(start, conversion) of the chain with these counts: one solve of row `start` of N (no inverse)."""
-    counts = counts.copy()
+def _absorbed(counts: np.ndarray, chain: ChainMetrics) -> Any:
+    """B(start, conversion) for counts of shape (rows, cols) or (batch, rows, cols): one solve per chain.
+
+    engine.markov's rules: a state never left drops off, and so does a state that can no longer
+    reach any outcome. Row `start` of N solves (I − Q)ᵀ x = e_start (no inverse)."""
+    c = np.array(counts, dtype=float, copy=True)
+    single = c.ndim == 2
+    c = c[None] if single else c
     n = len(chain.states)
     drop = n + chain.outcomes.index(chain.dropoff_outcome)
-    _drop_trapped(counts, n, drop)
-    totals = counts.sum(axis=1)
-    counts[totals == 0, drop] = 1.0  # never left: drops off (engine.markov's rule)
-    P = counts / counts.sum(axis=1, keepdims=True)
-    start = np.zeros(n)
-    start[chain.states.index(chain.start)] = 1.0
-    row = np.linalg.solve((np.eye(n) - P[:, :n]).T, start)
-    return float(row @ P[:, n + chain.outcomes.index(chain.conversion_outcome)])
+    c[c.sum(axis=-1) == 0, drop] = 1.0
+    P = c / c.sum(axis=-1, keepdims=True)
+    stuck = _trapped_batch(P[..., :n], P[..., n:], np.zeros(P.shape[:2], dtype=bool))
+    if stuck.any():
+        P[stuck] = 0.0
+        P[stuck, drop] = 1.0
+    rhs = np.zeros((P.shape[0], n, 1))
+    rhs[:, chain.states.index(chain.start), 0] = 1.0
+    row = np.linalg.solve(np.swapaxes(np.eye(n)[None] - P[..., :n], 1, 2), rhs)[..., 0]
+    out = np.einsum("bi,bi->b", row, P[..., n + chain.outcomes.index(chain.conversion_outcome)])
+    return float(out[0]) if single else out
 
 
 def _without_entries(targets: set[str]) -> Counterfactual:
     def cf(counts: np.ndarray, chain: ChainMetrics) -> np.ndarray:
         for t in targets:
-            counts[:, chain.states.index(t)] = 0.0
+            counts[..., :, chain.states.index(t)] = 0.0
         return counts
     return cf
 
 
-def _dropoff(f: Finding, view: SnapView, name: str) -> tuple:
+def _dropoff(f: Finding, view: SnapView, name: str, cache: dict[str, Any]) -> tuple:
     """Exits above the journey's baseline exit rate: the states' exits brought down to that rate."""
     outcome = str(f.evidence.get("dropoff_outcome", view.dropoff))
     states = list(f.evidence.get("states") or [name]) if f.type == "dropoff_cluster" else [name]
@@ -196,7 +214,7 @@ def _dropoff(f: Finding, view: SnapView, name: str) -> tuple:
     rate = None if baseline is None else min(float(baseline), float(f.evidence.get("exit_probability", 1.0)))
     words = (f"exits from {', '.join(states)} to {outcome} at the journey's baseline exit rate {rate:.4f}"
              if rate is not None else f"no exits from {', '.join(states)} to {outcome}")
-    return _chain(f, view, _edited(_exits_at(states, outcome, rate or 0.0)), words)
+    return _chain(f, view, _edited(_exits_at(states, outcome, rate or 0.0)), words, cache)
 
 
 def _exits_at(states: list[str], outcome: str, rate: float) -> Counterfactual:
@@ -205,15 +223,16 @@ def _exits_at(states: list[str], outcome: str, rate: float) -> Counterfactual:
         col = len(chain.states) + chain.outcomes.index(outcome)
         for s in states:
             i = chain.states.index(s)
-            rest = counts[i].sum() - counts[i, col]
-            counts[i, col] = min(counts[i, col], rate / (1.0 - rate) * rest) if rate < 1.0 else counts[i, col]
+            rest = counts[..., i, :].sum(axis=-1) - counts[..., i, col]
+            if rate < 1.0:
+                counts[..., i, col] = np.minimum(counts[..., i, col], rate / (1.0 - rate) * rest)
         return counts
     return cf
 
 
 
 
-def _regression(f: Finding, view: SnapView, name: str) -> tuple | None:
+def _regression(f: Finding, view: SnapView, name: str, cache: dict[str, Any]) -> tuple | None:
     ev = f.evidence
     if f.subject.startswith("outcome:"):
         return _counts(f, [(ev["p_after"], ev["n_after"]), (ev["p_before"], ev["n_before"])],
@@ -225,10 +244,10 @@ def _regression(f: Finding, view: SnapView, name: str) -> tuple | None:
     def cf(counts: np.ndarray, ch: ChainMetrics) -> np.ndarray:
         i = ch.states.index(src)
         j = ch.states.index(dst) if dst in ch.states else len(ch.states) + ch.outcomes.index(dst)
-        rest = counts[i].sum() - counts[i, j]
-        counts[i, j] = target / (1.0 - target) * rest if target < 1.0 else counts[i].sum()
+        rest = counts[..., i, :].sum(axis=-1) - counts[..., i, j]
+        counts[..., i, j] = target / (1.0 - target) * rest if target < 1.0 else counts[..., i, :].sum(axis=-1)
         return counts
-    return _chain(f, view, _edited(cf), f"{src} → {dst} at its earlier probability {target:.4f}")
+    return _chain(f, view, _edited(cf), f"{src} → {dst} at its earlier probability {target:.4f}", cache)
 
 
 def _edge(name: str, chain: ChainMetrics) -> tuple[str, str]:
@@ -285,13 +304,12 @@ def _segment_chains(f: Finding, seg: SnapView, base: SnapView, share: float, bas
     rest = np.clip(whole.counts - aligned, 0, None)
     point = share * (_absorbed(aligned, whole) - _absorbed(rest, whole))
     rng = np.random.default_rng(_seed(f))
-    reps = []
-    for a, r in zip(_redraw(aligned, REPLICATES, rng), _redraw(rest, REPLICATES, rng)):
-        try:
-            reps.append(share * (_absorbed(a, whole) - _absorbed(r, whole)))
-        except (EngineError, np.linalg.LinAlgError):
-            continue
-    return point, np.array(reps), base_rate, "chain", "the segment's journeys moving like the rest's", base
+    try:
+        reps = share * (_absorbed(_redraw(aligned, REPLICATES, rng), whole)
+                        - _absorbed(_redraw(rest, REPLICATES, rng), whole))
+    except (EngineError, np.linalg.LinAlgError):
+        reps = np.array([])
+    return point, reps, base_rate, "chain", "the segment's journeys moving like the rest's", base
 
 
 def _counts(f: Finding, sides: list[tuple[float, int]], fn: Callable[[list[float]], float], base: float,
@@ -310,7 +328,11 @@ def _metrics(view: SnapView) -> ChainMetrics:
 
 
 def _seed(f: Finding) -> int:
-    text = "|".join((f.snapshot_id, f.type, f.subject, f.predicate, f.object, f.segment or "", f.release or ""))
+    return _seed_of("|".join((f.snapshot_id, f.type, f.subject, f.predicate, f.object, f.segment or "",
+                              f.release or "")))
+
+
+def _seed_of(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 

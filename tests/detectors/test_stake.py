@@ -31,14 +31,18 @@ def test_absorbed_equals_the_engines_b():
 
 def test_doubled_chain_keeps_b_and_self_loops_are_worth_nothing():
     chain = _chain({**LOOP, "c": {"converted": 0.6, "dropped": 0.4}})  # b's only returns are its self-loop
-    delta_b, base = stake._returns_delta(chain.counts, chain, chain.states.index("b"))
+    k = chain.states.index("b")
+    doubled = stake._doubled(chain.counts, chain, k)
+    base = stake._absorbed(doubled.counts, doubled)
     assert base == pytest.approx(chain.absorption("a", "converted"), abs=1e-12)
+    delta_b = base - stake._returns_absorbed(chain.counts, chain, k)
     assert delta_b == pytest.approx(0.0, abs=1e-12)  # a self-loop never changes where journeys end
 
 
 def test_returns_are_removed_with_the_papers_renormalisation():
     chain = _chain(LOOP)
-    delta_a, base = stake._returns_delta(chain.counts, chain, chain.states.index("a"))
+    base = stake._absorbed(chain.counts, chain)
+    delta_a = base - stake._returns_absorbed(chain.counts, chain, chain.states.index("a"))
     assert base == pytest.approx(0.144 / 0.856, abs=1e-9)  # B(a) = 0.6·0.6·(0.4 + 0.4·B(a))
     no_return = 0.6 * (0.3 / 0.5) * (0.4 / 0.6)  # c's row renormalised without its edge back to a
     assert delta_a == pytest.approx(base - no_return, abs=1e-9)
@@ -59,8 +63,15 @@ def test_dropoff_counterfactual_brings_exits_down_to_the_baseline():
     edited = cf(chain.counts.copy(), chain)
     row = edited[chain.states.index("a")]
     assert row[len(chain.states) + 1] / row.sum() == pytest.approx(0.25, abs=1e-12)
-    delta, _ = stake._edited(cf)(chain.counts, chain)
+    delta = stake._absorbed(chain.counts, chain) - stake._edited(cf)(chain.counts, chain)
     assert delta < 0  # the excess exits go with fewer conversions
+
+
+def test_batched_solve_equals_one_by_one():
+    chain = _chain(LOOP)
+    stack = np.stack([chain.counts, chain.counts * 2, np.roll(chain.counts, 1, axis=0)])
+    batched = stake._absorbed(stack, chain)
+    assert batched == pytest.approx([stake._absorbed(c, chain) for c in stack], abs=1e-12)
 
 
 def test_interval_is_deterministic_and_brackets_the_point():
