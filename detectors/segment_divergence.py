@@ -122,7 +122,7 @@ def _strongest(ctx: Context, tested: list[Finding], strength: Callable[[Finding]
     best = max(tested, key=lambda f: (*strength(f), f.segment or ""))
     for f in tested:
         if f is not best:
-            ctx.record(f"segment_value:{f.snapshot_id}:{f.subject}:{f.predicate}", f.p_value)
+            ctx.record(f"finding:{f.snapshot_id}:{f.type}:{f.subject}:{f.object}", f.p_value)  # runner's label form
     return [best]
 
 

@@ -55,6 +55,9 @@ from engine.uncertainty import _redraw
 from ontology.errors import EngineError
 from ontology.model import Finding
 
+# Evidence keys that describe a finding for ranking and narration but are not recomputable facts:
+# detectors/facts.py leaves them out of the fact graph (the bundle's `finding` still carries them).
+FINDING_ONLY = ("at_stake", "scope", "first_order_approximation", "values", "segment_key")
 REPLICATES = 200
 SMALL_CHAIN = 60      # chains with more states get fewer replicates (the batched solve grows as states³) …
 MIN_REPLICATES = 40   # … but never fewer than this
