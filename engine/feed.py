@@ -70,7 +70,8 @@ def persistence_text(seen: int, periods: int, since: str) -> str:
     if periods == 0:
         return f"Found on all the data (from {day}); no period snapshot was compared."
     if seen == 0:
-        return f"Found on all the data (from {day}); not reported in any of the {periods} period snapshots."
+        return (f"Found on all the data (from {day}); none of the {periods} period snapshots reports it "
+                "(some detectors look at all the data only).")
     return (f"Holds in {seen} of {periods} period snapshots, the first starting {day} "
             "(seen counts the period snapshots holding it).")
 

@@ -39,8 +39,8 @@ def headline(item: Mapping[str, Any]) -> str:
 
 def stats_line(item: Mapping[str, Any]) -> str:
     f = item["finding"]
-    seen = (f"seen in {item.get('seen', 0)} of {item['periods']} period snapshots" if item.get("periods")
-            else "all data only")
+    seen = (f"seen in {item['seen']} of {item['periods']} period snapshots" if item.get("periods") and item.get("seen")
+            else "on all the data only")
     return (f"{stake_text(item)}n={item.get('n', f.get('n'))}  effect={num(item.get('effect', f.get('effect')))}  "
             f"reach={pct(item.get('reach', f.get('reach')))}  p={pval(f.get('p_value'))}  q={pval(f.get('q_value'))}  "
             f"since {str(item.get('since', ''))[:10]} ({seen})")
