@@ -12,7 +12,8 @@ binomial ones (log-lift by the delta method).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ontology.model import Finding
 

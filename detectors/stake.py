@@ -42,14 +42,14 @@ not first-order (flagged by `first_order_approximation`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from detectors.stats import r6
 from detectors.view import SnapView
+from engine.feed import parse_ts
 from engine.markov import ChainMetrics, _trapped_batch
 from engine.uncertainty import _redraw
 from ontology.errors import EngineError
@@ -95,7 +95,7 @@ def second_order(view: SnapView) -> bool:
 
 
 def window_days(view: SnapView) -> float:
-    start, end = (_ts(t) for t in view.window)
+    start, end = (parse_ts(t) for t in view.window)
     return max((end - start).total_seconds() / 86400.0, 1e-9)
 
 
@@ -338,7 +338,3 @@ def _seed(f: Finding) -> int:
 def _seed_of(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
-
-def _ts(text: str) -> datetime:
-    parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

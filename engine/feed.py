@@ -162,10 +162,11 @@ def _missing_since(group: Sequence[Finding], windows: Sequence[tuple[str, str]])
 
 
 def _span(f: Finding) -> float:
-    return (_ts(f.window[1]) - _ts(f.window[0])).total_seconds()
+    return (parse_ts(f.window[1]) - parse_ts(f.window[0])).total_seconds()
 
 
-def _ts(text: str) -> datetime:
+def parse_ts(text: str) -> datetime:
+    """An ISO 8601 timestamp (Z or offset; naive taken as UTC) as an aware datetime."""
     parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 

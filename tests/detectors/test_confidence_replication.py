@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from detector_builders import make_cfg, snap
 
 from detectors.confidence import ConfidenceModel, label
 from detectors.defaults import ActivationDriverConfig
@@ -12,8 +13,6 @@ from detectors.margins import margins
 from detectors.runner import run_detectors
 from fixtures.paper_chain import FIGURE2
 from ontology.model import Finding
-
-from detector_builders import make_cfg, snap
 
 
 def _phi(x: float) -> float:

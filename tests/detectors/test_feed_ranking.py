@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from detector_builders import make_cfg, snap
 
 from detectors.runner import run_detectors
 from engine.config import DEFAULT_WEIGHTS
 from engine.feed import feed_item, rank
 from fixtures.paper_chain import FIGURE2
 from ontology.model import Finding
-
-from detector_builders import make_cfg, snap
 
 DAY = ("2018-09-30T00:00:00Z", "2018-10-01T00:00:00Z")       # all the data: one day
 WEEK = ("2018-09-24T00:00:00Z", "2018-10-01T00:00:00Z")      # a 7-day period, nominally wider

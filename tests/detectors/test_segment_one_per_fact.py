@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 
+from detector_builders import make_cfg
+from test_planted_synthetic import BASE
+
 from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload, merge_payloads
 from engine.snapshot import Snapshot
-
-from detector_builders import make_cfg
-from test_planted_synthetic import BASE
 
 
 def _yes_no(journeys: int = 6000) -> list[Snapshot]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from detector_builders import make_cfg, snap
 
 from detectors import stake
 from detectors.runner import run_detectors
 from engine.markov import ChainMetrics
 from fixtures.paper_chain import FIGURE2
-
-from detector_builders import make_cfg, snap
 
 LOOP = {  # b loops on itself (lifecycle-like repeats) and c sends journeys back to a (real returns)
     "a": {"b": 0.6, "dropped": 0.4},
