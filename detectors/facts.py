@@ -19,6 +19,7 @@ from detectors.confidence import ConfidenceModel
 from detectors.defaults import FDR_Q
 from detectors.shared import SHARED, ReachTest
 from detectors.stats import r6, z_from_p
+from detectors.stake import FINDING_ONLY
 from detectors.view import SnapView
 from ontology.model import Fact, Finding, Provenance
 
@@ -43,7 +44,8 @@ def finding_facts(f: Finding, config_hash: str, engine_version: str) -> list[Fac
     """The finding's primary fact and its supporting facts."""
     prov = Provenance(f.snapshot_id, f.detector, config_hash, engine_version)
     window = f.window
-    primary = Fact(f.subject, f.predicate, f.object, f.confidence, window[0], window[1], dict(f.evidence), prov)
+    evidence = {k: v for k, v in f.evidence.items() if k not in FINDING_ONLY}
+    primary = Fact(f.subject, f.predicate, f.object, f.confidence, window[0], window[1], evidence, prov)
     out = [primary]
     ev = f.evidence
     if f.type == "activation_driver":
