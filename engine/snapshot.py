@@ -33,7 +33,9 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import modelcheck, paths, step_counts
+import numpy as np
+
+from engine import incidence, journeys, modelcheck, paths, step_counts
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
@@ -229,18 +231,19 @@ class Snapshot:
 _CLASSES_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_jkeys AS
        SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, coalesce(outcome, $dropoff) AS outcome,
-              censored, start_ts, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
+              censored, start_ts, aj_t, aj_o, status, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
               list_transform($keys::VARCHAR[], lambda k: coalesce(segments[k], '(none)')) AS segvals,
               list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
                           start_ts >= ($rel_at::TIMESTAMP[])[i] - to_seconds($rw) AND start_ts < ($rel_at::TIMESTAMP[])[i]) AS rel_before,
               list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
                           start_ts >= ($rel_at::TIMESTAMP[])[i] AND start_ts < ($rel_at::TIMESTAMP[])[i] + to_seconds($rw)) AS rel_after
-       FROM journeys WHERE journey = $journey""",
+       FROM (SELECT j.*, o.aj_t, o.aj_o, o.status FROM journeys j
+             JOIN _jg_observed o USING (journey_id) WHERE j.journey = $journey)""",
     """CREATE OR REPLACE TEMP TABLE _jg_classes AS
        SELECT row_number() OVER (ORDER BY tenant_id, bucket, segvals, rel_before, rel_after) AS cls, *
        FROM (SELECT DISTINCT tenant_id, bucket, segvals, rel_before, rel_after FROM _jg_jkeys)""",
     """CREATE OR REPLACE TEMP TABLE _jg_jclass AS
-       SELECT k.journey_id, k.actor_id, k.outcome, k.censored, c.cls
+       SELECT k.journey_id, k.actor_id, k.outcome, k.censored, k.aj_t, k.aj_o, k.status, c.cls
        FROM _jg_jkeys k JOIN _jg_classes c USING (tenant_id, bucket, segvals, rel_before, rel_after)""",
     """CREATE OR REPLACE TEMP TABLE _jg_cscopes AS
        WITH span AS (SELECT k.tenant_id, min(k.start_ts) AS first_ts, any_value(e.data_end) AS data_end
@@ -263,6 +266,32 @@ _CLASSES_SQL = (
        SELECT hash(tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, * FROM m""",
     """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT DISTINCT cls, sid FROM _jg_cscopes""",
 )
+
+# What each journey contributes to the outcome-probability estimate (engine.incidence): its end time and
+# outcome when known by the data end (completed journeys, and censored ones whose end is already decided:
+# engine.journeys' journey_progress), else censored at its follow-up (data end − start). status: complete
+# (outcome known), partial (open, its first step already resolved: engine.step_counts), unobserved (open,
+# nothing resolved yet; it still adds risk time to the outcome estimate).
+_OBSERVED_SQL = (
+    """CREATE OR REPLACE TEMP VIEW _jg_progress AS {progress}""",
+    """CREATE OR REPLACE TEMP TABLE _jg_observed AS
+       WITH b AS (
+         SELECT j.journey_id, j.start_ts, j.censored, e.data_end,
+                CASE WHEN NOT j.censored THEN j.end_ts WHEN p.known_end_ts <= e.data_end THEN p.known_end_ts END AS end_k,
+                CASE WHEN NOT j.censored THEN coalesce(j.outcome, $dropoff)
+                     WHEN p.known_end_ts <= e.data_end THEN p.known_outcome END AS aj_o,
+                p.journey_id IS NOT NULL AS tracked
+         FROM journeys j JOIN _jg_ends e ON e.tenant_id = coalesce(j.tenant_id, '')
+         LEFT JOIN _jg_progress p USING (journey_id) WHERE j.journey = $journey)
+       SELECT journey_id, aj_o,
+              greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS aj_t,
+              CASE WHEN aj_o IS NOT NULL THEN 'complete'
+                   WHEN tracked AND $horizon >= 0 AND start_ts + to_seconds($horizon) <= data_end THEN 'partial'
+                   ELSE 'unobserved' END AS status
+       FROM b""",
+)
+_PROGRESS_SQL = "SELECT journey_id, known_outcome, known_end_ts FROM journey_progress WHERE journey = {journey}"
+_NO_PROGRESS_SQL = "SELECT NULL::VARCHAR AS journey_id, NULL::VARCHAR AS known_outcome, NULL::TIMESTAMP AS known_end_ts LIMIT 0"
 
 # scopes come out ordered by their descriptors
 _SCOPES_SQL = """
@@ -292,6 +321,9 @@ _SPREAD_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_trans AS
        SELECT cs.sid, c.prev, c.state, c.next, c.heldout, sum(c.c)::BIGINT AS c
        FROM _jg_ctrans c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    """CREATE OR REPLACE TEMP TABLE _jg_rtrans AS
+       WITH c AS (SELECT cls, state, next, c FROM _jg_ctrans UNION ALL SELECT cls, state, next, c FROM _jg_ptrans)
+       SELECT cs.sid, c.state, c.next, sum(c.c)::BIGINT AS c FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     """CREATE OR REPLACE TEMP TABLE _jg_creach AS SELECT * FROM _jg_creach_arrow""",
     """CREATE OR REPLACE TEMP TABLE _jg_jour AS
        SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome, epoch(j.end_ts - j.start_ts) AS duration_s,
@@ -308,6 +340,9 @@ _QUERIES = {
                     FROM _jg_jour j JOIN (SELECT journey_id, cls FROM _jg_jclass) c USING (journey_id)
                     JOIN _jg_csid cs USING (cls) GROUP BY cs.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
+    "resolved": """SELECT sid, state, next, c FROM _jg_rtrans""",
+    "observation": """WITH per AS (SELECT cls, status, count(*) AS n FROM _jg_jclass GROUP BY ALL)
+                      SELECT cs.sid, per.status, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     "reach": """SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
                 FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
 }
@@ -360,7 +395,8 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             ends = _ends(con, journey_cfg.name, data_end)
             rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
+        con.execute("DROP VIEW IF EXISTS _jg_progress")
+        for table in ("_jg_observed", "_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
                       "_jg_creach", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows)
@@ -372,10 +408,13 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
     """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
     with _stage("classes"):
+        _observed(con, jc, params)
         for sql in _CLASSES_SQL:
             con.execute(sql, _bind(sql, params))
     with _stage("steps"):
-        _spread(con, step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"]), params)
+        counts = step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"])
+        partial = step_counts.count_partial_steps(con, jc.name, "_jg_jclass", params["horizon"] if params["horizon"] >= 0 else None)
+        _spread(con, counts, partial, params)
     rows = {}
     exact_actors = con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0
     for name, sql in _QUERIES.items():
@@ -386,7 +425,39 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
         tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
+    with _stage("incidence"):
+        rows["incidence"] = _incidence_by_scope(con, jc)
     return rows, tops, checks
+
+
+def _observed(con: Any, jc: JourneyConfig, params: dict[str, Any]) -> None:
+    """_jg_progress (engine.journeys' journey_progress, or nothing on tables built without it) and _jg_observed."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    journey = "'" + jc.name.replace("'", "''") + "'"
+    progress = _PROGRESS_SQL.format(journey=journey) if "journey_progress" in tables else _NO_PROGRESS_SQL
+    for sql in _OBSERVED_SQL:
+        sql = sql.format(progress=progress) if "{progress}" in sql else sql
+        con.execute(sql, _bind(sql, params))
+
+
+def _incidence_by_scope(con: Any, jc: JourneyConfig) -> dict[int, dict[str, Any]]:
+    """Aalen–Johansen P(outcome within the window) per scope: one numpy estimate per scope over its classes' rows."""
+    rows = con.sql("""SELECT cls, aj_t, aj_o, count(*)::DOUBLE AS n FROM _jg_jclass GROUP BY ALL
+                      ORDER BY cls, aj_t, aj_o NULLS FIRST""").fetchnumpy()
+    members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
+    names = sorted(set(jc.outcome_names) | {str(o) for o in rows["aj_o"] if o is not None})
+    code = {name: i for i, name in enumerate(names)}
+    cause = np.array([-1 if o is None else code[str(o)] for o in rows["aj_o"]], dtype=np.int64)
+    cls = np.asarray(rows["cls"], dtype=np.int64)
+    times, weights = np.asarray(rows["aj_t"], dtype=float), np.asarray(rows["n"], dtype=float)
+    out = {}
+    for sid, classes in members:
+        lo, hi = np.searchsorted(cls, classes, side="left"), np.searchsorted(cls, classes, side="right")
+        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
+        inc = incidence.cumulative_incidence(times[take], cause[take], len(names), float(jc.window_s), weights[take])
+        out[sid] = {name: {"estimate": r6(inc.estimate[i]), "lower": r6(inc.lower[i]), "upper": r6(inc.upper[i]),
+                           "se": r6(inc.se()[i]), "events": int(inc.events[i])} for i, name in enumerate(names)}
+    return out
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -394,9 +465,10 @@ def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if f"${name}" in sql}
 
 
-def _spread(con: Any, counts: step_counts.StepCounts, params: dict[str, Any]) -> None:
-    """The per-class counts as the temp tables the scope queries read."""
-    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": counts.paths}
+def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, params: dict[str, Any]) -> None:
+    """The per-class counts as the temp tables the scope queries read (`partial`: open journeys' resolved steps)."""
+    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": counts.paths,
+              "_jg_ptrans": partial}
     for name, table in tables.items():
         con.register(name, in_batches(table))
     try:
@@ -422,12 +494,26 @@ def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
         "rel_at": [datetime.strptime(r.at, "%Y-%m-%dT%H:%M:%SZ") for r in releases],
         "rw": cfg.snapshots.release_window_s or cfg.snapshots.period_s,
         "dropoff": journey_cfg.dropoff_outcome, "collapse": bool(journey_cfg.collapse_self_loops),
+        "horizon": _horizon(journey_cfg),
     }
+
+
+def _horizon(journey_cfg: JourneyConfig) -> int:
+    """Seconds after entering a state by which its step is resolved in an open journey; -1: only at window end.
+
+    That is `inactive_for` (a gap that long ends the journey), unless self-loops are collapsed: a collapsed
+    repeat keeps the state open without a visible step, so the step out of it may resolve much later.
+    """
+    gap = journeys.journey_inactive_for(journey_cfg)
+    if gap is None or journey_cfg.collapse_self_loops or gap >= journey_cfg.window_s:
+        return -1
+    return int(gap)
 
 
 def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
     """Index the grouped rows by scope id."""
-    out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {}}
+    out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {},
+                                      "resolved": {}, "observation": {}, "incidence": rows["incidence"]}
     for sid, journeys, censored, actors in rows["totals"]:
         out["totals"][sid] = (journeys, censored, actors)
     for sid, med_s, med_len in rows["durations"]:
@@ -436,6 +522,10 @@ def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
         out["outcomes"].setdefault(sid, {})[outcome] = n
     for sid, src, dst, n in rows["transitions"]:
         out["transitions"].setdefault(sid, []).append((src, dst, n))
+    for sid, src, dst, n in rows["resolved"]:
+        out["resolved"].setdefault(sid, []).append((src, dst, n))
+    for sid, status, n in rows["observation"]:
+        out["observation"].setdefault(sid, {})[status] = n
     for row in rows["reach"]:
         out["reach"].setdefault(row[0], []).append(row[1:])
     return out
@@ -487,6 +577,31 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         "paths": tops.get(sid, paths.empty_paths(completed)),
         "model_check": checks.get(sid, modelcheck.empty_check()),
         "collapse_self_loops": bool(jc.collapse_self_loops),
+        **_estimates(sid, g, jc),
         **base,
     }
     return payload
+
+
+ESTIMATORS = {
+    "outcome_counts": "completed_only: journeys whose whole window lies inside the data",
+    "transitions": "completed_only: every step of the completed journeys",
+    "reach_counts": "completed_only", "paths": "completed_only", "durations": "completed_only",
+    "resolved_transitions": ("resolved_steps: steps of completed journeys, plus steps of open journeys entered at "
+                             "least the drop-off horizon before the data end (destination-independent inclusion)"),
+    "outcome_probabilities": ("aalen_johansen: P(outcome within the window | start), competing risks; open "
+                              "journeys censored at data end - start; 95 % delta-method interval on the log(-log) scale"),
+}
+
+
+def _estimates(sid: int, g: dict[str, dict[int, Any]], jc: JourneyConfig) -> dict[str, Any]:
+    """The estimates that use journeys still in progress, how many journeys were in which state, and the estimators."""
+    seen = g["observation"].get(sid, {})
+    horizon = _horizon(jc)
+    return {
+        "observation": {k: int(seen.get(k, 0)) for k in ("complete", "partial", "unobserved")},
+        "resolution_horizon_s": horizon if horizon >= 0 else int(jc.window_s),
+        "resolved_transitions": [{"from": a, "to": b, "count": n} for a, b, n in sorted(g["resolved"].get(sid, []))],
+        "outcome_probabilities": g["incidence"].get(sid, {}),
+        "estimators": ESTIMATORS,
+    }
