@@ -443,7 +443,9 @@ def _observed(con: Any, jc: JourneyConfig, params: dict[str, Any]) -> None:
 def _incidence_by_scope(con: Any, jc: JourneyConfig) -> dict[int, dict[str, Any]]:
     """Aalen–Johansen P(outcome within the window) per scope: one numpy estimate per scope over its classes' rows."""
     rows = con.sql("""SELECT cls, aj_t, aj_o, count(*)::DOUBLE AS n FROM _jg_jclass GROUP BY ALL
-                      ORDER BY cls, aj_t, aj_o NULLS FIRST""").fetchnumpy()
+                      ORDER BY cls, aj_t, aj_o NULLS FIRST""").to_arrow_table()
+    rows = {"cls": rows.column("cls").to_numpy(), "aj_t": rows.column("aj_t").to_numpy(),
+            "n": rows.column("n").to_numpy(), "aj_o": rows.column("aj_o").to_pylist()}
     members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
     names = sorted(set(jc.outcome_names) | {str(o) for o in rows["aj_o"] if o is not None})
     code = {name: i for i, name in enumerate(names)}
