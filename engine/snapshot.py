@@ -603,6 +603,7 @@ def _estimates(sid: int, g: dict[str, dict[int, Any]], jc: JourneyConfig) -> dic
     return {
         "observation": {k: int(seen.get(k, 0)) for k in ("complete", "partial", "unobserved")},
         "resolution_horizon_s": horizon if horizon >= 0 else int(jc.window_s),
+        "journey_window_s": int(jc.window_s),
         "resolved_transitions": [{"from": a, "to": b, "count": n} for a, b, n in sorted(g["resolved"].get(sid, []))],
         "outcome_probabilities": g["incidence"].get(sid, {}),
         "estimators": ESTIMATORS,
