@@ -100,7 +100,7 @@ class Regression:
                 return []
             cell = (b.outcome_count(conv), b.completed, a.outcome_count(conv), a.completed)
             return self._test(ctx, comp, f"outcome:{conv}", cell, (1.0, 1.0, False), None)
-        (f1, v1, n1), (f2, v2, n2) = _incidence(b, conv), _incidence(a, conv)
+        (f1, v1, n1), (f2, v2, n2) = incidence_of(b, conv), incidence_of(a, conv)
         if n1 < floor or n2 < floor:
             return []
         z, p = incidence.two_sample_z(f1, v1, f2, v2)
@@ -129,8 +129,7 @@ class Regression:
             "relative_change": relative, "z": z, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "attribution": comp.attribution, "releases": list(comp.releases),
             "before_snapshot": comp.before.snapshot_id, "estimator": estimator,
-            "detectable_change": _mde(p_before, n1, n2), "detectable_change_alpha": FDR_Q,
-            "power": power.power_of(p_before, n1, p_after, n2, FDR_Q), "power_target": power.POWER,
+            **power_evidence(p_before, n1, p_after, n2),
         }
         if comp.attribution == "release":
             predicate, obj = "regressed_after", f"release:{comp.releases[0]}"
@@ -227,7 +226,13 @@ def _edge_estimator(comp: Comparison) -> str:
     return "completed_only" if both_mature else "resolved_steps"
 
 
-def _incidence(view: SnapView, outcome: str) -> tuple[float, float, int]:
+def power_evidence(p_before: float, n1: int, p_after: float, n2: int) -> dict[str, Any]:
+    """The test's power, stated on every finding: detectable change at 80 % power, and power at the observed change."""
+    return {"detectable_change": _mde(p_before, n1, n2), "detectable_change_alpha": FDR_Q,
+            "power": power.power_of(p_before, n1, p_after, n2, FDR_Q), "power_target": power.POWER}
+
+
+def incidence_of(view: SnapView, outcome: str) -> tuple[float, float, int]:
     """(estimate, variance, journeys) of P(outcome within the window) from the snapshot's Aalen–Johansen numbers."""
     est = view.payload.get("outcome_probabilities", {}).get(outcome)
     seen = view.payload.get("observation") or {}

@@ -22,13 +22,9 @@ def _instant(row: dict[str, Any]) -> np.datetime64:
     return np.datetime64(ts[:-6], "s") - sign * np.timedelta64(int(ts[-5:-3]) * 3600 + int(ts[-2:]) * 60, "s")
 
 
-def release_stream(params: DemoParams, where: Path, days_after: float, *, inactive_for: str = "3d",
-                   window: str = "30d", extra_releases: tuple[dict[str, str], ...] = ()) -> tuple[list[Any], Config]:
-    """Snapshots of the demo stream with every event later than `days_after` days after the release dropped."""
-    from engine import ingest, journeys, normalize, states
-    from engine.pipeline import _build_snapshots
-    from engine.workspace import Workspace
-
+def write_stream(params: DemoParams, where: Path, days_after: float, *, inactive_for: str = "3d",
+                 window: str = "30d", extra_releases: tuple[dict[str, str], ...] = ()) -> Path:
+    """Write the demo stream cut `days_after` days after the release, and its config; the config's path."""
     where.mkdir(parents=True, exist_ok=True)
     end = np.datetime64(params.release_at.rstrip("Z"), "s") + np.timedelta64(int(days_after * 86400), "s")
     rows = [r for r in generate(params) if _instant(r) <= end]
@@ -39,7 +35,16 @@ def release_stream(params: DemoParams, where: Path, days_after: float, *, inacti
     raw["journeys"]["activation"]["window"] = window
     raw["releases"] = [{"name": params.release_name, "at": params.release_at}, *extra_releases]
     (where / "config.yaml").write_text(yaml.safe_dump(raw))
-    cfg = load_config(where / "config.yaml")
+    return where / "config.yaml"
+
+
+def release_stream(params: DemoParams, where: Path, days_after: float, **options: Any) -> tuple[list[Any], Config]:
+    """Snapshots of the demo stream with every event later than `days_after` days after the release dropped."""
+    from engine import ingest, journeys, normalize, states
+    from engine.pipeline import _build_snapshots
+    from engine.workspace import Workspace
+
+    cfg = load_config(write_stream(params, where, days_after, **options))
     ws = Workspace.open(where / "ws")
     try:
         ingest.load(ws.con, str(where / "events.jsonl"), cfg, "test")

@@ -78,3 +78,26 @@ def test_power_map_states_what_was_decidable(stream):
     broken = [r for r in rows if r["comparison"] == "release:v2.3" and r["edge"] == BROKEN][0]
     assert (broken["status"] == "regression reported") == (kind == "planted")
     assert any(r["status"].startswith(TOO_EARLY) for r in rows)  # rare edges: n too small to tell
+
+
+def test_early_regression_facts_recompute_from_the_raw_tables(tmp_path):
+    """Traceability holds for resolved-step and incidence evidence: every number of every fact recomputes."""
+    from engine.pipeline import run, workspace_config
+    from engine.workspace import Workspace
+    from narrator.recompute import recompute_all
+    from ontology.store import open_store
+    from tests.detectors.release_streams import write_stream
+
+    config = write_stream(_params(False), tmp_path, 7, extra_releases=NOOP)
+    run(str(tmp_path / "events.jsonl"), str(config), str(tmp_path / "run"), quiet=True)
+    ws = Workspace.open(tmp_path / "run", create=False)
+    cfg = workspace_config(ws)
+    store = open_store(cfg.store.backend, cfg.store, ws.path)
+    try:
+        facts = [f for f in store.facts() if f.predicate == "regressed_after"]
+        assert {f.evidence.get("estimator") for f in facts} >= {"resolved_steps"}
+        summary = recompute_all(facts, con=ws.con, cfg=cfg)
+        assert summary["failures"] == [] and summary["facts_ok"] == len(facts) > 0
+    finally:
+        store.close()
+        ws.close()
