@@ -14,11 +14,14 @@ time, periods are aligned to Monday 1970-01-05 00:00 UTC (a 7d period is an ISO
 week, 1d a calendar day), so a period's id never shifts as data is appended.
 A period or release scope is `mature` when window end + journey window ≤
 the tenant's data end (its last event: the rule engine.journeys censors by);
-`all` and `segment` scopes span [first journey start, data end], cover the
-mature cohort of all data by construction and are always `mature`. Censored journeys count in `journeys`
-and `censored` only; every other number is over completed journeys.
-Scopes without a single completed journey are still built (their chain is the
-start state alone, which drops off), so a period's snapshot always exists.
+`all` and `segment` scopes span [first journey start, data end] and are always
+`mature`. Censored journeys count in `journeys` and `censored`; the
+completed-only numbers (outcome_counts, transitions, reach, paths, durations)
+are over completed journeys. The in-progress estimates (engine.snapshot_progress:
+`resolved_transitions`, Aalen–Johansen `outcome_probabilities`, `observation`)
+use every journey for as long as it was observed; `estimators` names which
+estimator made each number. Scopes without a single completed journey are
+still built, so a period's snapshot always exists.
 """
 
 from __future__ import annotations
@@ -33,9 +36,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-import numpy as np
-
-from engine import incidence, journeys, modelcheck, paths, step_counts
+from engine import modelcheck, paths, step_counts
+from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
@@ -197,6 +199,7 @@ class Snapshot:
             "states": [self._state_json(s) for s in m.states],
             "transitions": [{"from": t["from"], "to": t["to"], "count": t["count"],
                              "probability": r6(m.probability(t["from"], t["to"]))} for t in p["transitions"]],
+            **progress.in_progress_json(self.payload),
             "removal_effect_definitions": {
                 "removal_effect": "paper: absolute, edges into and out of the state deleted, rows renormalised; B(start,o) - B'(start,o)",
                 "removal_effect_relative": "classic: mass into the state redirected to the drop-off outcome; (B - B')/B",
@@ -267,32 +270,6 @@ _CLASSES_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT DISTINCT cls, sid FROM _jg_cscopes""",
 )
 
-# What each journey contributes to the outcome-probability estimate (engine.incidence): its end time and
-# outcome when known by the data end (completed journeys, and censored ones whose end is already decided:
-# engine.journeys' journey_progress), else censored at its follow-up (data end − start). status: complete
-# (outcome known), partial (open, its first step already resolved: engine.step_counts), unobserved (open,
-# nothing resolved yet; it still adds risk time to the outcome estimate).
-_OBSERVED_SQL = (
-    """CREATE OR REPLACE TEMP VIEW _jg_progress AS {progress}""",
-    """CREATE OR REPLACE TEMP TABLE _jg_observed AS
-       WITH b AS (
-         SELECT j.journey_id, j.start_ts, j.censored, e.data_end,
-                CASE WHEN NOT j.censored THEN j.end_ts WHEN p.known_end_ts <= e.data_end THEN p.known_end_ts END AS end_k,
-                CASE WHEN NOT j.censored THEN coalesce(j.outcome, $dropoff)
-                     WHEN p.known_end_ts <= e.data_end THEN p.known_outcome END AS aj_o,
-                p.journey_id IS NOT NULL AS tracked
-         FROM journeys j JOIN _jg_ends e ON e.tenant_id = coalesce(j.tenant_id, '')
-         LEFT JOIN _jg_progress p USING (journey_id) WHERE j.journey = $journey)
-       SELECT journey_id, aj_o,
-              greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS aj_t,
-              CASE WHEN aj_o IS NOT NULL THEN 'complete'
-                   WHEN tracked AND $horizon >= 0 AND start_ts + to_seconds($horizon) <= data_end THEN 'partial'
-                   ELSE 'unobserved' END AS status
-       FROM b""",
-)
-_PROGRESS_SQL = "SELECT journey_id, known_outcome, known_end_ts FROM journey_progress WHERE journey = {journey}"
-_NO_PROGRESS_SQL = "SELECT NULL::VARCHAR AS journey_id, NULL::VARCHAR AS known_outcome, NULL::TIMESTAMP AS known_end_ts LIMIT 0"
-
 # scopes come out ordered by their descriptors
 _SCOPES_SQL = """
 SELECT sid, any_value(tenant_id) AS tenant_id, any_value(scope) AS scope, any_value(seg_key) AS seg_key,
@@ -348,41 +325,6 @@ _QUERIES = {
 }
 
 
-# Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event (or, without
-# an events table, its last journey time); a caller-given data_end overrides it. The last journey time
-# needs every step, so it is computed only when some tenant has no events (never after a pipeline run).
-_ENDS_FROM_EVENTS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_ends AS
-SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, e.data_end) AS data_end
-FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant_id FROM journeys WHERE journey = $journey) j
-LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events GROUP BY ALL) e USING (tenant_id)
-"""
-_ENDS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_ends AS
-SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, {events}, j.last_ts) AS data_end
-FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.ts)) AS last_ts
-      FROM journeys jj LEFT JOIN journey_steps s ON s.journey = jj.journey AND s.journey_id = jj.journey_id
-      WHERE jj.journey = $journey GROUP BY ALL) j
-{events_join}
-"""
-
-
-def _ends(con: Any, journey: str, data_end: datetime | None) -> dict[str, datetime]:
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    has_events = "events" in tables
-    params = {"data_end": data_end, "journey": journey}
-    if has_events:
-        con.execute(_ENDS_FROM_EVENTS_SQL, params)
-        if not con.execute("SELECT count(*) FROM _jg_ends WHERE data_end IS NULL").fetchall()[0][0]:
-            return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
-    sql = _ENDS_SQL.format(
-        events="e.data_end" if has_events else "NULL",
-        events_join=("LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events "
-                     "GROUP BY ALL) e USING (tenant_id)") if has_events else "")
-    con.execute(sql, params)
-    return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
-
-
 def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_hash: str, engine_version: str,
                     *, data_end: datetime | None = None) -> list[Snapshot]:
     """Every snapshot of one journey (all tenants), ordered by (tenant, scope, segment, release, window).
@@ -392,7 +334,7 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     params = _params(cfg, journey_cfg)
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
-            ends = _ends(con, journey_cfg.name, data_end)
+            ends = progress.data_ends(con, journey_cfg.name, data_end)
             rows, tops, checks = _count(con, cfg, journey_cfg, params)
     finally:
         con.execute("DROP VIEW IF EXISTS _jg_progress")
@@ -408,7 +350,7 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
     """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
     with _stage("classes"):
-        _observed(con, jc, params)
+        progress.observed(con, jc, params)
         for sql in _CLASSES_SQL:
             con.execute(sql, _bind(sql, params))
     with _stage("steps"):
@@ -426,40 +368,8 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
-        rows["incidence"] = _incidence_by_scope(con, jc)
+        rows["incidence"] = progress.incidence_by_scope(con, jc)
     return rows, tops, checks
-
-
-def _observed(con: Any, jc: JourneyConfig, params: dict[str, Any]) -> None:
-    """_jg_progress (engine.journeys' journey_progress, or nothing on tables built without it) and _jg_observed."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    journey = "'" + jc.name.replace("'", "''") + "'"
-    progress = _PROGRESS_SQL.format(journey=journey) if "journey_progress" in tables else _NO_PROGRESS_SQL
-    for sql in _OBSERVED_SQL:
-        sql = sql.format(progress=progress) if "{progress}" in sql else sql
-        con.execute(sql, _bind(sql, params))
-
-
-def _incidence_by_scope(con: Any, jc: JourneyConfig) -> dict[int, dict[str, Any]]:
-    """Aalen–Johansen P(outcome within the window) per scope: one numpy estimate per scope over its classes' rows."""
-    rows = con.sql("""SELECT cls, aj_t, aj_o, count(*)::DOUBLE AS n FROM _jg_jclass GROUP BY ALL
-                      ORDER BY cls, aj_t, aj_o NULLS FIRST""").to_arrow_table()
-    rows = {"cls": rows.column("cls").to_numpy(), "aj_t": rows.column("aj_t").to_numpy(),
-            "n": rows.column("n").to_numpy(), "aj_o": rows.column("aj_o").to_pylist()}
-    members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
-    names = sorted(set(jc.outcome_names) | {str(o) for o in rows["aj_o"] if o is not None})
-    code = {name: i for i, name in enumerate(names)}
-    cause = np.array([-1 if o is None else code[str(o)] for o in rows["aj_o"]], dtype=np.int64)
-    cls = np.asarray(rows["cls"], dtype=np.int64)
-    times, weights = np.asarray(rows["aj_t"], dtype=float), np.asarray(rows["n"], dtype=float)
-    out = {}
-    for sid, classes in members:
-        lo, hi = np.searchsorted(cls, classes, side="left"), np.searchsorted(cls, classes, side="right")
-        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
-        inc = incidence.cumulative_incidence(times[take], cause[take], len(names), float(jc.window_s), weights[take])
-        out[sid] = {name: {"estimate": r6(inc.estimate[i]), "lower": r6(inc.lower[i]), "upper": r6(inc.upper[i]),
-                           "se": r6(inc.se()[i]), "events": int(inc.events[i])} for i, name in enumerate(names)}
-    return out
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -496,20 +406,8 @@ def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
         "rel_at": [datetime.strptime(r.at, "%Y-%m-%dT%H:%M:%SZ") for r in releases],
         "rw": cfg.snapshots.release_window_s or cfg.snapshots.period_s,
         "dropoff": journey_cfg.dropoff_outcome, "collapse": bool(journey_cfg.collapse_self_loops),
-        "horizon": _horizon(journey_cfg),
+        "horizon": progress.horizon(journey_cfg),
     }
-
-
-def _horizon(journey_cfg: JourneyConfig) -> int:
-    """Seconds after entering a state by which its step is resolved in an open journey; -1: only at window end.
-
-    That is `inactive_for` (a gap that long ends the journey), unless self-loops are collapsed: a collapsed
-    repeat keeps the state open without a visible step, so the step out of it may resolve much later.
-    """
-    gap = journeys.journey_inactive_for(journey_cfg)
-    if gap is None or journey_cfg.collapse_self_loops or gap >= journey_cfg.window_s:
-        return -1
-    return int(gap)
 
 
 def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
@@ -579,32 +477,8 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         "paths": tops.get(sid, paths.empty_paths(completed)),
         "model_check": checks.get(sid, modelcheck.empty_check()),
         "collapse_self_loops": bool(jc.collapse_self_loops),
-        **_estimates(sid, g, jc),
+        **progress.estimates(g, sid, jc),
         **base,
     }
     return payload
 
-
-ESTIMATORS = {
-    "outcome_counts": "completed_only: journeys whose whole window lies inside the data",
-    "transitions": "completed_only: every step of the completed journeys",
-    "reach_counts": "completed_only", "paths": "completed_only", "durations": "completed_only",
-    "resolved_transitions": ("resolved_steps: steps of completed journeys, plus steps of open journeys entered at "
-                             "least the drop-off horizon before the data end (destination-independent inclusion)"),
-    "outcome_probabilities": ("aalen_johansen: P(outcome within the window | start), competing risks; open "
-                              "journeys censored at data end - start; 95 % delta-method interval on the log(-log) scale"),
-}
-
-
-def _estimates(sid: int, g: dict[str, dict[int, Any]], jc: JourneyConfig) -> dict[str, Any]:
-    """The estimates that use journeys still in progress, how many journeys were in which state, and the estimators."""
-    seen = g["observation"].get(sid, {})
-    horizon = _horizon(jc)
-    return {
-        "observation": {k: int(seen.get(k, 0)) for k in ("complete", "partial", "unobserved")},
-        "resolution_horizon_s": horizon if horizon >= 0 else int(jc.window_s),
-        "journey_window_s": int(jc.window_s),
-        "resolved_transitions": [{"from": a, "to": b, "count": n} for a, b, n in sorted(g["resolved"].get(sid, []))],
-        "outcome_probabilities": g["incidence"].get(sid, {}),
-        "estimators": ESTIMATORS,
-    }

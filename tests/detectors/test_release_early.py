@@ -21,7 +21,7 @@ BROKEN = "edge:import_data->invite_teammate"
 
 
 def _params(null: bool) -> DemoParams:
-    base = dict(n_users=8000, days=57, release_day=50)
+    base = {"n_users": 8000, "days": 57, "release_day": 50}
     return DemoParams.null(**base) if null else DemoParams(**base)
 
 
@@ -34,7 +34,7 @@ def stream(request, tmp_path_factory):
 
 def test_release_scopes_are_immature_but_estimated(stream):
     _, snaps, _, _ = stream
-    after = [s for s in snaps if s.scope == "release_after" and s.release == "v2.3"][0].payload
+    after = next(s for s in snaps if s.scope == "release_after" and s.release == "v2.3").payload
     assert not after["mature"] and after["completed"] == 0
     seen = after["observation"]
     assert seen["complete"] > 0 and seen["partial"] + seen["unobserved"] > 0
@@ -75,7 +75,7 @@ def test_power_map_states_what_was_decidable(stream):
     assert {r["comparison"] for r in rows} >= {"release:v2.3", "release:v2.2"}
     assert any(r["comparison"].startswith("period:") for r in rows)
     assert all(r["detectable_change"] is None or 0 < r["detectable_change"] <= 1 for r in rows)
-    broken = [r for r in rows if r["comparison"] == "release:v2.3" and r["edge"] == BROKEN][0]
+    broken = next(r for r in rows if r["comparison"] == "release:v2.3" and r["edge"] == BROKEN)
     assert (broken["status"] == "regression reported") == (kind == "planted")
     assert any(r["status"].startswith(TOO_EARLY) for r in rows)  # rare edges: n too small to tell
 

@@ -50,7 +50,7 @@ def bpi30(tmp_path_factory):
     run_pipeline(con, source, cfg)
     from engine.pipeline import _build_snapshots
 
-    snap = [s for s in _build_snapshots(con, cfg) if s.scope == "all"][0]
+    snap = next(s for s in _build_snapshots(con, cfg) if s.scope == "all")
     yield con, snap
     con.close()
 

@@ -14,7 +14,7 @@ KEYS = ("resolved_transitions", "observation", "outcome_probabilities")
 @pytest.fixture(scope="module")
 def young(tmp_path_factory):
     where = tmp_path_factory.mktemp("young")
-    snaps, cfg = release_stream(DemoParams(n_users=1500), where, 9, inactive_for="3d", window="30d")
+    snaps, _ = release_stream(DemoParams(n_users=1500), where, 9, inactive_for="3d", window="30d")
     return where, snaps
 
 
@@ -50,7 +50,7 @@ def test_every_scope_recounts_exactly(young):
 def test_open_journeys_add_resolved_steps(young):
     _, snaps = young
     latest = max((s for s in snaps if s.scope == "period"), key=lambda s: s.window[0]).payload
-    all_scope = [s for s in snaps if s.scope == "all"][0].payload
+    all_scope = next(s for s in snaps if s.scope == "all").payload
     resolved = sum(t["count"] for t in all_scope["resolved_transitions"])
     completed = sum(t["count"] for t in all_scope["transitions"])
     assert all_scope["observation"]["partial"] > 0 and resolved > completed
