@@ -67,7 +67,7 @@ def outcome_replicate(p: Pattern, n: int, span: float, rng: np.random.Generator)
     out = {"old": _wald(cause[mature] == 0), "naive": _wald(cause[known] == 0)}
     inc = cumulative_incidence(np.where(known, end, follow), np.where(known, cause, -1), 2, WINDOW)
     out["aalen_johansen"] = (float(inc.estimate[0]), float(inc.lower[0]), float(inc.upper[0]))
-    out["n_old"], out["n_aj"] = (int(mature.sum()),) * 3, (n,) * 3
+    out["n_old"], out["n_naive"], out["n_aj"] = (int(mature.sum()),) * 3, (int(known.sum()),) * 3, (n,) * 3
     return out
 
 
@@ -108,5 +108,6 @@ def outcome_study(p: Pattern, reps: int, n: int, span: float, seed: int) -> dict
         lo, hi = np.array([r[name][1] for r in runs]), np.array([r[name][2] for r in runs])
         out[name] = {"bias": float(np.nanmean(est) - target), "rmse": float(np.sqrt(np.nanmean((est - target) ** 2))),
                      "coverage": float(np.nanmean((lo <= target) & (target <= hi)))}
-    out["n"] = {"old": float(np.mean([r["n_old"][0] for r in runs])), "aalen_johansen": float(n)}
+    out["n"] = {"old": float(np.mean([r["n_old"][0] for r in runs])),
+                "naive": float(np.mean([r["n_naive"][0] for r in runs])), "aalen_johansen": float(n)}
     return out
