@@ -297,3 +297,26 @@ def _power_comparisons(views: Sequence[SnapView], releases: Sequence[Any]) -> li
         before, after = periods[-2], periods[-1]
         out.append((f"period:{after.window[0]}", _comparison(before, after, ())))
     return out
+
+
+def power_map_for(snapshots: Sequence[Any], cfg: Any, findings: Sequence[Finding] = ()) -> list[dict[str, Any]]:
+    """`power_map` of every (tenant, journey) with the run's settings, for the feed footer, the API and the page.
+
+    α is `detectors.fdr_q` (BH's level: the per-test bar is between q/m and q, so the detectable change
+    shown is the optimistic end); the n floor is the regression's `min_n` and the privacy minimum group.
+    """
+    from detectors.registry import settings_for
+
+    alpha = float(dict(cfg.detectors).get("fdr_q", FDR_Q))
+    conf = settings_for(Regression, cfg.detector_settings("regression"))
+    floor = max(int(conf.min_n), int(cfg.privacy.min_group_size))
+    groups: dict[tuple[str, str], list[SnapView]] = {}
+    for snap in snapshots:
+        view = SnapView(snap)
+        groups.setdefault((str(view.payload.get("tenant_id") or ""), view.journey), []).append(view)
+    rows = []
+    for (tenant, journey), views in sorted(groups.items()):
+        reported = [f for f in findings if f.type == "regression" and f.journey == journey]
+        rows.extend({"tenant_id": tenant, "journey": journey, **row}
+                    for row in power_map(views, cfg.releases, alpha, floor, reported))
+    return rows

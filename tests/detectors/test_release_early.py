@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.regression import TOO_EARLY, power_map
+from detectors.regression import TOO_EARLY, power_map, power_map_for
 from detectors.runner import run_detectors
 from detectors.view import SnapView
 from fixtures.generate_demo import DemoParams
@@ -72,6 +72,8 @@ def test_power_map_states_what_was_decidable(stream):
     kind, snaps, cfg, run = stream
     rows = power_map([SnapView(s) for s in snaps], cfg.releases, 0.05, 50,
                      [f for f in run.findings if f.type == "regression"])
+    assert [{k: v for k, v in r.items() if k not in ("tenant_id", "journey")}
+            for r in power_map_for(snaps, cfg, run.findings)] == rows  # the run's settings: q 0.05, min_n 50
     assert {r["comparison"] for r in rows} >= {"release:v2.3", "release:v2.2"}
     assert any(r["comparison"].startswith("period:") for r in rows)
     assert all(r["detectable_change"] is None or 0 < r["detectable_change"] <= 1 for r in rows)

@@ -55,3 +55,10 @@ def test_open_journeys_add_resolved_steps(young):
     completed = sum(t["count"] for t in all_scope["transitions"])
     assert all_scope["observation"]["partial"] > 0 and resolved > completed
     assert latest["completed"] == 0 and sum(latest["observation"].values()) == latest["journeys"]
+
+
+def test_in_progress_estimates_are_byte_identical_across_runs(young, tmp_path):
+    _, snaps = young
+    again, _ = release_stream(DemoParams(n_users=1500), tmp_path, 9, inactive_for="3d", window="30d")
+    assert [s.payload_json for s in again] == [s.payload_json for s in snaps]
+    assert all("outcome_probabilities" in s.payload for s in again)
