@@ -170,12 +170,12 @@ def comparisons(views: Sequence[SnapView], releases: Sequence[Any]) -> list[Comp
     befores = {v.release: v for v in views if v.scope == "release_before" and _decidable(v) and not v.segment}
     for after in sorted((v for v in views if v.scope == "release_after" and _decidable(v) and not v.segment),
                         key=lambda v: (v.window[0], v.snapshot_id)):
-        before = befores.get(after.release)
-        if before is None:
+        baseline = befores.get(after.release)
+        if baseline is None:
             continue
-        inside = _releases_between(releases, before.window[0], after.window[1])
+        inside = _releases_between(releases, baseline.window[0], after.window[1])
         names = tuple(sorted(set(inside) | {str(after.release)}))
-        out.append(_comparison(before, after, names))
+        out.append(_comparison(baseline, after, names))
     return out
 
 
@@ -314,7 +314,7 @@ def power_map_for(snapshots: Sequence[Any], cfg: Any, findings: Sequence[Finding
     for snap in snapshots:
         view = SnapView(snap)
         groups.setdefault((str(view.payload.get("tenant_id") or ""), view.journey), []).append(view)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (tenant, journey), views in sorted(groups.items()):
         reported = [f for f in findings if f.type == "regression" and f.journey == journey]
         rows.extend({"tenant_id": tenant, "journey": journey, **row}

@@ -335,20 +335,21 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
             ends = progress.data_ends(con, journey_cfg.name, data_end)
-            rows, tops, checks = _count(con, cfg, journey_cfg, params)
+            rows, tops, checks, incidence = _count(con, cfg, journey_cfg, params)
     finally:
         con.execute("DROP VIEW IF EXISTS _jg_progress")
         for table in ("_jg_observed", "_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
                       "_jg_creach", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    by_sid = _group(rows)
+    by_sid = _group(rows, incidence)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
     return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, ends[scope[1]]))
             for scope in rows["scopes"]]
 
 
-def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
-    """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
+def _count(con: Any, cfg: Config, jc: JourneyConfig,
+           params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]]]:
+    """All counting SQL, and the outcome incidence per scope; each stage's time is logged at debug level."""
     with _stage("classes"):
         progress.observed(con, jc, params)
         for sql in _CLASSES_SQL:
@@ -368,8 +369,8 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> 
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
-        rows["incidence"] = progress.incidence_by_scope(con, jc)
-    return rows, tops, checks
+        incidence = progress.incidence_by_scope(con, jc)
+    return rows, tops, checks, incidence
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -410,10 +411,10 @@ def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
     }
 
 
-def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
-    """Index the grouped rows by scope id."""
+def _group(rows: dict[str, list[tuple]], incidence: dict[int, dict[str, Any]]) -> dict[str, dict[int, Any]]:
+    """Index the grouped rows (and the per-scope incidence) by scope id."""
     out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {},
-                                      "resolved": {}, "observation": {}, "incidence": rows["incidence"]}
+                                      "resolved": {}, "observation": {}, "incidence": incidence}
     for sid, journeys, censored, actors in rows["totals"]:
         out["totals"][sid] = (journeys, censored, actors)
     for sid, med_s, med_len in rows["durations"]:
