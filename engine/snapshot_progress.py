@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from engine import incidence, journeys
 from engine.config import JourneyConfig
@@ -69,16 +70,16 @@ def observed(con: Any, jc: JourneyConfig, params: dict[str, Any]) -> None:
 
 def incidence_by_scope(con: Any, jc: JourneyConfig) -> dict[int, dict[str, Any]]:
     """Aalen–Johansen P(outcome within the window) per scope: one numpy estimate per scope over its classes' rows."""
-    rows = con.sql("""SELECT cls, aj_t, aj_o, count(*)::DOUBLE AS n FROM _jg_jclass GROUP BY ALL
-                      ORDER BY cls, aj_t, aj_o NULLS FIRST""").to_arrow_table()
-    rows = {"cls": rows.column("cls").to_numpy(), "aj_t": rows.column("aj_t").to_numpy(),
-            "n": rows.column("n").to_numpy(), "aj_o": rows.column("aj_o").to_pylist()}
+    table = con.sql("""SELECT cls, aj_t, aj_o, count(*)::DOUBLE AS n FROM _jg_jclass GROUP BY ALL
+                       ORDER BY cls, aj_t, aj_o NULLS FIRST""").to_arrow_table()
     members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
-    names = sorted(set(jc.outcome_names) | {str(o) for o in rows["aj_o"] if o is not None})
-    code = {name: i for i, name in enumerate(names)}
-    cause = np.array([-1 if o is None else code[str(o)] for o in rows["aj_o"]], dtype=np.int64)
-    cls = np.asarray(rows["cls"], dtype=np.int64)
-    times, weights = np.asarray(rows["aj_t"], dtype=float), np.asarray(rows["n"], dtype=float)
+    encoded = pc.dictionary_encode(table.column("aj_o").combine_chunks())
+    present = [str(o) for o in encoded.dictionary.to_pylist()]
+    names = sorted(set(jc.outcome_names) | set(present))
+    lookup = np.array([names.index(o) for o in present] + [-1], dtype=np.int64)  # index -1 (NULL) -> censored
+    cause = lookup[encoded.indices.fill_null(-1).to_numpy().astype(np.int64)]
+    cls = table.column("cls").to_numpy().astype(np.int64)
+    times, weights = table.column("aj_t").to_numpy().astype(float), table.column("n").to_numpy().astype(float)
     out = {}
     for sid, classes in members:
         lo, hi = np.searchsorted(cls, classes, side="left"), np.searchsorted(cls, classes, side="right")
