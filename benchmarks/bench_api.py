@@ -61,10 +61,10 @@ def main() -> None:
     ap.add_argument("--path", default="/api/feed")
     args = ap.parse_args()
     if not Path(args.workspace, "journeygraph.duckdb").exists():
-        subprocess.run([sys.executable, "-m", "engine.cli", "demo", "-w", args.workspace], check=True,
+        subprocess.run([sys.executable, "-m", "engine.app.cli", "demo", "-w", args.workspace], check=True,
                        stdout=subprocess.DEVNULL)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "-w", args.workspace, "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "engine.app.cli", "serve", "-w", args.workspace, "--port", str(port)],
                               stdout=subprocess.DEVNULL)
     try:
         wait_ready(port)

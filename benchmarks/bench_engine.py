@@ -77,8 +77,9 @@ def baseline(path: Path, start: str, outcome_event: str) -> dict[str, Any]:
 
 
 def stages(path: Path, config: Path) -> dict[str, float]:
-    """Wall seconds per pipeline stage, in process (uses engine.pipeline internals; runs in a child)."""
-    from engine import ingest, journeys, normalize, pipeline, states
+    """Wall seconds per pipeline stage, in process (uses engine.app.pipeline internals; runs in a child)."""
+    from engine import ingest, journeys, normalize, states
+    from engine.app import pipeline
     from engine.config import load_config
     from engine.workspace import Workspace
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import StoreConfig
+from ontology.store import StoreConfig
 from ontology.model import Fact
 from ontology.neo4j_store import Neo4jStore
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ontology.errors import ConfigError
+from ontology.plugins import PluginRegistry
 
 BUILTIN_MODULES = (
     "detectors.activation_driver",
@@ -97,11 +99,18 @@ def register(cls: type) -> type:
 
 
 def default_registry() -> Registry:
-    """The default registry with every built-in detector imported."""
+    """The default registry: every built-in detector, then those installed as entry points.
+
+    An extension names its detector class in the `journeygraph.detectors` entry-point group
+    (ontology.plugins); it may use `@register` itself or leave registering to this function."""
     global _loaded
     if not _loaded:
         for module in BUILTIN_MODULES:
             importlib.import_module(module)
+        for plugin in PluginRegistry("detector", ()).plugins().values():
+            cls = plugin.load()
+            if not (isinstance(cls, type) and DEFAULT._by_name.get(getattr(cls, "name", None)) is cls):
+                DEFAULT.register(cls)
         _loaded = True
     return DEFAULT
 

@@ -76,6 +76,12 @@ class SnapView:
     def dropoff(self) -> str:
         return str(self.payload["dropoff_outcome"])
 
+    @property
+    def outcomes(self) -> list[str]:
+        """Every outcome of the journey (the conversion, explicit failures, the drop-off one), sorted."""
+        named = set(self.payload.get("outcomes") or []) | set(self.payload.get("outcome_counts") or {})
+        return sorted(named | {self.conversion, self.dropoff})
+
     def outcome_count(self, outcome: str) -> int:
         return int(self.payload.get("outcome_counts", {}).get(outcome, 0))
 

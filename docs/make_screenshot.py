@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--workspace", default=".journeygraph-demo")
     args = ap.parse_args()
     if not (Path(args.workspace) / "journeygraph.duckdb").exists():
-        from engine.pipeline import run_demo
+        from engine.app.pipeline import run_demo
 
         run_demo(args.workspace, quiet=True)
     from playwright.sync_api import sync_playwright

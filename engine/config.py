@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC
 from importlib import resources
 from pathlib import Path
@@ -22,6 +22,7 @@ import yaml
 
 from engine.durations import parse_duration
 from ontology.errors import ConfigError
+from ontology.store import StoreConfig
 
 DEFAULT_DETECTORS: dict[str, dict[str, Any]] = {}  # filled by detectors' documented defaults at run time
 
@@ -121,15 +122,6 @@ class NarratorConfig:
     timeout_s: float = 60.0
     max_attempts: int = 3
     max_tokens: int = 1500
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    backend: str = "embedded"
-    uri: str | None = None
-    user: str | None = None
-    password: str | None = None
-    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -321,7 +313,7 @@ def from_dict(raw: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
 
 
 def _utc(text: str, path: str) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -350,8 +342,28 @@ def _check_rules(cfg: Config) -> None:
             rules.check_column(segment.column, where=f"segments.{segment.key}.column")
 
 
+def from_saved(saved: Mapping[str, Any], base_dir: str = ".") -> Config:
+    """The config a run saved beside its workspace (config.json), journeys it inferred included.
+
+    The shell saves {"raw": <journeygraph.yaml as parsed>, "base_dir": ..., "inferred_journeys": ...};
+    this is the one reader of that file, so every command sees the journeys the run used."""
+    raw = saved.get("raw", saved)
+    cfg = from_dict(raw, base_dir=str(saved.get("base_dir", base_dir)))
+    inferred = saved.get("inferred_journeys")
+    if inferred:
+        journeys = tuple(JourneyConfig(**{**j, "outcomes": tuple(Outcome(**o) for o in j["outcomes"])})
+                         for j in inferred)
+        cfg = replace(cfg, journeys=journeys)
+    return cfg
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a journeygraph.yaml."""
+    return read_config(path)[0]
+
+
+def read_config(path: str | Path) -> tuple[Config, dict[str, Any]]:
+    """Read and validate a journeygraph.yaml once: the config and the mapping it was parsed from."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -365,4 +377,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (source, journeys, …)")
-    return from_dict(raw, base_dir=str(path.parent.resolve()))
+    return from_dict(raw, base_dir=str(path.parent.resolve())), raw

@@ -24,9 +24,9 @@ def enabled() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def bar(total: int | None = None, desc: str = "", unit: str = "it", **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr (disabled when `enabled()` is False); use as a context manager."""
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled(),
+def bar(total: int | None = None, desc: str = "", unit: str = "it", *, quiet: bool = False, **kwargs: Any) -> tqdm:
+    """A tqdm bar on stderr (off when `quiet` or `enabled()` is False); use as a context manager."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet or not enabled(),
                 leave=False, dynamic_ncols=True, **kwargs)
 
 

@@ -36,7 +36,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import modelcheck, paths, step_counts
+from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, step_counts
 from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
@@ -302,10 +302,16 @@ _SPREAD_SQL = (
        WITH c AS (SELECT cls, state, next, c FROM _jg_ctrans UNION ALL SELECT cls, state, next, c FROM _jg_ptrans)
        SELECT cs.sid, c.state, c.next, sum(c.c)::BIGINT AS c FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     """CREATE OR REPLACE TEMP TABLE _jg_creach AS SELECT * FROM _jg_creach_arrow""",
+    # a dropped journey's duration stops at its last step: its end_ts adds the inactivity timeout (or the window)
     """CREATE OR REPLACE TEMP TABLE _jg_jour AS
-       SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome, epoch(j.end_ts - j.start_ts) AS duration_s,
+       SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome,
+              epoch(CASE WHEN coalesce(j.outcome, $dropoff) = $dropoff THEN l.last_ts ELSE j.end_ts END - j.start_ts) AS duration_s,
               p.length, p.path
-       FROM journeys j JOIN _jg_paths p USING (journey_id) WHERE j.journey = $journey AND NOT j.censored""",
+       FROM journeys j JOIN _jg_paths p USING (journey_id)
+       LEFT JOIN (SELECT s.journey_id, max(s.ts) AS last_ts FROM journey_steps s SEMI JOIN journeys d
+                  ON d.journey = s.journey AND d.journey_id = s.journey_id AND NOT d.censored AND d.outcome = $dropoff
+                  WHERE s.journey = $journey GROUP BY ALL) l USING (journey_id)
+       WHERE j.journey = $journey AND NOT j.censored""",
 )
 
 _QUERIES = {
@@ -313,7 +319,9 @@ _QUERIES = {
     "totals": _TOTALS_SQL,
     "outcomes": """WITH per AS (SELECT cls, outcome, count(*) AS n FROM _jg_jclass WHERE NOT censored GROUP BY ALL)
                    SELECT cs.sid, per.outcome, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
-    "durations": """SELECT cs.sid, median(j.duration_s), median(j.length)
+    "durations": """SELECT cs.sid, median(j.duration_s), median(j.length),
+                           median(j.duration_s) FILTER (j.outcome = $conversion), median(j.length) FILTER (j.outcome = $conversion),
+                           median(j.duration_s) FILTER (j.outcome <> $conversion), median(j.length) FILTER (j.outcome <> $conversion)
                     FROM _jg_jour j JOIN (SELECT journey_id, cls FROM _jg_jclass) c USING (journey_id)
                     JOIN _jg_csid cs USING (cls) GROUP BY cs.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
@@ -322,6 +330,7 @@ _QUERIES = {
                       SELECT cs.sid, per.status, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     "reach": """SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
                 FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    "adjacent": outcome_adjacent.COUNTS_SQL,
 }
 
 
@@ -364,6 +373,8 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig,
         with _stage(name):
             sql = _TOTALS_EXACT_SQL if name == "totals" and exact_actors else sql
             rows[name] = con.execute(sql, _bind(sql, params)).fetchall()
+    with _stage("lifecycle_visits"):
+        rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
     with _stage("paths"):
         tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
@@ -407,18 +418,23 @@ def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
         "rel_at": [datetime.strptime(r.at, "%Y-%m-%dT%H:%M:%SZ") for r in releases],
         "rw": cfg.snapshots.release_window_s or cfg.snapshots.period_s,
         "dropoff": journey_cfg.dropoff_outcome, "collapse": bool(journey_cfg.collapse_self_loops),
-        "horizon": progress.horizon(journey_cfg),
+        "conversion": journey_cfg.conversion_outcome, "horizon": progress.horizon(journey_cfg),
     }
 
 
 def _group(rows: dict[str, list[tuple]], incidence: dict[int, dict[str, Any]]) -> dict[str, dict[int, Any]]:
     """Index the grouped rows (and the per-scope incidence) by scope id."""
     out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {},
-                                      "resolved": {}, "observation": {}, "incidence": incidence}
+                                      "adjacent": {}, "lifecycle": {}, "resolved": {}, "observation": {},
+                                      "incidence": incidence}
     for sid, journeys, censored, actors in rows["totals"]:
         out["totals"][sid] = (journeys, censored, actors)
-    for sid, med_s, med_len in rows["durations"]:
-        out["durations"][sid] = (med_s, med_len)
+    for sid, *medians in rows["durations"]:
+        out["durations"][sid] = tuple(medians)
+    for sid, *row in rows["lifecycle"]:
+        out["lifecycle"].setdefault(sid, []).append(tuple(row))
+    for sid, state, outcome, n in rows["adjacent"]:
+        out["adjacent"].setdefault(sid, {}).setdefault(state, {})[outcome] = int(n)
     for sid, outcome, n in rows["outcomes"]:
         out["outcomes"].setdefault(sid, {})[outcome] = n
     for sid, src, dst, n in rows["transitions"]:
@@ -460,7 +476,7 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
     outcome_counts = dict(sorted(g["outcomes"].get(sid, {}).items()))
     states = sorted({jc.start} | {t[0] for t in transitions})
     outcomes = sorted(set(jc.outcome_names) | set(outcome_counts) | {t[1] for t in transitions if t[1] not in states})
-    med_s, med_len = g["durations"].get(sid, (None, None))
+    med_s, med_len, conv_s, conv_len, loss_s, loss_len = g["durations"].get(sid, (None,) * 6)
     window = {"start": iso(w_start), "end": iso(w_end)}
     segment = {"key": seg_key, "value": seg_value} if scope == "segment" else None
     mature = scope in ("all", "segment") or (data_end - w_end).total_seconds() >= jc.window_s
@@ -474,12 +490,17 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         "censored": censored, "actors": actors, "outcome_counts": outcome_counts,
         "transitions": [{"from": a, "to": b, "count": n} for a, b, n in transitions],
         **_reach_maps(g["reach"].get(sid, [])),
-        "durations": {"median_s": r6(med_s), "median_length": r6(med_len)},
+        "durations": {"median_s": r6(med_s), "median_length": r6(med_len),
+                      "by_class": {"converted": {"median_s": r6(conv_s), "median_length": r6(conv_len)},
+                                   "lost": {"median_s": r6(loss_s), "median_length": r6(loss_len)}}},
+        "outcome_adjacent": outcome_adjacent.payload_block(g["adjacent"].get(sid, {})),
         "paths": tops.get(sid, paths.empty_paths(completed)),
         "model_check": checks.get(sid, modelcheck.empty_check()),
         "collapse_self_loops": bool(jc.collapse_self_loops),
         **progress.estimates(g, sid, jc),
         **base,
     }
+    if sid in g["lifecycle"]:
+        payload["lifecycle_visits"] = lifecycle_visits.payload_block(g["lifecycle"][sid])
     return payload
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.snapshot import Snapshot, iso
-from ontology.errors import EngineError, StoreError
+from ontology.errors import BadInput, NotFound, StoreError
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS snapshots(snapshot_id VARCHAR PRIMARY KEY, tenant_id VARCHAR, journey VARCHAR,
@@ -109,9 +109,9 @@ def load_snapshot(con: Any, snapshot_id: str) -> Snapshot:
     if exact:
         rows = exact
     if not rows:
-        raise EngineError(f"no snapshot {snapshot_id!r} in this workspace; list them with `journeygraph snapshots`")
+        raise NotFound(f"no snapshot {snapshot_id!r} in this workspace; list them with `journeygraph snapshots`")
     if len(rows) > 1:
-        raise EngineError(f"snapshot id prefix {snapshot_id!r} is ambiguous ({rows[0][0]}, {rows[1][0]}, …); "
+        raise BadInput(f"snapshot id prefix {snapshot_id!r} is ambiguous ({rows[0][0]}, {rows[1][0]}, …); "
                           "give more characters")
     return Snapshot(rows[0][1])
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import duckdb
 
-from ontology.errors import ConfigError, JourneyGraphError
+from engine.config import Config, from_saved
+from ontology.errors import Conflict, NotFound
 
 DEFAULT_WORKSPACE = ".journeygraph"
 # DuckDB refuses two threads attaching the same file at the same instant; the API serves
@@ -48,13 +49,13 @@ class Workspace:
         root = Path(path or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE)
         db = root / DB_NAME
         if not db.exists() and not create:
-            raise JourneyGraphError(f"no workspace at {root}: run `journeygraph run EVENTS -w {root}` first")
+            raise NotFound(f"no workspace at {root}: run `journeygraph run EVENTS -w {root}` first")
         root.mkdir(parents=True, exist_ok=True)
         try:
             with _CONNECT_LOCK:
                 con = duckdb.connect(str(db), read_only=read_only)
         except duckdb.IOException as exc:
-            raise JourneyGraphError(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
+            raise Conflict(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
         if not read_only:
             con.execute(_SCHEMA)
         return cls(path=root, con=con)
@@ -96,8 +97,12 @@ class Workspace:
     def load_config_dict(self) -> dict[str, Any]:
         target = self.path / CONFIG_NAME
         if not target.exists():
-            raise ConfigError(f"workspace {self.path} has no run yet: run `journeygraph run EVENTS -w {self.path}` first")
+            raise NotFound(f"workspace {self.path} has no run yet: run `journeygraph run EVENTS -w {self.path}` first")
         return json.loads(target.read_text())
+
+    def config(self) -> Config:
+        """The config of the workspace's last run (feed/ask/trace need no -c)."""
+        return from_saved(self.load_config_dict(), base_dir=".")
 
     def close(self) -> None:
         with _CONNECT_LOCK:

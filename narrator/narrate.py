@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict
 from typing import Any, Mapping, Sequence
@@ -20,12 +19,13 @@ from typing import Any, Mapping, Sequence
 import prompts
 from narrator import template
 from narrator.backends.base import LLMBackend, OutputFormatError, Reply, Request
-from narrator.bundle import BundleLimits, FactSource, build_bundle, clean_name, facts_by_id
+from narrator.bundle import BundleLimits, FactSource, build_bundle, facts_by_id
 from narrator.checker import Failure, Narrative, Sentence, check
+from narrator.fence import escape_data, fence
 from narrator.grounding import grounding_issues
 from narrator.insight import TEMPLATE_VERSION, Insight, make_insight, ungrounded_insight
 from ontology.errors import ProviderError
-from ontology.model import Finding, canonical_json
+from ontology.model import Finding
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ PROMPT_NAMES = ("narrate_system", "narrate_user", "narrate_repair")
 
 def prompt_version() -> str:
     return "+".join(prompts.load(n).tag for n in PROMPT_NAMES)
-
-
-def escape_data(text: str) -> str:
-    """JSON-safe text that can never open or close a tag (the fence stays unbreakable)."""
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _view(bundle: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,19 +48,8 @@ def _view(bundle: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def fenced_payload(bundle: Mapping[str, Any]) -> tuple[str, str]:
-    """(nonce, escaped JSON): the nonce is sha256 of the payload, so a payload cannot contain its own fence."""
-    payload = escape_data(canonical_json(_strings_cleaned(_view(bundle))))
-    return hashlib.sha256(payload.encode()).hexdigest()[:16], payload
-
-
-def _strings_cleaned(obj: Any) -> Any:
-    if isinstance(obj, str):
-        return clean_name(obj)
-    if isinstance(obj, dict):
-        return {k: _strings_cleaned(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_strings_cleaned(v) for v in obj]
-    return obj
+    """(nonce, escaped JSON) of what the model reads of a bundle (narrator.fence)."""
+    return fence(_view(bundle))
 
 
 def build_request(bundle: Mapping[str, Any], failures: Sequence[Failure] = (), previous: str | None = None) -> Request:

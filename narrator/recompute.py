@@ -30,7 +30,7 @@ from typing import Any
 from detectors.view import SnapView
 from engine.markov import ChainMetrics
 from narrator.recompute_formulas import RECOMPUTERS
-from ontology.errors import JourneyGraphError
+from ontology.errors import JourneyGraphError, NotFound
 from ontology.model import Fact
 
 DECIMALS = 6
@@ -42,7 +42,7 @@ def snapshot_row(con: Any, snapshot_id: str) -> dict[str, Any]:
     """The snapshots-table row of a snapshot, payload parsed; a clear error when it is missing."""
     row = con.execute(f"SELECT {', '.join(_ROW_COLS)} FROM snapshots WHERE snapshot_id = ?", [snapshot_id]).fetchone()
     if row is None:
-        raise JourneyGraphError(f"snapshot {snapshot_id} is not in the workspace's snapshots table; "
+        raise NotFound(f"snapshot {snapshot_id} is not in the workspace's snapshots table; "
                                 "re-run `journeygraph run` to rebuild it")
     out = dict(zip(_ROW_COLS, row))
     out["payload"] = json.loads(out["payload"]) if isinstance(out["payload"], str) else dict(out["payload"] or {})
@@ -199,7 +199,7 @@ class Ctx:
             "SELECT snapshot_id FROM snapshots WHERE scope = 'all' AND journey = ? AND coalesce(tenant_id, '') = ? "
             "ORDER BY snapshot_id LIMIT 1", [rc.row["journey"], rc.row["tenant_id"] or ""]).fetchone()
         if found is None:
-            raise JourneyGraphError(f"no all-data snapshot for journey {rc.row['journey']}; re-run `journeygraph run`")
+            raise NotFound(f"no all-data snapshot for journey {rc.row['journey']}; re-run `journeygraph run`")
         return self.recount(found[0])
 
     def detector_config(self, name: str) -> Any:
@@ -219,21 +219,26 @@ class Ctx:
 
 
 _PATHS_SQL = """
-WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.actor_id, epoch(j.end_ts - j.start_ts) AS dur
+WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.actor_id, j.start_ts, j.end_ts
                FROM journeys j WHERE {where} AND NOT j.censored),
-raw AS (SELECT s.journey_id, s.step, s.state, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+raw AS (SELECT s.journey_id, s.step, s.state, s.ts, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
         FROM journey_steps s JOIN scope USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
-jour AS (SELECT journey_id, list(state ORDER BY step) AS path, count(*) AS len
+jour AS (SELECT journey_id, list(state ORDER BY step) AS path, count(*) AS len, max(ts) AS last_ts
          FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state GROUP BY journey_id),
-po AS (SELECT j.path, s.outcome, count(*) AS cnt, count(DISTINCT s.actor_id) AS actors, median(s.dur) AS med_s,
-              median(j.len) AS med_len FROM scope s JOIN jour j USING (journey_id) GROUP BY ALL),
+timed AS (SELECT s.*, j.path, j.len,
+                 epoch(CASE WHEN s.outcome = ? THEN j.last_ts ELSE s.end_ts END - s.start_ts) AS dur,
+                 s.outcome = ? AS conv
+          FROM scope s JOIN jour j USING (journey_id)),
+po AS (SELECT path, outcome, count(*) AS cnt, count(DISTINCT actor_id) AS actors, median(dur) AS med_s,
+              median(len) AS med_len FROM timed GROUP BY ALL),
 seq AS (SELECT path, sum(cnt) AS n_seq, coalesce(sum(cnt) FILTER (outcome = ?), 0) AS n_conv FROM po GROUP BY path),
 ranked AS (SELECT po.*, seq.n_seq, seq.n_conv, row_number() OVER (ORDER BY po.cnt DESC, po.path, po.outcome) AS rn
-           FROM po JOIN seq USING (path))
-SELECT path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len, rn,
-       (SELECT median(s.dur) FROM scope s JOIN jour USING (journey_id)),
-       (SELECT median(len) FROM scope s JOIN jour USING (journey_id))
-FROM ranked ORDER BY rn
+           FROM po JOIN seq USING (path)),
+meds AS (SELECT median(dur) AS m_s, median(len) AS m_len, median(dur) FILTER (conv) AS c_s,
+                median(len) FILTER (conv) AS c_len, median(dur) FILTER (NOT conv) AS l_s,
+                median(len) FILTER (NOT conv) AS l_len FROM timed)
+SELECT path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len, rn, meds.*
+FROM ranked CROSS JOIN meds ORDER BY rn
 """
 
 
@@ -246,12 +251,15 @@ def path_table(ctx: Ctx, rc: Recount) -> dict[str, Any]:
     where, params = scope_where(rc.row)
     sql = _PATHS_SQL.format(where=where)
     rows = ctx.con.execute(sql, [rc.dropoff, *params, rc.row["journey"], bool(rc.payload.get("collapse_self_loops")),
-                                 rc.conversion]).fetchall()
+                                 rc.dropoff, rc.conversion, rc.conversion]).fetchall()
     top = [{"path": list(r[0]), "outcome": r[1], "count": int(r[2]), "actors": int(r[3]),
-            "conversion_rate": _r6n(r[5] / r[4]), "median_duration_s": _r6n(r[6]), "median_length": _r6n(r[7])}
+            "conversion_rate": _r6n(r[5] / r[4]), "sequence_count": int(r[4]), "sequence_conversions": int(r[5]),
+            "median_duration_s": _r6n(r[6]), "median_length": _r6n(r[7])}
            for r in rows if r[8] <= ctx.top_paths]
-    med_s, med_len = (rows[0][9], rows[0][10]) if rows else (None, None)
-    return {"top": top, "median_s": _r6n(med_s), "median_length": _r6n(med_len)}
+    meds = [_r6n(v) for v in rows[0][9:15]] if rows else [None] * 6
+    by_class = {"converted": {"median_s": meds[2], "median_length": meds[3]},
+                "lost": {"median_s": meds[4], "median_length": meds[5]}}
+    return {"top": top, "median_s": meds[0], "median_length": meds[1], "by_class": by_class}
 
 
 
@@ -279,7 +287,8 @@ def recomputed_payload(ctx: Ctx, snapshot_id: str) -> dict[str, Any]:
     rc = ctx.recount(snapshot_id)
     table = path_table(ctx, rc)
     payload = dict(rc.payload)  # already the stored payload overlaid with the recount
-    payload["durations"] = {"median_s": table["median_s"], "median_length": table["median_length"]}
+    payload["durations"] = {"median_s": table["median_s"], "median_length": table["median_length"],
+                            "by_class": table["by_class"]}
     top = [{**e, "share": _r6n(e["count"] / rc.completed)} for e in table["top"]]
     payload["paths"] = {**(rc.payload.get("paths") or {}), "top": top}
     return payload
@@ -348,20 +357,16 @@ def _compare(key: str, stored: Any, recomputed: Mapping[str, Any], p_value: Any)
 
 
 def workspace_config(con: Any) -> Any:
-    """The config of the workspace's last run (config.json beside the DuckDB file), or None.
-
-    The shell saves {"raw": <journeygraph.yaml as parsed>, "base_dir": ...}; detector settings,
-    privacy and releases are all this module needs from it."""
+    """The config of the workspace's last run (config.json beside the DuckDB file), or None."""
     try:
         path = Path(con.execute("SELECT file FROM pragma_database_list WHERE name = current_database()").fetchone()[0])
         saved = json.loads((path.parent / "config.json").read_text())
     except (OSError, TypeError, ValueError, IndexError):
         return None
-    from engine.config import from_dict
+    from engine.config import from_saved
 
-    raw = saved.get("raw", saved) if isinstance(saved, dict) else {}
     try:
-        return from_dict(raw, base_dir=str(saved.get("base_dir", path.parent)))
+        return from_saved(saved if isinstance(saved, dict) else {}, base_dir=str(path.parent))
     except JourneyGraphError:
         return None
 

@@ -26,7 +26,7 @@ from narrator.recompute import (
 )
 from narrator.retrieval import fact_entities
 from narrator.summaries import summarize
-from ontology.errors import JourneyGraphError
+from ontology.errors import BadInput, JourneyGraphError, NotFound
 from ontology.model import Fact
 
 SAMPLE_EVENTS = 5
@@ -36,16 +36,16 @@ def load_insight(con: Any, insight_id: str) -> dict[str, Any]:
     """The insight payload by id or unique prefix (≥ 8 characters); errors name the fix."""
     key = insight_id.strip().lower()
     if not re.fullmatch(r"[0-9a-f]+", key):
-        raise JourneyGraphError(f"insight id {insight_id!r} is not a hex id; copy one from `journeygraph feed --format json`")
+        raise BadInput(f"insight id {insight_id!r} is not a hex id; copy one from `journeygraph feed --format json`")
     if len(key) < 8:
-        raise JourneyGraphError(f"insight id {insight_id!r} is too short; give at least 8 characters "
+        raise BadInput(f"insight id {insight_id!r} is too short; give at least 8 characters "
                                 "(ids are listed by `journeygraph feed --format json`)")
     rows = con.execute("SELECT insight_id, payload FROM insights WHERE insight_id LIKE ? || '%' ORDER BY insight_id",
                        [key]).fetchall()
     if not rows:
-        raise JourneyGraphError(f"no insight {insight_id} in this workspace; list ids with `journeygraph feed --format json`")
+        raise NotFound(f"no insight {insight_id} in this workspace; list ids with `journeygraph feed --format json`")
     if len(rows) > 1:
-        raise JourneyGraphError(f"insight prefix {insight_id} is ambiguous ({len(rows)} matches); give more characters")
+        raise BadInput(f"insight prefix {insight_id} is ambiguous ({len(rows)} matches); give more characters")
     payload = rows[0][1]
     return json.loads(payload) if isinstance(payload, str) else dict(payload)
 
@@ -133,7 +133,7 @@ def _fact(store: Any, bundle: Mapping[str, Any], fact_id: str) -> Fact:
     for item in bundle.get("facts", []):
         if item.get("fact_id") == fact_id:
             return Fact.from_dict(item)
-    raise JourneyGraphError(f"fact {fact_id} is cited but is neither in the fact store nor in the bundle; "
+    raise NotFound(f"fact {fact_id} is cited but is neither in the fact store nor in the bundle; "
                             "re-run `journeygraph run` to rebuild the store")
 
 

@@ -43,7 +43,7 @@ from ontology.validation import validate_facts
 if TYPE_CHECKING:
     import rdflib
 
-    from engine.config import StoreConfig
+    from ontology.store import StoreConfig
 
 log = logging.getLogger(__name__)
 

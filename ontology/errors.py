@@ -1,12 +1,19 @@
 """The one error tree of journeygraph.
 
-JourneyGraphError
-├── ConfigError            bad journeygraph.yaml: names the key path
+JourneyGraphError          exit 2 · HTTP 400
+├── NotFound               a workspace, snapshot, insight or fact that is not there · HTTP 404
+├── BadInput               a request or argument that cannot be answered as given · HTTP 400
+├── Conflict               the workspace is busy or in a state that refuses this · HTTP 409
+├── ConfigError            bad journeygraph.yaml: names the key path · HTTP 409
 ├── IngestError            a source cannot be read at all
 ├── EngineError ── SingularSystemError
-├── StoreError ── StoreUnavailable
+├── StoreError ── StoreUnavailable (HTTP 503)
 ├── OntologyError ── UnknownPredicate, EvidenceError, PrivacyError
-└── NarrationError ── GroundingError, ProviderError
+├── NarrationError ── GroundingError, ProviderError
+└── DeliveryError          a webhook endpoint refused or did not answer
+
+Each class carries its CLI exit code and HTTP status, so the CLI and the API map an error by
+its class, never by its message text.
 
 Every message says what failed, names the thing (file and line, key path, id,
 URI) and the next step. Caller misuse stays a plain ValueError/TypeError.
@@ -18,9 +25,30 @@ from __future__ import annotations
 class JourneyGraphError(Exception):
     """Root of every error journeygraph raises on purpose."""
 
+    exit_code: int = 2
+    http_status: int = 400
+
+
+class NotFound(JourneyGraphError):
+    """Something asked for by name or id is not there; the message says how to list what is."""
+
+    http_status = 404
+
+
+class BadInput(JourneyGraphError):
+    """A request or argument that cannot be answered as given; the message names the fix."""
+
+
+class Conflict(JourneyGraphError):
+    """The workspace is busy (another process holds it) or refuses this in its current state."""
+
+    http_status = 409
+
 
 class ConfigError(JourneyGraphError):
     """The project config is invalid; the message names the key path."""
+
+    http_status = 409
 
 
 class IngestError(JourneyGraphError):
@@ -41,6 +69,8 @@ class StoreError(JourneyGraphError):
 
 class StoreUnavailable(StoreError):
     """A fact store server cannot be reached."""
+
+    http_status = 503
 
 
 class OntologyError(JourneyGraphError):
@@ -69,3 +99,7 @@ class GroundingError(NarrationError):
 
 class ProviderError(NarrationError):
     """An LLM provider failed after its retry budget."""
+
+
+class DeliveryError(JourneyGraphError):
+    """A webhook endpoint refused a delivery or did not answer; the delivery is retried later."""

@@ -45,7 +45,7 @@ from ontology.model import Fact, Provenance, canonical_json
 from ontology.vocabulary import ENTITY_KINDS, PREDICATES, entity_kind
 
 if TYPE_CHECKING:
-    from engine.config import StoreConfig
+    from ontology.store import StoreConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,25 @@ each fact before touching storage, so all backends refuse the same things.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
 from ontology.errors import StoreError
+from ontology.plugins import Plugin, PluginRegistry
 from ontology.model import Fact
 
-if TYPE_CHECKING:  # engine.config is the shell's; ontology never imports it at runtime
-    from engine.config import StoreConfig
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The config's `store:` section: which backend, and where its server is (Neo4j)."""
+
+    backend: str = "embedded"
+    uri: str | None = None
+    user: str | None = None
+    password: str | None = None
+    database: str | None = None
 
 
 @runtime_checkable
@@ -55,23 +64,13 @@ class FactStore(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Backend:
-    """Where a backend lives and how to install what it needs."""
-
-    module: str
-    cls: str
-    requires: str  # top-level module the backend imports
-    pip: str  # the exact install command when `requires` is missing
+BACKENDS = PluginRegistry("store", [
+    Plugin("embedded", "ontology.embedded_store:EmbeddedStore", "pyoxigraph", "pip install 'pyoxigraph>=0.4' 'oxrdflib>=0.4'"),
+    Plugin("neo4j", "ontology.neo4j_store:Neo4jStore", "neo4j", "pip install 'neo4j>=5.20'"),
+])
 
 
-BACKENDS: dict[str, Backend] = {
-    "embedded": Backend("ontology.embedded_store", "EmbeddedStore", "pyoxigraph", "pip install 'pyoxigraph>=0.4' 'oxrdflib>=0.4'"),
-    "neo4j": Backend("ontology.neo4j_store", "Neo4jStore", "neo4j", "pip install 'neo4j>=5.20'"),
-}
-
-
-def open_store(name: str, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> FactStore:
+def open_store(name: str, cfg: StoreConfig | None, workspace: Path, **options: Any) -> FactStore:
     """Open the backend called `name` (the config's store.backend), importing it only now.
 
     `workspace` is the journeygraph workspace directory; the embedded store
@@ -80,12 +79,10 @@ def open_store(name: str, cfg: "StoreConfig | None", workspace: Path, **options:
     """
     backend = BACKENDS.get(name)
     if backend is None:
-        raise StoreError(f"unknown store backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))} (set store.backend)")
+        raise StoreError(f"unknown store backend {name!r}; valid backends: {', '.join(BACKENDS.names())} (set store.backend)")
     try:
-        importlib.import_module(backend.requires)
+        store_cls = backend.load()
     except ImportError as exc:
-        raise StoreError(f"store backend {name!r} needs the {backend.requires!r} package; install it with: {backend.pip}") from exc
-    module = importlib.import_module(backend.module)
-    store_cls = getattr(module, backend.cls)
+        raise StoreError(f"store backend {exc}") from exc
     store: FactStore = store_cls.open(cfg, Path(workspace), **options)
     return store

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Mapping
 
 from narrator.backends.base import LLMBackend, Settings
 from ontology.errors import ProviderError
+from ontology.plugins import Plugin, PluginRegistry
 
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "anthropic": ("narrator.backends.anthropic", "AnthropicBackend"),
-    "openai": ("narrator.backends.openai", "OpenAIBackend"),
-}
-BACKENDS = ("template", *PROVIDERS)
+PROVIDERS = PluginRegistry("narrator", [
+    Plugin("anthropic", "narrator.backends.anthropic:AnthropicBackend", "anthropic", "pip install 'anthropic>=1.0'"),
+    Plugin("openai", "narrator.backends.openai:OpenAIBackend", "openai", "pip install 'openai>=3.0'"),
+])
+
+
+def backend_names() -> tuple[str, ...]:
+    """`template` (built in, offline) and every LLM provider, installed extensions included."""
+    return ("template", *PROVIDERS.names())
 
 
 def make_backend(cfg: object, env: Mapping[str, str] | None = None, **overrides: float) -> LLMBackend | None:
@@ -25,10 +29,13 @@ def make_backend(cfg: object, env: Mapping[str, str] | None = None, **overrides:
     name = getattr(cfg, "backend", "template")
     if name == "template":
         return None
-    if name not in PROVIDERS:
-        raise ValueError(f"narrator.backend {name!r} is unknown; choose one of {', '.join(BACKENDS)}")
-    module, cls_name = PROVIDERS[name]
-    cls: type[LLMBackend] = getattr(importlib.import_module(module), cls_name)
+    plugin = PROVIDERS.get(name)
+    if plugin is None:
+        raise ValueError(f"narrator.backend {name!r} is unknown; choose one of {', '.join(backend_names())}")
+    try:
+        cls: type[LLMBackend] = plugin.load()
+    except ImportError as exc:
+        raise ProviderError(f"narrator.backend {exc}") from exc
     env = os.environ if env is None else env
     key = env.get(cls.key_env, "")
     if not key:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.boltserver import BoltServer, running_server
-from engine.config import StoreConfig
+from ontology.store import StoreConfig
 from ontology.store import FactStore, open_store
 
 BACKENDS = ("embedded", "neo4j")

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.config import StoreConfig
+from ontology.store import StoreConfig
 from factset import make_facts
 from ontology.errors import JourneyGraphError
 from ontology.store import open_store

@@ -41,7 +41,7 @@ def write_stream(params: DemoParams, where: Path, days_after: float, *, inactive
 def release_stream(params: DemoParams, where: Path, days_after: float, **options: Any) -> tuple[list[Any], Config]:
     """Snapshots of the demo stream with every event later than `days_after` days after the release dropped."""
     from engine import ingest, journeys, normalize, states
-    from engine.pipeline import _build_snapshots
+    from engine.app.pipeline import _build_snapshots
     from engine.workspace import Workspace
 
     cfg = load_config(write_stream(params, where, days_after, **options))

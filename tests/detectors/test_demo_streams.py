@@ -24,7 +24,7 @@ N_NULL_STREAMS = 20
 
 def _snapshots(params: DemoParams, where: Path) -> tuple[list[Any], Config]:
     from engine import ingest, journeys, normalize, states
-    from engine.pipeline import _build_snapshots
+    from engine.app.pipeline import _build_snapshots
     from engine.workspace import Workspace
 
     where.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload
 from engine.config import DEFAULT_WEIGHTS
 from engine.feed import feed_item, rank
-from engine.render import FORMATS, render
+from engine.app.render import FORMATS, render
 from engine.snapshot import Snapshot
 from ontology.model import Finding
 from ontology.validation import validate
@@ -126,6 +126,6 @@ def test_unknown_format_refused():
 @pytest.mark.parametrize(("value", "shown"), [(0.0, "<1e-300"), (1e-12, "1.0e-12"), (0.004, "0.004"), (None, "–")],
                          ids=["underflow", "tiny", "plain", "missing"])
 def test_p_values_in_text_never_show_as_zero(value, shown):
-    from engine.render.common import pval
+    from engine.app.render.common import pval
 
     assert pval(value) == shown

@@ -84,7 +84,7 @@ def test_power_map_states_what_was_decidable(stream):
 
 def test_early_regression_facts_recompute_from_the_raw_tables(tmp_path):
     """Traceability holds for resolved-step and incidence evidence: every number of every fact recomputes."""
-    from engine.pipeline import run, workspace_config
+    from engine.app.pipeline import run, workspace_config
     from engine.workspace import Workspace
     from narrator.recompute import recompute_all
     from ontology.store import open_store

@@ -19,7 +19,7 @@ DEMO_CONFIG = ROOT / "fixtures" / "demo.yaml"
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the installed console script's module exactly as a user would (no shell)."""
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.app.cli", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=_env(), timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"journeygraph {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
@@ -64,7 +64,7 @@ class LiveServer:
     def __init__(self, workspace: Path, token: str | None = None) -> None:
         import uvicorn
 
-        from engine.api import create_app
+        from engine.app.api import create_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.api import openapi_json
+from engine.app.api import openapi_json
 from ontology.validation import validate
 from tests.e2e.conftest import ROOT, LiveServer
 
@@ -108,7 +108,7 @@ def test_token_required_when_set(demo_workspace: Path) -> None:
 
 
 def test_serving_beyond_loopback_needs_a_token() -> None:
-    from engine.api import serve
+    from engine.app.api import serve
     from ontology.errors import ConfigError
 
     with pytest.raises(ConfigError, match="token"):
@@ -117,4 +117,4 @@ def test_serving_beyond_loopback_needs_a_token() -> None:
 
 def test_committed_openapi_spec_is_current() -> None:
     committed = (ROOT / "docs" / "openapi.json").read_text()
-    assert committed == openapi_json(), "docs/openapi.json is stale: python -m engine.api > docs/openapi.json"
+    assert committed == openapi_json(), "docs/openapi.json is stale: python -m engine.app.api > docs/openapi.json"

@@ -1,4 +1,4 @@
-"""`run` leaves through os._exit (engine.cli.console_main): its output must be whole and its files closed first."""
+"""`run` leaves through os._exit (engine.app.cli.console_main): its output must be whole and its files closed first."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def bolt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoltServer]:
 
 def cli(bolt: BoltServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **bolt.env(), "JOURNEYGRAPH_NO_PROGRESS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.app.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine import watch
+from engine.app import watch
 from fixtures.generate_demo import DemoParams, generate
 
 RELEASE_DAY = 28
@@ -89,7 +89,7 @@ def streams() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def _utc(ts: str) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -48,7 +48,7 @@ def bpi30(tmp_path_factory):
     cfg = load_config(where / "bpi30.yaml")
     con = duckdb.connect(str(where / "journeygraph.duckdb"))
     run_pipeline(con, source, cfg)
-    from engine.pipeline import _build_snapshots
+    from engine.app.pipeline import _build_snapshots
 
     snap = next(s for s in _build_snapshots(con, cfg) if s.scope == "all")
     yield con, snap

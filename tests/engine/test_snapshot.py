@@ -17,7 +17,7 @@ from engine import snapshot_store as store
 from engine.config import Config, JourneyConfig, Outcome, Release, Segment, SnapshotConfig, from_dict
 from engine.snapshot import Snapshot, build_snapshots
 from fixtures import paper_chain as pc
-from ontology.errors import EngineError, StoreError
+from ontology.errors import BadInput, NotFound, StoreError
 from ontology.model import canonical_json
 
 DATA_END = datetime(2026, 1, 9, 12, 0)
@@ -87,14 +87,20 @@ ALL_PAYLOAD = {
     "repeat_counts": {"a": 0, "b": 1, "c": 0, "d": 0},
     "repeat_outcome_counts": {"a": {"converted": 0, "dropped": 0}, "b": {"converted": 1},
                               "c": {"converted": 0, "dropped": 0}, "d": {"converted": 0}},
-    "durations": {"median_s": 2700.0, "median_length": 2.0},
+    # a dropped journey stops at its last step (J3: 0 s, J4: 60 s), not at the inactivity timeout
+    "durations": {"median_s": 1200.0, "median_length": 2.0,
+                  "by_class": {"converted": {"median_s": 3600.0, "median_length": 3.0},
+                               "lost": {"median_s": 30.0, "median_length": 1.5}}},
+    "outcome_adjacent": {"within_s": 5, "counts": {}},
     "paths": {"top": [
         {"path": ["a"], "outcome": "dropped", "count": 1, "share": 0.2, "actors": 1, "conversion_rate": 0.0,
-         "median_duration_s": 1800.0, "median_length": 1.0},
+         "sequence_count": 1, "sequence_conversions": 0, "median_duration_s": 0.0, "median_length": 1.0},
         {"path": ["a", "b", "b", "c"], "outcome": "converted", "count": 1, "share": 0.2, "actors": 1,
-         "conversion_rate": 1.0, "median_duration_s": 5400.0, "median_length": 4.0},
+         "conversion_rate": 1.0, "sequence_count": 1, "sequence_conversions": 1, "median_duration_s": 5400.0,
+         "median_length": 4.0},
         {"path": ["a", "b", "c"], "outcome": "converted", "count": 1, "share": 0.2, "actors": 1,
-         "conversion_rate": 1.0, "median_duration_s": 3600.0, "median_length": 3.0}],
+         "conversion_rate": 1.0, "sequence_count": 1, "sequence_conversions": 1, "median_duration_s": 3600.0,
+         "median_length": 3.0}],
         "coverage": 0.6, "other_count": 2, "other_share": 0.4},
     "start_state": "a", "conversion_outcome": "converted", "dropoff_outcome": "dropped",
     "scope": "all", "segment": None, "release": None, "mature": True, "tenant_id": "", "journey": "onboard",
@@ -334,12 +340,12 @@ os._exit(9)  # killed before COMMIT
 
 
 @pytest.mark.parametrize(
-    ("given", "match"),
-    [pytest.param("ffffffff", "no snapshot 'ffffffff'", id="unknown"),
-     pytest.param("", "ambiguous", id="ambiguous-prefix")],
+    ("given", "match", "error"),
+    [pytest.param("ffffffff", "no snapshot 'ffffffff'", NotFound, id="unknown"),
+     pytest.param("", "ambiguous", BadInput, id="ambiguous-prefix")],
 )
-def test_load_snapshot_errors_name_the_id(tmp_path, hand: dict, given: str, match: str) -> None:
+def test_load_snapshot_errors_name_the_id(tmp_path, hand: dict, given: str, match: str, error: type) -> None:
     con = duckdb.connect(str(tmp_path / "e.duckdb"))
     store.write_snapshots(con, list(hand.values()))
-    with pytest.raises(EngineError, match=match):
+    with pytest.raises(error, match=match):
         store.load_snapshot(con, given)

@@ -12,7 +12,8 @@ from tests.ontology.conftest import make_fact, many_facts
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError
-from ontology.store import BACKENDS, Backend, FactStore, open_store
+from ontology.plugins import Plugin
+from ontology.store import BACKENDS, FactStore, open_store
 
 
 def all_quads(store: EmbeddedStore) -> list[str]:
@@ -126,7 +127,8 @@ def test_unknown_backend_lists_valid_ones(tmp_path: Path) -> None:
 
 
 def test_missing_optional_dependency_names_the_pip_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(BACKENDS, "graphx", Backend("ontology.graphx_store", "GraphX", "journeygraph_absent_pkg", "pip install 'graphx>=1'"))
+    monkeypatch.setitem(BACKENDS._builtins, "graphx",
+                        Plugin("graphx", "ontology.graphx_store:GraphX", "journeygraph_absent_pkg", "pip install 'graphx>=1'"))
     with pytest.raises(StoreError, match=r"install it with: pip install 'graphx>=1'"):
         open_store("graphx", None, tmp_path)
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__
-from engine.config import Config, from_dict, load_config
+from engine.config import Config, from_dict, read_config
 from engine.workspace import Workspace
+from ontology.store import FactStore, open_store
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,12 @@ DEMO_WORKSPACE = ".journeygraph-demo"
 # What the stages after journeys import (scipy.special alone costs ~0.5 s of start-up)
 LATER_STAGE_MODULES = ("scipy.special", "engine.snapshot", "engine.snapshot_store", "detectors.runner", "engine.feed",
                        "ontology.store", "narrator.narrate", "narrator.backends", "ontology.validation")
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def _load_cfg(config_path: str | None, source: str | None) -> tuple[Config, dict[str, Any]]:
     if config_path:
-        cfg = load_config(config_path)
-        import yaml
-
-        raw = yaml.safe_load(Path(config_path).read_text()) or {}
+        cfg, raw = read_config(config_path)
     else:
         if not source:
             raise ConfigError("nothing to run: pass EVENTS (a file, glob or SQL) or -c journeygraph.yaml")
@@ -65,7 +63,8 @@ def _step(bar: Any, name: str) -> None:
 
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Run the whole pipeline and return the `run --format json` summary."""
+    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar)."""
+    from detectors.registry import default_registry, validate_settings
     from engine import infer, ingest, journeys, normalize, states
     from engine.progress import bar as progress_bar
 
@@ -73,12 +72,14 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     raw: dict[str, Any] = {}
     if cfg is None:
         cfg, raw = _load_cfg(config_path, source)
+    if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
+        validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
     ws = Workspace.open(workspace)
     con = ws.con
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
-    with progress_bar(total=8, desc="journeygraph run", unit="stage") as bar:
+    with progress_bar(total=8, desc="journeygraph run", unit="stage", quiet=quiet) as bar:
         preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
         ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
@@ -95,10 +96,14 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         _step(bar, "snapshots")
         findings, facts = _detect(snaps, cfg)
         _step(bar, "detectors")
-        n_facts = _store_facts(ws, cfg, facts)
-        _step(bar, "facts")
-        insights = _narrate(ws, cfg, snaps, findings)
-        _step(bar, "narrator")
+        store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
+        try:
+            n_facts = _store_facts(store, facts)
+            _step(bar, "facts")
+            insights = _narrate(ws, cfg, store, findings)
+            _step(bar, "narrator")
+        finally:
+            store.close()
     summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started)
     _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
     ws.close()
@@ -132,7 +137,7 @@ def _store_modules(cfg: Config) -> tuple[str, ...]:
     from ontology.store import BACKENDS
 
     backend = BACKENDS.get(cfg.store.backend)
-    return (backend.requires, backend.module) if backend else ()
+    return tuple(m for m in (backend.requires, backend.target.partition(":")[0]) if m) if backend else ()
 
 
 def _previous_watermark(con: Any) -> Any:
@@ -158,36 +163,25 @@ def _detect(snaps: list[Any], cfg: Config) -> tuple[list[Any], list[Any]]:
     return list(result.findings), list(result.facts)
 
 
-def _store_facts(ws: Workspace, cfg: Config, facts: list[Any]) -> int:
-    from ontology.store import open_store
-
-    store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
-    try:
-        store.write(facts)
-        return len({f.fact_id for f in facts})
-    finally:
-        store.close()
+def _store_facts(store: FactStore, facts: list[Any]) -> int:
+    store.write(facts)
+    return len({f.fact_id for f in facts})
 
 
-def _narrate(ws: Workspace, cfg: Config, snaps: list[Any], findings: list[Any]) -> list[dict[str, Any]]:
+def _narrate(ws: Workspace, cfg: Config, store: FactStore, findings: list[Any]) -> list[dict[str, Any]]:
     """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
     from engine import feed
     from narrator.backends import make_backend
     from narrator.narrate import narrate_finding
-    from ontology.store import open_store
 
     entries = feed.rank(findings, cfg)
     backend = make_backend(cfg.narrator)
-    store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
     items: list[dict[str, Any]] = []
     insights: list[dict[str, Any]] = []
-    try:
-        for entry in entries:
-            insight = narrate_finding(entry.finding, store, backend).to_dict()
-            insights.append(insight)
-            items.append(feed.feed_item(entry, insight))
-    finally:
-        store.close()
+    for entry in entries:
+        insight = narrate_finding(entry.finding, store, backend).to_dict()
+        insights.append(insight)
+        items.append(feed.feed_item(entry, insight))
     _save_outputs(ws, findings, insights, items)
     return insights
 
@@ -229,11 +223,19 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "insights": len(insights),
         "seconds": round(time.perf_counter() - started, 3),
         "inferred": list(cfg.inferred),
+        "notes": _notes(snaps),
     }
     from ontology.validation import validate
 
     validate("run", summary)
     return summary
+
+
+def _notes(snaps: list[Any]) -> list[str]:
+    """What a reader of the feed should know about the model: states folded into an outcome (leakage)."""
+    from detectors.leakage import run_summary
+
+    return run_summary(snaps)
 
 
 def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:
@@ -242,21 +244,6 @@ def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: di
 
     wm = ws.con.execute("SELECT max(ts) FROM events").fetchone()[0]
     ws.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", [run_id, "", canonical_json(summary), wm])
-
-
-def workspace_config(ws: Workspace) -> Config:
-    """The config of the workspace's last run (feed/ask/trace need no -c)."""
-    from engine.config import JourneyConfig, Outcome
-
-    saved = ws.load_config_dict()
-    cfg = from_dict(saved["raw"], base_dir=saved.get("base_dir", "."))
-    if saved.get("inferred_journeys"):
-        journeys = tuple(
-            JourneyConfig(**{**j, "outcomes": tuple(Outcome(**o) for o in j["outcomes"])})
-            for j in saved["inferred_journeys"]
-        )
-        cfg = dataclasses.replace(cfg, journeys=journeys)
-    return cfg
 
 
 def run_demo(workspace: str | None = None, quiet: bool = False) -> dict[str, Any]:

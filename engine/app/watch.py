@@ -28,6 +28,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from engine.config import Config, Webhook, load_config
 from engine.workspace import Workspace
+from ontology.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,6 @@ CREATE TABLE IF NOT EXISTS deliveries(
   webhook VARCHAR, finding_key VARCHAR, insight_id VARCHAR, delivered_at DOUBLE,
   PRIMARY KEY (webhook, finding_key))
 """
-
-
-class DeliveryError(Exception):
-    """A webhook answered with a retryable failure (5xx, 429, connection error)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +171,7 @@ def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], n
 
 def run_once(source: str, cfg: Config, config_path: str | None, workspace: str | None) -> list[DeliveryReport]:
     """One incremental run followed by delivery of what is new."""
-    from engine import pipeline, views
+    from engine.app import pipeline, views
 
     pipeline.run(source=source_glob(source), config_path=config_path, workspace=workspace, quiet=True)
     items = views.feed_items(workspace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from engine.render.common import headline, narrative_text, num, pct, stats_line
+from engine.app.render.common import headline, narrative_text, num, pct, stats_line
 
 
 def _cell(text: str) -> str:

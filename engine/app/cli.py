@@ -26,23 +26,32 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def _emit(args: argparse.Namespace, data: Any, as_text: Callable[[Any], str]) -> int:
+    """Print `data` as JSON with --format json, else as the text `as_text` renders."""
+    if args.format == "json":
+        _print_json(data)
+    else:
+        sys.stdout.write(as_text(data))
+    return 0
+
+
 # --- subcommands -----------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from engine import pipeline
+    from engine.app import pipeline
 
     summary = pipeline.run_demo(workspace=args.workspace, quiet=args.format == "json")
     if args.format == "json":
         _print_json(summary)
         return 0
-    from engine import views
+    from engine.app import views
 
     sys.stdout.write(views.feed(args.workspace or pipeline.DEMO_WORKSPACE, fmt="text", limit=args.limit))
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from engine import init
+    from engine.app import init
 
     path = init.write_config(Path(args.dir), force=args.force)
     sys.stdout.write(f"wrote {path}; edit `source:` and the journeys, then `journeygraph run -c {path}`\n")
@@ -50,20 +59,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from engine import pipeline
+    from engine.app import pipeline
 
     summary = pipeline.run(source=args.events, config_path=args.config, workspace=args.workspace)
     if args.format == "json":
         _print_json(summary)
     else:
-        from engine import views
+        from engine.app import views
 
         sys.stdout.write(views.run_summary_text(summary))
     return 0
 
 
 def cmd_feed(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     out = views.feed(args.workspace, fmt=args.format, limit=args.limit, snapshot=args.snapshot)
     if args.output:
@@ -75,61 +84,41 @@ def cmd_feed(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     rows = views.snapshots(args.workspace)
-    if args.format == "json":
-        _print_json(rows)
-    else:
-        sys.stdout.write(views.snapshots_text(rows))
-    return 0
+    return _emit(args, rows, views.snapshots_text)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     if args.level is not None and not args.intervals:
         raise ConfigError("--level applies to --intervals: add --intervals (500 replicates) or --intervals N")
     data = views.snapshot(args.workspace, snapshot_id=args.id, journey=args.journey,
                           intervals=args.intervals, level=args.level or 0.95)
-    if args.format == "json":
-        _print_json(data)
-    else:
-        sys.stdout.write(views.snapshot_text(data))
-    return 0
+    return _emit(args, data, views.snapshot_text)
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     rows = views.detectors()
-    if args.format == "json":
-        _print_json(rows)
-    else:
-        sys.stdout.write(views.detectors_text(rows))
-    return 0
+    return _emit(args, rows, views.detectors_text)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     data = views.ask(args.workspace, args.question)
-    if args.format == "json":
-        _print_json(data)
-    else:
-        sys.stdout.write(views.ask_text(data))
-    return 0
+    return _emit(args, data, views.ask_text)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     data = views.trace(args.workspace, args.insight_id)
-    if args.format == "json":
-        _print_json(data)
-    else:
-        sys.stdout.write(views.trace_text(data))
-    return 0
+    return _emit(args, data, views.trace_text)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -139,7 +128,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     out = views.export(args.workspace, fmt=args.format)
     if args.output:
@@ -150,25 +139,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from engine import views
+    from engine.app import views
 
     rows = views.query(args.workspace, sparql=args.sparql, cypher=args.cypher)
-    if args.format == "json":
-        _print_json(rows)
-    else:
-        sys.stdout.write(views.table_text(rows))
-    return 0
+    return _emit(args, rows, views.table_text)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from engine import api
+    from engine.app import api
 
     api.serve(workspace=args.workspace, host=args.host, port=args.port, token=args.token)
     return 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from engine import watch
+    from engine.app import watch
 
     watch.watch(args.source, config_path=args.config, workspace=args.workspace,
                 interval_s=args.interval, once=args.once)
@@ -305,7 +290,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         sys.stderr.write(f"error: {exc}\n")
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping, Sequence
 
-from engine.render.common import headline, narrative_text, pct, stats_line
+from engine.app.render.common import headline, narrative_text, pct, stats_line
 
 MIN_EDGE_P = 0.10  # edges below this probability are left out of the drawing (the JSON keeps them)
 MAX_OUT_EDGES = 3  # and at most this many (the strongest) per state, so the graph stays readable

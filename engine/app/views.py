@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from engine.workspace import Workspace
-from ontology.errors import JourneyGraphError
+from ontology.errors import BadInput, NotFound
 
 
 @contextmanager
@@ -34,6 +34,18 @@ def _store(ws: Workspace, cfg: Any) -> Any:
     return open_store(cfg.store.backend, cfg.store, ws.path, **options)
 
 
+@contextmanager
+def _session(workspace: str | None) -> Iterator[tuple[Workspace, Any, Any]]:
+    """(workspace, its run config, a reading fact store), all closed afterwards."""
+    with _open(workspace) as ws:
+        cfg = ws.config()
+        store = _store(ws, cfg)
+        try:
+            yield ws, cfg, store
+        finally:
+            store.close()
+
+
 # --- feed ------------------------------------------------------------------------------------
 
 def feed_items(workspace: str | None, *, limit: int | None = None, snapshot: str | None = None) -> list[dict[str, Any]]:
@@ -46,7 +58,7 @@ def feed_items(workspace: str | None, *, limit: int | None = None, snapshot: str
 
 
 def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, snapshot: str | None = None) -> str:
-    from engine import render
+    from engine.app import render
 
     items = feed_items(workspace, limit=limit, snapshot=snapshot)
     context: dict[str, Any] = {}
@@ -69,20 +81,14 @@ def insight(workspace: str | None, insight_id: str) -> dict[str, Any] | None:
 
 def facts(workspace: str | None, *, entity: str | None = None, predicate: str | None = None,
           snapshot_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    from engine.pipeline import workspace_config
 
-    with _open(workspace) as ws:
-        cfg = workspace_config(ws)
-        store = _store(ws, cfg)
-        try:
-            out = []
-            for fact in store.facts(entity=entity, predicate=predicate, snapshot_id=snapshot_id):
-                out.append(fact.to_dict())
-                if len(out) >= limit:
-                    break
-            return out
-        finally:
-            store.close()
+    with _session(workspace) as (_, _, store):
+        out = []
+        for fact in store.facts(entity=entity, predicate=predicate, snapshot_id=snapshot_id):
+            out.append(fact.to_dict())
+            if len(out) >= limit:
+                break
+        return out
 
 
 # --- snapshots -------------------------------------------------------------------------------
@@ -115,11 +121,10 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
         [journey, journey],
     ).fetchall()
     if not rows:
-        raise JourneyGraphError(f"no all-data snapshot{' for journey ' + journey if journey else ''} in the workspace; run `journeygraph run` first")
+        raise NotFound(f"no all-data snapshot{' for journey ' + journey if journey else ''} in the workspace; run `journeygraph run` first")
     if journey is None:
-        from engine.pipeline import workspace_config
-
-        first = workspace_config(ws).journeys[0].name
+    
+        first = ws.config().journeys[0].name
         rows = [r for r in rows if r[1] == first] or rows
     return rows[0][0]
 
@@ -196,16 +201,10 @@ def detectors_text(rows: list[dict[str, Any]]) -> str:
 
 
 def ask(workspace: str | None, question: str) -> dict[str, Any]:
-    from engine.pipeline import workspace_config
     from narrator.ask import ask as ask_question
 
-    with _open(workspace) as ws:
-        cfg = workspace_config(ws)
-        store = _store(ws, cfg)
-        try:
-            return ask_question(question, con=ws.con, store=store, cfg=cfg)
-        finally:
-            store.close()
+    with _session(workspace) as (ws, cfg, store):
+        return ask_question(question, con=ws.con, store=store, cfg=cfg)
 
 
 def ask_text(data: dict[str, Any]) -> str:
@@ -215,16 +214,10 @@ def ask_text(data: dict[str, Any]) -> str:
 
 
 def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:
-    from engine.pipeline import workspace_config
     from narrator.trace import trace as trace_insight
 
-    with _open(workspace) as ws:
-        cfg = workspace_config(ws)
-        store = _store(ws, cfg)
-        try:
-            return trace_insight(insight_id, con=ws.con, store=store)
-        finally:
-            store.close()
+    with _session(workspace) as (ws, _, store):
+        return trace_insight(insight_id, con=ws.con, store=store)
 
 
 def trace_text(data: dict[str, Any]) -> str:
@@ -236,40 +229,24 @@ def trace_text(data: dict[str, Any]) -> str:
 # --- graph export and query ------------------------------------------------------------------
 
 def export(workspace: str | None, *, fmt: str) -> str:
-    from engine.pipeline import workspace_config
     from ontology import rdf
 
-    with _open(workspace) as ws:
-        cfg = workspace_config(ws)
-        store = _store(ws, cfg)
-        try:
-            return rdf.export(store, fmt)
-        finally:
-            store.close()
+    with _session(workspace) as (_, _, store):
+        return rdf.export(store, fmt)
 
 
 def query(workspace: str | None, *, sparql: str | None = None, cypher: str | None = None) -> list[dict[str, Any]]:
-    from engine.pipeline import workspace_config
 
-    with _open(workspace) as ws:
-        cfg = workspace_config(ws)
+    with _session(workspace) as (_, cfg, store):
         if sparql is not None:
             if cfg.store.backend != "embedded":
-                raise JourneyGraphError("--sparql needs store.backend: embedded; use --cypher for Neo4j")
+                raise BadInput("--sparql needs store.backend: embedded; use --cypher for Neo4j")
             from ontology import rdf
 
-            store = _store(ws, cfg)
-            try:
-                return rdf.sparql(store, sparql)
-            finally:
-                store.close()
+            return rdf.sparql(store, sparql)
         if cfg.store.backend != "neo4j":
-            raise JourneyGraphError("--cypher needs store.backend: neo4j; use --sparql on the embedded store")
-        store = _store(ws, cfg)
-        try:
-            return store.cypher(cypher, {})
-        finally:
-            store.close()
+            raise BadInput("--cypher needs store.backend: neo4j; use --sparql on the embedded store")
+        return store.cypher(cypher, {})
 
 
 # --- text helpers ----------------------------------------------------------------------------
@@ -309,4 +286,6 @@ def run_summary_text(summary: dict[str, Any]) -> str:
     ]
     for note in summary.get("inferred", []):
         lines.append(f"inferred: {note}")
+    for note in summary.get("notes", []):
+        lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

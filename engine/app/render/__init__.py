@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from engine.render import html, md, text
-from engine.render import json as json_render
+from engine.app.render import html, md, text
+from engine.app.render import json as json_render
 
 FORMATS = ("text", "json", "md", "html")
 

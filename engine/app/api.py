@@ -1,6 +1,6 @@
 """HTTP API and web page (`journeygraph serve`): the feed, insights, traces, ask, snapshots, facts, verify.
 
-Thin over `engine.views`, like the CLI. JSON bodies are validated by the same
+Thin over `engine.app.views`, like the CLI. JSON bodies are validated by the same
 schemas as the CLI output; every error is `{"error": …}` with a fitting status
 and never a stack trace. Beyond loopback a bearer token is required.
 """
@@ -21,8 +21,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine import views
-from ontology.errors import ConfigError, JourneyGraphError
+from engine.app import views
+from ontology.errors import ConfigError, JourneyGraphError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
     def static(name: str) -> FileResponse:
         path = (WEB_DIR / name).resolve()
         if path.parent != WEB_DIR.resolve() or not path.is_file():
-            raise _NotFound(f"no static file {name!r}")
+            raise NotFound(f"no static file {name!r}")
         return FileResponse(path)
 
     return app
@@ -216,14 +216,10 @@ class _FeedCache:
             self.bodies[key] = body
 
 
-class _NotFound(JourneyGraphError):
-    """Maps to 404."""
-
-
 def _insight(ws: str | None, insight_id: str) -> dict[str, Any]:
     data = views.insight(ws, insight_id)
     if data is None:
-        raise _NotFound(f"no insight {insight_id!r}; list them with GET /api/feed")
+        raise NotFound(f"no insight {insight_id!r}; list them with GET /api/feed")
     return data
 
 
@@ -237,13 +233,9 @@ def _matches(item: dict[str, Any], journey: str | None, type_: str | None, segme
 
 
 def _error_response(exc: BaseException) -> JSONResponse:
-    if isinstance(exc, _NotFound):
-        return JSONResponse({"error": str(exc)}, status_code=404)
-    if isinstance(exc, ConfigError):
-        return JSONResponse({"error": str(exc)}, status_code=409)
+    """One mapper for the boundary: an error's class says its status (ontology/errors.py)."""
     if isinstance(exc, JourneyGraphError):
-        status = 404 if "no workspace" in str(exc) or "no such" in str(exc) or "not found" in str(exc) else 400
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         log.debug("bad request", exc_info=exc)
         return JSONResponse({"error": f"bad request: {type(exc).__name__}"}, status_code=400)

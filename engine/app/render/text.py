@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any, Mapping, Sequence
 
-from engine.render.common import headline, narrative_text, stats_line
+from engine.app.render.common import headline, narrative_text, stats_line
 
 
 def render(items: Sequence[Mapping[str, Any]]) -> str:
