@@ -84,7 +84,7 @@ def test_power_map_states_what_was_decidable(stream):
 
 def test_early_regression_facts_recompute_from_the_raw_tables(tmp_path):
     """Traceability holds for resolved-step and incidence evidence: every number of every fact recomputes."""
-    from engine.app.pipeline import run, workspace_config
+    from engine.app.pipeline import run
     from engine.workspace import Workspace
     from narrator.recompute import recompute_all
     from ontology.store import open_store
@@ -93,7 +93,7 @@ def test_early_regression_facts_recompute_from_the_raw_tables(tmp_path):
     config = write_stream(_params(False), tmp_path, 7, extra_releases=NOOP)
     run(str(tmp_path / "events.jsonl"), str(config), str(tmp_path / "run"), quiet=True)
     ws = Workspace.open(tmp_path / "run", create=False)
-    cfg = workspace_config(ws)
+    cfg = ws.config()
     store = open_store(cfg.store.backend, cfg.store, ws.path)
     try:
         facts = [f for f in store.facts() if f.predicate == "regressed_after"]
