@@ -48,12 +48,15 @@ class Comparison:
 
 @register
 class Regression:
-    """Transition probabilities and conversion that moved between two mature snapshots.
+    """Transition probabilities and conversion that moved between two snapshots.
 
     Comparisons: each pair of consecutive mature period snapshots, and each
-    release's release_before/release_after pair. Per edge a→b (b may be an
-    outcome) with ≥ min_n transitions out of a on both sides, and per
-    conversion outcome, a pooled two-proportion z-test; |ΔP| ≥ min_delta and
+    release's release_before/release_after pair, mature or not (version 2:
+    edges over resolved steps, conversion over Aalen–Johansen when a side is
+    immature; every finding states its estimator and power). Per edge a→b
+    (b may be an outcome) with ≥ min_n resolved steps out of a on both sides,
+    and per conversion outcome, a pooled two-proportion z-test (a Wald test of
+    the two incidence estimates for Aalen–Johansen); |ΔP| ≥ min_delta and
     |ΔP|/P_before ≥ min_relative make a candidate. Exactly one release marker
     in the window (for periods: from the earlier window's end to the later
     window's end) → regressed_after release:x; none → changed_after
@@ -64,7 +67,7 @@ class Regression:
     """
 
     name = "regression"
-    version = 1
+    version = 2
     config = RegressionConfig
     requires = ()
     family = "comparison"  # BH family: compares snapshots with each other
