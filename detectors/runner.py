@@ -94,7 +94,7 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
     groups: dict[tuple[str, str], list[SnapView]] = {}
     for snap in snapshots:
         view = SnapView(snap)
-        if view.mature:
+        if view.mature or view.scope in ("release_before", "release_after"):  # release pairs: decidable early
             groups.setdefault((str(view.payload.get("tenant_id") or ""), view.journey), []).append(view)
     out = []
     for (tenant, journey), views in sorted(groups.items()):

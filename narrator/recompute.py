@@ -118,7 +118,18 @@ def recount(con: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         "visit_counts": {a: int(n) for _, a, _, n in kinds.get("visit", [])},
         "repeat_counts": {s: sum(v.values()) for s, v in repeat_outcome.items()},
         "repeat_outcome_counts": repeat_outcome,
+        **_in_progress(con, where, params, row["payload"]),
     }
+
+
+def _in_progress(con: Any, where: str, params: list[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Resolved steps, observation and outcome incidence (engine.resolved), when the snapshot and tables have them."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "journey_window_s" not in payload or "journey_progress" not in tables:
+        return {}
+    from engine.resolved import recount_in_progress
+
+    return recount_in_progress(con, where, params, payload)
 
 
 class _Recounted:

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
+from detectors.regression import incidence_of, power_evidence, resolved
 from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
+from engine.incidence import two_sample_z
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
 from ontology.names import entity_states
@@ -127,14 +129,19 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
     if not before_id:
         raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
     before = ctx.recount(str(before_id))
+    mature = before.mature and after.mature  # else: resolved steps and Aalen-Johansen (detectors.regression)
+    estimator = "completed_only" if mature else "resolved_steps"
     if fact.subject.startswith("edge:"):
         src, dst = entity_states(fact.subject)
-        x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
+        b, a = (before, after) if mature else (resolved(before), resolved(after))
+        x1, n1, x2, n2 = b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src)
         traffic = _traffic(before, after, src, ctx)
-    else:
+    elif mature:
         o = _name(fact.subject)
         x1, n1, x2, n2 = before.outcome_count(o), before.completed, after.outcome_count(o), after.completed
         traffic = (1.0, 1.0, False)
+    else:
+        return _changed_incidence(fact, before, after, ctx)
     z, p = two_proportion_z(x2, n2, x1, n1)
     attribution, releases = _attribution(before, after, ctx)
     p_before, p_after = x1 / n1, x2 / n2
@@ -143,7 +150,22 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
             "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
             "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
-            "attribution": attribution, "releases": releases}
+            "attribution": attribution, "releases": releases, "estimator": estimator,
+            **power_evidence(p_before, n1, p_after, n2)}
+
+
+def _changed_incidence(fact: Fact, before: Recount, after: Recount, ctx: Ctx) -> dict[str, Any]:
+    """Conversion within the window on an immature pair: Aalen-Johansen estimates recounted, Wald z-test."""
+    o = _name(fact.subject)
+    (f1, v1, n1), (f2, v2, n2) = incidence_of(before, o), incidence_of(after, o)
+    z, p = two_sample_z(f1, v1, f2, v2)
+    attribution, releases = _attribution(before, after, ctx)
+    delta = f2 - f1
+    return {"p_before": f1, "p_after": f2, "n_before": n1, "n_after": n2, "delta": delta,
+            "relative_change": delta / f1 if f1 > 0 else (1.0 if delta > 0 else 0.0), "z": z,
+            "p_value": p, "n": n1 + n2, "traffic_before": 1.0, "traffic_after": 1.0, "traffic_changed": False,
+            "before_snapshot": before.row["snapshot_id"], "attribution": attribution, "releases": releases,
+            "estimator": "aalen_johansen", **power_evidence(f1, n1, f2, n2)}
 
 
 def _iso(ts: Any) -> str:
