@@ -42,6 +42,7 @@ from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
 from engine.markov import ChainMetrics
+from engine.snapshot_reader import SnapshotReader
 from ontology.model import canonical_json, content_id
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def iso(ts: datetime | None) -> str | None:
 # Snapshot wrapper
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class Snapshot:
+class Snapshot(SnapshotReader):
     """One immutable snapshot. `payload` is the contract dict: read it, never mutate it."""
 
     payload_json: str = field(repr=False)
@@ -82,7 +83,7 @@ class Snapshot:
         return cls(canonical_json(payload))
 
     @cached_property
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> dict[str, Any]:  # type: ignore[override]
         return json.loads(self.payload_json)
 
     def to_payload(self) -> dict[str, Any]:
@@ -92,100 +93,11 @@ class Snapshot:
     def __repr__(self) -> str:
         return f"Snapshot({self.snapshot_id}, {self.journey}, {self.scope}, segment={self.segment}, release={self.release})"
 
-    @property
-    def snapshot_id(self) -> str:
-        return str(self.payload["snapshot_id"])
-
-    @property
-    def tenant_id(self) -> str:
-        return str(self.payload.get("tenant_id", ""))
-
-    @property
-    def journey(self) -> str:
-        return str(self.payload["journey"])
-
-    @property
-    def scope(self) -> str:
-        return str(self.payload.get("scope", "all"))
-
-    @property
-    def segment(self) -> dict[str, str] | None:
-        return self.payload.get("segment")
-
-    @property
-    def release(self) -> str | None:
-        return self.payload.get("release")
-
-    @property
-    def mature(self) -> bool:
-        return bool(self.payload.get("mature", True))
-
-    @property
-    def completed(self) -> int:
-        """Completed (non-censored) journeys: the denominator of every rate."""
-        return int(self.payload.get("completed", sum(self._map("outcome_counts").values())))
-
-    @property
-    def window(self) -> tuple[str, str]:
-        return str(self.payload["window"]["start"]), str(self.payload["window"]["end"])
-
     @cached_property
     def metrics(self) -> ChainMetrics:
         p = self.payload
-        counts = {(t["from"], t["to"]): int(t["count"]) for t in p["transitions"]}
-        return ChainMetrics.from_counts(p["states"], p["outcomes"], counts, p["start_state"],
+        return ChainMetrics.from_counts(p["states"], p["outcomes"], self.counts, p["start_state"],
                                         p["conversion_outcome"], p["dropoff_outcome"])
-
-    @cached_property
-    def _out_totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for t in self.payload["transitions"]:
-            totals[t["from"]] = totals.get(t["from"], 0) + int(t["count"])
-        return totals
-
-    @cached_property
-    def _edge_counts(self) -> dict[tuple[str, str], int]:
-        return {(t["from"], t["to"]): int(t["count"]) for t in self.payload["transitions"]}
-
-    def transition_count(self, src: str, dst: str) -> int:
-        return self._edge_counts.get((src, dst), 0)
-
-    def out_total(self, src: str) -> int:
-        return self._out_totals.get(src, 0)
-
-    def _map(self, key: str) -> dict[str, Any]:
-        return self.payload.get(key) or {}
-
-    def reach(self, state: str) -> float:
-        """Share of completed journeys that visit `state` at least once (0 with no journeys)."""
-        done = self.completed
-        return self._map("reach_counts").get(state, 0) / done if done else 0.0
-
-    def p_outcome_given_reached(self, state: str, outcome: str) -> float | None:
-        reached = self._map("reach_counts").get(state, 0)
-        if not reached:
-            return None
-        return self._map("reach_outcome_counts").get(state, {}).get(outcome, 0) / reached
-
-    def p_outcome_given_not_reached(self, state: str, outcome: str) -> float | None:
-        not_reached = self.completed - self._map("reach_counts").get(state, 0)
-        if not not_reached:
-            return None
-        hits = self._map("outcome_counts").get(outcome, 0) - self._map("reach_outcome_counts").get(state, {}).get(outcome, 0)
-        return hits / not_reached
-
-    def lift(self, state: str, outcome: str) -> float | None:
-        """P(o | reached) / P(o | not reached); None when the denominator is 0 or undefined."""
-        reached = self.p_outcome_given_reached(state, outcome)
-        other = self.p_outcome_given_not_reached(state, outcome)
-        if reached is None or not other:
-            return None
-        return reached / other
-
-    def visits_mean(self, state: str) -> float | None:
-        """Mean visits among completed journeys that visit `state`."""
-        reached = self._map("reach_counts").get(state, 0)
-        return self._map("visit_counts").get(state, 0) / reached if reached else None
 
     def to_metrics_json(self) -> dict[str, Any]:
         """DESIGN.md `snapshot --format json`: floats rounded to 6 decimals, fixed order."""

@@ -37,9 +37,9 @@ def _ts(text: str | None) -> datetime | None:
 
 
 def _row(snap: Snapshot) -> tuple[Any, ...]:
-    seg = snap.segment or {}
+    key, value = snap.segment or (None, None)
     start, end = snap.window
-    return (snap.snapshot_id, snap.tenant_id, snap.journey, snap.scope, seg.get("key"), seg.get("value"),
+    return (snap.snapshot_id, snap.tenant_id, snap.journey, snap.scope, key, value,
             snap.release, _ts(start), _ts(end), snap.payload_json)
 
 
