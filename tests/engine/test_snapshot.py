@@ -61,7 +61,7 @@ def hand_db(path, rows=HAND) -> duckdb.DuckDBPyConnection:
 def hand(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple, Snapshot]:
     con = hand_db(tmp_path_factory.mktemp("hand") / "jg.duckdb")
     snaps = build_snapshots(con, CFG, JOURNEY, "in-1", "0.1.0", data_end=DATA_END)
-    return {(s.scope, json.dumps(s.segment), s.release, s.window[0]): s for s in snaps}
+    return {(s.scope, json.dumps(s.payload.get("segment")), s.release, s.window[0]): s for s in snaps}
 
 
 def by_scope(hand: dict, scope: str, segment=None, release=None, start=None) -> Snapshot:
