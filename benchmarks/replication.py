@@ -6,7 +6,7 @@
 Method. Every actor (the user id, or the case of an XES log; anonymous ids
 are followed to the user id their alias event names) goes to half A or half B
 by a seeded hash, so the split is deterministic. Each half is written as a
-JSONL event file and run through the whole pipeline (`python -m engine.cli
+JSONL event file and run through the whole pipeline (`python -m engine.app.cli
 run`, with the config's `source` pointed at the half) into its own workspace.
 The stored snapshots of each half are then run through the detectors in this
 process. A finding *replicates* when the other half holds a finding with the
@@ -88,7 +88,7 @@ def run_half(config: Path, events_path: Path, workspace: Path) -> None:
     half_cfg = workspace.with_suffix(".yaml")
     half_cfg.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "engine.cli", "run", "-c", str(half_cfg), "-w", str(workspace)],
+    subprocess.run([sys.executable, "-m", "engine.app.cli", "run", "-c", str(half_cfg), "-w", str(workspace)],
                    check=True, env=env, cwd=str(config.parent), stdout=subprocess.DEVNULL)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ontology.errors import ConfigError
 from ontology.plugins import PluginRegistry
@@ -32,13 +32,24 @@ CONFIDENCE_KEYS = ("a", "b", "c")
 FAMILIES = ("structure", "comparison")  # Benjamini-Hochberg families (see detectors.runner)
 
 
+class Detector(Protocol):
+    """What a registered detector class offers; `requires`, `family` and `types` are optional and read with
+    getattr (all of it is checked by `register`, see the module docstring)."""
+
+    name: str
+    version: int
+    config: type[Any]
+
+    def run(self, ctx: Any) -> list[Any]: ...
+
+
 class Registry:
     """Name → detector class; refuses what it cannot run."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, type] = {}
+        self._by_name: dict[str, type[Detector]] = {}
 
-    def register(self, cls: type) -> type:
+    def register(self, cls: Any) -> Any:
         _check_detector(cls)
         if cls.name in self._by_name:
             raise ValueError(f"detector {cls.name!r} is already registered "
@@ -46,13 +57,13 @@ class Registry:
         self._by_name[cls.name] = cls
         return cls
 
-    def get(self, name: str) -> type:
+    def get(self, name: str) -> type[Detector]:
         try:
             return self._by_name[name]
         except KeyError:
             raise KeyError(f"no detector {name!r}; registered: {', '.join(sorted(self._by_name))}") from None
 
-    def __iter__(self) -> Iterator[type]:
+    def __iter__(self) -> Iterator[type[Detector]]:
         return iter(self._by_name[k] for k in sorted(self._by_name))
 
     def __contains__(self, name: object) -> bool:
@@ -109,13 +120,13 @@ def default_registry() -> Registry:
             importlib.import_module(module)
         for plugin in PluginRegistry("detector", ()).plugins().values():
             cls = plugin.load()
-            if not (isinstance(cls, type) and DEFAULT._by_name.get(getattr(cls, "name", None)) is cls):
+            if not (isinstance(cls, type) and DEFAULT._by_name.get(str(getattr(cls, "name", ""))) is cls):
                 DEFAULT.register(cls)
         _loaded = True
     return DEFAULT
 
 
-def settings_for(cls: type, overrides: Mapping[str, Any]) -> Any:
+def settings_for(cls: type[Detector], overrides: Mapping[str, Any]) -> Any:
     """The detector's config with overrides applied; unknown keys and bad types → ConfigError."""
     fields = {f.name: f for f in dataclasses.fields(cls.config)}
     values: dict[str, Any] = {}

@@ -70,7 +70,7 @@ class Regression:
     name = "regression"
     version = 2
     config = RegressionConfig
-    requires = ()
+    requires: tuple[str, ...] = ()
     family = "comparison"  # BH family: compares snapshots with each other
     types = ("regression",)
 

@@ -34,7 +34,7 @@ from detectors.confidence import ConfidenceModel, label
 from detectors.context import Context, SharedCache
 from detectors.defaults import FDR_Q
 from detectors.margins import margins
-from detectors.registry import CONFIDENCE_KEYS, Registry, default_registry, settings_for, validate_settings
+from detectors.registry import CONFIDENCE_KEYS, Detector, Registry, default_registry, settings_for, validate_settings
 from detectors.stake import at_stake, second_order
 from detectors.stats import benjamini_hochberg, r6, z_from_p
 from detectors.view import SnapView
@@ -104,7 +104,7 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
     return out
 
 
-def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type], fdr_q: float,
+def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type[Detector]], fdr_q: float,
                 model: ConfidenceModel, cache: SharedCache) -> tuple[list[Finding], dict[str, float], int]:
     raw: list[tuple[Finding, int, Any]] = []
     extra: list[tuple[str, float]] = []

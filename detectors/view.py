@@ -25,7 +25,7 @@ class SnapView(SnapshotReader):
 
     @property
     def metrics(self) -> ChainMetrics:
-        return self.snap.metrics  # type: ignore[no-any-return]
+        return self.snap.metrics
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SnapView) and other.snap is self.snap

@@ -356,8 +356,8 @@ def _group(rows: dict[str, list[tuple]], incidence: dict[int, dict[str, Any]]) -
         out["resolved"].setdefault(sid, []).append((src, dst, n))
     for sid, status, n in rows["observation"]:
         out["observation"].setdefault(sid, {})[status] = n
-    for row in rows["reach"]:
-        out["reach"].setdefault(row[0], []).append(row[1:])
+    for reach_row in rows["reach"]:
+        out["reach"].setdefault(reach_row[0], []).append(reach_row[1:])
     return out
 
 

@@ -170,7 +170,7 @@ class EmbeddedStore:
         values = " ".join(f"<{g}>" for g in sorted(graphs))
         rows = self.oxigraph.query(
             "SELECT (COUNT(?f) AS ?c) WHERE { VALUES ?g { %s } GRAPH ?g { ?f <%s> ?j } }" % (values, _FACT_JSON.value))
-        return int(next(iter(rows))[0].value)
+        return _first_count(rows)
 
     def optimize(self) -> None:
         """Compact RocksDB. Each bulk load lands as new level-0 files; lookups slow down
@@ -217,18 +217,18 @@ class EmbeddedStore:
                 node = ox.NamedNode(rdf.entity_iri(entity))
             except Exception:  # a malformed entity id simply matches nothing
                 return set()
-            return {q.subject for role in (_RDF_SUBJECT, _RDF_OBJECT) for q in store.quads_for_pattern(None, role, node, None)}
+            return {_named(q.subject) for role in (_RDF_SUBJECT, _RDF_OBJECT) for q in store.quads_for_pattern(None, role, node, None)}
         if predicate is not None:
             if predicate not in rdf.TERM:
                 return set()
             term = ox.NamedNode(rdf.NS + predicate)
-            return {q.subject for q in store.quads_for_pattern(None, _RDF_PREDICATE, term, None)}
+            return {_named(q.subject) for q in store.quads_for_pattern(None, _RDF_PREDICATE, term, None)}
         graph = ox.NamedNode(rdf.snapshot_iri(snapshot_id)) if snapshot_id is not None else None
-        return {q.subject for q in store.quads_for_pattern(None, _FACT_JSON, None, graph)}
+        return {_named(q.subject) for q in store.quads_for_pattern(None, _FACT_JSON, None, graph)}
 
     def _read(self, node: ox.NamedNode) -> Fact | None:
         quad = next(iter(self.oxigraph.quads_for_pattern(node, _FACT_JSON, None, None)), None)
-        return None if quad is None else Fact.from_dict(json.loads(quad.object.value))
+        return None if quad is None else Fact.from_dict(json.loads(_literal(quad.object)))
 
     def get(self, fact_id: str) -> Fact | None:
         return self._read(ox.NamedNode(rdf.fact_iri(fact_id)))
@@ -236,12 +236,12 @@ class EmbeddedStore:
     def count(self) -> int:
         rows = self.oxigraph.query(
             "SELECT (COUNT(?f) AS ?c) WHERE { GRAPH ?g { ?f <%s> ?j } }" % _FACT_JSON.value)
-        return int(next(iter(rows))[0].value)
+        return _first_count(rows)
 
     def snapshot_ids(self) -> list[str]:
         """Snapshots that have facts (one named graph each), sorted."""
         rows = self.oxigraph.quads_for_pattern(None, _SNAPSHOT_ID, None, None)
-        return sorted({q.object.value for q in rows})
+        return sorted({_literal(q.object) for q in rows})
 
     def close(self) -> None:
         """Drop every reference to the Oxigraph store so RocksDB releases its lock now."""
@@ -297,3 +297,25 @@ def _open_read_only(path: Path) -> ox.Store:
                 ) from exc
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
+
+
+def _first_count(rows: Any) -> int:
+    """The single COUNT of a one-row SPARQL SELECT."""
+    solutions = rows if isinstance(rows, ox.QuerySolutions) else None
+    if solutions is None:
+        raise TypeError(f"expected SELECT solutions, got {type(rows).__name__}")
+    return int(_literal(next(iter(solutions))[0]))
+
+
+def _named(term: Any) -> ox.NamedNode:
+    """Fact subjects are IRIs by construction (rdf.fact_iri)."""
+    if not isinstance(term, ox.NamedNode):
+        raise TypeError(f"expected an IRI, got {term!r}")
+    return term
+
+
+def _literal(term: Any) -> str:
+    """The lexical value of an IRI or literal (never a quoted triple here)."""
+    if isinstance(term, ox.Triple):
+        raise TypeError(f"expected a literal, got a quoted triple {term!r}")
+    return str(term.value)

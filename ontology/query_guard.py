@@ -81,7 +81,7 @@ def run_with_deadline(work: Callable[[], T], timeout_s: float, what: str) -> T:
                          "(fewer unbound patterns, a LIMIT)")
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    return box["value"]
 
 
 def take(rows: Iterable[T], max_rows: int, warn: Callable[[str], None]) -> list[T]:

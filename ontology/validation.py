@@ -178,7 +178,7 @@ def identity_json(fact: Fact, evidence_json: str, fact_id: str | None = None) ->
 #: canonical_json with its encoder built once (json.dumps builds one per call).
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 #: What json.dumps(ensure_ascii=False) writes for a str, in C.
-_jstr: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_jstr: Callable[[str], str] = json.encoder.encode_basestring
 
 
 @lru_cache(maxsize=4096)
@@ -387,8 +387,8 @@ def _compile_keyword(key: str, arg: Any, schema: dict[str, Any]) -> _Check | Non
         regex = re.compile(arg)
         return lambda v: not isinstance(v, str) or regex.search(v) is not None
     if key == "required":
-        names = frozenset(arg)
-        return lambda v: not isinstance(v, dict) or names <= v.keys()
+        required = frozenset(arg)
+        return lambda v: not isinstance(v, dict) or required <= v.keys()
     if key in ("minItems", "maxItems"):
         bound = arg
         return (lambda v: not isinstance(v, list) or len(v) >= bound) if key == "minItems" else (

@@ -257,11 +257,16 @@ def _inferred_raw(ws: Workspace, cfg: Config, source: str, read_notes: tuple[str
     return raw
 
 
+def _one(row: tuple[Any, ...] | None) -> Any:
+    """The single value of a one-row aggregate (None when the query returned no row)."""
+    return row[0] if row else None
+
+
 def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:
     ws.save_config({"raw": raw_cfg, "base_dir": cfg.base_dir, "inferred_journeys": [dataclasses.asdict(j) for j in cfg.journeys] if cfg.inferred else None})
     from ontology.model import canonical_json
 
-    wm = ws.con.execute("SELECT max(ts) FROM events").fetchone()[0]
+    wm = _one(ws.con.execute("SELECT max(ts) FROM events").fetchone())
     ws.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", [run_id, "", canonical_json(summary), wm])
 
 

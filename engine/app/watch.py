@@ -177,7 +177,8 @@ def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, 
 
 
 def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], now: Callable[[], float]) -> DeliveryReport:
-    last = ws.con.execute("SELECT max(delivered_at) FROM deliveries WHERE webhook = ?", [hook.url]).fetchone()[0]
+    row = ws.con.execute("SELECT max(delivered_at) FROM deliveries WHERE webhook = ?", [hook.url]).fetchone()
+    last = row[0] if row else None
     if not fresh or (last is not None and now() - last < DIGEST_SECONDS[hook.digest]):
         return DeliveryReport(hook.url, (), ())
     try:
@@ -200,7 +201,7 @@ def run_once(source: str, cfg: Config, config_path: str | None, workspace: str |
 
 def deliver_pending(cfg: Config, workspace: str | None) -> list[DeliveryReport]:
     """Deliver what the current feed holds that no webhook has received yet (no new run)."""
-    from engine import views
+    from engine.app import views
 
     items = views.feed_items(workspace)
     ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)

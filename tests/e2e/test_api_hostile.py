@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import views
-from engine.render import md
+from engine.app import views
+from engine.app.render import md
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_api import call
 
@@ -55,7 +55,7 @@ def _get_with_host(url: str, path: str, host: str, headers: dict[str, str] | Non
 
 
 def test_a_chunked_body_over_the_limit_is_refused(live_api: LiveServer) -> None:
-    from engine.api import MAX_BODY
+    from engine.app.api import MAX_BODY
 
     big = [b'{"bundle": {"x": "' + b"a" * 16_000] + [b"a" * 16_000] * (MAX_BODY // 16_000 + 2) + [b'"}, "narrative": ""}']
     status, body = _post_chunked(live_api.url, "/api/verify", big)

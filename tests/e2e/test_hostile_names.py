@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import pipeline, views
+from engine.app import pipeline, views
 from ontology.names import edge_id, entity_states, path_id, show_name
 from tests.engine.hostile import base_events, config_file, dumps, write_lines
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import pipeline
+from engine.app import pipeline
 from tests.engine.hostile import (
     START,
     base_events,

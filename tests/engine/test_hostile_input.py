@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import pipeline
+from engine.app import pipeline
 from tests.engine.hostile import (
     base_events,
     config,
