@@ -16,8 +16,9 @@ direction are one fact about the segment; the entry keeps the finding with the
 strongest evidence (highest score) and lists the other states in `also`.
 
 Ranking: the feed's `score` is what is at stake discounted by how likely it is
-to hold up: the share of the journey's conversions at stake (uncapped,
-detectors/stake.py) × the finding's confidence (calibrated to replication,
+to hold up: the share of the journey's conversions at stake, or for a drop-off
+the share of its lost journeys (each against its own total, uncapped,
+detectors/stake.py and engine/scoring.py) × the finding's confidence (calibrated to replication,
 detectors/confidence.py) × recency (1 while it still holds; a persisting
 finding keeps its rank). The paper's composite (engine/scoring.py, configured
 by scoring.weights, magnitude from the stake) is kept in
