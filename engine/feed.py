@@ -10,6 +10,10 @@ finding; `since` is the earliest window start among the period snapshots
 holding it (the representative's own start when no period holds it).
 `persistence` says all of that in a sentence.
 
+Each entry has a status against the previous run's feed (engine/lifecycle.py):
+new, persisting, or resolved (an adverse release regression that a later
+release undid; resolved entries follow the open ones).
+
 Restatements of one fact are merged too: segment findings that say "these
 states are more (or less) common in segment k=v" for one segment value and
 direction are one fact about the segment; the entry keeps the finding with the
@@ -31,8 +35,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
+from engine.lifecycle import finding_key, resolutions, status
 from engine.scoring import score_finding
 from ontology.model import Finding, content_id
 
@@ -51,6 +56,8 @@ class FeedEntry:
     snapshot_ids: tuple[str, ...]    # every snapshot holding the key, oldest window first
     periods: int = 0                 # period snapshots of the journey with any finding
     also: tuple[Finding, ...] = ()   # restatements of the same fact merged into this entry
+    status: str = "new"              # new | persisting | resolved (engine/lifecycle.py)
+    resolution: Mapping[str, Any] | None = None  # what closed a resolved regression
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -59,10 +66,6 @@ class FeedEntry:
     @property
     def persistence(self) -> str:
         return persistence_text(self.seen, self.periods, self.since)
-
-
-def finding_key(f: Finding) -> tuple[str, ...]:
-    return (f.type, f.journey, f.subject, f.predicate, f.object, f.segment or "", f.release or "")
 
 
 def persistence_text(seen: int, periods: int, since: str) -> str:
@@ -77,8 +80,11 @@ def persistence_text(seen: int, periods: int, since: str) -> str:
             "(seen counts the period snapshots holding it).")
 
 
-def rank(findings: Iterable[Finding], cfg: Any) -> list[FeedEntry]:
-    """Merge, score and order findings; `cfg` is a Config (its weight_map) or a weights mapping."""
+def rank(findings: Iterable[Finding], cfg: Any, previous: Collection[tuple[str, ...]] = ()) -> list[FeedEntry]:
+    """Merge, score and order findings; `cfg` is a Config (its weight_map) or a weights mapping.
+
+    `previous`: the finding keys of the previous run's feed (engine/lifecycle.py), for each entry's status.
+    Resolved entries follow the open ones, in score order."""
     weights = cfg.weight_map if hasattr(cfg, "weight_map") else dict(cfg)
     findings = list(findings)
     groups: dict[tuple[str, ...], list[Finding]] = {}
@@ -92,16 +98,18 @@ def rank(findings: Iterable[Finding], cfg: Any) -> list[FeedEntry]:
         composite, parts = score_finding(rep, _missing_since(group, windows), weights)
         parts = {**parts, "composite": round(composite, 6)}
         scored.append((feed_score(rep, parts), key, rep, parts, since, seen, ids, len(windows)))
-    scored.sort(key=lambda t: (-t[0], -t[3]["composite"], t[1], t[2].finding_id))
+    closed = resolutions([row[2] for row in scored])
+    scored.sort(key=lambda t: (t[1] in closed, -t[0], -t[3]["composite"], t[1], t[2].finding_id))
     kept, also = _restatements(scored)
-    return [FeedEntry(i + 1, s, rep, parts, since, seen, ids, periods, tuple(also.get(key, ())))
+    return [FeedEntry(i + 1, s, rep, parts, since, seen, ids, periods, tuple(also.get(key, ())),
+                      status(key, previous, closed), closed.get(key))
             for i, (s, key, rep, parts, since, seen, ids, periods) in enumerate(kept)]
 
 
 def feed_score(f: Finding, parts: Mapping[str, float]) -> float:
     """What is at stake, discounted by how likely it is to hold up: stake share × confidence × recency.
 
-    Findings without a conversions-at-stake estimate score 0 here and follow, ordered by the composite."""
+    Findings without a stake estimate (conversions or losses) score 0 here and follow, ordered by the composite."""
     if not isinstance(f.evidence.get("at_stake"), Mapping):
         return 0.0
     return round(parts["magnitude"] * float(f.confidence) * parts["novelty"], 6)
@@ -172,6 +180,10 @@ def parse_ts(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def _release_of(resolution: Mapping[str, Any] | None) -> str | None:
+    return f"release:{resolution['release']}" if resolution else None
+
+
 def finding_dict(f: Finding) -> dict[str, Any]:
     """The `finding` object of a feed item (DESIGN.md)."""
     return {
@@ -210,5 +222,6 @@ def feed_item(entry: FeedEntry, narrative: Mapping[str, Any] | None, fact_ids: S
         "also_holds_for": [{"subject": a.subject, "finding_id": a.finding_id, "snapshot_id": a.snapshot_id}
                            for a in entry.also],
         "components": {k: round(v, 6) for k, v in entry.components.items()},
+        "status": entry.status, "resolved_after": _release_of(entry.resolution), "resolution": entry.resolution,
         "snapshot_ids": list(entry.snapshot_ids),
     }
