@@ -10,6 +10,8 @@ from detector_builders import make_cfg, snap
 from test_honest_detectors import LOGIN
 
 from detectors import stake
+from detectors.defaults import DropoffConfig
+from detectors.margins import margins
 from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload
 from detectors.view import SnapView
@@ -86,6 +88,9 @@ def test_loss_stake_counts_lost_journeys_leaving_right_after_the_state():
 def test_losses_and_conversions_rank_on_their_own_shares():
     found, _ = _login_findings()
     loss = found["dropoff_point", "state:welcome"]
+    # it qualifies by its share of all losses, not by its per-move exit rate: the confidence follows that route
+    assert loss.evidence["exit_probability"] < DropoffConfig().min_exit
+    assert min(margins(loss, DropoffConfig(), 50)) > 3  # so the exit-rate floor does not zero its confidence
     assert scoring.feed_components(loss)["magnitude"] == pytest.approx(loss.evidence["loss_share"], abs=1e-5)
     driver = next(f for f in found.values() if f.type == "activation_driver")
     s = driver.evidence["at_stake"]

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from engine import watch
+from engine.app import watch
 from tests.engine.hostile import base_events, config_file, dumps, write_lines
 
 
