@@ -16,8 +16,10 @@ release undid; resolved entries follow the open ones).
 
 Restatements of one fact are merged too: segment findings that say "these
 states are more (or less) common in segment k=v" for one segment value and
-direction are one fact about the segment; the entry keeps the finding with the
-strongest evidence (highest score) and lists the other states in `also`.
+direction are one fact about the segment, and drivers or necessary steps of one
+snapshot reached by exactly the same journeys are one fact about those journeys
+(unless their stakes point different ways); the entry keeps the finding with
+the strongest evidence (highest score) and lists the others in `also`.
 
 Ranking: the feed's `score` is what is at stake discounted by how likely it is
 to hold up: the share of the journey's conversions at stake, or for a drop-off
@@ -43,6 +45,7 @@ from ontology.model import Finding, content_id
 
 ScoreWeights = Mapping[str, float]
 RESTATED = ("more_common_in", "less_common_in")  # segment predicates whose findings restate one fact per segment value
+REACH_FACTS = ("activation_driver", "necessary_for_conversion")  # restate one fact when reached by the same journeys
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,13 @@ def feed_score(f: Finding, parts: Mapping[str, float]) -> float:
 
 def _restatements(scored: list[tuple]) -> tuple[list[tuple], dict[tuple[str, ...], list[Finding]]]:
     """Keep the best-scored finding per restated fact (scored is best first); the rest go to its `also`."""
-    first: dict[tuple[str, ...], tuple[str, ...]] = {}
+    first: dict[tuple[Any, ...], tuple[str, ...]] = {}
     also: dict[tuple[str, ...], list[Finding]] = {}
     kept = []
     for row in scored:
         key, rep = row[1], row[2]
-        fact = (rep.journey, rep.type, rep.predicate, rep.object, rep.release or "")
-        if rep.type == "segment_divergence" and rep.predicate in RESTATED:
+        fact = _fact(rep)
+        if fact is not None:
             if fact in first:
                 also[first[fact]].append(rep)
                 continue
@@ -131,6 +134,23 @@ def _restatements(scored: list[tuple]) -> tuple[list[tuple], dict[tuple[str, ...
             also[key] = []
         kept.append(row)
     return kept, also
+
+
+def _fact(f: Finding) -> tuple[Any, ...] | None:
+    """What a finding restates, when several findings can state it; None when it stands alone.
+
+    Segment findings "state X is more (less) common in segment k=v": one fact per segment value and
+    direction. Drivers and necessary steps of one snapshot reached by the same journeys (equal
+    n_reached and conversion among them; e.g. a step always followed by another) state one fact
+    about those journeys, unless their stakes point different ways (`protect`)."""
+    ev = f.evidence
+    if f.type == "segment_divergence" and f.predicate in RESTATED:
+        return (f.journey, f.type, f.predicate, f.object, f.release or "")
+    if f.type in REACH_FACTS and "n_reached" in ev and "p_given_reached" in ev:
+        stake = ev.get("at_stake") if isinstance(ev.get("at_stake"), Mapping) else {}
+        return (f.journey, f.type, f.object, f.snapshot_id, f.segment or "", ev["n_reached"], ev["p_given_reached"],
+                stake.get("protect", True))
+    return None
 
 
 def _merge(group: Sequence[Finding]) -> tuple[Finding, str, int, tuple[str, ...]]:
