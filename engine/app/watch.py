@@ -86,7 +86,8 @@ def source_glob(source: str) -> str:
 def slack_text(item: dict[str, Any]) -> str:
     f = item["finding"]
     text = escape_markup(item.get("narrative", {}).get("text", ""))  # Slack: no <!channel>, no disguised links
-    head = f"*resolved after {item['resolved_after'] or 'the last run'}* " if item.get("status") == "resolved" else ""
+    after = str(item.get("resolved_after") or "release:the last run").partition(":")[2]
+    head = f"*resolved after {after}* " if item.get("status") == "resolved" else ""
     return f"{head}*#{item['rank']} {f['type'].replace('_', ' ')}* ({f['confidence_label']} confidence, q={f['q_value']:.4g})\n{text}"
 
 

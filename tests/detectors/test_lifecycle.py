@@ -90,3 +90,10 @@ def test_watch_delivers_a_resolution_once_even_after_the_finding(tmp_path, monke
     batch = posted[1][1]["insights"]
     assert sorted((i["finding"]["release"], i["status"]) for i in batch) == [("v2", "resolved"), ("v3", "new")]
     assert watch.delivery_key(closed[1]).endswith(":resolved") and posted[0][0] == watch.finding_key(open_item)
+
+
+def test_slack_notice_names_the_release_that_resolved_it():
+    closed = [feed_item(e, None) for e in rank([_regression("v2", AFTER_A, 0.20, 0.45),
+                                                _regression("v3", AFTER_B, 0.45, 0.21)], dict(DEFAULT_WEIGHTS))]
+    assert watch.slack_text(closed[1]).startswith("*resolved after v3* *#2 regression*")
+    assert not watch.slack_text(closed[0]).startswith("*resolved")
