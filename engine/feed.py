@@ -35,9 +35,10 @@ and then the finding id, so the order is fully deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from engine.lifecycle import finding_key, resolutions, status
 from engine.scoring import score_finding
@@ -147,9 +148,9 @@ def _fact(f: Finding) -> tuple[Any, ...] | None:
     if f.type == "segment_divergence" and f.predicate in RESTATED:
         return (f.journey, f.type, f.predicate, f.object, f.release or "")
     if f.type in REACH_FACTS and "n_reached" in ev and "p_given_reached" in ev:
-        stake = ev.get("at_stake") if isinstance(ev.get("at_stake"), Mapping) else {}
-        return (f.journey, f.type, f.object, f.snapshot_id, f.segment or "", ev["n_reached"], ev["p_given_reached"],
-                stake.get("protect", True))
+        stake = ev.get("at_stake")
+        protect = stake.get("protect", True) if isinstance(stake, Mapping) else True
+        return (f.journey, f.type, f.object, f.snapshot_id, f.segment or "", ev["n_reached"], ev["p_given_reached"], protect)
     return None
 
 
@@ -197,7 +198,7 @@ def _span(f: Finding) -> float:
 def parse_ts(text: str) -> datetime:
     """An ISO 8601 timestamp (Z or offset; naive taken as UTC) as an aware datetime."""
     parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _release_of(resolution: Mapping[str, Any] | None) -> str | None:

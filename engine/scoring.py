@@ -31,7 +31,8 @@ Weights come from `Config.weight_map` (scoring.weights in journeygraph.yaml).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 COMPONENTS = ("significance", "magnitude", "reach", "actionability", "novelty")
 NOVELTY_DECAY = 0.3

@@ -4,7 +4,8 @@ A folder source is fingerprinted (names, sizes, mtimes); a SQL source re-runs
 on the interval. After each run the feed is compared with what was already
 delivered: only findings never delivered before (keyed by what they claim,
 not by snapshot, so a finding that still holds is not re-announced), and once
-each the news that one was resolved (engine/lifecycle.py), are posted, together in one delivery per run. Delivery is retried with exponential
+each the news that one was resolved (engine/lifecycle.py), are posted,
+together in one delivery per run. Delivery is retried with exponential
 backoff and jitter and recorded only after a 2xx (a redirect is not a delivery:
 urllib would re-send it as a GET without the body), with `Idempotency-Key:` the
 finding key (a hash of the sorted keys for several), so a receiver that saw an

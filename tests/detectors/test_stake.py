@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 from typing import Any
 
+import numpy as np
+import pytest
 from detector_builders import make_cfg, snap
 from test_honest_detectors import LOGIN
 
@@ -16,8 +16,8 @@ from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload
 from detectors.view import SnapView
 from engine import scoring
-from engine.snapshot import Snapshot
 from engine.markov import ChainMetrics
+from engine.snapshot import Snapshot
 from fixtures.paper_chain import FIGURE2
 
 LOOP = {  # b loops on itself (lifecycle-like repeats) and c sends journeys back to a (real returns)
