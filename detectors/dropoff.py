@@ -50,11 +50,11 @@ def loss_evidence(view: SnapView, states: list[str]) -> dict[str, Any]:
         "loss_outcomes": losses, "loss_exits": {o: n for o, n in by_outcome.items() if n},
         "lost_journeys": total_exit, "loss_share": exits / total_exit if total_exit else 0.0,
         "reach": max(view.reach(s) for s in states), "n_reached": max(view.reach_count(s) for s in states),
-        "dropoff_outcome": _either(losses), "n": out, "z": z, "p_value": p,
+        "dropoff_outcome": either(losses), "n": out, "z": z, "p_value": p,
     }
 
 
-def _either(names: list[str]) -> str:
+def either(names: list[str]) -> str:
     """'a', 'a or b', 'a, b or c'."""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 

@@ -60,12 +60,22 @@ def _activation(f: Finding, cfg: Any, n_min: int) -> list[float]:
 
 
 def _dropoff(f: Finding, cfg: Any, n_min: int) -> list[float]:
+    """Sample-size and reach floors, plus the better of the two routes by which a state qualifies.
+
+    A state is reported when its per-move exit rate clears min_exit and the baseline + min_excess, *or*
+    when it is the last state of ≥ min_loss_share of all lost journeys (detectors/dropoff.py). The
+    replicate needs one route; the route with the larger worst margin is kept (a lower bound on the
+    chance that either holds)."""
     ev = f.evidence
     rate, out_n = float(ev["exit_probability"]), float(f.n)
-    found = [_prop(rate, cfg.min_exit, out_n), _count(out_n, n_min), _prop(float(ev["reach"]), cfg.min_reach, f.n)]
+    found = [_count(out_n, n_min), _prop(float(ev["reach"]), cfg.min_reach, f.n)]
+    by_rate = [_prop(rate, cfg.min_exit, out_n)]
     if "baseline_exit" in ev:
-        found.append(_prop(rate, float(ev["baseline_exit"]) + cfg.min_excess, out_n))
-    return found
+        by_rate.append(_prop(rate, float(ev["baseline_exit"]) + cfg.min_excess, out_n))
+    routes = [by_rate]
+    if "loss_share" in ev and "lost_journeys" in ev and hasattr(cfg, "min_loss_share"):
+        routes.append([_prop(float(ev["loss_share"]), cfg.min_loss_share, float(ev["lost_journeys"]))])
+    return found + max(routes, key=min)
 
 
 def _regression(f: Finding, cfg: Any, n_min: int) -> list[float]:

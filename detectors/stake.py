@@ -1,28 +1,40 @@
-"""What is at stake: the conversions per week associated with a finding, with an interval.
+"""What is at stake: the conversions (or, for a loss, the lost journeys) per week associated with a finding.
 
 Every finding the runner keeps gets a typed evidence field `at_stake` (the
 narrator heads each item with it; engine/scoring.py ranks by it):
 
+    measure               "conversions", or "losses" for dropoff_point / dropoff_cluster
+    outcome               the conversion outcome counted, or the loss outcomes in words ("declined or cancelled")
+    outcomes              (losses only) the loss outcomes as a list
     per_journey           conversions per journey with the pattern as observed minus conversions in the
-                          counterfactual below (signed; > 0: the pattern goes with more conversions)
-    baseline_per_journey  the journey's conversions per journey, B(start, conversion) (or its rate)
+                          counterfactual below (signed; > 0: the pattern goes with more conversions);
+                          for a loss: lost journeys whose last step is the finding's state(s), per journey
+    baseline_per_journey  the journey's conversions per journey, B(start, conversion) (or its rate);
+                          for a loss: all lost journeys per journey
+    share                 per_journey / baseline_per_journey (signed): the share of the journey's own
+                          conversions, or of its own losses, at stake. engine/scoring.py ranks by |share|,
+                          so the largest losses and the largest drivers meet on one scale
     per_week, low, high   per_journey × journeys started per week, with a 95 % percentile interval
     in_window             per_journey × the snapshot's journeys: the same number over the window itself
                           (use it when window_days < 7, where per_week is an extrapolation)
     journeys_per_week     the snapshot's journeys (censored included) per 7 days of its window
     window_days           the snapshot window, so a reader sees when "per week" is an extrapolation
-    direction             "more" or "fewer": the observed pattern goes with more or fewer conversions
+    direction             "more" or "fewer": the observed pattern goes with more or fewer conversions (losses)
+    protect               (activation_driver, necessary_for_conversion) false when journeys that never reach
+                          the state convert *more* in the re-solved chain (per_journey < 0, e.g. BPI
+                          "W_Nabellen offertes"): the state is then not something to protect, whatever
+                          its reach statistics say; the feed ranks it by |share| with the sign kept
     method                "chain" (the absorbing chain re-solved) or "counts" (observed rates)
     counterfactual        what per_journey compares against, in words
-    outcome               the conversion outcome counted
     first_order_approximation  true when the snapshot's model check prefers a second-order chain:
                           removal effects, B and every "chain" number here are then approximations
 
 Counterfactual per finding type ("chain" unless said):
     activation_driver, necessary_for_conversion   journeys never reach the state (the paper's removal:
                                                   edges into it deleted, predecessors renormalised)
-    dropoff_point, dropoff_cluster                the state's exit rate to the loss outcome brought down to the
-                                                  journey's baseline exit rate (evidence baseline_exit), row renormalised
+    dropoff_point, dropoff_cluster                none, counts: the lost journeys that leave right after the
+                                                  state(s), observed (evidence exits of lost_journeys; each
+                                                  lost journey has one last state, so these never double count)
     repeated_visit                                no return to the state after its first visit (the chain doubled
                                                   into before/after-first-visit layers; returns deleted)
     regression (edge)                             the edge's probability set back to its earlier value
@@ -47,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.dropoff import either
 from detectors.stats import r6
 from detectors.view import SnapView
 from engine.feed import parse_ts
@@ -62,6 +75,8 @@ REPLICATES = 200
 SMALL_CHAIN = 60      # chains with more states get fewer replicates (the batched solve grows as states³) …
 MIN_REPLICATES = 40   # … but never fewer than this
 LEVEL = 0.95
+LOSS_TYPES = ("dropoff_point", "dropoff_cluster")                 # stated in lost journeys, not conversions
+REMOVAL_TYPES = ("activation_driver", "necessary_for_conversion")  # the paper's removal counterfactual
 Counterfactual = Callable[[np.ndarray, ChainMetrics], np.ndarray]   # edits a copy of the counts
 Delta = Callable[[np.ndarray, ChainMetrics], Any]                      # counts (batched) → B_cf(start, conversion)
 
@@ -86,7 +101,13 @@ def at_stake(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict[
         "in_window": point * int(scale_view.payload.get("journeys") or scale_view.completed), "window_days": window_days(scale_view),
         "direction": "more" if point >= 0 else "fewer", "method": method, "counterfactual": words,
         "first_order_approximation": second_order(scale_view),
+        "share": point / base if base > 0 else point,
     }
+    if f.type in LOSS_TYPES:
+        out.update(measure="losses", outcome=str(f.evidence.get("dropoff_outcome")),
+                   outcomes=list(f.evidence.get("loss_outcomes") or []), first_order_approximation=False)
+    if f.type in REMOVAL_TYPES:
+        out["protect"] = bool(point > 0)
     return {k: r6(float(v)) if isinstance(v, (float, np.floating)) else v for k, v in out.items()}
 
 
@@ -106,10 +127,10 @@ def journeys_per_week(view: SnapView) -> float:
 
 def _estimate(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict[str, Any]) -> tuple | None:
     name = f.subject.split(":", 1)[1]
-    if f.type in ("activation_driver", "necessary_for_conversion"):
+    if f.type in REMOVAL_TYPES:
         return _chain(f, view, _edited(_without_entries({name})), f"journeys never reach {name}", cache)
-    if f.type in ("dropoff_point", "dropoff_cluster"):
-        return _dropoff(f, view, name, cache)
+    if f.type in LOSS_TYPES:
+        return _losses(f, view)
     if f.type == "repeated_visit":
         return _chain(f, view, _no_returns(name), f"no return to {name} after its first visit", cache)
     if f.type == "regression":
@@ -209,30 +230,16 @@ def _without_entries(targets: set[str]) -> Counterfactual:
     return cf
 
 
-def _dropoff(f: Finding, view: SnapView, name: str, cache: dict[str, Any]) -> tuple:
-    """Exits above the journey's baseline exit rate: the states' exits brought down to that rate."""
-    outcome = str(f.evidence.get("dropoff_outcome", view.dropoff))
-    states = list(f.evidence.get("states") or [name]) if f.type == "dropoff_cluster" else [name]
-    baseline = f.evidence.get("baseline_exit")
-    rate = None if baseline is None else min(float(baseline), float(f.evidence.get("exit_probability", 1.0)))
-    words = (f"exits from {', '.join(states)} to {outcome} at the journey's baseline exit rate {rate:.4f}"
-             if rate is not None else f"no exits from {', '.join(states)} to {outcome}")
-    return _chain(f, view, _edited(_exits_at(states, outcome, rate or 0.0)), words, cache)
+def _losses(f: Finding, view: SnapView) -> tuple:
+    """Lost journeys whose last step is one of the finding's states, per journey (observed, binomial interval).
 
-
-def _exits_at(states: list[str], outcome: str, rate: float) -> Counterfactual:
-    """Each state's exit count set so that its exit probability equals `rate` (0: no exits)."""
-    def cf(counts: np.ndarray, chain: ChainMetrics) -> np.ndarray:
-        col = len(chain.states) + chain.outcomes.index(outcome)
-        for s in states:
-            i = chain.states.index(s)
-            rest = counts[..., i, :].sum(axis=-1) - counts[..., i, col]
-            if rate < 1.0:
-                counts[..., i, col] = np.minimum(counts[..., i, col], rate / (1.0 - rate) * rest)
-        return counts
-    return cf
-
-
+    Every lost journey leaves from exactly one last state, so these add up over states to all losses;
+    the baseline is all lost journeys per journey, and their ratio is the finding's `loss_share`."""
+    states = list(f.evidence.get("states") or [f.subject.split(":", 1)[1]])
+    n = max(1, view.completed)
+    exits, lost = int(f.evidence["exits"]), int(f.evidence["lost_journeys"])
+    words = f"lost journeys whose last step is {either(states)}"
+    return _counts(f, [(exits / n, n)], lambda r: r[0], lost / n, words, view)
 
 
 def _regression(f: Finding, view: SnapView, name: str, cache: dict[str, Any]) -> tuple | None:

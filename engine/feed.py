@@ -10,14 +10,21 @@ finding; `since` is the earliest window start among the period snapshots
 holding it (the representative's own start when no period holds it).
 `persistence` says all of that in a sentence.
 
+Each entry has a status against the previous run's feed (engine/lifecycle.py):
+new, persisting, or resolved (an adverse release regression that a later
+release undid; resolved entries follow the open ones).
+
 Restatements of one fact are merged too: segment findings that say "these
 states are more (or less) common in segment k=v" for one segment value and
-direction are one fact about the segment; the entry keeps the finding with the
-strongest evidence (highest score) and lists the other states in `also`.
+direction are one fact about the segment, and drivers or necessary steps of one
+snapshot reached by exactly the same journeys are one fact about those journeys
+(unless their stakes point different ways); the entry keeps the finding with
+the strongest evidence (highest score) and lists the others in `also`.
 
 Ranking: the feed's `score` is what is at stake discounted by how likely it is
-to hold up: the share of the journey's conversions at stake (uncapped,
-detectors/stake.py) × the finding's confidence (calibrated to replication,
+to hold up: the share of the journey's conversions at stake, or for a drop-off
+the share of its lost journeys (each against its own total, uncapped,
+detectors/stake.py and engine/scoring.py) × the finding's confidence (calibrated to replication,
 detectors/confidence.py) × recency (1 while it still holds; a persisting
 finding keeps its rank). The paper's composite (engine/scoring.py, configured
 by scoring.weights, magnitude from the stake) is kept in
@@ -28,15 +35,18 @@ and then the finding id, so the order is fully deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
+from engine.lifecycle import finding_key, resolutions, status
 from engine.scoring import score_finding
 from ontology.model import Finding, content_id
 
 ScoreWeights = Mapping[str, float]
 RESTATED = ("more_common_in", "less_common_in")  # segment predicates whose findings restate one fact per segment value
+REACH_FACTS = ("activation_driver", "necessary_for_conversion")  # restate one fact when reached by the same journeys
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,8 @@ class FeedEntry:
     snapshot_ids: tuple[str, ...]    # every snapshot holding the key, oldest window first
     periods: int = 0                 # period snapshots of the journey with any finding
     also: tuple[Finding, ...] = ()   # restatements of the same fact merged into this entry
+    status: str = "new"              # new | persisting | resolved (engine/lifecycle.py)
+    resolution: Mapping[str, Any] | None = None  # what closed a resolved regression
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -58,10 +70,6 @@ class FeedEntry:
     @property
     def persistence(self) -> str:
         return persistence_text(self.seen, self.periods, self.since)
-
-
-def finding_key(f: Finding) -> tuple[str, ...]:
-    return (f.type, f.journey, f.subject, f.predicate, f.object, f.segment or "", f.release or "")
 
 
 def persistence_text(seen: int, periods: int, since: str) -> str:
@@ -76,8 +84,11 @@ def persistence_text(seen: int, periods: int, since: str) -> str:
             "(seen counts the period snapshots holding it).")
 
 
-def rank(findings: Iterable[Finding], cfg: Any) -> list[FeedEntry]:
-    """Merge, score and order findings; `cfg` is a Config (its weight_map) or a weights mapping."""
+def rank(findings: Iterable[Finding], cfg: Any, previous: Collection[tuple[str, ...]] = ()) -> list[FeedEntry]:
+    """Merge, score and order findings; `cfg` is a Config (its weight_map) or a weights mapping.
+
+    `previous`: the finding keys of the previous run's feed (engine/lifecycle.py), for each entry's status.
+    Resolved entries follow the open ones, in score order."""
     weights = cfg.weight_map if hasattr(cfg, "weight_map") else dict(cfg)
     findings = list(findings)
     groups: dict[tuple[str, ...], list[Finding]] = {}
@@ -91,16 +102,18 @@ def rank(findings: Iterable[Finding], cfg: Any) -> list[FeedEntry]:
         composite, parts = score_finding(rep, _missing_since(group, windows), weights)
         parts = {**parts, "composite": round(composite, 6)}
         scored.append((feed_score(rep, parts), key, rep, parts, since, seen, ids, len(windows)))
-    scored.sort(key=lambda t: (-t[0], -t[3]["composite"], t[1], t[2].finding_id))
+    closed = resolutions([row[2] for row in scored])
+    scored.sort(key=lambda t: (t[1] in closed, -t[0], -t[3]["composite"], t[1], t[2].finding_id))
     kept, also = _restatements(scored)
-    return [FeedEntry(i + 1, s, rep, parts, since, seen, ids, periods, tuple(also.get(key, ())))
+    return [FeedEntry(i + 1, s, rep, parts, since, seen, ids, periods, tuple(also.get(key, ())),
+                      status(key, previous, closed), closed.get(key))
             for i, (s, key, rep, parts, since, seen, ids, periods) in enumerate(kept)]
 
 
 def feed_score(f: Finding, parts: Mapping[str, float]) -> float:
     """What is at stake, discounted by how likely it is to hold up: stake share × confidence × recency.
 
-    Findings without a conversions-at-stake estimate score 0 here and follow, ordered by the composite."""
+    Findings without a stake estimate (conversions or losses) score 0 here and follow, ordered by the composite."""
     if not isinstance(f.evidence.get("at_stake"), Mapping):
         return 0.0
     return round(parts["magnitude"] * float(f.confidence) * parts["novelty"], 6)
@@ -108,13 +121,13 @@ def feed_score(f: Finding, parts: Mapping[str, float]) -> float:
 
 def _restatements(scored: list[tuple]) -> tuple[list[tuple], dict[tuple[str, ...], list[Finding]]]:
     """Keep the best-scored finding per restated fact (scored is best first); the rest go to its `also`."""
-    first: dict[tuple[str, ...], tuple[str, ...]] = {}
+    first: dict[tuple[Any, ...], tuple[str, ...]] = {}
     also: dict[tuple[str, ...], list[Finding]] = {}
     kept = []
     for row in scored:
         key, rep = row[1], row[2]
-        fact = (rep.journey, rep.type, rep.predicate, rep.object, rep.release or "")
-        if rep.type == "segment_divergence" and rep.predicate in RESTATED:
+        fact = _fact(rep)
+        if fact is not None:
             if fact in first:
                 also[first[fact]].append(rep)
                 continue
@@ -122,6 +135,23 @@ def _restatements(scored: list[tuple]) -> tuple[list[tuple], dict[tuple[str, ...
             also[key] = []
         kept.append(row)
     return kept, also
+
+
+def _fact(f: Finding) -> tuple[Any, ...] | None:
+    """What a finding restates, when several findings can state it; None when it stands alone.
+
+    Segment findings "state X is more (less) common in segment k=v": one fact per segment value and
+    direction. Drivers and necessary steps of one snapshot reached by the same journeys (equal
+    n_reached and conversion among them; e.g. a step always followed by another) state one fact
+    about those journeys, unless their stakes point different ways (`protect`)."""
+    ev = f.evidence
+    if f.type == "segment_divergence" and f.predicate in RESTATED:
+        return (f.journey, f.type, f.predicate, f.object, f.release or "")
+    if f.type in REACH_FACTS and "n_reached" in ev and "p_given_reached" in ev:
+        stake = ev.get("at_stake")
+        protect = stake.get("protect", True) if isinstance(stake, Mapping) else True
+        return (f.journey, f.type, f.object, f.snapshot_id, f.segment or "", ev["n_reached"], ev["p_given_reached"], protect)
+    return None
 
 
 def _merge(group: Sequence[Finding]) -> tuple[Finding, str, int, tuple[str, ...]]:
@@ -168,7 +198,11 @@ def _span(f: Finding) -> float:
 def parse_ts(text: str) -> datetime:
     """An ISO 8601 timestamp (Z or offset; naive taken as UTC) as an aware datetime."""
     parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _release_of(resolution: Mapping[str, Any] | None) -> str | None:
+    return f"release:{resolution['release']}" if resolution else None
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
@@ -209,5 +243,6 @@ def feed_item(entry: FeedEntry, narrative: Mapping[str, Any] | None, fact_ids: S
         "also_holds_for": [{"subject": a.subject, "finding_id": a.finding_id, "snapshot_id": a.snapshot_id}
                            for a in entry.also],
         "components": {k: round(v, 6) for k, v in entry.components.items()},
+        "status": entry.status, "resolved_after": _release_of(entry.resolution), "resolution": entry.resolution,
         "snapshot_ids": list(entry.snapshot_ids),
     }

@@ -5,11 +5,19 @@ score = α·significance + β·magnitude + γ·reach + ω·actionability + ε·n
 - significance = (1 − p)·min(1, log(n/100) / log 10), clipped to [0, 1]:
   a p-value is only worth its full weight with ≥ 1000 observations.
 - magnitude: when the finding carries `evidence["at_stake"]` (detectors/stake.py:
-  the conversions per journey associated with it, from a re-solved chain),
-  magnitude = |conversions at stake| / the journey's conversions, **uncapped**:
-  a driver holding 86 % of conversions outranks one holding 47 %, whatever
-  their lifts. Without it (hand-built findings) the paper's |effect| clipped to
-  [0, 1] is used; `components` keeps that paper form, which reproduces Table 1.
+  the conversions per journey associated with it, from a re-solved chain, or
+  for a drop-off the lost journeys leaving right after it), magnitude =
+  |what is at stake| as a share of its own total, **uncapped**: conversions at
+  stake / the journey's conversions, losses at stake / the journey's losses
+  (both per journey, so per week alike). A driver holding 86 % of conversions
+  outranks one holding 47 %, whatever their lifts, and a screen after which
+  63 % of all lost journeys leave ranks with them. The two shares are one scale
+  in this sense only: each says how much of its own outcome flow the finding
+  accounts for (a lost journey is not converted into a conversion). A negative
+  stake (journeys without a "driver" convert more) ranks by its absolute value;
+  the sign stays in `at_stake`. Without a stake (hand-built findings) the
+  paper's |effect| clipped to [0, 1] is used; `components` keeps that paper
+  form, which reproduces Table 1.
 - reach = Finding.reach, the share of actors the finding touches.
 - actionability = 1 when the detector marked the finding actionable, else 0.
 - novelty: the paper's exp(−0.3·(seen − 1)) penalises a driver for persisting,
@@ -23,7 +31,8 @@ Weights come from `Config.weight_map` (scoring.weights in journeygraph.yaml).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 COMPONENTS = ("significance", "magnitude", "reach", "actionability", "novelty")
 NOVELTY_DECAY = 0.3
@@ -46,7 +55,7 @@ def magnitude(effect: float) -> float:
 
 
 def stake_magnitude(at_stake: Mapping[str, Any]) -> float:
-    """|conversions at stake| as a share of the journey's conversions, uncapped (per journey when none convert)."""
+    """|what is at stake| as a share of its own total (conversions or losses), uncapped (per journey when none)."""
     delta = abs(float(at_stake.get("per_journey", 0.0)))
     base = float(at_stake.get("baseline_per_journey", 0.0))
     return delta / base if base > 0 else delta

@@ -176,11 +176,12 @@ def _store_facts(store: FactStore, facts: list[Any]) -> int:
 
 def _narrate(ws: Workspace, cfg: Config, store: FactStore, findings: list[Any]) -> list[dict[str, Any]]:
     """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
-    from engine import feed
+    from engine import feed, lifecycle
     from narrator.backends import make_backend
     from narrator.narrate import narrate_finding
 
-    entries = feed.rank(findings, cfg)
+    previous = _previous_feed(ws)
+    entries = feed.rank(findings, cfg, {lifecycle.item_key(i) for i in previous})
     backend = make_backend(cfg.narrator)
     items: list[dict[str, Any]] = []
     insights: list[dict[str, Any]] = []
@@ -188,8 +189,16 @@ def _narrate(ws: Workspace, cfg: Config, store: FactStore, findings: list[Any]) 
         insight = narrate_finding(entry.finding, store, backend).to_dict()
         insights.append(insight)
         items.append(feed.feed_item(entry, insight))
+    gone = lifecycle.closed_items(previous, {e.key for e in entries})  # closed since the last run: carried once
+    items += [{**item, "rank": len(items) + i + 1} for i, item in enumerate(gone)]
     _save_outputs(ws, findings, insights, items)
     return insights
+
+
+def _previous_feed(ws: Workspace) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(r[0]) for r in ws.con.execute("SELECT item FROM feed ORDER BY rank").fetchall()]
 
 
 def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:

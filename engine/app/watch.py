@@ -3,8 +3,9 @@
 A folder source is fingerprinted (names, sizes, mtimes); a SQL source re-runs
 on the interval. After each run the feed is compared with what was already
 delivered: only findings never delivered before (keyed by what they claim,
-not by snapshot, so a finding that still holds is not re-announced) are
-posted, together in one delivery per run. Delivery is retried with exponential
+not by snapshot, so a finding that still holds is not re-announced), and once
+each the news that one was resolved (engine/lifecycle.py), are posted,
+together in one delivery per run. Delivery is retried with exponential
 backoff and jitter and recorded only after a 2xx (a redirect is not a delivery:
 urllib would re-send it as a GET without the body), with `Idempotency-Key:` the
 finding key (a hash of the sorted keys for several), so a receiver that saw an
@@ -60,6 +61,12 @@ def finding_key(item: dict[str, Any]) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
 
+def delivery_key(item: dict[str, Any]) -> str:
+    """What a delivery announces: the finding, or its resolution (engine/lifecycle.py), each delivered once."""
+    key = finding_key(item)
+    return f"{key}:resolved" if item.get("status") == "resolved" else key
+
+
 def source_fingerprint(source: str) -> str:
     path = Path(source)
     files = sorted(path.rglob("*")) if path.is_dir() else sorted(Path().glob(source)) if any(c in source for c in "*?[") else [path]
@@ -80,7 +87,9 @@ def source_glob(source: str) -> str:
 def slack_text(item: dict[str, Any]) -> str:
     f = item["finding"]
     text = escape_markup(item.get("narrative", {}).get("text", ""))  # Slack: no <!channel>, no disguised links
-    return f"*#{item['rank']} {f['type'].replace('_', ' ')}* ({f['confidence_label']} confidence, q={f['q_value']:.4g})\n{text}"
+    after = str(item.get("resolved_after") or "release:the last run").partition(":")[2]
+    head = f"*resolved after {after}* " if item.get("status") == "resolved" else ""
+    return f"{head}*#{item['rank']} {f['type'].replace('_', ' ')}* ({f['confidence_label']} confidence, q={f['q_value']:.4g})\n{text}"
 
 
 def digest_markdown(items: list[dict[str, Any]]) -> str:
@@ -138,7 +147,7 @@ def batch_key(items: list[dict[str, Any]]) -> str:
 
     Not the insight ids: they change with the snapshots, so a repeat after new data would get a new key.
     """
-    keys = sorted(finding_key(i) for i in items)
+    keys = sorted(delivery_key(i) for i in items)
     return keys[0] if len(keys) == 1 else "batch-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
 
 
@@ -154,7 +163,7 @@ def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, 
     reports = []
     for hook in webhooks:
         done = {r[0] for r in ws.con.execute("SELECT finding_key FROM deliveries WHERE webhook = ?", [hook.url]).fetchall()}
-        fresh = [i for i in items if finding_key(i) not in done]
+        fresh = [i for i in items if delivery_key(i) not in done]
         if hook.digest != "none":
             reports.append(_deliver_digest(ws, hook, fresh, now))
             continue
@@ -171,7 +180,7 @@ def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, 
             reports.append(DeliveryReport(hook.url, (), ids))
             continue
         ws.con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
-                           [[hook.url, finding_key(i), i["insight_id"], now()] for i in fresh])
+                           [[hook.url, delivery_key(i), i["insight_id"], now()] for i in fresh])
         reports.append(DeliveryReport(hook.url, ids, ()))
     return reports
 
@@ -187,7 +196,7 @@ def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], n
         log.warning("digest to %s failed: %s", hook.url, exc)
         return DeliveryReport(hook.url, (), tuple(i["insight_id"] for i in fresh))
     ws.con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
-                       [[hook.url, finding_key(i), i["insight_id"], now()] for i in fresh])
+                       [[hook.url, delivery_key(i), i["insight_id"], now()] for i in fresh])
     return DeliveryReport(hook.url, tuple(i["insight_id"] for i in fresh), ())
 
 

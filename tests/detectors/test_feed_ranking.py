@@ -100,3 +100,20 @@ def test_paper_chain_stake_is_the_removal_effect_per_week(paper_feed):
     assert stake["direction"] == "more" and stake["method"] == "chain"
     assert top.evidence["first_order_approximation"] is False
     assert paper_feed[0].components["magnitude"] == pytest.approx(0.1416 / 0.1649, abs=1e-3)  # uncapped share
+
+
+def _necessary(subject: str, per_journey: float) -> Finding:
+    stake = {**STAKE, "per_journey": per_journey, "protect": per_journey > 0}
+    return _f(DAY, "all", "all", type="necessary_for_conversion", predicate="necessary_for_conversion",
+              subject=subject, evidence={"n_reached": 2409, "p_given_reached": 0.472, "at_stake": stake})
+
+
+def test_steps_reached_by_the_same_journeys_are_one_fact_unless_their_stakes_disagree():
+    created, sent, calls = _necessary("state:O_CREATED", 0.3), _necessary("state:O_SENT", 0.2), _necessary(
+        "state:W_Nabellen", -0.1)
+    entries = rank([sent, calls, created], dict(DEFAULT_WEIGHTS))
+    assert [(e.finding.subject, [a.subject for a in e.also]) for e in entries] == [
+        ("state:O_CREATED", ["state:O_SENT"]), ("state:W_Nabellen", [])]  # the negative stake is not merged away
+    other = _f(DAY, "all", "all", type="necessary_for_conversion", predicate="necessary_for_conversion",
+               subject="state:x", evidence={"n_reached": 2410, "p_given_reached": 0.472})
+    assert len(rank([created, other], dict(DEFAULT_WEIGHTS))) == 2  # other journeys: another fact

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from detector_builders import make_cfg, snap
+from test_honest_detectors import LOGIN
 
 from detectors import stake
+from detectors.defaults import DropoffConfig
+from detectors.margins import margins
 from detectors.runner import run_detectors
+from detectors.synthetic import chain_payload
+from detectors.view import SnapView
+from engine import scoring
 from engine.markov import ChainMetrics
+from engine.snapshot import Snapshot
 from fixtures.paper_chain import FIGURE2
 
 LOOP = {  # b loops on itself (lifecycle-like repeats) and c sends journeys back to a (real returns)
@@ -56,14 +65,51 @@ def test_removal_counterfactual_is_the_papers_removal_effect():
         assert f.evidence["at_stake"]["per_journey"] == pytest.approx(f.evidence["removal_effect"], abs=1e-6)
 
 
-def test_dropoff_counterfactual_brings_exits_down_to_the_baseline():
-    chain = _chain(LOOP)
-    cf = stake._exits_at(["a"], "dropped", 0.25)
-    edited = cf(chain.counts.copy(), chain)
-    row = edited[chain.states.index("a")]
-    assert row[len(chain.states) + 1] / row.sum() == pytest.approx(0.25, abs=1e-12)
-    delta = stake._absorbed(chain.counts, chain) - stake._edited(cf)(chain.counts, chain)
-    assert delta < 0  # the excess exits go with fewer conversions
+def _login_findings() -> dict[str, Any]:
+    payload = chain_payload(LOGIN, journeys=20_000, start="welcome", conversion="passed", dropoff="timed_out")
+    run = run_detectors([Snapshot.from_payload(payload)], make_cfg())
+    return {(f.type, f.subject): f for f in run.findings}, SnapView(Snapshot.from_payload(payload))
+
+
+def test_loss_stake_counts_lost_journeys_leaving_right_after_the_state():
+    found, view = _login_findings()
+    f = found["dropoff_point", "state:welcome"]
+    s, ev = f.evidence["at_stake"], f.evidence
+    assert (s["measure"], s["outcome"], s["outcomes"]) == ("losses", "lost or timed_out", ["lost", "timed_out"])
+    lost_here = view.count("welcome", "lost") + view.count("welcome", "timed_out")
+    assert ev["exits"] == lost_here
+    assert s["per_journey"] == pytest.approx(lost_here / view.completed, abs=1e-6)
+    assert s["per_week"] == pytest.approx(s["per_journey"] * s["journeys_per_week"], rel=1e-5)
+    assert s["share"] == pytest.approx(ev["loss_share"], abs=1e-5)  # ranked as a share of all losses
+    assert s["low"] < s["per_week"] < s["high"] and s["direction"] == "more"
+    assert "protect" not in s
+
+
+def test_losses_and_conversions_rank_on_their_own_shares():
+    found, _ = _login_findings()
+    loss = found["dropoff_point", "state:welcome"]
+    # it qualifies by its share of all losses, not by its per-move exit rate: the confidence follows that route
+    assert loss.evidence["exit_probability"] < DropoffConfig().min_exit
+    assert min(margins(loss, DropoffConfig(), 50)) > 3  # so the exit-rate floor does not zero its confidence
+    assert scoring.feed_components(loss)["magnitude"] == pytest.approx(loss.evidence["loss_share"], abs=1e-5)
+    driver = next(f for f in found.values() if f.type == "activation_driver")
+    s = driver.evidence["at_stake"]
+    assert scoring.feed_components(driver)["magnitude"] == pytest.approx(
+        abs(s["per_journey"]) / s["baseline_per_journey"], abs=1e-6)
+
+
+def test_a_state_whose_removal_raises_conversion_is_not_to_protect():
+    # Journeys reaching "detour" convert 2.25 times as often as the rest (they are the engaged ones),
+    # yet in the chain "offer" converts more often when it cannot send journeys to the detour.
+    probs = {"sign_up": {"offer": 0.5, "dropped": 0.5},
+             "offer": {"detour": 0.5, "converted": 0.3, "dropped": 0.2}, "detour": {"converted": 0.45, "dropped": 0.55}}
+    run = run_detectors([snap(probs, journeys=50_000)], make_cfg())
+    by = {f.subject: f for f in run.findings if f.type in stake.REMOVAL_TYPES}
+    s = by["state:detour"].evidence["at_stake"]
+    assert s["per_journey"] == pytest.approx(0.2625 - 0.3, abs=0.01)  # B observed − B without the detour
+    assert s["per_journey"] < 0 and s["protect"] is False and s["direction"] == "fewer"
+    f = by["state:detour"]
+    assert scoring.feed_components(f)["magnitude"] == pytest.approx(-s["share"], abs=1e-6)  # |stake|, sign kept
 
 
 def test_batched_solve_equals_one_by_one():
