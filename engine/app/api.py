@@ -130,14 +130,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.post("/api/verify", responses=_ERRORS)
     def verify(body: VerifyBody) -> dict[str, Any]:
-        from narrator.checker import check
-        from narrator.grounding import grounding_issues
-
-        result = check(body.bundle, body.narrative).to_dict()
-        issues = [{"rule": i.rule, "where": i.where, "message": i.message} for i in grounding_issues(body.bundle, min_n=0)]
-        result["grounding_issues"] = issues
-        result["ok"] = bool(result["ok"]) and not issues
-        return result
+        return views.verify(body.bundle, body.narrative)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> FileResponse:

@@ -213,6 +213,18 @@ def ask_text(data: dict[str, Any]) -> str:
     return render_text(data)
 
 
+def verify(bundle: dict[str, Any], narrative: Any) -> dict[str, Any]:
+    """Check a narrative against a bundle (the checker plus the bundle's grounding), as plain data."""
+    from narrator.checker import check
+    from narrator.grounding import grounding_issues
+
+    result = check(bundle, narrative).to_dict()
+    issues = [{"rule": i.rule, "where": i.where, "message": i.message} for i in grounding_issues(bundle, min_n=0)]
+    result["grounding_issues"] = issues
+    result["ok"] = bool(result["ok"]) and not issues
+    return result
+
+
 def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:
     from narrator.trace import trace as trace_insight
 
