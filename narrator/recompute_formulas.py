@@ -198,6 +198,14 @@ def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
             "test": test, "p_value": p, "n": rc.completed, "kind": fact.evidence.get("kind")}
 
 
+def _outcome_rate(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    from detectors.base_facts import wilson_interval
+
+    count, n = rc.outcome_count(_name(fact.object)), rc.completed
+    low, high = wilson_interval(count, n)
+    return {"count": count, "n": n, "rate": count / n if n else 0.0, "ci_low": low, "ci_high": high}
+
+
 RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
     "transitions_to": _transition,
     "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
@@ -212,5 +220,6 @@ RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
     "changed_after": _changed,
     "is_fast_path_to": _path,
     "associated_with": _path,
+    "has_outcome_rate": _outcome_rate,
 }
 
