@@ -76,6 +76,9 @@ def single_rates(facts: Sequence[Fact], plan: Plan) -> list[Sentence]:
     if not chosen:
         return []
     out = [s for f in chosen for s in _summary(f)]
+    if plan.window and not plan.segments and chosen[0].valid_to[:10] <= plan.window[0]:
+        out.insert(0, _say("No period in the asked window has all its journeys finished yet; "
+                           f"the latest that has is {chosen[0].valid_from[:10]} to {chosen[0].valid_to[:10]}.", chosen[0]))
     overall = _overall(facts)
     if overall is not None and overall not in chosen:
         out.append(_say(f"For comparison, {summarize(overall)[0].lower()}{summarize(overall)[1:]}", overall))

@@ -242,12 +242,14 @@ def _wants_rates(plan: Plan) -> bool:
     return "change" in intents and bool(plan.releases) and plan.outcome_named and not plan.states
 
 
-def _rate_sentences(plan: Plan, facts: Sequence[Fact]) -> list[dict[str, Any]]:
-    if not _wants_rates(plan) or not plan.outcomes:
+def _rate_sentences(plan: Plan, facts: Sequence[Fact], conversion: str | None) -> list[dict[str, Any]]:
+    """Sentences from outcome-rate facts when the question asks for a rate (or contrasts segment values)."""
+    outcome = plan.outcomes[0] if plan.outcomes else conversion
+    if not _wants_rates(plan) or outcome is None:
         return []
-    if "segment" in plan.intents and "compare" not in plan.intents and sum("=" in s for s in plan.segments) >= 2:
+    if "segment" in plan.intents and "compare" not in plan.intents:
         plan = Plan(**{**plan.__dict__, "intents": (*plan.intents, "compare")})
-    return rate_answer(facts, plan, plan.outcomes[0])
+    return rate_answer(facts, plan, outcome)
 
 
 def _with_notes(plan: Plan, sentences: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -266,14 +268,17 @@ def answer_from_facts(question: str, facts: Sequence[Fact], *, con: Any = None, 
     reason = _why_not(plan, vocab.data_end)
     if reason:
         return _no_answer(plan, searched, reason)
-    sentences = _rate_sentences(plan, facts)
-    if sentences:
+    sentences = _rate_sentences(plan, facts, vocab.conversion_outcome)
+    hits = [] if sentences and "segment" not in plan.intents else retrieve(plan, facts, context=scope_context(con))
+    if sentences:  # a segment contrast adds its divergence facts after the rates
         by_id = {f.fact_id: f for f in facts}
         ordered = [by_id[i] for i in dict.fromkeys(i for s in sentences for i in s["fact_ids"])]
+        extra = [h.fact for h in hits if h.fact.fact_id not in {f.fact_id for f in ordered}]
+        sentences += [x for x in template_answer(extra, plan)[1:]] if extra else []
+        ordered += extra
+    elif not hits:
+        return _no_answer(plan, searched, _searched_text(plan))
     else:
-        hits = retrieve(plan, facts, context=scope_context(con))
-        if not hits:
-            return _no_answer(plan, searched, _searched_text(plan))
         ordered = _order(hits, plan)
     return _finish(question, plan, ordered, _with_notes(plan, sentences) or None, searched, cfg, backend)
 

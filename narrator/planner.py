@@ -22,7 +22,7 @@ from narrator.linking import latest_release, near_segments, outcome_matches, res
 from ontology.model import Fact
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
-_STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ"])
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ", "per", "each", "every"])
 
 # (regex over the lower-cased question, predicates it points to, intent name)
 INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
