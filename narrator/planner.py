@@ -18,7 +18,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from narrator.linking import latest_release, near_segments, outcome_matches, resolve_window
+from narrator.linking import (
+    latest_release,
+    near_segments,
+    outcome_matches,
+    resolve_window,
+)
 from ontology.model import Fact
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
@@ -34,8 +39,8 @@ INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      ("necessary_for_conversion", "is_activation_driver_for"), "necessary"),
     (r"\bdiffer|\bdifference|\bdiverg|\bcompare|\bversus\b|\bvs\.?\b|\bmore common\b|\bless common\b",
      ("diverges_from", "more_common_in", "less_common_in"), "segment"),
-    (r"\bchang\w*\b|\bregress\w*|\bafter (?:the )?(?:release|launch|deploy)|\bsince\b|\bshift\w*|\bgot (?:worse|better)\b|"
-     r"\bworsen\w*|\bimprov\w*",
+    ((r"\bchang\w*\b|\bregress\w*|\bafter (?:the )?(?:release|launch|deploy)|\bsince\b|\bshift\w*|\bgot (?:worse|better)\b|"
+     r"\bworsen\w*|\bimprov\w*"),
      ("regressed_after", "changed_after"), "change"),
     (r"\bdrop[ -]?off\b|\bdrop(?:s|ped)? off\b|\bdropoffs?\b|\babandon\w*|\bleav\w*|\bexit\w*|\bchurn\w*|\blos(?:e|es|ing)\b|\blost\b",
      ("is_dropoff_point_for",), "dropoff"),
@@ -45,8 +50,8 @@ INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      ("is_fast_path_to", "associated_with"), "path"),
     (r"\btransition\w*|\bgo(?:es)? next\b|\bfollow\w*|\bnext step\b",
      ("transitions_to",), "transition"),
-    (r"\brates?\b|\bshare\b|\bpercent\w*|\bproportion\b|\bfraction\b|\bhow (?:many|often|much)\b|\bratio\b|"
-     r"\bbaseline\b|\bhow likely\b",
+    ((r"\brates?\b|\bshare\b|\bpercent\w*|\bproportion\b|\bfraction\b|\bhow (?:many|often|much)\b|\bratio\b|"
+     r"\bbaseline\b|\bhow likely\b"),
      ("has_outcome_rate",), "rate"),
     (r"\b(?:worse|worst|better|best|least|lowest|highest|poorest)\b|\b(?:less|more) often\b",
      ("has_outcome_rate",), "compare"),
@@ -286,14 +291,7 @@ def _unresolved(text: str, found: list[Term], raw: list[str], used: set[int], ke
 
 
 # Words of the question's shape that name nothing in the data (never "unknown" in a no-answer note).
-_QUESTION_WORDS = frozenset(stem(w) for w in """rate rates share percent percentage proportion fraction many often much
-    overall baseline ratio likely convert conversion converting converts worse worst better best least lowest highest
-    poorest less often matter matters important key factor drive drives driver drivers associated associate change
-    changed got release releases last latest previous recent week month year day since during period segment segments
-    group groups cohort band bands tier type kind platform plan people customers customer visitors happen come get go
-    make use see look drop off fall leave lose lost biggest largest most top step steps page screen where why whose
-    overall total number count counts total complete completed finish finished end ends outcome outcomes
-    quick fast slow path paths route repeat again loop differ compare versus between next good bad""".split())
+_QUESTION_WORDS = frozenset(stem(w) for w in ["rate", "rates", "share", "percent", "percentage", "proportion", "fraction", "many", "often", "much", "overall", "baseline", "ratio", "likely", "convert", "conversion", "converting", "converts", "worse", "worst", "better", "best", "least", "lowest", "highest", "poorest", "less", "often", "matter", "matters", "important", "key", "factor", "drive", "drives", "driver", "drivers", "associated", "associate", "change", "changed", "got", "release", "releases", "last", "latest", "previous", "recent", "week", "month", "year", "day", "since", "during", "period", "segment", "segments", "group", "groups", "cohort", "band", "bands", "tier", "type", "kind", "platform", "plan", "people", "customers", "customer", "visitors", "happen", "come", "get", "go", "make", "use", "see", "look", "drop", "off", "fall", "leave", "lose", "lost", "biggest", "largest", "most", "top", "step", "steps", "page", "screen", "where", "why", "whose", "overall", "total", "number", "count", "counts", "total", "complete", "completed", "finish", "finished", "end", "ends", "outcome", "outcomes", "quick", "fast", "slow", "path", "paths", "route", "repeat", "again", "loop", "differ", "compare", "versus", "between", "next", "good", "bad"])
 
 
 def _outcomes(tokens: list[str], used: set[int], found: list[Term], vocab: Vocabulary) -> list[str]:

@@ -13,8 +13,8 @@ import pytest
 from tests.e2e.conftest import ROOT, _env
 
 mcp = pytest.importorskip("mcp")
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 TIMEOUT = 300.0  # generous: a shared 2-core machine; this is not a latency test
 EXPECTED_TOOLS = {"feed", "ask", "trace", "verify", "snapshot", "query"}

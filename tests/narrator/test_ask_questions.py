@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ask_suite import QUESTIONS, Q, answered_correctly
 
 from narrator.ask import NO_ANSWER
-from ask_suite import QUESTIONS, Q, answered_correctly
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = Path("/work/shared/datasets")
