@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from narrator.answers import rate_answer
 from narrator.planner import Plan, Vocabulary, plan_question
 from narrator.retrieval import MAX_FACTS, Hit, retrieve
 from narrator.summaries import entity_label, split_sentences, summarize
+from ontology.errors import BadInput
 from ontology.model import Fact
 
 log = logging.getLogger(__name__)
@@ -259,28 +261,50 @@ def _with_notes(plan: Plan, sentences: list[dict[str, Any]]) -> list[dict[str, A
     return [{"text": " ".join(plan.notes), "fact_ids": list(ids)}, *sentences]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What answering needs from a workspace, read once: the facts, the vocabulary, each snapshot's scope."""
+
+    facts: tuple[Fact, ...]
+    vocab: Vocabulary
+    context: dict[str, list[str]]
+    cfg: Any = None
+
+
+def prepare(facts: Sequence[Fact], con: Any = None, cfg: Any = None) -> Prepared:
+    """Read the workspace's names and scopes once; a long-lived server reuses this across questions."""
+    return Prepared(tuple(facts), Vocabulary.build(facts, con, cfg), scope_context(con), cfg)
+
+
 def answer_from_facts(question: str, facts: Sequence[Fact], *, con: Any = None, cfg: Any = None,
                       backend: Any = None) -> dict[str, Any]:
     """The whole ask flow over an explicit fact list (what `ask` runs after reading the store)."""
-    vocab = Vocabulary.build(facts, con, cfg)
+    return answer_prepared(question, prepare(facts, con, cfg), backend=backend)
+
+
+def answer_prepared(question: str, prep: Prepared, *, backend: Any = None) -> dict[str, Any]:
+    """Plan, then rates or retrieval, then the cited answer and its check, over prepared workspace data."""
+    if not question or not question.strip():
+        raise BadInput("ask needs a non-empty question")
+    facts, vocab = prep.facts, prep.vocab
     plan = plan_question(question, vocab)
     searched = _searched(plan, len(facts))
     reason = _why_not(plan, vocab.data_end)
     if reason:
         return _no_answer(plan, searched, reason)
     sentences = _rate_sentences(plan, facts, vocab.conversion_outcome)
-    hits = [] if sentences and "segment" not in plan.intents else retrieve(plan, facts, context=scope_context(con))
+    hits = [] if sentences and "segment" not in plan.intents else retrieve(plan, facts, context=prep.context)
     if sentences:  # a segment contrast adds its divergence facts after the rates
         by_id = {f.fact_id: f for f in facts}
         ordered = [by_id[i] for i in dict.fromkeys(i for s in sentences for i in s["fact_ids"])]
         extra = [h.fact for h in hits if h.fact.fact_id not in {f.fact_id for f in ordered}]
-        sentences += [x for x in template_answer(extra, plan)[1:]] if extra else []
+        sentences += template_answer(extra, plan)[1:] if extra else []
         ordered += extra
     elif not hits:
         return _no_answer(plan, searched, _searched_text(plan))
     else:
         ordered = _order(hits, plan)
-    return _finish(question, plan, ordered, _with_notes(plan, sentences) or None, searched, cfg, backend)
+    return _finish(question, plan, ordered, _with_notes(plan, sentences) or None, searched, prep.cfg, backend)
 
 
 def _searched_text(plan: Plan) -> str:
@@ -320,7 +344,7 @@ def ask(question: str, *, con: Any, store: Any, cfg: Any, backend: Any = None) -
     `backend` (an LLMBackend) overrides cfg.narrator.backend; the LLM may only rephrase the bundle and
     its text must pass the faithfulness checker, else the template answer is returned."""
     if not question or not question.strip():
-        raise ValueError("ask needs a non-empty question")
+        raise BadInput("ask needs a non-empty question")
     facts = list(store.facts())
     return answer_from_facts(question, facts, con=con, cfg=cfg, backend=backend)
 

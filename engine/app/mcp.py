@@ -51,6 +51,38 @@ def _ask_payload(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in keep if k in data}
 
 
+class AskCache:
+    """The workspace's facts and vocabulary, read once and re-read only when a run has changed the workspace.
+
+    `views.ask` opens the workspace and the fact store per question (about 150 ms of its p95); a long-lived
+    server keeps what answering needs and checks the database file's size and mtime instead. The workspace
+    is not held open between questions, so `journeygraph run` can still write to it."""
+
+    def __init__(self, workspace: str | None) -> None:
+        self.workspace = workspace
+        self._key: tuple[int, int] | None = None
+        self._prep: Any = None
+
+    def _stamp(self) -> tuple[int, int]:
+        from pathlib import Path
+
+        from engine.workspace import DB_NAME
+
+        stat = (Path(self.workspace or ".") / DB_NAME).stat()
+        return stat.st_mtime_ns, stat.st_size
+
+    def ask(self, question: str) -> dict[str, Any]:
+        from engine.app.views import _session
+        from narrator.ask import answer_prepared, prepare
+
+        key = self._stamp()
+        if key != self._key:
+            with _session(self.workspace) as (ws, cfg, store):
+                self._prep = prepare(list(store.facts()), ws.con, cfg)
+            self._key = key
+        return answer_prepared(question, self._prep)
+
+
 def build_server(workspace: str | None) -> Any:
     """The MCP server over `workspace`; tools and the feed resource registered, not yet running."""
     from mcp.server.mcpserver import MCPServer
@@ -59,6 +91,7 @@ def build_server(workspace: str | None) -> Any:
 
     server = MCPServer(name="journeygraph", instructions=INSTRUCTIONS)
     ro = _read_only()
+    cache = AskCache(workspace)
 
     @server.tool(annotations=ro)
     def feed(limit: int = 10, snapshot: str | None = None) -> dict[str, Any]:
@@ -73,7 +106,7 @@ def build_server(workspace: str | None) -> Any:
         """Answer a plain-English product question ("what is the conversion rate of android users?",
         "where do users drop off?", "what got worse after v2.3?") from the facts only. The answer cites
         fact ids as [f:xxxxxxxx]; when the facts do not cover the question it says so and lists what it searched."""
-        return _ask_payload(views.ask(workspace, question))
+        return _ask_payload(cache.ask(question))
 
     @server.tool(annotations=ro)
     def trace(insight_id: str) -> dict[str, Any]:
@@ -115,5 +148,7 @@ def run(workspace: str | None) -> None:
     """Serve over stdio until the client closes the pipe. The workspace must exist (checked first)."""
     from engine.workspace import Workspace
 
-    Workspace.open(workspace, create=False).close()  # a clear NotFound before the protocol starts
-    build_server(workspace).run("stdio")
+    ws = Workspace.open(workspace, create=False)  # a clear NotFound before the protocol starts
+    root = str(ws.path)
+    ws.close()
+    build_server(root).run("stdio")

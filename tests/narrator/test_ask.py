@@ -13,6 +13,7 @@ import pytest
 from narrator.ask import NO_ANSWER, ask, render_text
 from narrator.planner import Vocabulary, plan_question, stem
 from narrator.summaries import split_sentences, summarize
+from ontology.errors import BadInput
 from ontology.model import Fact, Provenance
 
 SNAP_ALL, SNAP_PRO, SNAP_AFTER = "snapall0001", "snappro0001", "snapafter001"
@@ -147,7 +148,7 @@ def test_most_associated_names_the_highest_lift_all_data_fact(con: duckdb.DuckDB
 ], ids=["unknown-topic", "unknown-release", "unknown-segment-value", "empty"])
 def test_unanswerable_questions_say_so(con: duckdb.DuckDBPyConnection, question: str, unresolved: list | None) -> None:
     if unresolved is None:
-        with pytest.raises(ValueError, match="non-empty question"):
+        with pytest.raises(BadInput, match="non-empty question"):
             _ask(con, question)
         return
     result = _ask(con, question)
