@@ -116,16 +116,24 @@ def checker_bundle(bundle: Mapping[str, Any]) -> dict[str, Any]:
     return {"finding": finding, "facts": list(bundle["facts"])}
 
 
+def verify_answer(bundle: Mapping[str, Any], narrative: Any) -> dict[str, Any]:
+    """`verify` for an ask bundle: the faithfulness checker (every number a cited fact's, associative wording,
+    known ids) minus the rules that belong to a finding's narrative; text with [f:ID] markers or sentences."""
+    from narrator import checker
+
+    result = checker.check(checker_bundle(bundle), narrative).to_dict()
+    result["failures"] = [f for f in result["failures"] if f["rule"] not in FINDING_ONLY_RULES]
+    result["ok"] = not result["failures"]
+    result["grounding_issues"] = []
+    return result
+
+
 def check_answer(bundle: Mapping[str, Any], sentences: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The faithfulness checker (narrator.checker) on an answer, minus the finding-only rules."""
-    try:
-        from narrator import checker
-    except ImportError:
-        return {"checked": False, "faithful": None, "failures": [], "reason": "narrator.checker not available"}
-    result = checker.check(checker_bundle(bundle), {"sentences": [dict(s) for s in sentences]})
-    failures = [f"{f.rule}: {f.span} ({f.message})" for f in result.failures if f.rule not in FINDING_ONLY_RULES]
+    result = verify_answer(bundle, {"sentences": [dict(s) for s in sentences]})
+    failures = [f"{f['rule']}: {f['span']} ({f['message']})" for f in result["failures"]]
     return {"checked": True, "faithful": not failures, "failures": failures,
-            "numbers_checked": result.numbers_checked}
+            "numbers_checked": result["numbers_checked"]}
 
 
 def marked_text(sentences: Sequence[Mapping[str, Any]]) -> str:

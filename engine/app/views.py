@@ -214,7 +214,12 @@ def ask_text(data: dict[str, Any]) -> str:
 
 
 def verify(bundle: dict[str, Any], narrative: Any) -> dict[str, Any]:
-    """Check a narrative against a bundle (the checker plus the bundle's grounding), as plain data."""
+    """Check a narrative against a bundle (the checker plus the bundle's grounding), as plain data.
+    An `ask` answer's bundle (kind "ask") is checked without the rules of a finding's narrative."""
+    if bundle.get("kind") == "ask":
+        from narrator.ask import verify_answer
+
+        return verify_answer(bundle, narrative)
     from narrator.checker import check
     from narrator.grounding import grounding_issues
 

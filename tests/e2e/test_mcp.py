@@ -40,6 +40,8 @@ async def _session_run(workspace: Path) -> dict[str, Any]:
             out["tools"] = {t.name: t for t in tools}
             out["feed"] = _payload(await session.call_tool("feed", {"limit": 3}))
             out["ask"] = _payload(await session.call_tool("ask", {"question": "what is the overall conversion rate?"}))
+            out["verify_ask"] = _payload(await session.call_tool(
+                "verify", {"bundle": out["ask"]["bundle"], "narrative": out["ask"]["answer"].replace("25.5%", "52.5%")}))
             first = out["feed"]["items"][0]["insight_id"]
             out["trace"] = _payload(await session.call_tool("trace", {"insight_id": first}))
             out["bad_trace"] = await session.call_tool("trace", {"insight_id": "nope"})
@@ -76,6 +78,9 @@ def test_ask_answers_the_rate_with_a_percentage_and_citation(mcp_run: dict[str, 
     ask = mcp_run["ask"]
     assert "%" in ask["answer"] and "[f:" in ask["answer"]
     assert ask["fact_ids"] and ask["check"]["faithful"] is True
+    assert "25.5%" in ask["answer"]  # the demo's baseline: 396 of 1,553 converted
+    altered = mcp_run["verify_ask"]  # the same answer with its number altered fails `verify`
+    assert altered["ok"] is False and altered["failures"][0]["rule"] == "NUM_UNSUPPORTED"
 
 
 def test_trace_recomputes_and_verify_accepts_its_own_narrative(mcp_run: dict[str, Any]) -> None:

@@ -79,6 +79,11 @@ def test_question_names_its_subject(q: Q, answers: dict[str, dict[str, Any] | No
     assert answered_correctly(q, result["answer"], NO_ANSWER), result["answer"]
     check = result.get("check") or {}
     assert check.get("faithful") is not False, check.get("failures")
+    if result["bundle"] is not None:  # the printed answer text, as `verify` reads it, passes too
+        from engine.app.views import verify
+
+        verdict = verify(result["bundle"], result["answer"])
+        assert verdict["ok"] and verdict["numbers_checked"] > 0, verdict["failures"]
 
 
 def test_suite_covers_every_kind_with_five_unanswerable() -> None:
