@@ -49,7 +49,7 @@ def _subject(view: SnapView) -> str | None:
     return None
 
 
-def _scope_evidence(view: SnapView) -> dict[str, Any]:
+def scope_evidence(view: SnapView) -> dict[str, Any]:
     ev: dict[str, Any] = {"journey": view.journey, "scope": view.scope}
     if view.segment is not None:
         ev["segment"] = f"{view.segment[0]}={view.segment[1]}"
@@ -57,6 +57,15 @@ def _scope_evidence(view: SnapView) -> dict[str, Any]:
         ev["release"] = view.release
         ev["side"] = "before" if view.scope == "release_before" else "after"
     return ev
+
+
+def rate_evidence(view: SnapView, outcome: str) -> dict[str, Any]:
+    """The evidence of one has_outcome_rate fact, unrounded (trace recomputes it with this same function)."""
+    count, n = view.outcome_count(outcome), view.completed
+    low, high = wilson_interval(count, n)
+    return {**scope_evidence(view), "outcome": outcome, "count": count, "n": n, "rate": count / n if n else 0.0,
+            "ci_low": low, "ci_high": high, "level": LEVEL, "interval": "wilson",
+            "is_conversion": outcome == view.conversion}
 
 
 def rate_facts(views: Sequence[SnapView], cfg: Any, model: ConfidenceModel,
@@ -74,10 +83,8 @@ def rate_facts(views: Sequence[SnapView], cfg: Any, model: ConfidenceModel,
             count = view.outcome_count(outcome)
             if 0 < count < min_group:
                 continue
-            low, high = wilson_interval(count, n)
-            ev = {**_scope_evidence(view), "outcome": outcome, "count": count, "n": n, "rate": r6(count / n),
-                  "ci_low": r6(low), "ci_high": r6(high), "level": LEVEL, "interval": "wilson",
-                  "is_conversion": outcome == view.conversion}
+            ev = {key: r6(v) if isinstance(v, float) else v
+                  for key, v in rate_evidence(view, outcome).items()}
             conf = model.score(0.0, n, min_group, 0.0)
             out.append(Fact(subject, "has_outcome_rate", f"outcome:{outcome}", conf, view.window[0],
                             view.window[1], ev, prov))

@@ -199,11 +199,9 @@ def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 
 def _outcome_rate(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    from detectors.base_facts import wilson_interval
+    from detectors.base_facts import rate_evidence
 
-    count, n = rc.outcome_count(_name(fact.object)), rc.completed
-    low, high = wilson_interval(count, n)
-    return {"count": count, "n": n, "rate": count / n if n else 0.0, "ci_low": low, "ci_high": high}
+    return rate_evidence(rc, _name(fact.object))
 
 
 RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
