@@ -36,7 +36,9 @@ def wilson_interval(count: int, n: int, z: float = _Z95) -> tuple[float, float]:
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if count == 0 else max(0.0, centre - half)  # exact at the bounds, free of rounding residue
+    high = 1.0 if count == n else min(1.0, centre + half)
+    return low, high
 
 
 def _subject(view: SnapView) -> str | None:
