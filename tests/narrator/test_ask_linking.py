@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from narrator.linking import latest_release, near_segments, outcome_matches, resolve_window
+from narrator.linking import (
+    latest_release,
+    near_segments,
+    outcome_matches,
+    resolve_window,
+)
 from narrator.planner import Vocabulary, plan_question
 
 END = "2026-03-21"
