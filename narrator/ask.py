@@ -265,7 +265,8 @@ def _rate_sentences(plan: Plan, facts: Sequence[Fact], conversion: str | None) -
 def _with_notes(plan: Plan, sentences: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not plan.notes or not sentences:
         return sentences
-    ids = sentences[0]["fact_ids"]
+    ids = list(dict.fromkeys(i for s in sentences if "segment" in s["text"] for i in s["fact_ids"]))
+    ids = ids or sentences[0]["fact_ids"]
     return [{"text": " ".join(plan.notes), "fact_ids": list(ids)}, *sentences]
 
 
@@ -363,8 +364,8 @@ def render_text(result: Mapping[str, Any]) -> str:
     if not result["fact_ids"]:
         s = result["searched"]
         parts = [f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in s.items()
-                 if v and k != "terms"]
-        lines.append("Searched " + "; ".join(parts) + ".")
+                 if v and k not in ("terms", "facts_searched")]
+        lines.append(f"Searched {s['facts_searched']} facts" + (" (" + "; ".join(parts) + ")." if parts else "."))
         return "\n".join(lines) + "\n"
     lines.append("")
     for i, fact in enumerate(result["facts"], 1):
