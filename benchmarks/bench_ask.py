@@ -5,10 +5,10 @@
 Asks the question suite's demo questions (tests/narrator/ask_suite.py) round
 after round, after one warm-up round (imports, first DuckDB/Oxigraph open).
 Two paths are timed per question:
-- `views.ask`: what the CLI, the HTTP API and the MCP server run per request
-  (open the workspace and the read-only fact store, plan, retrieve, answer, check);
-- `mcp_ask`: the MCP server's path (engine.app.mcp.AskCache): facts and vocabulary read
-  once and reused until a run changes the workspace file; the workspace is not held open.
+- `views_ask`: what `journeygraph ask` runs per question (open the workspace and the
+  read-only fact store, plan, retrieve, answer, check);
+- `mcp_ask`: the MCP server's and the HTTP API's path (engine.app.asking.AskCache): facts
+  and vocabulary read once, reused until a run changes the workspace file.
 Prints p50/p95/max in milliseconds for both. Without --workspace, builds the demo
 workspace in a temporary folder first.
 """
@@ -63,7 +63,7 @@ def time_views(workspace: str, questions: list[str], rounds: int) -> list[float]
 
 
 def time_mcp(workspace: str, questions: list[str], rounds: int) -> list[float]:
-    from engine.app.mcp import AskCache
+    from engine.app.asking import AskCache
 
     cache = AskCache(workspace)
     for q in questions:  # warm-up round: the first question reads the workspace once

@@ -54,7 +54,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def create_app(workspace: str | None = None, token: str | None = None) -> FastAPI:
     app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.")
     ws = workspace
+    from engine.app.asking import AskCache
 
+    asker = AskCache(ws)
     app.add_middleware(_Guard, token=token)
     app.add_exception_handler(Exception, _unhandled)
 
@@ -104,7 +106,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.post("/api/ask", responses=_ERRORS)
     def ask(body: AskBody) -> dict[str, Any]:
-        return views.ask(ws, body.question)
+        return asker.ask(body.question)  # engine.app.asking: the workspace read once, re-read after a run
 
     @app.get("/api/snapshots", responses=_ERRORS)
     def snapshots() -> list[dict[str, Any]]:

@@ -51,43 +51,12 @@ def _ask_payload(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in keep if k in data}
 
 
-class AskCache:
-    """The workspace's facts and vocabulary, read once and re-read only when a run has changed the workspace.
-
-    `views.ask` opens the workspace and the fact store per question (about 150 ms of its p95); a long-lived
-    server keeps what answering needs and checks the database file's size and mtime instead. The workspace
-    is not held open between questions, so `journeygraph run` can still write to it."""
-
-    def __init__(self, workspace: str | None) -> None:
-        self.workspace = workspace
-        self._key: tuple[int, int] | None = None
-        self._prep: Any = None
-
-    def _stamp(self) -> tuple[int, int]:
-        from pathlib import Path
-
-        from engine.workspace import DB_NAME
-
-        stat = (Path(self.workspace or ".") / DB_NAME).stat()
-        return stat.st_mtime_ns, stat.st_size
-
-    def ask(self, question: str) -> dict[str, Any]:
-        from engine.app.views import _session
-        from narrator.ask import answer_prepared, prepare
-
-        key = self._stamp()
-        if key != self._key:
-            with _session(self.workspace) as (ws, cfg, store):
-                self._prep = prepare(list(store.facts()), ws.con, cfg)
-            self._key = key
-        return answer_prepared(question, self._prep)
-
-
 def build_server(workspace: str | None) -> Any:
     """The MCP server over `workspace`; tools and the feed resource registered, not yet running."""
     from mcp.server.mcpserver import MCPServer
 
     from engine.app import views
+    from engine.app.asking import AskCache
 
     server = MCPServer(name="journeygraph", instructions=INSTRUCTIONS)
     ro = _read_only()

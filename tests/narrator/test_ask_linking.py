@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from narrator.linking import (
@@ -87,3 +89,23 @@ def test_planner_notes_near_misses_and_flags_forecasts_and_unknown_words() -> No
     assert plan_question("What will conversion be next month?", _vocab()).future == "next month"
     assert plan_question("What is the revenue per user?", _vocab()).unknown == ("revenue",)
     assert plan_question("What is the conversion rate?", _vocab()).unknown == ()
+
+
+def test_ask_cache_rereads_after_a_run_changes_the_workspace(tmp_path: Path) -> None:
+    """engine.app.asking: the same Prepared object until the database file changes, then a fresh read."""
+    import os
+
+    from engine.app import pipeline
+    from engine.app.asking import AskCache
+    from engine.workspace import DB_NAME
+
+    ws = tmp_path / "ws"
+    pipeline.run(config_path=str(Path(__file__).resolve().parents[2] / "fixtures" / "demo.yaml"),
+                 workspace=str(ws), quiet=True)
+    cache = AskCache(str(ws))
+    first = cache.prepared()
+    assert cache.prepared() is first
+    assert "25.5%" in cache.ask("what is the overall conversion rate?")["answer"]
+    db = ws / DB_NAME  # a run rewrites the database file: a new mtime
+    os.utime(db, ns=(db.stat().st_atime_ns, db.stat().st_mtime_ns + 1_000_000_000))
+    assert cache.prepared() is not first
