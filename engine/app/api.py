@@ -52,9 +52,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(workspace: str | None = None, token: str | None = None) -> FastAPI:
-    app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.")
-    ws = workspace
     from engine.app.asking import AskCache
+    from engine.app.mcp import http_app
+
+    mcp_app, mcp_lifespan = http_app(workspace, token)  # MCP over streamable HTTP at /mcp/
+    app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.",
+                  lifespan=mcp_lifespan)
+    app.mount("/mcp", mcp_app)
+    ws = workspace
 
     asker = AskCache(ws)
     app.add_middleware(_Guard, token=token)
@@ -164,7 +169,7 @@ class _Guard:
         if length.isdigit() and int(length) > MAX_BODY:
             await JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)(scope, receive, send)
             return
-        if self.expected and scope["path"].startswith("/api/"):
+        if self.expected and scope["path"].startswith(("/api/", "/mcp")):
             if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
                 await JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)(scope, receive, send)
                 return

@@ -1,6 +1,7 @@
 """`journeygraph mcp -w WS`: the workspace as a read-only Model Context Protocol server over stdio.
 
-Built with the official `mcp` Python SDK (≥ 2: MCPServer, the successor of FastMCP).
+Built with the official `mcp` Python SDK (≥ 2: MCPServer, the successor of FastMCP);
+`journeygraph serve` also mounts it at /mcp over streamable HTTP (same token rule as /api).
 Tools: feed, ask, trace, verify, snapshot, query; resource: journeygraph://feed.
 Every tool reads through engine.app.views, the same functions the CLI and the
 HTTP API call, so an agent gets the same answers, each citing fact ids that
@@ -12,6 +13,7 @@ transaction that is rolled back if it writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ontology.errors import BadInput
@@ -49,6 +51,20 @@ def _ask_payload(data: dict[str, Any]) -> dict[str, Any]:
     """The ask result without the internal bundle plumbing (the bundle stays, for `verify`)."""
     keep = ("answer", "fact_ids", "facts", "searched", "notes", "check", "backend", "bundle", "intent")
     return {k: data[k] for k in keep if k in data}
+
+
+def http_app(workspace: str | None, token: str | None) -> tuple[Any, Callable[[Any], Any]]:
+    """The server as a streamable-HTTP ASGI app (stateless, JSON responses) and the lifespan it needs, for
+    `journeygraph serve` to mount at /mcp behind the API's bearer-token rule. Without a token the server is
+    on loopback, and the SDK's DNS-rebinding protection (localhost Host/Origin only) stays on; with one,
+    the token guards it."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    server = build_server(workspace)
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False) if token else None
+    app = server.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True,
+                                     transport_security=security)
+    return app, lambda _app: server.session_manager.run()
 
 
 def build_server(workspace: str | None) -> Any:

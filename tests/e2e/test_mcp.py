@@ -95,3 +95,36 @@ def test_query_and_feed_resource(mcp_run: dict[str, Any]) -> None:
     assert len(mcp_run["query"]["rows"]) == 3
     assert "journeygraph://feed" in mcp_run["resources"]
     assert mcp_run["resource"]["items"][0]["insight_id"] == mcp_run["feed"]["items"][0]["insight_id"]
+
+
+async def _http_run(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    out: dict[str, Any] = {}
+    async with httpx2.AsyncClient(headers=headers or {}, timeout=300.0) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, read_timeout_seconds=TIMEOUT) as session:
+                await session.initialize()
+                out["tools"] = {t.name for t in (await session.list_tools()).tools}
+                out["ask"] = _payload(await session.call_tool("ask", {"question": "where do users drop off?"}))
+    return out
+
+
+def test_serve_mounts_the_same_server_over_streamable_http(live_api: Any) -> None:
+    out = asyncio.run(_http_run(live_api.url + "/mcp/"))
+    assert EXPECTED_TOOLS <= out["tools"]
+    assert "billing_page" in out["ask"]["answer"]  # the demo's planted drop-off point
+
+
+def test_mcp_over_http_obeys_the_api_token(demo_workspace: Path) -> None:
+    import http.client
+
+    from tests.e2e.conftest import LiveServer
+
+    with LiveServer(demo_workspace, token="s3cret") as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.request("POST", "/mcp/", body=b"{}", headers={"content-type": "application/json"})
+        assert conn.getresponse().status == 401
+        out = asyncio.run(_http_run(server.url + "/mcp/", {"authorization": "Bearer s3cret"}))
+    assert EXPECTED_TOOLS <= out["tools"]
