@@ -17,6 +17,7 @@ from narrator.summaries import entity_label, split_sentences, summarize
 from ontology.model import Fact
 
 Sentence = dict[str, Any]
+MAX_LISTED = 10  # segment values spelled out in a ranking (the lowest or highest first)
 _WORST = ("worse", "worst", "least", "lowest", "lower", "less", "poor")
 
 
@@ -95,7 +96,7 @@ def period_rates(facts: Sequence[Fact], window: tuple[str, str]) -> list[Fact]:
     return before[-1:]
 
 
-def ranking(facts: Sequence[Fact], plan: Plan, question: str) -> list[Sentence]:
+def ranking(facts: Sequence[Fact], plan: Plan, question: str, tests: Sequence[Fact] = ()) -> list[Sentence]:
     """Segment values ranked by rate: the lowest (or highest) first, against all data, intervals compared."""
     pool = _scope(facts, "segment")
     if plan.segments:
@@ -117,7 +118,10 @@ def ranking(facts: Sequence[Fact], plan: Plan, question: str) -> list[Sentence]:
     out.append(_say(f"The 95% intervals of {entity_label(top.subject)} and {entity_label(other.subject)} "
                     + ("overlap, so the data does not show a clear difference." if overlap else
                        "do not overlap."), top, other))
-    out += [s for f in pool for s in _summary(f)]
+    for f in tests:  # the detectors' own test of a segment's rate against the rest, when one was significant
+        if f.subject in (top.subject, other.subject):
+            out += _summary(f)
+    out += [s for f in pool[:MAX_LISTED] for s in _summary(f)]
     return out
 
 
@@ -151,6 +155,8 @@ def rate_answer(facts: Sequence[Fact], plan: Plan, outcome: str) -> list[Sentenc
             out += release_rates(pool, release)
         return out
     if "compare" in plan.intents:
-        return ranking(pool, plan, plan.question)
+        tests = [f for f in facts if f.predicate == "associated_with" and f.object == f"outcome:{outcome}"
+                 and f.evidence.get("kind") == "outcome_rate_difference"]
+        return ranking(pool, plan, plan.question, sorted(tests, key=lambda f: (f.subject, f.fact_id)))
     return single_rates(pool, plan)
 

@@ -92,7 +92,7 @@ def template_answer(facts: Sequence[Fact], plan: Plan) -> list[dict[str, Any]]:
     return sentences
 
 
-MAX_RATE_FACTS = 16  # a ranking cites every segment value's rate: still bounded, and checkable
+MAX_RATE_FACTS = 24  # a rate answer cites at most 10 listed values, 2 tests, overall, 6 related facts
 
 
 def build_bundle(question: str, plan: Plan, facts: Sequence[Fact], limit: int = MAX_FACTS) -> dict[str, Any]:

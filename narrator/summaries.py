@@ -160,8 +160,14 @@ def _fast(f: Fact) -> str:
 
 
 def _associated(f: Fact) -> str:
-    kind = _q(str(f.evidence.get("kind", "pattern")))
-    return (f"{entity_label(f.subject)} is associated with {entity_label(f.object)} ({kind}): followed by "
+    kind = str(f.evidence.get("kind", "pattern"))
+    if kind == "outcome_rate_difference":
+        diff = f.evidence.get("difference")
+        return (f"{entity_label(f.subject)} ends in {entity_label(f.object)} {_e(f, 'reach_segment', 'pct')} of the time "
+                f"against {_e(f, 'reach_rest', 'pct')} for the rest, {_e(f, 'difference', 'pp')} "
+                f"{_direction(diff, 'more', 'less')} often (n = {_e(f, 'n_segment', 'count')} against "
+                f"{_e(f, 'n_rest', 'count')}, q {_p(f, 'q_value')}).")
+    return (f"{entity_label(f.subject)} is associated with {entity_label(f.object)} ({_q(kind)}): followed by "
             f"{_e(f, 'count', 'count')} journeys, {_e(f, 'conversion_rate', 'pct')} of which convert, in a median of "
             f"{_e(f, 'median_duration_s', 'dur')}.")
 
