@@ -23,13 +23,14 @@ class ActivationDriver:
     candidates; the reached-vs-not 2×2 table is tested (two-proportion z, Fisher
     when small); candidates are ranked by the paper's absolute removal effect
     and the top_k kept. Lift undefined because nobody converts without the state
-    → necessary_for_conversion. Every state's 2×2 test counts in BH.
+    → necessary_for_conversion. A state that is part of an outcome (logged at
+    its event, see detectors.leakage) is neither. Every state's 2×2 test counts in BH.
     """
 
     name = "activation_driver"
-    version = 1
+    version = 2
     config = ActivationDriverConfig
-    requires = ("reach_tests", "removal_effects")
+    requires = ("reach_tests", "removal_effects", "outcome_parts")
     family = "structure"  # BH family: one snapshot's own structure
     types = ("activation_driver", "necessary_for_conversion")
 
@@ -39,9 +40,10 @@ class ActivationDriver:
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: ActivationDriverConfig = ctx.config
         tests: dict[str, ReachTest] = ctx.shared("reach_tests", view)
+        parts = ctx.shared("outcome_parts", view)
         drivers, necessary = [], []
         for state, t in tests.items():
-            eligible = (view.reach(state) >= cfg.min_reach and t.n_reached >= ctx.floor(cfg.min_n)
+            eligible = (state not in parts and view.reach(state) >= cfg.min_reach and t.n_reached >= ctx.floor(cfg.min_n)
                         and t.n_not_reached >= ctx.min_group_size)
             if eligible and t.lift is None and t.conv_reached > 0:
                 necessary.append(t)

@@ -1,12 +1,24 @@
-"""Confidence of a finding: the paper's logistic family (section 5.6) with shipped defaults.
+"""Confidence of a finding: the probability that it replicates, so "High" means it holds up.
 
-confidence = σ(a·|z| + b·log(n / n_min) + c·|effect|)
+Default: the replication probability. A finding replicates when an independent
+sample of the same size reports it again: its test passes the run's
+Benjamini-Hochberg cut-off (|z| ≥ z_cut, the smallest |z| that passed in its
+family) and its effect clears each of the detector's reporting floors (a
+minimum lift, reach, exit rate, difference, sample size …). With a flat prior
+the replicate's statistic is centred on the observed one with variance 2
+(both samples are noisy), so each condition holds with probability
+Φ(margin / √2), margin being the observed distance to the floor in standard
+errors; the conditions are multiplied (treated as independent):
 
-The paper fixes no coefficients. Defaults are chosen so that a finding at the
-edge of detectability (|z| ≈ 2, n = n_min, no effect) sits near 0.77 (Medium),
-a clear finding (|z| ≥ 4 or a large sample) is High, and a weak one
-(|z| < 1, n near n_min) is Low. `calibrate` refits (a, b, c) by logistic
-regression on findings labelled true/false once a deployment has them.
+    confidence = Φ((|z| − z_cut) / √2) · Π_floors Φ(margin / √2)
+
+High ≥ 0.9, Medium ≥ 0.6, else Low. benchmarks/replication.py measures it: it
+splits the actors into two random halves and checks how often one half's High
+findings reappear in the other (rates in benchmarks/README.md).
+
+The paper's logistic family (section 5.6), σ(a·|z| + b·log(n / n_min) + c·|effect|),
+is used instead when `detectors.confidence` sets a, b or c; `calibrate` refits
+(a, b, c) by logistic regression on findings labelled true/false.
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ DEFAULT_A = 0.6   # per unit of |z|
 DEFAULT_B = 0.3   # per unit of log(n / n_min)
 DEFAULT_C = 1.0   # per unit of |effect| (effect clipped to [0, 1] first)
 HIGH_AT = 0.9     # confidence ≥ 0.9 → "High"
-MEDIUM_AT = 0.7   # 0.7 ≤ confidence < 0.9 → "Medium", else "Low"
+MEDIUM_AT = 0.6   # 0.6 ≤ confidence < 0.9 → "Medium", else "Low"
+SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,14 @@ class ConfidenceModel:
     a: float = DEFAULT_A
     b: float = DEFAULT_B
     c: float = DEFAULT_C
+    logistic: bool = False  # True when the config sets a, b or c: the paper's Eq. 11
+
+    def replication(self, z: float, z_cut: float, margins: Sequence[float]) -> float:
+        """Φ((|z| − z_cut)/√2) · Π Φ(margin/√2), rounded to 6 decimals (module docstring)."""
+        p = _phi((min(abs(float(z)), 40.0) - z_cut) / SQRT2)
+        for m in margins:
+            p *= _phi(m / SQRT2)
+        return round(p, 6)
 
     def score(self, z: float, n: int, n_min: int, effect: float) -> float:
         """σ(a·|z| + b·log(n/n_min) + c·|effect|), rounded to 6 decimals."""
@@ -79,6 +100,10 @@ def calibrate(labelled: Sequence[tuple[tuple[float, float, float], bool]], l2: f
     fit = optimize.minimize(loss, np.array([DEFAULT_A, DEFAULT_B, DEFAULT_C]), jac=True, method="L-BFGS-B")
     a, b, c = (round(float(v), 6) for v in fit.x)
     return a, b, c
+
+
+def _phi(x: float) -> float:
+    return 0.5 * math.erfc(-x / SQRT2)
 
 
 def _sigmoid(x: float) -> float:

@@ -37,6 +37,7 @@ class DropoffConfig:
     min_n: int = 50           # transitions out of the state
     min_excess: float = 0.05  # exit probability must beat the journey's baseline exit rate by this much
     link: float = 0.2         # P(a → b) linking two drop-off states into one cluster
+    min_loss_share: float = 0.2  # or: the last state of at least this share of all lost journeys
     scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 
@@ -66,6 +67,7 @@ class RepeatedVisitConfig:
     min_visits_mean: float = 2.0  # τ_loop: mean visits among journeys containing the state (hub states
                                   # such as a main feature page sit near 1.5-1.8 on real data)
     min_n: int = 50               # journeys reaching the state
+    merge_lifecycle: bool = True  # lifecycle variants of one activity (XES lifecycle:transition) are one visit
     scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 

@@ -1,8 +1,9 @@
-"""Drop-off points and clusters (paper 6.2.2)."""
+"""Drop-off points and clusters (paper 6.2.2), where a loss is any outcome other than conversion."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.context import Context
 from detectors.defaults import DropoffConfig
@@ -10,6 +11,7 @@ from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from ontology.model import Finding
+from ontology.names import path_id
 
 
 @dataclass(frozen=True)
@@ -19,24 +21,74 @@ class _Exit:
     out: int
     z: float
     p: float
+    by_rate: bool  # qualified by its per-move exit rate (else by its share of all lost journeys)
+
+
+def loss_outcomes(view: SnapView) -> list[str]:
+    """Every outcome other than the conversion: explicit failures (declined, lost…) and inactivity alike."""
+    return [o for o in view.outcomes if o != view.conversion]
+
+
+def loss_evidence(view: SnapView, states: list[str]) -> dict[str, Any]:
+    """The counts behind a drop-off finding on `states` (one state, or a cluster's), with its test.
+
+    Per move: exits = moves from the states straight into a loss, out of all their moves, tested
+    against every other state's moves (two-proportion z). Per journey: each lost journey leaves
+    from exactly one last state, so `loss_share` = lost journeys whose last state is one of
+    `states` / all lost journeys. narrator.recompute_formulas recomputes a fact with this very function.
+    """
+    losses = loss_outcomes(view)
+    by_outcome = {o: sum(view.count(s, o) for s in states) for o in losses}
+    exits = sum(by_outcome.values())
+    out = sum(view.out_total(s) for s in states)
+    total_exit = sum(view.count(s, o) for s in view.states for o in losses)
+    total_out = sum(view.out_total(s) for s in view.states)
+    z, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
+    return {
+        "exit_probability": exits / out if out else 0.0, "exits": exits,
+        "baseline_exit": (total_exit - exits) / max(1, total_out - out),
+        "loss_outcomes": losses, "loss_exits": {o: n for o, n in by_outcome.items() if n},
+        "lost_journeys": total_exit, "loss_share": exits / total_exit if total_exit else 0.0,
+        "reach": max(view.reach(s) for s in states), "n_reached": max(view.reach_count(s) for s in states),
+        "dropoff_outcome": _either(losses), "n": out, "z": z, "p_value": p,
+    }
+
+
+def _either(names: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def loss_ranks(view: SnapView) -> dict[str, int]:
+    """State → its rank by share of all lost journeys (1 = most lost journeys leave right after it)."""
+    losses = loss_outcomes(view)
+    per = {s: sum(view.count(s, o) for o in losses) for s in view.states}
+    order = sorted((-n, s) for s, n in per.items() if n > 0)
+    return {s: i + 1 for i, (_, s) in enumerate(order)}
 
 
 @register
 class Dropoff:
-    """States where journeys end without converting far more often than elsewhere.
+    """States after which journeys are lost far more often than elsewhere, and where most losses happen.
 
-    A state qualifies with P(state → drop-off) ≥ min_exit, reach ≥ min_reach and
-    ≥ min_n transitions out. Its exits are tested against the journey's baseline
-    exit rate over all other states' transitions (two-proportion z). Qualifying
-    states linked by a transition with P ≥ link are merged into one
-    dropoff_cluster (subject path:a>b, ordered along the flow) tested on the
-    pooled exits; lone ones become dropoff_point findings.
+    A loss is any outcome other than the conversion (an explicit failure event
+    such as declined/cancelled/lost, or inactivity). With reach ≥ min_reach and
+    ≥ min_n moves out, a state qualifies when its moves end in a loss more often
+    than every other state's moves (two-proportion z > 0) and either its per-move
+    exit rate is ≥ min_exit and beats the others' by ≥ min_excess, or it is the
+    last state of ≥ min_loss_share of all lost journeys (a much revisited screen
+    can hold most losses at a low per-move rate). States qualifying by exit rate
+    and linked by a transition with P ≥ link merge into one dropoff_cluster
+    (subject path:a>b, ordered along the flow) tested on the pooled moves; the
+    rest become dropoff_point findings. Evidence carries both measures and the
+    state's rank by share of losses. States that are part of an outcome
+    (detectors.leakage) are left out.
     """
 
     name = "dropoff"
-    version = 1
+    version = 2
     config = DropoffConfig
-    requires = ()
+    requires = ("outcome_parts",)
     family = "structure"  # BH family: one snapshot's own structure
     types = ("dropoff_point", "dropoff_cluster")
 
@@ -45,62 +97,44 @@ class Dropoff:
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: DropoffConfig = ctx.config
-        total_exit = sum(view.count(s, view.dropoff) for s in view.states)
-        total_out = sum(view.out_total(s) for s in view.states)
         points: list[_Exit] = []
+        parts = ctx.shared("outcome_parts", view)
         for state in view.states:
             out = view.out_total(state)
-            if out < ctx.floor(cfg.min_n) or view.reach(state) < cfg.min_reach:
+            if out < ctx.floor(cfg.min_n) or view.reach(state) < cfg.min_reach or state in parts:
                 continue
-            exits = view.count(state, view.dropoff)
-            z, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
-            rest_rate = (total_exit - exits) / max(1, total_out - out)
-            if exits / out >= cfg.min_exit and exits / out - rest_rate >= cfg.min_excess and z > 0:
-                points.append(_Exit(state, exits, out, z, p))
+            ev = loss_evidence(view, [state])
+            excess = ev["exit_probability"] - ev["baseline_exit"]
+            by_rate = ev["exit_probability"] >= cfg.min_exit and excess >= cfg.min_excess
+            if ev["z"] > 0 and (by_rate or ev["loss_share"] >= cfg.min_loss_share):
+                points.append(_Exit(state, ev["exits"], out, ev["z"], ev["p_value"], by_rate))
             else:
-                ctx.record(f"exit:{view.snapshot_id}:{state}", p)
-        clusters = _clusters(view, [e.state for e in points], cfg.link)
+                ctx.record(f"exit:{view.snapshot_id}:{state}", ev["p_value"])
         by_state = {e.state: e for e in points}
+        clusters = _clusters(view, [e.state for e in points if e.by_rate], cfg.link)
+        singles = [[e.state] for e in points if not e.by_rate]
+        ranks = loss_ranks(view)
         found = []
-        for members in clusters:
-            if len(members) == 1:
-                found.append(self._point(ctx, view, by_state[members[0]]))
-                continue
-            for s in members:
-                ctx.record(f"exit:{view.snapshot_id}:{s}", by_state[s].p)
-            found.append(self._cluster(ctx, view, [by_state[s] for s in members], total_exit, total_out))
+        for members in sorted(clusters + singles):
+            if len(members) > 1:
+                for s in members:
+                    ctx.record(f"exit:{view.snapshot_id}:{s}", by_state[s].p)
+            found.append(self._finding(ctx, view, members, ranks))
         return found
 
-    def _point(self, ctx: Context, view: SnapView, e: _Exit) -> Finding:
-        rate = e.exits / e.out
-        baseline = _baseline(view, e.exits, e.out)
-        evidence = {"exit_probability": rate, "reach": view.reach(e.state), "n_reached": view.reach_count(e.state),
-                    "dropoff_outcome": view.dropoff, "baseline_exit": baseline, "exits": e.exits}
-        return ctx.finding(view, type="dropoff_point", subject=f"state:{e.state}", predicate="is_dropoff_point_for",
-                           object=f"journey:{view.journey}", n=e.out, effect=rate - baseline, p_value=e.p,
-                           evidence=evidence, reach=view.reach(e.state), actionable=True)
-
-    def _cluster(self, ctx: Context, view: SnapView, members: list[_Exit], total_exit: int, total_out: int) -> Finding:
-        exits = sum(e.exits for e in members)
-        out = sum(e.out for e in members)
-        z, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
-        rate = exits / out
-        baseline = _baseline(view, exits, out)
-        reach = max(view.reach(e.state) for e in members)
-        states = [e.state for e in members]
-        evidence = {"exit_probability": rate, "reach": reach,
-                    "n_reached": max(view.reach_count(s) for s in states), "dropoff_outcome": view.dropoff,
-                    "states": states, "baseline_exit": baseline, "exits": exits}
-        return ctx.finding(view, type="dropoff_cluster", subject="path:" + ">".join(states),
-                           predicate="is_dropoff_point_for", object=f"journey:{view.journey}", n=out,
-                           effect=rate - baseline, p_value=p, evidence=evidence, reach=reach, actionable=True)
-
-
-def _baseline(view: SnapView, exits: int, out: int) -> float:
-    """Exit rate over every other state's transitions."""
-    total_exit = sum(view.count(s, view.dropoff) for s in view.states)
-    total_out = sum(view.out_total(s) for s in view.states)
-    return (total_exit - exits) / max(1, total_out - out)
+    def _finding(self, ctx: Context, view: SnapView, states: list[str], ranks: dict[str, int]) -> Finding:
+        ev = loss_evidence(view, states)
+        n, p = ev.pop("n"), ev.pop("p_value")
+        ev.pop("z")
+        ev["loss_rank"] = min(ranks.get(s, len(ranks) + 1) for s in states)
+        cluster = len(states) > 1
+        if cluster:
+            ev["states"] = states
+        return ctx.finding(view, type="dropoff_cluster" if cluster else "dropoff_point",
+                           subject=path_id(states) if cluster else f"state:{states[0]}",
+                           predicate="is_dropoff_point_for", object=f"journey:{view.journey}", n=n,
+                           effect=ev["exit_probability"] - ev["baseline_exit"], p_value=p, evidence=ev,
+                           reach=ev["reach"], actionable=True)
 
 
 def _clusters(view: SnapView, states: list[str], link: float) -> list[list[str]]:

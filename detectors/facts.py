@@ -5,8 +5,9 @@ evidence) and supporting facts: an activation driver also states
 `increases_probability_of`, a drop-off point the `transitions_to` edge into
 the drop-off outcome. Every all-data snapshot adds `transitions_to` for each
 edge with count ≥ privacy.min_group_size and `increases_probability_of` for
-each state with lift > 1 (its 2×2 test p-value, and its BH q-value from the
-run's family). Provenance: snapshot id, detector@version, config hash, engine
+each state with lift > 1 whose 2×2 test is significant after Benjamini-Hochberg
+(q ≤ detectors.fdr_q in the run's family), unless the state is part of an
+outcome (detectors.leakage). Provenance: snapshot id, detector@version, config hash, engine
 version; the validity window is the snapshot's window.
 """
 
@@ -16,8 +17,10 @@ from typing import Any, Mapping, Sequence
 
 from detectors.base_facts import rate_facts
 from detectors.confidence import ConfidenceModel
+from detectors.defaults import FDR_Q
 from detectors.shared import SHARED, ReachTest
 from detectors.stats import r6, z_from_p
+from detectors.stake import FINDING_ONLY
 from detectors.view import SnapView
 from ontology.model import Fact, Finding, Provenance
 
@@ -44,7 +47,8 @@ def finding_facts(f: Finding, config_hash: str, engine_version: str) -> list[Fac
     """The finding's primary fact and its supporting facts."""
     prov = Provenance(f.snapshot_id, f.detector, config_hash, engine_version)
     window = f.window
-    primary = Fact(f.subject, f.predicate, f.object, f.confidence, window[0], window[1], dict(f.evidence), prov)
+    evidence = {k: v for k, v in f.evidence.items() if k not in FINDING_ONLY}
+    primary = Fact(f.subject, f.predicate, f.object, f.confidence, window[0], window[1], evidence, prov)
     out = [primary]
     ev = f.evidence
     if f.type == "activation_driver":
@@ -54,11 +58,11 @@ def finding_facts(f: Finding, config_hash: str, engine_version: str) -> list[Fac
                    "n": f.n, "p_value": ev["p_value"], "q_value": ev["q_value"]}
         out.append(Fact(f.subject, "increases_probability_of", f.object, f.confidence, window[0], window[1],
                         support, prov))
-    elif f.type == "dropoff_point" and "exits" in ev:
-        support = {"journey": f.journey, "count": ev["exits"], "from_total": f.n,
-                   "probability": ev["exit_probability"]}
-        out.append(Fact(f.subject, "transitions_to", f"outcome:{ev['dropoff_outcome']}", f.confidence,
-                        window[0], window[1], support, prov))
+    elif f.type == "dropoff_point" and "loss_exits" in ev:
+        for outcome, count in sorted(ev["loss_exits"].items()):
+            support = {"journey": f.journey, "count": count, "from_total": f.n, "probability": r6(count / f.n)}
+            out.append(Fact(f.subject, "transitions_to", f"outcome:{outcome}", f.confidence,
+                            window[0], window[1], support, prov))
     return out
 
 
@@ -78,15 +82,16 @@ def base_facts(view: SnapView, cfg: Any, q_by_label: Mapping[str, float], model:
         conf = model.score(0.0, count, min_group, 0.0)
         facts.append(Fact(f"state:{src}", "transitions_to", obj, conf, start, end, ev, prov))
     tests: dict[str, ReachTest] = SHARED["reach_tests"](view)
+    parts = SHARED["outcome_parts"](view)
+    fdr_q = float(dict(cfg.detectors).get("fdr_q", FDR_Q))
     for state, t in sorted(tests.items()):
-        if t.lift is None or t.lift <= 1.0 or min(t.n_reached, t.n_not_reached) < min_group:
+        q = q_by_label.get(f"reach:{view.snapshot_id}:{state}")
+        if (t.lift is None or t.lift <= 1.0 or min(t.n_reached, t.n_not_reached) < min_group or state in parts
+                or q is None or q > fdr_q):  # asserted only when significant after BH, like a finding
             continue
         ev = {"journey": view.journey, "p_given_reached": r6(t.p_given_reached),
               "p_given_not_reached": r6(t.p_given_not_reached), "lift": r6(t.lift), "n_reached": t.n_reached,
-              "n_not_reached": t.n_not_reached, "n": view.completed, "p_value": r6(t.p_value)}
-        q = q_by_label.get(f"reach:{view.snapshot_id}:{state}")
-        if q is not None:
-            ev["q_value"] = r6(q)
+              "n_not_reached": t.n_not_reached, "n": view.completed, "p_value": r6(t.p_value), "q_value": r6(q)}
         conf = model.score(z_from_p(t.p_value), view.completed, min_group, t.lift - 1.0)
         facts.append(Fact(f"state:{state}", "increases_probability_of", f"outcome:{view.conversion}", conf,
                           start, end, ev, prov))

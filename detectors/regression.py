@@ -1,17 +1,38 @@
-"""Behavioural regressions between mature snapshots (paper 5.4, 6.2.3)."""
+"""Behavioural regressions between snapshots (paper 5.4, 6.2.3), release-anchored ones as soon as decidable.
+
+Release comparisons do not wait for the release scopes to mature: the edges
+are compared over *resolved* steps (snapshot `resolved_transitions`: a step
+counts once the drop-off horizon has passed since it was entered, whatever
+its destination, so the share going each way is unbiased), and the
+conversion outcome over the Aalen–Johansen estimate of P(conversion within
+the window) (snapshot `outcome_probabilities`, a Wald z-test of the two
+estimates) unless both sides are mature, where the old count test is exact.
+Every finding states its estimator and its test's power: `detectable_change`
+is the smallest |ΔP| the comparison detects with 80 % power at
+α = detectors.fdr_q (engine.power). `power_map` lists, per release and for the
+latest period, every edge's detectable change and status, "too early to tell
+(n = …, detectable change ≥ …)" while nothing is significant, so silence in
+the feed has a stated meaning.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any, Sequence
 
 from detectors.context import Context
-from detectors.defaults import RegressionConfig
+from detectors.defaults import FDR_Q, RegressionConfig
 from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
+from engine import incidence, power
 from ontology.model import Finding
+from ontology.names import edge_id
+
+TOO_EARLY = "too early to tell"
 
 
 @dataclass(frozen=True)
@@ -28,12 +49,15 @@ class Comparison:
 
 @register
 class Regression:
-    """Transition probabilities and conversion that moved between two mature snapshots.
+    """Transition probabilities and conversion that moved between two snapshots.
 
     Comparisons: each pair of consecutive mature period snapshots, and each
-    release's release_before/release_after pair. Per edge a→b (b may be an
-    outcome) with ≥ min_n transitions out of a on both sides, and per
-    conversion outcome, a pooled two-proportion z-test; |ΔP| ≥ min_delta and
+    release's release_before/release_after pair, mature or not (version 2:
+    edges over resolved steps, conversion over Aalen–Johansen when a side is
+    immature; every finding states its estimator and power). Per edge a→b
+    (b may be an outcome) with ≥ min_n resolved steps out of a on both sides,
+    and per conversion outcome, a pooled two-proportion z-test (a Wald test of
+    the two incidence estimates for Aalen–Johansen); |ΔP| ≥ min_delta and
     |ΔP|/P_before ≥ min_relative make a candidate. Exactly one release marker
     in the window (for periods: from the earlier window's end to the later
     window's end) → regressed_after release:x; none → changed_after
@@ -44,7 +68,7 @@ class Regression:
     """
 
     name = "regression"
-    version = 1
+    version = 2
     config = RegressionConfig
     requires = ()
     family = "comparison"  # BH family: compares snapshots with each other
@@ -58,7 +82,7 @@ class Regression:
 
     def _compare(self, ctx: Context, comp: Comparison) -> list[Finding]:
         cfg: RegressionConfig = ctx.config
-        b, a = comp.before, comp.after
+        b, a = resolved(comp.before), resolved(comp.after)
         floor = ctx.floor(cfg.min_n)
         found: list[Finding] = []
         sources = sorted(s for s in set(b.states) & set(a.states) if b.out_total(s) >= floor and a.out_total(s) >= floor)
@@ -67,19 +91,37 @@ class Regression:
             dests = sorted({d for (s, d) in b.counts if s == src} | {d for (s, d) in a.counts if s == src})
             for dst in dests:
                 cell = (b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src))
-                found.extend(self._test(ctx, comp, f"edge:{src}->{dst}", cell, traffic, _adverse_edge(a, dst)))
-        if b.completed >= floor and a.completed >= floor:
-            conv = a.conversion
-            cell = (b.outcome_count(conv), b.completed, a.outcome_count(conv), a.completed)
-            found.extend(self._test(ctx, comp, f"outcome:{conv}", cell, (1.0, 1.0, False), None))
+                found.extend(self._test(ctx, comp, edge_id(src, dst), cell, traffic, _adverse_edge(a, dst)))
+        found.extend(self._outcome(ctx, comp, floor))
         return found
 
-    def _test(self, ctx: Context, comp: Comparison, subject: str, cell: tuple[int, int, int, int],
-              traffic: tuple[float, float, bool], adverse_if_up: bool | None) -> list[Finding]:
+    def _outcome(self, ctx: Context, comp: Comparison, floor: int) -> list[Finding]:
+        """Conversion within the window: exact counts when both sides are mature, else Aalen–Johansen."""
+        b, a = comp.before, comp.after
+        conv = a.conversion
+        if b.mature and a.mature:
+            if b.completed < floor or a.completed < floor:
+                return []
+            cell = (b.outcome_count(conv), b.completed, a.outcome_count(conv), a.completed)
+            return self._test(ctx, comp, f"outcome:{conv}", cell, (1.0, 1.0, False), None)
+        (f1, v1, n1), (f2, v2, n2) = incidence_of(b, conv), incidence_of(a, conv)
+        if n1 < floor or n2 < floor:
+            return []
+        z, p = incidence.two_sample_z(f1, v1, f2, v2)
+        return self._test(ctx, comp, f"outcome:{conv}", (f1, n1, f2, n2), (1.0, 1.0, False), None,
+                          (z, p, incidence.ESTIMATOR))
+
+    def _test(self, ctx: Context, comp: Comparison, subject: str, cell: tuple[float, int, float, int],
+              traffic: tuple[float, float, bool], adverse_if_up: bool | None,
+              test: tuple[float, float, str] | None = None) -> list[Finding]:
+        """`cell` is (x_before, n_before, x_after, n_after) counts, or with `test` given (probabilities, n)."""
         cfg: RegressionConfig = ctx.config
         x1, n1, x2, n2 = cell
-        z, p = two_proportion_z(x2, n2, x1, n1)  # z > 0: the probability went up
-        p_before, p_after = x1 / n1, x2 / n2
+        if test is None:
+            z, p = two_proportion_z(int(x2), n2, int(x1), n1)  # z > 0: the probability went up
+            p_before, p_after, estimator = x1 / n1, x2 / n2, _edge_estimator(comp)
+        else:
+            (z, p, estimator), p_before, p_after = test, x1, x2
         delta = p_after - p_before
         relative = delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0)
         if abs(delta) < cfg.min_delta or abs(relative) < cfg.min_relative:
@@ -90,7 +132,8 @@ class Regression:
             "p_before": p_before, "p_after": p_after, "n_before": n1, "n_after": n2, "delta": delta,
             "relative_change": relative, "z": z, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "attribution": comp.attribution, "releases": list(comp.releases),
-            "before_snapshot": comp.before.snapshot_id,
+            "before_snapshot": comp.before.snapshot_id, "estimator": estimator,
+            **power_evidence(p_before, n1, p_after, n2),
         }
         if comp.attribution == "release":
             predicate, obj = "regressed_after", f"release:{comp.releases[0]}"
@@ -121,22 +164,22 @@ def _adverse_edge(view: SnapView, dst: str) -> bool | None:
 
 
 def comparisons(views: Sequence[SnapView], releases: Sequence[Any]) -> list[Comparison]:
-    """Every pair the detector compares, mature snapshots only, in a fixed order."""
+    """Every pair the detector compares, in a fixed order: mature period pairs, and release pairs as they are."""
     out: list[Comparison] = []
     periods = sorted((v for v in views if v.scope == "period" and v.mature and not v.segment),
                      key=lambda v: (v.window[0], v.snapshot_id))
     for before, after in zip(periods, periods[1:]):
         inside = _releases_between(releases, before.window[1], after.window[1])
         out.append(_comparison(before, after, inside))
-    befores = {v.release: v for v in views if v.scope == "release_before" and v.mature and not v.segment}
-    for after in sorted((v for v in views if v.scope == "release_after" and v.mature and not v.segment),
+    befores = {v.release: v for v in views if v.scope == "release_before" and _decidable(v) and not v.segment}
+    for after in sorted((v for v in views if v.scope == "release_after" and _decidable(v) and not v.segment),
                         key=lambda v: (v.window[0], v.snapshot_id)):
-        before = befores.get(after.release)
-        if before is None:
+        baseline = befores.get(after.release)
+        if baseline is None:
             continue
-        inside = _releases_between(releases, before.window[0], after.window[1])
+        inside = _releases_between(releases, baseline.window[0], after.window[1])
         names = tuple(sorted(set(inside) | {str(after.release)}))
-        out.append(_comparison(before, after, names))
+        out.append(_comparison(baseline, after, names))
     return out
 
 
@@ -154,3 +197,130 @@ def _releases_between(releases: Sequence[Any], start: str, end: str) -> tuple[st
 def _ts(text: str) -> datetime:
     parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _decidable(view: SnapView) -> bool:
+    """Mature, or carrying the resolved-step and incidence estimates that make an immature scope comparable."""
+    return view.mature or "resolved_transitions" in view.payload
+
+
+class _ResolvedView(SnapView):
+    """A SnapView whose edge counts are the snapshot's resolved steps (engine.snapshot `resolved_transitions`)."""
+
+    @cached_property
+    def counts(self) -> dict[tuple[str, str], int]:
+        rows = self.payload.get("resolved_transitions")
+        if rows is None:
+            return super().counts
+        return {(t["from"], t["to"]): int(t["count"]) for t in rows}
+
+    @property
+    def states(self) -> list[str]:
+        """The states with resolved steps out of them (and the start state)."""
+        return sorted({self.start} | {src for (src, _) in self.counts})
+
+
+def resolved(view: SnapView) -> SnapView:
+    """The view with resolved-step counts (identical to the completed-journey counts on a mature snapshot)."""
+    return view if isinstance(view, _ResolvedView) else _ResolvedView(view.snap)
+
+
+def _edge_estimator(comp: Comparison) -> str:
+    both_mature = comp.before.mature and comp.after.mature
+    return "completed_only" if both_mature else "resolved_steps"
+
+
+def power_evidence(p_before: float, n1: int, p_after: float, n2: int) -> dict[str, Any]:
+    """The test's power, stated on every finding: detectable change at 80 % power, and power at the observed change."""
+    return {"detectable_change": _mde(p_before, n1, n2), "detectable_change_alpha": FDR_Q,
+            "power": power.power_of(p_before, n1, p_after, n2, FDR_Q), "power_target": power.POWER}
+
+
+def incidence_of(view: SnapView, outcome: str) -> tuple[float, float, int]:
+    """(estimate, variance, journeys) of P(outcome within the window) from the snapshot's Aalen–Johansen numbers."""
+    est = view.payload.get("outcome_probabilities", {}).get(outcome)
+    seen = view.payload.get("observation") or {}
+    n = int(sum(seen.values())) if seen else view.completed
+    if est is None:
+        return 0.0, 0.0, 0
+    return float(est["estimate"]), float(est["se"]) ** 2, n
+
+
+def _mde(p_before: float, n1: int, n2: int, alpha: float = FDR_Q) -> float | None:
+    value = float(power.minimum_detectable_change(p_before, n1, n2, alpha)[0])
+    return None if math.isnan(value) else value
+
+
+def power_map(views: Sequence[SnapView], releases: Sequence[Any], alpha: float = FDR_Q, min_n: int = 1,
+              reported: Sequence[Finding] = ()) -> list[dict[str, Any]]:
+    """Per release comparison and for the latest period against the one before: every edge's detectable change.
+
+    One row per (comparison, edge): n before/after (resolved steps out of the source), p before/after, the
+    smallest |ΔP| detectable with 80 % power at `alpha`, and a status: "regression reported" when a finding
+    in `reported` covers it, else "too early to tell (n = …, detectable change ≥ …)" below `min_n` or when
+    the detectable change is above 0.5, else "no change detected (detectable change ≥ …)".
+    """
+    found = {(f.snapshot_id, f.subject) for f in reported}
+    rows: list[dict[str, Any]] = []
+    for label, comp in _power_comparisons(views, releases):
+        b, a = resolved(comp.before), resolved(comp.after)
+        for src in sorted(set(b.states) & set(a.states)):
+            for dst in sorted({d for (s, d) in b.counts if s == src} | {d for (s, d) in a.counts if s == src}):
+                rows.append(_power_row(label, comp, src, dst, alpha, min_n, found))
+    return rows
+
+
+def _power_row(label: str, comp: Comparison, src: str, dst: str, alpha: float, min_n: int,
+               found: set[tuple[str, str]]) -> dict[str, Any]:
+    b, a = resolved(comp.before), resolved(comp.after)
+    n1, n2 = b.out_total(src), a.out_total(src)
+    p1 = b.count(src, dst) / n1 if n1 else None
+    p2 = a.count(src, dst) / n2 if n2 else None
+    mde = _mde(p1, n1, n2, alpha) if p1 is not None and n2 else None
+    subject = edge_id(src, dst)
+    if (comp.after.snapshot_id, subject) in found:
+        status = "regression reported"
+    elif mde is None or min(n1, n2) < min_n or mde > 0.5:
+        shown = "n/a" if mde is None else f"{mde:.3f}"
+        status = f"{TOO_EARLY} (n = {n1} before, {n2} after; detectable change >= {shown})"
+    else:
+        status = f"no change detected (detectable change >= {mde:.3f})"
+    return {"comparison": label, "edge": subject, "n_before": n1, "n_after": n2,
+            "p_before": None if p1 is None else round(p1, 6), "p_after": None if p2 is None else round(p2, 6),
+            "detectable_change": None if mde is None else round(mde, 6), "alpha": alpha, "power": power.POWER,
+            "estimator": _edge_estimator(comp), "status": status}
+
+
+def _power_comparisons(views: Sequence[SnapView], releases: Sequence[Any]) -> list[tuple[str, Comparison]]:
+    """Each release pair, and the latest period against the one before (whether mature or not)."""
+    out = [(f"release:{c.releases[-1] if c.attribution != 'release' else c.release}", c)
+           for c in comparisons(views, releases) if c.after.scope == "release_after"]
+    periods = sorted((v for v in views if v.scope == "period" and not v.segment and _decidable(v)),
+                     key=lambda v: (v.window[0], v.snapshot_id))
+    if len(periods) >= 2:
+        before, after = periods[-2], periods[-1]
+        out.append((f"period:{after.window[0]}", _comparison(before, after, ())))
+    return out
+
+
+def power_map_for(snapshots: Sequence[Any], cfg: Any, findings: Sequence[Finding] = ()) -> list[dict[str, Any]]:
+    """`power_map` of every (tenant, journey) with the run's settings, for the feed footer, the API and the page.
+
+    α is `detectors.fdr_q` (BH's level: the per-test bar is between q/m and q, so the detectable change
+    shown is the optimistic end); the n floor is the regression's `min_n` and the privacy minimum group.
+    """
+    from detectors.registry import settings_for
+
+    alpha = float(dict(cfg.detectors).get("fdr_q", FDR_Q))
+    conf = settings_for(Regression, cfg.detector_settings("regression"))
+    floor = max(int(conf.min_n), int(cfg.privacy.min_group_size))
+    groups: dict[tuple[str, str], list[SnapView]] = {}
+    for snap in snapshots:
+        view = SnapView(snap)
+        groups.setdefault((str(view.payload.get("tenant_id") or ""), view.journey), []).append(view)
+    rows: list[dict[str, Any]] = []
+    for (tenant, journey), views in sorted(groups.items()):
+        reported = [f for f in findings if f.type == "regression" and f.journey == journey]
+        rows.extend({"tenant_id": tenant, "journey": journey, **row}
+                    for row in power_map(views, cfg.releases, alpha, floor, reported))
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from detectors.context import Context
 from detectors.defaults import RepeatedVisitConfig
@@ -11,7 +12,6 @@ from detectors.stats import normal_upper, proportion_test
 from detectors.view import SnapView
 from ontology.errors import EngineError
 from ontology.model import Finding
-
 
 ACTIONABLE_GAP_P = 0.05  # a loop is actionable when repeaters convert less, at this raw significance
 
@@ -28,10 +28,12 @@ class RepeatedVisit:
     with its own two-proportion test (gap_p_value; it counts in BH too). The
     finding's p-value is a one-sided test that the return probability exceeds
     the one τ_loop implies (see `loop_test`); its effect is that return probability.
+    Lifecycle variants of one activity (XES SCHEDULE/START/COMPLETE of one work
+    item) count as one visit when the snapshot has them (merge_lifecycle).
     """
 
     name = "repeated_visit"
-    version = 1
+    version = 2
     config = RepeatedVisitConfig
     requires = ("metrics",)
     family = "structure"  # BH family: one snapshot's own structure
@@ -44,39 +46,49 @@ class RepeatedVisit:
         cfg: RepeatedVisitConfig = ctx.config
         found = []
         for state in view.states:
-            reached = view.reach_count(state)
-            if reached < ctx.floor(cfg.min_n):
+            if view.reach_count(state) < ctx.floor(cfg.min_n):
                 continue
-            visits = view.visit_count(state)
-            z, p = loop_test(visits, reached, cfg.min_visits_mean)
-            n_rep = view.repeat_count(state)
-            conv_rep = view.repeat_outcome(state, view.conversion)
-            conv_single = view.reach_outcome(state, view.conversion) - conv_rep
-            _, p_gap, test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
-            ctx.record(f"repeat_gap:{view.snapshot_id}:{state}", p_gap)
-            if visits / reached <= cfg.min_visits_mean or n_rep < ctx.min_group_size:
+            ev = revisit_evidence(view, state, cfg.min_visits_mean, cfg.merge_lifecycle)
+            p = ev.pop("p_value")
+            ctx.record(f"repeat_gap:{view.snapshot_id}:{state}", ev["gap_p_value"])
+            if ev["visits_mean"] <= cfg.min_visits_mean or ev["n_repeat"] < ctx.min_group_size:
                 ctx.record(f"repeat:{view.snapshot_id}:{state}", p)
                 continue
-            counts = (n_rep, reached - n_rep, conv_rep, conv_single)
-            found.append(self._finding(ctx, view, state, counts, visits / reached, p, (p_gap, test)))
+            ev["extra_expected_steps"] = _extra_visits(ctx, view, state)
+            actionable = ev["p_convert_single"] > ev["p_convert_repeat"] and ev["gap_p_value"] < ACTIONABLE_GAP_P
+            found.append(ctx.finding(view, type="repeated_visit", subject=f"state:{state}",
+                                     predicate="is_revisited_in", object=f"journey:{view.journey}",
+                                     n=view.reach_count(state), effect=ev["return_probability"], p_value=p,
+                                     evidence=ev, reach=ev["n_repeat"] / max(1, view.completed),
+                                     actionable=actionable))
         return found
 
-    def _finding(self, ctx: Context, view: SnapView, state: str, counts: tuple[int, int, int, int],
-                 visits_mean: float, p: float, gap: tuple[float, str]) -> Finding:
-        n_rep, n_single, conv_rep, conv_single = counts
-        p_rep = conv_rep / n_rep if n_rep else 0.0
-        p_single = conv_single / n_single if n_single else 0.0
-        return_p = 1.0 - 1.0 / visits_mean
-        evidence = {
-            "visits_mean": visits_mean, "reach": view.reach(state), "n_reached": view.reach_count(state),
-            "n_repeat": n_rep, "p_convert_repeat": p_rep, "p_convert_single": p_single,
-            "conversion_gap": p_single - p_rep, "extra_expected_steps": _extra_visits(ctx, view, state),
-            "return_probability": return_p, "test": "geometric_return_z", "gap_p_value": gap[0], "gap_test": gap[1],
-        }
-        return ctx.finding(view, type="repeated_visit", subject=f"state:{state}", predicate="is_revisited_in",
-                           object=f"journey:{view.journey}", n=view.reach_count(state), effect=return_p,
-                           p_value=p, evidence=evidence, reach=n_rep / max(1, view.completed),
-                           actionable=p_single > p_rep and gap[0] < ACTIONABLE_GAP_P)
+
+def revisit_evidence(view: SnapView, state: str, tau: float, merge_lifecycle: bool = True) -> dict[str, Any]:
+    """A state's revisit numbers and tests, every count from the snapshot (narrator.recompute_formulas reuses it).
+
+    With `merge_lifecycle` and a snapshot holding `lifecycle_visits` (engine.lifecycle_visits), visits and
+    repeats count the lifecycle events of one work item (SCHEDULE, START, COMPLETE) as one visit.
+    """
+    block = view.payload.get("lifecycle_visits") if merge_lifecycle else None
+    lifecycle = bool(block)
+    visits = int((block or {}).get("visit_counts", {}).get(state, 0)) if lifecycle else view.visit_count(state)
+    n_rep = int((block or {}).get("repeat_counts", {}).get(state, 0)) if lifecycle else view.repeat_count(state)
+    conv_rep = (int((block or {}).get("repeat_outcome_counts", {}).get(state, {}).get(view.conversion, 0))
+                if lifecycle else view.repeat_outcome(state, view.conversion))
+    reached = view.reach_count(state)
+    conv_single = view.reach_outcome(state, view.conversion) - conv_rep
+    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
+    _, p = loop_test(visits, reached, tau)
+    mean = visits / reached if reached else 0.0
+    p_rep = conv_rep / n_rep if n_rep else 0.0
+    p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
+    return {
+        "visits_mean": mean, "reach": view.reach(state), "n_reached": reached, "n_repeat": n_rep,
+        "p_convert_repeat": p_rep, "p_convert_single": p_single, "conversion_gap": p_single - p_rep,
+        "return_probability": 1.0 - 1.0 / mean if mean else 0.0, "test": "geometric_return_z",
+        "gap_p_value": p_gap, "gap_test": gap_test, "lifecycle_merged": lifecycle, "p_value": p,
+    }
 
 
 def loop_test(visits: int, reached: int, tau: float) -> tuple[float, float]:

@@ -33,7 +33,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from detectors.confidence import ConfidenceModel, label
 from detectors.context import Context, SharedCache
 from detectors.defaults import FDR_Q
+from detectors.margins import margins
 from detectors.registry import CONFIDENCE_KEYS, Registry, default_registry, settings_for, validate_settings
+from detectors.stake import at_stake, second_order
 from detectors.stats import benjamini_hochberg, r6, z_from_p
 from detectors.view import SnapView
 from ontology.errors import ConfigError
@@ -41,6 +43,14 @@ from ontology.model import Fact, Finding
 
 SCOPE_ORDER = {"all": 0, "period": 1, "segment": 2, "release_before": 3, "release_after": 4}
 SIDE_COUNTS = ("n_segment", "n_rest", "n_before", "n_after", "n_reached", "count")
+CHAIN_KEYS = ("removal_effect", "removal_effect_relative", "absorption", "extra_expected_steps")  # first-order chain numbers
+
+
+@dataclass(frozen=True)
+class Views:
+    by_id: Mapping[str, SnapView]   # the family's mature snapshots by id
+    all_view: SnapView | None       # its all-data snapshot
+    stake_cache: dict[str, Any] = field(default_factory=dict)  # detectors/stake.py's redraws per snapshot
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
     groups: dict[tuple[str, str], list[SnapView]] = {}
     for snap in snapshots:
         view = SnapView(snap)
-        if view.mature:
+        if view.mature or view.scope in ("release_before", "release_after"):  # release pairs: decidable early
             groups.setdefault((str(view.payload.get("tenant_id") or ""), view.journey), []).append(view)
     out = []
     for (tenant, journey), views in sorted(groups.items()):
@@ -96,7 +106,7 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
 
 def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type], fdr_q: float,
                 model: ConfidenceModel, cache: SharedCache) -> tuple[list[Finding], dict[str, float], int]:
-    raw: list[tuple[Finding, int]] = []
+    raw: list[tuple[Finding, int, Any]] = []
     extra: list[tuple[str, float]] = []
     min_group = int(cfg.privacy.min_group_size)
     for cls in reg:
@@ -104,16 +114,20 @@ def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type], fdr_q: flo
         ctx = Context(journey=views[0].journey, views=views, config=config, detector=f"{cls.name}@{cls.version}",
                       releases=tuple(cfg.releases), min_group_size=min_group, cache=cache)
         n_min = ctx.floor(getattr(config, "min_n", getattr(config, "min_count", min_group)))
-        raw.extend((f, n_min) for f in cls().run(ctx))
+        raw.extend((f, n_min, config) for f in cls().run(ctx))
         extra.extend(ctx.extra_tests)
-    p_all = [f.p_value for f, _ in raw] + [p for _, p in extra]
+    p_all = [f.p_value for f, _, _ in raw] + [p for _, p in extra]
     q_all = benjamini_hochberg(p_all)
     labels = {lab: float(q) for (lab, _), q in zip(extra, q_all[len(raw):])}
     kept = []
-    for (f, n_min), q in zip(raw, q_all[: len(raw)]):
+    views_at = Views({v.snapshot_id: v for v in views}, next((v for v in views if v.scope == "all"), None))
+    z_cut = z_from_p(max((p for p, q in zip(p_all, q_all) if q <= fdr_q), default=0.0))
+    for (f, n_min, config), q in zip(raw, q_all[: len(raw)]):
         labels[_label_of(f)] = float(q)
         if q <= fdr_q and _big_enough(f, min_group):
-            kept.append(_finalise(f, float(q), n_min, model))
+            conf = (model.score(z_from_p(f.p_value), f.n, n_min, f.effect) if model.logistic
+                    else model.replication(z_from_p(f.p_value), z_cut, margins(f, config, n_min)))
+            kept.append(_finalise(f, float(q), conf, views_at))
     return kept, labels, len(p_all)
 
 
@@ -130,10 +144,17 @@ def _big_enough(f: Finding, min_group: int) -> bool:
     return all(int(f.evidence[k]) >= min_group for k in SIDE_COUNTS if isinstance(f.evidence.get(k), int))
 
 
-def _finalise(f: Finding, q: float, n_min: int, model: ConfidenceModel) -> Finding:
-    conf = model.score(z_from_p(f.p_value), f.n, n_min, f.effect)
+def _finalise(f: Finding, q: float, conf: float, views: Views) -> Finding:
+    """q, confidence, the snapshot scope, the conversions at stake and the first-order caveat."""
     evidence = dict(f.evidence)
     evidence["q_value"] = r6(q)
+    view = views.by_id[f.snapshot_id]
+    evidence["scope"] = view.scope
+    stake = at_stake(f, view, views.all_view, views.stake_cache)
+    if stake is not None:
+        evidence["at_stake"] = stake
+    if any(k in evidence for k in CHAIN_KEYS) or (stake or {}).get("method") == "chain":
+        evidence["first_order_approximation"] = second_order(view)
     return dataclasses.replace(f, q_value=q, confidence=conf, confidence_label=label(conf),
                                evidence=evidence, finding_id="")
 
@@ -152,4 +173,4 @@ def _confidence_model(settings: Mapping[str, Any]) -> ConfidenceModel:
             raise ConfigError(f"config key detectors.confidence.{key}: unknown; known: a, b, c")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key detectors.confidence.{key}: expected a number, got {value!r}")
-    return ConfidenceModel(**{k: float(v) for k, v in raw.items()})
+    return ConfidenceModel(**{k: float(v) for k, v in raw.items()}, logistic=bool(raw))

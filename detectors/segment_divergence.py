@@ -1,6 +1,8 @@
-"""Segment divergence (paper 6.2.4): each segment value against the rest of its segment."""
+"""Segment divergence (paper 6.2.4): each segment value against the rest, one finding per fact and key."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,23 +16,29 @@ from ontology.model import Finding
 
 @register
 class SegmentDivergence:
-    """Segments whose journeys branch differently, or reach states more or less often, than the rest.
+    """Segments whose journeys branch differently, or reach states more or less often: one finding per fact.
 
     "The rest" of segment value k=v is the all-data snapshot's counts minus the
-    segment snapshot's counts. Transitions: per state with ≥ min_n transitions
-    out on both sides, a chi-square test of homogeneity on the 2×K destination
-    counts; the per-state statistics and degrees of freedom are summed into one
-    overall test per segment value (states' outgoing rows are separate
-    multinomials), giving one diverges_from finding (segment:k=v → segment:k=*)
-    whose evidence names the state with the largest Jensen-Shannon divergence
-    (bits). Reach: per state and per outcome, a two-proportion z-test of the
-    share of completed journeys reaching it → more_common_in / less_common_in; the
+    segment snapshot's counts. Every value of a key is tested against its rest
+    (each test counts in BH), and each fact is reported once per segment key,
+    through the value that differs most, so the two values of a yes/no segment
+    never come out as a mirror pair ("more common in k=false" and "less common
+    in k=true"). `values` in the evidence lists every value's own rate.
+
+    Transitions: per state with ≥ min_n transitions out on both sides, a
+    chi-square test of homogeneity on the 2×K destination counts; the
+    per-state statistics and degrees of freedom are summed into one overall
+    test per segment value (states' outgoing rows are separate multinomials);
+    the value with the largest Jensen-Shannon divergence (bits) gives one
+    diverges_from finding per key (segment:k=v → segment:k=*). Reach: per state
+    and per outcome, a two-proportion z-test of the share of completed journeys
+    reaching it → more_common_in / less_common_in, one per (state, key); the
     conversion outcome's rate the same way → associated_with (segment:k=v →
-    outcome:x, kind outcome_rate_difference), since more/less_common_in take states.
+    outcome:x, kind outcome_rate_difference), one per key.
     """
 
     name = "segment_divergence"
-    version = 1
+    version = 2
     config = SegmentDivergenceConfig
     requires = ()
     family = "comparison"  # BH family: compares snapshots with each other
@@ -40,13 +48,17 @@ class SegmentDivergence:
         base = ctx.all_view
         if base is None:
             return []
-        out: list[Finding] = []
+        floor = ctx.floor(ctx.config.min_n)
+        by_key: dict[str, list[SnapView]] = {}
         for view in ctx.of_scope("segment"):
-            floor = ctx.floor(ctx.config.min_n)
             if view.segment is None or view.completed < floor or base.completed - view.completed < floor:
                 continue  # too few mature journeys on one side to test anything
-            out.extend(self._transitions(ctx, base, view))
-            out.extend(self._reach(ctx, base, view))
+            by_key.setdefault(view.segment[0], []).append(view)
+        out: list[Finding] = []
+        for _, views in sorted(by_key.items()):
+            out.extend(_strongest(ctx, [f for v in views for f in self._transitions(ctx, base, v)],
+                                  lambda f: (f.effect, -f.evidence["n_segment"])))
+            out.extend(self._reach(ctx, base, views))
         return out
 
     def _transitions(self, ctx: Context, base: SnapView, seg: SnapView) -> list[Finding]:
@@ -66,34 +78,52 @@ class SegmentDivergence:
                             effect=top[1], p_value=p, evidence=evidence, reach=seg.completed / max(1, base.completed),
                             actionable=True, segment=f"{key}={value}")]
 
-    def _reach(self, ctx: Context, base: SnapView, seg: SnapView) -> list[Finding]:
+    def _reach(self, ctx: Context, base: SnapView, views: list[SnapView]) -> list[Finding]:
+        conv = base.conversion  # the drop-off outcome mirrors it when there are two outcomes
+        subjects = [(f"state:{s}", s) for s in base.states if s != base.start] + [(f"outcome:{conv}", None)]
+        found: list[Finding] = []
+        for subject, state in subjects:
+            counts = [(v, v.reach_count(state) if state else v.outcome_count(conv)) for v in views]
+            x_all = base.reach_count(state) if state else base.outcome_count(conv)
+            values = [{"value": v.segment[1], "reached": x, "n": v.completed,  # type: ignore[index]
+                       "rate": x / v.completed} for v, x in counts]
+            tested = [f for v, x in counts for f in self._one_reach(ctx, base, v, subject, x, x_all, values)]
+            found.extend(_strongest(ctx, tested, lambda f: (abs(f.effect), f.effect)))
+        return found
+
+    def _one_reach(self, ctx: Context, base: SnapView, seg: SnapView, subject: str, x_s: int, x_all: int,
+                   values: list[dict]) -> list[Finding]:
         cfg: SegmentDivergenceConfig = ctx.config
         key, value = seg.segment  # type: ignore[misc]
         n_s, n_r = seg.completed, base.completed - seg.completed
-        found: list[Finding] = []
-        items = [(f"state:{s}", seg.reach_count(s), base.reach_count(s)) for s in base.states if s != base.start]
-        conv = base.conversion  # the drop-off outcome mirrors it when there are two outcomes
-        items.append((f"outcome:{conv}", seg.outcome_count(conv), base.outcome_count(conv)))
-        for subject, x_s, x_all in items:
-            x_r = max(0, x_all - x_s)
-            z, p = two_proportion_z(x_s, n_s, x_r, n_r)
-            diff = x_s / n_s - x_r / n_r
-            if abs(diff) < cfg.min_reach_difference or (x_s + x_r) < ctx.min_group_size:
-                ctx.record(f"reach:{seg.snapshot_id}:{subject}", p)
-                continue
-            evidence = {"reach_segment": x_s / n_s, "reach_rest": x_r / n_r, "n_segment": n_s, "n_rest": n_r,
-                        "difference": diff, "z": z}
-            if subject.startswith("outcome:"):  # more/less_common_in take states; an outcome rate is an association
-                evidence = {"kind": "outcome_rate_difference", "outcome": subject.split(":", 1)[1], **evidence}
-                predicate, subj, obj = "associated_with", f"segment:{key}={value}", subject
-            else:
-                predicate = "more_common_in" if diff > 0 else "less_common_in"
-                subj, obj = subject, f"segment:{key}={value}"
-            found.append(ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate,
-                                     object=obj, n=n_s + n_r, effect=diff, p_value=p,
-                                     evidence=evidence, reach=seg.completed / max(1, base.completed),
-                                     actionable=True, segment=f"{key}={value}"))
-        return found
+        x_r = max(0, x_all - x_s)
+        z, p = two_proportion_z(x_s, n_s, x_r, n_r)
+        diff = x_s / n_s - x_r / n_r
+        if abs(diff) < cfg.min_reach_difference or (x_s + x_r) < ctx.min_group_size:
+            ctx.record(f"reach:{seg.snapshot_id}:{subject}", p)
+            return []
+        evidence = {"reach_segment": x_s / n_s, "reach_rest": x_r / n_r, "n_segment": n_s, "n_rest": n_r,
+                    "difference": diff, "z": z, "segment_key": key, "values": values}
+        if subject.startswith("outcome:"):  # more/less_common_in take states; an outcome rate is an association
+            evidence = {"kind": "outcome_rate_difference", "outcome": subject.split(":", 1)[1], **evidence}
+            predicate, subj, obj = "associated_with", f"segment:{key}={value}", subject
+        else:
+            predicate = "more_common_in" if diff > 0 else "less_common_in"
+            subj, obj = subject, f"segment:{key}={value}"
+        return [ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate, object=obj,
+                            n=n_s + n_r, effect=diff, p_value=p, evidence=evidence,
+                            reach=seg.completed / max(1, base.completed), actionable=True, segment=f"{key}={value}")]
+
+
+def _strongest(ctx: Context, tested: list[Finding], strength: Callable[[Finding], tuple]) -> list[Finding]:
+    """The one finding per fact: the strongest of a key's values; the others stay tested (recorded for BH)."""
+    if not tested:
+        return []
+    best = max(tested, key=lambda f: (*strength(f), f.segment or ""))
+    for f in tested:
+        if f is not best:
+            ctx.record(f"finding:{f.snapshot_id}:{f.type}:{f.subject}:{f.object}", f.p_value)  # runner's label form
+    return [best]
 
 
 def transition_divergence(base: SnapView, seg: SnapView, floor: int) -> tuple[float, int, int, int, tuple[str, float]]:

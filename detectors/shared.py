@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from detectors.leakage import outcome_parts as _outcome_parts
 from detectors.stats import proportion_test
 from detectors.view import SnapView
 
@@ -86,3 +87,9 @@ def removal_effects(view: SnapView) -> dict[str, tuple[float, float]]:
 @computation("metrics")
 def metrics(view: SnapView) -> Any:
     return view.snap.metrics
+
+
+@computation("outcome_parts")
+def outcome_parts(view: SnapView) -> dict[str, str]:
+    """State → the outcome it is part of (detectors.leakage): never a driver, necessary step or drop-off point."""
+    return _outcome_parts(view)

@@ -39,7 +39,9 @@ class NormalizeConfig:
     late_arrival_tolerance_s: int = 48 * 3600
     bots: BotRules = field(default_factory=BotRules)
     alias_events: tuple[str, ...] = ("identify", "login", "alias")
-    fields: tuple[tuple[str, str], ...] = ()  # (journeygraph field, source column)
+    fields: tuple[tuple[str, str | tuple[str, ...]], ...] = ()  # (journeygraph field, source column or columns)
+    timestamp_unit: str = "auto"  # epoch unit of numeric times: auto (from the column's magnitudes), s, ms, us, ns
+    timestamp_format: str | None = None  # strptime format tried first, e.g. "%d/%m/%Y %H:%M:%S"
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,9 @@ def from_dict(raw: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
             max_events_per_minute=int(bots.get("max_events_per_minute", BotRules().max_events_per_minute)),
         ),
         alias_events=tuple(norm.get("identity", {}).get("alias_events", defaults.alias_events)),
-        fields=tuple(sorted(norm.get("fields", {}).items())),
+        fields=tuple(sorted((k, v if isinstance(v, str) else tuple(v)) for k, v in norm.get("fields", {}).items())),
+        timestamp_unit=norm.get("timestamp_unit", "auto"),
+        timestamp_format=norm.get("timestamp_format"),
     )
     snaps = raw.get("snapshots", {})
     period = _duration(snaps.get("period"), "snapshots.period", 7 * 86400)
@@ -378,3 +382,71 @@ def read_config(path: str | Path) -> tuple[Config, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (source, journeys, …)")
     return from_dict(raw, base_dir=str(path.parent.resolve())), raw
+
+
+def _duration_text(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _thaw(value: Any) -> Any:
+    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _journey_raw(journey: JourneyConfig) -> dict[str, Any]:
+    outcomes = {o.name: (o.when if o.when is not None else {"inactive_for": _duration_text(o.inactive_for_s or 0)})
+                for o in journey.outcomes}
+    raw: dict[str, Any] = {"level": journey.level, "start": journey.start, "outcomes": outcomes,
+                           "window": _duration_text(journey.window_s)}
+    if journey.conversion:
+        raw["conversion"] = journey.conversion
+    if journey.collapse_self_loops:
+        raw["collapse_self_loops"] = True
+    return raw
+
+
+def _normalize_raw(norm: NormalizeConfig) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "dedupe_window": _duration_text(norm.dedupe_window_s),
+        "late_arrival_tolerance": _duration_text(norm.late_arrival_tolerance_s),
+        "bots": {"user_agent_patterns": list(norm.bots.user_agent_patterns), "max_events_per_minute": norm.bots.max_events_per_minute},
+        "identity": {"alias_events": list(norm.alias_events)},
+        "timestamp_unit": norm.timestamp_unit,
+    }
+    if norm.fields:
+        raw["fields"] = {k: (v if isinstance(v, str) else list(v)) for k, v in norm.fields}
+    if norm.timestamp_format:
+        raw["timestamp_format"] = norm.timestamp_format
+    return raw
+
+
+def to_raw(cfg: Config) -> dict[str, Any]:
+    """The journeygraph.yaml mapping of a Config: `from_dict(to_raw(cfg))` gives the same config (and hash).
+
+    What a no-config run writes into its workspace, so every later command reads the config it inferred.
+    Secrets (the store's password) are left out; they come from the environment.
+    """
+    raw: dict[str, Any] = {
+        "normalize": _normalize_raw(cfg.normalize),
+        "sessions": {"inactivity_gap": _duration_text(cfg.inactivity_gap_s)},
+        "states": [asdict(s) for s in cfg.states],
+        "lifecycle": [asdict(s) for s in cfg.lifecycle],
+        "journeys": {j.name: _journey_raw(j) for j in cfg.journeys},
+        "segments": {s.key: {k: v for k, v in (("column", s.column), ("when", s.when)) if v is not None} for s in cfg.segments},
+        "releases": [asdict(r) for r in cfg.releases],
+        "snapshots": {"period": _duration_text(cfg.snapshots.period_s), "top_paths": cfg.snapshots.top_paths,
+                      "release_window": _duration_text(cfg.snapshots.release_window_s or cfg.snapshots.period_s)},
+        "detectors": {name: {k: _thaw(v) for k, v in settings} for name, settings in cfg.detectors},
+        "scoring": {"weights": dict(cfg.weights)},
+        "narrator": {k: v for k, v in asdict(cfg.narrator).items() if v is not None},
+        "store": {k: v for k, v in asdict(cfg.store).items() if v is not None and k != "password"},
+        "privacy": {"allowed_properties": list(cfg.privacy.allowed_properties), "min_group_size": cfg.privacy.min_group_size},
+        "webhooks": [asdict(w) for w in cfg.webhooks],
+    }
+    if cfg.source:
+        raw["source"] = cfg.source
+    if cfg.tenant:
+        raw["tenant"] = cfg.tenant
+    return raw

@@ -29,16 +29,23 @@ cost 25% more CPU and was faster only on idle cores (-17% wall on 2 idle
 cores, +20% with the cores shared), so it was not kept.
 `staged_events` is a TEMP table: normalise on the same connection.
 
-Quarantine reasons: not_json (not a JSON object), missing_timestamp,
-bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds),
+Each file's shape (Segment, PostHog, Amplitude, Mixpanel, GA4, pm4py CSV, a
+plain table, sessions with nested events) and its time column's unit are
+detected from a sample by `engine.formats` and reported in `IngestStats.notes`;
+`normalize.fields`, `normalize.timestamp_unit` and `normalize.timestamp_format`
+override them. Timestamps are parsed by `engine.timestamps`, SQL sources read by `engine.sql_sources`.
+
+Quarantine reasons: bad_encoding (a JSONL line that is not UTF-8; the rest of the file is read, and
+its raw text keeps U+FFFD for the bad bytes), not_json (not a JSON object), missing_timestamp,
+bad_timestamp (not ISO 8601 with an offset/Z, nor epoch milliseconds, or outside the plausible
+range [TS_MIN, TS_MAX): 1900-01-01 to 2200-01-01),
 missing_event_name, missing_actor (no user_id, actor_id or anonymous_id).
 Blank lines are not events and are not counted.
 
-SQL sources: ``duckdb:///path/to.duckdb SELECT …`` (a URL, whitespace, a
-query; ``?query=…`` works too) is read from a read-only connection of its
-own; ``postgresql://…`` is read with psycopg through a server-side cursor in
-chunks (DuckDB's postgres extension cannot be downloaded here). A bare
-``SELECT …`` runs on an in-memory DuckDB (so it can read files).
+Quarantine reasons: not_json (not a JSON object), missing_timestamp,
+bad_timestamp (not ISO 8601, nor the format given, nor an epoch number in the
+column's unit), missing_event_name, missing_actor (no user_id, actor_id or
+anonymous_id). Blank lines are not events and are not counted.
 """
 
 from __future__ import annotations
@@ -47,25 +54,27 @@ import glob
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import duckdb
 import pyarrow as pa
 
-from engine import progress, xes
-from engine.jsonl_lines import line_tables
+from engine import formats, progress, sql_sources, timestamps, xes
 from engine.config import Config
 from engine.dbsettings import engine_settings
+from engine.formats import Reading
+from engine.jsonl_lines import line_tables
 from ontology.errors import IngestError
+from ontology.names import invisible_re2_class, show_name
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("event_id", "user_id", "actor_id", "anonymous_id", "session_id", "event_name", "timestamp",
           "received_at", "platform", "tenant_id", "user_agent", "properties")
-REASONS = ("not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
+REASONS = ("bad_encoding", "not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
+TS_MIN, TS_MAX = timestamps.TS_MIN, timestamps.TS_MAX  # plausible event times; outside them: bad_timestamp
 LINE_BITS = 40  # input_order = file_index << 40 | line: 10^12 lines per file, 8M files
 _RAW = "_jg_raw"
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -90,6 +99,7 @@ class IngestStats:
     events_read: int
     quarantined: int
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # how each file was read (its detected shape, time column and unit), and warnings
 
 
 def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str = "") -> IngestStats:
@@ -103,51 +113,83 @@ def load(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str =
     con.execute("SET TimeZone = 'UTC'")  # a timestamp without an offset means UTC, whatever the machine's zone
     try:
         with engine_settings(con):
-            files = _read_source(con, source, cfg, run_id)
+            notes: list[str] = []
+            files = _read_source(con, source, cfg, run_id, notes)
             _stage(con, cfg, run_id)
             _write_quarantine(con, run_id)
+            _warn_invisible_names(con)
     finally:
         if zone:
             con.execute("SET TimeZone = ?", [zone])
     con.execute(f"DROP TABLE IF EXISTS {_RAW}")
-    return _stats(con, source, files)
+    return _stats(con, source, files, notes)
 
 
-def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...]) -> IngestStats:
+def _warn_invisible_names(con: duckdb.DuckDBPyConnection) -> None:
+    """Event names with zero-width, bidi or control characters print like other names: say so (they stay distinct)."""
+    rows = con.execute("""SELECT name, count(*) OVER () FROM (SELECT DISTINCT event_name AS name FROM staged_events
+                          WHERE reason IS NULL) WHERE regexp_matches(name, ?) ORDER BY name LIMIT 3""",
+                       [invisible_re2_class()]).fetchall()
+    if rows:
+        log.warning("%d event names hold invisible characters (zero-width, bidi or control), e.g. %s; they are "
+                    "distinct states, shown with \\uXXXX escapes", rows[0][1], ", ".join(show_name(r[0]) for r in rows))
+
+
+def _stats(con: duckdb.DuckDBPyConnection, source: str, files: tuple[str, ...], notes: list[str]) -> IngestStats:
     rows = con.execute("SELECT reason, count(*) FROM staged_events GROUP BY ALL ORDER BY ALL").fetchall()
     by_reason = {reason: n for reason, n in rows if reason is not None}
-    return IngestStats(source=_redact(source.split()[0]) if "://" in source else source, files=files, events_read=sum(n for _, n in rows),
-                       quarantined=sum(by_reason.values()), quarantined_by_reason=by_reason)
+    if by_reason.get("bad_timestamp"):
+        log.warning("%d rows quarantined as bad_timestamp: unreadable, or outside the plausible range %s to %s",
+                    by_reason["bad_timestamp"], timestamps.TS_MIN, timestamps.TS_MAX)
+    first, last = con.execute("SELECT min(ts), max(ts) FROM staged_events WHERE reason IS NULL").fetchall()[0]
+    if timestamps.out_of_range(first, last):
+        warning = (f"warning: every accepted time falls in {first:%Y-%m-%d}..{last:%Y-%m-%d} (before 2000 or after next "
+                   f"year): check the time column's unit or format ({'; '.join(notes) or 'no notes'}); "
+                   "set normalize.timestamp_unit (s, ms, us, ns) or normalize.timestamp_format")
+        log.warning("%s", warning)
+        notes.append(warning)
+    return IngestStats(source=sql_sources.redact(source.split()[0]) if "://" in source else source, files=files, events_read=sum(n for _, n in rows),
+                       quarantined=sum(by_reason.values()), quarantined_by_reason=by_reason, notes=tuple(notes))
 
 
 # --- sources -------------------------------------------------------------------------------
 
 
-def _read_source(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str) -> tuple[str, ...]:
+def _read_source(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_id: str,
+                 notes: list[str]) -> tuple[str, ...]:
     text = source.strip()
     if text.lower().startswith(("duckdb://", "postgres://", "postgresql://")) or _is_sql(text):
-        _read_sql_source(con, text)
-        return (_redact(text.split()[0]) if not _is_sql(text) else "sql",)
+        label, batches = sql_sources.sql_batches(text)
+        _append_batches(con, 0, label, batches)
+        return (sql_sources.redact(text.split()[0]) if not _is_sql(text) else "sql",)
     files = _expand(text)
     for index, path in enumerate(progress.track(files, total=len(files), desc="reading", unit="file")):
-        _read_file(con, index, path, cfg, run_id)
+        _read_file(con, index, path, cfg, run_id, notes)
     return tuple(files)
 
 
-def _is_sql(text: str) -> bool:
-    return text.lstrip().lower().startswith(("select ", "with ", "from "))
+_is_sql = sql_sources.is_sql
 
 
 def _expand(pattern: str) -> list[str]:
     """Files matching a path or glob, sorted so file indices (and input order) are stable."""
     matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
     files = [m for m in matches if os.path.isfile(m)]
+    if glob.has_magic(pattern):  # a glob (a watched folder) may also catch temp files: skip, do not fail
+        skipped = [m for m in files if not _known_kind(m)]
+        if skipped:
+            log.warning("source %s: skipping %d files of no event type (e.g. %s)", pattern, len(skipped), skipped[0])
+        files = [m for m in files if _known_kind(m)]
     if not files:
         raise IngestError(f"source {pattern}: no such file; give a path or glob of .jsonl, .csv, .parquet or .xes files")
     return files
 
 
-def _kind(path: str) -> str:
+def _known_kind(path: str) -> bool:
+    return path.lower().endswith((".xes.gz", ".xes")) or Path(path.lower()).suffix in _EXTENSIONS
+
+
+def kind_of(path: str) -> str:
     name = path.lower()
     if name.endswith((".xes.gz", ".xes")):
         return "xes"
@@ -157,23 +199,48 @@ def _kind(path: str) -> str:
     return kind
 
 
-def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str, cfg: Config, run_id: str) -> None:
-    kind = _kind(path)
+def _read_file(con: duckdb.DuckDBPyConnection, index: int, path: str, cfg: Config, run_id: str,
+               notes: list[str]) -> None:
+    kind = kind_of(path)
     try:
-        if kind == "jsonl":
-            _check_readable(path)
-            if path.lower().endswith(".json") and _is_json_array(path):
-                con.execute(f"INSERT INTO {_RAW} {_jsonl_sql(index, path)}")
-            else:
-                _stage_lines(con, index, path, _field_sources(cfg), run_id)
-        elif kind == "csv":
-            _stage_csv(con, index, path, _field_sources(cfg), run_id)
-        elif kind == "parquet":
-            _stage_parquet(con, index, path, _field_sources(cfg), run_id)
-        else:
+        if kind == "xes":
+            notes.append(f"{Path(path).name}: {formats.XES_NOTE}")
             _append_batches(con, index, path, xes.iter_batches(path))
+            return
+        _check_readable(path)
+        reading = reading_for(path, kind, cfg, notes)
+        if reading.nested:
+            _stage_nested(con, index, path, reading, run_id)
+        elif kind == "jsonl" and path.lower().endswith(".json") and _is_json_array(path):
+            _stage_array(con, index, path, reading, run_id)
+        elif kind == "jsonl":
+            _stage_lines(con, index, path, reading, run_id)
+        elif kind == "csv":
+            _stage_csv(con, index, path, reading, run_id)
+        else:
+            _stage_parquet(con, index, path, reading, run_id)
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot be read as {kind} ({str(exc).splitlines()[0]}); check the file's format") from exc
+
+
+def reading_for(path: str, kind: str, cfg: Config, notes: list[str] | None = None) -> Reading:
+    """How to read `path`: the shape detected from a sample, overridden by the config's renames and time settings."""
+    rows, nested = formats.sample_rows(path, kind)
+    found = formats.detect(rows, nested)
+    reading = found or Reading()
+    norm = cfg.normalize
+    if norm.fields:
+        renames = {name: (src,) if isinstance(src, str) else tuple(src) for name, src in norm.fields}
+        reading = replace(reading, sources={**reading.sources, **renames}, label=f"{reading.label}, renamed by normalize.fields")
+    unit = norm.timestamp_unit if norm.timestamp_unit != "auto" else reading.unit
+    if norm.fields and norm.timestamp_unit == "auto":  # the renamed time column decides its own unit
+        unit = timestamps.unit_of(formats.lookup(r, reading.sources["timestamp"][0]) for r in rows) or "auto"
+    reading = replace(reading, unit=unit, fmt=norm.timestamp_format or reading.fmt)
+    if notes is not None:
+        notes.append(f"{Path(path).name}: {reading.describe()}" if found or norm.fields else
+                     f"{Path(path).name}: columns not recognised ({', '.join(sorted({k for r in rows for k in r})[:12]) or 'none'});"
+                     " name them with normalize.fields (see docs/your-data.md) or try `journeygraph inspect`")
+    return reading
 
 
 def _check_readable(path: str) -> None:
@@ -204,7 +271,7 @@ def _jsonl_sql(index: int, path: str) -> str:
                WHERE {_BLANK.format(tail="chr(13)")}"""
 
 
-def _stage_lines(con: duckdb.DuckDBPyConnection, index: int, path: str, sources: dict[str, str], run_id: str) -> None:
+def _stage_lines(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
     """Stage a JSONL file block by block, straight from its bytes (`engine.jsonl_lines`), on every DuckDB thread.
 
     A file that is not UTF-8 (DuckDB does not check Arrow strings, and a bad byte is a fatal error in its
@@ -214,16 +281,55 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, index: int, path: str, sources:
     tail = "chr(13) || chr(10)"
     relation = f"""(SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM {_ARROW}
                     WHERE {_BLANK.format(tail=tail)})"""
+    bad: list[tuple[int, str]] = []
     try:
-        for table in line_tables(path):
+        for table in line_tables(path, bad):
             con.register(_ARROW, table)
             try:
-                _stage_docs(con, sources, run_id, relation, tail)
+                _stage_docs(con, reading, run_id, relation, tail)
             finally:
                 con.unregister(_ARROW)
+        _stage_bad_encoding(con, index, path, run_id, bad)
     except (pa.ArrowInvalid, OSError):
         con.execute("DELETE FROM staged_events WHERE file_index = ?", [index])
-        con.execute(f"INSERT INTO {_RAW} {_jsonl_sql(index, path)}")
+        _stage_array(con, index, path, reading, run_id)
+
+
+def _stage_array(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
+    """A file read whole by `read_text` (a .json array, or lines that are not UTF-8), staged with its own reading."""
+    con.execute(f"INSERT INTO {_RAW} {_jsonl_sql(index, path)}")
+    _stage_docs(con, reading, run_id, f"(SELECT * FROM {_RAW} WHERE file_index = {int(index)})", "chr(13)")
+    con.execute(f"DELETE FROM {_RAW} WHERE file_index = ?", [index])
+
+
+def _stage_nested(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
+    """One line per session holding a list of events (`reading.nested`): one row per event, numbered in file order.
+
+    `line` is the event's ordinal in the file (input order must be unique); a line that is not a JSON session
+    becomes one row of its own (quarantined as not_json).
+    """
+    relation = f"""(SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM {_ARROW})"""
+    for table in formats.nested_tables(path, str(reading.nested), _CHUNK_ROWS):
+        con.register(_ARROW, table)
+        try:
+            _stage_docs(con, reading, run_id, relation, "chr(13)")
+        finally:
+            con.unregister(_ARROW)
+
+
+def _stage_bad_encoding(con: duckdb.DuckDBPyConnection, index: int, path: str, run_id: str,
+                        bad: list[tuple[int, str]]) -> None:
+    """Quarantine the lines that are not UTF-8 (text with U+FFFD for the bad bytes): the rest of the file stays."""
+    if not bad:
+        return
+    log.warning("%s: %d lines are not valid UTF-8 (first: line %d); quarantined as bad_encoding", path, len(bad), bad[0][0])
+    con.register("_jg_bad", pa.table({"line": [n for n, _ in bad], "raw": [text for _, text in bad]}))
+    try:
+        con.execute(f"""INSERT INTO staged_events (run_id, source, file_index, line, input_order, reason, raw)
+                        SELECT ?, ?, ?, line, (CAST(? AS BIGINT) << {LINE_BITS}) | line, 'bad_encoding', raw FROM _jg_bad""",
+                    [run_id, path, index, index])
+    finally:
+        con.unregister("_jg_bad")
 
 
 def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, batches: Iterable[pa.Table]) -> None:
@@ -231,83 +337,6 @@ def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, bat
         con.register("_jg_batch", batch)
         con.execute(f"INSERT INTO {_RAW} SELECT ?, ?, line, raw FROM _jg_batch", [index, source])
         con.unregister("_jg_batch")
-
-
-def _split_sql_source(text: str) -> tuple[str, str]:
-    """(url, query) from 'URL QUERY' or 'URL?query=QUERY'."""
-    url, _, query = text.partition(" ")
-    if not query.strip() and "query=" in url:
-        base, _, params = url.partition("?")
-        found = parse_qs(params).get("query", [""])[0]  # parse_qs already percent-decodes
-        rest = "&".join(p for p in params.split("&") if not p.startswith("query="))
-        url, query = (f"{base}?{rest}" if rest else base), found
-    if not query.strip():
-        raise IngestError(f"source {url}: a database source needs a query, e.g. `{url} SELECT * FROM events`")
-    return url, query.strip()
-
-
-def _read_sql_source(con: duckdb.DuckDBPyConnection, text: str) -> None:
-    if _is_sql(text):
-        _append_batches(con, 0, "sql", _duckdb_rows(":memory:", text))
-        return
-    url, query = _split_sql_source(text)
-    if url.lower().startswith("duckdb://"):
-        path = url[len("duckdb://"):]
-        if not os.path.isfile(path):
-            raise IngestError(f"source {url}: no DuckDB file at {path}; check the path (duckdb:///absolute/path.duckdb)")
-        _append_batches(con, 0, url, _duckdb_rows(path, query))
-    else:
-        _append_batches(con, 0, _redact(url), _postgres_rows(url, query))
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, safe to store in quarantine rows and messages."""
-    parsed = urlparse(url)
-    if parsed.password:
-        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
-        return parsed._replace(netloc=netloc).geturl()
-    return url
-
-
-def _duckdb_rows(path: str, query: str) -> Iterator[pa.Table]:
-    """Rows of a query on another DuckDB database, as JSON documents in Arrow batches."""
-    try:
-        src = duckdb.connect(path, read_only=path != ":memory:")
-    except duckdb.Error as exc:
-        raise IngestError(f"DuckDB database {path} cannot be opened ({exc}); check the path and that no writer holds it") from exc
-    try:
-        reader = src.sql(f"SELECT to_json(q)::VARCHAR AS raw FROM ({query}) q").to_arrow_reader(_CHUNK_ROWS)
-        line = 1
-        for batch in reader:
-            yield _numbered(line, batch.column(0))
-            line += batch.num_rows
-    except duckdb.Error as exc:
-        raise IngestError(f"query on DuckDB database {path} failed ({str(exc).splitlines()[0]}); fix the source query") from exc
-    finally:
-        src.close()
-
-
-def _numbered(first: int, raw: pa.Array) -> pa.Table:
-    return pa.table({"line": pa.array(range(first, first + len(raw)), type=pa.int64()), "raw": raw})
-
-
-def _postgres_rows(url: str, query: str) -> Iterator[pa.Table]:
-    """Rows of a Postgres query, fetched through a server-side cursor in chunks, as JSON documents."""
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise IngestError("reading from Postgres needs psycopg; install it with `pip install 'journeygraph[postgres]'`") from exc
-    try:
-        with psycopg.connect(url, autocommit=False) as pg, pg.cursor(name="journeygraph_ingest") as cur:
-            cur.execute(query)  # the project's own query from its own config
-            names = [d.name for d in cur.description or ()]
-            line = 1
-            while rows := cur.fetchmany(_CHUNK_ROWS):
-                docs = [json.dumps(dict(zip(names, row)), default=str, ensure_ascii=False) for row in rows]
-                yield _numbered(line, pa.array(docs, type=pa.string()))
-                line += len(rows)
-    except psycopg.Error as exc:
-        raise IngestError(f"Postgres source {_redact(url)} failed ({str(exc).strip().splitlines()[0]}); check the URL and query") from exc
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -321,42 +350,65 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _field_sources(cfg: Config) -> dict[str, str]:
-    """journeygraph field -> key in the source document (after normalize.fields renames)."""
-    renames = dict(cfg.normalize.fields)
-    return {name: renames.get(name, name) for name in FIELDS}
-
-
-def _timestamp_sql(col: str) -> str:
-    """ISO 8601 (any offset or Z; no offset = UTC) or epoch milliseconds -> naive UTC TIMESTAMP, else NULL.
-
-    epoch_us() of a TIMESTAMPTZ is zone-independent, so the result does not
-    depend on the session's TimeZone setting (and needs no ICU call per row). The number is named once,
-    inside a lambda: written twice, DuckDB's common-subexpression pass would hoist the DOUBLE cast out of
-    the lazy coalesce and run it on every row (measured: half the CPU of this expression).
-    """
-    epoch_ms = "lambda d: CASE WHEN abs(d) < 1e13 THEN epoch_ms(CAST(d AS BIGINT)) END"
-    return f"""coalesce(make_timestamp(epoch_us(try_cast({col} AS TIMESTAMPTZ))),
-                        list_transform([try_cast({col} AS DOUBLE)], {epoch_ms})[1])"""
+def cfg_reading(cfg: Config) -> Reading:
+    """The reading of sources with no sample (XES, SQL): journeygraph's names after `normalize.fields`, the config's units."""
+    norm = cfg.normalize
+    renames = {name: (src,) if isinstance(src, str) else tuple(src) for name, src in norm.fields}
+    base = Reading()
+    return replace(base, sources={**base.sources, **renames}, unit=norm.timestamp_unit, fmt=norm.timestamp_format)
 
 
 def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
-    """Stage the JSON documents of `_RAW` (XES, SQL sources, JSON arrays): parse, extract, type, give reasons."""
+    """Stage the JSON documents of `_RAW` (XES, SQL sources): parse, extract, type, give reasons."""
     if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_RAW} LIMIT 1)").fetchall()[0][0]:
-        _stage_docs(con, _field_sources(cfg), run_id, _RAW, "chr(13)")
+        _stage_docs(con, cfg_reading(cfg), run_id, _RAW, "chr(13)")
 
 
-def _stage_docs(con: duckdb.DuckDBPyConnection, sources: dict[str, str], run_id: str, relation: str, tail: str) -> None:
+def _top_keys(reading: Reading) -> dict[str, str]:
+    """Top-level keys a reading consumes -> their JSON type; a dotted source is a path into an object, not a key."""
+    keys: dict[str, str] = {}
+    for name in FIELDS:
+        for src in reading.sources.get(name, ()):
+            if "." not in src:
+                keys.setdefault(src, "JSON" if name == "properties" else "VARCHAR")
+    return keys
+
+
+def _json_path(src: str) -> str:
+    return "$." + ".".join('"' + part.replace('"', '\\"') + '"' for part in src.split("."))
+
+
+def _doc_expr(name: str, src: str) -> str:
+    """A JSON document's field: a top-level key of the transformed struct `s`, or a path into the raw text."""
+    if "." not in src:
+        return f"s.{_ident(src)}"
+    return f"json_extract(raw, {_sql_string(_json_path(src))})" if name == "properties" else \
+        f"json_extract_string(raw, {_sql_string(_json_path(src))})"
+
+
+def _coalesced(name: str, exprs: list[str]) -> str:
+    null = "CAST(NULL AS JSON)" if name == "properties" else "CAST(NULL AS VARCHAR)"
+    if name == "properties":
+        return exprs[0] if exprs else null
+    exprs = [f"nullif({e}, '')" for e in exprs]
+    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})" if exprs else null
+
+
+def _stage_docs(con: duckdb.DuckDBPyConnection, reading: Reading, run_id: str, relation: str, tail: str) -> None:
     """Stage rows (file_index, source, line, raw) of `relation`, one JSON document each.
 
     `tail` (SQL) is the set of characters a raw text may end with that are not part of the line: trimmed
     from quarantined raw text, and whitespace to JSON. Whitespace-only lines are not events: the readers
     leave them out (`_BLANK`); a filter on `ok` here was pushed below the projections and ran every
-    line's json_keys twice (measured: a third of this statement's CPU).
+    line's json_keys twice (measured: a third of this statement's CPU). If the count of consumed keys with a
+    value equals the line's number of keys, every key is a consumed one, so the unknown-field object is {}
+    without rewriting the line; a null or repeated key only sends the line down the exact merge-patch path.
     """
-    spec = json.dumps({src: ("JSON" if name == "properties" else "VARCHAR") for name, src in sources.items()})
-    known_nulls = json.dumps({src: None for src in sources.values()})
-    f = {name: f"s.{_ident(src)}" for name, src in sources.items()}
+    keys = _top_keys(reading)
+    spec = json.dumps(keys)
+    known_nulls = json.dumps({key: None for key in keys})
+    f = {name: _coalesced(name, [_doc_expr(name, src) for src in reading.sources.get(name, ())]) for name in FIELDS}
+    present = " + ".join(f"(s.{_ident(key)} IS NOT NULL)::INTEGER" for key in sorted(keys)) or "0"
     fields = f"""
         parsed AS (
           SELECT file_index, source, line, raw, (raw[1] = '{{' OR ltrim(raw)[1] = '{{') AND json_valid(raw) AS valid
@@ -364,27 +416,17 @@ def _stage_docs(con: duckdb.DuckDBPyConnection, sources: dict[str, str], run_id:
         typed AS (SELECT *, CASE WHEN valid THEN json_transform(raw, {_sql_string(spec)}) END AS s FROM parsed),
         extra AS (   -- unknown top-level fields; the merge patch (a slow rewrite) only for lines that have some
           SELECT *, CASE WHEN valid THEN
-                      CASE WHEN len(json_keys(raw)) = {_present_sql(sources)} THEN '{{}}'::JSON
+                      CASE WHEN len(json_keys(raw)) = {present} THEN '{{}}'::JSON
                            ELSE try(json_merge_patch(raw, {_sql_string(known_nulls)})) END END AS extras
           FROM typed),
         checked AS (SELECT * REPLACE (CASE WHEN extras IS NOT NULL THEN s END AS s), extras IS NOT NULL AS ok FROM extra),
         fields AS (SELECT file_index, source, line, raw, ok, extras, {_field_columns(f)} FROM checked)"""
-    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, f'rtrim(raw, {tail})')}")
-
-
-def _present_sql(sources: dict[str, str]) -> str:
-    """How many recognised keys a parsed line holds with a non-null value.
-
-    If that equals the line's number of keys, every key is a recognised one (each non-null field needs
-    its own key), so the unknown-field object is {} without rewriting the line; a null or repeated key
-    only sends the line down the exact (slower) merge-patch path.
-    """
-    return " + ".join(f"(s.{_ident(src)} IS NOT NULL)::INTEGER" for src in sorted(set(sources.values())))
+    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, f'rtrim(raw, {tail})', reading)}")
 
 
 def _field_columns(f: dict[str, str]) -> str:
-    """The staged field columns from per-field source expressions (VARCHAR, or JSON for properties)."""
-    v = {name: f"nullif({expr}, '')" for name, expr in f.items() if name != "properties"}
+    """The staged field columns from per-field source expressions (VARCHAR with '' as NULL, or JSON for properties)."""
+    v = f
     return f"""{v['event_id']} AS event_id, coalesce({v['user_id']}, {v['actor_id']}) AS user_id,
                {v['anonymous_id']} AS anonymous_id, {v['session_id']} AS source_session_id,
                {v['event_name']} AS event_name, {v['timestamp']} AS ts_text, {v['received_at']} AS received_text,
@@ -392,17 +434,18 @@ def _field_columns(f: dict[str, str]) -> str:
                {v['user_agent']} AS user_agent, {_props_object_sql(f['properties'])} AS props"""
 
 
-def _staging_sql(fields_ctes: str, run_id: str, raw_expr: str) -> str:
+def _staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading) -> str:
     """The shared tail of every staging query: timestamps, the quarantine reason, raw text only for bad rows.
 
     `fields_ctes` must end in a CTE `fields` with file_index, source, line, ok, extras (JSON object of unknown
     top-level fields) and the `_field_columns`; `raw_expr` rebuilds a row's source text (evaluated only
     for quarantined rows: CASE evaluates a branch only for the rows that take it).
     """
+    ts = timestamps.timestamp_sql("ts_text", reading.unit, reading.fmt)
     return f"""
         WITH {fields_ctes},
         timed AS (
-          SELECT *, {_timestamp_sql('ts_text')} AS ts, {_timestamp_sql('received_text')} AS received_at FROM fields),
+          SELECT *, {ts} AS ts, {timestamps.timestamp_sql('received_text')} AS received_at FROM fields),
         reasoned AS (SELECT *, {_reason_sql()} AS reason FROM timed)
         SELECT {_sql_string(run_id)} AS run_id, source, file_index, line,
                (CAST(file_index AS BIGINT) << {LINE_BITS}) | line AS input_order, reason,
@@ -418,41 +461,41 @@ def _staging_sql(fields_ctes: str, run_id: str, raw_expr: str) -> str:
 # --- typed tables (Parquet, CSV): columns read as they are, no JSON round trip ---------------
 
 
-def _stage_parquet(con: duckdb.DuckDBPyConnection, index: int, path: str, sources: dict[str, str], run_id: str) -> None:
+def _stage_parquet(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
     """Parquet rows straight from their columns; line = the row's position in the file (1-based), exact in parallel."""
     reader = f"read_parquet({_sql_string(path)}, file_row_number = true)"
     raw = """CAST(json_merge_patch(to_json(_jg_row), '{"file_row_number": null}') AS VARCHAR)"""
-    _stage_typed(con, index, path, reader, "t.file_row_number + 1", raw, sources, run_id, hidden=("file_row_number",))
+    _stage_typed(con, index, path, reader, "t.file_row_number + 1", raw, reading, run_id, hidden=("file_row_number",))
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, index: int, path: str, sources: dict[str, str], run_id: str) -> None:
+def _stage_csv(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
     """CSV rows, every column as text; line = row number + 1 (the header line), so file order must be kept."""
     reader = f"(SELECT row_number() OVER () + 1 AS _jg_line, * FROM read_csv({_sql_string(path)}, all_varchar=true, header=true))"
     con.execute("SET preserve_insertion_order = true")  # row_number() OVER () follows the file only in order
     try:
-        _stage_typed(con, index, path, reader, "t._jg_line", "to_json(_jg_row)::VARCHAR", sources, run_id,
+        _stage_typed(con, index, path, reader, "t._jg_line", "to_json(_jg_row)::VARCHAR", reading, run_id,
                      hidden=("_jg_line",), row=True)
     finally:
         con.execute("SET preserve_insertion_order = false")
 
 
 def _stage_typed(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: str, line: str, raw: str,
-                 sources: dict[str, str], run_id: str, hidden: tuple[str, ...] = (), row: bool = False) -> None:
+                 reading: Reading, run_id: str, hidden: tuple[str, ...] = (), row: bool = False) -> None:
     """Stage a typed table with the same rules (and results) as its rows' JSON documents would get.
 
     A known field of type VARCHAR is used as is; any other type goes through its JSON text, as
     `json_transform(…, 'VARCHAR')` would see it. Column names match field keys case-sensitively, like
     JSON keys. Unknown columns become `extras` exactly as the JSON pass's merge patch would build them.
+    A dotted source reads a path inside an object column, or inside a text column holding JSON (PostHog CSV).
     """
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {reader} t").fetchall()
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); check the file's format") from exc
     types = {name: kind for name, kind, *_ in described if name not in hidden}
-    f = {name: (_ident_col(src, types) if name != "properties" else
-                (f"to_json(t.{_ident(src)})" if src in types else "CAST(NULL AS JSON)"))
-         for name, src in sources.items()}
-    unknown = [c for c in types if c not in set(sources.values())]
+    f = {name: _coalesced(name, [_typed_expr(name, src, types) for src in reading.sources.get(name, ())]) for name in FIELDS}
+    used = {src for name in FIELDS for src in reading.sources.get(name, ()) if src in types}
+    unknown = [c for c in types if c not in used]
     extras = ("'{}'::JSON" if not unknown else
               "json_merge_patch(to_json({" + ", ".join(f"{_sql_string(c)}: t.{_ident(c)}" for c in unknown) + "}), '{}')")
     row_struct = (f"{{{', '.join(f'{_sql_string(c)}: t.{_ident(c)}' for c in types)}}}" if row else "t")
@@ -460,14 +503,22 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: 
           SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, {line} AS line, true AS ok,
                  {extras} AS extras, {row_struct} AS _jg_row, {_field_columns(f)}
           FROM {reader} t)"""
-    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, raw)}")
+    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, raw, reading)}")
 
 
-def _ident_col(src: str, types: dict[str, str]) -> str:
-    if src not in types:
-        return "CAST(NULL AS VARCHAR)"
-    col = f"t.{_ident(src)}"
-    return col if types[src] == "VARCHAR" else f"json_extract_string(to_json({col}), '$')"
+def _typed_expr(name: str, src: str, types: dict[str, str]) -> str:
+    """A typed column as text (JSON for properties), a path inside one, or NULL when the file has no such column."""
+    if src in types:
+        col = f"t.{_ident(src)}"
+        if name == "properties":
+            return f"to_json({col})"
+        return col if types[src] == "VARCHAR" else f"json_extract_string(to_json({col}), '$')"
+    head, _, rest = src.partition(".")
+    if not rest or head not in types:
+        return "CAST(NULL AS JSON)" if name == "properties" else "CAST(NULL AS VARCHAR)"
+    doc = f"try_cast(t.{_ident(head)} AS JSON)" if types[head] == "VARCHAR" else f"to_json(t.{_ident(head)})"
+    path = _sql_string(_json_path(rest))
+    return f"json_extract({doc}, {path})" if name == "properties" else f"json_extract_string({doc}, {path})"
 
 
 def _props_object_sql(props: str) -> str:

@@ -19,7 +19,19 @@ The journey rule (docs/contracts.md) for one journey definition:
 
 **Censoring**: a journey with ``start_ts + window > data_end`` (the tenant's
 last event) is censored, whatever happened in it: its outcome is NULL, its
-end_ts the last step's time, and it is left out of every conversion number.
+end_ts the last step's time, and it is left out of every count over
+completed journeys.
+
+**Progress of censored journeys** (`journey_progress`, one row per censored
+journey): what the data already says about it. Its outcome and end are known
+when the end the rule gives (``end_raw``: outcome event, inactivity cut, last
+step + `inactive_for`, or the window's end) is at or before the data end: the
+rule's decision cannot change with later data then (a later event can neither
+come before `data_end` nor undo a gap already longer than `inactive_for`).
+Otherwise `known_outcome`/`known_end_ts` are NULL: the journey is open.
+engine.incidence uses the known ends as events and the open journeys as
+censored at ``data_end − start``; engine.step_counts counts their resolved
+steps.
 Why this is unbiased: whether a journey counts depends only on *when it
 started*, never on *what happened* in it, so the mature cohort is a fair
 sample of journeys, and every mature journey had its full window observed,
@@ -96,6 +108,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
     con.execute("""CREATE OR REPLACE TABLE journey_steps (
         journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)""")
+    con.execute("""CREATE OR REPLACE TABLE journey_progress (
+        journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
     counts = {}
     for journey in cfg.journeys:
         with engine_settings(con):
@@ -235,12 +249,12 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
             CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
             WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events GROUP BY ALL),
             ends AS (
-              SELECT g.*, g.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored,
+              SELECT g.*, d.data_end, g.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored,
                      CASE WHEN g.has_cut THEN {dropoff} WHEN g.o_ts IS NOT NULL THEN g.o_name ELSE {dropoff} END AS outcome_raw,
                      CASE WHEN g.has_cut THEN {cut_end} WHEN g.o_ts IS NOT NULL THEN g.o_ts
                           {trailing} ELSE g.start_ts + INTERVAL ({window}) SECOND END AS end_raw
               FROM _jg_jgroups_arrow g JOIN data_end d USING (tenant_id) WHERE g.n_steps > 0)
-            SELECT jidx, tenant_id, actor_id, start_ts, last_ts, censored, outcome_raw, end_raw, n_steps,
+            SELECT jidx, tenant_id, actor_id, start_ts, last_ts, censored, outcome_raw, end_raw, data_end, n_steps,
                    substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24) AS journey_id,
                    {seg_map.replace('g.seg_', 'seg_')} AS segments
             FROM ends g""")
@@ -251,6 +265,11 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
                    CASE WHEN censored THEN NULL ELSE outcome_raw END,
                    censored, n_steps, segments
             FROM _jg_jgroups""")
+        con.execute(f"""
+            INSERT INTO journey_progress
+            SELECT {name}, journey_id, CASE WHEN end_raw <= data_end THEN outcome_raw END,
+                   CASE WHEN end_raw <= data_end THEN end_raw END, data_end
+            FROM _jg_jgroups WHERE censored""")
     finally:
         con.unregister("_jg_jgroups_arrow")
     con.register("_jg_jsteps_arrow", in_batches(_with_journey_ids(con, steps, groups)))

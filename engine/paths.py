@@ -3,7 +3,9 @@
 A path is a completed journey's full state sequence plus its outcome. For each
 scope the N most frequent (sequence, outcome) pairs are shown with their count,
 share of completed journeys, distinct actors, the conversion rate of the state
-sequence (across all outcomes it ended in), and median duration and length.
+sequence (across all outcomes it ended in) with the sequence's own totals
+(`sequence_count` journeys, `sequence_conversions` of them converted, counted
+over every outcome, shown or not), and median duration and length.
 `coverage` is the share of completed journeys the shown paths hold and
 `other_count` / `other_share` the rest, so shown + other = completed always.
 Ties in count are broken by the sequence, then the outcome (deterministic).
@@ -61,6 +63,7 @@ def top_paths(con: Any, jour: str, classes: str, class_sids: str, top_n: int, co
         block["top"].append({
             "path": path.split(SEP), "outcome": outcome, "count": cnt, "share": _r6(cnt / completed),
             "actors": actors, "conversion_rate": _r6(n_conv / n_seq),
+            "sequence_count": int(n_seq), "sequence_conversions": int(n_conv),
             "median_duration_s": _r6(med_s), "median_length": _r6(med_len),
         })
     for block in out.values():

@@ -14,11 +14,14 @@ time, periods are aligned to Monday 1970-01-05 00:00 UTC (a 7d period is an ISO
 week, 1d a calendar day), so a period's id never shifts as data is appended.
 A period or release scope is `mature` when window end + journey window ≤
 the tenant's data end (its last event: the rule engine.journeys censors by);
-`all` and `segment` scopes span [first journey start, data end], cover the
-mature cohort of all data by construction and are always `mature`. Censored journeys count in `journeys`
-and `censored` only; every other number is over completed journeys.
-Scopes without a single completed journey are still built (their chain is the
-start state alone, which drops off), so a period's snapshot always exists.
+`all` and `segment` scopes span [first journey start, data end] and are always
+`mature`. Censored journeys count in `journeys` and `censored`; the
+completed-only numbers (outcome_counts, transitions, reach, paths, durations)
+are over completed journeys. The in-progress estimates (engine.snapshot_progress:
+`resolved_transitions`, Aalen–Johansen `outcome_probabilities`, `observation`)
+use every journey for as long as it was observed; `estimators` names which
+estimator made each number. Scopes without a single completed journey are
+still built, so a period's snapshot always exists.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import modelcheck, paths, step_counts
+from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, step_counts
+from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
 from engine.markov import ChainMetrics
+from engine.snapshot_reader import SnapshotReader
 from ontology.model import canonical_json, content_id
 
 log = logging.getLogger(__name__)
@@ -56,15 +61,16 @@ def r6(value: float | None) -> float | None:
 def iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{ts.microsecond:06d}" if ts.microsecond else "") + "Z"
+    if not isinstance(ts, datetime):
+        raise TypeError(f"timestamp {ts!r} is outside the range a snapshot can hold; quarantine it at ingest")
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds" if ts.microsecond else "seconds") + "Z"
 
 
 # ------------------------------------------------------------------------------------------
 # Snapshot wrapper
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class Snapshot:
+class Snapshot(SnapshotReader):
     """One immutable snapshot. `payload` is the contract dict: read it, never mutate it."""
 
     payload_json: str = field(repr=False)
@@ -77,7 +83,7 @@ class Snapshot:
         return cls(canonical_json(payload))
 
     @cached_property
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> dict[str, Any]:  # type: ignore[override]
         return json.loads(self.payload_json)
 
     def to_payload(self) -> dict[str, Any]:
@@ -87,100 +93,11 @@ class Snapshot:
     def __repr__(self) -> str:
         return f"Snapshot({self.snapshot_id}, {self.journey}, {self.scope}, segment={self.segment}, release={self.release})"
 
-    @property
-    def snapshot_id(self) -> str:
-        return str(self.payload["snapshot_id"])
-
-    @property
-    def tenant_id(self) -> str:
-        return str(self.payload.get("tenant_id", ""))
-
-    @property
-    def journey(self) -> str:
-        return str(self.payload["journey"])
-
-    @property
-    def scope(self) -> str:
-        return str(self.payload.get("scope", "all"))
-
-    @property
-    def segment(self) -> dict[str, str] | None:
-        return self.payload.get("segment")
-
-    @property
-    def release(self) -> str | None:
-        return self.payload.get("release")
-
-    @property
-    def mature(self) -> bool:
-        return bool(self.payload.get("mature", True))
-
-    @property
-    def completed(self) -> int:
-        """Completed (non-censored) journeys: the denominator of every rate."""
-        return int(self.payload.get("completed", sum(self._map("outcome_counts").values())))
-
-    @property
-    def window(self) -> tuple[str, str]:
-        return str(self.payload["window"]["start"]), str(self.payload["window"]["end"])
-
     @cached_property
     def metrics(self) -> ChainMetrics:
         p = self.payload
-        counts = {(t["from"], t["to"]): int(t["count"]) for t in p["transitions"]}
-        return ChainMetrics.from_counts(p["states"], p["outcomes"], counts, p["start_state"],
+        return ChainMetrics.from_counts(p["states"], p["outcomes"], self.counts, p["start_state"],
                                         p["conversion_outcome"], p["dropoff_outcome"])
-
-    @cached_property
-    def _out_totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for t in self.payload["transitions"]:
-            totals[t["from"]] = totals.get(t["from"], 0) + int(t["count"])
-        return totals
-
-    @cached_property
-    def _edge_counts(self) -> dict[tuple[str, str], int]:
-        return {(t["from"], t["to"]): int(t["count"]) for t in self.payload["transitions"]}
-
-    def transition_count(self, src: str, dst: str) -> int:
-        return self._edge_counts.get((src, dst), 0)
-
-    def out_total(self, src: str) -> int:
-        return self._out_totals.get(src, 0)
-
-    def _map(self, key: str) -> dict[str, Any]:
-        return self.payload.get(key) or {}
-
-    def reach(self, state: str) -> float:
-        """Share of completed journeys that visit `state` at least once (0 with no journeys)."""
-        done = self.completed
-        return self._map("reach_counts").get(state, 0) / done if done else 0.0
-
-    def p_outcome_given_reached(self, state: str, outcome: str) -> float | None:
-        reached = self._map("reach_counts").get(state, 0)
-        if not reached:
-            return None
-        return self._map("reach_outcome_counts").get(state, {}).get(outcome, 0) / reached
-
-    def p_outcome_given_not_reached(self, state: str, outcome: str) -> float | None:
-        not_reached = self.completed - self._map("reach_counts").get(state, 0)
-        if not not_reached:
-            return None
-        hits = self._map("outcome_counts").get(outcome, 0) - self._map("reach_outcome_counts").get(state, {}).get(outcome, 0)
-        return hits / not_reached
-
-    def lift(self, state: str, outcome: str) -> float | None:
-        """P(o | reached) / P(o | not reached); None when the denominator is 0 or undefined."""
-        reached = self.p_outcome_given_reached(state, outcome)
-        other = self.p_outcome_given_not_reached(state, outcome)
-        if reached is None or not other:
-            return None
-        return reached / other
-
-    def visits_mean(self, state: str) -> float | None:
-        """Mean visits among completed journeys that visit `state`."""
-        reached = self._map("reach_counts").get(state, 0)
-        return self._map("visit_counts").get(state, 0) / reached if reached else None
 
     def to_metrics_json(self) -> dict[str, Any]:
         """DESIGN.md `snapshot --format json`: floats rounded to 6 decimals, fixed order."""
@@ -195,6 +112,7 @@ class Snapshot:
             "states": [self._state_json(s) for s in m.states],
             "transitions": [{"from": t["from"], "to": t["to"], "count": t["count"],
                              "probability": r6(m.probability(t["from"], t["to"]))} for t in p["transitions"]],
+            **progress.in_progress_json(self.payload),
             "removal_effect_definitions": {
                 "removal_effect": "paper: absolute, edges into and out of the state deleted, rows renormalised; B(start,o) - B'(start,o)",
                 "removal_effect_relative": "classic: mass into the state redirected to the drop-off outcome; (B - B')/B",
@@ -229,18 +147,19 @@ class Snapshot:
 _CLASSES_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_jkeys AS
        SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, coalesce(outcome, $dropoff) AS outcome,
-              censored, start_ts, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
+              censored, start_ts, aj_t, aj_o, status, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
               list_transform($keys::VARCHAR[], lambda k: coalesce(segments[k], '(none)')) AS segvals,
               list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
                           start_ts >= ($rel_at::TIMESTAMP[])[i] - to_seconds($rw) AND start_ts < ($rel_at::TIMESTAMP[])[i]) AS rel_before,
               list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
                           start_ts >= ($rel_at::TIMESTAMP[])[i] AND start_ts < ($rel_at::TIMESTAMP[])[i] + to_seconds($rw)) AS rel_after
-       FROM journeys WHERE journey = $journey""",
+       FROM (SELECT j.*, o.aj_t, o.aj_o, o.status FROM journeys j
+             JOIN _jg_observed o USING (journey_id) WHERE j.journey = $journey)""",
     """CREATE OR REPLACE TEMP TABLE _jg_classes AS
        SELECT row_number() OVER (ORDER BY tenant_id, bucket, segvals, rel_before, rel_after) AS cls, *
        FROM (SELECT DISTINCT tenant_id, bucket, segvals, rel_before, rel_after FROM _jg_jkeys)""",
     """CREATE OR REPLACE TEMP TABLE _jg_jclass AS
-       SELECT k.journey_id, k.actor_id, k.outcome, k.censored, c.cls
+       SELECT k.journey_id, k.actor_id, k.outcome, k.censored, k.aj_t, k.aj_o, k.status, c.cls
        FROM _jg_jkeys k JOIN _jg_classes c USING (tenant_id, bucket, segvals, rel_before, rel_after)""",
     """CREATE OR REPLACE TEMP TABLE _jg_cscopes AS
        WITH span AS (SELECT k.tenant_id, min(k.start_ts) AS first_ts, any_value(e.data_end) AS data_end
@@ -292,11 +211,20 @@ _SPREAD_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_trans AS
        SELECT cs.sid, c.prev, c.state, c.next, c.heldout, sum(c.c)::BIGINT AS c
        FROM _jg_ctrans c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    """CREATE OR REPLACE TEMP TABLE _jg_rtrans AS
+       WITH c AS (SELECT cls, state, next, c FROM _jg_ctrans UNION ALL SELECT cls, state, next, c FROM _jg_ptrans)
+       SELECT cs.sid, c.state, c.next, sum(c.c)::BIGINT AS c FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     """CREATE OR REPLACE TEMP TABLE _jg_creach AS SELECT * FROM _jg_creach_arrow""",
+    # a dropped journey's duration stops at its last step: its end_ts adds the inactivity timeout (or the window)
     """CREATE OR REPLACE TEMP TABLE _jg_jour AS
-       SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome, epoch(j.end_ts - j.start_ts) AS duration_s,
+       SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome,
+              epoch(CASE WHEN coalesce(j.outcome, $dropoff) = $dropoff THEN l.last_ts ELSE j.end_ts END - j.start_ts) AS duration_s,
               p.length, p.path
-       FROM journeys j JOIN _jg_paths p USING (journey_id) WHERE j.journey = $journey AND NOT j.censored""",
+       FROM journeys j JOIN _jg_paths p USING (journey_id)
+       LEFT JOIN (SELECT s.journey_id, max(s.ts) AS last_ts FROM journey_steps s SEMI JOIN journeys d
+                  ON d.journey = s.journey AND d.journey_id = s.journey_id AND NOT d.censored AND d.outcome = $dropoff
+                  WHERE s.journey = $journey GROUP BY ALL) l USING (journey_id)
+       WHERE j.journey = $journey AND NOT j.censored""",
 )
 
 _QUERIES = {
@@ -304,48 +232,19 @@ _QUERIES = {
     "totals": _TOTALS_SQL,
     "outcomes": """WITH per AS (SELECT cls, outcome, count(*) AS n FROM _jg_jclass WHERE NOT censored GROUP BY ALL)
                    SELECT cs.sid, per.outcome, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
-    "durations": """SELECT cs.sid, median(j.duration_s), median(j.length)
+    "durations": """SELECT cs.sid, median(j.duration_s), median(j.length),
+                           median(j.duration_s) FILTER (j.outcome = $conversion), median(j.length) FILTER (j.outcome = $conversion),
+                           median(j.duration_s) FILTER (j.outcome <> $conversion), median(j.length) FILTER (j.outcome <> $conversion)
                     FROM _jg_jour j JOIN (SELECT journey_id, cls FROM _jg_jclass) c USING (journey_id)
                     JOIN _jg_csid cs USING (cls) GROUP BY cs.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
+    "resolved": """SELECT sid, state, next, c FROM _jg_rtrans""",
+    "observation": """WITH per AS (SELECT cls, status, count(*) AS n FROM _jg_jclass GROUP BY ALL)
+                      SELECT cs.sid, per.status, sum(per.n)::BIGINT FROM per JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     "reach": """SELECT cs.sid, c.state, c.outcome, sum(c.reached)::BIGINT, sum(c.visits)::BIGINT, sum(c.repeats)::BIGINT
                 FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
+    "adjacent": outcome_adjacent.COUNTS_SQL,
 }
-
-
-# Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event (or, without
-# an events table, its last journey time); a caller-given data_end overrides it. The last journey time
-# needs every step, so it is computed only when some tenant has no events (never after a pipeline run).
-_ENDS_FROM_EVENTS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_ends AS
-SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, e.data_end) AS data_end
-FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant_id FROM journeys WHERE journey = $journey) j
-LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events GROUP BY ALL) e USING (tenant_id)
-"""
-_ENDS_SQL = """
-CREATE OR REPLACE TEMP TABLE _jg_ends AS
-SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, {events}, j.last_ts) AS data_end
-FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.ts)) AS last_ts
-      FROM journeys jj LEFT JOIN journey_steps s ON s.journey = jj.journey AND s.journey_id = jj.journey_id
-      WHERE jj.journey = $journey GROUP BY ALL) j
-{events_join}
-"""
-
-
-def _ends(con: Any, journey: str, data_end: datetime | None) -> dict[str, datetime]:
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    has_events = "events" in tables
-    params = {"data_end": data_end, "journey": journey}
-    if has_events:
-        con.execute(_ENDS_FROM_EVENTS_SQL, params)
-        if not con.execute("SELECT count(*) FROM _jg_ends WHERE data_end IS NULL").fetchall()[0][0]:
-            return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
-    sql = _ENDS_SQL.format(
-        events="e.data_end" if has_events else "NULL",
-        events_join=("LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events "
-                     "GROUP BY ALL) e USING (tenant_id)") if has_events else "")
-    con.execute(sql, params)
-    return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
 
 
 def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_hash: str, engine_version: str,
@@ -357,36 +256,45 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     params = _params(cfg, journey_cfg)
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
-            ends = _ends(con, journey_cfg.name, data_end)
-            rows, tops, checks = _count(con, cfg, journey_cfg, params)
+            ends = progress.data_ends(con, journey_cfg.name, data_end)
+            rows, tops, checks, incidence = _count(con, cfg, journey_cfg, params)
     finally:
-        for table in ("_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
+        con.execute("DROP VIEW IF EXISTS _jg_progress")
+        for table in ("_jg_observed", "_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
                       "_jg_creach", "_jg_jour"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    by_sid = _group(rows)
+    by_sid = _group(rows, incidence)
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
     return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, ends[scope[1]]))
             for scope in rows["scopes"]]
 
 
-def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict]:
-    """All counting SQL; each stage's time is logged at debug level (benchmarks read it)."""
+def _count(con: Any, cfg: Config, jc: JourneyConfig,
+           params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]]]:
+    """All counting SQL, and the outcome incidence per scope; each stage's time is logged at debug level."""
     with _stage("classes"):
+        progress.observed(con, jc, params)
         for sql in _CLASSES_SQL:
             con.execute(sql, _bind(sql, params))
     with _stage("steps"):
-        _spread(con, step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"]), params)
+        counts = step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"])
+        partial = step_counts.count_partial_steps(con, jc.name, "_jg_jclass", params["horizon"] if params["horizon"] >= 0 else None)
+        _spread(con, counts, partial, params)
     rows = {}
     exact_actors = con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0
     for name, sql in _QUERIES.items():
         with _stage(name):
             sql = _TOTALS_EXACT_SQL if name == "totals" and exact_actors else sql
             rows[name] = con.execute(sql, _bind(sql, params)).fetchall()
+    with _stage("lifecycle_visits"):
+        rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
     with _stage("paths"):
         tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
-    return rows, tops, checks
+    with _stage("incidence"):
+        incidence = progress.incidence_by_scope(con, jc)
+    return rows, tops, checks, incidence
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -394,9 +302,10 @@ def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if f"${name}" in sql}
 
 
-def _spread(con: Any, counts: step_counts.StepCounts, params: dict[str, Any]) -> None:
-    """The per-class counts as the temp tables the scope queries read."""
-    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": counts.paths}
+def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, params: dict[str, Any]) -> None:
+    """The per-class counts as the temp tables the scope queries read (`partial`: open journeys' resolved steps)."""
+    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": counts.paths,
+              "_jg_ptrans": partial}
     for name, table in tables.items():
         con.register(name, in_batches(table))
     try:
@@ -422,20 +331,31 @@ def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:
         "rel_at": [datetime.strptime(r.at, "%Y-%m-%dT%H:%M:%SZ") for r in releases],
         "rw": cfg.snapshots.release_window_s or cfg.snapshots.period_s,
         "dropoff": journey_cfg.dropoff_outcome, "collapse": bool(journey_cfg.collapse_self_loops),
+        "conversion": journey_cfg.conversion_outcome, "horizon": progress.horizon(journey_cfg),
     }
 
 
-def _group(rows: dict[str, list[tuple]]) -> dict[str, dict[int, Any]]:
-    """Index the grouped rows by scope id."""
-    out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {}}
+def _group(rows: dict[str, list[tuple]], incidence: dict[int, dict[str, Any]]) -> dict[str, dict[int, Any]]:
+    """Index the grouped rows (and the per-scope incidence) by scope id."""
+    out: dict[str, dict[int, Any]] = {"totals": {}, "durations": {}, "outcomes": {}, "transitions": {}, "reach": {},
+                                      "adjacent": {}, "lifecycle": {}, "resolved": {}, "observation": {},
+                                      "incidence": incidence}
     for sid, journeys, censored, actors in rows["totals"]:
         out["totals"][sid] = (journeys, censored, actors)
-    for sid, med_s, med_len in rows["durations"]:
-        out["durations"][sid] = (med_s, med_len)
+    for sid, *medians in rows["durations"]:
+        out["durations"][sid] = tuple(medians)
+    for sid, *row in rows["lifecycle"]:
+        out["lifecycle"].setdefault(sid, []).append(tuple(row))
+    for sid, state, outcome, n in rows["adjacent"]:
+        out["adjacent"].setdefault(sid, {}).setdefault(state, {})[outcome] = int(n)
     for sid, outcome, n in rows["outcomes"]:
         out["outcomes"].setdefault(sid, {})[outcome] = n
     for sid, src, dst, n in rows["transitions"]:
         out["transitions"].setdefault(sid, []).append((src, dst, n))
+    for sid, src, dst, n in rows["resolved"]:
+        out["resolved"].setdefault(sid, []).append((src, dst, n))
+    for sid, status, n in rows["observation"]:
+        out["observation"].setdefault(sid, {})[status] = n
     for row in rows["reach"]:
         out["reach"].setdefault(row[0], []).append(row[1:])
     return out
@@ -469,7 +389,7 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
     outcome_counts = dict(sorted(g["outcomes"].get(sid, {}).items()))
     states = sorted({jc.start} | {t[0] for t in transitions})
     outcomes = sorted(set(jc.outcome_names) | set(outcome_counts) | {t[1] for t in transitions if t[1] not in states})
-    med_s, med_len = g["durations"].get(sid, (None, None))
+    med_s, med_len, conv_s, conv_len, loss_s, loss_len = g["durations"].get(sid, (None,) * 6)
     window = {"start": iso(w_start), "end": iso(w_end)}
     segment = {"key": seg_key, "value": seg_value} if scope == "segment" else None
     mature = scope in ("all", "segment") or (data_end - w_end).total_seconds() >= jc.window_s
@@ -483,10 +403,17 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         "censored": censored, "actors": actors, "outcome_counts": outcome_counts,
         "transitions": [{"from": a, "to": b, "count": n} for a, b, n in transitions],
         **_reach_maps(g["reach"].get(sid, [])),
-        "durations": {"median_s": r6(med_s), "median_length": r6(med_len)},
+        "durations": {"median_s": r6(med_s), "median_length": r6(med_len),
+                      "by_class": {"converted": {"median_s": r6(conv_s), "median_length": r6(conv_len)},
+                                   "lost": {"median_s": r6(loss_s), "median_length": r6(loss_len)}}},
+        "outcome_adjacent": outcome_adjacent.payload_block(g["adjacent"].get(sid, {})),
         "paths": tops.get(sid, paths.empty_paths(completed)),
         "model_check": checks.get(sid, modelcheck.empty_check()),
         "collapse_self_loops": bool(jc.collapse_self_loops),
+        **progress.estimates(g, sid, jc),
         **base,
     }
+    if sid in g["lifecycle"]:
+        payload["lifecycle_visits"] = lifecycle_visits.payload_block(g["lifecycle"][sid])
     return payload
+

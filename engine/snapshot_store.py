@@ -33,14 +33,13 @@ def ensure_table(con: Any) -> None:
 def _ts(text: str | None) -> datetime | None:
     if text is None:
         return None
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.strptime(text, fmt)
+    return datetime.fromisoformat(text.removesuffix("Z"))  # also years before 1000, which strptime's %Y refuses
 
 
 def _row(snap: Snapshot) -> tuple[Any, ...]:
-    seg = snap.segment or {}
+    key, value = snap.segment or (None, None)
     start, end = snap.window
-    return (snap.snapshot_id, snap.tenant_id, snap.journey, snap.scope, seg.get("key"), seg.get("value"),
+    return (snap.snapshot_id, snap.tenant_id, snap.journey, snap.scope, key, value,
             snap.release, _ts(start), _ts(end), snap.payload_json)
 
 

@@ -207,3 +207,41 @@ def _paths(seq: _Sequences, journey_ids: pa.ChunkedArray) -> pa.Table:
     return pa.table({"journey_id": journey_ids.combine_chunks().take(pa.array(seq.jix[starts])),
                      "length": np.diff(offsets).astype(np.int64),
                      "path": pc.binary_join(states, pa.scalar(SEP, type=pa.large_string()))})
+
+
+# Resolved steps of censored journeys (engine.journeys' journey_progress): a step entered at ts is resolved
+# once ts + horizon <= data end, whatever its destination: by then either the next step or outcome event came
+# (within `inactive_for` of ts) or the inactivity cut decided "dropped". Inclusion depends on the entry time
+# only, so it cannot favour any destination. The last resolved step of a journey goes to its known outcome.
+_PARTIAL_SQL = """
+WITH p AS (SELECT j.journey_id, jc.cls, pr.known_outcome, e.data_end
+           FROM journeys j JOIN (SELECT journey_id, cls FROM {classes}) jc USING (journey_id)
+           JOIN _jg_progress pr USING (journey_id)
+           JOIN _jg_ends e ON e.tenant_id = coalesce(j.tenant_id, '')
+           WHERE j.journey = $journey AND j.censored),
+s AS (SELECT p.cls, s.state, s.ts, p.data_end, coalesce(lead(s.state) OVER w, p.known_outcome) AS next
+      FROM journey_steps s JOIN p USING (journey_id)
+      WHERE s.journey = $journey AND s.state IS NOT NULL
+      WINDOW w AS (PARTITION BY s.journey_id ORDER BY s.step))
+SELECT cls, state, next, count(*)::BIGINT AS c FROM s
+WHERE s.ts + to_seconds($horizon) <= s.data_end GROUP BY ALL ORDER BY ALL
+"""
+
+
+def count_partial_steps(con: duckdb.DuckDBPyConnection, journey: str, classes: str, horizon_s: int | None) -> pa.Table:
+    """(cls, state, next, c): resolved steps of the censored journeys, per class.
+
+    `horizon_s` is the journey's `inactive_for`; without one (or with collapsed self-loops, whose hidden
+    repeats can keep a state open past ts + inactive_for) no step of an open journey is resolved before
+    its window ends, so the table is empty. A resolved step always has a destination (see engine.journeys:
+    last step + inactive_for <= data end means the journey's end is known); a NULL one is an error.
+    """
+    empty = pa.table({"cls": pa.array([], pa.int64()), "state": pa.array([], pa.string()),
+                      "next": pa.array([], pa.string()), "c": pa.array([], pa.int64())})
+    if horizon_s is None:
+        return empty
+    table = con.sql(_PARTIAL_SQL.format(classes=classes),
+                    params={"journey": journey, "horizon": int(horizon_s)}).to_arrow_table()
+    if table.column("next").null_count:
+        raise ValueError(f"journey {journey}: a resolved step of an open journey has no destination")
+    return table.cast(empty.schema) if table.num_rows else empty

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from typing import Any
 import duckdb
 
 from engine.config import Config, from_saved
-from ontology.errors import Conflict, NotFound
+from ontology.errors import Conflict, NotFound, WorkspaceBusy
 
 DEFAULT_WORKSPACE = ".journeygraph"
 # DuckDB refuses two threads attaching the same file at the same instant; the API serves
 # requests from a thread pool, so opening and closing are serialised (queries are not).
 _CONNECT_LOCK = threading.Lock()
 DB_NAME = "journeygraph.duckdb"
+RUN_WAIT_S = 60.0  # how long a run waits for readers (serve answering a request) to let go of the database
+READ_WAIT_S = 2.0  # how long a read (a CLI view, an API request) waits for a run before it is WorkspaceBusy
 CONFIG_NAME = "config.json"
 
 _SCHEMA = """
@@ -45,17 +48,33 @@ class Workspace:
     con: duckdb.DuckDBPyConnection
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False) -> Workspace:
+    def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False,
+             wait_s: float = 0.0) -> Workspace:
+        """Open (or create) the workspace; while another process holds the database lock, retry for `wait_s` s.
+
+        DuckDB lets one process hold the file: `serve` opens it per request and `run` for a whole run, so a
+        run that starts while a request is being answered waits for it (`pipeline.run` waits up to
+        RUN_WAIT_S) instead of failing; a reader that still finds it busy gets WorkspaceBusy.
+        """
         root = Path(path or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE)
         db = root / DB_NAME
         if not db.exists() and not create:
             raise NotFound(f"no workspace at {root}: run `journeygraph run EVENTS -w {root}` first")
         root.mkdir(parents=True, exist_ok=True)
-        try:
-            with _CONNECT_LOCK:
-                con = duckdb.connect(str(db), read_only=read_only)
-        except duckdb.IOException as exc:
-            raise Conflict(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
+        deadline, pause = time.monotonic() + wait_s, 0.02
+        while True:
+            try:
+                with _CONNECT_LOCK:
+                    con = duckdb.connect(str(db), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                busy = "lock" in str(exc).lower()
+                if busy and time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+                    continue
+                error = WorkspaceBusy if busy else Conflict
+                raise error(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
         if not read_only:
             con.execute(_SCHEMA)
         return cls(path=root, con=con)

@@ -18,8 +18,6 @@ Shape (ontology/schemas/bundle.schema.json)::
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
@@ -27,6 +25,7 @@ import jsonschema
 
 from ontology.errors import GroundingError
 from ontology.model import Fact, Finding, Provenance, canonical_json
+from ontology.names import entity_states, show_name
 
 
 class FactSource(Protocol):
@@ -73,16 +72,6 @@ def finding_entities(finding: Finding) -> list[str]:
     for entity in (finding.subject, finding.object):
         inner.extend(f"state:{s}" for s in entity_states(entity))
     return list(dict.fromkeys(direct + inner))
-
-
-def entity_states(entity: str) -> list[str]:
-    """State names inside an edge (`edge:a->b`) or a path (`path:a>b>c`); empty for other kinds."""
-    kind, _, rest = entity.partition(":")
-    if kind == "edge":
-        return [p for p in rest.split("->") if p]
-    if kind == "path":
-        return [p for p in rest.split(">") if p]
-    return []
 
 
 def primary_fact(finding: Finding, config_hash: str = "unknown", engine_version: str = "unknown") -> Fact:
@@ -199,14 +188,15 @@ def validate_bundle_shape(bundle: Mapping[str, Any]) -> None:
 
 # ---- names: user-controlled strings, rendered safely --------------------------------------
 
-_INVISIBLE = re.compile("[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 MAX_NAME = 200
 
 
 def clean_name(name: str) -> str:
-    """NFKC, no control/zero-width/bidi characters, bounded length: what a reader is shown."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", str(name)))
-    return text[:MAX_NAME]
+    """NFKC, control/zero-width/bidi characters as visible `\\uXXXX` escapes, bounded length: what a reader is shown.
+
+    Escaped, not dropped: `import` and `im\\u200bport` are two states and must not read as one.
+    """
+    return show_name(name)[:MAX_NAME]
 
 
 def local_name(entity: str) -> str:

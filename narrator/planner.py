@@ -25,6 +25,7 @@ from narrator.linking import (
     resolve_window,
 )
 from ontology.model import Fact
+from ontology.names import entity_states
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
 _STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ", "per", "each", "every"])
@@ -168,7 +169,7 @@ class Vocabulary:
             if value and value != "*":
                 self._add_segment_value(seg_key, value)
         elif kind == "edge":
-            for state in rest.split("->"):
+            for state in entity_states(entity):
                 self.add("state", state)
 
     def _add_segment_value(self, seg_key: str, value: str) -> None:

@@ -118,7 +118,18 @@ def recount(con: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         "visit_counts": {a: int(n) for _, a, _, n in kinds.get("visit", [])},
         "repeat_counts": {s: sum(v.values()) for s, v in repeat_outcome.items()},
         "repeat_outcome_counts": repeat_outcome,
+        **_in_progress(con, where, params, row["payload"]),
     }
+
+
+def _in_progress(con: Any, where: str, params: list[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Resolved steps, observation and outcome incidence (engine.resolved), when the snapshot and tables have them."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "journey_window_s" not in payload or "journey_progress" not in tables:
+        return {}
+    from engine.resolved import recount_in_progress
+
+    return recount_in_progress(con, where, params, payload)
 
 
 class _Recounted:
@@ -208,21 +219,26 @@ class Ctx:
 
 
 _PATHS_SQL = """
-WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.actor_id, epoch(j.end_ts - j.start_ts) AS dur
+WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.actor_id, j.start_ts, j.end_ts
                FROM journeys j WHERE {where} AND NOT j.censored),
-raw AS (SELECT s.journey_id, s.step, s.state, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+raw AS (SELECT s.journey_id, s.step, s.state, s.ts, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
         FROM journey_steps s JOIN scope USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
-jour AS (SELECT journey_id, list(state ORDER BY step) AS path, count(*) AS len
+jour AS (SELECT journey_id, list(state ORDER BY step) AS path, count(*) AS len, max(ts) AS last_ts
          FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state GROUP BY journey_id),
-po AS (SELECT j.path, s.outcome, count(*) AS cnt, count(DISTINCT s.actor_id) AS actors, median(s.dur) AS med_s,
-              median(j.len) AS med_len FROM scope s JOIN jour j USING (journey_id) GROUP BY ALL),
+timed AS (SELECT s.*, j.path, j.len,
+                 epoch(CASE WHEN s.outcome = ? THEN j.last_ts ELSE s.end_ts END - s.start_ts) AS dur,
+                 s.outcome = ? AS conv
+          FROM scope s JOIN jour j USING (journey_id)),
+po AS (SELECT path, outcome, count(*) AS cnt, count(DISTINCT actor_id) AS actors, median(dur) AS med_s,
+              median(len) AS med_len FROM timed GROUP BY ALL),
 seq AS (SELECT path, sum(cnt) AS n_seq, coalesce(sum(cnt) FILTER (outcome = ?), 0) AS n_conv FROM po GROUP BY path),
 ranked AS (SELECT po.*, seq.n_seq, seq.n_conv, row_number() OVER (ORDER BY po.cnt DESC, po.path, po.outcome) AS rn
-           FROM po JOIN seq USING (path))
-SELECT path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len, rn,
-       (SELECT median(s.dur) FROM scope s JOIN jour USING (journey_id)),
-       (SELECT median(len) FROM scope s JOIN jour USING (journey_id))
-FROM ranked ORDER BY rn
+           FROM po JOIN seq USING (path)),
+meds AS (SELECT median(dur) AS m_s, median(len) AS m_len, median(dur) FILTER (conv) AS c_s,
+                median(len) FILTER (conv) AS c_len, median(dur) FILTER (NOT conv) AS l_s,
+                median(len) FILTER (NOT conv) AS l_len FROM timed)
+SELECT path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len, rn, meds.*
+FROM ranked CROSS JOIN meds ORDER BY rn
 """
 
 
@@ -235,12 +251,15 @@ def path_table(ctx: Ctx, rc: Recount) -> dict[str, Any]:
     where, params = scope_where(rc.row)
     sql = _PATHS_SQL.format(where=where)
     rows = ctx.con.execute(sql, [rc.dropoff, *params, rc.row["journey"], bool(rc.payload.get("collapse_self_loops")),
-                                 rc.conversion]).fetchall()
+                                 rc.dropoff, rc.conversion, rc.conversion]).fetchall()
     top = [{"path": list(r[0]), "outcome": r[1], "count": int(r[2]), "actors": int(r[3]),
-            "conversion_rate": _r6n(r[5] / r[4]), "median_duration_s": _r6n(r[6]), "median_length": _r6n(r[7])}
+            "conversion_rate": _r6n(r[5] / r[4]), "sequence_count": int(r[4]), "sequence_conversions": int(r[5]),
+            "median_duration_s": _r6n(r[6]), "median_length": _r6n(r[7])}
            for r in rows if r[8] <= ctx.top_paths]
-    med_s, med_len = (rows[0][9], rows[0][10]) if rows else (None, None)
-    return {"top": top, "median_s": _r6n(med_s), "median_length": _r6n(med_len)}
+    meds = [_r6n(v) for v in rows[0][9:15]] if rows else [None] * 6
+    by_class = {"converted": {"median_s": meds[2], "median_length": meds[3]},
+                "lost": {"median_s": meds[4], "median_length": meds[5]}}
+    return {"top": top, "median_s": meds[0], "median_length": meds[1], "by_class": by_class}
 
 
 
@@ -268,7 +287,8 @@ def recomputed_payload(ctx: Ctx, snapshot_id: str) -> dict[str, Any]:
     rc = ctx.recount(snapshot_id)
     table = path_table(ctx, rc)
     payload = dict(rc.payload)  # already the stored payload overlaid with the recount
-    payload["durations"] = {"median_s": table["median_s"], "median_length": table["median_length"]}
+    payload["durations"] = {"median_s": table["median_s"], "median_length": table["median_length"],
+                            "by_class": table["by_class"]}
     top = [{**e, "share": _r6n(e["count"] / rc.completed)} for e in table["top"]]
     payload["paths"] = {**(rc.payload.get("paths") or {}), "top": top}
     return payload

@@ -13,12 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from detectors.repeated_visit import loop_test
+from detectors.dropoff import loss_evidence, loss_ranks
+from detectors.path_quality import path_evidence, paths_of
+from detectors.regression import incidence_of, power_evidence, resolved
+from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
-from detectors.stats import proportion_test, two_proportion_z
+from detectors.stats import two_proportion_z
+from detectors.view import SnapView
+from engine.incidence import two_sample_z
 from ontology.errors import JourneyGraphError
 from ontology.model import Fact
+from ontology.names import entity_states
 
 if TYPE_CHECKING:
     from narrator.recompute import Ctx, Recount
@@ -72,14 +78,10 @@ def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     states = list(fact.evidence.get("states") or [_name(fact.subject)])
-    exits = sum(rc.count(s, rc.dropoff) for s in states)
-    out = sum(rc.out_total(s) for s in states)
-    total_exit = sum(rc.count(s, rc.dropoff) for s in rc.states)
-    total_out = sum(rc.out_total(s) for s in rc.states)
-    _, p = two_proportion_z(exits, out, total_exit - exits, total_out - out)
-    result = {"exit_probability": exits / out if out else 0.0, "exits": exits, "n": out, "p_value": p,
-              "reach": max(rc.reach(s) for s in states), "n_reached": max(rc.reach_count(s) for s in states),
-              "dropoff_outcome": rc.dropoff, "baseline_exit": (total_exit - exits) / max(1, total_out - out)}
+    result = loss_evidence(rc, states)
+    result.pop("z")
+    ranks = loss_ranks(rc)
+    result["loss_rank"] = min(ranks.get(s, len(ranks) + 1) for s in states)
     if len(states) == 1:
         result["chain_exit_probability"] = rc.metrics.exit_probability(states[0])
     else:
@@ -88,24 +90,14 @@ def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 
 def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    state, conv = _name(fact.subject), rc.conversion
-    reached, n_rep = rc.reach_count(state), rc.repeat_count(state)
-    conv_rep = rc.repeat_outcome(state, conv)
-    conv_single = rc.reach_outcome(state, conv) - conv_rep
-    _, p_gap, gap_test = proportion_test(conv_single, reached - n_rep, conv_rep, n_rep)
-    visits = rc.visit_count(state)
-    _, p = loop_test(visits, reached, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)))
-    p_rep = conv_rep / n_rep if n_rep else 0.0
-    p_single = conv_single / (reached - n_rep) if reached - n_rep else 0.0
+    state = _name(fact.subject)
+    ev = revisit_evidence(rc, state, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)),
+                          bool(ctx.setting("repeated_visit", "merge_lifecycle", True)))
     m = rc.metrics
     i, j = list(m.states).index(m.start), list(m.states).index(state)
     n_ss = float(m.N[j, j])
-    mean = visits / reached if reached else 0.0
-    return {"visits_mean": mean, "reach": rc.reach(state), "return_probability": 1.0 - 1.0 / mean if mean else None,
-            "n_reached": reached, "n": reached, "n_repeat": n_rep, "p_convert_repeat": p_rep,
-            "p_convert_single": p_single, "conversion_gap": p_single - p_rep, "test": "geometric_return_z",
-            "p_value": p, "gap_p_value": p_gap, "gap_test": gap_test,
-            "extra_expected_steps": float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0}
+    ev["extra_expected_steps"] = float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0
+    return {**ev, "n": ev["n_reached"]}
 
 
 def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
@@ -137,14 +129,19 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
     if not before_id:
         raise JourneyGraphError(f"fact {fact.fact_id}: evidence names no before_snapshot; cannot recompute")
     before = ctx.recount(str(before_id))
+    mature = before.mature and after.mature  # else: resolved steps and Aalen-Johansen (detectors.regression)
+    estimator = "completed_only" if mature else "resolved_steps"
     if fact.subject.startswith("edge:"):
-        src, dst = _name(fact.subject).split("->", 1)
-        x1, n1, x2, n2 = before.count(src, dst), before.out_total(src), after.count(src, dst), after.out_total(src)
+        src, dst = entity_states(fact.subject)
+        b, a = (before, after) if mature else (resolved(before), resolved(after))
+        x1, n1, x2, n2 = b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src)
         traffic = _traffic(before, after, src, ctx)
-    else:
+    elif mature:
         o = _name(fact.subject)
         x1, n1, x2, n2 = before.outcome_count(o), before.completed, after.outcome_count(o), after.completed
         traffic = (1.0, 1.0, False)
+    else:
+        return _changed_incidence(fact, before, after, ctx)
     z, p = two_proportion_z(x2, n2, x1, n1)
     attribution, releases = _attribution(before, after, ctx)
     p_before, p_after = x1 / n1, x2 / n2
@@ -153,7 +150,22 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
             "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
             "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
-            "attribution": attribution, "releases": releases}
+            "attribution": attribution, "releases": releases, "estimator": estimator,
+            **power_evidence(p_before, n1, p_after, n2)}
+
+
+def _changed_incidence(fact: Fact, before: Recount, after: Recount, ctx: Ctx) -> dict[str, Any]:
+    """Conversion within the window on an immature pair: Aalen-Johansen estimates recounted, Wald z-test."""
+    o = _name(fact.subject)
+    (f1, v1, n1), (f2, v2, n2) = incidence_of(before, o), incidence_of(after, o)
+    z, p = two_sample_z(f1, v1, f2, v2)
+    attribution, releases = _attribution(before, after, ctx)
+    delta = f2 - f1
+    return {"p_before": f1, "p_after": f2, "n_before": n1, "n_after": n2, "delta": delta,
+            "relative_change": delta / f1 if f1 > 0 else (1.0 if delta > 0 else 0.0), "z": z,
+            "p_value": p, "n": n1 + n2, "traffic_before": 1.0, "traffic_after": 1.0, "traffic_changed": False,
+            "before_snapshot": before.row["snapshot_id"], "attribution": attribution, "releases": releases,
+            "estimator": "aalen_johansen", **power_evidence(f1, n1, f2, n2)}
 
 
 def _iso(ts: Any) -> str:
@@ -180,22 +192,18 @@ def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float
 
 
 def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    """Path quality numbers (detectors.path_quality): top entries of the path merged across outcomes."""
-    table = ctx.path_table(rc)
-    states = _name(fact.subject).split(">")
-    entries = [e for e in table["top"] if e["path"] == states]
-    count = sum(e["count"] for e in entries)
-    if not count or not table["median_s"] or not table["median_length"]:
+    """Path quality numbers (detectors.path_quality) over the recomputed top paths and class medians."""
+    from engine.snapshot import Snapshot
+    from narrator.recompute import recomputed_payload
+
+    view = SnapView(Snapshot.from_payload(recomputed_payload(ctx, fact.provenance.snapshot_id)))
+    states = tuple(entity_states(fact.subject))
+    found = [p for p in paths_of(view) if p.states == states and p.outcome == fact.evidence.get("outcome")]
+    ev = path_evidence(view, found[0]) if found else None
+    if ev is None:
         raise JourneyGraphError(f"path {'>'.join(states)} is not among the recomputed top paths")
-    conversions = round(sum(float(e["conversion_rate"]) * e["count"] for e in entries))
-    duration = sum(float(e["median_duration_s"] or 0.0) * e["count"] for e in entries) / count
-    length = sum(float(e["median_length"] or len(states)) * e["count"] for e in entries) / count
-    base_cr = rc.outcome_count(rc.conversion) / max(1, rc.completed)
-    _, p, test = proportion_test(conversions, count, rc.outcome_count(rc.conversion) - conversions, rc.completed - count)
-    ratio = max(duration / table["median_s"], 0.1) * max(length / table["median_length"], 0.1)
-    return {"count": count, "share": count / rc.completed, "conversion_rate": conversions / count,
-            "median_duration_s": duration, "median_length": length, "quality": conversions / count / ratio / base_cr,
-            "test": test, "p_value": p, "n": rc.completed, "kind": fact.evidence.get("kind")}
+    ev.pop("z")
+    return {**ev, "kind": fact.evidence.get("kind")}
 
 
 def _outcome_rate(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 from narrator.planner import Plan, stems
 from narrator.summaries import search_text
 from ontology.model import Fact
+from ontology.names import entity_states
 
 MAX_FACTS = 6  # the bounded bundle: enough to answer, small enough to check
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -36,11 +37,7 @@ def fact_entities(fact: Fact, context: Mapping[str, Sequence[str]] | None = None
     plus its snapshot's scope entities from `context` (snapshot_id -> e.g. ['segment:plan=pro'])."""
     out = {fact.subject, fact.object} | set((context or {}).get(fact.provenance.snapshot_id, ()))
     for entity in (fact.subject, fact.object):
-        kind, _, rest = entity.partition(":")
-        if kind == "edge":
-            out |= {f"state:{s}" for s in rest.split("->")}
-        elif kind == "path":
-            out |= {f"state:{s}" for s in rest.split(">")}
+        out |= {f"state:{s}" for s in entity_states(entity)}
     ev = fact.evidence
     if isinstance(ev.get("state"), str):
         out.add(f"state:{ev['state']}")

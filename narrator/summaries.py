@@ -16,6 +16,7 @@ from typing import Any
 
 from narrator.numbers import fmt_count, fmt_pct, fmt_pvalue, fmt_ratio, fmt_seconds, fmt_sig
 from ontology.model import Fact
+from ontology.names import entity_states
 
 _SNAKE = re.compile(r"[_\-]+")
 
@@ -49,10 +50,8 @@ def entity_label(entity: str) -> str:
     if kind == "segment":
         key, _, value = rest.partition("=")
         return f"segment {_q(rest)}" if value != "*" else f"the rest of segment {_q(key)}"
-    if kind == "edge":
-        return " → ".join(_q(s) for s in rest.split("->"))
-    if kind == "path":
-        return " → ".join(_q(s) for s in rest.split(">"))
+    if kind in ("edge", "path"):
+        return " → ".join(_q(s) for s in entity_states(entity))
     if kind in ("release", "journey", "snapshot"):
         return f"{kind} {_q(rest)}"
     return _q(rest or entity)

@@ -28,6 +28,7 @@ from narrator.retrieval import fact_entities
 from narrator.summaries import summarize
 from ontology.errors import BadInput, JourneyGraphError, NotFound
 from ontology.model import Fact
+from ontology.names import entity_states
 
 SAMPLE_EVENTS = 5
 
@@ -78,14 +79,14 @@ def _event_match(fact: Fact, outcomes: Sequence[str]) -> tuple[str, list[Any]]:
     kind, _, rest = fact.subject.partition(":")
     obj_kind, _, obj = fact.object.partition(":")
     if kind == "edge" or (kind == "state" and fact.predicate == "transitions_to"):
-        src, dst = rest.split("->", 1) if kind == "edge" else (rest, obj)
+        src, dst = entity_states(fact.subject) if kind == "edge" else (rest, obj)
         if (obj_kind == "outcome" and kind == "state") or (kind == "edge" and dst in outcomes):
             return "st.state = ? AND st.next_state IS NULL AND st.outcome = ?", [src, dst]
         return "st.state = ? AND st.next_state = ?", [src, dst]
     if kind == "state":
         return "st.state = ?", [rest]
     if kind == "path":
-        return "st.state = ?", [rest.split(">")[0]]
+        return "st.state = ?", [entity_states(fact.subject)[0]]
     if kind == "outcome":
         return "st.next_state IS NULL AND st.outcome = ?", [rest]
     if kind == "segment":

@@ -3,7 +3,8 @@
 JourneyGraphError          exit 2 · HTTP 400
 ├── NotFound               a workspace, snapshot, insight or fact that is not there · HTTP 404
 ├── BadInput               a request or argument that cannot be answered as given · HTTP 400
-├── Conflict               the workspace is busy or in a state that refuses this · HTTP 409
+├── Conflict               the workspace is in a state that refuses this · HTTP 409
+│   └── WorkspaceBusy      a run holds the workspace's lock; retry shortly · HTTP 503 + Retry-After
 ├── ConfigError            bad journeygraph.yaml: names the key path · HTTP 409
 ├── IngestError            a source cannot be read at all
 ├── EngineError ── SingularSystemError
@@ -40,9 +41,15 @@ class BadInput(JourneyGraphError):
 
 
 class Conflict(JourneyGraphError):
-    """The workspace is busy (another process holds it) or refuses this in its current state."""
+    """The workspace refuses this in its current state."""
 
     http_status = 409
+
+
+class WorkspaceBusy(Conflict):
+    """Another process holds the workspace database's lock (a run is writing it); retry shortly."""
+
+    http_status = 503
 
 
 class ConfigError(JourneyGraphError):

@@ -151,7 +151,8 @@ class Neo4jStore:
 
     # ------------------------------------------------------------ transactions
 
-    def _call(self, mode: str, work: Callable[[ManagedTransaction], T], *, retry_on: tuple[type[BaseException], ...] = TRANSIENT) -> T:
+    def _call(self, mode: str, work: Callable[[ManagedTransaction], T], *, retry_on: tuple[type[BaseException], ...] = TRANSIENT,
+              timeout_s: float | None = None) -> T:
         """Run `work` in one explicit transaction, retried on transient errors; tenacity owns the retries."""
         retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=wait_random_exponential(multiplier=0.2, max=3.0),
                             retry=retry_if_exception_type(retry_on), reraise=True,
@@ -159,7 +160,7 @@ class Neo4jStore:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._transaction(mode, work)
+                    return self._transaction(mode, work, timeout_s)
         except (ServiceUnavailable, SessionExpired) as exc:
             raise StoreUnavailable(f"Neo4j at {self.conn.uri} stopped answering after {self.max_attempts} attempts "
                                    f"({type(exc).__name__}); start it and re-run (writes are idempotent) "
@@ -174,9 +175,9 @@ class Neo4jStore:
         log.warning("Neo4j at %s: %s; retry %d of %d", self.conn.uri, _one_line(error), state.attempt_number,
                     self.max_attempts - 1)
 
-    def _transaction(self, mode: str, work: Callable[[ManagedTransaction], T]) -> T:
+    def _transaction(self, mode: str, work: Callable[[ManagedTransaction], T], timeout_s: float | None = None) -> T:
         with self._driver.session(database=self.conn.database, default_access_mode=mode) as session:
-            with session.begin_transaction() as tx:
+            with session.begin_transaction(timeout=timeout_s) as tx:
                 result = work(tx)  # type: ignore[arg-type]
                 tx.commit()
                 return result
@@ -226,17 +227,30 @@ class Neo4jStore:
     def count(self) -> int:
         return int(self._call(READ_ACCESS, lambda tx: tx.run(cypher.COUNT_FACTS).single(strict=True)["n"]))
 
-    def cypher(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run an analyst's read-only Cypher (`journeygraph query --cypher`); a query that writes is rolled back."""
+    def cypher(self, query: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None,
+               max_rows: int | None = None) -> list[dict[str, Any]]:
+        """Run an analyst's read-only Cypher (`journeygraph query --cypher`); a query that writes is rolled back.
+
+        LOAD CSV and procedures that reach files or the network are refused before the query is sent; the
+        transaction gets a server-side timeout and the client a deadline (`timeout_s`), and at most `max_rows`
+        rows are read (`ontology.query_guard` defaults).
+        """
+        from ontology import query_guard
+
+        query_guard.check_cypher(query)
+        limit = query_guard.MAX_ROWS if max_rows is None else max_rows
+        seconds = query_guard.TIMEOUT_S if timeout_s is None else timeout_s
+
         def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
             result = tx.run(query, params or {})
-            rows = [record.data() for record in result]
+            rows = query_guard.take((record.data() for record in result), limit, log.warning)
             if result.consume().counters.contains_updates:
                 raise _WriteAttempt()
             return rows
 
         try:
-            return self._call(READ_ACCESS, work)
+            return query_guard.run_with_deadline(lambda: self._call(READ_ACCESS, work, timeout_s=seconds), seconds,
+                                                 "Cypher query")
         except _WriteAttempt:
             raise StoreError("the Cypher query tries to change the graph and was rolled back; "
                              "`query --cypher` is read-only (use MATCH … RETURN)") from None

@@ -17,6 +17,7 @@ converts them to rdflib terms.
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from urllib.parse import quote, unquote
@@ -27,6 +28,8 @@ from rdflib.namespace import PROV, RDF, XSD
 
 from ontology import vocabulary
 from ontology.model import Fact, Provenance, canonical_json
+
+log = logging.getLogger(__name__)
 from ontology.validation import identity_json
 
 if TYPE_CHECKING:
@@ -327,23 +330,34 @@ def oxigraph_of(store: "FactStore") -> ox.Store:
     return memory_store(store.facts())
 
 
-def sparql(store: "FactStore", query: str) -> list[dict[str, Any]]:
+def sparql(store: "FactStore", query: str, *, timeout_s: float | None = None,
+           max_rows: int | None = None) -> list[dict[str, Any]]:
     """Run a SPARQL SELECT/ASK over all snapshots (default graph = union); rows as plain dicts.
 
-    Prefixes jg, rdf, rdfs, xsd, prov, owl are predeclared. ASK gives [{"ask": bool}].
+    Prefixes jg, rdf, rdfs, xsd, prov, owl are predeclared. ASK gives [{"ask": bool}]. SERVICE is refused,
+    and the query gets `timeout_s` seconds and `max_rows` rows (`ontology.query_guard` defaults).
     """
+    from ontology import query_guard
     from ontology.errors import StoreError
 
-    try:
-        result = oxigraph_of(store).query(query, use_default_graph_as_union=True, prefixes=PREFIXES)
-    except SyntaxError as exc:
-        raise StoreError(f"SPARQL query does not parse: {exc}; check the query text") from exc
-    if isinstance(result, ox.QueryBoolean):
-        return [{"ask": bool(result)}]
-    if isinstance(result, ox.QuerySolutions):
-        names = [v.value for v in result.variables]
-        return [{name: _python(solution[name]) for name in names} for solution in result]
-    raise StoreError("only SPARQL SELECT and ASK queries are supported here; use `journeygraph export` for graphs")
+    query_guard.check_sparql(query)
+    limit = query_guard.MAX_ROWS if max_rows is None else max_rows
+
+    def evaluate() -> list[dict[str, Any]]:
+        try:
+            result = oxigraph_of(store).query(query, use_default_graph_as_union=True, prefixes=PREFIXES)
+        except SyntaxError as exc:
+            raise StoreError(f"SPARQL query does not parse: {exc}; check the query text") from exc
+        if isinstance(result, ox.QueryBoolean):
+            return [{"ask": bool(result)}]
+        if isinstance(result, ox.QuerySolutions):
+            names = [v.value for v in result.variables]
+            rows = ({name: _python(solution[name]) for name in names} for solution in result)
+            return query_guard.take(rows, limit, log.warning)
+        raise StoreError("only SPARQL SELECT and ASK queries are supported here; use `journeygraph export` for graphs")
+
+    return query_guard.run_with_deadline(evaluate, query_guard.TIMEOUT_S if timeout_s is None else timeout_s,
+                                         "SPARQL query")
 
 
 def iter_ids(rows: Iterable[dict[str, Any]], key: str) -> Iterator[str]:

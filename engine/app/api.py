@@ -2,7 +2,11 @@
 
 Thin over `engine.app.views`, like the CLI. JSON bodies are validated by the same
 schemas as the CLI output; every error is `{"error": …}` with a fitting status
-and never a stack trace. Beyond loopback a bearer token is required.
+and never a stack trace, a filesystem path or a process id. Beyond loopback a
+bearer token is required; without one the server answers only requests whose
+Host is a loopback name (a page on another site cannot reach it by DNS
+rebinding). The body limit holds for chunked bodies too. While a run holds the
+workspace, reads answer 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.app import views
-from ontology.errors import ConfigError, JourneyGraphError, NotFound
+from ontology.errors import ConfigError, JourneyGraphError, NotFound, WorkspaceBusy
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_BODY = 64 * 1024
 INTERVAL_SECONDS = 20.0  # estimated bootstrap work one /api/snapshots request may ask for
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+RETRY_AFTER_SECONDS = 2  # what a 503 (workspace busy with a run) asks the client to wait
+_ABSOLUTE_PATH = re.compile(r"""(?<![\w.:])/(?!api/|static/|health\b)[^\s"'`]+""")
+_PID = re.compile(r"\bPID \d+")
 
 
 class AskBody(BaseModel):
@@ -47,7 +55,9 @@ class ErrorBody(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
-    413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 500: {"model": ErrorBody},
+    413: {"model": ErrorBody}, 421: {"model": ErrorBody, "description": "Host is not a loopback name (no token set)"},
+    422: {"model": ErrorBody}, 500: {"model": ErrorBody},
+    503: {"model": ErrorBody, "description": "a run holds the workspace; retry after the Retry-After seconds"},
 }
 
 
@@ -77,7 +87,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.exception_handler(JourneyGraphError)
     async def jg_error(request: Request, exc: JourneyGraphError) -> JSONResponse:
-        return _error_response(exc)
+        return _error_response(exc, ws)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -89,9 +99,14 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
     async def feed(journey: str | None = None, type: str | None = None, segment: str | None = None,
                    snapshot: str | None = None, min_score: float | None = None, limit: int = 50) -> Response:
         # Async and pre-serialised: the hot path is a stat, a filter and one json.dumps.
+        segment = segment.removeprefix("segment:") if segment else segment
         key = (journey, type, segment, snapshot, min_score, limit)
         body = cache.body(key)
         if body is None:
+            if segment and not any(_segment_matches(known, segment) for known in cache.segments()):
+                known = cache.segments()
+                raise NotFound(f"no segment {segment!r} in this workspace; known: "
+                                f"{', '.join(known[:20]) or 'none (no segments configured)'}")
             items = cache.items()
             if snapshot:
                 items = [i for i in items if i["finding"]["snapshot_id"] == snapshot]
@@ -154,7 +169,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
 
 class _Guard:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): body size and bearer token."""
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): host, body size and bearer token."""
 
     def __init__(self, app: Any, token: str | None) -> None:
         self.app = app
@@ -165,20 +180,67 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
+        if self.expected is None and _host_name(headers.get(b"host", b"")) not in LOOPBACK:
+            await _reply(scope, receive, send, 421, "this server answers only loopback host names "
+                         "(127.0.0.1, localhost, [::1]); serve with --token to reach it under another name")
+            return
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > MAX_BODY:
-            await JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)(scope, receive, send)
+            await _reply(scope, receive, send, 413, f"request body over {MAX_BODY} bytes")
             return
         if self.expected and scope["path"].startswith(("/api/", "/mcp")):
             if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
-                await JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)(scope, receive, send)
+                await _reply(scope, receive, send, 401, "missing or wrong bearer token")
+                return
+        if not length.isdigit():  # chunked (or no length): read up to the limit before the app sees a byte
+            receive = await _bounded_body(receive)
+            if receive is None:
+                await _reply(scope, _disconnected, send, 413, f"request body over {MAX_BODY} bytes")
                 return
         await self.app(scope, receive, send)
 
 
+async def _reply(scope: dict[str, Any], receive: Any, send: Any, status: int, message: str) -> None:
+    await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+
+
+async def _disconnected() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+def _host_name(host: bytes) -> str:
+    """The name in a Host header, without its port ('[::1]:8765' -> '::1')."""
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+async def _bounded_body(receive: Any) -> Any:
+    """A receive() that replays the whole body, read here up to MAX_BODY; None when the body is larger."""
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            chunks, more = [], False  # a disconnect: the app sees an empty body, as it would have
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+        if size > MAX_BODY:
+            return None
+    replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replayed() -> dict[str, Any]:
+        return replay.pop() if replay else await receive()
+
+    return replayed
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     """Never a stack trace to a client."""
-    return _error_response(exc)
+    return _error_response(exc, None)
 
 
 class _FeedCache:
@@ -191,6 +253,7 @@ class _FeedCache:
         self.db = Path(workspace or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE) / DB_NAME
         self.stamp: tuple[int, int] | None = None
         self.cached: list[dict[str, Any]] = []
+        self.known_segments: list[str] = []
         self.bodies: dict[tuple[Any, ...], bytes] = {}  # serialised answers per filter, dropped on change
         self.lock = threading.Lock()
 
@@ -203,9 +266,15 @@ class _FeedCache:
         with self.lock:
             if stamp != self.stamp:
                 self.cached = views.feed_items(self.workspace)
+                self.known_segments = views.segments(self.workspace)
                 self.bodies = {}
                 self.stamp = stamp
             return self.cached
+
+    def segments(self) -> list[str]:
+        """The segments ('key=value') the workspace's snapshots cover, read with the feed."""
+        self.items()
+        return self.known_segments
 
     def body(self, key: tuple[Any, ...]) -> bytes | None:
         self.items()  # refreshes (and clears the bodies) when the workspace changed
@@ -223,19 +292,35 @@ def _insight(ws: str | None, insight_id: str) -> dict[str, Any]:
     return data
 
 
+def _segment_matches(have: str, wanted: str) -> bool:
+    """'platform=android' is matched by itself, by its value ('android') and by its key ('platform')."""
+    return bool(have) and (have == wanted or have.endswith("=" + wanted) or have.split("=", 1)[0] == wanted)
+
+
 def _matches(item: dict[str, Any], journey: str | None, type_: str | None, segment: str | None,
              min_score: float | None) -> bool:
     finding = item.get("finding", {})
     return ((journey is None or finding.get("journey") == journey)
             and (type_ is None or finding.get("type") == type_)
-            and (segment is None or (finding.get("segment") or "") == segment or (finding.get("segment") or "").endswith("=" + segment))
+            and (segment is None or _segment_matches(finding.get("segment") or "", segment))
             and (min_score is None or item.get("score", 0) >= min_score))
 
 
-def _error_response(exc: BaseException) -> JSONResponse:
+def _public(message: str, workspace: str | None) -> str:
+    """An error message without filesystem paths or process ids (they tell a client about the machine)."""
+    if workspace:
+        for form in sorted({str(Path(workspace).resolve()), workspace}, key=len, reverse=True):
+            message = message.replace(form, "<workspace>")
+    return _PID.sub("PID …", _ABSOLUTE_PATH.sub("…", message))
+
+
+def _error_response(exc: BaseException, workspace: str | None) -> JSONResponse:
     """One mapper for the boundary: an error's class says its status (ontology/errors.py)."""
+    if isinstance(exc, WorkspaceBusy):
+        return JSONResponse({"error": "the workspace is busy (a run is writing it); retry shortly"},
+                            status_code=exc.http_status, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if isinstance(exc, JourneyGraphError):
-        return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+        return JSONResponse({"error": _public(str(exc), workspace)}, status_code=exc.http_status)
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         log.debug("bad request", exc_info=exc)
         return JSONResponse({"error": f"bad request: {type(exc).__name__}"}, status_code=400)
@@ -262,6 +347,8 @@ def serve(workspace: str | None = None, host: str = "127.0.0.1", port: int = 876
         raise ConfigError(f"serving on {host} beyond loopback needs a bearer token: pass --token or set JOURNEYGRAPH_TOKEN")
     app = create_app(workspace, token)
     print(f"journeygraph serving {workspace or '.journeygraph'} on http://{host}:{port}/", flush=True)
+    if token:
+        print(f"the web page asks for the token once per tab (or open http://{host}:{port}/#token=YOUR_TOKEN)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

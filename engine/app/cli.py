@@ -46,7 +46,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from engine.app import views
 
-    sys.stdout.write(views.feed(args.workspace or pipeline.DEMO_WORKSPACE, fmt="text", limit=args.limit))
+    ws = args.workspace or pipeline.DEMO_WORKSPACE
+    sys.stdout.write(views.feed(ws, fmt="text", limit=args.limit))
+    sys.stdout.write(f"\nThe demo workspace is {ws}. Next:\n"
+                     f"  journeygraph feed -w {ws} --format html -o feed.html   the feed as a page\n"
+                     f"  journeygraph serve -w {ws}                             the web page, http://127.0.0.1:8765/\n"
+                     f"  journeygraph trace INSIGHT_ID -w {ws}                  every number behind an insight\n"
+                     f"  journeygraph inspect YOUR_EVENTS.csv                    how your own file would be read\n")
     return 0
 
 
@@ -68,6 +74,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from engine.app import views
 
         sys.stdout.write(views.run_summary_text(summary))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from engine import inspection
+
+    sys.stdout.write(inspection.inspect(args.events, write=args.write))
     return 0
 
 
@@ -208,13 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
         commands.append((name, help_text, func))
         return p
 
-    p = add("demo", "whole pipeline on the bundled fixture, prints the feed", cmd_demo)
+    p = add("demo", "run the whole pipeline on the bundled SaaS onboarding stream into a fresh demo workspace "
+                    "(default .journeygraph-demo), print the top of its feed and what to type next", cmd_demo)
     _ws(p); _fmt(p); p.add_argument("--limit", type=int, default=10)
     p = add("init", "write a commented journeygraph.yaml", cmd_init)
     p.add_argument("dir", nargs="?", default="."); p.add_argument("--force", action="store_true")
     p = add("run", "ingest events, build journeys, snapshots, findings, facts and insights", cmd_run)
     p.add_argument("events", nargs="?", default=None, help="events file/glob, or SQL on a DuckDB/Postgres URL")
     p.add_argument("-c", "--config", default=None); _ws(p); _fmt(p)
+    p = add("inspect", "how a file is read (format, columns, times) and the journey it suggests", cmd_inspect)
+    p.add_argument("events", help="events file or glob")
+    p.add_argument("--write", nargs="?", const="journeygraph.yaml", default=None, metavar="PATH",
+                   help="also write the proposed config (default ./journeygraph.yaml)")
     p = add("feed", "the ranked insight feed", cmd_feed)
     _ws(p); _fmt(p, ("text", "json", "md", "html")); p.add_argument("--limit", type=int, default=20)
     p.add_argument("--snapshot", default=None); p.add_argument("-o", "--output", default=None)

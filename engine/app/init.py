@@ -8,7 +8,8 @@ from ontology.errors import ConfigError
 
 TEMPLATE = """\
 # journeygraph project config. Every key but `source` has a default.
-# Docs: README.md ("Config"). Validate by running `journeygraph run -c journeygraph.yaml`.
+# Docs: docs/your-data.md (expected columns, exports recognised, timestamps, normalize.fields).
+# Validate by running `journeygraph run -c journeygraph.yaml`; `journeygraph inspect FILE --write` proposes one.
 
 # Events: a path or glob (.jsonl .json .csv .parquet .xes .xes.gz), or a SQL query on a
 # DuckDB/Postgres URL, e.g. "postgresql://user@host/db SELECT * FROM events".
@@ -19,6 +20,8 @@ normalize:
   late_arrival_tolerance: 48h   # events later than this for an already sealed snapshot are rejected
   bots: {user_agent_patterns: ["bot", "crawler", "healthcheck"], max_events_per_minute: 120}
   identity: {alias_events: ["identify", "login"]}   # events carrying both anonymous_id and user_id
+  # fields: {user_id: customer_ref, event_name: action, timestamp: happened}   # your column names
+  # timestamp_format: "%d/%m/%Y %H:%M:%S"   # day-first dates; timestamp_unit: s|ms|us|ns for epoch numbers
 
 sessions: {inactivity_gap: 30m}
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine import __version__
 from engine.config import Config, from_dict, read_config
-from engine.workspace import Workspace
+from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.store import FactStore, open_store
 from ontology.errors import ConfigError
 
@@ -38,9 +38,12 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 def _load_cfg(config_path: str | None, source: str | None) -> tuple[Config, dict[str, Any]]:
     if config_path:
         cfg, raw = read_config(config_path)
+    elif not source and Path("journeygraph.yaml").is_file():
+        return _load_cfg("journeygraph.yaml", None)
     else:
         if not source:
-            raise ConfigError("nothing to run: pass EVENTS (a file, glob or SQL) or -c journeygraph.yaml")
+            raise ConfigError("nothing to run: pass EVENTS (a file, glob or SQL) or -c journeygraph.yaml "
+                              "(or run where a journeygraph.yaml is)")
         raw = {}
         cfg = from_dict(raw)
     return cfg, raw
@@ -65,7 +68,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar)."""
     from detectors.registry import default_registry, validate_settings
-    from engine import infer, ingest, journeys, normalize, states
+    from engine import infer, ingest, inspection, journeys, normalize, states
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
@@ -75,16 +78,19 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
         validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
     con = ws.con
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage", quiet=quiet) as bar:
         preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
-        ingest.load(con, src, cfg, run_id)
+        loaded = ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = normalize.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")
+        counts = norm.to_dict()
+        if not norm.accepted and (not cfg.journeys or counts["events_read"] == counts["quarantined"] > 0):
+            raise inspection.NothingAccepted(inspection.nothing_accepted(con, run_id, counts, loaded.notes))
         if not cfg.journeys:
             cfg = infer.infer_journey(con, cfg)
         states.derive(con, cfg)
@@ -104,8 +110,8 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
             _step(bar, "narrator")
         finally:
             store.close()
-    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started)
-    _record_run(ws, run_id, summary, raw or cfg.to_dict(), cfg)
+    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes)
+    _record_run(ws, run_id, summary, raw or _inferred_raw(ws, cfg, src, loaded.notes), cfg)
     ws.close()
     return summary
 
@@ -205,7 +211,7 @@ def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, A
 
 
 def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,
-             insights: list[Any], cfg: Config, started: float) -> dict[str, Any]:
+             insights: list[Any], cfg: Config, started: float, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
     counts = norm.to_dict()
     summary = {
         "events_read": counts["events_read"],
@@ -222,12 +228,33 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "facts": n_facts,
         "insights": len(insights),
         "seconds": round(time.perf_counter() - started, 3),
-        "inferred": list(cfg.inferred),
+        "inferred": [f"read {note}" for note in read_notes] + list(cfg.inferred),
+        "notes": _notes(snaps),
     }
     from ontology.validation import validate
 
     validate("run", summary)
     return summary
+
+
+def _notes(snaps: list[Any]) -> list[str]:
+    """What a reader of the feed should know about the model: states folded into an outcome (leakage)."""
+    from detectors.leakage import run_summary
+
+    return run_summary(snaps)
+
+
+def _inferred_raw(ws: Workspace, cfg: Config, source: str, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config a no-config run inferred, valid against the schema, also written as journeygraph.yaml in the workspace."""
+    from engine.config import to_raw
+    from engine.inspection import with_mapping, write_yaml
+
+    single = Path(source).is_file()
+    mapped = with_mapping(cfg, [source]) if single and cfg.inferred else cfg
+    raw = to_raw(dataclasses.replace(mapped, source=str(Path(source).resolve()) if single else source))
+    if cfg.inferred:
+        write_yaml(ws.path / "journeygraph.yaml", raw, [f"read {note}" for note in read_notes] + list(cfg.inferred))
+    return raw
 
 
 def _record_run(ws: Workspace, run_id: str, summary: dict[str, Any], raw_cfg: dict[str, Any], cfg: Config) -> None:

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.workspace import Workspace
+from engine.workspace import READ_WAIT_S, Workspace
 from ontology.errors import BadInput, NotFound
 
 
 @contextmanager
 def _open(workspace: str | None) -> Iterator[Workspace]:
-    ws = Workspace.open(workspace, create=False)
+    ws = Workspace.open(workspace, create=False, wait_s=READ_WAIT_S)
     try:
         yield ws
     finally:
@@ -98,6 +98,16 @@ def snapshots(workspace: str | None) -> list[dict[str, Any]]:
 
     with _open(workspace) as ws:
         return snapshot_store.list_snapshots(ws.con)
+
+
+def segments(workspace: str | None) -> list[str]:
+    """The segments ('key=value') the workspace's snapshots cover, sorted."""
+    with _open(workspace) as ws:
+        if not ws.has_table("snapshots"):
+            return []
+        rows = ws.con.execute("SELECT DISTINCT segment_key || '=' || segment_value FROM snapshots "
+                              "WHERE segment_key IS NOT NULL ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
 
 
 def snapshots_text(rows: list[dict[str, Any]]) -> str:
@@ -303,4 +313,6 @@ def run_summary_text(summary: dict[str, Any]) -> str:
     ]
     for note in summary.get("inferred", []):
         lines.append(f"inferred: {note}")
+    for note in summary.get("notes", []):
+        lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

@@ -5,10 +5,13 @@ on the interval. After each run the feed is compared with what was already
 delivered: only findings never delivered before (keyed by what they claim,
 not by snapshot, so a finding that still holds is not re-announced) are
 posted, together in one delivery per run. Delivery is retried with exponential
-backoff and jitter and recorded only after a 2xx, with `Idempotency-Key: <insight
-id>` (a hash of the sorted ids for several), so nothing is sent twice even
-across restarts. Digest webhooks get one Markdown message per
-day/week instead.
+backoff and jitter and recorded only after a 2xx (a redirect is not a delivery:
+urllib would re-send it as a GET without the body), with `Idempotency-Key:` the
+finding key (a hash of the sorted keys for several), so a receiver that saw an
+attempt can drop a repeat even when the snapshots, hence the insight ids, have
+changed. Deliveries that failed are tried again on the watch interval with
+exponential backoff, without waiting for new data. Digest webhooks get one
+Markdown message per day/week instead.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from engine.config import Config, Webhook, load_config
-from engine.workspace import Workspace
-from ontology.errors import DeliveryError
+from engine.app.render.common import escape_markup
+from engine.workspace import RUN_WAIT_S, Workspace
+from ontology.errors import DeliveryError, JourneyGraphError
 
 log = logging.getLogger(__name__)
 
 DIGEST_SECONDS = {"daily": 86400, "weekly": 7 * 86400}
+RETRY_MAX_INTERVALS = 32  # failed deliveries are retried after 1, 2, 4, … up to 32 watch intervals
 
 _DELIVERIES = """
 CREATE TABLE IF NOT EXISTS deliveries(
@@ -67,18 +72,14 @@ def source_fingerprint(source: str) -> str:
 
 
 def source_glob(source: str) -> str:
-    """A watched folder is read as every event file inside it."""
+    """A watched folder is read as every event file inside it, of every type (ingest skips other files)."""
     path = Path(source)
-    if path.is_dir():
-        exts = sorted({p.suffix for p in path.iterdir() if p.is_file()})
-        ext = exts[0] if len(exts) == 1 else ".jsonl"
-        return str(path / f"*{ext}")
-    return source
+    return str(path / "*") if path.is_dir() else source
 
 
 def slack_text(item: dict[str, Any]) -> str:
     f = item["finding"]
-    text = item.get("narrative", {}).get("text", "")
+    text = escape_markup(item.get("narrative", {}).get("text", ""))  # Slack: no <!channel>, no disguised links
     return f"*#{item['rank']} {f['type'].replace('_', ' ')}* ({f['confidence_label']} confidence, q={f['q_value']:.4g})\n{text}"
 
 
@@ -86,12 +87,23 @@ def digest_markdown(items: list[dict[str, Any]]) -> str:
     lines = ["# journeygraph digest", ""]
     for item in items:
         f = item["finding"]
-        lines.append(f"- **{f['type'].replace('_', ' ')}** `{f['subject']}` — {item.get('narrative', {}).get('text', '')}")
+        text = escape_markup(item.get("narrative", {}).get("text", ""))
+        lines.append(f"- **{f['type'].replace('_', ' ')}** `{f['subject'].replace('`', chr(39))}` — {text}")
     return "\n".join(lines) + "\n"
 
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, DeliveryError)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: urllib would follow a 30x with a GET and no body, and the payload would be lost."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def post_json(url: str, body: dict[str, Any], idempotency_key: str, timeout: float = 10.0, attempts: int = 5) -> int:
@@ -103,22 +115,31 @@ def post_json(url: str, body: dict[str, Any], idempotency_key: str, timeout: flo
         req = urllib.request.Request(url, data=json.dumps(body, sort_keys=True).encode(), method="POST",
                                      headers={"content-type": "application/json", "idempotency-key": idempotency_key})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as res:
-                return int(res.status)
+            with _OPENER.open(req, timeout=timeout) as res:
+                status = int(res.status)
         except urllib.error.HTTPError as exc:
             if exc.code >= 500 or exc.code == 429:
                 raise DeliveryError(f"{url} answered {exc.code}") from exc
+            if 300 <= exc.code < 400:
+                raise urllib.error.HTTPError(url, exc.code, f"answered {exc.code} (a redirect is not a delivery; "
+                                             "point the webhook at its final URL)", exc.headers, None) from exc
             raise
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise DeliveryError(f"{url} unreachable: {exc}") from exc
+        if not 200 <= status < 300:
+            raise DeliveryError(f"{url} answered {status}, not a 2xx")
+        return status
 
     return _send()
 
 
 def batch_key(items: list[dict[str, Any]]) -> str:
-    """Idempotency key of one delivery: the insight id, or a hash of the sorted ids for a batch."""
-    ids = sorted(i["insight_id"] for i in items)
-    return ids[0] if len(ids) == 1 else "batch-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+    """Idempotency key of one delivery: what it claims (the finding key, or a hash of the sorted keys for a batch).
+
+    Not the insight ids: they change with the snapshots, so a repeat after new data would get a new key.
+    """
+    keys = sorted(finding_key(i) for i in items)
+    return keys[0] if len(keys) == 1 else "batch-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
 
 
 def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, Any]],
@@ -171,15 +192,55 @@ def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], n
 
 def run_once(source: str, cfg: Config, config_path: str | None, workspace: str | None) -> list[DeliveryReport]:
     """One incremental run followed by delivery of what is new."""
-    from engine.app import pipeline, views
+    from engine.app import pipeline
 
     pipeline.run(source=source_glob(source), config_path=config_path, workspace=workspace, quiet=True)
+    return deliver_pending(cfg, workspace)
+
+
+def deliver_pending(cfg: Config, workspace: str | None) -> list[DeliveryReport]:
+    """Deliver what the current feed holds that no webhook has received yet (no new run)."""
+    from engine import views
+
     items = views.feed_items(workspace)
-    ws = Workspace.open(workspace)
+    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
     try:
         return deliver(ws, cfg.webhooks, items)
     finally:
         ws.close()
+
+
+@dataclass
+class _Retry:
+    """When failed deliveries are tried again: after 1, 2, 4, … watch intervals (capped), reset by a success."""
+
+    interval_s: float
+    failures: int = 0
+    due_at: float | None = None
+
+    def record(self, reports: list[DeliveryReport], now: float) -> None:
+        if any(r.failed for r in reports):
+            self.due_at = now + self.interval_s * min(2 ** self.failures, RETRY_MAX_INTERVALS)
+            self.failures += 1
+        else:
+            self.failures, self.due_at = 0, None
+
+    def due(self, now: float) -> bool:
+        return self.due_at is not None and now >= self.due_at
+
+
+def _cycle(step: Callable[[], list[DeliveryReport]], once: bool) -> list[DeliveryReport]:
+    """One run or retry; with `once` an error propagates, otherwise it is reported and watching goes on."""
+    try:
+        reports = step()
+    except JourneyGraphError as exc:
+        if once:
+            raise
+        print(f"error: {exc}; still watching", flush=True)
+        return []
+    for report in reports:
+        print(f"{report.webhook}: delivered {len(report.delivered)}, failed {len(report.failed)}", flush=True)
+    return reports
 
 
 def watch(source: str, *, config_path: str, workspace: str | None = None, interval_s: float = 60.0,
@@ -188,12 +249,14 @@ def watch(source: str, *, config_path: str, workspace: str | None = None, interv
     is_sql = source.lstrip().lower().startswith(("select", "with", "from")) or "://" in source
     last = None
     cycles = 0
+    retries = _Retry(interval_s)
     while True:
         fingerprint = None if is_sql else source_fingerprint(source)
         if is_sql or fingerprint != last:
-            for report in run_once(source, cfg, config_path, workspace):
-                print(f"{report.webhook}: delivered {len(report.delivered)}, failed {len(report.failed)}", flush=True)
-            last = fingerprint
+            last = fingerprint  # a source that fails is tried again when it changes, not every interval
+            retries.record(_cycle(lambda: run_once(source, cfg, config_path, workspace), once), time.monotonic())
+        elif retries.due(time.monotonic()):
+            retries.record(_cycle(lambda: deliver_pending(cfg, workspace), once), time.monotonic())
         cycles += 1
         if once or (max_cycles is not None and cycles >= max_cycles):
             return

@@ -140,3 +140,24 @@ def test_server_killed_mid_write_then_rerun_gives_every_fact_once(site: StoreSit
     assert "start it and re-run" in last
     bolt.server.restart()
     _assert_complete_after_rerun(site, n)
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param("LOAD CSV FROM 'file:///{secret}' AS line RETURN line", id="load_csv_file"),
+    pytest.param("load /* x */ csv with headers from 'file:///{secret}' AS line RETURN line", id="load_csv_hidden"),
+    pytest.param("CALL apoc.load.json('file:///{secret}') YIELD value RETURN value", id="apoc_load"),
+    pytest.param("CALL dbms.listConfig() YIELD name RETURN name", id="dbms"),
+])
+def test_cypher_helper_refuses_file_and_server_access(store, tmp_path, query: str) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret.csv"
+    secret.write_text("token,s3cret\n")
+    with pytest.raises(StoreError, match="refused") as err:
+        store.cypher(query.format(secret=str(secret).lstrip("/")))
+    assert "s3cret" not in str(err.value)
+
+
+def test_cypher_helper_caps_rows(store, caplog) -> None:  # type: ignore[no-untyped-def]
+    store.write(FACTS)
+    rows = store.cypher("MATCH (f:Fact) RETURN f.id AS id", max_rows=7)  # type: ignore[attr-defined]
+    assert len(rows) == 7 < len(FACTS)
+    assert "cut off at 7 rows" in caplog.text

@@ -52,7 +52,7 @@ def test_builtins_are_registered_like_extensions():
 def test_describe_lists_thresholds():
     rows = {r["name"]: r for r in describe()}
     assert rows["activation_driver"]["thresholds"]["min_lift"] == 1.5
-    assert rows["activation_driver"]["version"] == 1
+    assert rows["activation_driver"]["version"] == 2
     assert rows["regression"]["types"] == ["regression"]
     assert rows["dropoff"]["finds"]
 

@@ -49,13 +49,13 @@ def test_version_bump_gives_new_ids_and_leaves_old_ones(paper_snapshot):
     class ActivationDriverV2(ActivationDriver):
         """Same logic, new version: ids must change."""
 
-        version = 2
+        version = ActivationDriver.version + 1
 
     v2 = Registry()
     v2.register(ActivationDriverV2)
     after = run_detectors([paper_snapshot], make_cfg(), registry=v2)
     again = run_detectors([paper_snapshot], make_cfg(), registry=v1)
-    assert {f.detector for f in after.findings} == {"activation_driver@2"}
+    assert {f.detector for f in after.findings} == {f"activation_driver@{ActivationDriver.version + 1}"}
     assert not {f.finding_id for f in before.findings} & {f.finding_id for f in after.findings}
     assert [f.finding_id for f in before.findings] == [f.finding_id for f in again.findings]
     assert [f.to_dict() for f in before.findings] == [f.to_dict() for f in again.findings]

@@ -145,8 +145,9 @@ def test_fast_and_slow_paths():
         {"path": ["sign_up", "tour", "feature", "settings", "feature"], "outcome": "dropped", "count": 1500,
          "share": 0.15, "actors": 1500, "conversion_rate": 0.05, "median_duration_s": 20000.0, "median_length": 5},
     ]
+    by_class = {"converted": {"median_s": 3600.0, "median_length": 4}, "lost": {"median_s": 3600.0, "median_length": 4}}
     payload = chain_payload(BASE, journeys=10000, start="sign_up", paths=paths,
-                            durations={"median_s": 3600.0, "median_length": 4})
+                            durations={"median_s": 3600.0, "median_length": 4, "by_class": by_class})
     run = run_detectors([Snapshot.from_payload(payload)], make_cfg())
     by_type = {f.type: f for f in run.findings if f.type in ("fast_path", "slow_path")}
     assert by_type["fast_path"].subject == "path:sign_up>import>invite"

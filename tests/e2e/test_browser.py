@@ -17,6 +17,7 @@ from tests.e2e.conftest import ROOT, LiveServer
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("JOURNEYGRAPH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+PAGE_TIMEOUT_MS = 120_000  # every wait of the page: generous, the machine may be loaded (issue 18 #10)
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -43,6 +44,7 @@ def page(live_api: LiveServer) -> Iterator[object]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         context = browser.new_context(viewport={"width": 1366, "height": 900})
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
         pg = context.new_page()
         pg.on("request", lambda req: external.append(req.url) if not req.url.startswith(live_api.url) else None)
         pg.goto(live_api.url + "/")

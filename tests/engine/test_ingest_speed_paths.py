@@ -11,7 +11,6 @@ import duckdb
 import pytest
 
 from engine import ingest, jsonl_lines
-from ontology.errors import IngestError
 from tests.engine.conftest import make_config, rows
 
 STAGED = "SELECT * EXCLUDE (source) FROM staged_events ORDER BY input_order"
@@ -73,30 +72,31 @@ def test_jsonl_block_size_does_not_change_a_single_staged_value(con, tmp_path, m
 
 
 @pytest.mark.parametrize("where", ["first_block", "later_block"])
-def test_jsonl_that_is_not_utf8_raises_the_read_text_error(con, tmp_path, monkeypatch, where) -> None:
+def test_jsonl_lines_that_are_not_utf8_are_quarantined_alone(con, tmp_path, monkeypatch, where) -> None:
     good = "".join(GOOD % (i, i) + "\n" for i in range(50)).encode()
     path = tmp_path / "e.jsonl"
     path.write_bytes(b"\xff\n" + good if where == "first_block" else good + b"\xc3\x28\n")
     monkeypatch.setattr(jsonl_lines, "BLOCK_BYTES", 256)
-    with pytest.raises(IngestError, match="valid UTF-8"):
-        ingest.load(con, str(path), make_config(), "r1")
-    path.write_bytes(good)  # the connection is still usable
-    assert ingest.load(con, str(path), make_config(), "r1").events_read == 50
+    stats = ingest.load(con, str(path), make_config(), "r1")
+    assert (stats.events_read, stats.quarantined_by_reason) == (51, {"bad_encoding": 1})
+    assert rows(con, "SELECT line, raw FROM quarantine") == [(1 if where == "first_block" else 51, "\ufffd" if where == "first_block" else "\ufffd(")]
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("9999999999999.4", datetime(2286, 11, 20, 17, 46, 39, 999000)),
-    ("-9999999999999.6", datetime(1653, 2, 10, 6, 13, 20)),
+    ("9999999999999.4", None),  # 2286: outside the plausible range (ingest.TS_MAX)
+    ("-9999999999999.6", None),  # 1653: before ingest.TS_MIN
+    ("7258118399999", datetime(2199, 12, 31, 23, 59, 59, 999000)),
+    ("-2208988800000", datetime(1900, 1, 1)),
     ("1e13", None),
     (" 12 ", datetime(1970, 1, 1, 0, 0, 0, 12000)),
     ("1.7e12", datetime(2023, 11, 14, 22, 13, 20)),
     ("nan", None),
     ("2026-01-01 10:00:00+05:30", datetime(2026, 1, 1, 4, 30)),
-], ids=["just_under_1e13", "negative_just_under", "1e13_is_too_far", "padded_int", "exponent", "nan", "iso_offset"])
+], ids=["just_under_1e13", "negative_just_under", "last_plausible", "first_plausible", "1e13_is_too_far", "padded_int", "exponent", "nan", "iso_offset"])
 def test_epoch_milliseconds_edges(con, tmp_path, value, expected) -> None:
     path = tmp_path / "e.jsonl"
     path.write_text(json.dumps({"user_id": "u", "event_name": "x", "timestamp": value}) + "\n")
-    ingest.load(con, str(path), make_config(), "r1")
+    ingest.load(con, str(path), make_config(normalize={"timestamp_unit": "ms"}), "r1")
     assert rows(con, "SELECT ts, reason FROM staged_events") == [(expected, None if expected else "bad_timestamp")]
 
 

@@ -61,7 +61,7 @@ def hand_db(path, rows=HAND) -> duckdb.DuckDBPyConnection:
 def hand(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple, Snapshot]:
     con = hand_db(tmp_path_factory.mktemp("hand") / "jg.duckdb")
     snaps = build_snapshots(con, CFG, JOURNEY, "in-1", "0.1.0", data_end=DATA_END)
-    return {(s.scope, json.dumps(s.segment), s.release, s.window[0]): s for s in snaps}
+    return {(s.scope, json.dumps(s.payload.get("segment")), s.release, s.window[0]): s for s in snaps}
 
 
 def by_scope(hand: dict, scope: str, segment=None, release=None, start=None) -> Snapshot:
@@ -87,14 +87,20 @@ ALL_PAYLOAD = {
     "repeat_counts": {"a": 0, "b": 1, "c": 0, "d": 0},
     "repeat_outcome_counts": {"a": {"converted": 0, "dropped": 0}, "b": {"converted": 1},
                               "c": {"converted": 0, "dropped": 0}, "d": {"converted": 0}},
-    "durations": {"median_s": 2700.0, "median_length": 2.0},
+    # a dropped journey stops at its last step (J3: 0 s, J4: 60 s), not at the inactivity timeout
+    "durations": {"median_s": 1200.0, "median_length": 2.0,
+                  "by_class": {"converted": {"median_s": 3600.0, "median_length": 3.0},
+                               "lost": {"median_s": 30.0, "median_length": 1.5}}},
+    "outcome_adjacent": {"within_s": 5, "counts": {}},
     "paths": {"top": [
         {"path": ["a"], "outcome": "dropped", "count": 1, "share": 0.2, "actors": 1, "conversion_rate": 0.0,
-         "median_duration_s": 1800.0, "median_length": 1.0},
+         "sequence_count": 1, "sequence_conversions": 0, "median_duration_s": 0.0, "median_length": 1.0},
         {"path": ["a", "b", "b", "c"], "outcome": "converted", "count": 1, "share": 0.2, "actors": 1,
-         "conversion_rate": 1.0, "median_duration_s": 5400.0, "median_length": 4.0},
+         "conversion_rate": 1.0, "sequence_count": 1, "sequence_conversions": 1, "median_duration_s": 5400.0,
+         "median_length": 4.0},
         {"path": ["a", "b", "c"], "outcome": "converted", "count": 1, "share": 0.2, "actors": 1,
-         "conversion_rate": 1.0, "median_duration_s": 3600.0, "median_length": 3.0}],
+         "conversion_rate": 1.0, "sequence_count": 1, "sequence_conversions": 1, "median_duration_s": 3600.0,
+         "median_length": 3.0}],
         "coverage": 0.6, "other_count": 2, "other_share": 0.4},
     "start_state": "a", "conversion_outcome": "converted", "dropoff_outcome": "dropped",
     "scope": "all", "segment": None, "release": None, "mature": True, "tenant_id": "", "journey": "onboard",

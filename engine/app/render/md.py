@@ -1,14 +1,18 @@
-"""Markdown rendering of the feed: a summary table, then one section per insight."""
+"""Markdown rendering of the feed: a summary table, then one section per insight.
+
+Text that comes from the data (names in headlines, narratives) is escaped (`escape_markup`): Markdown
+passes raw HTML through, so a state named `<script>` would otherwise run wherever the feed is shown.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from engine.app.render.common import headline, narrative_text, num, pct, stats_line
+from engine.app.render.common import escape_markup, headline, narrative_text, num, pct, stats_line
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape_markup(text).replace("|", "\\|").replace("\n", " ")
 
 
 def render(items: Sequence[Mapping[str, Any]], title: str = "journeygraph feed") -> str:
@@ -26,7 +30,7 @@ def render(items: Sequence[Mapping[str, Any]], title: str = "journeygraph feed")
         lines += [f"## {item['rank']}. {_cell(headline(item))}", "",
                   f"*{f['type']}* · {f['detector']} · confidence {f['confidence_label']} ({num(f['confidence'], 2)})"
                   f" · reach {pct(f.get('reach'))}", "", f"`{stats_line(item)}`", ""]
-        text = narrative_text(item)
+        text = escape_markup(narrative_text(item))
         if text:
             lines += [text, ""]
         lines += [f"<sub>insight {item['insight_id']} · finding {f['finding_id']} · snapshot {f['snapshot_id']}</sub>", ""]

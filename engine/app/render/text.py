@@ -15,7 +15,7 @@ def render(items: Sequence[Mapping[str, Any]]) -> str:
     for item in items:
         f = item["finding"]
         lines = [f"{item['rank']:>2}. [{item['score']:.3f}] {f['confidence_label']:<6} {f['type']}: {headline(item)}",
-                 f"    {stats_line(item)}"]
+                 f"    {stats_line(item)}  id {str(item.get('insight_id', ''))[:12]}"]
         text = narrative_text(item)
         if text:
             lines += textwrap.wrap(text, width=96, initial_indent="    ", subsequent_indent="    ")

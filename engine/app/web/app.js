@@ -22,8 +22,31 @@ const svgEl = (tag, attrs = {}, text) => {
 const fmtP = (x) => (typeof x !== "number" ? String(x) : x === 0 ? "0" : x < 0.001 ? x.toExponential(1) : fmt(x, 4));
 const fmt = (x, d = 3) => (typeof x === "number" ? (Math.round(x * 10 ** d) / 10 ** d).toString() : String(x));
 
-async function api(path, options) {
-  const res = await fetch(path, options);
+// `serve --token`: the token comes from the address (#token=…, dropped from it at once) or is asked
+// for on the first 401, and is kept for this tab only (sessionStorage); every API call sends it.
+const TOKEN_KEY = "journeygraph-token";
+(() => {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
+async function api(path, options = {}) {
+  const sent = sessionStorage.getItem(TOKEN_KEY);
+  const headers = new Headers(options.headers || {});
+  if (sent) headers.set("authorization", "Bearer " + sent);
+  const res = await fetch(path, { ...options, headers });
+  if (res.status === 401) {
+    // another call may have been given the token meanwhile; otherwise ask once
+    const now = sessionStorage.getItem(TOKEN_KEY);
+    const entered = now !== sent ? now : window.prompt("This journeygraph server needs its access token (serve --token):");
+    if (entered && entered.trim() && entered.trim() !== sent) {
+      sessionStorage.setItem(TOKEN_KEY, entered.trim());
+      return api(path, options);
+    }
+  }
   const body = await res.json();
   if (!res.ok) throw new Error(body.error || res.statusText);
   return body;
@@ -36,10 +59,14 @@ async function loadFeed() {
   const params = new URLSearchParams();
   const type = $("#f-type").value, seg = $("#f-segment").value.trim(), score = $("#f-score").value;
   if (type) params.set("type", type);
-  if (seg) params.set("segment", seg.startsWith("segment:") ? seg : "segment:" + seg);
+  if (seg) params.set("segment", seg.replace(/^segment:/, ""));
   if (score) params.set("min_score", score);
-  feedItems = await api("/api/feed?" + params.toString());
   const list = $("#feed");
+  try { feedItems = await api("/api/feed?" + params.toString()); } catch (err) {
+    feedItems = [];
+    list.replaceChildren(el("li", { class: "bad" }, err.message));  // e.g. an unknown segment, with the known ones
+    return;
+  }
   list.replaceChildren();
   if (!feedItems.length) list.append(el("li", {}, "No insights match."));
   for (const item of feedItems) {
@@ -56,8 +83,22 @@ async function loadFeed() {
   }
 }
 
+// Entity ids as words. Edge and path ids percent-encode their names' own "%" and ">" (ontology/names.py),
+// so every ">" separates; invisible characters are shown as \uXXXX so look-alike names stay apart.
+const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+const visible = (p) => p.replace(INVISIBLE, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+const decoded = (p) => visible(p.replace(/%(25|3E)/g, (_, c) => (c === "25" ? "%" : ">")));
+function entityWords(s) {
+  const m = /^([a-z]+):([\s\S]*)$/.exec(s || "");
+  if (!m) return visible(s || "");
+  const [, kind, rest] = m, cut = rest.indexOf(">");
+  if (kind === "edge" && cut >= 0) return decoded(rest.slice(0, cut).replace(/-$/, "")) + " → " + decoded(rest.slice(cut + 1));
+  if (kind === "path") return rest.split(">").map(decoded).join(" → ");
+  return visible(rest);
+}
+
 function titleFor(f) {
-  const name = (s) => (s || "").replace(/^[a-z]+:/, "").replaceAll("->", " → ").replaceAll(">", " → ");
+  const name = entityWords;
   const seg = f.segment ? ` [${name(f.segment)}]` : "";
   const rel = f.release ? ` after ${name(f.release)}` : "";
   return `${f.type.replaceAll("_", " ")}: ${name(f.subject)}${seg}${rel}`;
@@ -122,10 +163,12 @@ function highlight(ids, on) {
 
 async function showTrace() {
   if (!current) return;
+  const token = opening, shown = current;  // a trace that arrives after another insight was opened is dropped
   const box = $("#trace");
   box.hidden = false;
   box.replaceChildren(el("p", {}, "Tracing…"));
-  const t = await api(`/api/insights/${encodeURIComponent(current.insight_id)}/trace`);
+  const t = await api(`/api/insights/${encodeURIComponent(shown.insight_id)}/trace`);
+  if (token !== opening || shown !== current) return;
   box.replaceChildren();
   const rec = t.recomputation || {};
   box.append(el("p", {}, el("strong", {}, "Audit trace "),

@@ -1,0 +1,340 @@
+"""What is at stake: the conversions per week associated with a finding, with an interval.
+
+Every finding the runner keeps gets a typed evidence field `at_stake` (the
+narrator heads each item with it; engine/scoring.py ranks by it):
+
+    per_journey           conversions per journey with the pattern as observed minus conversions in the
+                          counterfactual below (signed; > 0: the pattern goes with more conversions)
+    baseline_per_journey  the journey's conversions per journey, B(start, conversion) (or its rate)
+    per_week, low, high   per_journey × journeys started per week, with a 95 % percentile interval
+    in_window             per_journey × the snapshot's journeys: the same number over the window itself
+                          (use it when window_days < 7, where per_week is an extrapolation)
+    journeys_per_week     the snapshot's journeys (censored included) per 7 days of its window
+    window_days           the snapshot window, so a reader sees when "per week" is an extrapolation
+    direction             "more" or "fewer": the observed pattern goes with more or fewer conversions
+    method                "chain" (the absorbing chain re-solved) or "counts" (observed rates)
+    counterfactual        what per_journey compares against, in words
+    outcome               the conversion outcome counted
+    first_order_approximation  true when the snapshot's model check prefers a second-order chain:
+                          removal effects, B and every "chain" number here are then approximations
+
+Counterfactual per finding type ("chain" unless said):
+    activation_driver, necessary_for_conversion   journeys never reach the state (the paper's removal:
+                                                  edges into it deleted, predecessors renormalised)
+    dropoff_point, dropoff_cluster                the state's exit rate to the loss outcome brought down to the
+                                                  journey's baseline exit rate (evidence baseline_exit), row renormalised
+    repeated_visit                                no return to the state after its first visit (the chain doubled
+                                                  into before/after-first-visit layers; returns deleted)
+    regression (edge)                             the edge's probability set back to its earlier value
+    regression (outcome), fast/slow path,         counts: the observed conversion rate difference times
+    segment reach / outcome rate                  the share of journeys it concerns
+    segment diverges_from                         the segment's chain against the rest's chain
+
+The interval redraws each transient state's outgoing counts multinomially
+(chain; 200 redraws per snapshot, fewer for chains over 60 states, seeded from
+the snapshot id and shared by its findings, solved as one batch) or the rates
+binomially (counts; 200 draws seeded from the finding), so the same input
+always gives the same interval. Like engine/uncertainty.py,
+it treats transitions as independent, so it is too narrow where the data is
+not first-order (flagged by `first_order_approximation`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from detectors.stats import r6
+from detectors.view import SnapView
+from engine.feed import parse_ts
+from engine.markov import ChainMetrics, _trapped_batch
+from engine.uncertainty import _redraw
+from ontology.errors import EngineError
+from ontology.model import Finding
+
+# Evidence keys that describe a finding for ranking and narration but are not recomputable facts:
+# detectors/facts.py leaves them out of the fact graph (the bundle's `finding` still carries them).
+FINDING_ONLY = ("at_stake", "scope", "first_order_approximation", "values", "segment_key")
+REPLICATES = 200
+SMALL_CHAIN = 60      # chains with more states get fewer replicates (the batched solve grows as states³) …
+MIN_REPLICATES = 40   # … but never fewer than this
+LEVEL = 0.95
+Counterfactual = Callable[[np.ndarray, ChainMetrics], np.ndarray]   # edits a copy of the counts
+Delta = Callable[[np.ndarray, ChainMetrics], Any]                      # counts (batched) → B_cf(start, conversion)
+
+
+def at_stake(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict[str, Any]) -> dict[str, Any] | None:
+    """The `at_stake` evidence of one finding, or None when no counterfactual applies or the chain cannot be solved.
+
+    `cache` holds each snapshot's redraws between findings (one dict per detector run)."""
+    try:
+        got = _estimate(f, view, all_view, cache)
+    except (EngineError, np.linalg.LinAlgError, ValueError, KeyError, ZeroDivisionError):
+        return None
+    if got is None:
+        return None
+    point, reps, base, method, words, scale_view = got
+    per_week_rate = journeys_per_week(scale_view)
+    low, high = (np.quantile(reps, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]) if len(reps) >= 2 else (point, point))
+    out: dict[str, Any] = {
+        "measure": "conversions", "outcome": view.conversion, "per_journey": point, "baseline_per_journey": base,
+        "per_week": point * per_week_rate, "low": float(low) * per_week_rate, "high": float(high) * per_week_rate,
+        "level": LEVEL, "journeys_per_week": per_week_rate,
+        "in_window": point * int(scale_view.payload.get("journeys") or scale_view.completed), "window_days": window_days(scale_view),
+        "direction": "more" if point >= 0 else "fewer", "method": method, "counterfactual": words,
+        "first_order_approximation": second_order(scale_view),
+    }
+    return {k: r6(float(v)) if isinstance(v, (float, np.floating)) else v for k, v in out.items()}
+
+
+def second_order(view: SnapView) -> bool:
+    return (view.payload.get("model_check") or {}).get("preferred") == "second_order"
+
+
+def window_days(view: SnapView) -> float:
+    start, end = (parse_ts(t) for t in view.window)
+    return max((end - start).total_seconds() / 86400.0, 1e-9)
+
+
+def journeys_per_week(view: SnapView) -> float:
+    started = int(view.payload.get("journeys") or view.completed)
+    return started * 7.0 / window_days(view)
+
+
+def _estimate(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict[str, Any]) -> tuple | None:
+    name = f.subject.split(":", 1)[1]
+    if f.type in ("activation_driver", "necessary_for_conversion"):
+        return _chain(f, view, _edited(_without_entries({name})), f"journeys never reach {name}", cache)
+    if f.type in ("dropoff_point", "dropoff_cluster"):
+        return _dropoff(f, view, name, cache)
+    if f.type == "repeated_visit":
+        return _chain(f, view, _no_returns(name), f"no return to {name} after its first visit", cache)
+    if f.type == "regression":
+        return _regression(f, view, name, cache)
+    if f.type in ("fast_path", "slow_path"):
+        return _path(f, view)
+    if f.type == "segment_divergence" and all_view is not None:
+        return _segment(f, view, all_view)
+    return None
+
+
+def _chain(f: Finding, view: SnapView, delta: Delta, words: str, cache: dict[str, Any]) -> tuple:
+    """Point estimate and bootstrap replicates of a chain counterfactual (one redraw per snapshot, shared)."""
+    chain = _metrics(view)
+    observed, redraws, observed_reps = _replicates(view, chain, cache)
+    point = observed - float(delta(chain.counts, chain))
+    try:
+        reps = observed_reps - delta(redraws, chain)
+    except (EngineError, np.linalg.LinAlgError):  # a near-singular redraw: no interval rather than a wrong one
+        reps = np.array([])
+    return point, reps[np.isfinite(reps)], observed, "chain", words, view
+
+
+def _replicates(view: SnapView, chain: ChainMetrics, cache: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
+    """(B(start, conv), redrawn counts, their B(start, conv)), computed once per snapshot."""
+    if view.snapshot_id not in cache:
+        n = len(chain.states)
+        replicates = max(MIN_REPLICATES, min(REPLICATES, int(REPLICATES * (SMALL_CHAIN / max(n, 1)) ** 2)))
+        redraws = _redraw(chain.counts, replicates, np.random.default_rng(_seed_of(view.snapshot_id)))
+        cache[view.snapshot_id] = (float(_absorbed(chain.counts, chain)), redraws, _absorbed(redraws, chain))
+    return cache[view.snapshot_id]
+
+
+def _edited(cf: Counterfactual) -> Delta:
+    """B_cf(start, conv) for counts edited by `cf` (any leading batch axes)."""
+    return lambda counts, chain: _absorbed(cf(np.array(counts, dtype=float, copy=True), chain), chain)
+
+
+def _no_returns(state: str) -> Delta:
+    """B_cf(start, conv) on the chain doubled into layers "before the first visit to the state" and "after it".
+
+    An edge into the state always lands in layer 1, so the doubled chain has the original B; the
+    counterfactual deletes the edges into it from layer 1 (the returns), keeping first visits."""
+    return lambda counts, chain: _returns_absorbed(counts, chain, chain.states.index(state))
+
+
+def _returns_absorbed(counts: np.ndarray, chain: ChainMetrics, k: int) -> Any:
+    doubled = _doubled(counts, chain, k)
+    n = len(chain.states)
+    cut = np.array(doubled.counts, copy=True)
+    cut[..., n:, n + k] = 0.0
+    return _absorbed(cut, doubled)
+
+
+def _doubled(counts: np.ndarray, chain: ChainMetrics, k: int) -> ChainMetrics:
+    n, m = len(chain.states), len(chain.outcomes)
+    out = np.zeros((*counts.shape[:-2], 2 * n, 2 * n + m))
+    for layer in (0, 1):
+        rows = slice(layer * n, (layer + 1) * n)
+        out[..., rows, 2 * n:] = counts[..., :, n:]
+        out[..., rows, layer * n: (layer + 1) * n] = counts[..., :, :n]
+    out[..., :n, n + k] += out[..., :n, k]  # a first visit to k moves the journey into layer 1
+    out[..., :n, k] = 0.0
+    states = tuple(f"{s}#0" for s in chain.states) + tuple(f"{s}#1" for s in chain.states)
+    start = chain.states.index(chain.start) + (n if chain.states.index(chain.start) == k else 0)
+    return ChainMetrics(states, chain.outcomes, states[start], chain.conversion_outcome, chain.dropoff_outcome, out)
+
+
+def _absorbed(counts: np.ndarray, chain: ChainMetrics) -> Any:
+    """B(start, conversion) for counts of shape (rows, cols) or (batch, rows, cols): one solve per chain.
+
+    engine.markov's rules: a state never left drops off, and so does a state that can no longer
+    reach any outcome. Row `start` of N solves (I − Q)ᵀ x = e_start (no inverse)."""
+    c = np.array(counts, dtype=float, copy=True)
+    single = c.ndim == 2
+    c = c[None] if single else c
+    n = len(chain.states)
+    drop = n + chain.outcomes.index(chain.dropoff_outcome)
+    c[c.sum(axis=-1) == 0, drop] = 1.0
+    P = c / c.sum(axis=-1, keepdims=True)
+    stuck = _trapped_batch(P[..., :n], P[..., n:], np.zeros(P.shape[:2], dtype=bool))
+    if stuck.any():
+        P[stuck] = 0.0
+        P[stuck, drop] = 1.0
+    rhs = np.zeros((P.shape[0], n, 1))
+    rhs[:, chain.states.index(chain.start), 0] = 1.0
+    row = np.linalg.solve(np.swapaxes(np.eye(n)[None] - P[..., :n], 1, 2), rhs)[..., 0]
+    out = np.einsum("bi,bi->b", row, P[..., n + chain.outcomes.index(chain.conversion_outcome)])
+    return float(out[0]) if single else out
+
+
+def _without_entries(targets: set[str]) -> Counterfactual:
+    def cf(counts: np.ndarray, chain: ChainMetrics) -> np.ndarray:
+        for t in targets:
+            counts[..., :, chain.states.index(t)] = 0.0
+        return counts
+    return cf
+
+
+def _dropoff(f: Finding, view: SnapView, name: str, cache: dict[str, Any]) -> tuple:
+    """Exits above the journey's baseline exit rate: the states' exits brought down to that rate."""
+    outcome = str(f.evidence.get("dropoff_outcome", view.dropoff))
+    states = list(f.evidence.get("states") or [name]) if f.type == "dropoff_cluster" else [name]
+    baseline = f.evidence.get("baseline_exit")
+    rate = None if baseline is None else min(float(baseline), float(f.evidence.get("exit_probability", 1.0)))
+    words = (f"exits from {', '.join(states)} to {outcome} at the journey's baseline exit rate {rate:.4f}"
+             if rate is not None else f"no exits from {', '.join(states)} to {outcome}")
+    return _chain(f, view, _edited(_exits_at(states, outcome, rate or 0.0)), words, cache)
+
+
+def _exits_at(states: list[str], outcome: str, rate: float) -> Counterfactual:
+    """Each state's exit count set so that its exit probability equals `rate` (0: no exits)."""
+    def cf(counts: np.ndarray, chain: ChainMetrics) -> np.ndarray:
+        col = len(chain.states) + chain.outcomes.index(outcome)
+        for s in states:
+            i = chain.states.index(s)
+            rest = counts[..., i, :].sum(axis=-1) - counts[..., i, col]
+            if rate < 1.0:
+                counts[..., i, col] = np.minimum(counts[..., i, col], rate / (1.0 - rate) * rest)
+        return counts
+    return cf
+
+
+
+
+def _regression(f: Finding, view: SnapView, name: str, cache: dict[str, Any]) -> tuple | None:
+    ev = f.evidence
+    if f.subject.startswith("outcome:"):
+        return _counts(f, [(ev["p_after"], ev["n_after"]), (ev["p_before"], ev["n_before"])],
+                       lambda r: r[0] - r[1], float(ev["p_after"]), "the conversion rate of the earlier snapshot", view)
+    chain = _metrics(view)
+    src, dst = _edge(name, chain)
+    target = float(ev["p_before"])
+
+    def cf(counts: np.ndarray, ch: ChainMetrics) -> np.ndarray:
+        i = ch.states.index(src)
+        j = ch.states.index(dst) if dst in ch.states else len(ch.states) + ch.outcomes.index(dst)
+        rest = counts[..., i, :].sum(axis=-1) - counts[..., i, j]
+        counts[..., i, j] = target / (1.0 - target) * rest if target < 1.0 else counts[..., i, :].sum(axis=-1)
+        return counts
+    return _chain(f, view, _edited(cf), f"{src} → {dst} at its earlier probability {target:.4f}", cache)
+
+
+def _edge(name: str, chain: ChainMetrics) -> tuple[str, str]:
+    """Split 'src->dst' at the arrow whose sides are a state and a state or outcome."""
+    pos = name.find("->")
+    while pos >= 0:
+        src, dst = name[:pos], name[pos + 2:]
+        if src in chain.states and (dst in chain.states or dst in chain.outcomes):
+            return src, dst
+        pos = name.find("->", pos + 1)
+    raise ValueError(f"edge {name!r} names no edge of the chain")
+
+
+def _path(f: Finding, view: SnapView) -> tuple:
+    ev = f.evidence
+    count, rate = int(ev["count"]), float(ev["conversion_rate"])
+    n = view.completed
+    conv_rest = view.outcome_count(view.conversion) - round(rate * count)
+    rest_rate = conv_rest / max(1, n - count)
+    share = count / max(1, n)
+    return _counts(f, [(rate, count), (rest_rate, n - count)], lambda r: share * (r[0] - r[1]),
+                   view.outcome_count(view.conversion) / max(1, n),
+                   "journeys on this path converting at the rate of all other journeys", view)
+
+
+def _segment(f: Finding, seg: SnapView, base: SnapView) -> tuple | None:
+    ev = f.evidence
+    share = seg.completed / max(1, base.completed)
+    base_rate = base.outcome_count(base.conversion) / max(1, base.completed)
+    if f.predicate == "diverges_from":
+        return None if not seg.completed else _segment_chains(f, seg, base, share, base_rate)
+    sides = [(ev["reach_segment"], ev["n_segment"]), (ev["reach_rest"], ev["n_rest"])]
+    if ev.get("kind") == "outcome_rate_difference":
+        return _counts(f, sides, lambda r: share * (r[0] - r[1]), base_rate,
+                       "the segment converting at the rate of the rest", base)
+    state = f.subject.split(":", 1)[1]
+    n_r = base.reach_count(state)
+    x_r = base.reach_outcome(state, base.conversion)
+    x_nr = base.outcome_count(base.conversion) - x_r
+    sides += [(x_r / max(1, n_r), n_r), (x_nr / max(1, base.completed - n_r), base.completed - n_r)]
+    return _counts(f, sides, lambda r: share * (r[0] - r[1]) * (r[2] - r[3]), base_rate,
+                   f"the segment reaching {state} as often as the rest, at the conversion gap of reaching it", base)
+
+
+def _segment_chains(f: Finding, seg: SnapView, base: SnapView, share: float, base_rate: float) -> tuple:
+    """share × (B_segment − B_rest): the rest's chain is all-data counts minus the segment's."""
+    whole, part = _metrics(base), _metrics(seg)
+    aligned = np.zeros_like(whole.counts)
+    names = whole.states + whole.outcomes
+    for i, s in enumerate(part.states):
+        for j, d in enumerate(part.states + part.outcomes):
+            if s in whole.states and d in names:
+                aligned[whole.states.index(s), names.index(d)] = part.counts[i, j]
+    rest = np.clip(whole.counts - aligned, 0, None)
+    point = share * (_absorbed(aligned, whole) - _absorbed(rest, whole))
+    rng = np.random.default_rng(_seed(f))
+    try:
+        reps = share * (_absorbed(_redraw(aligned, REPLICATES, rng), whole)
+                        - _absorbed(_redraw(rest, REPLICATES, rng), whole))
+    except (EngineError, np.linalg.LinAlgError):
+        reps = np.array([])
+    return point, reps, base_rate, "chain", "the segment's journeys moving like the rest's", base
+
+
+def _counts(f: Finding, sides: list[tuple[float, int]], fn: Callable[[list[float]], float], base: float,
+            words: str, view: SnapView) -> tuple:
+    """A difference of observed rates, with each rate redrawn binomially for the interval."""
+    rates = [float(r) for r, _ in sides]
+    point = fn(rates)
+    rng = np.random.default_rng(_seed(f))
+    draws = [rng.binomial(max(int(n), 0), min(max(r, 0.0), 1.0), REPLICATES) / max(int(n), 1) for r, n in sides]
+    reps = np.array([fn([float(d[i]) for d in draws]) for i in range(REPLICATES)])
+    return point, reps, base, "counts", words, view
+
+
+def _metrics(view: SnapView) -> ChainMetrics:
+    return view.snap.metrics
+
+
+def _seed(f: Finding) -> int:
+    return _seed_of("|".join((f.snapshot_id, f.type, f.subject, f.predicate, f.object, f.segment or "",
+                              f.release or "")))
+
+
+def _seed_of(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+

@@ -1,0 +1,88 @@
+"""A second, plain-SQL count of one scope's in-progress estimates, from the journey tables alone.
+
+engine.snapshot computes `resolved_transitions`, `observation` and
+`outcome_probabilities` for every scope at once (classes, numpy); this module
+recomputes them for one scope, journey by journey, straight from `journeys`,
+`journey_steps` and `journey_progress`, so narrator.recompute can check a
+stored number against the raw tables and tests can check the fast path
+against the slow one. The rules are the snapshot's (engine.snapshot,
+engine.step_counts, engine.journeys):
+
+* a step counts when its journey is complete (not censored), or when the
+  journey is censored, tracked in journey_progress, and the step was entered
+  at least `resolution_horizon_s` before the data end; its destination is the
+  next step, else the journey's outcome (known outcome for a censored one);
+* a journey's incidence row is (end − start, outcome) when its outcome is
+  known by the data end, else (data end − start, censored);
+* complete / partial / unobserved as engine.snapshot defines them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine import incidence
+
+_SCOPE_CTE = """
+sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
+              p.known_outcome, p.known_end_ts, p.data_end, p.journey_id IS NOT NULL AS tracked
+       FROM journeys j LEFT JOIN journey_progress p ON p.journey = j.journey AND p.journey_id = j.journey_id
+       WHERE {where})"""
+
+_RESOLVED_SQL = """
+WITH {scope},
+raw AS (SELECT s.journey_id, s.step, s.state, s.ts, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+        FROM journey_steps s JOIN sc USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
+st AS (SELECT journey_id, state, ts, lead(state) OVER (PARTITION BY journey_id ORDER BY step) AS nxt
+       FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state)
+SELECT st.state, coalesce(st.nxt, CASE WHEN sc.censored THEN sc.known_outcome ELSE sc.outcome END) AS dst, count(*)
+FROM st JOIN sc USING (journey_id)
+WHERE NOT sc.censored OR (sc.tracked AND ? >= 0 AND st.ts + to_seconds(greatest(?, 0)) <= sc.data_end)
+GROUP BY ALL ORDER BY ALL
+"""
+
+_JOURNEYS_SQL = """
+WITH {scope},
+k AS (SELECT *, CASE WHEN NOT censored THEN end_ts WHEN known_end_ts <= data_end THEN known_end_ts END AS end_k
+      FROM sc)
+SELECT greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS t,
+       CASE WHEN NOT censored THEN outcome WHEN end_k IS NOT NULL THEN known_outcome END AS o,
+       CASE WHEN end_k IS NOT NULL THEN 'complete'
+            WHEN tracked AND ? >= 0 AND start_ts + to_seconds(greatest(?, 0)) <= data_end THEN 'partial'
+            ELSE 'unobserved' END AS status
+FROM k ORDER BY t, o NULLS FIRST
+"""
+
+
+def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`resolved_transitions`, `observation` and `outcome_probabilities` of one scope (payload-shaped, rounded).
+
+    `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
+    `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
+    """
+    from engine.snapshot import r6
+
+    window_s = float(payload["journey_window_s"])
+    horizon = int(payload.get("resolution_horizon_s", -1))
+    horizon = horizon if horizon < window_s else -1
+    dropoff, journey = payload["dropoff_outcome"], payload["journey"]
+    scope = _SCOPE_CTE.format(where=where)
+    rows = con.execute(_RESOLVED_SQL.format(scope=scope),
+                       [dropoff, *params, journey, bool(payload.get("collapse_self_loops")), horizon, horizon]).fetchall()
+    per = con.execute(_JOURNEYS_SQL.format(scope=scope), [dropoff, *params, horizon, horizon]).fetchall()
+    names = sorted(set(payload.get("outcomes", [])) | {str(o) for _, o, _ in per if o is not None})
+    code = {name: i for i, name in enumerate(names)}
+    times = np.array([t for t, _, _ in per], dtype=float)
+    causes = np.array([-1 if o is None else code[str(o)] for _, o, _ in per], dtype=np.int64)
+    inc = incidence.cumulative_incidence(times, causes, len(names), float(window_s))
+    seen = {k: sum(1 for *_, s in per if s == k) for k in ("complete", "partial", "unobserved")}
+    return {
+        "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
+        "observation": seen,
+        "outcome_probabilities": {
+            name: {"estimate": r6(inc.estimate[i]), "lower": r6(inc.lower[i]), "upper": r6(inc.upper[i]),
+                   "se": r6(inc.se()[i]), "events": int(inc.events[i])} for i, name in enumerate(names)},
+    }

@@ -1,0 +1,56 @@
+"""Demo streams cut a few days after a release, through the real engine stages (tests and benchmarks share it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from engine.config import Config, load_config
+from fixtures.generate_demo import DemoParams, generate, write_jsonl
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def _instant(row: dict[str, Any]) -> np.datetime64:
+    ts = str(row["timestamp"])
+    if ts.endswith("Z"):
+        return np.datetime64(ts[:-1], "s")
+    sign = 1 if ts[-6] == "+" else -1
+    return np.datetime64(ts[:-6], "s") - sign * np.timedelta64(int(ts[-5:-3]) * 3600 + int(ts[-2:]) * 60, "s")
+
+
+def write_stream(params: DemoParams, where: Path, days_after: float, *, inactive_for: str = "3d",
+                 window: str = "30d", extra_releases: tuple[dict[str, str], ...] = ()) -> Path:
+    """Write the demo stream cut `days_after` days after the release, and its config; the config's path."""
+    where.mkdir(parents=True, exist_ok=True)
+    end = np.datetime64(params.release_at.rstrip("Z"), "s") + np.timedelta64(int(days_after * 86400), "s")
+    rows = [r for r in generate(params) if _instant(r) <= end]
+    write_jsonl(rows, where / "events.jsonl")
+    raw = yaml.safe_load((FIXTURES / "demo.yaml").read_text())
+    raw["source"] = str(where / "events.jsonl")
+    raw["journeys"]["activation"]["outcomes"]["dropped"] = {"inactive_for": inactive_for}
+    raw["journeys"]["activation"]["window"] = window
+    raw["releases"] = [{"name": params.release_name, "at": params.release_at}, *extra_releases]
+    (where / "config.yaml").write_text(yaml.safe_dump(raw))
+    return where / "config.yaml"
+
+
+def release_stream(params: DemoParams, where: Path, days_after: float, **options: Any) -> tuple[list[Any], Config]:
+    """Snapshots of the demo stream with every event later than `days_after` days after the release dropped."""
+    from engine import ingest, journeys, normalize, states
+    from engine.app.pipeline import _build_snapshots
+    from engine.workspace import Workspace
+
+    cfg = load_config(write_stream(params, where, days_after, **options))
+    ws = Workspace.open(where / "ws")
+    try:
+        ingest.load(ws.con, str(where / "events.jsonl"), cfg, "test")
+        normalize.normalize(ws.con, cfg)
+        states.derive(ws.con, cfg)
+        journeys.build(ws.con, cfg)
+        return _build_snapshots(ws.con, cfg), cfg
+    finally:
+        ws.close()
