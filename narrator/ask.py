@@ -73,6 +73,8 @@ def _order(hits: Sequence[Hit], plan: Plan) -> list[Fact]:
 def _lead(fact: Fact, plan: Plan) -> str:
     """The opening sentence that answers the question's shape, grounded in the first fact."""
     subject, obj = entity_label(fact.subject), entity_label(fact.object)
+    if "driver" in plan.intents and fact.predicate == "necessary_for_conversion":
+        return f"Of the facts found, every journey ending in {obj} passed through {subject}."
     if "driver" in plan.intents and fact.predicate in _DRIVER_PREDICATES:
         return f"Of the facts found, the step most associated with {obj} is {subject}."
     if "dropoff" in plan.intents and fact.predicate == "is_dropoff_point_for":
