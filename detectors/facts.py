@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from detectors.base_facts import rate_facts
 from detectors.confidence import ConfidenceModel
 from detectors.defaults import FDR_Q
 from detectors.shared import SHARED, ReachTest
@@ -37,6 +38,8 @@ def build_facts(findings: Sequence[Finding], views: Sequence[SnapView], cfg: Any
         if view.scope == "all" and view.mature:
             for fact in base_facts(view, cfg, q_by_label, model):
                 facts.setdefault(fact.fact_id, fact)
+    for fact in rate_facts(views, cfg, model, _engine_version):  # outcome rates per scope (detectors/base_facts.py)
+        facts.setdefault(fact.fact_id, fact)
     return sorted(facts.values(), key=lambda x: (x.subject, x.predicate, x.object, x.valid_from, x.fact_id))
 
 

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from narrator.answers import rate_answer
 from narrator.planner import Plan, Vocabulary, plan_question
 from narrator.retrieval import MAX_FACTS, Hit, retrieve
-from narrator.summaries import entity_label, summarize
+from narrator.summaries import entity_label, split_sentences, summarize
+from ontology.errors import BadInput
 from ontology.model import Fact
 
 log = logging.getLogger(__name__)
 
-NO_ANSWER = "The facts do not say."
+NO_ANSWER = "The data does not say."
 
 # Evidence key that orders facts of one intent, largest first ("most associated" = highest lift).
 _ORDER_KEY: Mapping[str, str] = {
@@ -70,6 +73,8 @@ def _order(hits: Sequence[Hit], plan: Plan) -> list[Fact]:
 def _lead(fact: Fact, plan: Plan) -> str:
     """The opening sentence that answers the question's shape, grounded in the first fact."""
     subject, obj = entity_label(fact.subject), entity_label(fact.object)
+    if "driver" in plan.intents and fact.predicate == "necessary_for_conversion":
+        return f"Of the facts found, every journey ending in {obj} passed through {subject}."
     if "driver" in plan.intents and fact.predicate in _DRIVER_PREDICATES:
         return f"Of the facts found, the step most associated with {obj} is {subject}."
     if "dropoff" in plan.intents and fact.predicate == "is_dropoff_point_for":
@@ -85,14 +90,17 @@ def template_answer(facts: Sequence[Fact], plan: Plan) -> list[dict[str, Any]]:
     """Sentences, each citing the facts it rests on: a lead sentence, then one summary per fact."""
     sentences = [{"text": _lead(facts[0], plan), "fact_ids": [facts[0].fact_id]}]
     for fact in facts:
-        sentences.append({"text": summarize(fact), "fact_ids": [fact.fact_id]})
+        sentences += [{"text": part, "fact_ids": [fact.fact_id]} for part in split_sentences(summarize(fact))]
     return sentences
 
 
-def build_bundle(question: str, plan: Plan, facts: Sequence[Fact]) -> dict[str, Any]:
-    """The bounded bundle the answer may use: the question, the plan and at most MAX_FACTS facts."""
+MAX_RATE_FACTS = 24  # a rate answer cites at most 10 listed values, 2 tests, overall, 6 related facts
+
+
+def build_bundle(question: str, plan: Plan, facts: Sequence[Fact], limit: int = MAX_FACTS) -> dict[str, Any]:
+    """The bounded bundle the answer may use: the question, the plan and at most `limit` facts."""
     return {"kind": "ask", "question": question, "plan": plan.to_dict(),
-            "facts": [f.to_dict() for f in facts][:MAX_FACTS]}
+            "facts": [f.to_dict() for f in facts][:limit]}
 
 
 # Checker rules that belong to a finding's narrative (it must state a confidence label and n, and end
@@ -110,16 +118,24 @@ def checker_bundle(bundle: Mapping[str, Any]) -> dict[str, Any]:
     return {"finding": finding, "facts": list(bundle["facts"])}
 
 
+def verify_answer(bundle: Mapping[str, Any], narrative: Any) -> dict[str, Any]:
+    """`verify` for an ask bundle: the faithfulness checker (every number a cited fact's, associative wording,
+    known ids) minus the rules that belong to a finding's narrative; text with [f:ID] markers or sentences."""
+    from narrator import checker
+
+    result = checker.check(checker_bundle(bundle), narrative).to_dict()
+    result["failures"] = [f for f in result["failures"] if f["rule"] not in FINDING_ONLY_RULES]
+    result["ok"] = not result["failures"]
+    result["grounding_issues"] = []
+    return result
+
+
 def check_answer(bundle: Mapping[str, Any], sentences: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The faithfulness checker (narrator.checker) on an answer, minus the finding-only rules."""
-    try:
-        from narrator import checker
-    except ImportError:
-        return {"checked": False, "faithful": None, "failures": [], "reason": "narrator.checker not available"}
-    result = checker.check(checker_bundle(bundle), {"sentences": [dict(s) for s in sentences]})
-    failures = [f"{f.rule}: {f.span} ({f.message})" for f in result.failures if f.rule not in FINDING_ONLY_RULES]
+    result = verify_answer(bundle, {"sentences": [dict(s) for s in sentences]})
+    failures = [f"{f['rule']}: {f['span']} ({f['message']})" for f in result["failures"]]
     return {"checked": True, "faithful": not failures, "failures": failures,
-            "numbers_checked": result.numbers_checked}
+            "numbers_checked": result["numbers_checked"]}
 
 
 def marked_text(sentences: Sequence[Mapping[str, Any]]) -> str:
@@ -209,35 +225,128 @@ def _searched(plan: Plan, n_facts: int) -> dict[str, Any]:
             "unresolved": list(plan.unresolved), "terms": list(plan.terms)}
 
 
+def _no_answer(plan: Plan, searched: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The honest refusal: the data does not say, why, and what was searched."""
+    return {"answer": f"{NO_ANSWER} {reason}", "fact_ids": [], "facts": [], "plan": plan.to_dict(),
+            "searched": searched, "notes": list(plan.notes), "sentences": [], "bundle": None, "check": None,
+            "backend": "template", "llm": None}
+
+
+def _why_not(plan: Plan, data_end: str | None) -> str | None:
+    """A reason to refuse before searching: a forecast, a name the workspace does not have."""
+    if plan.future:
+        until = f" up to {data_end}" if data_end else ""
+        return f'The facts describe what happened{until}; they do not forecast "{plan.future}".'
+    if plan.unresolved:
+        return "No state, segment or release in the workspace is named " + ", ".join(f'"{u}"' for u in plan.unresolved) + "."
+    anchored = plan.outcome_named or plan.segments or plan.states or plan.releases or plan.window
+    if plan.unknown and not anchored:
+        return "Nothing in the facts matches " + ", ".join(f'"{u}"' for u in plan.unknown) + "."
+    return None
+
+
+def _wants_rates(plan: Plan) -> bool:
+    intents = set(plan.intents)
+    if {"rate", "compare"} & intents:
+        return True
+    if "segment" in intents and sum("=" in s for s in plan.segments) >= 2:
+        return True
+    return "change" in intents and bool(plan.releases) and plan.outcome_named and not plan.states
+
+
+def _rate_sentences(plan: Plan, facts: Sequence[Fact], conversion: str | None) -> list[dict[str, Any]]:
+    """Sentences from outcome-rate facts when the question asks for a rate (or contrasts segment values)."""
+    outcome = plan.outcomes[0] if plan.outcomes else conversion
+    if not _wants_rates(plan) or outcome is None:
+        return []
+    if "segment" in plan.intents and "compare" not in plan.intents:
+        plan = Plan(**{**plan.__dict__, "intents": (*plan.intents, "compare")})
+    return rate_answer(facts, plan, outcome)
+
+
+def _with_notes(plan: Plan, sentences: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not plan.notes or not sentences:
+        return sentences
+    ids = list(dict.fromkeys(i for s in sentences if "segment" in s["text"] for i in s["fact_ids"]))
+    ids = ids or sentences[0]["fact_ids"]
+    return [{"text": " ".join(plan.notes), "fact_ids": list(ids)}, *sentences]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What answering needs from a workspace, read once: the facts, the vocabulary, each snapshot's scope."""
+
+    facts: tuple[Fact, ...]
+    vocab: Vocabulary
+    context: dict[str, list[str]]
+    cfg: Any = None
+
+
+def prepare(facts: Sequence[Fact], con: Any = None, cfg: Any = None) -> Prepared:
+    """Read the workspace's names and scopes once; a long-lived server reuses this across questions."""
+    return Prepared(tuple(facts), Vocabulary.build(facts, con, cfg), scope_context(con), cfg)
+
+
 def answer_from_facts(question: str, facts: Sequence[Fact], *, con: Any = None, cfg: Any = None,
                       backend: Any = None) -> dict[str, Any]:
     """The whole ask flow over an explicit fact list (what `ask` runs after reading the store)."""
-    vocab = Vocabulary.build(facts, con, cfg)
+    return answer_prepared(question, prepare(facts, con, cfg), backend=backend)
+
+
+def answer_prepared(question: str, prep: Prepared, *, backend: Any = None) -> dict[str, Any]:
+    """Plan, then rates or retrieval, then the cited answer and its check, over prepared workspace data."""
+    if not question or not question.strip():
+        raise BadInput("ask needs a non-empty question")
+    facts, vocab = prep.facts, prep.vocab
     plan = plan_question(question, vocab)
-    hits = retrieve(plan, facts, context=scope_context(con))
     searched = _searched(plan, len(facts))
-    if not hits:
-        return {"answer": NO_ANSWER, "fact_ids": [], "facts": [], "plan": plan.to_dict(),
-                "searched": searched, "sentences": [], "bundle": None, "check": None, "backend": "template",
-                "llm": None}
-    ordered = _order(hits, plan)
-    bundle = build_bundle(question, plan, ordered)
+    reason = _why_not(plan, vocab.data_end)
+    if reason:
+        return _no_answer(plan, searched, reason)
+    sentences = _rate_sentences(plan, facts, vocab.conversion_outcome)
+    hits = [] if sentences and "segment" not in plan.intents else retrieve(plan, facts, context=prep.context)
+    if sentences:  # a segment contrast adds its divergence facts after the rates
+        by_id = {f.fact_id: f for f in facts}
+        ordered = [by_id[i] for i in dict.fromkeys(i for s in sentences for i in s["fact_ids"])]
+        extra = [h.fact for h in hits if h.fact.fact_id not in {f.fact_id for f in ordered}]
+        sentences += template_answer(extra, plan)[1:] if extra else []
+        ordered += extra
+    elif not hits:
+        return _no_answer(plan, searched, _searched_text(plan))
+    else:
+        ordered = _order(hits, plan)
+    return _finish(question, plan, ordered, _with_notes(plan, sentences) or None, searched, prep.cfg, backend)
+
+
+def _searched_text(plan: Plan) -> str:
+    parts = [f"{k} {', '.join(v)}" for k, v in (("intents", plan.intents), ("outcomes", plan.outcomes),
+             ("states", plan.states), ("segments", plan.segments), ("releases", plan.releases)) if v]
+    if plan.window:
+        parts.append(f"window {plan.window[0]} to {plan.window[1]}")
+    if plan.unknown:
+        parts.append("unmatched words " + ", ".join(f'"{u}"' for u in plan.unknown))
+    return "No fact matches the question; searched " + ("; ".join(parts) or "every fact") + "."
+
+
+def _finish(question: str, plan: Plan, ordered: Sequence[Fact], sentences: list[dict[str, Any]] | None,
+            searched: dict[str, Any], cfg: Any, backend: Any) -> dict[str, Any]:
+    """Bundle, optional LLM rephrasing, template fallback, citations and the faithfulness check."""
+    bundle = build_bundle(question, plan, ordered, MAX_RATE_FACTS if sentences else MAX_FACTS)
     llm, llm_info = _backend(cfg, backend)
-    sentences = None
+    template_sentences = sentences or template_answer(ordered, plan)
+    final = None
     if llm is not None:
-        sentences, llm_info = llm_answer(bundle, llm)
-        if sentences is None:
+        final, llm_info = llm_answer(bundle, llm)
+        if final is None:
             log.warning("LLM answer not used (%s); template answer", llm_info.get("error"))
-    used = llm.name if sentences is not None else "template"
-    if sentences is None:
-        sentences = template_answer(ordered, plan)
-    text = marked_text(sentences)
-    cited = list(dict.fromkeys(fid for s in sentences for fid in s["fact_ids"]))
+    used = llm.name if final is not None else "template"
+    final = final or template_sentences
+    cited = list(dict.fromkeys(fid for s in final for fid in s["fact_ids"]))
     by_id = {f.fact_id: f for f in ordered}
-    return {"answer": text, "fact_ids": cited,
+    return {"answer": marked_text(final), "fact_ids": cited,
             "facts": [{**by_id[i].to_dict(), "summary": summarize(by_id[i])} for i in cited if i in by_id],
-            "plan": plan.to_dict(), "searched": searched, "sentences": sentences, "bundle": bundle,
-            "check": check_answer(bundle, sentences), "backend": used, "llm": llm_info}
+            "plan": plan.to_dict(), "searched": searched, "notes": list(plan.notes), "sentences": final,
+            "bundle": bundle, "check": check_answer(bundle, final), "backend": used, "llm": llm_info}
 
 
 def ask(question: str, *, con: Any, store: Any, cfg: Any, backend: Any = None) -> dict[str, Any]:
@@ -246,7 +355,7 @@ def ask(question: str, *, con: Any, store: Any, cfg: Any, backend: Any = None) -
     `backend` (an LLMBackend) overrides cfg.narrator.backend; the LLM may only rephrase the bundle and
     its text must pass the faithfulness checker, else the template answer is returned."""
     if not question or not question.strip():
-        raise ValueError("ask needs a non-empty question")
+        raise BadInput("ask needs a non-empty question")
     facts = list(store.facts())
     return answer_from_facts(question, facts, con=con, cfg=cfg, backend=backend)
 
@@ -257,8 +366,8 @@ def render_text(result: Mapping[str, Any]) -> str:
     if not result["fact_ids"]:
         s = result["searched"]
         parts = [f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in s.items()
-                 if v and k != "terms"]
-        lines.append("Searched " + "; ".join(parts) + ".")
+                 if v and k not in ("terms", "facts_searched")]
+        lines.append(f"Searched {s['facts_searched']} facts" + (" (" + "; ".join(parts) + ")." if parts else "."))
         return "\n".join(lines) + "\n"
     lines.append("")
     for i, fact in enumerate(result["facts"], 1):

@@ -110,6 +110,9 @@ def _relevance(fact: Fact, finding: Finding, weights: Mapping[str, float]) -> tu
     return (-int(same_snapshot), -score, -float(fact.confidence), fact.fact_id)
 
 
+CONTEXT_ONLY = frozenset({"has_outcome_rate"})  # scope-level rates answer `ask`; a finding's narrative does not cite them
+
+
 def select_facts(finding: Finding, source: FactSource, limits: BundleLimits) -> tuple[Fact, list[Fact], int]:
     """Primary fact, the related facts kept (most relevant first) and how many candidates there were."""
     entities = finding_entities(finding)
@@ -122,7 +125,7 @@ def select_facts(finding: Finding, source: FactSource, limits: BundleLimits) -> 
         primary = primary_fact(finding)
     weights = entity_weights(finding)
     related = [f for f in seen.values()
-               if f.fact_id != primary.fact_id and not _is_primary(f, finding)
+               if f.fact_id != primary.fact_id and not _is_primary(f, finding) and f.predicate not in CONTEXT_ONLY
                and _valid_in(f, finding.window) and float(f.confidence) >= limits.min_confidence]
     related.sort(key=lambda f: _relevance(f, finding, weights))
     return primary, related[: max(0, limits.max_facts - 1)], len(related)

@@ -18,24 +18,32 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from narrator.linking import (
+    latest_release,
+    near_segments,
+    outcome_matches,
+    resolve_window,
+)
 from ontology.model import Fact
 from ontology.names import entity_states
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
-_STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ"])
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ", "per", "each", "every"])
 
 # (regex over the lower-cased question, predicates it points to, intent name)
 INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ((r"\b(most|strongest|best|top)\b.*\bassociat|\bdriv(?:er|ers|es|e)\b|\bassociated with (?:convert|conver|activat)|"
-      r"\bincreas\w* (?:the )?(?:probability|chance|likelihood)|\blift\b"),
+    ((r"\b(most|strongest|best|top)\b.*\bassociat|\bdriv(?:er|ers|es|e|ing)\b|\bassociated with (?:convert|conver|activat)|"
+      r"\bincreas\w* (?:the )?(?:probability|chance|likelihood)|\blift\b|\bmatters?\b|\bimportant\b|\bkey (?:step|factor)|"
+      r"\bpredict\w* (?:convers|success)|\bhelps?\b"),
      ("is_activation_driver_for", "increases_probability_of", "necessary_for_conversion"), "driver"),
     (r"\bnecessary\b|\brequired\b|\bmust\b|\bneeded\b",
      ("necessary_for_conversion", "is_activation_driver_for"), "necessary"),
     (r"\bdiffer|\bdifference|\bdiverg|\bcompare|\bversus\b|\bvs\.?\b|\bmore common\b|\bless common\b",
      ("diverges_from", "more_common_in", "less_common_in"), "segment"),
-    (r"\bchang\w*\b|\bregress\w*|\bafter (?:the )?(?:release|launch|deploy)|\bsince\b|\bshift\w*",
+    ((r"\bchang\w*\b|\bregress\w*|\bafter (?:the )?(?:release|launch|deploy)|\bsince\b|\bshift\w*|\bgot (?:worse|better)\b|"
+     r"\bworsen\w*|\bimprov\w*"),
      ("regressed_after", "changed_after"), "change"),
-    (r"\bdrop[ -]?off\b|\bdrop(?:s|ped)? off\b|\bdropoffs?\b|\babandon\w*|\bleav\w*|\bexit\w*|\bchurn\w*|\blose\b|\blost\b",
+    (r"\bdrop[ -]?off\b|\bdrop(?:s|ped)? off\b|\bdropoffs?\b|\babandon\w*|\bleav\w*|\bexit\w*|\bchurn\w*|\blos(?:e|es|ing)\b|\blost\b",
      ("is_dropoff_point_for",), "dropoff"),
     (r"\brevisit\w*|\brepeat\w*|\bloop\w*|\bagain\b",
      ("is_revisited_in",), "revisit"),
@@ -43,7 +51,29 @@ INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      ("is_fast_path_to", "associated_with"), "path"),
     (r"\btransition\w*|\bgo(?:es)? next\b|\bfollow\w*|\bnext step\b",
      ("transitions_to",), "transition"),
+    ((r"\brates?\b|\bshare\b|\bpercent\w*|\bproportion\b|\bfraction\b|\bhow (?:many|often|much)\b|\bratio\b|"
+     r"\bbaseline\b|\bhow likely\b"),
+     ("has_outcome_rate",), "rate"),
+    (r"\b(?:worse|worst|better|best|least|lowest|highest|poorest)\b|\b(?:less|more) often\b",
+     ("has_outcome_rate",), "compare"),
 )
+
+# A question about the future: the facts describe what happened, never forecast.
+_FUTURE = re.compile(r"\bwill\b|\bnext (?:week|month|quarter|year)\b|\btomorrow\b|\bforecast\w*|\bpredict(?:ed|ion)? (?:for|next)")
+_FUTURE_SPAN = re.compile(r"\bnext (?:week|month|quarter|year)\b|\btomorrow\b|\bforecast\w*")
+
+# Near misses: a word the workspace does not use, and the name parts it points to ("mobile" -> android, ios).
+NEAR: dict[str, tuple[str, ...]] = {
+    "mobile": ("android", "ios", "iphone", "ipad", "mobile"), "phone": ("android", "ios", "iphone"),
+    "desktop": ("web", "desktop", "windows", "mac", "macos", "linux"), "browser": ("web",),
+    "small": ("under", "small", "low", "below", "less"), "low": ("under", "low", "below"),
+    "large": ("plus", "over", "large", "high", "above"), "big": ("plus", "over", "large", "high", "above"),
+    "paid": ("pro", "team", "paid", "premium", "business"), "paying": ("pro", "team", "paid", "premium"),
+    "apple": ("ios", "mac", "macos"),
+}
+# Words a segment-ranking question uses instead of naming a key ("which segment", "which amount band").
+_SEGMENT_WORDS = frozenset(["segment", "segments", "group", "groups", "cohort", "cohorts", "band", "bands", "tier",
+                            "tiers", "kind", "type", "types", "users", "customers", "platform", "plan"])
 
 _DATE = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
 _AFTER_NAME = re.compile(r"\b(?:after|since|before|release|version)\s+([a-z]*\d[\w.\-]*)")
@@ -100,6 +130,9 @@ class Vocabulary:
 
     terms: list[Term] = field(default_factory=list)
     conversion_outcome: str | None = None
+    data_end: str | None = None  # the last all-data snapshot's window end: "last week" is relative to it
+    release_at: dict[str, str] = field(default_factory=dict)  # release -> time, for "the last release"
+    segment_values: dict[str, list[str]] = field(default_factory=dict)  # key -> values, yes/no values too
 
     def add(self, kind: str, name: str, text: str | None = None) -> None:
         key = tuple(stems(text if text is not None else name))
@@ -120,6 +153,7 @@ class Vocabulary:
                 vocab.conversion_outcome = vocab.conversion_outcome or journey.conversion_outcome
             for release in getattr(cfg, "releases", ()):
                 vocab.add("release", release.name)
+                vocab.release_at[release.name] = release.at
             for segment in getattr(cfg, "segments", ()):
                 vocab.add("segment_key", segment.key)
         vocab.terms.sort(key=lambda t: (-len(t.key), t.kind, t.name))
@@ -139,6 +173,9 @@ class Vocabulary:
                 self.add("state", state)
 
     def _add_segment_value(self, seg_key: str, value: str) -> None:
+        known = self.segment_values.setdefault(seg_key, [])
+        if value not in known:
+            known.append(value)
         if value.lower() in ("true", "false", "(none)", "none", "yes", "no"):
             return  # too generic to match on its own; the key carries it
         self.add("segment_value", f"{seg_key}={value}", value)
@@ -148,6 +185,8 @@ class Vocabulary:
             "SELECT DISTINCT journey, segment_key, segment_value, release, "
             "CAST(json_extract(payload, '$.states') AS VARCHAR), CAST(json_extract(payload, '$.outcomes') AS VARCHAR), "
             "json_extract_string(payload, '$.conversion_outcome') FROM snapshots ORDER BY ALL").fetchall()
+        end = con.execute("SELECT max(window_end) FROM snapshots WHERE scope = 'all'").fetchone()
+        self.data_end = str(end[0])[:10] if end and end[0] else None
         for journey, seg_key, seg_value, release, states, outcomes, conversion in rows:
             self.add("journey", journey)
             if seg_key:
@@ -178,6 +217,10 @@ class Plan:
     window: tuple[str, str] | None
     unresolved: tuple[str, ...]
     terms: tuple[str, ...]  # stemmed content words, the BM25 query
+    notes: tuple[str, ...] = ()  # near misses and defaults the answer must state
+    unknown: tuple[str, ...] = ()  # content words that name nothing in the workspace
+    future: str | None = None  # the phrase asking about the future ("next month"), which facts cannot answer
+    outcome_named: bool = False  # the question names an outcome (else the conversion outcome is the default)
 
     def entities(self) -> tuple[str, ...]:
         """Entity-id prefixes this plan constrains facts to."""
@@ -248,6 +291,64 @@ def _unresolved(text: str, found: list[Term], raw: list[str], used: set[int], ke
     return sorted(out)
 
 
+# Words of the question's shape that name nothing in the data (never "unknown" in a no-answer note).
+_QUESTION_WORDS = frozenset(stem(w) for w in ["rate", "rates", "share", "percent", "percentage", "proportion", "fraction", "many", "often", "much", "overall", "baseline", "ratio", "likely", "convert", "conversion", "converting", "converts", "worse", "worst", "better", "best", "least", "lowest", "highest", "poorest", "less", "often", "matter", "matters", "important", "key", "factor", "drive", "drives", "driver", "drivers", "associated", "associate", "change", "changed", "got", "release", "releases", "last", "latest", "previous", "recent", "week", "month", "year", "day", "since", "during", "period", "segment", "segments", "group", "groups", "cohort", "band", "bands", "tier", "type", "kind", "platform", "plan", "people", "customers", "customer", "visitors", "happen", "come", "get", "go", "make", "use", "see", "look", "drop", "off", "fall", "leave", "lose", "lost", "biggest", "largest", "most", "top", "step", "steps", "page", "screen", "where", "why", "whose", "overall", "total", "number", "count", "counts", "total", "complete", "completed", "finish", "finished", "end", "ends", "outcome", "outcomes", "quick", "fast", "slow", "path", "paths", "route", "repeat", "again", "loop", "differ", "compare", "versus", "between", "next", "good", "bad"])
+
+
+def _outcomes(tokens: list[str], used: set[int], found: list[Term], vocab: Vocabulary) -> list[str]:
+    """Outcomes named exactly, or by a word sharing the outcome's stem ('approval' -> approved)."""
+    names = {t.name for t in found if t.kind == "outcome"}
+    for term in vocab.terms:
+        if term.kind != "outcome" or len(term.key) != 1:
+            continue
+        for i, tok in enumerate(tokens):
+            if i not in used and outcome_matches(tok, term.key[0]):
+                names.add(term.name)
+                used.add(i)
+    return sorted(names)
+
+
+def _near(raw: list[str], used: set[int], vocab: Vocabulary) -> tuple[list[str], list[str]]:
+    """Segments reached through a near-miss word ('mobile' -> platform=android, platform=ios) and the notes."""
+    segments: list[str] = []
+    notes: list[str] = []
+    for i, word in enumerate(raw):
+        if i in used or word not in NEAR:
+            continue
+        linked = near_segments(word, NEAR[word], vocab.segment_values)
+        if linked:
+            used.add(i)
+            segments += [s for s in linked if s not in segments]
+            notes.append(f'No segment is named "{word}"; read as ' + ", ".join(f'"{s}"' for s in linked) + ".")
+    return segments, notes
+
+
+def _unknown(raw: list[str], tokens: list[str], used: set[int]) -> list[str]:
+    return [raw[i] for i, tok in enumerate(tokens) if i not in used and not _is_stop(raw[i]) and
+            tok not in _QUESTION_WORDS and raw[i] not in _QUESTION_WORDS and not raw[i].isdigit()]
+
+
+def _releases(text: str, found: list[Term], vocab: Vocabulary) -> list[str]:
+    named = sorted({t.name for t in found if t.kind == "release"})
+    if named or not re.search(r"\b(?:last|latest|recent|previous|the) (?:release|launch|deploy|version)", text):
+        return named
+    last = latest_release(vocab.release_at) or next((t.name for t in vocab.terms if t.kind == "release"), None)
+    return [last] if last else []
+
+
+def _shape(intents: list[str], predicates: list[str], has_segments: bool, raw: list[str]) -> None:
+    """Keep 'compare' only for segment questions, and let a rate question ask for rates, not drop-off points."""
+    mentions_group = has_segments or any(w in _SEGMENT_WORDS for w in raw)
+    if "compare" in intents and (not mentions_group or {"driver", "dropoff", "path"} & set(intents)):
+        intents.remove("compare")
+    if "compare" in intents and "rate" not in intents:
+        intents.append("rate")
+    if "compare" in intents and "change" in intents and not re.search(r"\d", " ".join(raw)):
+        intents.remove("change")
+    keep = {p for name, preds in ((n, p) for _, p, n in INTENTS) if name in intents for p in preds}
+    predicates[:] = [p for p in predicates if p in keep]
+
+
 def plan_question(question: str, vocab: Vocabulary) -> Plan:
     """Resolve a question to journeys, states, outcomes, segments, releases, window and predicates."""
     text = question.lower()
@@ -255,15 +356,19 @@ def plan_question(question: str, vocab: Vocabulary) -> Plan:
     tokens = [stem(w) for w in raw]
     found, used, key_at = _match_terms(tokens, vocab)
     intents, predicates = _intents(text)
-    outcomes = sorted({t.name for t in found if t.kind == "outcome"})
-    if "driver" in intents and not outcomes and vocab.conversion_outcome:
+    outcomes = _outcomes(tokens, used, found, vocab)
+    outcome_named = bool(outcomes)
+    near, notes = _near(raw, used, vocab)
+    segments = _segments(found) + [s for s in near if s not in _segments(found)]
+    _shape(intents, predicates, bool(segments), raw)
+    if ("driver" in intents or "rate" in intents) and not outcomes and vocab.conversion_outcome:
         outcomes = [vocab.conversion_outcome]  # "converting" means the journey's conversion outcome
-    releases = sorted({t.name for t in found if t.kind == "release"})
+    releases = _releases(text, found, vocab)
     if releases and "change" not in intents and "segment" not in intents:
         intents.append("change")
         predicates += ["regressed_after", "changed_after"]
-    dates = sorted(_DATE.findall(text))
-    window = (dates[0], dates[-1]) if dates else None
+    window = resolve_window(text, vocab.data_end)
+    future = _FUTURE_SPAN.search(text) if _FUTURE.search(text) else None
     content = [tok for i, tok in enumerate(tokens) if not _is_stop(raw[i]) and i not in used]
     return Plan(
         question=question,
@@ -272,9 +377,13 @@ def plan_question(question: str, vocab: Vocabulary) -> Plan:
         journeys=tuple(sorted({t.name for t in found if t.kind == "journey"})),
         states=tuple(sorted({t.name for t in found if t.kind == "state"})),
         outcomes=tuple(outcomes),
-        segments=tuple(_segments(found)),
+        segments=tuple(segments),
         releases=tuple(releases),
         window=window,
         unresolved=tuple(_unresolved(text, found, raw, used, key_at)),
         terms=tuple(tokens[i] for i in sorted(used)) + tuple(content),
+        notes=tuple(notes),
+        unknown=tuple(_unknown(raw, tokens, used)),
+        future=future.group(0) if future else None,
+        outcome_named=outcome_named,
     )

@@ -206,6 +206,12 @@ def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     return {**ev, "kind": fact.evidence.get("kind")}
 
 
+def _outcome_rate(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    from detectors.base_facts import rate_evidence
+
+    return rate_evidence(rc, _name(fact.object))
+
+
 RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
     "transitions_to": _transition,
     "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
@@ -220,5 +226,6 @@ RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
     "changed_after": _changed,
     "is_fast_path_to": _path,
     "associated_with": _path,
+    "has_outcome_rate": _outcome_rate,
 }
 

@@ -21,6 +21,7 @@ PREDICATES: tuple[str, ...] = (
     "is_revisited_in",
     "is_fast_path_to",
     "associated_with",
+    "has_outcome_rate",
 )
 
 CLASSES: tuple[str, ...] = (
@@ -65,6 +66,7 @@ PREDICATE_DOMAINS: dict[str, tuple[str, ...]] = {
     "is_revisited_in": ("State",),
     "is_fast_path_to": ("Path",),
     "associated_with": (),
+    "has_outcome_rate": ("Journey", "Release", "Segment"),
 }
 
 PREDICATE_RANGES: dict[str, tuple[str, ...]] = {
@@ -81,6 +83,7 @@ PREDICATE_RANGES: dict[str, tuple[str, ...]] = {
     "is_revisited_in": ("Journey",),
     "is_fast_path_to": ("Outcome",),
     "associated_with": (),
+    "has_outcome_rate": ("Outcome",),
 }
 
 ENTITY_KINDS: dict[str, str] = {

@@ -62,9 +62,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(workspace: str | None = None, token: str | None = None) -> FastAPI:
-    app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.")
+    from engine.app.asking import AskCache
+    from engine.app.mcp import http_app
+
+    mcp_app, mcp_lifespan = http_app(workspace, token)  # MCP over streamable HTTP at /mcp/
+    app = FastAPI(title="journeygraph", version=_version(), description="Behavioural insights with provenance.",
+                  lifespan=mcp_lifespan)
+    app.mount("/mcp", mcp_app)
     ws = workspace
 
+    asker = AskCache(ws)
     app.add_middleware(_Guard, token=token)
     app.add_exception_handler(Exception, _unhandled)
 
@@ -119,7 +126,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.post("/api/ask", responses=_ERRORS)
     def ask(body: AskBody) -> dict[str, Any]:
-        return views.ask(ws, body.question)
+        return asker.ask(body.question)  # engine.app.asking: the workspace read once, re-read after a run
 
     @app.get("/api/snapshots", responses=_ERRORS)
     def snapshots() -> list[dict[str, Any]]:
@@ -145,14 +152,7 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.post("/api/verify", responses=_ERRORS)
     def verify(body: VerifyBody) -> dict[str, Any]:
-        from narrator.checker import check
-        from narrator.grounding import grounding_issues
-
-        result = check(body.bundle, body.narrative).to_dict()
-        issues = [{"rule": i.rule, "where": i.where, "message": i.message} for i in grounding_issues(body.bundle, min_n=0)]
-        result["grounding_issues"] = issues
-        result["ok"] = bool(result["ok"]) and not issues
-        return result
+        return views.verify(body.bundle, body.narrative)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> FileResponse:
@@ -188,7 +188,7 @@ class _Guard:
         if length.isdigit() and int(length) > MAX_BODY:
             await _reply(scope, receive, send, 413, f"request body over {MAX_BODY} bytes")
             return
-        if self.expected and scope["path"].startswith("/api/"):
+        if self.expected and scope["path"].startswith(("/api/", "/mcp")):
             if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
                 await _reply(scope, receive, send, 401, "missing or wrong bearer token")
                 return

@@ -165,6 +165,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from engine.app import mcp
+
+    mcp.run(args.workspace)
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     from engine.app import watch
 
@@ -254,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", "HTTP API and web feed", cmd_serve)
     _ws(p); p.add_argument("--port", type=int, default=8765); p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--token", default=None, help="bearer token (required beyond loopback; or JOURNEYGRAPH_TOKEN)")
+    p = add("mcp", "Model Context Protocol server over stdio (read-only tools for AI agents)", cmd_mcp)
+    _ws(p)
     p = add("watch", "re-run when new data arrives and push new insights to webhooks", cmd_watch)
     p.add_argument("source"); p.add_argument("-c", "--config", required=True); _ws(p)
     p.add_argument("--interval", type=float, default=60.0); p.add_argument("--once", action="store_true")

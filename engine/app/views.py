@@ -223,6 +223,23 @@ def ask_text(data: dict[str, Any]) -> str:
     return render_text(data)
 
 
+def verify(bundle: dict[str, Any], narrative: Any) -> dict[str, Any]:
+    """Check a narrative against a bundle (the checker plus the bundle's grounding), as plain data.
+    An `ask` answer's bundle (kind "ask") is checked without the rules of a finding's narrative."""
+    if bundle.get("kind") == "ask":
+        from narrator.ask import verify_answer
+
+        return verify_answer(bundle, narrative)
+    from narrator.checker import check
+    from narrator.grounding import grounding_issues
+
+    result = check(bundle, narrative).to_dict()
+    issues = [{"rule": i.rule, "where": i.where, "message": i.message} for i in grounding_issues(bundle, min_n=0)]
+    result["grounding_issues"] = issues
+    result["ok"] = bool(result["ok"]) and not issues
+    return result
+
+
 def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:
     from narrator.trace import trace as trace_insight
 

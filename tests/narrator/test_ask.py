@@ -12,7 +12,8 @@ import pytest
 
 from narrator.ask import NO_ANSWER, ask, render_text
 from narrator.planner import Vocabulary, plan_question, stem
-from narrator.summaries import summarize
+from narrator.summaries import split_sentences, summarize
+from ontology.errors import BadInput
 from ontology.model import Fact, Provenance
 
 SNAP_ALL, SNAP_PRO, SNAP_AFTER = "snapall0001", "snappro0001", "snapafter001"
@@ -118,12 +119,13 @@ def test_answers_cite_the_right_facts(con: duckdb.DuckDBPyConnection, question: 
     cited = [_by_id(i) for i in result["fact_ids"]]
     assert cited[0].subject == first_subject
     assert {f.predicate for f in cited} == predicates
-    # every number in the answer is a number of a cited fact
-    allowed = {str(v) for f in cited for v in f.evidence.values() if isinstance(v, (int, float))}
+    # every number in the answer is a cited fact's number, formatted like the feed (narrator.numbers' rule)
+    from narrator.numbers import extract_numbers, matches_any, numeric_values
+
+    allowed = [v for f in cited for v in numeric_values(dict(f.evidence))]
     assert result["check"]["checked"] and result["check"]["faithful"], result["check"]["failures"]
-    for number in re.findall(r"-?\d+(?:\.\d+)?", re.sub(r"\[f:[0-9a-f,]+\]|\"[^\"]*\"", "", result["answer"])):
-        if number not in allowed:
-            assert any(number in f.subject + f.object for f in cited), f"{number} not in cited facts"
+    text = re.sub(r"\[f:[0-9a-f,]+\]|\"[^\"]*\"", "", result["answer"])
+    assert all(matches_any(n, allowed) for n in extract_numbers(text)), text
     assert result["plan"]["question"] == question
 
 
@@ -134,7 +136,8 @@ def test_most_associated_names_the_highest_lift_all_data_fact(con: duckdb.DuckDB
     assert lifts == sorted(lifts, reverse=True)
     # the pro-segment driver fact is not admitted for an all-data question ahead of all-data facts
     assert result["fact_ids"][:2] == [FACTS[0].fact_id, FACTS[1].fact_id]
-    assert summarize(FACTS[0])[:-1] + f" [f:{FACTS[0].fact_id[:8]}]." in result["answer"]
+    first_sentence = split_sentences(summarize(FACTS[0]))[0]
+    assert first_sentence[:-1] + f" [f:{FACTS[0].fact_id[:8]}]." in result["answer"]
 
 
 @pytest.mark.parametrize("question, unresolved", [
@@ -145,15 +148,16 @@ def test_most_associated_names_the_highest_lift_all_data_fact(con: duckdb.DuckDB
 ], ids=["unknown-topic", "unknown-release", "unknown-segment-value", "empty"])
 def test_unanswerable_questions_say_so(con: duckdb.DuckDBPyConnection, question: str, unresolved: list | None) -> None:
     if unresolved is None:
-        with pytest.raises(ValueError, match="non-empty question"):
+        with pytest.raises(BadInput, match="non-empty question"):
             _ask(con, question)
         return
     result = _ask(con, question)
-    assert result["answer"] == NO_ANSWER
+    assert result["answer"].startswith(NO_ANSWER + " ")
     assert result["fact_ids"] == [] and result["facts"] == []
     assert result["searched"]["facts_searched"] == len(FACTS)
     assert result["searched"]["unresolved"] == unresolved
-    assert render_text(result).startswith("The facts do not say.\nSearched ")
+    assert render_text(result).startswith("The data does not say. ")
+    assert all(u in result["answer"] for u in unresolved)
 
 
 def test_enterprise_plan_resolves_only_the_key(con: duckdb.DuckDBPyConnection) -> None:
@@ -177,7 +181,7 @@ def test_stemming_joins_word_forms(word: str, expected: str) -> None:
     ("is invite-teammates associated with converting", "states", ["invite_teammate"]),
     ("pro users vs free users", "segments", ["plan=free", "plan=pro"]),
     ("what changed after V2.3", "releases", ["v2.3"]),
-    ("what changed between 2026-02-01 and 2026-03-01", "window", ["2026-02-01", "2026-03-01"]),
+    ("what changed between 2026-02-01 and 2026-03-01", "window", ["2026-02-01", "2026-03-02"]),
     ("which step is most associated with converting", "outcomes", ["converted"]),
 ], ids=["state-spaces", "state-kebab-plural", "segment-values", "release-case", "dates", "outcome-stem"])
 def test_planner_matches_the_graph_vocabulary(con: duckdb.DuckDBPyConnection, question: str, field: str,
@@ -255,12 +259,13 @@ def test_demo_negative_control_segment_answers_only_from_its_own_facts(demo: tup
     if expected:
         assert result["fact_ids"] and set(result["fact_ids"]) <= expected
     else:
-        assert result["answer"] == NO_ANSWER and result["searched"]["segments"] == ["plan=pro"]
+        assert result["answer"].startswith(NO_ANSWER) and result["searched"]["segments"] == ["plan=pro"]
 
 
 def test_demo_unanswerable_question(demo: tuple) -> None:
     result = _demo_ask(demo, "What is the revenue per customer in Germany?")
-    assert result["answer"] == NO_ANSWER and result["searched"]["facts_searched"] >= 50
+    assert result["answer"].startswith(NO_ANSWER) and result["searched"]["facts_searched"] >= 50
+    assert '"revenue"' in result["answer"] and '"germany"' in result["answer"]
 
 
 # ---- LLM answers: the real SDK clients against the local vendor wire servers (tests/narrator/conftest.py) ----
@@ -322,4 +327,4 @@ def test_a_date_window_selects_facts_valid_then(con: duckdb.DuckDBPyConnection) 
     inside = ask("What changed between 2026-05-04 and 2026-05-10?", con=con, store=store, cfg=None)
     assert inside["fact_ids"] == [may.fact_id] and inside["check"]["faithful"]
     outside = ask("What changed between 2026-07-01 and 2026-07-31?", con=con, store=store, cfg=None)
-    assert outside["answer"] == NO_ANSWER and outside["searched"]["window"] == ["2026-07-01", "2026-07-31"]
+    assert outside["answer"].startswith(NO_ANSWER) and outside["searched"]["window"] == ["2026-07-01", "2026-08-01"]
