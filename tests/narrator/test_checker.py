@@ -149,9 +149,17 @@ def test_markers_after_the_full_stop_belong_to_that_sentence(b):
     assert check(b, text).ok
 
 
-def test_plain_text_without_markers_fails_citation(b):
-    text = template.narrate(b).text
-    assert "CITE_MISSING" in _rules(b, text)
+def test_plain_text_as_shown_is_read_against_the_whole_bundle(b):
+    text = template.narrate(b).text  # exactly what the feed prints: no citation markers
+    assert check(b, text).ok, check(b, text).failures
+    assert "NUM_UNSUPPORTED" in _rules(b, text.replace("57.7%", "58.7%"))
+
+
+def test_a_partly_marked_text_still_needs_every_citation(b):
+    marked = template.narrate(b).marked_text()
+    first_marker = marked.index(" [f:")
+    partly = marked[:first_marker] + marked[marked.index("]", first_marker) + 1:]
+    assert "CITE_MISSING" in _rules(b, partly)
 
 
 def test_warnings_do_not_fail(b):
