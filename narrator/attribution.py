@@ -11,6 +11,10 @@ surrounding words allow, and reports a failure when none is left:
 - NUM_SIGN: an explicit sign must be the field's sign (counts are never
   negative); SIGN_DROPPED: a negative difference written without a sign must
   carry a direction word;
+- NUM_LABEL: a label right before the number (lift, divergence, z =, q-value,
+  quality, baseline, n =) or the word "relative" in its clause names the field;
+- NUM_TOPIC: conversion words (convert, end in, outcome) pick an outcome rate,
+  reach words (reached by, followed by, of moves) any other share;
 - NUM_ROLE: in a comparison, the clause's role words (reach / skip, segment /
   elsewhere, before / after, repeat / single, baseline) must name the field's
   side, so swapped numbers fail;
@@ -51,7 +55,7 @@ class Problem:
     message: str
 
 
-CLAUSE_SEP = re.compile(r",(?=\s)|[;:()]|\s(?:against|versus|vs\.?|compared with|and|but|while|whereas)\s")
+CLAUSE_SEP = re.compile(r"(?:,(?=\s)|[;:()]|\s(?:against|versus|vs\.?|compared with|and|but|while|whereas)\s)+")
 UP_RE = re.compile(r"\b(?:more|higher|increase[ds]?|rose|risen|rises|greater|larger|gain(?:s|ed)?)\b", re.I)
 DOWN_RE = re.compile(r"\b(?:less|lower|fewer|decrease[ds]?|fell|falls|fallen|dropped|drops|smaller)\b", re.I)
 NOT_DIRECTION = re.compile(r"\bmore than once\b|\bmore often revisited\b", re.I)
@@ -67,12 +71,26 @@ ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.I) for name, rx
     "reached": r"\breach(?:es|ed|ing)?\b|\bpass(?:es|ing)? through\b|\bwith it\b",
     "skipped": r"\bskip\w*|\bwithout\b|\bnot reach\w*|\bnever reach\w*",
     "baseline": r"\bbaseline\b|\boverall\b|\bother states\b|\belsewhere\b",
+    "state": r"\bout of (?:it\b|this state\b|⟦)", "all": r"\bn\s*=|\ball journeys\b|\bin total\b",
+    "model": r"\bmodel\w*|\babsorbing\b",
     "segment": r"\bin (?:the |this )?segment\b|\bthere\b",
     "rest": r"\belsewhere\b|\bthe rest\b|\bother journeys\b|\boutside\b",
     "before": r"\bbefore\b|\bprevious period\b", "after": r"\bafter\b|\bthis period\b",
     "repeat": r"\brepeat\w*|\bcome back\b|\breturn\w*|\brevisit\w*|\bmore than once\b",
     "single": r"\bsingle\b|(?<!than )\bonce\b",
 }.items()}
+LABELS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple((re.compile(rx + r"\s*$", re.I), frozenset(keys)) for rx, keys in (
+    (r"\blift(?: of| is)?", {"lift"}), (r"\bdivergence(?: of| is)?", {"jsd"}), (r"\bz\s*=", {"z"}),
+    (r"\bq-value\s*(?:=|of|is)?", {"q_value"}), (r"\bp-value\s*(?:=|of|is)?", {"p_value", "gap_p_value"}),
+    (r"\bquality(?: score)?(?: of| is)?", {"quality"}), (r"\bbaseline(?: of| is)?", {"baseline", "baseline_exit"}),
+    (r"\bn\s*=", {"n"}),
+))
+LABELS_AFTER: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (re.compile(r"^\s*baseline\b", re.I), frozenset({"baseline", "baseline_exit"})),)
+OUTCOME_CUE = re.compile(r"\bconvert\w*|\bconversion\b|\bends? in\b|\boutcome\b", re.I)
+REACH_CUE = re.compile(r"\breached by\b|\bfollowed by\b|\bof (?:the |all )?moves\b|\bshare of journeys\b", re.I)
+CONTINUES = re.compile(r"\(|\s(?:against|versus|vs\.?|compared with|and|but|while|whereas)\s", re.I)
+RELATIVE_RE = re.compile(r"\brelative\b", re.I)
 PART_WHOLE = {("n_reached", "n"), ("n_reached", "n_journeys"), ("n_not_reached", "n"), ("n_repeat", "n_reached"),
               ("count", "from_total"), ("count", "n"), ("exits", "n"), ("exits", "from_total")}
 WRITTEN_KINDS: dict[str, tuple[str, ...]] = {
@@ -164,24 +182,32 @@ def attribute(text: str, found: Sequence[tuple[numbers.TextNumber, list[Field]]]
     items: list[_Num] = []
     for num, cands in found:
         item = _Num(num, _clause_of(num.start, spans), cands, _noun_after(text, num, nums))
-        if not (num.threshold or num.spelled):
-            _narrow(text, item, problems, show)
+        if num.threshold and num.sign:
+            problems.append(Problem("NUM_SIGN", show(num.text), "a reporting threshold is never negative"))
+        elif not (num.threshold or num.spelled):
+            _narrow(text, spans, item, problems, show)
         items.append(item)
     _check_free_directions(text, spans, items, problems, show)
     _check_denominators(text, items, problems, show)
     return problems
 
 
-def _narrow(text: str, item: _Num, problems: list[Problem], show: Callable[[str], str]) -> None:
+def _narrow(text: str, spans: Sequence[tuple[int, int]], item: _Num, problems: list[Problem],
+            show: Callable[[str], str]) -> None:
     if not item.fields:  # no value matched: the checker already reported it
         return
     num, clause = item.num, text[item.clause[0]:item.clause[1]]
     written = _written(num)
+    word = _nearest_direction(text, item)
     steps: list[tuple[str, Callable[[Field], bool], str]] = [
         ("NUM_UNIT", lambda f: _unit_ok(written, item.noun, f.measure),
          f"written as {num.text!r}{' ' + item.noun if item.noun else ''}, which is not the unit of the field it matches"),
-        ("NUM_SIGN", lambda f: num.sign == 0 or (f.measure.signed and num.sign * (float(f.value) - (f.measure.neutral or 0)) > 0),
+        ("NUM_SIGN", lambda f: num.sign == 0 or (f.measure.signed and (word != 0 or _sign_of(f) == num.sign)),
          "the written sign is not the sign of the evidence"),
+        ("NUM_LABEL", lambda f: _label_ok(text, item, f) and (f.measure.kind == "rel" or not RELATIVE_RE.search(clause)),
+         "the label in front of this number (lift, divergence, q-value, relative, …) names another measure"),
+        ("NUM_TOPIC", lambda f: _topic_ok(text, spans, item, f),
+         "conversion words name an outcome rate, reach words a share of journeys or moves; this number is the other"),
         ("NUM_ROLE", lambda f: f.measure.role is None or not _roles(clause) or f.measure.role in _roles(clause),
          "the words around this number name the other side of the comparison (swapped numbers?)"),
         ("DIRECTION", lambda f: _direction_ok(text, item, f),
@@ -207,14 +233,43 @@ def _nearest_direction(text: str, item: _Num) -> int:
     return min(words, key=lambda w: abs(w[0] - pos))[1]
 
 
+def _label_ok(text: str, item: _Num, f: Field) -> bool:
+    before = text[max(item.clause[0], item.num.start - 40):item.num.start]
+    after = text[item.num.end:item.clause[1]]
+    return (all(f.key in keys for rx, keys in LABELS if rx.search(before))
+            and all(f.key in keys for rx, keys in LABELS_AFTER if rx.search(after)))
+
+
+def _topic_ok(text: str, spans: Sequence[tuple[int, int]], item: _Num, f: Field) -> bool:
+    """Conversion words pick an outcome rate; reach words ("reached by", "followed by", "of moves") pick any other share."""
+    if f.measure.kind not in ("share", "pp", "rel"):
+        return True
+    start, end = item.clause
+    previous = max(((s, e) for s, e in spans if e <= start and (s, e) != item.clause), default=None)
+    if previous is not None and CONTINUES.search(text[previous[1]:start]):
+        start = previous[0]  # "(…)" and "against …" speak of the clause they follow
+    context = text[start:end]
+    said_outcome, said_reach = bool(OUTCOME_CUE.search(context)), bool(REACH_CUE.search(context))
+    if said_outcome != said_reach:
+        return f.measure.outcome == said_outcome
+    return True
+
+
+def _sign_of(f: Field) -> int:
+    diff = float(f.value) - (f.measure.neutral or 0.0)
+    return 1 if diff > 0 else -1 if diff < 0 else 0
+
+
 def _direction_ok(text: str, item: _Num, f: Field) -> bool:
+    """A direction word (times an explicit sign, "-3 points more" = less) must be the field's shown direction."""
     if not f.measure.signed:
         return True
     word = _nearest_direction(text, item)
     if word == 0:
         return True
     frame = _frame(text[item.clause[0]:item.clause[1]])
-    return _claimed(word, frame, f.measure) == measures.shown_direction(f.value, f.measure)
+    claimed = _claimed(word, frame, f.measure) * (item.num.sign or 1)
+    return claimed == measures.shown_direction(f.value, f.measure)
 
 
 def _sign_kept(text: str, item: _Num, f: Field) -> bool:
@@ -259,6 +314,11 @@ def _order_ok(text: str, at: int, word: int, items: Sequence[_Num]) -> bool:
 
 
 def _check_denominators(text: str, items: Sequence[_Num], problems: list[Problem], show: Callable[[str], str]) -> None:
+    for share, part, whole in zip(items, items[1:], items[2:]):  # "29.2% of journeys (453 of 1,553 journeys)"
+        if ("%" in share.num.text and "(" in text[share.num.end:part.num.start] and share.noun and whole.noun
+                and share.noun != whole.noun and OF_RE.match(text[part.num.end:whole.num.start])):
+            problems.append(Problem("NUM_UNIT", show(share.num.text), f"a share of {share.noun} is followed by "
+                                    f"counts of {whole.noun}; a share and its counts speak of one population"))
     for part, whole in zip(items, items[1:]):
         if "%" in part.num.text or not OF_RE.match(text[part.num.end:whole.num.start]):
             continue

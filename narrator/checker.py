@@ -5,8 +5,10 @@
 A narrative is either structured, ``{"sentences": [{"text", "fact_ids"}],
 "recommendation": {"text", "fact_ids"}}`` (the recommendation may instead be
 the last sentence), plain text with citation markers, or plain text with no
-marker at all: the narrative exactly as the feed and the web page show it,
-whose every sentence is then read against every fact of the bundle.
+marker at all: the narrative exactly as the feed and the web page show it.
+Each sentence of such a text is read against every fact all of whose names
+(states, outcomes, segments, releases) it quotes, and against the finding's own
+fact unless it names something beyond the finding (a "Related:" sentence).
 
 Plain-text citation format: ``[f:ID]`` or ``[f:ID1,ID2]`` where each ID is a
 full fact id or a unique prefix of at least 8 hex characters. A marker cites
@@ -48,7 +50,7 @@ from typing import Any, Mapping, Sequence
 
 from narrator import measures, numbers
 from narrator.attribution import Field, attribute
-from narrator.bundle import bundle_names, clean_name, facts_by_id, primary_fact_id
+from narrator.bundle import bundle_names, clean_name, entity_states, facts_by_id, local_name, primary_fact_id
 from ontology import vocabulary
 
 CAUSAL_RE = re.compile(
@@ -354,6 +356,27 @@ def _check_mentions(masked_texts: Sequence[str], bundle: Mapping[str, Any], ctx:
         ctx.failures.append(Failure("N_MISSING", "", f"state the sample size n = {n}"))
 
 
+def _entity_names(entity: str) -> set[str]:
+    kind = entity.partition(":")[0]
+    if kind in ("edge", "path"):
+        return {clean_name(n) for n in entity_states(entity)}
+    return {clean_name(local_name(entity))} if kind in ("state", "outcome", "segment", "release") else set()
+
+
+def _named_facts(text: str, bundle: Mapping[str, Any], ctx: _Context) -> tuple[str, ...]:
+    """For text shown without citations: the finding's own fact, plus every fact all of whose names the sentence quotes."""
+    _, quoted = mask_names(clean_name(numbers.normalise(text)), ctx.names)
+    said = set(quoted)
+    head = primary_fact_id(bundle)
+
+    def names(fid: str) -> set[str]:
+        return _entity_names(ctx.facts[fid]["subject"]) | _entity_names(ctx.facts[fid]["object"])
+
+    named = [fid for fid in ctx.facts if fid != head and names(fid) <= said]
+    own = names(head) <= said or said <= names(head)  # about the finding, or naming nothing beyond it
+    return ((head,) if own or not named else ()) + tuple(named)
+
+
 def check(bundle: Mapping[str, Any], narrative: Mapping[str, Any] | str | Narrative) -> CheckResult:
     """Run every rule; ok only when no failure remains (warnings do not fail)."""
     ctx = _context(bundle)
@@ -361,9 +384,9 @@ def check(bundle: Mapping[str, Any], narrative: Mapping[str, Any] | str | Narrat
         masked_text, table = mask_names(numbers.normalise(narrative), ctx.names)
         split = parse_text(masked_text)
         uncited = not any(s.fact_ids for s in split.sentences)  # the text exactly as the feed shows it
-        every = tuple(ctx.facts)
-        parsed = Narrative(tuple(Sentence(unmask(s.text, table), every if uncited else s.fact_ids)
-                                 for s in split.sentences), None)
+        sentences = [unmask(s.text, table) for s in split.sentences]
+        parsed = Narrative(tuple(Sentence(t, _named_facts(t, bundle, ctx) if uncited else s.fact_ids)
+                                 for t, s in zip(sentences, split.sentences)), None)
     else:
         parsed = narrative if isinstance(narrative, Narrative) else Narrative.from_obj(narrative)
     if not parsed.all_sentences:

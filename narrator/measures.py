@@ -18,7 +18,7 @@ share is taken over: ``journeys``, ``moves`` (transitions), ``actors``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from narrator.numbers import fmt_count, fmt_pct, fmt_pvalue, fmt_ratio, fmt_seconds, fmt_sig
@@ -32,6 +32,7 @@ class Measure:
     label: str = ""
     neutral: float | None = None  # set for signed kinds: the value that means "no difference"
     invert: tuple[str, ...] = ()  # cue words naming the subtrahend side of a signed difference
+    outcome: bool = False  # a rate of reaching an outcome (conversion), not of reaching a state or taking a move
 
     @property
     def signed(self) -> bool:
@@ -45,14 +46,14 @@ _FIXED: dict[str, Measure] = {
     "p_given_reached": Measure("share", _J, "reached", "conversion when reached"),
     "p_given_not_reached": Measure("share", _J, "skipped", "conversion when skipped"),
     "baseline": Measure("share", _J, "baseline", "baseline conversion"),
-    "absorption": Measure("share", _J, label="modelled conversion from the state"),
+    "absorption": Measure("share", _J, "model", "modelled conversion from the state"),
     "lift": Measure("ratio", None, label="lift", neutral=1.0, invert=("skip", "without")),
     "removal_effect": Measure("pp", None, label="absolute removal effect", neutral=0.0, invert=REMOVAL_CUES),
     "removal_effect_relative": Measure("rel", None, label="relative removal effect", neutral=0.0,
                                        invert=REMOVAL_CUES),
     "n_reached": Measure("count", _J), "n_not_reached": Measure("count", _J), "n_repeat": Measure("count", _J),
     "n_journeys": Measure("count", _J),
-    "exit_probability": Measure("share", "moves", label="exit rate"),
+    "exit_probability": Measure("share", "moves", "state", "exit rate"),
     "baseline_exit": Measure("share", "moves", "baseline", "exit rate elsewhere"),
     "exits": Measure("count", "moves"),
     "delta": Measure("pp", None, label="change", neutral=0.0, invert=("before",)),
@@ -83,6 +84,21 @@ _FIXED: dict[str, Measure] = {
 _NOT_ATTRIBUTABLE = frozenset({"effect"})  # the finding's `effect` means a different thing per type
 
 
+OUTCOME_KEYS = frozenset({"p_given_reached", "p_given_not_reached", "baseline", "absorption", "conversion_rate",
+                          "p_convert_repeat", "p_convert_single", "removal_effect", "removal_effect_relative",
+                          "conversion_gap"})
+
+
+def _outcome_rate(item: Mapping[str, Any], key: str) -> bool:
+    if key in OUTCOME_KEYS:
+        return True
+    if key in ("p_before", "p_after", "delta", "relative_change"):
+        return str(item.get("subject", "")).startswith("outcome:")
+    if key in ("reach_segment", "reach_rest", "difference"):
+        return (item.get("evidence") or {}).get("kind") == "outcome_rate_difference"
+    return False
+
+
 def n_unit(item: Mapping[str, Any]) -> str:
     """The population a finding's (or fact's) `n` counts."""
     predicate, subject = str(item.get("predicate", "")), str(item.get("subject", ""))
@@ -95,11 +111,16 @@ def n_unit(item: Mapping[str, Any]) -> str:
 
 def measure(item: Mapping[str, Any], key: str) -> Measure | None:
     """The measure of `key` in a finding or fact (context decides journeys vs moves); None if not a number field."""
+    m = _measure(item, key)
+    return replace(m, outcome=True) if m is not None and _outcome_rate(item, key) else m
+
+
+def _measure(item: Mapping[str, Any], key: str) -> Measure | None:
     if key in _NOT_ATTRIBUTABLE:
         return None
     unit = n_unit(item)
     if key == "n":
-        return Measure("count", unit)
+        return Measure("count", unit, "all")
     if key in ("n_segment", "n_rest"):
         return Measure("count", unit, "segment" if key == "n_segment" else "rest")
     if key in ("n_before", "n_after", "p_before", "p_after"):
@@ -158,33 +179,45 @@ def shown_direction(value: float | int, m: Measure) -> int:
     return 0 if magnitude == 0 else (1 if float(value) > 0 else -1)
 
 
-HEADLINE_KEYS: dict[str, tuple[str, ...]] = {
-    "activation_driver": ("lift", "p_given_reached", "p_given_not_reached"),
-    "necessary_for_conversion": ("p_given_reached", "p_given_not_reached"),
-    "dropoff_point": ("exit_probability", "baseline_exit"), "dropoff_cluster": ("exit_probability", "baseline_exit"),
-    "regression": ("delta", "p_before", "p_after"),
-    "repeated_visit": ("visits_mean", "p_convert_repeat", "p_convert_single"),
-    "fast_path": ("quality", "conversion_rate"), "slow_path": ("quality", "conversion_rate"),
+HEADLINES: dict[str, tuple[str, ...]] = {  # most specific first; the first whose fields are all present is used
+    "activation_driver": ("lift {lift} (conversion {p_given_reached} when reached, {p_given_not_reached} when skipped)",
+                          "lift {lift}"),
+    "necessary_for_conversion": ("conversion {p_given_reached} when reached, {p_given_not_reached} when skipped",),
+    "dropoff_point": ("exit rate {exit_probability} of moves ({baseline_exit} from other states)",
+                      "exit rate {exit_probability} of moves"),
+    "regression": ("change {delta} ({p_before} → {p_after})", "relative change {relative_change}"),
+    "segment_divergence": ("Jensen-Shannon divergence {jsd}",
+                           "reach difference {difference} ({reach_segment} of journeys in the segment, "
+                           "{reach_rest} elsewhere)"),
+    "segment_outcome": ("outcome-rate difference {difference} ({reach_segment} of journeys in the segment, "
+                        "{reach_rest} elsewhere)",),
+    "repeated_visit": ("mean {visits_mean} (conversion {p_convert_repeat} when repeated, {p_convert_single} when once)",
+                       "mean {visits_mean}"),
+    "fast_path": ("path quality {quality} (1 = typical; conversion {conversion_rate})",),
 }
+HEADLINES["dropoff_cluster"] = HEADLINES["dropoff_point"]
+HEADLINES["slow_path"] = HEADLINES["fast_path"]
+
+
+def _signed_render(finding: Mapping[str, Any], key: str, value: Any) -> str | None:
+    m = measure(finding, key)
+    if m is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    sign = {1: "+", -1: "-"}.get(shown_direction(value, m), "") if m.kind in ("pp", "rel") else ""
+    return sign + render(value, m)
 
 
 def headline(finding: Mapping[str, Any]) -> str:
-    """The item's measure in words with its unit, e.g. `lift 2.31x (conversion when reached 34% vs ...)`."""
+    """The item's measure named in words with its unit, e.g. `lift 2.31x (conversion 34% when reached, ...)`."""
     ev = finding.get("evidence") or {}
-    keys = HEADLINE_KEYS.get(str(finding.get("type")), ())
-    if finding.get("type") == "segment_divergence":
-        keys = ("jsd",) if "jsd" in ev else ("difference", "reach_segment", "reach_rest")
-    parts = []
-    for key in keys:
-        m, value = measure(finding, key), ev.get(key)
-        if m is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+    shown = {k: text for k, v in ev.items() if (text := _signed_render(finding, k, v)) is not None}
+    kind = "segment_outcome" if ev.get("kind") == "outcome_rate_difference" else str(finding.get("type"))
+    for pattern in HEADLINES.get(kind, ()):
+        try:
+            return pattern.format(**shown)
+        except KeyError:
             continue
-        sign = {1: "+", -1: "-"}.get(shown_direction(value, m), "") if m.kind in ("pp", "rel") else ""
-        unit = f" of {m.unit}" if m.kind == "share" and m.unit else ""
-        parts.append(f"{m.label or key} {sign}{render(value, m)}{unit}")
-    if not parts:
-        return ""
-    return parts[0] + (f" ({'; '.join(parts[1:])})" if len(parts) > 1 else "")
+    return ""
 
 
 def n_label(finding: Mapping[str, Any]) -> str:

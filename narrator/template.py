@@ -119,6 +119,9 @@ def _activation_driver(p: _Plan) -> str:
               f"against {p.v('p_given_not_reached')} for journeys that skip it, a lift of {p.v('lift')}.")
     _reach(p)
     _removal(p)
+    if p.has("removal_effect") and measures.shown_direction(p.ev["removal_effect"], p.m("removal_effect")) < 0:
+        return (f"Investigate what journeys that reach {p.subject} have in common before moving it, since the "
+                "chain model gives it a negative absolute removal effect.")
     return f"Consider surfacing {p.subject} earlier in the {p.journey} journey and test that change in a controlled experiment."
 
 
@@ -139,7 +142,7 @@ def _dropoff(p: _Plan) -> str:
     if p.has("exit_probability"):
         counts = f" ({fmt_count(p.ev['exits'])} of {p.v('n')})" if p.has("exits") else ""
         other = f", against {p.v('baseline_exit')} of moves out of other states" if p.has("baseline_exit") else ""
-        p.say(f"Of the moves out of {where}, {p.v('exit_probability')}{counts} go straight to {outcome}{other}.")
+        p.say(f"{p.v('exit_probability')} of the moves out of {where} go straight to {outcome}{counts}{other}.")
     _reach(p)
     return f"Review the experience at {where} with session recordings or user interviews to find where users stall."
 
@@ -148,8 +151,8 @@ def _regression(p: _Plan) -> str:
     if p.has("p_before", "p_after", "n_before", "n_after"):
         release = p.finding["object"].startswith("release:")
         before, after = (f"before {p.object}", "after it") if release else ("in the previous period", "in this period")
-        p.say(f"The rate of {p.subject} was {p.v('p_before')} {before} (n = {p.v('n_before')}) "
-              f"and {p.v('p_after')} {after} (n = {p.v('n_after')}).")
+        p.say(f"The rate of {p.subject} was {p.v('p_before')} of {p.v('n_before')} {before} "
+              f"and {p.v('p_after')} of {p.v('n_after')} {after}.")
     if p.has("delta", "relative_change"):
         p.say(f"That is {p.way('delta', p.v('delta') + ' higher', p.v('delta') + ' lower', 'no different')}, "
               f"{p.way('relative_change', p.v('relative_change') + ' higher', p.v('relative_change') + ' lower', 'no different')}"

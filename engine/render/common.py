@@ -39,7 +39,10 @@ def headline(item: Mapping[str, Any]) -> str:
 
 def stats_line(item: Mapping[str, Any]) -> str:
     f = item["finding"]
-    return (f"n={item.get('n', f.get('n'))}  effect={num(item.get('effect', f.get('effect')))}  "
+    from narrator.measures import headline as measure, n_label
+
+    effect = measure(f) or f"effect={num(item.get('effect', f.get('effect')))}"
+    return (f"{n_label({**f, 'n': item.get('n', f.get('n'))})}  {effect}  "
             f"reach={pct(item.get('reach', f.get('reach')))}  p={pval(f.get('p_value'))}  q={pval(f.get('q_value'))}  "
             f"since {str(item.get('since', ''))[:10]} (seen {item.get('seen', 1)})")
 
