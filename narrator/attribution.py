@@ -65,7 +65,8 @@ NOUNS = {"journey": "journeys", "journeys": "journeys", "move": "moves", "moves"
          "people": "actors", "customer": "actors", "customers": "actors", "step": "steps", "steps": "steps",
          "visit": "visits", "visits": "visits"}
 _NOUN_ALT = "|".join(sorted(NOUNS, key=len, reverse=True))
-NOUN_AFTER = re.compile(rf"^\s*(?:of\s+(?:the\s+|all\s+)?)?(?:completed\s+|mature\s+|distinct\s+)?({_NOUN_ALT})\b", re.I)
+NOUN_AFTER = re.compile(rf"^\s*(?:of\s+(?:the\s+|all\s+)?)?(?:(?:completed|mature|distinct|extra|expected)\s+)*"
+                        rf"({_NOUN_ALT})\b", re.I)
 OF_RE = re.compile(r"^\s+of\s+(?:the\s+)?$", re.I)
 ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.I) for name, rx in {
     "reached": r"\breach(?:es|ed|ing)?\b|\bpass(?:es|ing)? through\b|\bwith it\b",
@@ -163,7 +164,7 @@ def _noun_after(text: str, num: numbers.TextNumber, nums: Sequence[numbers.TextN
     if m:
         return NOUNS[m.group(1).lower()]
     follower = next((n for n in nums if n.start >= num.end), None)  # "A of B journeys": A counts journeys too
-    if follower is not None and OF_RE.match(text[num.end:follower.start]) and "%" not in num.text:
+    if follower is not None and OF_RE.match(text[num.end:follower.start]):
         m = NOUN_AFTER.match(text[follower.end:])
         return NOUNS[m.group(1).lower()] if m else None
     return None
@@ -315,10 +316,16 @@ def _order_ok(text: str, at: int, word: int, items: Sequence[_Num]) -> bool:
 
 def _check_denominators(text: str, items: Sequence[_Num], problems: list[Problem], show: Callable[[str], str]) -> None:
     for share, part, whole in zip(items, items[1:], items[2:]):  # "29.2% of journeys (453 of 1,553 journeys)"
-        if ("%" in share.num.text and "(" in text[share.num.end:part.num.start] and share.noun and whole.noun
-                and share.noun != whole.noun and OF_RE.match(text[part.num.end:whole.num.start])):
+        if not ("%" in share.num.text and "(" in text[share.num.end:part.num.start]
+                and OF_RE.match(text[part.num.end:whole.num.start])):
+            continue
+        if share.noun and whole.noun and share.noun != whole.noun:
             problems.append(Problem("NUM_UNIT", show(share.num.text), f"a share of {share.noun} is followed by "
                                     f"counts of {whole.noun}; a share and its counts speak of one population"))
+        elif share.fields and part.fields and whole.fields and not (
+                {f.fact_id for f in share.fields} & {f.fact_id for f in part.fields} & {f.fact_id for f in whole.fields}):
+            problems.append(Problem("DENOMINATOR", show(f"{share.num.text} ({part.num.text} of {whole.num.text}"),
+                                    "the counts in brackets belong to another fact than the share before them"))
     for part, whole in zip(items, items[1:]):
         if "%" in part.num.text or not OF_RE.match(text[part.num.end:whole.num.start]):
             continue

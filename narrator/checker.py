@@ -6,9 +6,10 @@ A narrative is either structured, ``{"sentences": [{"text", "fact_ids"}],
 "recommendation": {"text", "fact_ids"}}`` (the recommendation may instead be
 the last sentence), plain text with citation markers, or plain text with no
 marker at all: the narrative exactly as the feed and the web page show it.
-Each sentence of such a text is read against every fact all of whose names
-(states, outcomes, segments, releases) it quotes, and against the finding's own
-fact unless it names something beyond the finding (a "Related:" sentence).
+Each sentence of such a text is read against the facts it speaks of: every
+fact all of whose names (states, outcomes, segments, releases) it quotes, the
+subject's before the object's, and the finding's own fact when the sentence
+names its subject, all its names, or no name at all.
 
 Plain-text citation format: ``[f:ID]`` or ``[f:ID1,ID2]`` where each ID is a
 full fact id or a unique prefix of at least 8 hex characters. A marker cites
@@ -364,16 +365,22 @@ def _entity_names(entity: str) -> set[str]:
 
 
 def _named_facts(text: str, bundle: Mapping[str, Any], ctx: _Context) -> tuple[str, ...]:
-    """For text shown without citations: the finding's own fact, plus every fact all of whose names the sentence quotes."""
-    _, quoted = mask_names(clean_name(numbers.normalise(text)), ctx.names)
-    said = set(quoted)
+    """For text shown without citations, the facts a sentence speaks of (see the module doc)."""
+    masked, quoted = mask_names(clean_name(numbers.normalise(text)), ctx.names)
+    first = {name: masked.find(f"⟦N{i}⟧") for i, name in reversed(list(enumerate(quoted)))}
     head = primary_fact_id(bundle)
 
-    def names(fid: str) -> set[str]:
-        return _entity_names(ctx.facts[fid]["subject"]) | _entity_names(ctx.facts[fid]["object"])
+    def spoken_of(fact: Mapping[str, Any]) -> bool:
+        subj, obj = _entity_names(fact["subject"]), _entity_names(fact["object"])
+        if not (subj | obj) <= set(first):
+            return False
+        if subj and obj and not subj & obj:  # "A is followed by B": A is named before B
+            return min(first[n] for n in subj) < min(first[n] for n in obj)
+        return True
 
-    named = [fid for fid in ctx.facts if fid != head and names(fid) <= said]
-    own = names(head) <= said or said <= names(head)  # about the finding, or naming nothing beyond it
+    named = [fid for fid, fact in ctx.facts.items() if fid != head and spoken_of(fact)]
+    subject = _entity_names(ctx.facts[head]["subject"])
+    own = not first or spoken_of(ctx.facts[head]) or (bool(subject) and subject <= set(first))
     return ((head,) if own or not named else ()) + tuple(named)
 
 

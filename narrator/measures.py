@@ -71,7 +71,7 @@ _FIXED: dict[str, Measure] = {
     "conversion_gap": Measure("pp", None, label="conversion gap", neutral=0.0, invert=("repeat", "come back")),
     "extra_expected_steps": Measure("score", "steps", label="extra expected"),
     "return_probability": Measure("share", None, label="return probability"),
-    "from_total": Measure("count", "moves"), "probability": Measure("share", "moves", label="share of moves"),
+    "from_total": Measure("count", "moves"), "probability": Measure("share", "moves", "state", "share of moves"),
     "share": Measure("share", _J, label="share of journeys"),
     "conversion_rate": Measure("share", _J, label="conversion"),
     "median_duration_s": Measure("seconds", label="median duration"),
