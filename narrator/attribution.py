@@ -64,12 +64,14 @@ NOUNS = {"journey": "journeys", "journeys": "journeys", "move": "moves", "moves"
          "transitions": "moves", "actor": "actors", "actors": "actors", "user": "actors", "users": "actors",
          "people": "actors", "customer": "actors", "customers": "actors", "step": "steps", "steps": "steps",
          "visit": "visits", "visits": "visits"}
+COUNTED = "#"  # marks a noun written right after the number ("531 moves"), not after "of"
 _NOUN_ALT = "|".join(sorted(NOUNS, key=len, reverse=True))
-NOUN_AFTER = re.compile(rf"^\s*(?:of\s+(?:the\s+|all\s+)?)?(?:(?:completed|mature|distinct|extra|expected)\s+)*"
+NOUN_AFTER = re.compile(rf"^\s*(?P<of>of\s+(?:the\s+|all\s+)?)?(?:(?:completed|mature|distinct|extra|expected)\s+)*"
                         rf"({_NOUN_ALT})\b", re.I)
 OF_RE = re.compile(r"^\s+of\s+(?:the\s+)?$", re.I)
 ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.I) for name, rx in {
-    "reached": r"\breach(?:es|ed|ing)?\b|\bpass(?:es|ing)? through\b|\bwith it\b",
+    "reached": r"\b(?:that|who|which) reach(?:es|ed)?\b|\breaching\b|\b(?:when|if|once) reached\b|"
+               r"\bpass(?:es|ing)? through\b|\bwith it\b",
     "skipped": r"\bskip\w*|\bwithout\b|\bnot reach\w*|\bnever reach\w*",
     "baseline": r"\bbaseline\b|\boverall\b|\bother states\b|\belsewhere\b",
     "state": r"\bout of (?:it\b|this state\b|⟦)", "all": r"\bn\s*=|\ball journeys\b|\bin total\b",
@@ -114,10 +116,13 @@ def _written(num: numbers.TextNumber) -> str:
 
 
 def _unit_ok(written: str, noun: str | None, m: Measure) -> bool:
+    """The written unit fits the kind; "531 moves" is a count (or a score in moves), "26% of moves" a share."""
     if written == "times":
         kind_ok = m.kind == "ratio" or m.unit == "visits"
     else:
         kind_ok = written == "plain" or m.kind in WRITTEN_KINDS[written]
+    if noun is not None and noun.endswith(COUNTED):
+        return kind_ok and m.kind in ("count", "score") and m.unit == noun[:-len(COUNTED)]
     return kind_ok and (noun is None or m.unit == noun)
 
 
@@ -162,11 +167,11 @@ class _Num:
 def _noun_after(text: str, num: numbers.TextNumber, nums: Sequence[numbers.TextNumber]) -> str | None:
     m = NOUN_AFTER.match(text[num.end:])
     if m:
-        return NOUNS[m.group(1).lower()]
+        return NOUNS[m.group(2).lower()] + ("" if m.group("of") else COUNTED)
     follower = next((n for n in nums if n.start >= num.end), None)  # "A of B journeys": A counts journeys too
     if follower is not None and OF_RE.match(text[num.end:follower.start]):
         m = NOUN_AFTER.match(text[follower.end:])
-        return NOUNS[m.group(1).lower()] if m else None
+        return NOUNS[m.group(2).lower()] + ("" if "%" in num.text else COUNTED) if m else None
     return None
 
 
@@ -202,7 +207,8 @@ def _narrow(text: str, spans: Sequence[tuple[int, int]], item: _Num, problems: l
     word = _nearest_direction(text, item)
     steps: list[tuple[str, Callable[[Field], bool], str]] = [
         ("NUM_UNIT", lambda f: _unit_ok(written, item.noun, f.measure),
-         f"written as {num.text!r}{' ' + item.noun if item.noun else ''}, which is not the unit of the field it matches"),
+         f"written as {num.text!r}{' ' + item.noun.rstrip(COUNTED) if item.noun else ''}, which is not the unit of "
+         "the field it matches"),
         ("NUM_SIGN", lambda f: num.sign == 0 or (f.measure.signed and (word != 0 or _sign_of(f) == num.sign)),
          "the written sign is not the sign of the evidence"),
         ("NUM_LABEL", lambda f: _label_ok(text, item, f) and (f.measure.kind == "rel" or not RELATIVE_RE.search(clause)),
@@ -315,13 +321,15 @@ def _order_ok(text: str, at: int, word: int, items: Sequence[_Num]) -> bool:
 
 
 def _check_denominators(text: str, items: Sequence[_Num], problems: list[Problem], show: Callable[[str], str]) -> None:
-    for share, part, whole in zip(items, items[1:], items[2:]):  # "29.2% of journeys (453 of 1,553 journeys)"
-        if not ("%" in share.num.text and "(" in text[share.num.end:part.num.start]
-                and OF_RE.match(text[part.num.end:whole.num.start])):
+    """A share and the counts in brackets after it are one population of one fact; in "A of B", B is A's whole."""
+    for share, part, whole in zip(items, items[1:], [*items[2:], None]):  # "29.2% of journeys (453 of 1,553 journeys)"
+        if not ("%" in share.num.text and "(" in text[share.num.end:part.num.start]):
             continue
-        if share.noun and whole.noun and share.noun != whole.noun:
-            problems.append(Problem("NUM_UNIT", show(share.num.text), f"a share of {share.noun} is followed by "
-                                    f"counts of {whole.noun}; a share and its counts speak of one population"))
+        if share.noun and part.noun and share.noun.rstrip(COUNTED) != part.noun.rstrip(COUNTED):
+            problems.append(Problem("NUM_UNIT", show(share.num.text), f"a share of {share.noun.rstrip(COUNTED)} is "
+                                    f"followed by counts of {part.noun.rstrip(COUNTED)}; a share and its counts speak of one population"))
+        elif whole is None or not OF_RE.match(text[part.num.end:whole.num.start]):
+            continue
         elif share.fields and part.fields and whole.fields and not (
                 {f.fact_id for f in share.fields} & {f.fact_id for f in part.fields} & {f.fact_id for f in whole.fields}):
             problems.append(Problem("DENOMINATOR", show(f"{share.num.text} ({part.num.text} of {whole.num.text}"),

@@ -157,7 +157,8 @@ def render(value: float | int, m: Measure) -> str:
         return fmt_ratio(value)
     if m.kind == "count":
         text = fmt_count(value) if float(value).is_integer() else fmt_sig(value, 3)
-        return text + (f" {m.unit}" if m.unit else "")
+        unit = m.unit[:-1] if m.unit and float(value) == 1 else m.unit  # "1 journey", "2 journeys"
+        return text + (f" {unit}" if unit else "")
     if m.kind == "seconds":
         return fmt_seconds(value)
     if m.kind == "pvalue":
