@@ -74,7 +74,7 @@ ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.I) for name, rx
                r"\bpass(?:es|ing)? through\b|\bwith it\b",
     "skipped": r"\bskip\w*|\bwithout\b|\bnot reach\w*|\bnever reach\w*",
     "baseline": r"\bbaseline\b|\boverall\b|\bother states\b|\belsewhere\b",
-    "state": r"\bout of (?:it\b|this state\b|⟦)", "all": r"\bn\s*=|\ball journeys\b|\bin total\b",
+    "state": r"\bout of (?:it\b|this state\b|⟦)", "all": r"\ball journeys\b|\bin total\b",
     "model": r"\bmodel\w*|\babsorbing\b",
     "segment": r"\bin (?:the |this )?segment\b|\bthere\b",
     "rest": r"\belsewhere\b|\bthe rest\b|\bother journeys\b|\boutside\b",
@@ -86,7 +86,7 @@ LABELS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple((re.compile(r
     (r"\blift(?: of| is)?", {"lift"}), (r"\bdivergence(?: of| is)?", {"jsd"}), (r"\bz\s*=", {"z"}),
     (r"\bq-value\s*(?:=|of|is)?", {"q_value"}), (r"\bp-value\s*(?:=|of|is)?", {"p_value", "gap_p_value"}),
     (r"\bquality(?: score)?(?: of| is)?", {"quality"}), (r"\bbaseline(?: of| is)?", {"baseline", "baseline_exit"}),
-    (r"\bn\s*=", {"n"}),
+    (r"\bn\s*=", {"n", "n_before", "n_after", "n_segment", "n_rest"}),
 ))
 LABELS_AFTER: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^\s*baseline\b", re.I), frozenset({"baseline", "baseline_exit"})),)

@@ -29,6 +29,7 @@ UNIT_KEYS = frozenset({
     "probability", "p_given_reached", "p_given_not_reached", "reach", "exit_probability", "p_value",
     "q_value", "absorption", "baseline", "reach_segment", "reach_rest", "p_before", "p_after", "share",
     "conversion_rate", "p_convert_repeat", "p_convert_single", "jsd", "confidence", "coverage",
+    "traffic_before", "traffic_after",
 })
 LABELS = ("High", "Medium", "Low")
 
