@@ -33,8 +33,8 @@ with / and / but / while / whereas.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from narrator import measures, numbers
 from narrator.measures import Measure
@@ -56,10 +56,10 @@ class Problem:
 
 
 CLAUSE_SEP = re.compile(r"(?:,(?=\s)|[;:()]|\s(?:against|versus|vs\.?|compared with|and|but|while|whereas)\s)+")
-UP_RE = re.compile(r"\b(?:more|higher|increase[ds]?|rose|risen|rises|greater|larger|gain(?:s|ed)?)\b", re.I)
-DOWN_RE = re.compile(r"\b(?:less|lower|fewer|decrease[ds]?|fell|falls|fallen|dropped|drops|smaller)\b", re.I)
-NOT_DIRECTION = re.compile(r"\bmore than once\b|\bmore often revisited\b", re.I)
-THAN_RE = re.compile(r"\bthan\b", re.I)
+UP_RE = re.compile(r"\b(?:more|higher|increase[ds]?|rose|risen|rises|greater|larger|gain(?:s|ed)?)\b", re.IGNORECASE)
+DOWN_RE = re.compile(r"\b(?:less|lower|fewer|decrease[ds]?|fell|falls|fallen|dropped|drops|smaller)\b", re.IGNORECASE)
+NOT_DIRECTION = re.compile(r"\bmore than once\b|\bmore often revisited\b", re.IGNORECASE)
+THAN_RE = re.compile(r"\bthan\b", re.IGNORECASE)
 NOUNS = {"journey": "journeys", "journeys": "journeys", "move": "moves", "moves": "moves", "transition": "moves",
          "transitions": "moves", "actor": "actors", "actors": "actors", "user": "actors", "users": "actors",
          "people": "actors", "customer": "actors", "customers": "actors", "step": "steps", "steps": "steps",
@@ -67,9 +67,9 @@ NOUNS = {"journey": "journeys", "journeys": "journeys", "move": "moves", "moves"
 COUNTED = "#"  # marks a noun written right after the number ("531 moves"), not after "of"
 _NOUN_ALT = "|".join(sorted(NOUNS, key=len, reverse=True))
 NOUN_AFTER = re.compile(rf"^\s*(?P<of>of\s+(?:the\s+|all\s+)?)?(?:(?:completed|mature|distinct|extra|expected)\s+)*"
-                        rf"({_NOUN_ALT})\b", re.I)
-OF_RE = re.compile(r"^\s+of\s+(?:the\s+)?$", re.I)
-ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.I) for name, rx in {
+                        rf"({_NOUN_ALT})\b", re.IGNORECASE)
+OF_RE = re.compile(r"^\s+of\s+(?:the\s+)?$", re.IGNORECASE)
+ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.IGNORECASE) for name, rx in {
     "reached": r"\b(?:that|who|which) reach(?:es|ed)?\b|\breaching\b|\b(?:when|if|once) reached\b|"
                r"\bpass(?:es|ing)? through\b|\bwith it\b",
     "skipped": r"\bskip\w*|\bwithout\b|\bnot reach\w*|\bnever reach\w*",
@@ -82,18 +82,18 @@ ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.I) for name, rx
     "repeat": r"\brepeat\w*|\bcome back\b|\breturn\w*|\brevisit\w*|\bmore than once\b",
     "single": r"\bsingle\b|(?<!than )\bonce\b",
 }.items()}
-LABELS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple((re.compile(rx + r"\s*$", re.I), frozenset(keys)) for rx, keys in (
+LABELS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple((re.compile(rx + r"\s*$", re.IGNORECASE), frozenset(keys)) for rx, keys in (
     (r"\blift(?: of| is)?", {"lift"}), (r"\bdivergence(?: of| is)?", {"jsd"}), (r"\bz\s*=", {"z"}),
     (r"\bq-value\s*(?:=|of|is)?", {"q_value"}), (r"\bp-value\s*(?:=|of|is)?", {"p_value", "gap_p_value"}),
     (r"\bquality(?: score)?(?: of| is)?", {"quality"}), (r"\bbaseline(?: of| is)?", {"baseline", "baseline_exit"}),
     (r"\bn\s*=", {"n", "n_before", "n_after", "n_segment", "n_rest"}),
 ))
 LABELS_AFTER: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
-    (re.compile(r"^\s*baseline\b", re.I), frozenset({"baseline", "baseline_exit"})),)
-OUTCOME_CUE = re.compile(r"\bconvert\w*|\bconversion\b|\bends? in\b|\boutcome\b", re.I)
-REACH_CUE = re.compile(r"\breached by\b|\bfollowed by\b|\bof (?:the |all )?moves\b|\bshare of journeys\b", re.I)
-CONTINUES = re.compile(r"\(|\s(?:against|versus|vs\.?|compared with|and|but|while|whereas)\s", re.I)
-RELATIVE_RE = re.compile(r"\brelative\b", re.I)
+    (re.compile(r"^\s*baseline\b", re.IGNORECASE), frozenset({"baseline", "baseline_exit"})),)
+OUTCOME_CUE = re.compile(r"\bconvert\w*|\bconversion\b|\bends? in\b|\boutcome\b", re.IGNORECASE)
+REACH_CUE = re.compile(r"\breached by\b|\bfollowed by\b|\bof (?:the |all )?moves\b|\bshare of journeys\b", re.IGNORECASE)
+CONTINUES = re.compile(r"\(|\s(?:against|versus|vs\.?|compared with|and|but|while|whereas)\s", re.IGNORECASE)
+RELATIVE_RE = re.compile(r"\brelative\b", re.IGNORECASE)
 PART_WHOLE = {("n_reached", "n"), ("n_reached", "n_journeys"), ("n_not_reached", "n"), ("n_repeat", "n_reached"),
               ("count", "from_total"), ("count", "n"), ("exits", "n"), ("exits", "from_total")}
 WRITTEN_KINDS: dict[str, tuple[str, ...]] = {

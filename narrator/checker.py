@@ -46,12 +46,20 @@ Warnings (not failures): agentive change verbs and overclaims.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from narrator import measures, numbers
 from narrator.attribution import Field, attribute
-from narrator.bundle import bundle_names, clean_name, entity_states, facts_by_id, local_name, primary_fact_id
+from narrator.bundle import (
+    bundle_names,
+    clean_name,
+    entity_states,
+    facts_by_id,
+    local_name,
+    primary_fact_id,
+)
 from ontology import vocabulary
 
 CAUSAL_RE = re.compile(
@@ -134,7 +142,7 @@ class Narrative:
                                    if self.recommendation else None)}
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any] | str) -> "Narrative":
+    def from_obj(cls, obj: Mapping[str, Any] | str) -> Narrative:
         """Parse structured output or marked plain text (format in the module doc)."""
         if isinstance(obj, str):
             return parse_text(obj)
@@ -216,7 +224,7 @@ def _all_strings(obj: Any) -> list[str]:
 
 def mask_names(text: str, names: Sequence[str]) -> tuple[str, list[str]]:
     """Replace quoted bundle names by ⟦N<i>⟧ so their contents never count as claims."""
-    masked, table = text, []
+    masked, table = text, list[str]()
     for name in names:
         for left, right in QUOTES:
             needle = f"{left}{name}{right}"

@@ -18,10 +18,19 @@ share is taken over: ``journeys``, ``moves`` (transitions), ``actors``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
-from narrator.numbers import fmt_count, fmt_pct, fmt_pvalue, fmt_ratio, fmt_seconds, fmt_sig
+from narrator.numbers import (
+    extract_numbers,
+    fmt_count,
+    fmt_pct,
+    fmt_pvalue,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_sig,
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,7 @@ def fields(item: Mapping[str, Any]) -> list[tuple[str, float | int, Measure]]:
     return out
 
 
-def render(value: float | int, m: Measure) -> str:
+def render(value: float, m: Measure) -> str:
     """A value in its measure's written form, magnitude only (signs are carried by direction words)."""
     if m.kind == "share" or m.kind == "rel":
         return fmt_pct(value)
@@ -167,12 +176,10 @@ def render(value: float | int, m: Measure) -> str:
     return f"{text} {m.unit}" if m.unit else text
 
 
-def shown_direction(value: float | int, m: Measure) -> int:
+def shown_direction(value: float, m: Measure) -> int:
     """+1, -1 or 0: the direction a reader sees once the value is rendered (0 when it rounds to no difference)."""
     if m.neutral is None:
         return 0
-    from narrator.numbers import extract_numbers
-
     shown = extract_numbers(render(value, m))
     magnitude = shown[0].value * shown[0].scale if shown else abs(float(value))
     if m.kind == "ratio":

@@ -9,7 +9,8 @@ concrete recommendation last.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from narrator import measures
 from narrator.bundle import clean_name, entity_states, local_name, primary_fact_id
@@ -39,7 +40,7 @@ def entity(ent: str) -> str:
     return q(local_name(ent))
 
 
-def num(x: float | int) -> str:
+def num(x: float) -> str:
     """Counts and whole numbers exactly, other values to three significant digits."""
     if isinstance(x, int) or float(x).is_integer():
         return fmt_count(x)

@@ -39,7 +39,8 @@ def headline(item: Mapping[str, Any]) -> str:
 
 def stats_line(item: Mapping[str, Any]) -> str:
     f = item["finding"]
-    from narrator.measures import headline as measure, n_label
+    from narrator.measures import headline as measure
+    from narrator.measures import n_label
 
     effect = measure(f) or f"effect={num(item.get('effect', f.get('effect')))}"
     return (f"{n_label({**f, 'n': item.get('n', f.get('n'))})}  {effect}  "

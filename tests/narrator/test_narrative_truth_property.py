@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mutations import MUTATIONS
-from narrator_factories import WINDOW, SNAP, r6
+from narrator_factories import SNAP, WINDOW, r6
 
 from narrator import measures, template
 from narrator.bundle import BundleLimits, ListFactSource, build_bundle
