@@ -200,10 +200,14 @@ _INVISIBLE = re.compile("[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u
 MAX_NAME = 200
 
 
+def clean_text(text: str) -> str:
+    """NFKC without control, zero-width or bidi characters: what a reader is shown (any length)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", str(text)))
+
+
 def clean_name(name: str) -> str:
-    """NFKC, no control/zero-width/bidi characters, bounded length: what a reader is shown."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", str(name)))
-    return text[:MAX_NAME]
+    """`clean_text` with a bounded length, for user-controlled names."""
+    return clean_text(name)[:MAX_NAME]
 
 
 def local_name(entity: str) -> str:

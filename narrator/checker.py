@@ -55,6 +55,7 @@ from narrator.attribution import Field, attribute
 from narrator.bundle import (
     bundle_names,
     clean_name,
+    clean_text,
     entity_states,
     facts_by_id,
     local_name,
@@ -239,7 +240,7 @@ def unmask(text: str, table: Sequence[str]) -> str:
 
 
 def _prepare(text: str, ctx: _Context) -> tuple[str, list[str]]:
-    cleaned = clean_name(re.sub(r"\s+", " ", numbers.normalise(text)))
+    cleaned = clean_text(re.sub(r"\s+", " ", numbers.normalise(text)))  # never truncated: every word is checked
     cleaned = MARKER_RE.sub("", cleaned)  # citation markers inside structured text are not numbers
     return mask_names(cleaned, ctx.names)
 
@@ -374,7 +375,7 @@ def _entity_names(entity: str) -> set[str]:
 
 def _named_facts(text: str, bundle: Mapping[str, Any], ctx: _Context) -> tuple[str, ...]:
     """For text shown without citations, the facts a sentence speaks of (see the module doc)."""
-    masked, quoted = mask_names(clean_name(numbers.normalise(text)), ctx.names)
+    masked, quoted = mask_names(clean_text(numbers.normalise(text)), ctx.names)
     first = {name: masked.find(f"⟦N{i}⟧") for i, name in reversed(list(enumerate(quoted)))}
     head = primary_fact_id(bundle)
 

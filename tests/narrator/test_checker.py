@@ -193,3 +193,12 @@ def test_empty_recommendation_is_missing(b):
 def test_unsupported_number_message_points_at_the_closest_cited_value(b):
     (failure,) = check(b, _with(b, "The value is 60% here.")).failures
     assert failure.span == "60%" and "closest cited value is 0.576923" in failure.message
+
+
+def test_numbers_deep_in_a_long_sentence_are_checked(b):
+    """A sentence longer than a name's length bound is checked to its last word, not truncated."""
+    text = template.narrate(b).text
+    padded = text.replace("end in", "end, after a long and winding description of the step " * 6 + "in", 1)
+    assert len(padded.split(". ")[0]) > 300
+    assert check(b, padded).ok, check(b, padded).failures
+    assert not check(b, padded.replace("12.3%", "-12.3%")).ok
