@@ -191,6 +191,11 @@ def validate_bundle_shape(bundle: Mapping[str, Any]) -> None:
 MAX_NAME = 200
 
 
+def clean_text(text: str) -> str:
+    """NFKC without control, zero-width or bidi characters: what a reader is shown (any length)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", str(text)))
+
+
 def clean_name(name: str) -> str:
     """NFKC, control/zero-width/bidi characters as visible `\\uXXXX` escapes, bounded length: what a reader is shown.
 

@@ -4,7 +4,12 @@
 
 A narrative is either structured, ``{"sentences": [{"text", "fact_ids"}],
 "recommendation": {"text", "fact_ids"}}`` (the recommendation may instead be
-the last sentence), or plain text with citation markers.
+the last sentence), plain text with citation markers, or plain text with no
+marker at all: the narrative exactly as the feed and the web page show it.
+Each sentence of such a text is read against the facts it speaks of: every
+fact all of whose names (states, outcomes, segments, releases) it quotes, the
+subject's before the object's, and the finding's own fact when the sentence
+names its subject, all its names, or no name at all.
 
 Plain-text citation format: ``[f:ID]`` or ``[f:ID1,ID2]`` where each ID is a
 full fact id or a unique prefix of at least 8 hex characters. A marker cites
@@ -23,6 +28,10 @@ sentence cannot claim it. Rules (failure codes):
   multiples, durations, spelled multiples such as "doubled") is a faithful
   rendering of a number of a fact the sentence cites (rounding rule in
   narrator/numbers.py); MISATTRIBUTED means it belongs to an uncited fact;
+- NUM_UNIT / NUM_SIGN / SIGN_DROPPED / NUM_ROLE / DIRECTION / DENOMINATOR:
+  each number is attributed to one evidence field whose unit, population,
+  sign, comparison side and direction its words agree with, and "A of B" names
+  a part and its whole (narrator.attribution, field meanings in narrator.measures);
 - DATE_UNSUPPORTED: ISO dates must be dates of the bundle;
 - CAUSAL: no causal verbs or phrases (word boundaries, case-insensitive);
 - CONFIDENCE_MISSING / N_MISSING: the finding's confidence label appears in a
@@ -37,11 +46,21 @@ Warnings (not failures): agentive change verbs and overclaims.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from narrator import numbers
-from narrator.bundle import bundle_names, clean_name, facts_by_id, primary_fact_id
+from narrator import measures, numbers
+from narrator.attribution import Field, attribute
+from narrator.bundle import (
+    bundle_names,
+    clean_name,
+    clean_text,
+    entity_states,
+    facts_by_id,
+    local_name,
+    primary_fact_id,
+)
 from ontology import vocabulary
 
 CAUSAL_RE = re.compile(
@@ -124,7 +143,7 @@ class Narrative:
                                    if self.recommendation else None)}
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any] | str) -> "Narrative":
+    def from_obj(cls, obj: Mapping[str, Any] | str) -> Narrative:
         """Parse structured output or marked plain text (format in the module doc)."""
         if isinstance(obj, str):
             return parse_text(obj)
@@ -166,8 +185,7 @@ def _marker_ids(text: str) -> list[str]:
 @dataclass
 class _Context:
     facts: dict[str, Mapping[str, Any]]
-    numbers_by_fact: dict[str, list[float | int]]
-    all_numbers: list[float | int]
+    fields_by_fact: dict[str, list[Field]]
     names: list[str]
     known_identifiers: set[str]
     dates: set[str]
@@ -175,23 +193,24 @@ class _Context:
     warnings: list[Failure] = field(default_factory=list)
     checked: int = 0
 
+    @property
+    def all_fields(self) -> list[Field]:
+        return [f for fs in self.fields_by_fact.values() for f in fs]
+
 
 def _context(bundle: Mapping[str, Any]) -> _Context:
     facts = facts_by_id(bundle)
     finding = bundle["finding"]
-    by_fact = {fid: numbers.numeric_values(f.get("evidence", {})) + numbers.numeric_values(f.get("confidence"))
-               for fid, f in facts.items()}
+    by_fact = {fid: [Field(fid, k, v, m) for k, v, m in measures.fields(f)] for fid, f in facts.items()}
     head = primary_fact_id(bundle)
-    by_fact[head] = by_fact[head] + numbers.numeric_values(
-        {k: finding.get(k) for k in ("n", "effect", "p_value", "q_value", "confidence", "reach", "evidence")})
-    all_numbers = [v for vals in by_fact.values() for v in vals]
+    by_fact[head] = by_fact[head] + [Field(head, k, v, m) for k, v, m in measures.fields(finding)]
     names = bundle_names(bundle)
     identifiers = set(names) | set(vocabulary.PREDICATES) | set(vocabulary.FINDING_TYPES)
     for item in [finding, *facts.values()]:
         identifiers.update(item.get("evidence", {}).keys())
     strings = [str(v) for item in [finding, *facts.values()] for v in _all_strings(item)]
     dates = {m.group(0)[:10] for s in strings for m in numbers.DATE_RE.finditer(s)}
-    return _Context(facts, by_fact, all_numbers, names, identifiers, dates)
+    return _Context(facts, by_fact, names, identifiers, dates)
 
 
 def _all_strings(obj: Any) -> list[str]:
@@ -206,7 +225,7 @@ def _all_strings(obj: Any) -> list[str]:
 
 def mask_names(text: str, names: Sequence[str]) -> tuple[str, list[str]]:
     """Replace quoted bundle names by ⟦N<i>⟧ so their contents never count as claims."""
-    masked, table = text, []
+    masked, table = text, list[str]()
     for name in names:
         for left, right in QUOTES:
             needle = f"{left}{name}{right}"
@@ -221,7 +240,7 @@ def unmask(text: str, table: Sequence[str]) -> str:
 
 
 def _prepare(text: str, ctx: _Context) -> tuple[str, list[str]]:
-    cleaned = clean_name(re.sub(r"\s+", " ", numbers.normalise(text)))
+    cleaned = clean_text(re.sub(r"\s+", " ", numbers.normalise(text)))  # never truncated: every word is checked
     cleaned = MARKER_RE.sub("", cleaned)  # citation markers inside structured text are not numbers
     return mask_names(cleaned, ctx.names)
 
@@ -251,18 +270,24 @@ def _check_dates(text: str, ctx: _Context) -> str:
 
 
 def _check_numbers(text: str, cited: Sequence[str], ctx: _Context, table: Sequence[str]) -> None:
-    allowed = [v for fid in cited for v in ctx.numbers_by_fact.get(fid, [])]
+    """Each number must render a cited field's value, and its words must fit that field (narrator.attribution)."""
+    allowed = [f for fid in cited for f in ctx.fields_by_fact.get(fid, [])]
+    found = []
     for num in numbers.extract_numbers(text):
         ctx.checked += 1
-        if numbers.matches_any(num, allowed):
+        matching = [f for f in allowed if numbers.matches(num, f.value)]
+        found.append((num, matching))
+        if matching:
             continue
-        if numbers.matches_any(num, ctx.all_numbers):
+        if any(numbers.matches(num, f.value) for f in ctx.all_fields):
             ctx.failures.append(Failure("NUM_MISATTRIBUTED", unmask(num.text, table),
                                         "this number belongs to a fact the sentence does not cite; cite that fact"))
         else:
             ctx.failures.append(Failure("NUM_UNSUPPORTED", unmask(num.text, table),
                                         "no cited fact holds this number (altered, invented, derived or over-rounded); "
-                                        "use the bundle's number" + _nearest(num, allowed)))
+                                        "use the bundle's number" + _nearest(num, [f.value for f in allowed])))
+    for p in attribute(text, found, lambda span: unmask(span, table)):
+        ctx.failures.append(Failure(p.rule, p.span, p.message))
 
 
 def _nearest(num: numbers.TextNumber, allowed: Sequence[float | int]) -> str:
@@ -341,13 +366,43 @@ def _check_mentions(masked_texts: Sequence[str], bundle: Mapping[str, Any], ctx:
         ctx.failures.append(Failure("N_MISSING", "", f"state the sample size n = {n}"))
 
 
+def _entity_names(entity: str) -> set[str]:
+    kind = entity.partition(":")[0]
+    if kind in ("edge", "path"):
+        return {clean_name(n) for n in entity_states(entity)}
+    return {clean_name(local_name(entity))} if kind in ("state", "outcome", "segment", "release") else set()
+
+
+def _named_facts(text: str, bundle: Mapping[str, Any], ctx: _Context) -> tuple[str, ...]:
+    """For text shown without citations, the facts a sentence speaks of (see the module doc)."""
+    masked, quoted = mask_names(clean_text(numbers.normalise(text)), ctx.names)
+    first = {name: masked.find(f"⟦N{i}⟧") for i, name in reversed(list(enumerate(quoted)))}
+    head = primary_fact_id(bundle)
+
+    def spoken_of(fact: Mapping[str, Any]) -> bool:
+        subj, obj = _entity_names(fact["subject"]), _entity_names(fact["object"])
+        if not (subj | obj) <= set(first):
+            return False
+        if subj and obj and not subj & obj:  # "A is followed by B": A is named before B
+            return min(first[n] for n in subj) < min(first[n] for n in obj)
+        return True
+
+    named = [fid for fid, fact in ctx.facts.items() if fid != head and spoken_of(fact)]
+    subject = _entity_names(ctx.facts[head]["subject"])
+    own = not first or spoken_of(ctx.facts[head]) or (bool(subject) and subject <= set(first))
+    return ((head,) if own or not named else ()) + tuple(named)
+
+
 def check(bundle: Mapping[str, Any], narrative: Mapping[str, Any] | str | Narrative) -> CheckResult:
     """Run every rule; ok only when no failure remains (warnings do not fail)."""
     ctx = _context(bundle)
     if isinstance(narrative, str):  # mask quoted names first so a name like "a. B" cannot split a sentence
         masked_text, table = mask_names(numbers.normalise(narrative), ctx.names)
         split = parse_text(masked_text)
-        parsed = Narrative(tuple(Sentence(unmask(s.text, table), s.fact_ids) for s in split.sentences), None)
+        uncited = not any(s.fact_ids for s in split.sentences)  # the text exactly as the feed shows it
+        sentences = [unmask(s.text, table) for s in split.sentences]
+        parsed = Narrative(tuple(Sentence(t, _named_facts(t, bundle, ctx) if uncited else s.fact_ids)
+                                 for t, s in zip(sentences, split.sentences)), None)
     else:
         parsed = narrative if isinstance(narrative, Narrative) else Narrative.from_obj(narrative)
     if not parsed.all_sentences:

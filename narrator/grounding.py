@@ -12,7 +12,8 @@ allow. What is checked:
 - transitions: probability ≈ count / from_total, count ≤ from_total;
 - removal effect: B′ = baseline − removal_effect lies in [0, 1]; relative effect ≤ 1;
 - regressions: delta ≈ p_after − p_before, relative_change ≈ delta / p_before;
-- segment reach: difference ≈ reach_segment − reach_rest;
+- segment reach: difference ≈ reach_segment − reach_rest, positive for
+  more_common_in and negative for less_common_in;
 - n_reached ≤ n, n ≥ the minimum sample size, q present and q ≥ p.
 """
 
@@ -28,6 +29,7 @@ UNIT_KEYS = frozenset({
     "probability", "p_given_reached", "p_given_not_reached", "reach", "exit_probability", "p_value",
     "q_value", "absorption", "baseline", "reach_segment", "reach_rest", "p_before", "p_after", "share",
     "conversion_rate", "p_convert_repeat", "p_convert_single", "jsd", "confidence", "coverage",
+    "traffic_before", "traffic_after",
 })
 LABELS = ("High", "Medium", "Low")
 
@@ -159,6 +161,19 @@ EVIDENCE_CHECKS: tuple[Callable[[Mapping[str, Any], str], list[GroundingIssue]],
 )
 
 
+PREDICATE_SIGNS = {"more_common_in": ("difference", 1), "less_common_in": ("difference", -1)}
+
+
+def _check_predicate_sign(item: Mapping[str, Any], where: str) -> list[GroundingIssue]:
+    """A predicate that states a direction (more / less common) must agree with its evidence's sign."""
+    key, sign = PREDICATE_SIGNS.get(str(item.get("predicate")), ("", 0))
+    value = _num(item.get("evidence", {}), key) if key else None
+    if value is None or value * sign > 0:
+        return []
+    return [GroundingIssue("PREDICATE_SIGN", f"{where}.evidence.{key}",
+                           f"{item.get('predicate')} but {key} is {value}")]
+
+
 def _check_finding(finding: Mapping[str, Any], min_n: int) -> list[GroundingIssue]:
     out: list[GroundingIssue] = []
     where = f"finding {str(finding.get('finding_id', '?'))[:12]}"
@@ -176,7 +191,7 @@ def _check_finding(finding: Mapping[str, Any], min_n: int) -> list[GroundingIssu
     out.extend(_check_units({k: finding.get(k) for k in ("p_value", "q_value", "confidence", "reach")}, where))
     for check in EVIDENCE_CHECKS:
         out.extend(check(finding.get("evidence", {}), f"{where}.evidence"))
-    return out
+    return out + _check_predicate_sign(finding, where)
 
 
 def _check_structure(bundle: Mapping[str, Any]) -> list[GroundingIssue]:
@@ -201,6 +216,7 @@ def grounding_issues(bundle: Mapping[str, Any], min_n: int = 30) -> list[Groundi
         issues.extend(_check_units({"confidence": fact.get("confidence")}, where))
         for check in EVIDENCE_CHECKS:
             issues.extend(check(fact.get("evidence", {}), f"{where}.evidence"))
+        issues.extend(_check_predicate_sign(fact, where))
     return issues
 
 

@@ -14,7 +14,8 @@ with ``d`` decimals in its own unit (plain, ``%``/``pp``, ``x``/``×``,
   two significant digits. So 0.576923 may read 0.577, 0.58, 57.7% or 58%, never
   60% or 0.6; a lift 2.33 may read 2.33x;
 - signs may be carried by words (−0.12 ↔ "12% lower"), so ``|r|`` is compared
-  with ``|v|``;
+  with ``|v|``; an explicit sign is kept on the TextNumber and narrator.attribution
+  checks it, and the words, against the field's sign;
 - ``< r`` (a reporting threshold such as ``p < 0.001``) matches when ``r`` is a
   power of ten and ``0 ≤ v < r``.
 Spelled-out multiples (twice, doubled, half, …) are numbers too.
@@ -67,6 +68,7 @@ class TextNumber:
     scale: float  # multiply value by scale to get bundle units
     threshold: bool = False  # written as "< r"
     spelled: bool = False
+    sign: int = 0  # -1 or +1 when written with an explicit sign, else 0
 
 
 def normalise(text: str) -> str:
@@ -91,8 +93,9 @@ def extract_numbers(text: str) -> list[TextNumber]:
             decimals -= int(m.group("exp")[1:])
         unit = m.group("unit")
         scale = _UNIT_SCALE.get(unit, 1.0) if unit else 1.0
+        sign = {"-": -1, "−": -1, "+": 1}.get(m.group("sign") or "", 0)
         found.append(TextNumber(m.group(0).strip(), m.start(), m.end(), value, decimals,
-                                _sig_digits(num), scale, threshold=bool(m.group("lt"))))
+                                _sig_digits(num), scale, threshold=bool(m.group("lt")), sign=sign))
     for m in _SPELLED_RE.finditer(text):
         found.append(TextNumber(m.group(0), m.start(), m.end(), SPELLED[m.group(1).lower()], 0, 9, 1.0, spelled=True))
     return sorted(found, key=lambda n: n.start)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from narrator.recompute import (
     Ctx,
@@ -231,3 +232,21 @@ def _fact_lines(x: Mapping[str, Any]) -> list[str]:
     ids = ", ".join(e["event_id"] for e in x["events"]) or "(none)"
     lines.append(f"    events: {ids}")
     return lines
+
+
+def write_bundle(data: Mapping[str, Any], path: str | Path, err: TextIO | None = None) -> Path:
+    """The auditor's file for `verify --bundle`: the exact bundle narrated, the narrative and the insight id.
+
+    Written as canonical JSON (sorted keys), so the same insight always gives the same bytes."""
+    from ontology.model import canonical_json
+
+    if not data.get("bundle"):
+        raise JourneyGraphError(f"insight {data.get('insight_id')} holds no bundle (it was not narrated); "
+                                "nothing to verify")
+    out = Path(path)
+    body = {"insight_id": data.get("insight_id"), "bundle": data["bundle"], "narrative": data.get("narrative") or {}}
+    out.write_text(canonical_json(body) + "\n", encoding="utf-8")
+    if err is not None:
+        print(f"bundle written to {out}; check any text of this insight with "
+              f"`journeygraph verify --bundle {out} --narrative TEXT_OR_FILE`", file=err)
+    return out

@@ -1,9 +1,12 @@
 """`journeygraph verify --bundle B.json --narrative TEXT_OR_FILE`: anyone can re-check any text.
 
-The bundle file may be a bare bundle, a stored insight payload, or `trace
---format json` output (anything with a `bundle` key). The narrative argument is
-a file path or literal text; either may hold plain text with `[f:ID]` citation
-markers or the structured JSON form (see narrator/checker.py). Prints one line
+The bundle file may be a bare bundle, a stored insight payload, `trace
+--format json` output or the file `journeygraph trace ID --bundle-out FILE`
+writes (anything with a `bundle` key). The narrative argument is
+a file path or literal text; either may hold the narrative exactly as the feed
+prints it (no markers: each number is resolved against the whole bundle),
+plain text with `[f:ID]` citation markers, or the structured JSON form (see
+narrator/checker.py). Prints one line
 per failed rule with its offending span; returns 0 when faithful, 1 when not.
 """
 
@@ -25,14 +28,15 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise NarrationError(f"cannot read bundle file {p}: {exc.strerror}; pass the path of a bundle JSON") from exc
+        raise NarrationError(f"cannot read bundle file {p}: {exc.strerror}; write one with "
+                             "`journeygraph trace INSIGHT_ID --bundle-out FILE`") from exc
     except json.JSONDecodeError as exc:
         raise NarrationError(f"{p} line {exc.lineno}: not JSON ({exc.msg}); pass a bundle JSON file") from exc
     if isinstance(data, dict) and isinstance(data.get("bundle"), dict):
         data = data["bundle"]
     if not isinstance(data, dict) or "finding" not in data or not data.get("facts"):
         raise NarrationError(f"{p}: no fact bundle found (need keys finding and facts); "
-                             "use `journeygraph trace ID --format json` output or a stored bundle")
+                             "write one with `journeygraph trace INSIGHT_ID --bundle-out FILE` (ids: `journeygraph feed --format json`)")
     return data
 
 

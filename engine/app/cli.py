@@ -131,6 +131,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from engine.app import views
 
     data = views.trace(args.workspace, args.insight_id)
+    if args.bundle_out:
+        from narrator.trace import write_bundle
+
+        write_bundle(data, args.bundle_out, err=sys.stderr)
     return _emit(args, data, views.trace_text)
 
 
@@ -240,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question"); _ws(p); _fmt(p)
     p = add("trace", "insight → sentences → facts → evidence → snapshot → recomputation → events", cmd_trace)
     p.add_argument("insight_id"); _ws(p); _fmt(p)
+    p.add_argument("--bundle-out", default=None, help="also write the bundle and narrative for `verify --bundle`")
     p = add("verify", "check a narrative against its bundle (exit 0 faithful, 1 not)", cmd_verify)
     p.add_argument("--bundle", required=True); p.add_argument("--narrative", required=True)
     p = add("snapshots", "list snapshots", cmd_snapshots)

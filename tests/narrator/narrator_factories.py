@@ -49,7 +49,7 @@ def evidence_for(ftype: str, n: int, a: float, b: float, k: int, scale: float) -
     if ftype == "regression":
         delta = r6(r6(b) - r6(a))
         ev = {**base, "p_before": r6(a), "p_after": r6(b), "n_before": n, "n_after": k, "delta": delta,
-              "relative_change": r6(delta / r6(a)), "z": r6(-scale), "traffic_before": n, "traffic_after": k,
+              "relative_change": r6(delta / r6(a)), "z": r6(-scale), "traffic_before": r6(k / n), "traffic_after": r6(k / n / 2),
               "traffic_changed": k < n // 2, "attribution": "release", "releases": ["v2.3"]}
         return "edge:import_data->invite_teammate", "release:v2.3", ev
     if ftype == "segment_divergence":

@@ -149,9 +149,17 @@ def test_markers_after_the_full_stop_belong_to_that_sentence(b):
     assert check(b, text).ok
 
 
-def test_plain_text_without_markers_fails_citation(b):
-    text = template.narrate(b).text
-    assert "CITE_MISSING" in _rules(b, text)
+def test_plain_text_as_shown_is_read_against_the_whole_bundle(b):
+    text = template.narrate(b).text  # exactly what the feed prints: no citation markers
+    assert check(b, text).ok, check(b, text).failures
+    assert "NUM_UNSUPPORTED" in _rules(b, text.replace("57.7%", "58.7%"))
+
+
+def test_a_partly_marked_text_still_needs_every_citation(b):
+    marked = template.narrate(b).marked_text()
+    first_marker = marked.index(" [f:")
+    partly = marked[:first_marker] + marked[marked.index("]", first_marker) + 1:]
+    assert "CITE_MISSING" in _rules(b, partly)
 
 
 def test_warnings_do_not_fail(b):
@@ -185,3 +193,12 @@ def test_empty_recommendation_is_missing(b):
 def test_unsupported_number_message_points_at_the_closest_cited_value(b):
     (failure,) = check(b, _with(b, "The value is 60% here.")).failures
     assert failure.span == "60%" and "closest cited value is 0.576923" in failure.message
+
+
+def test_numbers_deep_in_a_long_sentence_are_checked(b):
+    """A sentence longer than a name's length bound is checked to its last word, not truncated."""
+    text = template.narrate(b).text
+    padded = text.replace("end in", "end, after a long and winding description of the step " * 6 + "in", 1)
+    assert len(padded.split(". ")[0]) > 300
+    assert check(b, padded).ok, check(b, padded).failures
+    assert not check(b, padded.replace("12.3%", "-12.3%")).ok

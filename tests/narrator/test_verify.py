@@ -52,7 +52,7 @@ def test_altered_number_exits_1_and_names_the_span(files):
 def test_literal_text_argument(files):
     code, out = _run(files / "bundle.json", "Conversion doubled because of onboarding.")
     assert code == 1
-    for rule in ("CITE_MISSING", "NUM_UNSUPPORTED", "CAUSAL", "N_MISSING", "CONFIDENCE_MISSING",
+    for rule in ("NUM_UNSUPPORTED", "CAUSAL", "N_MISSING", "CONFIDENCE_MISSING",
                  "RECOMMENDATION_MISSING"):
         assert f"FAIL {rule}" in out
 

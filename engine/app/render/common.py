@@ -44,9 +44,13 @@ def headline(item: Mapping[str, Any]) -> str:
 
 def stats_line(item: Mapping[str, Any]) -> str:
     f = item["finding"]
+    from narrator.measures import headline as measure
+    from narrator.measures import n_label
+
     seen = (f"seen in {item['seen']} of {item['periods']} period snapshots" if item.get("periods") and item.get("seen")
             else "on all the data only")
-    return (f"{stake_text(item)}n={item.get('n', f.get('n'))}  effect={num(item.get('effect', f.get('effect')))}  "
+    effect = measure(f) or f"effect={num(item.get('effect', f.get('effect')))}"
+    return (f"{stake_text(item)}{n_label({**f, 'n': item.get('n', f.get('n'))})}  {effect}  "
             f"reach={pct(item.get('reach', f.get('reach')))}  p={pval(f.get('p_value'))}  q={pval(f.get('q_value'))}  "
             f"since {str(item.get('since', ''))[:10]} ({seen})")
 

@@ -1,0 +1,234 @@
+"""What each evidence number means: its kind, unit, comparison role and sign convention.
+
+One table serves both sides of the narration contract. The template renders a
+number only through the field it comes from (so the unit, denominator and
+direction word are the field's, never the template's guess), and the
+faithfulness checker attributes every number it reads back to one such field
+and checks the words around it against the same description.
+
+Kinds: ``share`` (a fraction of a population, written as %), ``pp`` (a signed
+difference of two shares, written in percentage points), ``rel`` (a signed
+relative change, written as %), ``ratio`` (a lift, written as ``2.3x``; 1 is
+no difference), ``count``, ``seconds``, ``score`` (a plain number, signed when
+``neutral`` is set) and ``pvalue``. Units name the population a count or a
+share is taken over: ``journeys``, ``moves`` (transitions), ``actors``,
+``steps`` or ``visits``. A signed field's ``invert`` cues name its subtrahend
+("journeys *without* X reach Y less often" states a positive removal effect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from narrator.numbers import (
+    extract_numbers,
+    fmt_count,
+    fmt_pct,
+    fmt_pvalue,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_sig,
+)
+
+
+@dataclass(frozen=True)
+class Measure:
+    kind: str
+    unit: str | None = None
+    role: str | None = None
+    label: str = ""
+    neutral: float | None = None  # set for signed kinds: the value that means "no difference"
+    invert: tuple[str, ...] = ()  # cue words naming the subtrahend side of a signed difference
+    outcome: bool = False  # a rate of reaching an outcome (conversion), not of reaching a state or taking a move
+
+    @property
+    def signed(self) -> bool:
+        return self.neutral is not None
+
+
+REMOVAL_CUES = ("without", "remov", "redirect", "skip")
+_J = "journeys"
+_FIXED: dict[str, Measure] = {
+    "reach": Measure("share", _J, label="reach"),
+    "p_given_reached": Measure("share", _J, "reached", "conversion when reached"),
+    "p_given_not_reached": Measure("share", _J, "skipped", "conversion when skipped"),
+    "baseline": Measure("share", _J, "baseline", "baseline conversion"),
+    "absorption": Measure("share", _J, "model", "modelled conversion from the state"),
+    "lift": Measure("ratio", None, label="lift", neutral=1.0, invert=("skip", "without")),
+    "removal_effect": Measure("pp", None, label="absolute removal effect", neutral=0.0, invert=REMOVAL_CUES),
+    "removal_effect_relative": Measure("rel", None, label="relative removal effect", neutral=0.0,
+                                       invert=REMOVAL_CUES),
+    "n_reached": Measure("count", _J), "n_not_reached": Measure("count", _J), "n_repeat": Measure("count", _J),
+    "n_journeys": Measure("count", _J),
+    "exit_probability": Measure("share", "moves", "state", "exit rate"),
+    "baseline_exit": Measure("share", "moves", "baseline", "exit rate elsewhere"),
+    "exits": Measure("count", "moves"),
+    "delta": Measure("pp", None, label="change", neutral=0.0, invert=("before",)),
+    "relative_change": Measure("rel", None, label="relative change", neutral=0.0, invert=("before",)),
+    "z": Measure("score", None, label="z", neutral=0.0),
+    "traffic_before": Measure("share", _J, "before", "traffic before"),
+    "traffic_after": Measure("share", _J, "after", "traffic after"),
+    "jsd": Measure("score", None, label="Jensen-Shannon divergence"),
+    "reach_segment": Measure("share", _J, "segment", "reach in the segment"),
+    "reach_rest": Measure("share", _J, "rest", "reach elsewhere"),
+    "difference": Measure("pp", None, label="reach difference", neutral=0.0, invert=("elsewhere", "the rest")),
+    "visits_mean": Measure("score", "visits", label="mean"),
+    "p_convert_repeat": Measure("share", _J, "repeat", "conversion of repeat visitors"),
+    "p_convert_single": Measure("share", _J, "single", "conversion of single visitors"),
+    "conversion_gap": Measure("pp", None, label="conversion gap", neutral=0.0, invert=("repeat", "come back")),
+    "extra_expected_steps": Measure("score", "steps", label="extra expected"),
+    "return_probability": Measure("share", None, label="return probability"),
+    "from_total": Measure("count", "moves"), "probability": Measure("share", "moves", "state", "share of moves"),
+    "share": Measure("share", _J, label="share of journeys"),
+    "conversion_rate": Measure("share", _J, label="conversion"),
+    "median_duration_s": Measure("seconds", label="median duration"),
+    "median_length": Measure("count", "steps", label="median length"),
+    "quality": Measure("score", None, label="path quality (1 = typical)"),
+    "p_value": Measure("pvalue"), "q_value": Measure("pvalue"), "gap_p_value": Measure("pvalue"),
+    "confidence": Measure("score"), "chi2": Measure("score"), "dof": Measure("count"),
+    "removal_rank": Measure("count"),
+}
+_NOT_ATTRIBUTABLE = frozenset({"effect"})  # the finding's `effect` means a different thing per type
+
+
+OUTCOME_KEYS = frozenset({"p_given_reached", "p_given_not_reached", "baseline", "absorption", "conversion_rate",
+                          "p_convert_repeat", "p_convert_single", "removal_effect", "removal_effect_relative",
+                          "conversion_gap"})
+
+
+def _outcome_rate(item: Mapping[str, Any], key: str) -> bool:
+    if key in OUTCOME_KEYS:
+        return True
+    if key in ("p_before", "p_after", "delta", "relative_change"):
+        return str(item.get("subject", "")).startswith("outcome:")
+    if key in ("reach_segment", "reach_rest", "difference"):
+        return (item.get("evidence") or {}).get("kind") == "outcome_rate_difference"
+    return False
+
+
+def n_unit(item: Mapping[str, Any]) -> str:
+    """The population a finding's (or fact's) `n` counts."""
+    predicate, subject = str(item.get("predicate", "")), str(item.get("subject", ""))
+    if predicate in ("is_dropoff_point_for", "diverges_from", "transitions_to"):
+        return "moves"
+    if predicate in ("regressed_after", "changed_after") and subject.startswith("edge:"):
+        return "moves"
+    return _J
+
+
+def measure(item: Mapping[str, Any], key: str) -> Measure | None:
+    """The measure of `key` in a finding or fact (context decides journeys vs moves); None if not a number field."""
+    m = _measure(item, key)
+    return replace(m, outcome=True) if m is not None and _outcome_rate(item, key) else m
+
+
+def _measure(item: Mapping[str, Any], key: str) -> Measure | None:
+    if key in _NOT_ATTRIBUTABLE:
+        return None
+    unit = n_unit(item)
+    if key == "n":
+        return Measure("count", unit, "all")
+    if key in ("n_segment", "n_rest"):
+        return Measure("count", unit, "segment" if key == "n_segment" else "rest")
+    if key in ("n_before", "n_after", "p_before", "p_after"):
+        kind = "count" if key.startswith("n_") else "share"
+        return Measure(kind, unit, key.split("_", 1)[1], key.replace("_", " "))
+    if key == "count":
+        return Measure("count", "moves" if item.get("predicate") == "transitions_to" else _J)
+    return _FIXED.get(key)
+
+
+def fields(item: Mapping[str, Any]) -> list[tuple[str, float | int, Measure]]:
+    """Every (key, value, measure) a narrative may quote from one finding or fact; unknown keys are plain numbers."""
+    out: list[tuple[str, float | int, Measure]] = []
+    sources = [item.get("evidence") or {}, {k: item.get(k) for k in ("n", "p_value", "q_value", "confidence")}]
+    for source in sources:
+        for key in sorted(source):
+            value = source[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            m = measure(item, key)
+            if m is None and key in _NOT_ATTRIBUTABLE:
+                continue
+            out.append((key, value, m or Measure("count" if isinstance(value, int) else "score")))
+    return out
+
+
+def render(value: float, m: Measure) -> str:
+    """A value in its measure's written form, magnitude only (signs are carried by direction words)."""
+    if m.kind == "share" or m.kind == "rel":
+        return fmt_pct(value)
+    if m.kind == "pp":
+        return fmt_pct(value)[:-1] + " percentage points"
+    if m.kind == "ratio":
+        return fmt_ratio(value)
+    if m.kind == "count":
+        text = fmt_count(value) if float(value).is_integer() else fmt_sig(value, 3)
+        unit = m.unit[:-1] if m.unit and float(value) == 1 else m.unit  # "1 journey", "2 journeys"
+        return text + (f" {unit}" if unit else "")
+    if m.kind == "seconds":
+        return fmt_seconds(value)
+    if m.kind == "pvalue":
+        return fmt_pvalue(value)
+    text = fmt_sig(value, 3)
+    return f"{text} {m.unit}" if m.unit else text
+
+
+def shown_direction(value: float, m: Measure) -> int:
+    """+1, -1 or 0: the direction a reader sees once the value is rendered (0 when it rounds to no difference)."""
+    if m.neutral is None:
+        return 0
+    shown = extract_numbers(render(value, m))
+    magnitude = shown[0].value * shown[0].scale if shown else abs(float(value))
+    if m.kind == "ratio":
+        return 0 if magnitude == m.neutral else (1 if magnitude > m.neutral else -1)
+    return 0 if magnitude == 0 else (1 if float(value) > 0 else -1)
+
+
+HEADLINES: dict[str, tuple[str, ...]] = {  # most specific first; the first whose fields are all present is used
+    "activation_driver": ("lift {lift} (conversion {p_given_reached} when reached, {p_given_not_reached} when skipped)",
+                          "lift {lift}"),
+    "necessary_for_conversion": ("conversion {p_given_reached} when reached, {p_given_not_reached} when skipped",),
+    "dropoff_point": ("exit rate {exit_probability} of moves ({baseline_exit} from other states)",
+                      "exit rate {exit_probability} of moves"),
+    "regression": ("change {delta} ({p_before} → {p_after})", "relative change {relative_change}"),
+    "segment_divergence": ("Jensen-Shannon divergence {jsd}",
+                           "reach difference {difference} ({reach_segment} of journeys in the segment, "
+                           "{reach_rest} elsewhere)"),
+    "segment_outcome": ("outcome-rate difference {difference} ({reach_segment} of journeys in the segment, "
+                        "{reach_rest} elsewhere)",),
+    "repeated_visit": ("mean {visits_mean} (conversion {p_convert_repeat} when repeated, {p_convert_single} when once)",
+                       "mean {visits_mean}"),
+    "fast_path": ("path quality {quality} (1 = typical; conversion {conversion_rate})",),
+}
+HEADLINES["dropoff_cluster"] = HEADLINES["dropoff_point"]
+HEADLINES["slow_path"] = HEADLINES["fast_path"]
+
+
+def _signed_render(finding: Mapping[str, Any], key: str, value: Any) -> str | None:
+    m = measure(finding, key)
+    if m is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    sign = {1: "+", -1: "-"}.get(shown_direction(value, m), "") if m.kind in ("pp", "rel") else ""
+    return sign + render(value, m)
+
+
+def headline(finding: Mapping[str, Any]) -> str:
+    """The item's measure named in words with its unit, e.g. `lift 2.31x (conversion 34% when reached, ...)`."""
+    ev = finding.get("evidence") or {}
+    shown = {k: text for k, v in ev.items() if (text := _signed_render(finding, k, v)) is not None}
+    kind = "segment_outcome" if ev.get("kind") == "outcome_rate_difference" else str(finding.get("type"))
+    for pattern in HEADLINES.get(kind, ()):
+        try:
+            return pattern.format(**shown)
+        except KeyError:
+            continue
+    return ""
+
+
+def n_label(finding: Mapping[str, Any]) -> str:
+    """`n=6,465 journeys` / `n=531 moves`: the sample size with what it counts."""
+    n = finding.get("n")
+    return f"n={fmt_count(n)} {n_unit(finding)}" if isinstance(n, (int, float)) else "n=?"
