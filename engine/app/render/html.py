@@ -28,6 +28,11 @@ svg text{font-family:inherit}
 """
 
 
+# Chart titles in plain words (the maths names, B[s, o] and the removal effect, are in the captions).
+CHART_TITLES = {
+    "absorption": "Chance of ending in \"{outcome}\" from each step",
+    "removal": "How much ending in \"{outcome}\" depends on each step (removal effect)",
+}
 INTERVAL_REPLICATES = 200  # enough for a picture; `snapshot --intervals` takes more
 INTERVAL_SECONDS = 2.0    # a feed page never waits longer than this for them (about 45 states)
 
@@ -243,10 +248,12 @@ def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
     absorb = [(s, float(metrics.absorption(s, conv))) for s in payload["states"]]
     effects = sorted(((s, float(v[0])) for s, v in metrics.removal_effects(conv).items()), key=lambda r: (-r[1], r[0]))
     bounds, note = _removal_intervals(metrics, payload["snapshot_id"], conv)
-    rows = [(s, v, *bounds.get(s, (None, None))) for s, v in effects]
-    return ("<h2>Conversion probability and removal effect per state</h2>"
-            + bar_chart_svg(f"B[s, {conv}]: probability of ending in {conv} from each state", absorb)
-            + interval_chart_svg(f"Removal effect on P({conv}) (paper's absolute, renormalised)", rows)
-            + f"<p class=\"muted\">{_e(note)} Reach per state: "
+    rows = [(s, 100 * v, *(None if b is None else 100 * b for b in bounds.get(s, (None, None)))) for s, v in effects]
+    return ("<h2>Each step's part in the outcome</h2>"
+            + bar_chart_svg(CHART_TITLES["absorption"].format(outcome=conv), absorb, fmt="{:.1%}")
+            + interval_chart_svg(CHART_TITLES["removal"].format(outcome=conv), rows, fmt="{:+.1f} pts")
+            + f"<p class=\"muted\">Bars: the absorbing chain's probability B[step, {_e(conv)}]. Removal effect: the "
+            f"points by which the chance from the start falls when the step is taken out of the chain (its moves "
+            f"renormalised over the other steps). {_e(note)} Reach per state: "
             + ", ".join(f"{_e(s)} {pct(payload['reach_counts'].get(s, 0) / max(1, payload['completed']))}"
                         for s in payload["states"]) + ".</p>")
