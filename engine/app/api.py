@@ -136,7 +136,12 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.get("/api/graph", responses=_ERRORS)
     def graph(journey: str | None = None) -> dict[str, Any]:
-        return views.snapshot(ws, journey=journey)
+        return views.graph(ws, journey=journey)
+
+    @app.get("/api/power", responses=_ERRORS)
+    def power() -> list[dict[str, Any]]:
+        """Detection power: per release and for the latest period, each edge's n, detectable change and status."""
+        return views.power(ws)
 
     @app.get("/api/facts", responses=_ERRORS)
     def facts(entity: str | None = None, predicate: str | None = None, snapshot: str | None = None,

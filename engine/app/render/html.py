@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from engine.app.render import layout
+from engine.app.render import power as power_footer
 from engine.app.render.common import headline, narrative_text, pct, stats_line
 
 CSS = """
@@ -23,6 +24,7 @@ h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem} .muted{color:#667}
 .High{background:#1a7f37}.Medium{background:#b7791f}.Low{background:#8a8f98}
 code{font-size:.85rem;background:#f4f5f7;padding:.1rem .3rem;border-radius:3px}
 svg text{font-family:inherit}
+table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem} td,th{border:1px solid #dde;padding:.15rem .5rem;text-align:left}
 """
 
 
@@ -37,7 +39,8 @@ INTERVAL_REPLICATES = 200  # enough for a picture; `snapshot --intervals` takes 
 INTERVAL_SECONDS = 2.0    # a feed page never waits longer than this for them (about 45 states)
 
 
-def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed") -> str:
+def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed",
+           power: Sequence[Mapping[str, Any]] | None = None) -> str:
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
     if isinstance(snapshot, Mapping):
@@ -53,6 +56,8 @@ def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str 
     parts.extend(_item(item) for item in items)
     if not items:
         parts.append("<p>No insights: no finding passed its thresholds and the FDR control.</p>")
+    if power is not None:
+        parts.append(_power(power))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -62,6 +67,20 @@ def _wrap(payload: Mapping[str, Any]) -> Any:
     from engine.snapshot import Snapshot
 
     return Snapshot.from_payload(payload)
+
+
+def _power(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The detection-power footer: per comparison a headline and its busiest edges."""
+    groups = power_footer.summarise(rows)
+    out = [f"<footer id=\"power\"><h2>{_e(power_footer.TITLE)}</h2>"]
+    for g in groups:
+        out.append(f"<p>{_e(power_footer.headline(g))}</p><table><tr><th>busiest edges</th><th>n before</th>"
+                   "<th>n after</th><th>detectable change</th><th>status</th></tr>")
+        out.extend(f"<tr><td>{_e(power_footer.edge_words(r['edge']))}</td><td>{r['n_before']:,}</td>"
+                   f"<td>{r['n_after']:,}</td><td>{_e(power_footer.mde_words(r))}</td>"
+                   f"<td>{_e(power_footer.status_words(r))}</td></tr>" for r in g["busiest"])
+        out.append("</table>")
+    return "".join(out) + f"<p class=\"muted\">{_e(power_footer.note(groups))}</p></footer>"
 
 
 def _e(value: Any) -> str:
