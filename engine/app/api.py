@@ -139,9 +139,11 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
         return views.graph(ws, journey=journey)
 
     @app.get("/api/power", responses=_ERRORS)
-    def power() -> list[dict[str, Any]]:
+    def power() -> dict[str, Any]:
         """Detection power: per release and for the latest period, each edge's n, detectable change and status."""
-        return views.power(ws)
+        from engine.app.render import power as power_footer
+
+        return power_footer.payload(views.power(ws))
 
     @app.get("/api/facts", responses=_ERRORS)
     def facts(entity: str | None = None, predicate: str | None = None, snapshot: str | None = None,

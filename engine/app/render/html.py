@@ -108,7 +108,7 @@ def graph_svg(payload: Mapping[str, Any]) -> str:
     out.extend(_edge_svg(e) for e in g["edges"])
     out.extend(_node_svg(n) for n in g["nodes"])
     out.append("</svg>")
-    return "".join(out) + f"<p class=\"muted\">{_e(layout.caption(g))}</p>"
+    return "".join(out) + f"<p class=\"muted\">{_e(g['caption'])}</p>"
 
 
 def _edge_svg(e: Mapping[str, Any]) -> str:

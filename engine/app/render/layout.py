@@ -92,8 +92,9 @@ def layout(payload: Mapping[str, Any]) -> dict[str, Any]:
     nodes = [_node_json(v, x_of[v.col], node_w, payload) for v in sorted(vertices.values(), key=lambda v: v.name) if v.real]
     drawn = [_edge_json(i, e, geo) for i, e in enumerate(edges)]
     _place_labels(drawn, nodes, width, height)
-    return {"width": round(width, 1), "height": round(height, 1), "nodes": nodes, "edges": drawn,
-            "min_edge_p": MIN_EDGE_P, "max_out_edges": MAX_OUT_EDGES, "edges_total": len(payload["transitions"])}
+    graph = {"width": round(width, 1), "height": round(height, 1), "nodes": nodes, "edges": drawn,
+             "min_edge_p": MIN_EDGE_P, "max_out_edges": MAX_OUT_EDGES, "edges_total": len(payload["transitions"])}
+    return {**graph, "caption": caption(graph)}
 
 
 def label_boxes(graph: Mapping[str, Any], shown_only: bool = True) -> list[tuple[float, float, float, float]]:

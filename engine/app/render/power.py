@@ -93,3 +93,12 @@ def text_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _pts(value: Any) -> str:
     return f"{100 * float(value):.1f} pts"
+
+
+def payload(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`/api/power`: every edge's row, and per comparison the footer's headline and busiest edges in words."""
+    groups = summarise(rows)
+    return {"edges": list(rows), "note": note(groups), "title": TITLE,
+            "comparisons": [{**{k: v for k, v in g.items() if k != "busiest"}, "headline": headline(g),
+                             "busiest": [{**r, "edge_words": edge_words(r["edge"]), "detectable_words": mde_words(r),
+                                          "status_words": status_words(r)} for r in g["busiest"]]} for g in groups]}
