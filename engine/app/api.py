@@ -272,7 +272,7 @@ class _FeedCache:
         stamp = (st.st_mtime_ns, st.st_size)
         with self.lock:
             if stamp != self.stamp:
-                self.cached = views.feed_items(self.workspace)
+                self.cached = [_labelled(i) for i in views.feed_items(self.workspace)]
                 self.known_segments = views.segments(self.workspace)
                 self.bodies = {}
                 self.stamp = stamp
@@ -290,6 +290,14 @@ class _FeedCache:
     def keep(self, key: tuple[Any, ...], body: bytes) -> None:
         if len(self.bodies) < 256:  # bounded: filters come from clients
             self.bodies[key] = body
+
+
+def _labelled(item: dict[str, Any]) -> dict[str, Any]:
+    """A feed item with `labels`: its measure and unit, and n with its unit, as the text feed words them."""
+    from engine.app.render.common import count_words, measure_text, n_unit
+
+    f = item["finding"]
+    return {**item, "labels": {"measure": measure_text(item), "n": f"{count_words(item.get('n', f.get('n')))} {n_unit(f)}"}}
 
 
 def _insight(ws: str | None, insight_id: str) -> dict[str, Any]:

@@ -48,12 +48,13 @@ def stats_line(item: Mapping[str, Any]) -> str:
     seen = (f"seen in {item['seen']} of {item['periods']} period snapshots" if item.get("periods") and item.get("seen")
             else "on all the data only")
     n = item.get("n", f.get("n"))
-    return (f"{stake_text(item)}{measure_text(item)}  n={_count(n)} {n_unit(f)}  "
+    return (f"{stake_text(item)}{measure_text(item)}  n={count_words(n)} {n_unit(f)}  "
             f"reach={pct(item.get('reach', f.get('reach')))}  p={pval(f.get('p_value'))}  q={pval(f.get('q_value'))}  "
             f"since {str(item.get('since', ''))[:10]} ({seen})")
 
 
-def _count(value: Any) -> str:
+def count_words(value: Any) -> str:
+    """A count with thousands separators ('1,553')."""
     return f"{int(value):,}" if isinstance(value, (int, float)) and float(value).is_integer() else num(value)
 
 

@@ -80,7 +80,8 @@ async function loadFeed() {
       el("strong", {}, titleFor(f)),
       el("span", { class: "label " + f.confidence_label }, f.confidence_label),
       el("span", { class: "summary" }, first),
-      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${f.evidence && f.evidence.n !== undefined ? f.evidence.n : "?"} · q ${fmtP(f.q_value)}`));
+      el("span", { class: "summary measure" }, item.labels ? item.labels.measure : ""),
+      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${item.labels ? item.labels.n : f.n} · q ${fmtP(f.q_value)}`));
     list.append(el("li", { id: "item-" + item.insight_id }, btn));
   }
 }
@@ -241,7 +242,7 @@ async function loadIntervals(snap, conv) {
     return [s.state, s.removal_effect[conv], ci ? ci[0] : null, ci ? ci[1] : null];
   });
   forest("#chart-r", rows);
-  $("#chart-r").append(el("p", { class: "muted" },
+  $("#chart-r").append(el("p", { class: "meta" },
     `Lines: ${Math.round(block.level * 100)}% bootstrap intervals, ${block.replicates} replicates (first-order chain).`));
 }
 
