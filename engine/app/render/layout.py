@@ -17,14 +17,15 @@ are shown only on hover. `label_boxes` gives the shown boxes for tests.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
 MAX_WIDTH = 1280          # px: the drawing never needs more (a laptop screen); it scales down with the viewport
-MIN_EDGE_P = 0.10         # edges below this share are left out of the drawing (the JSON keeps them all)
-MAX_OUT_EDGES = 3         # and at most this many (the strongest) per state
+MIN_EDGE_P = 0.10         # moves below this share are left out of the drawing (the JSON keeps them all) ...
+MAX_OUT_EDGES = 3         # ... and all but the strongest this many per state (self-loops apart)
 LABEL_MIN_P = 0.15        # an edge's label is shown when its share is at least this
 LABELS_PER_STATE = 2      # ... and it is among its source's strongest; other labels show on hover
 NODE_H, NODE_W_MAX, NODE_W_MIN = 34, 150, 84
@@ -56,26 +57,33 @@ class _Edge:
 
 
 def drawn_edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float, int]]:
-    """(from, to, share of the source's moves, count): per state its MAX_OUT_EDGES strongest of at least MIN_EDGE_P."""
+    """(from, to, share of the source's moves, count) of the edges drawn.
+
+    Per state its MAX_OUT_EDGES strongest moves to other steps of at least MIN_EDGE_P (at least its
+    strongest one, so every step leads somewhere), and its self-loop when that is at least MIN_EDGE_P.
+    """
     totals: dict[str, int] = {}
     for t in payload["transitions"]:
         totals[t["from"]] = totals.get(t["from"], 0) + int(t["count"])
     by_src: dict[str, list[tuple[str, str, float, int]]] = {}
     for t in payload["transitions"]:
         p = int(t["count"]) / totals[t["from"]] if totals[t["from"]] else 0.0
-        if p >= MIN_EDGE_P:
-            by_src.setdefault(t["from"], []).append((t["from"], t["to"], p, int(t["count"])))
+        by_src.setdefault(t["from"], []).append((t["from"], t["to"], p, int(t["count"])))
     keep: list[tuple[str, str, float, int]] = []
     for src in sorted(by_src):
-        keep.extend(sorted(by_src[src], key=lambda e: (-e[2], e[1]))[:MAX_OUT_EDGES])
-    return keep
+        ranked = sorted(by_src[src], key=lambda e: (-e[2], e[1]))
+        moves = [e for e in ranked if e[1] != src]
+        keep.extend([e for e in moves if e[2] >= MIN_EDGE_P][:MAX_OUT_EDGES] or moves[:1])
+        keep.extend(e for e in ranked if e[1] == src and e[2] >= MIN_EDGE_P)
+    return sorted(keep, key=lambda e: (e[0], -e[2], e[1]))
 
 
 def layout(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Boxes, edge paths and label spots of the journey graph, in px of a `width` × `height` view box."""
     states, outcomes = list(payload["states"]), list(payload["outcomes"])
     edges = [_Edge(*e) for e in drawn_edges(payload) if e[0] in states and (e[1] in states or e[1] in outcomes)]
-    cols = _columns(payload.get("start_state") or (states[0] if states else ""), states, outcomes, edges)
+    cols = _columns(payload.get("start_state") or (states[0] if states else ""), states, outcomes, edges,
+                    payload["transitions"])
     ncols = max(cols.values(), default=0) + 1
     node_w = min(NODE_W_MAX, (MAX_WIDTH - 2 * MARGIN - (ncols - 1) * GAP) / max(1, ncols))
     vertices = {n: _Vertex(n, c, True) for n, c in cols.items()}
@@ -106,28 +114,38 @@ def _box(label: Mapping[str, Any]) -> tuple[float, float, float, float]:
     return (label["x"] - label["w"] / 2, label["y"] - label["h"] / 2, label["x"] + label["w"] / 2, label["y"] + label["h"] / 2)
 
 
-def _columns(start: str, states: list[str], outcomes: list[str], edges: list[_Edge]) -> dict[str, int]:
-    """Shortest distance from the start along drawn edges (few columns), outcomes last; squeezed to what fits."""
-    layer = {start: 0} if start in states else {}
-    frontier = [start]
-    while frontier:
-        nxt = sorted({e.dst for e in edges if e.src in frontier and e.dst in states and e.dst not in layer})
-        for n in nxt:
-            layer[n] = layer[e_src_min(edges, n, layer)] + 1
-        frontier = nxt
-    deepest = max(layer.values(), default=0)
-    for s in sorted(states):  # unreachable over drawn edges: one column after the deepest
-        layer.setdefault(s, deepest + 1)
+def _columns(start: str, states: list[str], outcomes: list[str], edges: list[_Edge],
+             transitions: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Shortest distance from the start along drawn edges (few columns), outcomes last; squeezed to what fits.
+
+    A step the drawn edges do not reach is put one column after the step with the most moves into it
+    (any move), and the walk goes on from there.
+    """
+    layer: dict[str, int] = {}
+    links = sorted(((int(t["count"]), t["from"], t["to"]) for t in transitions
+                    if t["to"] in states and t["from"] != t["to"]), key=lambda r: (-r[0], r[1], r[2]))
+    frontier = [start] if start in states else []
+    layer.update({n: 0 for n in frontier})
+    while len(layer) < len(states):
+        while frontier:
+            nxt = sorted({e.dst for e in edges if e.src in frontier and e.dst in states and e.dst not in layer})
+            for n in nxt:
+                layer[n] = min(layer[e.src] for e in edges if e.dst == n and e.src in frontier) + 1
+            frontier = nxt
+        if len(layer) == len(states):
+            break
+        bridge = next(((src, dst) for _, src, dst in links if src in layer and dst not in layer), None)
+        if bridge is None:  # not reachable at all: a fresh root
+            root = min(s for s in states if s not in layer)
+            layer[root], frontier = 0, [root]
+        else:
+            layer[bridge[1]], frontier = layer[bridge[0]] + 1, [bridge[1]]
     deepest = max(layer.values(), default=0)
     fit = int((MAX_WIDTH - 2 * MARGIN + GAP) // (NODE_W_MIN + GAP))
-    if deepest + 2 > fit:  # too many columns: squeeze the state layers into fit - 1 columns
-        layer = {s: round(d * (fit - 2) / deepest) for s, d in layer.items()}
+    if deepest + 2 > fit:  # too many columns: squeeze the state layers into fit - 1 columns, the start alone in the first
+        layer = {s: math.ceil(d * (fit - 2) / deepest) for s, d in layer.items()}
         deepest = fit - 2
     return {**layer, **{o: deepest + 1 for o in outcomes}}
-
-
-def e_src_min(edges: list[_Edge], dst: str, layer: dict[str, int]) -> str:
-    return min((e.src for e in edges if e.dst == dst and e.src in layer), key=lambda n: (layer[n], n))
 
 
 def _chain(e: _Edge, cols: dict[str, int], vertices: dict[str, _Vertex]) -> list[str]:

@@ -76,7 +76,8 @@ def row_words(r: Mapping[str, Any]) -> str:
 
 def note(groups: Sequence[Mapping[str, Any]]) -> str:
     if not groups:
-        return "No release or period comparison yet: nothing to compare, so no regression could have been reported."
+        return ("No edge could be compared yet (no release comparison, and no resolved steps in the latest period): "
+                "the feed's silence about regressions says nothing so far.")
     g = groups[0]
     return (f"Detectable change: the smallest move of an edge's share the test finds with {float(g['power'] or 0.8):.0%} "
             f"power at α = {g['alpha']} (the FDR level, so the optimistic end). GET /api/power lists every edge.")
