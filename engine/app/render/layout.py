@@ -167,8 +167,8 @@ def _links(edges: list[_Edge]) -> list[tuple[str, str, float]]:
 def _order(vertices: dict[str, _Vertex], edges: list[_Edge], ncols: int) -> list[list[str]]:
     """Vertices per column, ordered by the barycentre of their neighbours (a few sweeps each way)."""
     columns: list[list[str]] = [[] for _ in range(ncols)]
-    for v in sorted(vertices.values(), key=lambda v: (v.col, not v.real, v.name)):
-        columns[v.col].append(v.name)
+    for vx in sorted(vertices.values(), key=lambda v: (v.col, not v.real, v.name)):
+        columns[vx.col].append(vx.name)
     links = _links(edges)
     nbrs: dict[str, list[str]] = {n: [] for n in vertices}
     for u, v, _ in links:
@@ -192,7 +192,7 @@ def _order(vertices: dict[str, _Vertex], edges: list[_Edge], ncols: int) -> list
 def _place_rows(columns: list[list[str]], vertices: dict[str, _Vertex], edges: list[_Edge]) -> None:
     """y of each vertex: stacked in order, then pulled towards its neighbours' centres, keeping order and spacing."""
     for col in columns:
-        y = TOP
+        y = float(TOP)
         for n in col:
             vertices[n].y = y
             y += vertices[n].h + (ROW_GAP if vertices[n].real else 6)
@@ -209,9 +209,9 @@ def _place_rows(columns: list[list[str]], vertices: dict[str, _Vertex], edges: l
                     total = sum(w for _, w in pulls)
                     vertices[n].y = sum(m * w for m, w in pulls) / total - vertices[n].h / 2
             _spread(col, vertices)
-    low = min((v.y for v in vertices.values()), default=TOP)
-    for v in vertices.values():
-        v.y += TOP - low
+    low = min((vx.y for vx in vertices.values()), default=TOP)
+    for vx in vertices.values():
+        vx.y += TOP - low
 
 
 def _mid(v: _Vertex) -> float:
@@ -374,7 +374,8 @@ def caption(graph: Mapping[str, Any]) -> str:
     """What the drawing leaves out and how to read it."""
     hidden = sum(1 for e in graph["edges"] if not e["label"]["shown"])
     return (f"Each arrow: the share of the moves out of a step that go to the next. Per step its {graph['max_out_edges']} "
-            f"strongest moves of at least {100 * graph['min_edge_p']:.0f}% are drawn ({len(graph['edges'])} of "
+            f"strongest moves of at least {100 * graph['min_edge_p']:.0f}% (at least its strongest one) and its "
+            f"self-loop are drawn ({len(graph['edges'])} of "
             f"{graph['edges_total']}; the JSON output has them all); dashed arrows go back. "
             f"{hidden} smaller shares show when you point at their arrow.")
 
