@@ -18,8 +18,9 @@ are shown only on hover. `label_boxes` gives the shown boxes for tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -178,15 +179,18 @@ def _order(vertices: dict[str, _Vertex], edges: list[_Edge], ncols: int) -> list
         rng = range(1, ncols) if sweep % 2 == 0 else range(ncols - 2, -1, -1)
         for c in rng:
             ref = c - 1 if sweep % 2 == 0 else c + 1
-            pos = {n: i for i, n in enumerate(columns[ref])}
-            cur = {n: i for i, n in enumerate(columns[c])}
-
-            def key(n: str) -> tuple[float, str]:
-                near = [pos[m] for m in nbrs[n] if m in pos]
-                return (sum(near) / len(near) if near else float(cur[n]), n)
-
-            columns[c].sort(key=key)
+            columns[c] = _by_barycentre(columns[c], columns[ref], nbrs)
     return columns
+
+
+def _by_barycentre(column: list[str], ref: list[str], nbrs: dict[str, list[str]]) -> list[str]:
+    """The column sorted by the mean position of each vertex's neighbours in `ref` (its own place if none)."""
+    pos = {n: i for i, n in enumerate(ref)}
+    keys = {}
+    for i, n in enumerate(column):
+        near = [pos[m] for m in nbrs[n] if m in pos]
+        keys[n] = (sum(near) / len(near) if near else float(i), n)
+    return sorted(column, key=keys.__getitem__)
 
 
 def _place_rows(columns: list[list[str]], vertices: dict[str, _Vertex], edges: list[_Edge]) -> None:
