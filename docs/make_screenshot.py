@@ -1,4 +1,7 @@
-"""Regenerate docs/screenshot-feed.png: the web page on the demo workspace, top insight open.
+"""Regenerate docs/screenshot-feed.png: the whole web page on the demo workspace, top insight open.
+
+The page at a laptop-class 1440 px viewport, full height: feed and insight, the journey graph
+(labels placed without overlap, minor ones on hover), the charts and the detection-power footer.
 
     python docs/make_screenshot.py [--workspace .journeygraph-demo]
 """
@@ -32,8 +35,10 @@ def main() -> None:
         page.goto(server.url + "/")
         page.wait_for_selector("#narrative .sentence")
         page.wait_for_selector("#graph svg rect")
+        page.wait_for_selector("#power table")
+        page.wait_for_selector("#chart-r svg line.interval", state="attached")
         page.locator("#narrative .sentence").nth(0).hover()
-        page.screenshot(path=str(ROOT / "docs" / "screenshot-feed.png"))
+        page.screenshot(path=str(ROOT / "docs" / "screenshot-feed.png"), full_page=True)
         browser.close()
 
 

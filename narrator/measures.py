@@ -226,9 +226,3 @@ def headline(finding: Mapping[str, Any]) -> str:
         except KeyError:
             continue
     return ""
-
-
-def n_label(finding: Mapping[str, Any]) -> str:
-    """`n=6,465 journeys` / `n=531 moves`: the sample size with what it counts."""
-    n = finding.get("n")
-    return f"n={fmt_count(n)} {n_unit(finding)}" if isinstance(n, (int, float)) else "n=?"

@@ -143,7 +143,14 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
 
     @app.get("/api/graph", responses=_ERRORS)
     def graph(journey: str | None = None) -> dict[str, Any]:
-        return views.snapshot(ws, journey=journey)
+        return views.graph(ws, journey=journey)
+
+    @app.get("/api/power", responses=_ERRORS)
+    def power() -> dict[str, Any]:
+        """Detection power: per release and for the latest period, each edge's n, detectable change and status."""
+        from engine.app.render import power as power_footer
+
+        return power_footer.payload(views.power(ws))
 
     @app.get("/api/facts", responses=_ERRORS)
     def facts(entity: str | None = None, predicate: str | None = None, snapshot: str | None = None,
@@ -265,7 +272,7 @@ class _FeedCache:
         stamp = (st.st_mtime_ns, st.st_size)
         with self.lock:
             if stamp != self.stamp:
-                self.cached = views.feed_items(self.workspace)
+                self.cached = [_labelled(i) for i in views.feed_items(self.workspace)]
                 self.known_segments = views.segments(self.workspace)
                 self.bodies = {}
                 self.stamp = stamp
@@ -283,6 +290,15 @@ class _FeedCache:
     def keep(self, key: tuple[Any, ...], body: bytes) -> None:
         if len(self.bodies) < 256:  # bounded: filters come from clients
             self.bodies[key] = body
+
+
+def _labelled(item: dict[str, Any]) -> dict[str, Any]:
+    """A feed item with `labels`: its measure and unit, and n with its unit, as the text feed words them."""
+    from engine.app.render.common import count_words, measure_text
+    from narrator.measures import n_unit
+
+    f = item["finding"]
+    return {**item, "labels": {"measure": measure_text(item), "n": f"{count_words(item.get('n', f.get('n')))} {n_unit(f)}"}}
 
 
 def _insight(ws: str | None, insight_id: str) -> dict[str, Any]:

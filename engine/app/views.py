@@ -64,7 +64,42 @@ def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, 
     context: dict[str, Any] = {}
     if fmt == "html":
         context = {"snapshot": snapshot_payload(workspace, None, None)}
+    if fmt in ("text", "md", "html"):
+        context["power"] = power(workspace)
     return render.render(items, fmt, **context)
+
+
+def power(workspace: str | None) -> list[dict[str, Any]]:
+    """The detection-power map (detectors.regression.power_map_for) of the latest run, from stored snapshots.
+
+    The latest run's snapshots are the unsegmented period and release snapshots built with the config of
+    the newest all-data snapshot, one per window (the one of the newest input when a window was rebuilt).
+    """
+    from detectors.regression import power_map_for
+    from engine import snapshot_store
+    from ontology.model import Finding
+
+    with _open(workspace) as ws:
+        if not ws.has_table("snapshots"):
+            return []
+        cfg = ws.config()
+        ids = [r[0] for r in ws.con.execute(_POWER_SNAPSHOTS).fetchall()]
+        snaps = [snapshot_store.load_snapshot(ws.con, sid) for sid in ids]
+        found = [Finding.from_dict(json.loads(r[0])) for r in ws.con.execute(
+            "SELECT payload FROM findings WHERE type = 'regression' ORDER BY finding_id").fetchall()]
+    return power_map_for(snaps, cfg, found)
+
+
+_POWER_SNAPSHOTS = """
+WITH latest AS (SELECT payload->>'config_hash' AS config_hash, payload->>'input_hash' AS input_hash
+                FROM snapshots WHERE scope = 'all' ORDER BY window_end DESC, snapshot_id LIMIT 1)
+SELECT s.snapshot_id FROM snapshots s, latest
+WHERE s.segment_key IS NULL AND s.scope IN ('period', 'release_before', 'release_after')
+  AND s.payload->>'config_hash' = latest.config_hash
+QUALIFY row_number() OVER (PARTITION BY s.tenant_id, s.journey, s.scope, s.release, s.window_start
+                           ORDER BY (s.payload->>'input_hash' = latest.input_hash) DESC, s.window_end DESC,
+                                    s.snapshot_id) = 1
+ORDER BY s.snapshot_id"""
 
 
 def insight(workspace: str | None, insight_id: str) -> dict[str, Any] | None:
@@ -137,6 +172,18 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
         first = ws.config().journeys[0].name
         rows = [r for r in rows if r[1] == first] or rows
     return rows[0][0]
+
+
+def graph(workspace: str | None, journey: str | None = None) -> dict[str, Any]:
+    """`/api/graph`: the all-data snapshot's metrics and its journey graph laid out (engine.app.render.layout)."""
+    from engine import snapshot_store
+    from engine.app.render.layout import layout
+
+    with _open(workspace) as ws:
+        snap = snapshot_store.load_snapshot(ws.con, _default_snapshot_id(ws, journey))
+    data = snap.to_metrics_json()
+    data["layout"] = layout(snap.payload)
+    return data
 
 
 def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None,

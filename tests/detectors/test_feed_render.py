@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from detectors.runner import run_detectors
@@ -101,8 +102,9 @@ def test_html_is_self_contained_with_graph_and_charts():
     assert not urls  # no external request of any kind
     assert "http://www.w3.org/2000/svg" in page  # only the SVG namespace, never fetched
     assert page.count("<svg") == 3  # journey graph + two bar charts
-    assert ">0.50</text>" in page  # import -> invite probability label on the graph
-    assert "Removal effect" in page and "B[s, converted]" in page
+    assert 'class="label">50%</text>' in page  # import -> invite: half the moves out of import, on the graph
+    assert "Chance of ending in &quot;converted&quot; from each step" in page
+    assert "How much ending in &quot;converted&quot; depends on each step (removal effect)" in page
     assert items[0]["finding"]["confidence_label"] in page
 
 
@@ -131,3 +133,129 @@ def test_p_values_in_text_never_show_as_zero(value, shown):
     from engine.app.render.common import pval
 
     assert pval(value) == shown
+
+
+# --- labels a PM can read: every item names its measure and unit ----------------------------------
+
+TYPED_EVIDENCE = {  # type -> (evidence, words its stats line must carry)
+    "activation_driver": ({"lift": 2.6154, "p_given_reached": 0.442, "p_given_not_reached": 0.169}, "lift 2.62×"),
+    "necessary_for_conversion": ({"p_given_reached": 0.31, "p_given_not_reached": 0.0}, "converted 31.0% when reached"),
+    "dropoff_point": ({"exit_probability": 0.55, "baseline_exit": 0.13, "loss_share": 0.252}, "exit rate 55.0% (+42.0 pts vs other steps' 13.0%)"),
+    "dropoff_cluster": ({"exit_probability": 0.4, "baseline_exit": 0.1, "loss_share": 0.3}, "exit rate 40.0% (+30.0 pts"),
+    "regression": ({"p_before": 0.335, "p_after": 0.04, "delta": -0.295, "relative_change": -0.8806}, "rate 33.5% → 4.0% (-29.5 pts, -88% relative)"),
+    "segment_divergence": ({"jsd": 0.1234, "state": "feature_used"}, "divergence (JSD) 0.123"),
+    "repeated_visit": ({"return_probability": 0.689, "visits_mean": 3.22, "p_convert_repeat": 0.23, "p_convert_single": 0.31},
+                       "return probability 68.9%"),
+    "fast_path": ({"quality": 3.46, "conversion_rate": 0.63, "time_ratio": 0.71}, "path quality 3.46× baseline"),
+    "slow_path": ({"time_ratio": 2.5, "outcome_class": "lost", "conversion_rate": 0.0}, "time × steps 2.50× the typical lost"),
+}
+
+
+def _typed_item(ftype, evidence, rank=1):
+    finding = {"type": ftype, "detector": f"{ftype}@1", "subject": "state:a", "predicate": "p", "object": "outcome:converted",
+               "confidence_label": "High", "confidence": 0.9, "finding_id": "f" * 24, "snapshot_id": "s" * 24,
+               "n": 900, "effect": 0.4321, "reach": 0.3, "p_value": 1e-6, "q_value": 1e-5, "evidence": evidence}
+    return {"finding": finding, "rank": rank, "score": 0.5, "insight_id": f"{rank:024d}", "n": 900, "effect": 0.4321,
+            "reach": 0.3, "since": "2026-01-05T00:00:00Z", "seen": 1, "periods": 3}
+
+
+def test_every_finding_type_has_a_named_measure():
+    from engine.app.render.common import MEASURES
+    from ontology.vocabulary import FINDING_TYPES
+
+    assert set(FINDING_TYPES) <= set(MEASURES) and set(TYPED_EVIDENCE) == set(FINDING_TYPES)
+
+
+@pytest.mark.parametrize("fmt", ["text", "md", "html"])
+def test_no_rendered_effect_is_unlabelled(fmt):
+    typed = [_typed_item(t, ev, i + 1) for i, (t, (ev, _)) in enumerate(sorted(TYPED_EVIDENCE.items()))]
+    _, real = _items()
+    page = render(typed + real, fmt)
+    assert "effect=" not in page and "0.432" not in page  # the bare effect number never shows
+    for _, words in TYPED_EVIDENCE.values():
+        assert (words if fmt != "html" else words.replace("'", "&#x27;")) in page
+
+
+def test_segment_reach_difference_says_points():
+    from engine.app.render.common import measure_text
+
+    item = _typed_item("segment_divergence", {"reach_segment": 0.201, "reach_rest": 0.0349, "difference": 0.1661})
+    assert measure_text(item) == "reach 20.1% in the segment vs 3.5% in the rest (+16.6 pts)"
+
+
+# --- the journey graph: fits a laptop, no label over another label or a box ------------------------
+
+def _random_payload(states=30, seed=7):
+    rng = np.random.default_rng(seed)
+    names = [f"step_{i:02d}_{'x' * int(rng.integers(0, 14))}" for i in range(states)]
+    transitions = []
+    for i, src in enumerate(names):
+        targets = rng.choice([*names[:i], *names[i + 1:], "converted", "dropped"], size=5, replace=False)
+        transitions += [{"from": src, "to": str(t), "count": int(rng.integers(5, 400))} for t in targets]
+    return {"states": names, "outcomes": ["converted", "dropped"], "start_state": names[0], "transitions": transitions,
+            "conversion_outcome": "converted"}
+
+
+def _overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _chain_graph():
+    return chain_payload(BASE, journeys=8000, start="sign_up")
+
+
+@pytest.mark.parametrize("payload", [_chain_graph, _random_payload], ids=["paper-chain", "30-states"])
+def test_graph_fits_a_laptop_and_no_labels_overlap(payload):
+    from engine.app.render.layout import MAX_WIDTH, drawn_edges, label_boxes, layout
+
+    data = payload()
+    g = layout(data)
+    assert g["width"] <= MAX_WIDTH
+    nodes = [(n["x"], n["y"], n["x"] + n["w"], n["y"] + n["h"]) for n in g["nodes"]]
+    labels = label_boxes(g)
+    assert len(labels) >= min(8, len(g["edges"]) // 3)  # labels are shown, not all hidden away
+    for i, a in enumerate(labels):
+        assert 0 <= a[0] and a[2] <= g["width"] and 0 <= a[1] and a[3] <= g["height"]
+        assert not any(_overlap(a, b) for b in labels[i + 1:]), f"label {a} overlaps another"
+        assert not any(_overlap(a, n) for n in nodes), f"label {a} overlaps a box"
+    assert not any(_overlap(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:])
+    assert {(e["from"], e["to"]) for e in g["edges"]} == {(s, d) for s, d, _, _ in drawn_edges(data)}
+    assert layout(data) == g  # deterministic
+
+
+def test_html_graph_scales_with_the_viewport_and_hides_minor_labels():
+    snap, items = _items()
+    page = render(items, "html", snapshot=snap)
+    svg = page[page.index('<svg class="journey-graph"'):]
+    head = svg[:svg.index(">")]
+    assert 'width="100%"' in head and "viewBox=" in head and "max-width:" in head
+    assert ".journey-graph .edge.minor .label { visibility: hidden; }" in page
+    assert ".journey-graph .edge.minor:hover .label { visibility: visible;" in page
+
+
+# --- the detection-power footer ---------------------------------------------------------------------
+
+POWER_ROWS = [
+    {"journey": "activation", "comparison": "release:v2.3", "edge": "edge:import_data->dropped", "n_before": 203,
+     "n_after": 175, "p_before": 0.0197, "p_after": 0.32, "detectable_change": 0.0629, "alpha": 0.05, "power": 0.8,
+     "status": "regression reported"},
+    {"journey": "activation", "comparison": "release:v2.3", "edge": "edge:sign_up->onboarding_tour", "n_before": 495,
+     "n_after": 470, "p_before": 0.48, "p_after": 0.47, "detectable_change": 0.09, "alpha": 0.05, "power": 0.8,
+     "status": "no change detected (detectable change >= 0.090)"},
+    {"journey": "activation", "comparison": "period:2026-03-09T00:00:00Z", "edge": "edge:sign_up->dropped",
+     "n_before": 207, "n_after": 0, "p_before": 0.15, "p_after": None, "detectable_change": None, "alpha": 0.05,
+     "power": 0.8, "status": "too early to tell (n = 207 before, 0 after; detectable change >= n/a)"},
+]
+
+
+@pytest.mark.parametrize("fmt", ["text", "md", "html"])
+def test_power_footer_says_what_silence_means(fmt):
+    _, items = _items()
+    page = render(items, fmt, power=POWER_ROWS, **({"snapshot": _items()[0]} if fmt == "html" else {}))
+    assert "Detection power: what the data could have shown" in page
+    assert ("release v2.3 (activation): 2 edges — 1 regression(s) reported, 1 with no change detected, "
+            "0 too early to tell; changes of 6.3 pts to 9.0 pts were detectable") in page
+    assert "latest period (from 2026-03-09) (activation): 1 edges" in page
+    assert page.index("release v2.3") < page.index("latest period")  # releases first
+    assert "sign_up → onboarding_tour" in page and "≥ 9.0 pts" in page and "too early to tell" in page
+    assert "Detection power" not in render(items, fmt, **({"snapshot": _items()[0]} if fmt == "html" else {}))

@@ -112,3 +112,64 @@ def test_keyboard_can_open_an_insight(page) -> None:  # type: ignore[no-untyped-
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#feed li.active') !== null")
     assert page.locator("#feed li.active").count() == 1
+
+
+def test_page_shows_the_detection_power_footer(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#power table tr td")
+    text = page.locator("#power").inner_text()
+    assert "release v2.3 (activation)" in text and "regression(s) reported" in text
+    assert "detectable change" in text and "pts" in text
+    assert "80% power" in text  # says what "detectable" means
+    page.locator("#power-box").screenshot(path=str(ARTIFACTS / "power.png"))
+
+
+def test_graph_fits_a_laptop_and_its_shown_labels_do_not_overlap(page) -> None:  # type: ignore[no-untyped-def]
+    """Measured in the browser: the graph is at most 1,280 px wide and no shown label overlaps another or a box."""
+    page.wait_for_selector("#graph svg.journey-graph g.node")
+    box = page.locator("#graph svg.journey-graph").bounding_box()
+    assert box is not None and box["width"] <= 1280
+    boxes = page.evaluate("""() => {
+      const r = (el) => { const b = el.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+      const shown = [...document.querySelectorAll('#graph .edge:not(.minor) text.label')].map(r);
+      const nodes = [...document.querySelectorAll('#graph .node rect')].map(r);
+      const hidden = document.querySelectorAll('#graph .edge.minor text.label').length;
+      return {shown, nodes, hidden};
+    }""")
+    over = lambda a, b: a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5  # noqa: E731
+    shown, nodes = boxes["shown"], boxes["nodes"]
+    assert len(shown) >= 5 and len(nodes) >= 8
+    assert not [(a, b) for i, a in enumerate(shown) for b in shown[i + 1:] if over(a, b)]
+    assert not [(a, n) for a in shown for n in nodes if over(a, n)]
+    if boxes["hidden"]:  # a minor edge's label appears when pointed at
+        minor = page.locator("#graph .edge.minor").first
+        label = minor.locator("text.label")
+        assert label.evaluate("el => getComputedStyle(el).visibility") == "hidden"
+        minor.scroll_into_view_if_needed()  # then the middle of its curve, in page pixels
+        point = minor.locator("path.hit").evaluate("""p => {
+          const q = p.getPointAtLength(p.getTotalLength() / 2), m = p.getScreenCTM();
+          return [q.x * m.a + q.y * m.c + m.e, q.x * m.b + q.y * m.d + m.f];
+        }""")
+        page.mouse.move(point[0], point[1])
+        assert label.evaluate("el => getComputedStyle(el).visibility") == "visible"
+        page.mouse.move(1, 1)
+    page.locator("#graph-box").screenshot(path=str(ARTIFACTS / "graph.png"))
+
+
+def test_power_api_lists_every_edge(live_api) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(live_api.url + "/api/power", timeout=120) as resp:
+        power = json.loads(resp.read())
+    assert {c["comparison"] for c in power["comparisons"]} >= {"release:v2.3"}
+    reported = {e["edge"] for e in power["edges"] if e["status"] == "regression reported"}
+    assert "edge:import_data->dropped" in reported  # the demo's planted post-release break
+    assert sum(c["edges"] for c in power["comparisons"]) == len(power["edges"])
+
+
+def test_feed_items_name_their_measure(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#feed li button.item .measure")
+    texts = page.locator("#feed li button.item").all_inner_texts()
+    assert any("lift 2.62×" in t for t in texts)  # the demo's import_data driver, with its measure and unit
+    assert any("exit rate" in t and "pts vs other steps" in t for t in texts)
+    assert not any("effect=" in t for t in texts) and all(" journeys" in t or " moves" in t or " steps" in t for t in texts)

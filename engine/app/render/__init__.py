@@ -16,13 +16,17 @@ from engine.app.render import json as json_render
 FORMATS = ("text", "json", "md", "html")
 
 
-def render(items: Sequence[Mapping[str, Any]], fmt: str = "text", snapshot: Any = None, title: str = "journeygraph feed") -> str:
-    """Render feed items in one of FORMATS; an unknown format is refused with the list."""
+def render(items: Sequence[Mapping[str, Any]], fmt: str = "text", snapshot: Any = None, title: str = "journeygraph feed",
+           power: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """Render feed items in one of FORMATS; an unknown format is refused with the list.
+
+    `power`: detection-power rows (detectors.regression.power_map_for) for the footer of text, md and html.
+    """
     renderers: dict[str, Callable[[], str]] = {
-        "text": lambda: text.render(items),
+        "text": lambda: text.render(items, power=power),
         "json": lambda: json_render.render(items),
-        "md": lambda: md.render(items, title=title),
-        "html": lambda: html.render(items, snapshot=snapshot, title=title),
+        "md": lambda: md.render(items, title=title, power=power),
+        "html": lambda: html.render(items, snapshot=snapshot, title=title, power=power),
     }
     if fmt not in renderers:
         raise ValueError(f"unknown feed format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from engine.app.render import power as power_footer
 from engine.app.render.common import escape_markup, headline, narrative_text, num, pct, stats_line
 
 
@@ -15,7 +16,26 @@ def _cell(text: str) -> str:
     return escape_markup(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render(items: Sequence[Mapping[str, Any]], title: str = "journeygraph feed") -> str:
+def render(items: Sequence[Mapping[str, Any]], title: str = "journeygraph feed",
+           power: Sequence[Mapping[str, Any]] | None = None) -> str:
+    return _items(items, title) + ("" if power is None else "\n".join(_power(power)) + "\n")
+
+
+def _power(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The detection-power footer: one line per comparison, then its busiest edges as a table."""
+    groups = power_footer.summarise(rows)
+    lines = [f"## {power_footer.TITLE}", ""]
+    for g in groups:
+        lines += [_cell(power_footer.headline(g)), "", "| busiest edges | n before | n after | detectable change | status |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {_cell(power_footer.edge_words(r['edge']))} | {r['n_before']:,} | {r['n_after']:,} | "
+                  f"{power_footer.mde_words(r)} | "
+                  f"{_cell(power_footer.status_words(r))} |" for r in g["busiest"]]
+        lines.append("")
+    return lines + [_cell(power_footer.note(groups)), ""]
+
+
+def _items(items: Sequence[Mapping[str, Any]], title: str) -> str:
     lines = [f"# {title}", ""]
     if not items:
         return "\n".join(lines + ["No insights: no finding passed its thresholds and the FDR control.", ""])

@@ -5,10 +5,16 @@ from __future__ import annotations
 import textwrap
 from typing import Any, Mapping, Sequence
 
+from engine.app.render import power as power_footer
 from engine.app.render.common import headline, narrative_text, stats_line
 
 
-def render(items: Sequence[Mapping[str, Any]]) -> str:
+def render(items: Sequence[Mapping[str, Any]], power: Sequence[Mapping[str, Any]] | None = None) -> str:
+    footer = "" if power is None else "\n" + "\n".join(power_footer.text_lines(power)) + "\n"
+    return _items(items) + footer
+
+
+def _items(items: Sequence[Mapping[str, Any]]) -> str:
     if not items:
         return "No insights: no finding passed its thresholds and the FDR control.\n"
     blocks = []

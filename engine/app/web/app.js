@@ -20,6 +20,8 @@ const svgEl = (tag, attrs = {}, text) => {
   return node;
 };
 const fmtP = (x) => (typeof x !== "number" ? String(x) : x === 0 ? "0" : x < 0.001 ? x.toExponential(1) : fmt(x, 4));
+const asPct = (x) => (100 * x).toFixed(1) + "%";
+const asPts = (x) => (x >= 0 ? "+" : "") + (100 * x).toFixed(1) + " pts";
 const fmt = (x, d = 3) => (typeof x === "number" ? (Math.round(x * 10 ** d) / 10 ** d).toString() : String(x));
 
 // `serve --token`: the token comes from the address (#token=…, dropped from it at once) or is asked
@@ -78,7 +80,8 @@ async function loadFeed() {
       el("strong", {}, titleFor(f)),
       el("span", { class: "label " + f.confidence_label }, f.confidence_label),
       el("span", { class: "summary" }, first),
-      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${f.evidence && f.evidence.n !== undefined ? f.evidence.n : "?"} · q ${fmtP(f.q_value)}`));
+      el("span", { class: "summary measure" }, item.labels ? item.labels.measure : ""),
+      el("span", { class: "summary" }, `score ${fmt(item.score)} · n ${item.labels ? item.labels.n : f.n} · q ${fmtP(f.q_value)}`));
     list.append(el("li", { id: "item-" + item.insight_id }, btn));
   }
 }
@@ -219,8 +222,10 @@ async function loadGraph() {
   $("#graph-meta").textContent = `${snap.journey} · ${snap.journeys} journeys · ${snap.censored} censored`;
   drawGraph(snap);
   const conv = snap.conversion_outcome || Object.keys(snap.states[0] ? snap.states[0].absorption : {})[0];
-  bars("#chart-b", snap.states.map((s) => [s.state, s.absorption[conv] || 0]));
-  bars("#chart-r", snap.states.map((s) => [s.state, (s.removal_effect || {})[conv] || 0]));
+  $("#cap-b").textContent = `Chance of ending in "${conv}" from each step`;
+  $("#cap-r").textContent = `How much ending in "${conv}" depends on each step (removal effect: points lost without the step)`;
+  bars("#chart-b", snap.states.map((s) => [s.state, s.absorption[conv] || 0]), asPct);
+  bars("#chart-r", snap.states.map((s) => [s.state, (s.removal_effect || {})[conv] || 0]), asPts);
   loadIntervals(snap, conv);
 }
 
@@ -237,11 +242,11 @@ async function loadIntervals(snap, conv) {
     return [s.state, s.removal_effect[conv], ci ? ci[0] : null, ci ? ci[1] : null];
   });
   forest("#chart-r", rows);
-  $("#chart-r").append(el("p", { class: "muted" },
+  $("#chart-r").append(el("p", { class: "meta" },
     `Lines: ${Math.round(block.level * 100)}% bootstrap intervals, ${block.replicates} replicates (first-order chain).`));
 }
 
-function forest(sel, rows) {
+function forest(sel, rows, show = asPts) {
   rows.sort((a, b) => b[1] - a[1]);
   const vals = rows.flatMap((r) => r.slice(1).filter((v) => v != null)).concat([0]);
   const lo = Math.min(...vals), hi = Math.max(...vals), span = hi - lo || 1;
@@ -253,67 +258,67 @@ function forest(sel, rows) {
     svg.append(svgEl("text", { x: 120, y: y + 4, "text-anchor": "end" }, name.length > 18 ? name.slice(0, 17) + "…" : name));
     if (low != null && high != null) {
       const line = svgEl("line", { class: "interval", x1: x(low), y1: y, x2: x(high), y2: y, stroke: "#2457c5", "stroke-width": 2 });
-      line.append(svgEl("title", {}, `${fmt(low, 3)} to ${fmt(high, 3)}`));
+      line.append(svgEl("title", {}, `${show(low)} to ${show(high)}`));
       svg.append(line);
     }
     svg.append(svgEl("circle", { cx: x(v), cy: y, r: 3.5, fill: v < 0 ? "#c55" : "#1c2b8f" }));
-    svg.append(svgEl("text", { x: Math.max(x(v), high != null ? x(high) : x(v)) + 6, y: y + 4 }, fmt(v, 3)));
+    svg.append(svgEl("text", { x: Math.max(x(v), high != null ? x(high) : x(v)) + 6, y: y + 4 }, show(v)));
   });
   $(sel).replaceChildren(svg);
 }
 
+// The layout (boxes, edge paths, label spots) comes from the server (engine/app/render/layout.py), the same
+// one the HTML feed draws; minor edges' labels show on hover (graph.css), every edge has a tooltip.
 function drawGraph(snap) {
-  // Layered layout: columns by shortest-path depth from the start state over the
-  // main edges (p >= 0.05), outcomes in the last column; back edges dashed.
-  const names = snap.states.map((s) => s.state);
-  const start = snap.start_state || names[0];
-  const main = snap.transitions.filter((t) => t.probability >= 0.05 && t.from !== t.to);
-  const depth = { [start]: 0 };
-  const queue = [start];
-  while (queue.length) {
-    const cur = queue.shift();
-    for (const t of main) if (t.from === cur && depth[t.to] === undefined && names.includes(t.to)) { depth[t.to] = depth[cur] + 1; queue.push(t.to); }
-  }
-  let maxDepth = Math.max(0, ...Object.values(depth));
-  for (const n of names) if (depth[n] === undefined) depth[n] = ++maxDepth;
-  const outcomes = [...new Set(snap.transitions.map((t) => t.to).filter((to) => !names.includes(to)))].sort();
-  for (const o of outcomes) depth[o] = maxDepth + 1;
-  const cols = {};
-  for (const n of [...names, ...outcomes]) (cols[depth[n]] = cols[depth[n]] || []).push(n);
-  const nCols = maxDepth + 2, colW = 150, rowH = 44;
-  const tallest = Math.max(...Object.values(cols).map((c) => c.length));
-  const W = Math.max(700, nCols * colW + 40), H = tallest * rowH + 40;
-  const pos = {};
-  for (const [d, members] of Object.entries(cols)) {
-    members.sort();
-    members.forEach((n, i) => { pos[n] = { x: 80 + Number(d) * colW, y: 30 + (i + 0.5) * (H - 60) / members.length }; });
-  }
-  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "Journey graph with transition probabilities" });
+  const g = snap.layout;
+  const svg = svgEl("svg", { class: "journey-graph", viewBox: `0 0 ${g.width} ${g.height}`, width: "100%",
+                             style: `max-width:${g.width}px;height:auto`, role: "img", "aria-label": "Journey graph with the share of moves on each edge" });
+  const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "8", markerHeight: "8",
+                                   markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
+  marker.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: "#556" }));
   const defs = svgEl("defs");
-  const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" });
-  marker.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", fill: "#7a8599" }));
   defs.append(marker);
   svg.append(defs);
-  for (const t of main) {
-    const a = pos[t.from], b = pos[t.to];
-    if (!a || !b) continue;
-    const back = depth[t.to] <= depth[t.from];
-    const x1 = a.x + 58, x2 = b.x - 58, bend = back ? -40 : 0;
-    const mx = (x1 + x2) / 2, my = (a.y + b.y) / 2 + bend;
-    svg.append(svgEl("path", { d: `M${x1},${a.y} Q${mx},${my} ${x2},${b.y}`, fill: "none", stroke: back ? "#b0b7c3" : "#7a8599",
-      "stroke-width": String(0.6 + 5 * t.probability), "stroke-dasharray": back ? "4 3" : "", "marker-end": "url(#arrow)", opacity: "0.75" }));
-    if (t.probability >= 0.15 && !back) svg.append(svgEl("text", { x: mx, y: my - 3, "text-anchor": "middle" }, fmt(t.probability, 2)));
+  for (const e of g.edges) {
+    const group = svgEl("g", { class: `edge ${e.kind}${e.label.shown ? "" : " minor"}` });
+    group.append(svgEl("title", {}, `${e.from} → ${e.to}: ${e.label.text} of the moves out of ${e.from} (${e.count.toLocaleString("en")} moves)`));
+    group.append(svgEl("path", { d: e.d, class: "line", "stroke-width": e.stroke, "marker-end": "url(#arrow)" }));
+    group.append(svgEl("path", { d: e.d, class: "hit" }));
+    group.append(svgEl("text", { x: e.label.x, y: e.label.y + 4, class: "label" }, e.label.text));
+    svg.append(group);
   }
-  for (const [name, p] of Object.entries(pos)) {
-    const isOutcome = outcomes.includes(name);
-    svg.append(svgEl("rect", { x: p.x - 58, y: p.y - 12, width: 116, height: 24, rx: 12,
-      fill: isOutcome ? "#eaf6ee" : "#eef3ff", stroke: isOutcome ? "#11623a" : "#2457c5" }));
-    svg.append(svgEl("text", { x: p.x, y: p.y + 4, "text-anchor": "middle" }, name.length > 18 ? name.slice(0, 17) + "…" : name));
+  for (const n of g.nodes) {
+    const group = svgEl("g", { class: `node ${n.kind}` });
+    group.append(svgEl("title", {}, n.name));
+    group.append(svgEl("rect", { x: n.x, y: n.y, width: n.w, height: n.h, rx: n.kind === "converted" || n.kind === "lost" ? 16 : 6 }));
+    group.append(svgEl("text", { x: n.x + n.w / 2, y: n.y + n.h / 2 + 4.5 }, n.text));
+    svg.append(group);
   }
   $("#graph").replaceChildren(svg);
+  $("#graph-caption").textContent = g.caption;
 }
 
-function bars(sel, rows) {
+// --- detection power -------------------------------------------------------------------------
+// What the data could have shown per release and for the latest period (GET /api/power), so that
+// "no regression" in the feed has a stated meaning: each edge's n and the smallest detectable change.
+async function loadPower() {
+  const box = $("#power");
+  let power;
+  try { power = await api("/api/power"); } catch (err) { box.replaceChildren(el("p", { class: "bad" }, err.message)); return; }
+  box.replaceChildren();
+  for (const c of power.comparisons) {
+    box.append(el("p", { class: "power-head" }, c.headline));
+    const table = el("table", {}, el("tr", {}, ...["busiest edges", "n before", "n after", "detectable change", "status"].map((h) => el("th", {}, h))));
+    for (const r of c.busiest) {
+      table.append(el("tr", {}, el("td", {}, visible(r.edge_words)), el("td", {}, r.n_before.toLocaleString("en")),
+        el("td", {}, r.n_after.toLocaleString("en")), el("td", {}, r.detectable_words), el("td", {}, r.status_words)));
+    }
+    box.append(table);
+  }
+  box.append(el("p", { class: "meta" }, power.note));
+}
+
+function bars(sel, rows, show = (v) => fmt(v, 3)) {
   rows.sort((a, b) => b[1] - a[1]);
   const W = 360, rowH = 18, H = rows.length * rowH + 10, max = Math.max(0.0001, ...rows.map((r) => Math.abs(r[1])));
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img" });
@@ -321,7 +326,7 @@ function bars(sel, rows) {
     const y = 5 + i * rowH, w = (Math.abs(v) / max) * (W - 200);
     svg.append(svgEl("text", { x: 120, y: y + 12, "text-anchor": "end" }, name.length > 18 ? name.slice(0, 17) + "…" : name));
     svg.append(svgEl("rect", { x: 126, y: y + 2, width: Math.max(1, w), height: rowH - 5, fill: v < 0 ? "#c55" : "#2457c5" }));
-    svg.append(svgEl("text", { x: 130 + w, y: y + 12 }, fmt(v, 3)));
+    svg.append(svgEl("text", { x: 130 + w, y: y + 12 }, show(v)));
   });
   $(sel).replaceChildren(svg);
 }
@@ -331,6 +336,6 @@ $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadFeed
 $("#ask-form").addEventListener("submit", ask);
 $("#trace-btn").addEventListener("click", showTrace);
 (async () => {
-  await Promise.all([fillTypes(), loadFeed(), loadGraph()]);
+  await Promise.all([fillTypes(), loadFeed(), loadGraph(), loadPower()]);
   if (feedItems.length) openInsight(feedItems[0].insight_id);
 })();
