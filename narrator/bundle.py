@@ -192,8 +192,9 @@ MAX_NAME = 200
 
 
 def clean_text(text: str) -> str:
-    """NFKC without control, zero-width or bidi characters: what a reader is shown (any length)."""
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", str(text)))
+    """NFKC, invisible characters as visible `\\uXXXX` escapes (ontology.names.show_name): what a reader is
+    shown, at any length, so names in a sentence compare equal to the names in the bundle."""
+    return show_name(text)
 
 
 def clean_name(name: str) -> str:

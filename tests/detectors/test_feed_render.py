@@ -138,15 +138,15 @@ def test_p_values_in_text_never_show_as_zero(value, shown):
 # --- labels a PM can read: every item names its measure and unit ----------------------------------
 
 TYPED_EVIDENCE = {  # type -> (evidence, words its stats line must carry)
-    "activation_driver": ({"lift": 2.6154, "p_given_reached": 0.442, "p_given_not_reached": 0.169}, "lift 2.62×"),
-    "necessary_for_conversion": ({"p_given_reached": 0.31, "p_given_not_reached": 0.0}, "converted 31.0% when reached"),
-    "dropoff_point": ({"exit_probability": 0.55, "baseline_exit": 0.13, "loss_share": 0.252}, "exit rate 55.0% (+42.0 pts vs other steps' 13.0%)"),
-    "dropoff_cluster": ({"exit_probability": 0.4, "baseline_exit": 0.1, "loss_share": 0.3}, "exit rate 40.0% (+30.0 pts"),
-    "regression": ({"p_before": 0.335, "p_after": 0.04, "delta": -0.295, "relative_change": -0.8806}, "rate 33.5% → 4.0% (-29.5 pts, -88% relative)"),
-    "segment_divergence": ({"jsd": 0.1234, "state": "feature_used"}, "divergence (JSD) 0.123"),
+    "activation_driver": ({"lift": 2.6154, "p_given_reached": 0.442, "p_given_not_reached": 0.169}, "lift 2.62x (conversion 44.2% when reached, 16.9% when skipped)"),
+    "necessary_for_conversion": ({"p_given_reached": 0.31, "p_given_not_reached": 0.0}, "conversion 31% when reached, 0% when skipped"),
+    "dropoff_point": ({"exit_probability": 0.55, "baseline_exit": 0.13, "loss_share": 0.252}, "exit rate 55.0% of moves (13% from other states)"),
+    "dropoff_cluster": ({"exit_probability": 0.4, "baseline_exit": 0.1, "loss_share": 0.3}, "exit rate 40% of moves (10% from other states)"),
+    "regression": ({"p_before": 0.335, "p_after": 0.04, "delta": -0.295, "relative_change": -0.8806}, "change -29.5 percentage points (33.5% → 4.00%)"),
+    "segment_divergence": ({"jsd": 0.1234, "state": "feature_used"}, "Jensen-Shannon divergence 0.123"),
     "repeated_visit": ({"return_probability": 0.689, "visits_mean": 3.22, "p_convert_repeat": 0.23, "p_convert_single": 0.31},
-                       "return probability 68.9%"),
-    "fast_path": ({"quality": 3.46, "conversion_rate": 0.63, "time_ratio": 0.71}, "path quality 3.46× baseline"),
+                       "mean 3.22 visits (conversion 23% when repeated, 31% when once)"),
+    "fast_path": ({"quality": 3.46, "conversion_rate": 0.63, "time_ratio": 0.71}, "path quality 3.46 (1 = typical; conversion 63%)"),
     "slow_path": ({"time_ratio": 2.5, "outcome_class": "lost", "conversion_rate": 0.0}, "time × steps 2.50× the typical lost"),
 }
 
@@ -180,7 +180,11 @@ def test_segment_reach_difference_says_points():
     from engine.app.render.common import measure_text
 
     item = _typed_item("segment_divergence", {"reach_segment": 0.201, "reach_rest": 0.0349, "difference": 0.1661})
-    assert measure_text(item) == "reach 20.1% in the segment vs 3.5% in the rest (+16.6 pts)"
+    assert measure_text(item) == ("reach difference +16.6 percentage points (20.1% of journeys in the segment, "
+                                  "3.49% elsewhere)")
+    outcome = _typed_item("segment_divergence", {"reach_segment": 0.201, "reach_rest": 0.0349, "difference": 0.1661,
+                                                 "kind": "outcome_rate_difference"})
+    assert measure_text(outcome).startswith("outcome-rate difference +16.6 percentage points")
 
 
 # --- the journey graph: fits a laptop, no label over another label or a box ------------------------

@@ -46,14 +46,26 @@ def _items(ws: str) -> list[dict[str, Any]]:
     return views.feed_items(ws)
 
 
-def test_a_path_through_a_name_with_arrows_keeps_its_steps(workspace: tuple[str, str]) -> None:
-    ws, _ = workspace
-    paths = [i for i in _items(ws) if i["finding"]["subject"].startswith("path:") and ARROWY in entity_states(i["finding"]["subject"])]
-    assert paths, [i["finding"]["subject"] for i in _items(ws)]
-    for item in paths:
-        steps = entity_states(item["finding"]["subject"])
-        assert steps[0] == "signup" and ARROWY in steps
-        assert " → ".join(f'"{show_name(s)}"' for s in steps) in item["narrative"]["text"]
+def test_edges_and_paths_through_a_name_with_arrows_keep_their_steps(workspace: tuple[str, str]) -> None:
+    """Every edge and path of the stored snapshot that touches the name splits back into exactly its states."""
+    from engine import snapshot_store
+    from engine.workspace import Workspace
+
+    ws_path, _ = workspace
+    ws = Workspace.open(ws_path, create=False)
+    try:
+        snaps = [snapshot_store.load_snapshot(ws.con, sid) for sid in snapshot_store.snapshot_ids(ws.con)]
+    finally:
+        ws.close()
+    edges = {(src, dst) for snap in snaps for (src, dst) in snap.counts if ARROWY in (src, dst)}
+    paths = {tuple(p["path"]) for snap in snaps for p in snap.payload.get("top_paths") or [] if ARROWY in p["path"]}
+    assert edges and paths
+    assert all(entity_states(edge_id(src, dst)) == [src, dst] for src, dst in edges)
+    assert all(tuple(entity_states(path_id(list(path)))) == path for path in paths)
+    for item in _items(ws_path):
+        for part in (item["finding"]["subject"], item["finding"]["object"]):
+            if part.startswith(("edge:", "path:")):
+                assert all(entity_states(part)), part  # never an empty or broken step
 
 
 def test_every_insight_traces_completely(workspace: tuple[str, str]) -> None:
