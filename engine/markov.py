@@ -228,6 +228,14 @@ class ChainMetrics:
         """(n_t, n_o) paper effects for every removable state (module docstring); NaN for the start state."""
         return self.removal_absolute_rows([i for i in range(len(self.states)) if self.states[i] != self.start])
 
+    def limit_removal_to(self, names: Sequence[str]) -> None:
+        """Solve the paper removal effect only for `names` (others NaN), unless all are solved already.
+
+        For the candidate filter of large chains (engine.state_metrics); seeds the lazy cache once.
+        """
+        if "_removal_absolute" not in self.__dict__:
+            self.__dict__["_removal_absolute"] = self.removal_absolute_rows([self._removable(s) for s in names])
+
     def removal_absolute_rows(self, ks: Sequence[int]) -> np.ndarray:
         """(n_t, n_o) paper effects for the state indices `ks` only; NaN elsewhere (candidates-only callers)."""
         s, drop = self._si[self.start], self._oi[self.dropoff_outcome]

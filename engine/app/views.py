@@ -141,18 +141,35 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
 
 def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None,
              intervals: int | None = None, level: float = 0.95, max_seconds: float | None = None) -> dict[str, Any]:
-    """`snapshot --format json`; with `intervals` (replicates), bootstrap intervals too (engine.uncertainty)."""
-    from engine import snapshot_store, uncertainty
+    """`snapshot --format json`: the metrics the run stored (engine.state_metrics), computed on demand for an
+    older workspace; with `intervals` (replicates), bootstrap intervals too (engine.uncertainty).
+
+    `max_seconds` caps the estimated work of whatever must be computed here (None: no cap, the CLI)."""
+    from engine import snapshot_store, state_metrics, uncertainty
 
     with _open(workspace) as ws:
         sid = snapshot_id or _default_snapshot_id(ws, journey)
         snap = snapshot_store.load_snapshot(ws.con, sid)
-    data = snap.to_metrics_json()
+        data = state_metrics.load(ws.con, snap.snapshot_id)
+    if data is None:
+        state_metrics.check_work(snap.snapshot_id, len(snap.payload["states"]), max_seconds)
+        data = state_metrics.compute(snap)
     if intervals:
         found = uncertainty.bootstrap(snap.metrics, seed=uncertainty.seed_for(sid), replicates=intervals, level=level,
                                       max_seconds=max_seconds)
         data["intervals"] = uncertainty.to_json(found, snap.metrics.states, snap.payload.get("model_check"))
     return data
+
+
+GRAPH_STATES = 150  # the graph view shows at most this many states; the rarest are grouped into "other"
+
+
+def graph(workspace: str | None, *, journey: str | None = None, max_states: int = GRAPH_STATES,
+          max_seconds: float | None = None) -> dict[str, Any]:
+    """`/api/graph`: the default snapshot's metrics, its rarest states grouped into one "other" node."""
+    from engine.state_metrics import group_rare
+
+    return group_rare(snapshot(workspace, journey=journey, max_seconds=max_seconds), max_states)
 
 
 def snapshot_text(data: dict[str, Any]) -> str:
