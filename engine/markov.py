@@ -46,7 +46,7 @@ import numpy as np
 from ontology.errors import SingularSystemError
 
 COND_LIMIT = 1e12  # (I − Q) with a larger condition number is treated as near-singular
-EXACT_COND_STATES = 300  # up to this many states the 2-norm condition number (an SVD); above, the 1-norm from N
+EXACT_COND_STATES = 100  # up to this many states the 2-norm condition number (an SVD); above, the 1-norm from N
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,14 +245,17 @@ class ChainMetrics:
         return out
 
     @cached_property
-    def _postdominators(self) -> tuple[np.ndarray, np.ndarray]:
-        """Entry/exit times in the post-dominator tree towards the outcomes (`_cut_off` reads them)."""
-        succ = [np.flatnonzero(row).tolist() for row in self.Q > 0]
-        return postdominator_intervals(succ, (self.R.sum(axis=1) > 0).tolist())
+    def _postdominators(self) -> tuple[list[int], list[int], list[list[int]]]:
+        """Post-dominator tree entry/exit times towards the outcomes (`_cut_off`), and each state's predecessors."""
+        edges = self.Q > 0
+        succ = [np.flatnonzero(row).tolist() for row in edges]
+        tin, tout = postdominator_intervals(succ, (self.R.sum(axis=1) > 0).tolist())
+        preds = [[i for i in np.flatnonzero(col).tolist() if i != k] for k, col in enumerate(edges.T)]
+        return tin.tolist(), tout.tolist(), preds
 
     def _cut_off(self, x: int, removed: int) -> bool:
         """Whether every path from `x` to an outcome passes through `removed` (x is trapped without it)."""
-        tin, tout = self._postdominators
+        tin, tout, _ = self._postdominators
         return x == removed or (tin[removed] < tin[x] and tout[x] <= tout[removed])
 
     def _removed_start_row(self, k: int, s: int, drop: int) -> np.ndarray:
@@ -262,16 +265,16 @@ class ChainMetrics:
         e_drop[drop] = 1.0
         if self._cut_off(s, k):
             return e_drop
-        preds = [int(i) for i in np.flatnonzero(Q[:, k] > 0) if i != k]
+        preds = self._postdominators[2][k]
         live = [i for i in preds if i != s and not self._cut_off(i, k)] + ([s] if s in preds else [])
         dead = [i for i in preds if i not in live]  # cut off from every outcome: their mass drops off
         rows = live + ([] if s in live else [s])
-        Nk = lambda cols: N[np.ix_(rows, cols)] - np.outer(N[rows, k], N[k, cols]) / N[k, k]  # noqa: E731
-        F = Nk(live) * Q[live, k][None, :]
-        into_dead = (Nk(dead) * Q[dead, k][None, :]).sum(axis=1)
-        rhs = B[rows] - np.outer(N[rows, k] / N[k, k], B[k]) + np.outer(into_dead, e_drop)
+        hit = N[rows, k] / N[k, k]  # P(reach k) from each row state
+        F = (N[rows][:, live] - np.outer(hit, N[k, live])) * Q[live, k]
+        into_dead = ((N[rows][:, dead] - np.outer(hit, N[k, dead])) * Q[dead, k]).sum(axis=1)
+        rhs = B[rows] - np.outer(hit, B[k]) + np.outer(into_dead, e_drop)
         m = len(live)
-        solved = np.linalg.solve(np.eye(m) - F[:m], rhs[:m]) if m else np.zeros((0, len(self.outcomes)))
+        solved = np.linalg.solve(np.eye(m) - F[:m], rhs[:m]) if m else rhs[:0]
         return solved[m - 1] if s in live else rhs[m] + F[m] @ solved
 
 
