@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_api import free_port, wait_ready  # noqa: E402
+
 from fixtures import many_states  # noqa: E402
 
 CLI = [sys.executable, "-m", "engine.app.cli"]

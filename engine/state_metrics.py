@@ -158,7 +158,7 @@ def group_rare(data: dict[str, Any], max_states: int) -> dict[str, Any]:
     out: dict[str, int] = {}
     for (src, _), c in counts.items():
         out[src] = out.get(src, 0) + c
-    other = {k: ({o: None for o in v} if isinstance(v, dict) else None) for k, v in rows[0].items()}
+    other: dict[str, Any] = {k: ({o: None for o in v} if isinstance(v, dict) else None) for k, v in rows[0].items()}
     other.update(state=label, grouped_states=len(rows) - len(kept))
     grouped = dict(data)
     grouped["states"] = [r for r in rows if r["state"] in kept] + [other]
