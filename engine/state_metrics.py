@@ -7,7 +7,9 @@ page view (issue #18 defect 5). The run now computes `snapshot --format json`
 once per snapshot and stores it in the `state_metrics` table, keyed by snapshot
 id and `METRICS_VERSION`. Snapshots themselves stay immutable and
 content-addressed: nothing here touches their payload or id. A snapshot without
-stored metrics (an older workspace) is computed on demand, within a work cap.
+stored metrics (an older workspace, or one above `STORE_MAX_SECONDS` of estimated
+work, where the dense solve of I − Q itself is the cost) is computed on demand,
+within the caller's work cap.
 
 Candidate filter (paper-notes.md: "compute it for candidates only when |S| is
 large"): above `CANDIDATE_FILTER_STATES` states the paper's removal effect is
@@ -24,6 +26,7 @@ the threshold every state is computed, so small snapshots read exactly as before
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +34,9 @@ from typing import Any
 from engine.snapshot import Snapshot
 from ontology.errors import EngineError
 
+log = logging.getLogger(__name__)
 METRICS_VERSION = 1
+STORE_MAX_SECONDS = 60.0  # a run stores no metrics for a snapshot estimated above this (about 3,900 states)
 CANDIDATE_FILTER_STATES = 500  # above this many states, removal effects for candidates only
 MIN_N = 30                     # τ_n: completed journeys reaching a candidate
 MIN_LIFT = 1.0                 # τ_lift: a candidate is at least as often followed by conversion when reached
@@ -109,6 +114,10 @@ def store(con: Any, snaps: Sequence[Snapshot]) -> int:
         if snap.snapshot_id in seen:
             continue
         seen.add(snap.snapshot_id)
+        if seconds_estimate(len(snap.payload["states"])) > STORE_MAX_SECONDS:
+            log.warning("snapshot %s: %d states, metrics not stored (estimated over %.0f s); views compute them on "
+                        "demand within their cap", snap.snapshot_id, len(snap.payload["states"]), STORE_MAX_SECONDS)
+            continue
         try:
             data = compute(snap)
         except EngineError:  # a chain that cannot be solved: the view reports the same error on demand

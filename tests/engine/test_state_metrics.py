@@ -205,3 +205,20 @@ def test_on_demand_work_is_capped_with_a_clear_message(workspace: Path, tmp_path
     with pytest.raises(EngineError, match=r"states and no stored metrics.*journeygraph run"):
         views.graph(str(copy), journey="signup", max_seconds=0.5)
     assert views.snapshot(str(copy), journey="signup")["states"]  # the CLI (no cap) still computes it
+
+
+def test_run_skips_storing_chains_above_its_work_limit(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import duckdb
+
+    ws = Workspace.open(str(workspace), create=False)
+    try:
+        snaps = [snapshot_store.load_snapshot(ws.con, r["snapshot_id"]) for r in snapshot_store.list_snapshots(ws.con)]
+    finally:
+        ws.close()
+    con = duckdb.connect()
+    monkeypatch.setattr(state_metrics, "STORE_MAX_SECONDS", 0.0)
+    assert state_metrics.store(con, snaps) == 0 and state_metrics.load(con, snaps[0].snapshot_id) is None
+    monkeypatch.setattr(state_metrics, "STORE_MAX_SECONDS", 1e9)
+    small = [s for s in snaps if len(s.payload["states"]) <= 50] or snaps[:1]
+    assert state_metrics.store(con, small) == len(small)
+    assert state_metrics.load(con, small[0].snapshot_id) == state_metrics.compute(small[0])
