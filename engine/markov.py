@@ -18,10 +18,16 @@ Removal effects come in the two named definitions the paper notes ask for:
   into and out of s, renormalise each predecessor's remaining row (a predecessor
   whose only edge went to s sends its mass to the drop-off outcome),
   effect = B(start, o) − B′(start, o). Renormalising row i is the same as turning
-  its edge into s into a self-loop, so all states are solved as one batched
-  ``numpy.linalg.solve`` over stacked systems. States that the removal cuts off
-  from every outcome (a loop whose only exit was s) can never finish: their mass
-  goes to the drop-off outcome as well.
+  its edge into s into a self-loop. States that the removal cuts off from every
+  outcome (a loop whose only exit was s) can never finish: their mass goes to the
+  drop-off outcome as well. Solved exactly from N, without a new n × n solve per
+  state: make s absorbing (a rank-one change of I − Q, so by Sherman–Morrison
+  N_s = N − N[:, s] (N[s, :] − e_s) / N[s, s] and B_s = B − g B[s] with
+  g = N[:, s] / N[s, s]); a walk that would enter s from predecessor i instead
+  restarts at i, so with F[x, i] = N_s[x, i] P(i → s) the rows B′ of the
+  predecessors solve the small system (I − F) B′ = B_s over the predecessors
+  (size = in-degree of s), and B′(start) = B_s(start) + F[start] B′. Cost per
+  state O(p³ + p·n) for p predecessors instead of O(n³).
 * ``removal_effect_relative`` (the classic redirect-to-null attribution): mass
   entering s goes to the drop-off outcome instead; effect = (B − B′)/B. This has a
   closed form from N: with h = N[start, s] / N[s, s] the probability of ever
@@ -40,7 +46,7 @@ import numpy as np
 from ontology.errors import SingularSystemError
 
 COND_LIMIT = 1e12  # (I − Q) with a larger condition number is treated as near-singular
-_BATCH_CELLS = 4_000_000  # floats per stacked batch of removal systems (~32 MB)
+EXACT_COND_STATES = 100  # up to this many states the 2-norm condition number (an SVD); above, the 1-norm from N
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,13 +142,20 @@ class ChainMetrics:
                 f"journey chain cannot be solved: states {', '.join(names)} form a closed loop with no path "
                 "to any outcome; add an outcome those journeys can reach (e.g. an inactive_for drop-off) "
                 "or check the state rules that produce the loop")
-        cond = np.linalg.cond(system)
-        if not np.isfinite(cond) or cond > COND_LIMIT:
+        if n <= EXACT_COND_STATES:
+            cond = float(np.linalg.cond(system))
+            N = np.linalg.solve(system, np.eye(n)) if np.isfinite(cond) and cond <= COND_LIMIT else None
+        else:  # an SVD of a large system costs more than the solve: the 1-norm condition number from N instead
+            try:
+                N = np.linalg.solve(system, np.eye(n))  # one LU factorisation, reused for every right-hand side
+                cond = float(np.linalg.norm(system, 1) * np.linalg.norm(N, 1))
+            except np.linalg.LinAlgError:
+                N, cond = None, float("inf")
+        if N is None or not np.isfinite(cond) or cond > COND_LIMIT:
             names = _weakest_loop(self.states, self.Q)
             raise SingularSystemError(
                 f"journey chain is near-singular (condition number {cond:.3g}): states {', '.join(names)} "
                 "almost never leave their loop; set collapse_self_loops: true for the journey or merge those states")
-        N = np.linalg.solve(system, np.eye(n))
         N.setflags(write=False)
         return N
 
@@ -212,43 +225,126 @@ class ChainMetrics:
 
     @cached_property
     def _removal_absolute(self) -> np.ndarray:
-        """(n_t, n_o) paper effects: one batched solve per chunk of removed states."""
-        self.N  # noqa: B018 - validates the base system first (clear error on singular chains)
-        n = len(self.states)
-        s = self._si[self.start]
-        removed = np.array([k for k in range(n) if k != s], dtype=int)
-        out = np.full((n, len(self.outcomes)), np.nan)
-        chunk = max(1, _BATCH_CELLS // max(1, n * n))
-        for lo in range(0, len(removed), chunk):
-            ks = removed[lo: lo + chunk]
-            out[ks] = self.B[s][None, :] - _removed_start_rows(self.Q, self.R, ks, s, self._oi[self.dropoff_outcome])
+        """(n_t, n_o) paper effects for every removable state (module docstring); NaN for the start state."""
+        return self.removal_absolute_rows([i for i in range(len(self.states)) if self.states[i] != self.start])
+
+    def limit_removal_to(self, names: Sequence[str]) -> None:
+        """Solve the paper removal effect only for `names` (others NaN), unless all are solved already.
+
+        For the candidate filter of large chains (engine.state_metrics); seeds the lazy cache once.
+        """
+        if "_removal_absolute" not in self.__dict__:
+            self.__dict__["_removal_absolute"] = self.removal_absolute_rows([self._removable(s) for s in names])
+
+    def removal_absolute_rows(self, ks: Sequence[int]) -> np.ndarray:
+        """(n_t, n_o) paper effects for the state indices `ks` only; NaN elsewhere (candidates-only callers)."""
+        s, drop = self._si[self.start], self._oi[self.dropoff_outcome]
+        out = np.full((len(self.states), len(self.outcomes)), np.nan)
+        for k in ks:
+            out[k] = self.B[s] - self._removed_start_row(int(k), s, drop)
         return out
 
+    @cached_property
+    def _postdominators(self) -> tuple[list[int], list[int], list[list[int]]]:
+        """Post-dominator tree entry/exit times towards the outcomes (`_cut_off`), and each state's predecessors."""
+        edges = self.Q > 0
+        succ = [np.flatnonzero(row).tolist() for row in edges]
+        tin, tout = postdominator_intervals(succ, (self.R.sum(axis=1) > 0).tolist())
+        preds = [[i for i in np.flatnonzero(col).tolist() if i != k] for k, col in enumerate(edges.T)]
+        return tin.tolist(), tout.tolist(), preds
 
-def _removed_start_rows(Q: np.ndarray, R: np.ndarray, ks: np.ndarray, start: int, drop: int) -> np.ndarray:
-    """B′(start, ·) for each removed state in `ks`, from one stacked solve."""
-    n, m = len(ks), Q.shape[0]
-    rows = np.arange(n)
-    into = Q[:, ks].T.copy()  # (n, m): mass each state sends into the removed one
-    Qs = np.broadcast_to(Q, (n, m, m)).copy()
-    Rs = np.broadcast_to(R, (n, m, R.shape[1])).copy()
-    Qs[rows, :, ks] = 0.0  # edges into k
-    Qs[rows, ks, :] = 0.0  # edges out of k
-    Rs[rows, ks, :] = 0.0
-    into[rows, ks] = 0.0
-    diag = np.arange(m)
-    Qs[:, diag, diag] += into  # renormalising a row == turning its edge into k into a self-loop
-    dead = into > 1.0 - 1e-12  # only edge went to k: mass to drop-off
-    dead[rows, ks] = True  # k itself is isolated: absorbed into drop-off, never reached anyway
-    dead |= _trapped_batch(Qs, Rs, dead)
-    Qs[dead] = 0.0
-    Rs[dead] = 0.0
-    Rs[..., drop][dead] = 1.0
-    systems = np.eye(m)[None] - Qs
-    rhs = np.zeros((n, m, 1))
-    rhs[:, start, 0] = 1.0
-    row = np.linalg.solve(np.swapaxes(systems, 1, 2), rhs)[..., 0]  # row `start` of N′
-    return np.einsum("bi,bio->bo", row, Rs)
+    def _cut_off(self, x: int, removed: int) -> bool:
+        """Whether every path from `x` to an outcome passes through `removed` (x is trapped without it)."""
+        tin, tout, _ = self._postdominators
+        return x == removed or (tin[removed] < tin[x] and tout[x] <= tout[removed])
+
+    def _removed_start_row(self, k: int, s: int, drop: int) -> np.ndarray:
+        """B′(start, ·) with state k removed, from N by Sherman–Morrison and a predecessor-sized solve."""
+        N, B, Q = self.N, self.B, self.Q
+        e_drop = np.zeros(len(self.outcomes))
+        e_drop[drop] = 1.0
+        if self._cut_off(s, k):
+            return e_drop
+        preds = self._postdominators[2][k]
+        live = [i for i in preds if i != s and not self._cut_off(i, k)] + ([s] if s in preds else [])
+        dead = [i for i in preds if i not in live]  # cut off from every outcome: their mass drops off
+        rows = live + ([] if s in live else [s])
+        hit = N[rows, k] / N[k, k]  # P(reach k) from each row state
+        F = (N[rows][:, live] - np.outer(hit, N[k, live])) * Q[live, k]
+        into_dead = ((N[rows][:, dead] - np.outer(hit, N[k, dead])) * Q[dead, k]).sum(axis=1)
+        rhs = B[rows] - np.outer(hit, B[k]) + np.outer(into_dead, e_drop)
+        m = len(live)
+        solved = np.linalg.solve(np.eye(m) - F[:m], rhs[:m]) if m else rhs[:0]
+        return solved[m - 1] if s in live else rhs[m] + F[m] @ solved
+
+
+def postdominator_intervals(succ: list[list[int]], exits: list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Post-dominator tree of a chain whose every state reaches an outcome, as DFS entry/exit times.
+
+    A virtual sink follows every state with an edge to an outcome; d post-dominates x when every path
+    from x to the sink passes d, i.e. d is an ancestor of x in the tree (Cooper, Harvey & Kennedy's
+    iterative dominator algorithm on the reversed graph, rooted at the sink).
+    """
+    n = len(succ)
+    sink = n
+    preds_rev = [list(s) + ([sink] if e else []) for s, e in zip(succ, exits)]  # reversed-graph predecessors
+    children_rev: list[list[int]] = [[] for _ in range(n + 1)]
+    for x, nexts in enumerate(preds_rev):
+        for y in nexts:
+            children_rev[y].append(x)
+    order = _postorder(children_rev, sink)
+    rank = np.full(n + 1, -1)
+    rank[order] = np.arange(len(order))
+    idom = np.full(n + 1, -1)
+    idom[sink] = sink
+    changed = True
+    while changed:
+        changed = False
+        for x in reversed(order[:-1]):  # reverse postorder, sink excluded
+            done = [p for p in preds_rev[x] if p != x and idom[p] >= 0]
+            new = done[0]
+            for p in done[1:]:
+                new = _intersect(idom, rank, p, new)
+            if idom[x] != new:
+                idom[x], changed = new, True
+    tree: list[list[int]] = [[] for _ in range(n + 1)]
+    for x in range(n):
+        tree[idom[x]].append(x)
+    tin, tout = np.zeros(n + 1, dtype=int), np.zeros(n + 1, dtype=int)
+    clock, stack = 0, [(sink, False)]
+    while stack:
+        x, leaving = stack.pop()
+        clock += 1
+        if leaving:
+            tout[x] = clock
+            continue
+        tin[x] = clock
+        stack.append((x, True))
+        stack.extend((c, False) for c in tree[x])
+    return tin, tout
+
+
+def _postorder(children: list[list[int]], root: int) -> list[int]:
+    out, seen, stack = [], {root}, [(root, iter(children[root]))]
+    while stack:
+        x, it = stack[-1]
+        nxt = next((c for c in it if c not in seen), None)
+        if nxt is None:
+            out.append(x)
+            stack.pop()
+        else:
+            seen.add(nxt)
+            stack.append((nxt, iter(children[nxt])))
+    return out
+
+
+def _intersect(idom: np.ndarray, rank: np.ndarray, a: int, b: int) -> int:
+    while a != b:
+        while rank[a] < rank[b]:
+            a = int(idom[a])
+        while rank[b] < rank[a]:
+            b = int(idom[b])
+    return a
 
 
 def trapped_states(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -263,7 +359,7 @@ def trapped_states(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
 
 
 def _trapped_batch(Qs: np.ndarray, Rs: np.ndarray, dead: np.ndarray) -> np.ndarray:
-    """Per stacked system, live states that can no longer reach an outcome."""
+    """Per stacked system, live states that can no longer reach an outcome (used by detectors.stake)."""
     can = (Rs.sum(axis=2) > 0) | dead
     edges = Qs > 0
     while True:

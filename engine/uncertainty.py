@@ -71,7 +71,8 @@ def seed_for(snapshot_id: str) -> int:
 
 
 def seconds_estimate(n_states: int, replicates: int) -> float:
-    """Rough cost of `bootstrap` (one batched removal solve of n systems of n x n per replicate)."""
+    """Rough cost of `bootstrap`, deliberately high: each replicate solves its chain (one LU of I − Q) and every
+    state's removal effect from it (engine.markov); states³ per replicate over-counts large sparse chains."""
     return replicates * max(n_states, 1) ** 3 / SOLVE_UNITS_PER_S
 
 

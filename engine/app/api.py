@@ -142,8 +142,10 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
                               max_seconds=INTERVAL_SECONDS)
 
     @app.get("/api/graph", responses=_ERRORS)
-    def graph(journey: str | None = None) -> dict[str, Any]:
-        return views.graph(ws, journey=journey)
+    def graph(journey: str | None = None,
+              max_states: int = Query(views.GRAPH_STATES, ge=2, le=5000)) -> dict[str, Any]:
+        # stored metrics (engine.state_metrics); the rarest states grouped into "other"; on-demand work capped
+        return views.graph(ws, journey=journey, max_states=max_states, max_seconds=INTERVAL_SECONDS)
 
     @app.get("/api/power", responses=_ERRORS)
     def power() -> dict[str, Any]:

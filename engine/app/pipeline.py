@@ -68,7 +68,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar)."""
     from detectors.registry import default_registry, validate_settings
-    from engine import infer, ingest, inspection, journeys, normalize, states
+    from engine import infer, ingest, inspection, journeys, normalize, state_metrics, states
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
@@ -102,6 +102,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
         _step(bar, "snapshots")
         findings, facts = _detect(snaps, cfg)
         _step(bar, "detectors")
+        state_metrics.store(con, snaps)  # after the detectors, so their solved chains are reused
         store = open_store(cfg.store.backend, cfg.store, ws.path, allowed_properties=cfg.privacy.allowed_properties)
         try:
             n_facts = _store_facts(store, facts)

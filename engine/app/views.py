@@ -174,31 +174,45 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
     return rows[0][0]
 
 
-def graph(workspace: str | None, journey: str | None = None) -> dict[str, Any]:
-    """`/api/graph`: the all-data snapshot's metrics and its journey graph laid out (engine.app.render.layout)."""
-    from engine import snapshot_store
-    from engine.app.render.layout import layout
-
-    with _open(workspace) as ws:
-        snap = snapshot_store.load_snapshot(ws.con, _default_snapshot_id(ws, journey))
-    data = snap.to_metrics_json()
-    data["layout"] = layout(snap.payload)
-    return data
-
-
 def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: str | None = None,
              intervals: int | None = None, level: float = 0.95, max_seconds: float | None = None) -> dict[str, Any]:
-    """`snapshot --format json`; with `intervals` (replicates), bootstrap intervals too (engine.uncertainty)."""
-    from engine import snapshot_store, uncertainty
+    """`snapshot --format json`: the metrics the run stored (engine.state_metrics), computed on demand for an
+    older workspace; with `intervals` (replicates), bootstrap intervals too (engine.uncertainty).
+
+    `max_seconds` caps the estimated work of whatever must be computed here (None: no cap, the CLI)."""
+    from engine import snapshot_store, state_metrics, uncertainty
 
     with _open(workspace) as ws:
         sid = snapshot_id or _default_snapshot_id(ws, journey)
         snap = snapshot_store.load_snapshot(ws.con, sid)
-    data = snap.to_metrics_json()
+        data = state_metrics.load(ws.con, snap.snapshot_id)
+    if data is None:
+        state_metrics.check_work(snap.snapshot_id, len(snap.payload["states"]), max_seconds)
+        data = state_metrics.compute(snap)
     if intervals:
         found = uncertainty.bootstrap(snap.metrics, seed=uncertainty.seed_for(sid), replicates=intervals, level=level,
                                       max_seconds=max_seconds)
         data["intervals"] = uncertainty.to_json(found, snap.metrics.states, snap.payload.get("model_check"))
+    return data
+
+
+GRAPH_STATES = 150  # the graph view shows at most this many states; the rarest are grouped into "other"
+
+
+def graph(workspace: str | None, *, journey: str | None = None, max_states: int = GRAPH_STATES,
+          max_seconds: float | None = None) -> dict[str, Any]:
+    """`/api/graph`: the default snapshot's stored metrics, its rarest states grouped into one "other" node,
+    and the journey graph laid out (engine.app.render.layout), so the page draws what the HTML feed draws."""
+    from engine import snapshot_store
+    from engine.app.render.layout import layout
+    from engine.state_metrics import group_rare
+
+    data = group_rare(snapshot(workspace, journey=journey, max_seconds=max_seconds), max_states)
+    with _open(workspace) as ws:
+        conversion = snapshot_store.load_snapshot(ws.con, data["snapshot_id"]).conversion
+    data["layout"] = layout({"states": [s["state"] for s in data["states"]], "outcomes": data["outcomes"],
+                             "transitions": data["transitions"], "start_state": data["start_state"],
+                             "conversion_outcome": conversion})
     return data
 
 
