@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from detectors.synthetic import chain_payload, merge_payloads
 from engine.config import Config, Release
 from engine.snapshot import Snapshot
 
-T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def _iso(t: datetime) -> str:

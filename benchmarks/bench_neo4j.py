@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ontology.store import StoreConfig
 from ontology.model import Fact
 from ontology.neo4j_store import Neo4jStore
+from ontology.store import StoreConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_stores import LOOKUPS, lookups, measure, synthetic_facts

@@ -9,9 +9,9 @@ in BH too (every test performed counts, emitted or not).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from detectors.shared import SHARED
 from detectors.stats import r6

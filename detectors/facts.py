@@ -13,14 +13,15 @@ version; the validity window is the snapshot's window.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from detectors.base_facts import rate_facts
 from detectors.confidence import ConfidenceModel
 from detectors.defaults import FDR_Q
 from detectors.shared import SHARED, ReachTest
-from detectors.stats import r6, z_from_p
 from detectors.stake import FINDING_ONLY
+from detectors.stats import r6, z_from_p
 from detectors.view import SnapView
 from ontology.model import Fact, Finding, Provenance
 

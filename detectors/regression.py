@@ -18,10 +18,11 @@ the feed has a stated meaning.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 from detectors.context import Context
 from detectors.defaults import FDR_Q, RegressionConfig
@@ -196,7 +197,7 @@ def _releases_between(releases: Sequence[Any], start: str, end: str) -> tuple[st
 
 def _ts(text: str) -> datetime:
     parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _decidable(view: SnapView) -> bool:

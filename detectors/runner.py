@@ -27,8 +27,9 @@ they were. Nothing here reads a clock, a file or an unseeded random source.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from detectors.confidence import ConfidenceModel, label
 from detectors.context import Context, SharedCache

@@ -6,8 +6,9 @@ each (name, snapshot) pair at most once, whichever detector asks first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from detectors.leakage import outcome_parts as _outcome_parts
 from detectors.stats import proportion_test

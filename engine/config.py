@@ -295,7 +295,8 @@ def from_dict(raw: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
         states=tuple(StateRule(**s) for s in raw.get("states", [])),
         lifecycle=tuple(StateRule(**s) for s in raw.get("lifecycle", [])),
         segments=tuple(Segment(key=k, column=v.get("column"), when=v.get("when")) for k, v in sorted(raw.get("segments", {}).items())),
-        releases=tuple(sorted((Release(name=r["name"], at=_utc(r["at"], f"releases.{r['name']}.at")) for r in raw.get("releases", [])), key=lambda r: (r.at, r.name))),
+        releases=tuple(sorted((Release(name=r["name"], at=_utc(r["at"], f"releases.{r['name']}.at")) for r in raw.get("releases", [])),
+                              key=lambda r: (r.at, r.name))),
         snapshots=SnapshotConfig(
             period_s=period,
             top_paths=int(snaps.get("top_paths", 10)),

@@ -184,7 +184,7 @@ def _period_windows(findings: Sequence[Finding]) -> dict[str, list[tuple[str, st
 
 def _missing_since(group: Sequence[Finding], windows: Sequence[tuple[str, str]]) -> int:
     """How many of the journey's latest period snapshots lack the finding (0 when it still holds)."""
-    held = [windows.index(tuple(f.window)) for f in group  # type: ignore[arg-type]
+    held = [windows.index((f.window[0], f.window[1])) for f in group
             if f.evidence.get("scope") == "period" and tuple(f.window) in windows]
     if not held or not windows:
         return 0

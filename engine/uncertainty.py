@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class Intervals:
     absorption: dict[str, dict[str, tuple[float, float]]] | None        # state -> outcome -> (low, high)
     removal_effect: dict[str, dict[str, tuple[float, float]]] | None    # start state excluded
     removal_effect_relative: dict[str, dict[str, tuple[float, float]]] | None
-    removal_rank: dict[str, dict[str, object]] | None  # state -> observed rank, (low, high), share ranked first
+    removal_rank: dict[str, dict[str, Any]] | None  # state -> observed rank, (low, high), share ranked first
     notes: tuple[str, ...] = ()
 
 

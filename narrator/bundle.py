@@ -18,8 +18,9 @@ Shape (ontology/schemas/bundle.schema.json)::
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 import jsonschema
 

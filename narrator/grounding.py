@@ -19,11 +19,12 @@ allow. What is checked:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from ontology.errors import GroundingError
 from narrator.bundle import bundle_hash
+from ontology.errors import GroundingError
 
 UNIT_KEYS = frozenset({
     "probability", "p_given_reached", "p_given_not_reached", "reach", "exit_probability", "p_value",

@@ -14,8 +14,9 @@ or `ungrounded` (the bundle failed grounding and was never narrated).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from narrator.checker import CheckResult, Narrative
 from ontology.model import canonical_json, content_id
@@ -69,7 +70,7 @@ class Insight:
         return self.insight_id, self.finding_id, canonical_json(self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Insight":
+    def from_dict(cls, data: Mapping[str, Any]) -> Insight:
         d = dict(data)
         return cls(
             finding_id=d["finding_id"], bundle_hash=d["bundle_hash"], narrative=d["narrative"],
@@ -112,7 +113,7 @@ def ungrounded_insight(bundle: Mapping[str, Any], reasons: Sequence[str], reques
                        parameters: Mapping[str, Any]) -> Insight:
     """The record of a finding that was not narrated, with the grounding reasons shown instead."""
     text = "Not narrated: the fact bundle failed grounding validation (" + "; ".join(reasons) + ")."
-    story = {"text": text, "sentences": [], "recommendation": None, "backend": "template", "model": None,
+    story: dict[str, Any] = {"text": text, "sentences": [], "recommendation": None, "backend": "template", "model": None,
              "prompt_version": None}
     return Insight(
         finding_id=bundle["finding"]["finding_id"], bundle_hash=bundle["bundle_hash"], narrative=story, fact_ids=(),

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import prompts
 from narrator import template
@@ -102,7 +103,8 @@ def narrate_bundle(bundle: Mapping[str, Any], backend: LLMBackend | None = None,
     if backend is None:
         return _template_insight(bundle, "narrated", requested, params)
     calls: list[dict[str, Any]] = []
-    request, failure = build_request(bundle), None
+    request = build_request(bundle)
+    failure: dict[str, Any] | None = None
     for stage in ("generate", "repair"):
         try:
             reply = backend.complete(request)
@@ -143,6 +145,6 @@ def _template_insight(bundle: Mapping[str, Any], status: str, requested: str, pa
 
 
 def narrate_finding(finding: Finding, source: FactSource | None = None, backend: LLMBackend | None = None,
-                    limits: BundleLimits = BundleLimits(), min_n: int = MIN_N) -> Insight:
-    """Bundle a finding from a fact store and narrate it."""
-    return narrate_bundle(build_bundle(finding, source, limits), backend, min_n)
+                    limits: BundleLimits | None = None, min_n: int = MIN_N) -> Insight:
+    """Bundle a finding from a fact store and narrate it (default BundleLimits())."""
+    return narrate_bundle(build_bundle(finding, source, limits or BundleLimits()), backend, min_n)

@@ -28,7 +28,14 @@ from ontology.model import Fact
 from ontology.names import entity_states
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
-_STOP = frozenset(["a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were", "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys", "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since", "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have", "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ", "per", "each", "every"])
+_STOP = frozenset([
+    "a", "an", "the", "of", "in", "on", "to", "for", "with", "by", "and", "or", "is", "are", "was", "were",
+    "do", "does", "did", "what", "which", "who", "how", "why", "when", "where", "users", "user", "journeys",
+    "journey", "step", "steps", "state", "states", "most", "more", "than", "after", "before", "since",
+    "between", "from", "it", "its", "that", "this", "these", "those", "there", "be", "been", "has", "have",
+    "had", "not", "no", "vs", "versus", "me", "tell", "show", "about", "any", "all", "compare", "differ",
+    "per", "each", "every"
+])
 
 # (regex over the lower-cased question, predicates it points to, intent name)
 INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -112,7 +119,11 @@ def _is_stop(word: str) -> bool:
 
 
 # Words that may stand beside a segment key without naming a value ("plan types", "each platform").
-_GENERIC = frozenset(stem(w) for w in ["segment", "segments", "group", "groups", "type", "types", "value", "values", "each", "every", "other", "rest", "different", "differently", "behave", "behaviour", "behavior", "level", "levels", "tier", "tiers"])
+_GENERIC = frozenset(stem(w) for w in [
+    "segment", "segments", "group", "groups", "type", "types", "value", "values", "each", "every", "other",
+    "rest", "different", "differently", "behave", "behaviour", "behavior", "level", "levels", "tier",
+    "tiers"
+])
 
 
 @dataclass(frozen=True)
@@ -292,7 +303,20 @@ def _unresolved(text: str, found: list[Term], raw: list[str], used: set[int], ke
 
 
 # Words of the question's shape that name nothing in the data (never "unknown" in a no-answer note).
-_QUESTION_WORDS = frozenset(stem(w) for w in ["rate", "rates", "share", "percent", "percentage", "proportion", "fraction", "many", "often", "much", "overall", "baseline", "ratio", "likely", "convert", "conversion", "converting", "converts", "worse", "worst", "better", "best", "least", "lowest", "highest", "poorest", "less", "often", "matter", "matters", "important", "key", "factor", "drive", "drives", "driver", "drivers", "associated", "associate", "change", "changed", "got", "release", "releases", "last", "latest", "previous", "recent", "week", "month", "year", "day", "since", "during", "period", "segment", "segments", "group", "groups", "cohort", "band", "bands", "tier", "type", "kind", "platform", "plan", "people", "customers", "customer", "visitors", "happen", "come", "get", "go", "make", "use", "see", "look", "drop", "off", "fall", "leave", "lose", "lost", "biggest", "largest", "most", "top", "step", "steps", "page", "screen", "where", "why", "whose", "overall", "total", "number", "count", "counts", "total", "complete", "completed", "finish", "finished", "end", "ends", "outcome", "outcomes", "quick", "fast", "slow", "path", "paths", "route", "repeat", "again", "loop", "differ", "compare", "versus", "between", "next", "good", "bad"])
+_QUESTION_WORDS = frozenset(stem(w) for w in [
+    "rate", "rates", "share", "percent", "percentage", "proportion", "fraction", "many", "often", "much",
+    "overall", "baseline", "ratio", "likely", "convert", "conversion", "converting", "converts", "worse",
+    "worst", "better", "best", "least", "lowest", "highest", "poorest", "less", "often", "matter", "matters",
+    "important", "key", "factor", "drive", "drives", "driver", "drivers", "associated", "associate",
+    "change", "changed", "got", "release", "releases", "last", "latest", "previous", "recent", "week",
+    "month", "year", "day", "since", "during", "period", "segment", "segments", "group", "groups", "cohort",
+    "band", "bands", "tier", "type", "kind", "platform", "plan", "people", "customers", "customer",
+    "visitors", "happen", "come", "get", "go", "make", "use", "see", "look", "drop", "off", "fall", "leave",
+    "lose", "lost", "biggest", "largest", "most", "top", "step", "steps", "page", "screen", "where", "why",
+    "whose", "overall", "total", "number", "count", "counts", "total", "complete", "completed", "finish",
+    "finished", "end", "ends", "outcome", "outcomes", "quick", "fast", "slow", "path", "paths", "route",
+    "repeat", "again", "loop", "differ", "compare", "versus", "between", "next", "good", "bad"
+])
 
 
 def _outcomes(tokens: list[str], used: set[int], found: list[Term], vocab: Vocabulary) -> list[str]:

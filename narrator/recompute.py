@@ -162,16 +162,16 @@ class Recount(SnapView):
     @property
     def row(self) -> Mapping[str, Any]:
         """The snapshots-table row: scope definition and the *stored* payload."""
-        return self.snap.row  # type: ignore[no-any-return]
+        return self.snap.row
 
     @property
     def data(self) -> Mapping[str, Any]:
         """The recomputed count fields (payload-shaped)."""
-        return self.snap.data  # type: ignore[no-any-return]
+        return self.snap.data
 
     @property
     def metrics(self) -> ChainMetrics:
-        return self.snap.metrics  # type: ignore[no-any-return]
+        return self.snap.metrics
 
 
 @dataclass

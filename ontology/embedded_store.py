@@ -30,8 +30,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyoxigraph as ox
 
@@ -80,7 +81,7 @@ class EmbeddedStore:
         self._loads = 0  # bulk loads since the last compaction
 
     @classmethod
-    def open(cls, cfg: "StoreConfig | None", workspace: Path, **options: Any) -> "EmbeddedStore":
+    def open(cls, cfg: StoreConfig | None, workspace: Path, **options: Any) -> EmbeddedStore:
         """The registry's entry point: the store lives in `<workspace>/facts`.
 
         `read_only=True` opens a view that takes no lock, so any number of
@@ -103,7 +104,7 @@ class EmbeddedStore:
         return self._ox
 
     @property
-    def dataset(self) -> "rdflib.Dataset":
+    def dataset(self) -> rdflib.Dataset:
         """The same store through rdflib's API (union default graph, one named graph per snapshot)."""
         if self._dataset is None:
             import rdflib
@@ -253,7 +254,7 @@ class EmbeddedStore:
         if had_dataset:  # rdflib's Dataset holds reference cycles; free them so the lock goes too
             gc.collect()
 
-    def __enter__(self) -> "EmbeddedStore":
+    def __enter__(self) -> EmbeddedStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

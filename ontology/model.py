@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ontology import vocabulary
 
@@ -81,7 +82,7 @@ class Fact:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Fact":
+    def from_dict(cls, data: Mapping[str, Any]) -> Fact:
         data = dict(data)
         data["provenance"] = Provenance(**data["provenance"])
         return cls(**data)
@@ -129,7 +130,7 @@ class Finding:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         data = dict(data)
         data["window"] = tuple(data["window"])
         return cls(**data)

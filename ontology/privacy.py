@@ -11,8 +11,9 @@ Fact and snapshot ids are 24-hex content hashes, never UUIDs, so they pass.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from functools import lru_cache
-from typing import Any, Collection
+from typing import Any
 
 from ontology.errors import PrivacyError
 

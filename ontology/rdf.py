@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import pyoxigraph as ox
@@ -28,9 +29,9 @@ from rdflib.namespace import PROV, RDF, XSD
 
 from ontology import vocabulary
 from ontology.model import Fact, Provenance, canonical_json
+from ontology.validation import identity_json
 
 log = logging.getLogger(__name__)
-from ontology.validation import identity_json
 
 if TYPE_CHECKING:
     from ontology.store import FactStore
@@ -283,7 +284,7 @@ def to_graph(facts: Iterable[Fact]) -> rdflib.Graph:
     return graph
 
 
-def export(store: "FactStore", fmt: str) -> str:
+def export(store: FactStore, fmt: str) -> str:
     """All facts of a store as turtle | jsonld (the union graph of all snapshots) | json (fact dicts by fact_id)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -322,7 +323,7 @@ def _python(term: Any) -> Any:
     return str(term)
 
 
-def oxigraph_of(store: "FactStore") -> ox.Store:
+def oxigraph_of(store: FactStore) -> ox.Store:
     """The store's Oxigraph store, or an in-memory one loaded with its facts (any backend)."""
     inner = getattr(store, "oxigraph", None)
     if isinstance(inner, ox.Store):
@@ -330,7 +331,7 @@ def oxigraph_of(store: "FactStore") -> ox.Store:
     return memory_store(store.facts())
 
 
-def sparql(store: "FactStore", query: str, *, timeout_s: float | None = None,
+def sparql(store: FactStore, query: str, *, timeout_s: float | None = None,
            max_rows: int | None = None) -> list[dict[str, Any]]:
     """Run a SPARQL SELECT/ASK over all snapshots (default graph = union); rows as plain dicts.
 

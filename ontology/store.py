@@ -10,14 +10,14 @@ each fact before touching storage, so all backends refuse the same things.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ontology.errors import StoreError
-from ontology.plugins import Plugin, PluginRegistry
 from ontology.model import Fact
-
+from ontology.plugins import Plugin, PluginRegistry
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ class BoltServer:
         return {"NEO4J_URI": self.uri, "NEO4J_USER": USER, "NEO4J_PASSWORD": self.password,
                 "NEO4J_DATABASE": self.database}
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> "BoltServer":
+    def start(self, timeout: float = START_TIMEOUT_S) -> BoltServer:
         """Spawn the server and block until it answers Bolt, or raise BoltServerError."""
         if self.proc and self.proc.poll() is None:
             raise BoltServerError(f"Bolt server pid {self.proc.pid} is already running")
@@ -202,7 +202,7 @@ class BoltServer:
         self.proc.kill()
         self.proc.wait()
 
-    def restart(self, timeout: float = START_TIMEOUT_S) -> "BoltServer":
+    def restart(self, timeout: float = START_TIMEOUT_S) -> BoltServer:
         """Start again on the same data dir and ports (after kill() or stop())."""
         self.stop()
         deadline = time.monotonic() + 30
@@ -210,7 +210,7 @@ class BoltServer:
             time.sleep(0.1)
         return self.start(timeout)
 
-    def __enter__(self) -> "BoltServer":
+    def __enter__(self) -> BoltServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

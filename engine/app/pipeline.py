@@ -23,8 +23,8 @@ from typing import Any
 from engine import __version__
 from engine.config import Config, from_dict, read_config
 from engine.workspace import RUN_WAIT_S, Workspace
-from ontology.store import FactStore, open_store
 from ontology.errors import ConfigError
+from ontology.store import FactStore, open_store
 
 log = logging.getLogger(__name__)
 

@@ -168,7 +168,7 @@ def _default_snapshot_id(ws: Workspace, journey: str | None) -> str:
     if not rows:
         raise NotFound(f"no all-data snapshot{' for journey ' + journey if journey else ''} in the workspace; run `journeygraph run` first")
     if journey is None:
-    
+
         first = ws.config().journeys[0].name
         rows = [r for r in rows if r[1] == first] or rows
     return rows[0][0]

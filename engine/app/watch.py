@@ -30,8 +30,8 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from engine.config import Config, Webhook, load_config
 from engine.app.render.common import escape_markup
+from engine.config import Config, Webhook, load_config
 from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.errors import DeliveryError, JourneyGraphError
 

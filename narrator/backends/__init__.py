@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from narrator.backends.base import LLMBackend, Settings
 from ontology.errors import ProviderError
@@ -44,5 +44,5 @@ def make_backend(cfg: object, env: Mapping[str, str] | None = None, **overrides:
     settings = Settings(
         api_key=key, model=getattr(cfg, "model", None) or cls.default_model, base_url=getattr(cfg, "base_url", None),
         timeout_s=float(getattr(cfg, "timeout_s", 60.0)), max_attempts=int(getattr(cfg, "max_attempts", 3)),
-        max_tokens=int(getattr(cfg, "max_tokens", 1500)), **overrides)  # type: ignore[arg-type]
+        max_tokens=int(getattr(cfg, "max_tokens", 1500)), **overrides)
     return cls(settings)

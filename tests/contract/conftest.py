@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
+from ontology.store import FactStore, StoreConfig, open_store
 from tests.boltserver import BoltServer, running_server
-from ontology.store import StoreConfig
-from ontology.store import FactStore, open_store
 
 BACKENDS = ("embedded", "neo4j")
 ALLOWED_PROPERTIES = ("plan", "platform")

@@ -9,7 +9,8 @@ the entity / predicate / snapshot filters each select a proper subset.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

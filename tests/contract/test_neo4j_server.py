@@ -11,14 +11,13 @@ import threading
 
 import pytest
 
+from ontology.errors import StoreError, StoreUnavailable
+from ontology.neo4j_store import DEFAULT_URI, Connection
+from ontology.store import StoreConfig, open_store
 from tests.boltserver import free_port
 from tests.contract.conftest import BoltTarget, StoreSite
 from tests.contract.factset import make_facts
 from tests.contract.test_store_contract import _assert_complete_after_rerun, _assert_graph_integrity, _start_writer, _wait_for_chunk
-from ontology.store import StoreConfig
-from ontology.errors import StoreError, StoreUnavailable
-from ontology.neo4j_store import DEFAULT_URI, Connection
-from ontology.store import open_store
 
 pytestmark = pytest.mark.parametrize("backend", ["neo4j"], indirect=True)
 

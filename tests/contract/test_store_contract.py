@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from tests.contract.conftest import ALLOWED_PROPERTIES, StoreSite
-from tests.contract.factset import make_facts
 from ontology.errors import EvidenceError, OntologyError, PrivacyError, UnknownPredicate
 from ontology.model import Fact
 from ontology.store import FactStore
 from ontology.validation import validate_fact
+from tests.contract.conftest import ALLOWED_PROPERTIES, StoreSite
+from tests.contract.factset import make_facts
 
 N = 120
 FACTS = make_facts(N)

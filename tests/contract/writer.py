@@ -11,10 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from ontology.store import StoreConfig
 from factset import make_facts
+
 from ontology.errors import JourneyGraphError
-from ontology.store import open_store
+from ontology.store import StoreConfig, open_store
 
 ALLOWED_PROPERTIES = ("plan", "platform")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from detector_builders import snap
+
 from engine.snapshot import Snapshot
 from fixtures.paper_chain import FIGURE2
 

@@ -7,18 +7,17 @@ import re
 
 import numpy as np
 import pytest
+from detector_builders import make_cfg
+from test_planted_synthetic import BASE
 
 from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload
+from engine.app.render import FORMATS, render
 from engine.config import DEFAULT_WEIGHTS
 from engine.feed import feed_item, rank
-from engine.app.render import FORMATS, render
 from engine.snapshot import Snapshot
 from ontology.model import Finding
 from ontology.validation import validate
-
-from detector_builders import make_cfg
-from test_planted_synthetic import BASE
 
 WEEKS = [(f"2026-01-{d:02d}T00:00:00Z", f"2026-01-{d + 7:02d}T00:00:00Z") for d in (5, 12, 19)]
 

@@ -195,8 +195,8 @@ def _events() -> list[dict]:
 @pytest.fixture(scope="module")
 def loan_snapshot(tmp_path_factory):
     from engine import ingest, journeys, normalize, states
-    from engine.config import load_config
     from engine.app.pipeline import _build_snapshots
+    from engine.config import load_config
     from engine.workspace import Workspace
 
     where: Path = tmp_path_factory.mktemp("loan")

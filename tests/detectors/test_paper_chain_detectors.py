@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
+from detector_builders import make_cfg
 
 from detectors.activation_driver import ActivationDriver
 from detectors.registry import Registry
 from detectors.runner import run_detectors
 from ontology.validation import validate_facts
-
-from detector_builders import make_cfg
 
 
 def _drivers(run):

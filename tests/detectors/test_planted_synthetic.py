@@ -5,14 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+from detector_builders import make_cfg
 
 from detectors.runner import run_detectors
 from detectors.synthetic import chain_payload, merge_payloads, simulated_payload
 from engine.config import Release
 from engine.snapshot import Snapshot
 from ontology.validation import validate_facts
-
-from detector_builders import make_cfg
 
 BASE = {
     "sign_up": {"tour": 0.6, "feature": 0.2, "dropped": 0.2},

@@ -100,7 +100,7 @@ def test_a_slow_trace_never_shows_under_another_insight(browser: Any, live_api: 
     assert text_b in trace and text_a not in trace
 
 
-def test_titles_keep_names_with_arrows_and_show_invisible_characters(browser: Any, workspace: tuple[str, str]) -> None:
+def test_titles_keep_names_with_arrows_and_show_invisible_characters(browser: Any, workspace: tuple[str, str]) -> None:  # noqa: F811
     with LiveServer(Path(workspace[0])) as server:
         page = _page(browser)
         page.goto(server.url + "/")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.app import pipeline, views
-from ontology.names import edge_id, entity_states, path_id, show_name
+from ontology.names import edge_id, entity_states, path_id
 from tests.engine.hostile import base_events, config_file, dumps, write_lines
 
 ARROWY = "<im>port->x"

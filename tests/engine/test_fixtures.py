@@ -23,8 +23,19 @@ import yaml
 
 from engine.config import load_config
 from fixtures.generate_demo import (
-    COLUMNS, OUTCOMES, PERIODS, PLANS, PLATFORMS, STATES, DemoParams, expected_planted, generate,
-    transition_matrices, transition_matrix, walk, write_jsonl,
+    COLUMNS,
+    OUTCOMES,
+    PERIODS,
+    PLANS,
+    PLATFORMS,
+    STATES,
+    DemoParams,
+    expected_planted,
+    generate,
+    transition_matrices,
+    transition_matrix,
+    walk,
+    write_jsonl,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

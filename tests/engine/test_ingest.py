@@ -215,14 +215,13 @@ def test_unreadable_sources_raise_ingest_error(con, tmp_path, source, message) -
 @pytest.fixture(scope="module")
 def postgres_url():
     """A real, throwaway PostgreSQL server on a Unix socket (skips when the binaries or a non-root user are missing)."""
+    import glob
     import os
     import pwd
     import shutil
     import socket
     import subprocess
     import tempfile
-
-    import glob
 
     # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
     search = os.pathsep.join([os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)])

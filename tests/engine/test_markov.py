@@ -169,7 +169,7 @@ def test_many_states_batched_removal_matches_brute_force() -> None:
     rng = np.random.default_rng(3)
     names = [f"s{i:02d}" for i in range(25)]
     counts = {}
-    for i, src in enumerate(names):
+    for src in names:
         for dst in rng.choice(names + ["converted", "dropped"], size=4, replace=False):
             counts[(src, str(dst))] = int(rng.integers(1, 50))
         counts[(src, "dropped")] = counts.get((src, "dropped"), 0) + 1

@@ -21,7 +21,7 @@ import json
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Hang:
     """Sleep before answering (longer than the client's timeout to provoke a timeout)."""
 
     seconds: float
-    then: Union[Answer, Fail, None] = None
+    then: Answer | Fail | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Raw:
     content_type: str = "application/json"
 
 
-Step = Union[Answer, Fail, Hang, Raw]
+Step = Answer | Fail | Hang | Raw
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class WireServer:
         root = f"http://127.0.0.1:{self.port}"
         return root if self.vendor == "anthropic" else root + "/v1"
 
-    def script(self, *steps: Step) -> "WireServer":
+    def script(self, *steps: Step) -> WireServer:
         with self._lock:
             self._steps = list(steps)
             self.requests.clear()
@@ -158,7 +158,7 @@ class WireServer:
             self.requests.append(recorded)
             return self._steps.pop(0) if len(self._steps) > 1 else self._steps[0]
 
-    def start(self) -> "WireServer":
+    def start(self) -> WireServer:
         self._thread.start()
         return self
 
@@ -168,7 +168,7 @@ class WireServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "WireServer":
+    def __enter__(self) -> WireServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ontology.conftest import many_facts
 from ontology import rdf
 from ontology.store import open_store
+from tests.ontology.conftest import many_facts
 
 N_FACTS = 500
 CHUNK = 50

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import rdflib
 
-from tests.ontology.conftest import make_fact, many_facts
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError
 from ontology.plugins import Plugin
 from ontology.store import BACKENDS, FactStore, open_store
+from tests.ontology.conftest import make_fact, many_facts
 
 
 def all_quads(store: EmbeddedStore) -> list[str]:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.ontology.conftest import make_fact
 from ontology.errors import PrivacyError
 from ontology.privacy import check_evidence
 from ontology.store import open_store
+from tests.ontology.conftest import make_fact
 
 LEAKS = [
     ("user-id-key", {"user_id": "u_123"}, {}, "evidence.user_id would store a user identifier"),

@@ -9,11 +9,11 @@ import pytest
 import rdflib
 from rdflib.compare import isomorphic
 
-from tests.ontology.conftest import make_fact, many_facts
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError
 from ontology.store import open_store
+from tests.ontology.conftest import make_fact, many_facts
 
 
 @pytest.mark.parametrize(("fmt", "rdflib_format"), [("turtle", "turtle"), ("jsonld", "json-ld")], ids=["turtle", "jsonld"])

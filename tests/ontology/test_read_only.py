@@ -10,15 +10,16 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from tests.ontology.conftest import make_fact, many_facts
 
 from ontology.embedded_store import EmbeddedStore
 from ontology.errors import StoreError
 from ontology.store import open_store
+from tests.ontology.conftest import make_fact, many_facts
 
 FIRST, SECOND = 120, 60
 

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from tests.ontology.conftest import SAMPLES, make_fact
 from ontology import vocabulary
 from ontology.errors import EvidenceError, OntologyError
 from ontology.model import Fact
 from ontology.validation import _fast, errors, schemas, validate, validate_evidence, validate_fact, validator
+from tests.ontology.conftest import SAMPLES, make_fact
 
 
 @pytest.mark.parametrize("kind", sorted(schemas()))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.ontology.conftest import SAMPLES, make_fact, many_facts
 
 from ontology import rdf
 from ontology.embedded_store import EmbeddedStore
@@ -21,6 +20,7 @@ from ontology.errors import EvidenceError, OntologyError, PrivacyError
 from ontology.model import Fact, Provenance, canonical_json
 from ontology.store import open_store
 from ontology.validation import identity_json, validate_fact, validate_facts
+from tests.ontology.conftest import SAMPLES, make_fact, many_facts
 
 
 def tampered(fact: Fact, **changes: Any) -> Fact:

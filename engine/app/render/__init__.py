@@ -8,7 +8,8 @@ snapshot for its journey graph and bar charts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from engine.app.render import html, md, text
 from engine.app.render import json as json_render

@@ -9,8 +9,9 @@ each edge carries its transition probability like the paper's Figure 2.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine.app.render import layout
 from engine.app.render import power as power_footer

@@ -6,7 +6,8 @@ passes raw HTML through, so a state named `<script>` would otherwise run whereve
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from engine.app.render import power as power_footer
 from engine.app.render.common import escape_markup, headline, narrative_text, num, pct, stats_line
