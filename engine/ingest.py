@@ -4,7 +4,7 @@ Parquet and CSV rows are staged straight from their typed columns (no JSON
 round trip); JSONL lines, XES events (by `engine.xes`) and SQL query rows
 (through DuckDB's ``to_json``) are first one JSON document per row, tagged
 with its file index and line number. Both paths end in the same vectorised
-SQL tail (`_staging_sql`): recognised fields (DESIGN.md "Events in", after
+SQL tail (`staging_sql`): recognised fields (DESIGN.md "Events in", after
 the `normalize.fields` renames), unknown top-level fields folded into
 `properties`, timestamps parsed to UTC, and exactly one quarantine reason per
 unusable row. A typed column goes through its JSON text only where that
@@ -66,16 +66,25 @@ from engine.config import Config
 from engine.dbsettings import engine_settings
 from engine.formats import Reading
 from engine.jsonl_lines import line_tables
+from engine.staging_sql import (
+    FIELDS,
+    LINE_BITS,
+    coalesced,
+    doc_expr,
+    field_columns,
+    ident,
+    sql_string,
+    staging_sql,
+    top_keys,
+    typed_expr,
+)
 from ontology.errors import IngestError
 from ontology.names import invisible_re2_class, show_name
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("event_id", "user_id", "actor_id", "anonymous_id", "session_id", "event_name", "timestamp",
-          "received_at", "platform", "tenant_id", "user_agent", "properties")
 REASONS = ("bad_encoding", "not_json", "missing_timestamp", "bad_timestamp", "missing_event_name", "missing_actor")
 TS_MIN, TS_MAX = timestamps.TS_MIN, timestamps.TS_MAX  # plausible event times; outside them: bad_timestamp
-LINE_BITS = 40  # input_order = file_index << 40 | line: 10^12 lines per file, 8M files
 _RAW = "_jg_raw"
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
                ".parquet": "parquet", ".xes": "xes"}
@@ -265,9 +274,9 @@ def _jsonl_sql(index: int, path: str) -> str:
     """
     array = path.lower().endswith(".json") and _is_json_array(path)
     items = "CAST(json_extract(content, '$[*]') AS VARCHAR[])" if array else "string_split(content, chr(10))"
-    return f"""SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM (
+    return f"""SELECT {int(index)} AS file_index, {sql_string(path)} AS source, line, raw FROM (
                  SELECT generate_subscripts(items, 1) AS line, unnest(items) AS raw
-                 FROM (SELECT {items} AS items FROM read_text({_sql_string(path)})))
+                 FROM (SELECT {items} AS items FROM read_text({sql_string(path)})))
                WHERE {_BLANK.format(tail="chr(13)")}"""
 
 
@@ -279,7 +288,7 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, index: int, path: str, reading:
     or the error, it always gave.
     """
     tail = "chr(13) || chr(10)"
-    relation = f"""(SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM {_ARROW}
+    relation = f"""(SELECT {int(index)} AS file_index, {sql_string(path)} AS source, line, raw FROM {_ARROW}
                     WHERE {_BLANK.format(tail=tail)})"""
     bad: list[tuple[int, str]] = []
     try:
@@ -308,7 +317,7 @@ def _stage_nested(con: duckdb.DuckDBPyConnection, index: int, path: str, reading
     `line` is the event's ordinal in the file (input order must be unique); a line that is not a JSON session
     becomes one row of its own (quarantined as not_json).
     """
-    relation = f"""(SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, line, raw FROM {_ARROW})"""
+    relation = f"""(SELECT {int(index)} AS file_index, {sql_string(path)} AS source, line, raw FROM {_ARROW})"""
     for table in formats.nested_tables(path, str(reading.nested), _CHUNK_ROWS):
         con.register(_ARROW, table)
         try:
@@ -342,12 +351,8 @@ def _append_batches(con: duckdb.DuckDBPyConnection, index: int, source: str, bat
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def cfg_reading(cfg: Config) -> Reading:
@@ -364,34 +369,12 @@ def _stage(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
         _stage_docs(con, cfg_reading(cfg), run_id, _RAW, "chr(13)")
 
 
-def _top_keys(reading: Reading) -> dict[str, str]:
-    """Top-level keys a reading consumes -> their JSON type; a dotted source is a path into an object, not a key."""
-    keys: dict[str, str] = {}
-    for name in FIELDS:
-        for src in reading.sources.get(name, ()):
-            if "." not in src:
-                keys.setdefault(src, "JSON" if name == "properties" else "VARCHAR")
-    return keys
 
 
-def _json_path(src: str) -> str:
-    return "$." + ".".join('"' + part.replace('"', '\\"') + '"' for part in src.split("."))
 
 
-def _doc_expr(name: str, src: str) -> str:
-    """A JSON document's field: a top-level key of the transformed struct `s`, or a path into the raw text."""
-    if "." not in src:
-        return f"s.{_ident(src)}"
-    return f"json_extract(raw, {_sql_string(_json_path(src))})" if name == "properties" else \
-        f"json_extract_string(raw, {_sql_string(_json_path(src))})"
 
 
-def _coalesced(name: str, exprs: list[str]) -> str:
-    null = "CAST(NULL AS JSON)" if name == "properties" else "CAST(NULL AS VARCHAR)"
-    if name == "properties":
-        return exprs[0] if exprs else null
-    exprs = [f"nullif({e}, '')" for e in exprs]
-    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})" if exprs else null
 
 
 def _stage_docs(con: duckdb.DuckDBPyConnection, reading: Reading, run_id: str, relation: str, tail: str) -> None:
@@ -404,58 +387,28 @@ def _stage_docs(con: duckdb.DuckDBPyConnection, reading: Reading, run_id: str, r
     value equals the line's number of keys, every key is a consumed one, so the unknown-field object is {}
     without rewriting the line; a null or repeated key only sends the line down the exact merge-patch path.
     """
-    keys = _top_keys(reading)
+    keys = top_keys(reading)
     spec = json.dumps(keys)
     known_nulls = json.dumps({key: None for key in keys})
-    f = {name: _coalesced(name, [_doc_expr(name, src) for src in reading.sources.get(name, ())]) for name in FIELDS}
-    present = " + ".join(f"(s.{_ident(key)} IS NOT NULL)::INTEGER" for key in sorted(keys)) or "0"
+    f = {name: coalesced(name, [doc_expr(name, src) for src in reading.sources.get(name, ())]) for name in FIELDS}
+    present = " + ".join(f"(s.{ident(key)} IS NOT NULL)::INTEGER" for key in sorted(keys)) or "0"
     fields = f"""
         parsed AS (
           SELECT file_index, source, line, raw, (raw[1] = '{{' OR ltrim(raw)[1] = '{{') AND json_valid(raw) AS valid
           FROM {relation}),
-        typed AS (SELECT *, CASE WHEN valid THEN json_transform(raw, {_sql_string(spec)}) END AS s FROM parsed),
+        typed AS (SELECT *, CASE WHEN valid THEN json_transform(raw, {sql_string(spec)}) END AS s FROM parsed),
         extra AS (   -- unknown top-level fields; the merge patch (a slow rewrite) only for lines that have some
           SELECT *, CASE WHEN valid THEN
                       CASE WHEN len(json_keys(raw)) = {present} THEN '{{}}'::JSON
-                           ELSE try(json_merge_patch(raw, {_sql_string(known_nulls)})) END END AS extras
+                           ELSE try(json_merge_patch(raw, {sql_string(known_nulls)})) END END AS extras
           FROM typed),
         checked AS (SELECT * REPLACE (CASE WHEN extras IS NOT NULL THEN s END AS s), extras IS NOT NULL AS ok FROM extra),
-        fields AS (SELECT file_index, source, line, raw, ok, extras, {_field_columns(f)} FROM checked)"""
-    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, f'rtrim(raw, {tail})', reading)}")
+        fields AS (SELECT file_index, source, line, raw, ok, extras, {field_columns(f)} FROM checked)"""
+    con.execute(f"INSERT INTO staged_events {staging_sql(fields, run_id, f'rtrim(raw, {tail})', reading)}")
 
 
-def _field_columns(f: dict[str, str]) -> str:
-    """The staged field columns from per-field source expressions (VARCHAR with '' as NULL, or JSON for properties)."""
-    v = f
-    return f"""{v['event_id']} AS event_id, coalesce({v['user_id']}, {v['actor_id']}) AS user_id,
-               {v['anonymous_id']} AS anonymous_id, {v['session_id']} AS source_session_id,
-               {v['event_name']} AS event_name, {v['timestamp']} AS ts_text, {v['received_at']} AS received_text,
-               {v['platform']} AS platform, coalesce({v['tenant_id']}, '') AS tenant_id,
-               {v['user_agent']} AS user_agent, {_props_object_sql(f['properties'])} AS props"""
 
 
-def _staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading) -> str:
-    """The shared tail of every staging query: timestamps, the quarantine reason, raw text only for bad rows.
-
-    `fields_ctes` must end in a CTE `fields` with file_index, source, line, ok, extras (JSON object of unknown
-    top-level fields) and the `_field_columns`; `raw_expr` rebuilds a row's source text (evaluated only
-    for quarantined rows: CASE evaluates a branch only for the rows that take it).
-    """
-    ts = timestamps.timestamp_sql("ts_text", reading.unit, reading.fmt)
-    return f"""
-        WITH {fields_ctes},
-        timed AS (
-          SELECT *, {ts} AS ts, {timestamps.timestamp_sql('received_text')} AS received_at FROM fields),
-        reasoned AS (SELECT *, {_reason_sql()} AS reason FROM timed)
-        SELECT {_sql_string(run_id)} AS run_id, source, file_index, line,
-               (CAST(file_index AS BIGINT) << {LINE_BITS}) | line AS input_order, reason,
-               CASE WHEN reason IS NOT NULL THEN rtrim({raw_expr}, chr(13)) END AS raw,
-               event_id, user_id, anonymous_id, source_session_id, event_name, ts, received_at,
-               platform, tenant_id, user_agent,
-               CASE WHEN extras IS NULL OR extras::VARCHAR = '{{}}' THEN coalesce(props, '{{}}'::JSON)
-                    WHEN props IS NULL THEN extras
-                    ELSE json_merge_patch(extras, props) END AS properties
-        FROM reasoned"""
 
 
 # --- typed tables (Parquet, CSV): columns read as they are, no JSON round trip ---------------
@@ -463,14 +416,14 @@ def _staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading)
 
 def _stage_parquet(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
     """Parquet rows straight from their columns; line = the row's position in the file (1-based), exact in parallel."""
-    reader = f"read_parquet({_sql_string(path)}, file_row_number = true)"
+    reader = f"read_parquet({sql_string(path)}, file_row_number = true)"
     raw = """CAST(json_merge_patch(to_json(_jg_row), '{"file_row_number": null}') AS VARCHAR)"""
     _stage_typed(con, index, path, reader, "t.file_row_number + 1", raw, reading, run_id, hidden=("file_row_number",))
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, index: int, path: str, reading: Reading, run_id: str) -> None:
     """CSV rows, every column as text; line = row number + 1 (the header line), so file order must be kept."""
-    reader = f"(SELECT row_number() OVER () + 1 AS _jg_line, * FROM read_csv({_sql_string(path)}, all_varchar=true, header=true))"
+    reader = f"(SELECT row_number() OVER () + 1 AS _jg_line, * FROM read_csv({sql_string(path)}, all_varchar=true, header=true))"
     con.execute("SET preserve_insertion_order = true")  # row_number() OVER () follows the file only in order
     try:
         _stage_typed(con, index, path, reader, "t._jg_line", "to_json(_jg_row)::VARCHAR", reading, run_id,
@@ -493,49 +446,23 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: 
     except duckdb.Error as exc:
         raise IngestError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); check the file's format") from exc
     types = {name: kind for name, kind, *_ in described if name not in hidden}
-    f = {name: _coalesced(name, [_typed_expr(name, src, types) for src in reading.sources.get(name, ())]) for name in FIELDS}
+    f = {name: coalesced(name, [typed_expr(name, src, types) for src in reading.sources.get(name, ())]) for name in FIELDS}
     used = {src for name in FIELDS for src in reading.sources.get(name, ()) if src in types}
     unknown = [c for c in types if c not in used]
     extras = ("'{}'::JSON" if not unknown else
-              "json_merge_patch(to_json({" + ", ".join(f"{_sql_string(c)}: t.{_ident(c)}" for c in unknown) + "}), '{}')")
-    row_struct = (f"{{{', '.join(f'{_sql_string(c)}: t.{_ident(c)}' for c in types)}}}" if row else "t")
+              "json_merge_patch(to_json({" + ", ".join(f"{sql_string(c)}: t.{ident(c)}" for c in unknown) + "}), '{}')")
+    row_struct = (f"{{{', '.join(f'{sql_string(c)}: t.{ident(c)}' for c in types)}}}" if row else "t")
     fields = f"""fields AS (
-          SELECT {int(index)} AS file_index, {_sql_string(path)} AS source, {line} AS line, true AS ok,
-                 {extras} AS extras, {row_struct} AS _jg_row, {_field_columns(f)}
+          SELECT {int(index)} AS file_index, {sql_string(path)} AS source, {line} AS line, true AS ok,
+                 {extras} AS extras, {row_struct} AS _jg_row, {field_columns(f)}
           FROM {reader} t)"""
-    con.execute(f"INSERT INTO staged_events {_staging_sql(fields, run_id, raw, reading)}")
+    con.execute(f"INSERT INTO staged_events {staging_sql(fields, run_id, raw, reading)}")
 
 
-def _typed_expr(name: str, src: str, types: dict[str, str]) -> str:
-    """A typed column as text (JSON for properties), a path inside one, or NULL when the file has no such column."""
-    if src in types:
-        col = f"t.{_ident(src)}"
-        if name == "properties":
-            return f"to_json({col})"
-        return col if types[src] == "VARCHAR" else f"json_extract_string(to_json({col}), '$')"
-    head, _, rest = src.partition(".")
-    if not rest or head not in types:
-        return "CAST(NULL AS JSON)" if name == "properties" else "CAST(NULL AS VARCHAR)"
-    doc = f"try_cast(t.{_ident(head)} AS JSON)" if types[head] == "VARCHAR" else f"to_json(t.{_ident(head)})"
-    path = _sql_string(_json_path(rest))
-    return f"json_extract({doc}, {path})" if name == "properties" else f"json_extract_string({doc}, {path})"
 
 
-def _props_object_sql(props: str) -> str:
-    """`properties` as a JSON object: an object as is, a string holding an object decoded, anything else wrapped."""
-    text = f"json_extract_string({props}, '$')"
-    return f"""(CASE WHEN {props} IS NULL OR {props}::VARCHAR = 'null' THEN NULL
-                 WHEN left(CAST({props} AS VARCHAR), 1) = '{{' THEN {props}
-                 WHEN json_type({props}) = 'VARCHAR' AND json_valid({text}) AND json_type({text}) = 'OBJECT' THEN CAST({text} AS JSON)
-                 ELSE json_object('properties', {props}) END)"""
 
 
-def _reason_sql() -> str:
-    return """(CASE WHEN NOT ok THEN 'not_json'
-                 WHEN ts_text IS NULL THEN 'missing_timestamp'
-                 WHEN ts IS NULL OR NOT isfinite(ts) THEN 'bad_timestamp'
-                 WHEN event_name IS NULL THEN 'missing_event_name'
-                 WHEN user_id IS NULL AND anonymous_id IS NULL THEN 'missing_actor' END)"""
 
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, run_id: str) -> None:

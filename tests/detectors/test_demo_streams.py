@@ -15,7 +15,8 @@ import pytest
 from detectors.runner import run_detectors
 from engine.config import Config, load_config
 from engine.feed import rank
-from fixtures.generate_demo import DemoParams, expected_planted, generate, write_jsonl
+from fixtures.demo_planted import expected_planted
+from fixtures.generate_demo import DemoParams, generate, write_jsonl
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 COMPARATIVE = ("regression", "segment_divergence")

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from engine.config import load_config
+from fixtures.demo_planted import expected_planted
 from fixtures.generate_demo import (
     COLUMNS,
     OUTCOMES,
@@ -30,7 +31,6 @@ from fixtures.generate_demo import (
     PLATFORMS,
     STATES,
     DemoParams,
-    expected_planted,
     generate,
     transition_matrices,
     transition_matrix,

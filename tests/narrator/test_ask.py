@@ -208,7 +208,7 @@ def test_bundle_is_bounded_and_holds_exactly_the_cited_facts(con: duckdb.DuckDBP
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
-    from test_recompute import open_demo
+    from demo_workspace import open_demo
 
     with open_demo(tmp_path_factory) as opened:
         yield opened

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -466,60 +465,3 @@ def test_a_path_outside_the_top_paths_is_an_error_not_a_match(con: duckdb.DuckDB
     odd = fact("path:sign_up>settings", f.predicate, f.object, dict(f.evidence))
     result = recompute_fact(odd, con=con)
     assert not result["ok"] and "not among the recomputed top paths" in result["error"]
-
-
-# ---- the bundled demo, end to end through the lead's pipeline --------------------------------------
-
-def demo_workspace(factory: pytest.TempPathFactory) -> Path:
-    """The demo workspace (engine.app.pipeline.run_demo), built once per test session and shared."""
-    root = factory.getbasetemp() / "narrator-demo"
-    if not (root / "done").exists():
-        from engine.app.pipeline import run_demo
-
-        run_demo(str(root / "ws"), quiet=True)
-        (root / "done").touch()
-    return root / "ws"
-
-
-@contextmanager
-def open_demo(factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Any]]:
-    """(workspace, its run config, its fact store) of the demo, closed afterwards."""
-    from engine.workspace import Workspace
-    from ontology.store import open_store
-
-    ws = Workspace.open(demo_workspace(factory), create=False)
-    cfg = ws.config()
-    store = open_store(cfg.store.backend, cfg.store, ws.path)
-    try:
-        yield ws, cfg, store
-    finally:
-        store.close()
-        ws.close()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Any]]:
-    with open_demo(tmp_path_factory) as opened:
-        yield opened
-
-
-def test_demo_every_number_of_every_fact_recomputes_exactly(demo: tuple) -> None:
-    """Traceability on the demo: 100 % of facts and of their numbers, q-values included, not a sample."""
-    from narrator.recompute import RECOMPUTERS
-
-    ws, cfg, store = demo
-    facts = list(store.facts())
-    assert len(facts) >= 50 and {f.predicate for f in facts} <= set(RECOMPUTERS)
-    summary = recompute_all(facts, con=ws.con, cfg=cfg)
-    assert summary["failures"] == []
-    assert summary["facts_ok"] == summary["facts"] == len(facts)
-    assert summary["numbers_exact"] == summary["numbers_matched"] == summary["numbers"] > 300
-
-
-def test_demo_snapshot_counts_recompute(demo: tuple) -> None:
-    ws, cfg, _ = demo
-    ids = [r[0] for r in ws.con.execute("SELECT snapshot_id FROM snapshots ORDER BY snapshot_id").fetchall()]
-    ctx = make_context(ws.con, cfg)
-    bad = {sid: [k for k, v in compare_snapshot(ws.con, sid, ctx)["fields"].items() if not v["match"]]
-           for sid in ids}
-    assert {sid: keys for sid, keys in bad.items() if keys} == {}

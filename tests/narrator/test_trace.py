@@ -146,7 +146,7 @@ def test_prefix_lookup(workspace: tuple) -> None:
 # ---- the bundled demo, end to end through the lead's pipeline --------------------------------------
 
 def test_demo_every_insight_traces_to_recomputed_numbers_and_raw_events(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from test_recompute import open_demo
+    from demo_workspace import open_demo
 
     from narrator.recompute import make_context
 
@@ -166,7 +166,7 @@ def test_demo_every_insight_traces_to_recomputed_numbers_and_raw_events(tmp_path
 
 def test_demo_trace_reads_the_run_config_itself_and_recomputes_q_values(tmp_path_factory: pytest.TempPathFactory) -> None:
     """As the CLI calls it (no cfg): the workspace's saved config is found, so q-values are rebuilt, not bounded."""
-    from test_recompute import open_demo
+    from demo_workspace import open_demo
 
     with open_demo(tmp_path_factory) as (ws, _, store):
         first = ws.con.execute("SELECT insight_id FROM insights ORDER BY insight_id LIMIT 1").fetchone()[0]
