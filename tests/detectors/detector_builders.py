@@ -20,3 +20,20 @@ def snap(probs: dict, *, journeys: int, start: str = "sign_up", seed: int | None
     if seed is None:
         return Snapshot.from_payload(chain_payload(probs, journeys=journeys, start=start, **meta))
     return Snapshot.from_payload(simulated_payload(probs, journeys=journeys, seed=seed, start=start, **meta))
+
+
+def snapshots_of(events: Any, cfg: Any, ws_dir: Any) -> list[Any]:
+    """The engine's snapshots of an events file under a config (ingest → normalise → states → journeys → snapshots)."""
+    from engine import ingest, journeys, normalize, states
+    from engine.app.pipeline import _build_snapshots
+    from engine.workspace import Workspace
+
+    ws = Workspace.open(ws_dir)
+    try:
+        ingest.load(ws.con, str(events), cfg, "test")
+        normalize.normalize(ws.con, cfg)
+        states.derive(ws.con, cfg)
+        journeys.build(ws.con, cfg)
+        return _build_snapshots(ws.con, cfg)
+    finally:
+        ws.close()

@@ -40,17 +40,7 @@ def write_stream(params: DemoParams, where: Path, days_after: float, *, inactive
 
 def release_stream(params: DemoParams, where: Path, days_after: float, **options: Any) -> tuple[list[Any], Config]:
     """Snapshots of the demo stream with every event later than `days_after` days after the release dropped."""
-    from engine import ingest, journeys, normalize, states
-    from engine.app.pipeline import _build_snapshots
-    from engine.workspace import Workspace
+    from detector_builders import snapshots_of
 
     cfg = load_config(write_stream(params, where, days_after, **options))
-    ws = Workspace.open(where / "ws")
-    try:
-        ingest.load(ws.con, str(where / "events.jsonl"), cfg, "test")
-        normalize.normalize(ws.con, cfg)
-        states.derive(ws.con, cfg)
-        journeys.build(ws.con, cfg)
-        return _build_snapshots(ws.con, cfg), cfg
-    finally:
-        ws.close()
+    return snapshots_of(where / "events.jsonl", cfg, where / "ws"), cfg

@@ -24,23 +24,13 @@ N_NULL_STREAMS = 20
 
 
 def _snapshots(params: DemoParams, where: Path) -> tuple[list[Any], Config]:
-    from engine import ingest, journeys, normalize, states
-    from engine.app.pipeline import _build_snapshots
-    from engine.workspace import Workspace
+    from detector_builders import snapshots_of
 
     where.mkdir(parents=True, exist_ok=True)
     events = where / "events.jsonl"
     write_jsonl(generate(params), events)
     cfg = load_config(FIXTURES / "demo.yaml")
-    ws = Workspace.open(where / "ws")
-    try:
-        ingest.load(ws.con, str(events), cfg, "test")
-        normalize.normalize(ws.con, cfg)
-        states.derive(ws.con, cfg)
-        journeys.build(ws.con, cfg)
-        return _build_snapshots(ws.con, cfg), cfg
-    finally:
-        ws.close()
+    return snapshots_of(events, cfg, where / "ws"), cfg
 
 
 @pytest.fixture(scope="module")

@@ -194,24 +194,15 @@ def _events() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def loan_snapshot(tmp_path_factory):
-    from engine import ingest, journeys, normalize, states
-    from engine.app.pipeline import _build_snapshots
+    from detector_builders import snapshots_of
+
     from engine.config import load_config
-    from engine.workspace import Workspace
 
     where: Path = tmp_path_factory.mktemp("loan")
     (where / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _events()))
     (where / "loan.yaml").write_text(CONFIG)
     cfg = load_config(where / "loan.yaml")
-    ws = Workspace.open(where / "ws")
-    try:
-        ingest.load(ws.con, str(where / "events.jsonl"), cfg, "test")
-        normalize.normalize(ws.con, cfg)
-        states.derive(ws.con, cfg)
-        journeys.build(ws.con, cfg)
-        snaps = _build_snapshots(ws.con, cfg)
-    finally:
-        ws.close()
+    snaps = snapshots_of(where / "events.jsonl", cfg, where / "ws")
     return next(s for s in snaps if s.payload["scope"] == "all")
 
 
