@@ -89,13 +89,17 @@ _FIXED: dict[str, Measure] = {
     "p_value": Measure("pvalue"), "q_value": Measure("pvalue"), "gap_p_value": Measure("pvalue"),
     "confidence": Measure("score"), "chi2": Measure("score"), "dof": Measure("count"),
     "removal_rank": Measure("count"),
+    # has_outcome_rate (detectors.base_facts): an outcome's rate with its Wilson interval
+    "rate": Measure("share", _J, label="rate"),
+    "ci_low": Measure("share", _J, "low", "interval low"), "ci_high": Measure("share", _J, "high", "interval high"),
+    "level": Measure("share", None, label="interval level"),
 }
 _NOT_ATTRIBUTABLE = frozenset({"effect"})  # the finding's `effect` means a different thing per type
 
 
 OUTCOME_KEYS = frozenset({"p_given_reached", "p_given_not_reached", "baseline", "absorption", "conversion_rate",
                           "p_convert_repeat", "p_convert_single", "removal_effect", "removal_effect_relative",
-                          "conversion_gap"})
+                          "conversion_gap", "rate", "ci_low", "ci_high"})
 
 
 def _outcome_rate(item: Mapping[str, Any], key: str) -> bool:

@@ -118,9 +118,10 @@ def _necessary(f: Fact) -> str:
 
 
 def _dropoff(f: Fact) -> str:
+    counts = f" ({_e(f, 'exits', 'count')} of {_e(f, 'n', 'count')})" if "exits" in f.evidence else ""
     return (f"{entity_label(f.subject)} is a drop-off point in {entity_label(f.object)}: "
-            f"{_e(f, 'exit_probability', 'pct')} of the moves out of it go to {_e(f, 'dropoff_outcome')}. "
-            f"It is reached by {_e(f, 'reach', 'pct')} of journeys (n = {_e(f, 'n', 'count')} moves).")
+            f"{_e(f, 'exit_probability', 'pct')} of the moves out of it go to {_e(f, 'dropoff_outcome')}{counts}. "
+            f"It is reached by {_e(f, 'reach', 'pct')} of journeys.")
 
 
 def _diverges(f: Fact) -> str:

@@ -32,7 +32,7 @@ def _cli(*args: str) -> str:
     env = {**os.environ, "JOURNEYGRAPH_NO_PROGRESS": "1"}
     for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "NEO4J_URI"):
         env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "engine.app.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=900)
     assert proc.returncode == 0, f"journeygraph {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
     return proc.stdout
@@ -68,7 +68,7 @@ def items(workspace: Path) -> list[dict[str, Any]]:
     feed = json.loads(_cli("feed", "-w", str(workspace), "--limit", str(TOP), "--format", "json"))
     items = feed["items"] if isinstance(feed, dict) else feed
     printed = _printed_narratives(_cli("feed", "-w", str(workspace), "--limit", str(TOP)))
-    from engine import views
+    from engine.app import views
 
     out = []
     for item in items:
@@ -128,6 +128,6 @@ def test_cli_trace_bundle_out_and_verify_on_printed_text(workspace: Path, items:
     flipped = next(m for name in ("flipped direction", "swapped numbers", "wrong unit", "sign flip")
                    for _, m in MUTATIONS[name](item["printed"], item["bundle"]))
     env = {**os.environ, "JOURNEYGRAPH_NO_PROGRESS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "verify", "--bundle", str(bundle_file),
+    proc = subprocess.run([sys.executable, "-m", "engine.app.cli", "verify", "--bundle", str(bundle_file),
                            "--narrative", flipped], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 1 and "NOT faithful" in proc.stdout
