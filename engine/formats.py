@@ -219,13 +219,13 @@ def _sample_jsonl(path: str) -> tuple[list[dict[str, Any]], str | None]:
     if head.lstrip().startswith("["):
         try:
             items = json.loads(head)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
             items = []
         return [d for d in items if isinstance(d, dict)][:SAMPLE_ROWS], None
     for line in head.splitlines()[:SAMPLE_ROWS]:
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a bad or absurdly nested line: the reader quarantines it
             continue
         if isinstance(doc, dict):
             docs.append(doc)
@@ -253,7 +253,7 @@ def nested_tables(path: str, key: str, batch_rows: int) -> Iterator[pa.Table]:
                 continue
             try:
                 doc = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 doc = None
             events = flatten(doc, key) if isinstance(doc, dict) and isinstance(doc.get(key), list) else None
             for raw in ([json.dumps(e, ensure_ascii=False) for e in events] if events is not None else [text.rstrip("\r\n")]):

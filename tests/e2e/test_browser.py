@@ -170,6 +170,6 @@ def test_power_api_lists_every_edge(live_api) -> None:  # type: ignore[no-untype
 def test_feed_items_name_their_measure(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector("#feed li button.item .measure")
     texts = page.locator("#feed li button.item").all_inner_texts()
-    assert any("lift 2.62×" in t for t in texts)  # the demo's import_data driver, with its measure and unit
-    assert any("exit rate" in t and "pts vs other steps" in t for t in texts)
+    assert any("lift 2.62x" in t for t in texts)  # the demo's import_data driver, with its measure and unit
+    assert any("exit rate" in t and "of moves" in t and "from other states" in t for t in texts)
     assert not any("effect=" in t for t in texts) and all(" journeys" in t or " moves" in t or " steps" in t for t in texts)

@@ -191,7 +191,9 @@ def test_graph_view_groups_rare_states_and_keeps_every_count(workspace: Path, st
     for t in data["transitions"]:
         out[t["from"]] = out.get(t["from"], 0.0) + t["probability"]
     assert all(v == pytest.approx(1.0, abs=1e-5) for v in out.values())
-    assert views.graph(str(workspace), journey="signup", max_states=5000) == full  # small enough: unchanged
+    whole = views.graph(str(workspace), journey="signup", max_states=5000)
+    assert {k: v for k, v in whole.items() if k != "layout"} == full  # small enough: unchanged, plus its layout
+    assert {n["name"] for n in whole["layout"]["nodes"]} <= {s["state"] for s in full["states"]} | set(full["outcomes"])
 
 
 def test_on_demand_work_is_capped_with_a_clear_message(workspace: Path, tmp_path: Path) -> None:
