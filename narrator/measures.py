@@ -65,6 +65,8 @@ _FIXED: dict[str, Measure] = {
     "exit_probability": Measure("share", "moves", "state", "exit rate"),
     "baseline_exit": Measure("share", "moves", "baseline", "exit rate elsewhere"),
     "exits": Measure("count", "moves"),
+    "loss_share": Measure("share", _J, label="share of all lost journeys"),
+    "lost_journeys": Measure("count", _J),
     "delta": Measure("pp", None, label="change", neutral=0.0, invert=("before",)),
     "relative_change": Measure("rel", None, label="relative change", neutral=0.0, invert=("before",)),
     "z": Measure("score", None, label="z", neutral=0.0),

@@ -83,7 +83,10 @@ def _printed_narratives(text: str) -> dict[int, str]:
     out = {}
     for block in text.strip().split("\n\n"):
         lines = block.splitlines()
-        rank = int(lines[0].split(".", 1)[0])
+        head = lines[0].split(".", 1)[0].strip()
+        if not head.isdigit():  # the detection-power footer, not an insight
+            continue
+        rank = int(head)
         out[rank] = " ".join(line.strip() for line in lines[2:])
     return out
 
