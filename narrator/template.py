@@ -145,8 +145,8 @@ def _dropoff(p: _Plan) -> str:
         other = f", against {p.v('baseline_exit')} of moves out of other states" if p.has("baseline_exit") else ""
         p.say(f"{p.v('exit_probability')} of the moves out of {where} go straight to {outcome}{counts}{other}.")
     if p.has("loss_share", "lost_journeys") and not states:
-        p.say(f"{p.v('loss_share')} of all lost journeys end right after {where}, "
-              f"out of {p.v('lost_journeys')} lost journeys in all.")
+        p.say(f"{p.v('loss_share')} of all lost journeys end right after {where} "
+              f"({p.v('lost_journeys')} lost in all).")
     _reach(p)
     return f"Review the experience at {where} with session recordings or user interviews to find where users stall."
 

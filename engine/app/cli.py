@@ -52,7 +52,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      f"  journeygraph feed -w {ws} --format html -o feed.html   the feed as a page\n"
                      f"  journeygraph serve -w {ws}                             the web page, http://127.0.0.1:8765/\n"
                      f"  journeygraph trace INSIGHT_ID -w {ws}                  every number behind an insight\n"
-                     f"  journeygraph inspect YOUR_EVENTS.csv                    how your own file would be read\n")
+                     f"  journeygraph inspect YOUR_EVENTS.csv                          how your own file would be read\n")
     return 0
 
 
