@@ -34,6 +34,8 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
         raise NarrationError(f"{p} line {exc.lineno}: not JSON ({exc.msg}); pass a bundle JSON file") from exc
     if isinstance(data, dict) and isinstance(data.get("bundle"), dict):
         data = data["bundle"]
+    if isinstance(data, dict) and data.get("kind") == "ask" and data.get("facts"):
+        return data  # an `ask` answer's bundle: the question and the facts it cites
     if not isinstance(data, dict) or "finding" not in data or not data.get("facts"):
         raise NarrationError(f"{p}: no fact bundle found (need keys finding and facts); "
                              "write one with `journeygraph trace INSIGHT_ID --bundle-out FILE` (ids: `journeygraph feed --format json`)")
@@ -76,9 +78,24 @@ def run_verify(bundle_path: str | Path, narrative: str, out: TextIO | None = Non
     """The CLI entry: 0 faithful, 1 not. Grounding problems of the bundle are reported as failures too."""
     out = out or sys.stdout
     bundle = load_bundle(bundle_path)
+    if bundle.get("kind") == "ask":
+        return _verify_answer(bundle, narrative, out)
     for issue in grounding_issues(bundle, min_n=0):
         print(f"FAIL GROUNDING {issue.rule}: «{issue.where}» {issue.message}", file=out)
     grounded = not grounding_issues(bundle, min_n=0)
     result = check(bundle, load_narrative(narrative))
     report(result, out)
     return 0 if result.ok and grounded else 1
+
+
+def _verify_answer(bundle: dict[str, Any], narrative: str, out: TextIO) -> int:
+    """An `ask` answer: the checker without the rules that belong to a finding's narrative (narrator.ask)."""
+    from narrator.ask import verify_answer
+
+    result = verify_answer(bundle, load_narrative(narrative))
+    for f in result["failures"]:
+        span = f" «{f['span']}»" if f.get("span") else ""
+        print(f"FAIL {f['rule']}:{span} {f['message']}", file=out)
+    verdict = "faithful" if result["ok"] else f"NOT faithful ({len(result['failures'])} failure(s))"
+    print(f"{verdict}; {result.get('numbers_checked', 0)} number(s) checked", file=out)
+    return 0 if result["ok"] else 1

@@ -83,3 +83,25 @@ def test_bad_bundle_file_is_a_narration_error(tmp_path, content, match):
         path.write_text(content)
     with pytest.raises(NarrationError, match=match):
         run_verify(path, "text", io.StringIO())
+
+
+def test_the_cli_verifies_an_ask_answer_and_catches_a_changed_number(tmp_path_factory, tmp_path, capsys) -> None:
+    """`journeygraph verify --bundle` takes an `ask` answer's bundle too: the printed answer passes, an altered number fails."""
+    import json
+    import re
+
+    from demo_workspace import open_demo
+
+    from narrator.ask import ask
+    from narrator.verify import run_verify
+
+    with open_demo(tmp_path_factory) as (ws, cfg, store):
+        answer = ask("what is the overall conversion rate?", con=ws.con, store=store, cfg=cfg)
+    assert answer["bundle"] and answer["sentences"]
+    bundle_file = tmp_path / "ask.json"
+    bundle_file.write_text(json.dumps({"bundle": answer["bundle"]}))
+    text = " ".join(s["text"] for s in answer["sentences"])
+    assert run_verify(bundle_file, text) == 0
+    altered = re.sub(r"\d+(?:\.\d+)?%", "61.7%", text, count=1)
+    assert altered != text and run_verify(bundle_file, altered) == 1
+    assert "NOT faithful" in capsys.readouterr().out
