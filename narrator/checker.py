@@ -390,7 +390,34 @@ def _named_facts(text: str, bundle: Mapping[str, Any], ctx: _Context) -> tuple[s
     named = [fid for fid, fact in ctx.facts.items() if fid != head and spoken_of(fact)]
     subject = _entity_names(ctx.facts[head]["subject"])
     own = not first or spoken_of(ctx.facts[head]) or (bool(subject) and subject <= set(first))
-    return ((head,) if own or not named else ()) + tuple(named)
+    return _narrowed(text, ((head,) if own or not named else ()) + tuple(named), bundle, ctx)
+
+
+_WINDOW_NOTE = re.compile(r"in the window (\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})")
+
+
+def _narrowed(text: str, candidates: tuple[str, ...], bundle: Mapping[str, Any], ctx: _Context) -> tuple[str, ...]:
+    """The facts a sentence is checked against: the finding's own fact for its own sentences; for a "Related:"
+    sentence, of the facts it names, those its predicate phrase and its window say (never none).
+
+    A related sentence that says "precedes every case of" speaks of a necessary step, not of the same states' other
+    facts; one without a window note speaks of the finding's own snapshot (the template adds the note
+    otherwise). Without this, a number moved in from another fact naming the same states would pass."""
+    if not text.lstrip().startswith("Related:"):  # the finding's own sentences speak of its own fact
+        head = primary_fact_id(bundle)
+        return (head,) if head in candidates else candidates
+    facts = ctx.facts
+    said = {p for p, phrase in measures.PREDICATE_PHRASES.items() if phrase in text}
+    if said:
+        candidates = tuple(f for f in candidates if facts[f]["predicate"] in said) or candidates
+    window = _WINDOW_NOTE.search(text)
+    if window:
+        keep = tuple(f for f in candidates if str(facts[f].get("valid_from", ""))[:10] == window[1]
+                     and str(facts[f].get("valid_to", ""))[:10] == window[2])
+    else:
+        snapshot = bundle["finding"].get("snapshot_id")
+        keep = tuple(f for f in candidates if (facts[f].get("provenance") or {}).get("snapshot_id") == snapshot)
+    return keep or candidates
 
 
 def check(bundle: Mapping[str, Any], narrative: Mapping[str, Any] | str | Narrative) -> CheckResult:

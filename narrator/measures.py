@@ -232,3 +232,14 @@ def headline(finding: Mapping[str, Any]) -> str:
         except KeyError:
             continue
     return ""
+
+
+# How a "Related:" sentence names a fact's predicate: the template writes these, and the checker reads them back
+# to bind a sentence shown without citations to facts of that predicate only.
+PREDICATE_PHRASES = {
+    "transitions_to": "is followed by", "is_activation_driver_for": "is an activation driver for",
+    "necessary_for_conversion": "precedes every case of", "is_dropoff_point_for": "is a drop-off point in",
+    "diverges_from": "differs from", "more_common_in": "is more common in", "less_common_in": "is less common in",
+    "regressed_after": "regressed after", "changed_after": "changed after", "is_revisited_in": "is often revisited in",
+    "is_fast_path_to": "is a fast path to", "associated_with": "is associated with",
+}

@@ -237,13 +237,6 @@ PLANS: dict[str, Callable[[_Plan], str]] = {
     "slow_path": lambda p: _path(p, False),
 }
 
-PHRASES = {
-    "transitions_to": "is followed by", "is_activation_driver_for": "is an activation driver for",
-    "necessary_for_conversion": "precedes every case of", "is_dropoff_point_for": "is a drop-off point in",
-    "diverges_from": "differs from", "more_common_in": "is more common in", "less_common_in": "is less common in",
-    "regressed_after": "regressed after", "changed_after": "changed after", "is_revisited_in": "is often revisited in",
-    "is_fast_path_to": "is a fast path to", "associated_with": "is associated with",
-}
 RELATED_KEYS: dict[str, tuple[str, ...]] = {
     "increases_probability_of": ("lift",), "is_activation_driver_for": ("lift",), "necessary_for_conversion": ("reach",),
     "is_dropoff_point_for": ("exit_probability",), "diverges_from": ("jsd",), "more_common_in": ("difference",),
@@ -268,7 +261,7 @@ def _headline(fact: Mapping[str, Any]) -> str:
 
 def _phrase(fact: Mapping[str, Any]) -> str:
     if fact["predicate"] != "increases_probability_of":
-        return PHRASES[fact["predicate"]]
+        return measures.PREDICATE_PHRASES[fact["predicate"]]
     lift = fact.get("evidence", {}).get("lift")
     m = measures.measure(fact, "lift")
     way = measures.shown_direction(lift, m) if isinstance(lift, (int, float)) and m else 0

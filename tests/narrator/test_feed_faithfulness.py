@@ -129,17 +129,7 @@ def test_every_narrative_passes_verify_exactly_as_printed(items: list[dict[str, 
         assert cited.ok, (item["rank"], cited.failures)
 
 
-# Known gap (issue #13 stays open for it): in "Related:" sentences the checker accepts a number moved in
-# from another fact that names the same states (a reach from another window, an exit rate of the next
-# step), because in plain text it binds a sentence to every fact whose names it quotes. Strict: the day
-# the checker binds a sentence to one fact, these start passing and the marker must go.
-MOVED_INTO_RELATED = {"bpi2012", "aita_sample"}
-
-
-def test_every_mutation_is_rejected(items: list[dict[str, Any]], request: pytest.FixtureRequest) -> None:
-    name = request.node.callspec.params.get("workspace")
-    if name in MOVED_INTO_RELATED:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="moved numbers into Related sentences (#13)"))
+def test_every_mutation_is_rejected(items: list[dict[str, Any]]) -> None:
     tried: Counter[str] = Counter()
     accepted = []
     for item in items:
