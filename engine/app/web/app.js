@@ -35,11 +35,16 @@ const TOKEN_KEY = "journeygraph-token";
   }
 })();
 
-async function api(path, options = {}) {
+async function api(path, options = {}, busyRetries = 8) {
   const sent = sessionStorage.getItem(TOKEN_KEY);
   const headers = new Headers(options.headers || {});
   if (sent) headers.set("authorization", "Bearer " + sent);
   const res = await fetch(path, { ...options, headers });
+  if (res.status === 503 && busyRetries > 0) {  // a run is writing the workspace: wait as the server asks, then retry
+    const wait = Math.min(30, Number(res.headers.get("retry-after")) || 1);
+    await new Promise((done) => setTimeout(done, wait * 1000));
+    return api(path, options, busyRetries - 1);
+  }
   if (res.status === 401) {
     // another call may have been given the token meanwhile; otherwise ask once
     const now = sessionStorage.getItem(TOKEN_KEY);
@@ -170,7 +175,13 @@ async function showTrace() {
   const box = $("#trace");
   box.hidden = false;
   box.replaceChildren(el("p", {}, "Tracing…"));
-  const t = await api(`/api/insights/${encodeURIComponent(shown.insight_id)}/trace`);
+  let t;
+  try {
+    t = await api(`/api/insights/${encodeURIComponent(shown.insight_id)}/trace`);
+  } catch (err) {
+    if (token === opening && shown === current) box.replaceChildren(el("p", { class: "bad" }, "The trace failed: " + err.message));
+    return;
+  }
   if (token !== opening || shown !== current) return;
   box.replaceChildren();
   const rec = t.recomputation || {};
@@ -337,5 +348,6 @@ $("#ask-form").addEventListener("submit", ask);
 $("#trace-btn").addEventListener("click", showTrace);
 (async () => {
   await Promise.all([fillTypes(), loadFeed(), loadGraph(), loadPower()]);
-  if (feedItems.length) openInsight(feedItems[0].insight_id);
+  // open the top item only if the reader has not opened one while the page was loading
+  if (feedItems.length && opening === 0) openInsight(feedItems[0].insight_id);
 })();
