@@ -3,7 +3,7 @@
 Each question must name its expected subject; every answer must pass the
 faithfulness checker; a question the data cannot answer must say so and
 name what it looked for. BPI 2012 and App in the Air run when the datasets are
-present under /work/shared/datasets (else those questions skip).
+present in ../shared/datasets beside the clone (else those questions skip).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ask_suite import QUESTIONS, Q, answered_correctly
 from narrator.ask import NO_ANSWER
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = Path("/work/shared/datasets")
+DATASETS = ROOT.parent / "shared" / "datasets"  # beside the clone, as CI has it
 AITA_EVENTS = DATASETS / "appintheair_onboarding" / "sample_first_1000_users.jsonl"
 AITA_CONFIG = """\
 source: {events}
