@@ -301,6 +301,9 @@ def narrate(bundle: Mapping[str, Any]) -> Narrative:
     f = plan.finding
     plan.say(f"Confidence is {f['confidence_label']} (n = {plan.v('n')}, "
              f"q-value {_q(f['q_value'])}); this describes an association in the data.")
+    if plan.ev.get("first_order_approximation") and any("model" in s.text for s in plan.sentences):
+        plan.say("The model's numbers are first-order approximations here: the model check finds that where journeys "
+                 "go next also depends on the steps before the current one.")
     _related(plan)
     return Narrative(tuple(plan.sentences), Sentence(recommendation, (plan.head,)))
 
