@@ -166,6 +166,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     webhooks: tuple[Webhook, ...] = ()
+    engine: str = "duckdb"  # where the per-event stages run: "duckdb" (embedded) or "spark" (engine.spark)
     inferred: tuple[str, ...] = ()  # human-readable notes on what was inferred (no-config runs)
     base_dir: str = "."  # directory relative paths in the config resolve against
 
@@ -193,6 +194,7 @@ class Config:
         """Content hash of everything that changes results (not paths, not secrets)."""
         data = self.to_dict()
         data.pop("source")
+        data.pop("engine")  # both engines give the same results, so the same hash and ids
         data["store"] = {"backend": self.store.backend}
         data["narrator"] = {k: v for k, v in asdict(self.narrator).items() if k != "base_url"}
         blob = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
@@ -311,6 +313,7 @@ def from_dict(raw: Mapping[str, Any] | None, base_dir: str = ".") -> Config:
             min_group_size=int(raw.get("privacy", {}).get("min_group_size", 20)),
         ),
         webhooks=tuple(Webhook(**w) for w in raw.get("webhooks", [])),
+        engine=raw.get("engine", "duckdb"),
         base_dir=base_dir,
     )
     _check_rules(cfg)
@@ -450,4 +453,6 @@ def to_raw(cfg: Config) -> dict[str, Any]:
         raw["source"] = cfg.source
     if cfg.tenant:
         raw["tenant"] = cfg.tenant
+    if cfg.engine != "duckdb":
+        raw["engine"] = cfg.engine
     return raw

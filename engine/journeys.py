@@ -53,6 +53,7 @@ in SQL over one row per journey. No Python loop over journeys or events.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -71,6 +72,7 @@ from engine.states import LEVEL_COLUMNS
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
+BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...]], None]
 CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass: bounds memory on big inputs
 _BATCH_ROWS = 500_000
 
@@ -101,8 +103,11 @@ class JourneyStats:
         return sum(c.censored for c in self.by_journey.values())
 
 
-def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
-    """Rebuild `journeys` and `journey_steps` for every journey definition in the config."""
+def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | None = None) -> JourneyStats:
+    """Rebuild `journeys` and `journey_steps` for every journey definition in the config.
+
+    `build_one` cuts one journey definition into the tables (default: the DuckDB path below; engine.spark passes its own).
+    """
     con.execute("""CREATE OR REPLACE TABLE journeys (
         journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
@@ -113,7 +118,7 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
     counts = {}
     for journey in cfg.journeys:
         with engine_settings(con):
-            _build_one(con, journey, cfg.segments)
+            (build_one or _build_one)(con, journey, cfg.segments)
         counts[journey.name] = _count(con, journey.name)
         if not counts[journey.name].journeys:
             log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
@@ -127,11 +132,20 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _segment_sql(segment: Segment) -> str:
+def segment_sql(segment: Segment, dialect: str = "duckdb") -> str:
+    """A segment's value per event, as text (dialect duckdb or spark)."""
     if segment.column is not None:
-        return f"CAST({rules.column_sql(segment.column, f'segments.{segment.key}.column')} AS VARCHAR)"
-    pred = rules.to_duckdb_sql(segment.when or "", f"segments.{segment.key}.when")
+        text = "VARCHAR" if dialect == "duckdb" else "STRING"
+        return f"CAST({rules.column_sql(segment.column, f'segments.{segment.key}.column', dialect)} AS {text})"
+    pred = rules.compile_sql(segment.when or "", f"segments.{segment.key}.when", dialect)
     return f"CASE WHEN {pred} THEN 'true' WHEN NOT ({pred}) THEN 'false' END"
+
+
+def outcome_code_sql(journey: JourneyConfig, dialect: str = "duckdb") -> str:
+    """The index of the first outcome rule an event matches (NULL for none)."""
+    codes = [f"WHEN {rules.compile_sql(o.when, f'journeys.{journey.name}.outcomes.{o.name}', dialect)} THEN {i}"
+             for i, o in enumerate(journey.outcomes) if o.when is not None]
+    return f"CASE {' '.join(codes)} END" if codes else "CAST(NULL AS INTEGER)"
 
 
 def journey_inactive_for(journey: JourneyConfig) -> int | None:
@@ -154,10 +168,8 @@ def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
     dictionary-encodes it).
     """
     level = _level_column(journey)
-    codes = [f"WHEN {rules.to_duckdb_sql(o.when, f'journeys.{journey.name}.outcomes.{o.name}')} THEN {i}"
-             for i, o in enumerate(journey.outcomes) if o.when is not None]
-    hit = f"CASE {' '.join(codes)} END" if codes else "CAST(NULL AS INTEGER)"
-    segs = "".join(f", {_segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
+    hit = outcome_code_sql(journey)
+    segs = "".join(f", {segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
     return f"""
         WITH starts AS (
           SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts

@@ -127,6 +127,12 @@ def _content_hash_sql() -> str:
     return f"'h:' || md5(concat_ws(chr(31), {parts}))"
 
 
+def usable_rows_sql() -> str:
+    """The staged rows that passed ingest, a missing event_id generated from their content (also engine.spark's bronze)."""
+    return f"""SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
+          FROM staged_events WHERE reason IS NULL"""
+
+
 def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
     """Usable rows with a duplicate flag; a repeat beyond the window is a new event with a suffixed id.
 
@@ -136,9 +142,7 @@ def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
     window = f"INTERVAL ({int(window_s)}) SECOND"
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW _jg_deduped AS
-        WITH ids AS NOT MATERIALIZED (
-          SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
-          FROM staged_events WHERE reason IS NULL),
+        WITH ids AS NOT MATERIALIZED ({usable_rows_sql()}),
         repeated AS (SELECT tenant_id, event_id FROM ids GROUP BY ALL HAVING count(*) > 1),
         ranked AS (
           SELECT *, row_number() OVER w AS occurrence, first_value(ts) OVER w AS first_ts
@@ -159,7 +163,7 @@ def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str,
     Ids are integer-coded in SQL, scipy labels the components of the link graph, and SQL picks each
     component's canonical id (users first, then the smallest): no Python loop over ids or events.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
+    identity_table(con)
     if not alias_events or not _has_links(con, alias_events):
         return 0
     con.execute("""
@@ -167,6 +171,17 @@ def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str,
         SELECT DISTINCT tenant_id, user_id, anonymous_id FROM _jg_deduped
         WHERE NOT duplicate AND user_id IS NOT NULL AND anonymous_id IS NOT NULL AND list_contains(?, event_name)""",
         [list(alias_events)])
+    return label_links(con)
+
+
+def identity_table(con: duckdb.DuckDBPyConnection) -> str:
+    """Create the (empty) id -> canonical actor table and return its name."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
+    return _IDENTITY
+
+
+def label_links(con: duckdb.DuckDBPyConnection) -> int:
+    """Fill the identity table from the distinct links in `_jg_links` (tenant_id, user_id, anonymous_id); ids merged."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _jg_nodes AS
         SELECT *, CAST(row_number() OVER (ORDER BY tenant_id, kind, id) - 1 AS BIGINT) AS code FROM (
@@ -349,24 +364,24 @@ def _sequence(keys: pa.Table, new_actor: np.ndarray, gap_s: int) -> tuple[np.nda
     return seq, sessions - sessions[first[actor]] + 1
 
 
-def _write_rejected(con: duckdb.DuckDBPyConnection) -> None:
+def _write_rejected(con: duckdb.DuckDBPyConnection, flagged: str = _FLAGGED) -> None:
     """Usable rows that were still not accepted, with why: the audit trail beside `quarantine`."""
     con.execute(f"""
         CREATE OR REPLACE TABLE rejected_events AS
         SELECT s.run_id, s.source, s.line, f.tenant_id, f.actor_id, f.event_id,
                CASE WHEN f.duplicate THEN 'duplicate' WHEN f.bot THEN 'bot' ELSE 'late_arrival' END AS reason
-        FROM {_FLAGGED} f JOIN staged_events s USING (input_order)
+        FROM {flagged} f JOIN staged_events s USING (input_order)
         WHERE f.duplicate OR f.bot OR coalesce(f.late_raw, false)
         ORDER BY f.input_order""")
 
 
-def _summary(con: duckdb.DuckDBPyConnection, merged: int, acc: _Accepted) -> NormalizeSummary:
+def _summary(con: duckdb.DuckDBPyConnection, merged: int, acc: _Accepted, flagged: str = _FLAGGED) -> NormalizeSummary:
     read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchall()[0]
     by_reason = dict(con.execute(
         "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
     dups, bots, late = con.execute(
         f"""SELECT count(*) FILTER (WHERE duplicate), count(*) FILTER (WHERE NOT duplicate AND bot),
-                   count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {_FLAGGED}""").fetchall()[0]
+                   count(*) FILTER (WHERE NOT duplicate AND NOT bot AND coalesce(late_raw, false)) FROM {flagged}""").fetchall()[0]
     summary = NormalizeSummary(events_read=read, accepted=acc.events, quarantined=quarantined,
                                quarantined_by_reason=by_reason, duplicates=dups, bots_filtered=bots,
                                late_rejected=late, actors=acc.actors, identities_merged=merged,

@@ -22,18 +22,14 @@ from engine.dbsettings import engine_settings
 LEVEL_COLUMNS = {"raw": "state_raw", "semantic": "state_semantic", "lifecycle": "state_lifecycle"}
 
 
-def case_sql(items: tuple[StateRule, ...], kind: str) -> str:
-    """CASE WHEN rule1 THEN 'name1' WHEN … END (NULL when no rule matches or none are defined)."""
+def case_sql(items: tuple[StateRule, ...], kind: str, dialect: str = "duckdb") -> str:
+    """CASE WHEN rule1 THEN 'name1' WHEN … END (NULL when no rule matches or none are defined); dialect duckdb or spark."""
     if not items:
-        return "CAST(NULL AS VARCHAR)"
+        return "CAST(NULL AS VARCHAR)" if dialect == "duckdb" else "CAST(NULL AS STRING)"
     whens = " ".join(
-        f"WHEN {rules.to_duckdb_sql(rule.when, f'{kind}[{i}] ({rule.name}).when')} THEN {_literal(rule.name)}"
+        f"WHEN {rules.compile_sql(rule.when, f'{kind}[{i}] ({rule.name}).when', dialect)} THEN {rules.string_literal(rule.name, dialect)}"
         for i, rule in enumerate(items))
     return f"CASE {whens} END"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def derive(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:

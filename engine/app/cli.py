@@ -67,7 +67,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.app import pipeline
 
-    summary = pipeline.run(source=args.events, config_path=args.config, workspace=args.workspace)
+    summary = pipeline.run(source=args.events, config_path=args.config, workspace=args.workspace, engine=args.engine)
     if args.format == "json":
         _print_json(summary)
     else:
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "ingest events, build journeys, snapshots, findings, facts and insights", cmd_run)
     p.add_argument("events", nargs="?", default=None, help="events file/glob, or SQL on a DuckDB/Postgres URL")
     p.add_argument("-c", "--config", default=None); _ws(p); _fmt(p)
+    p.add_argument("--engine", choices=("duckdb", "spark"), default=None,
+                   help="where the per-event stages run (default: the config's engine:, else duckdb; spark needs journeygraph[spark])")
     p = add("inspect", "how a file is read (format, columns, times) and the journey it suggests", cmd_inspect)
     p.add_argument("events", help="events file or glob")
     p.add_argument("--write", nargs="?", const="journeygraph.yaml", default=None, metavar="PATH",

@@ -65,37 +65,40 @@ def _step(bar: Any, name: str) -> None:
 
 
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
-        *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar)."""
+        *, cfg: Config | None = None, quiet: bool = False, engine: str | None = None) -> dict[str, Any]:
+    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar; `engine`: overrides the config's)."""
     from detectors.registry import default_registry, validate_settings
-    from engine import infer, ingest, inspection, journeys, normalize, state_metrics, states
+    from engine import infer, ingest, inspection, state_metrics
     from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
     raw: dict[str, Any] = {}
     if cfg is None:
         cfg, raw = _load_cfg(config_path, source)
+    if engine:
+        cfg = dataclasses.replace(cfg, engine=engine)
     if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
         validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
     ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
     con = ws.con
+    stages = _event_stages(cfg, ws.path)
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage", quiet=quiet) as bar:
         preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
         loaded = ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
-        norm = normalize.normalize(con, cfg, watermark=previous)
+        norm = stages.normalize(con, cfg, watermark=previous)
         _step(bar, "normalise")
         counts = norm.to_dict()
         if not norm.accepted and (not cfg.journeys or counts["events_read"] == counts["quarantined"] > 0):
             raise inspection.NothingAccepted(inspection.nothing_accepted(con, run_id, counts, loaded.notes))
         if not cfg.journeys:
             cfg = infer.infer_journey(con, cfg)
-        states.derive(con, cfg)
+        stages.derive(con, cfg)
         _step(bar, "states")
-        jstats = journeys.build(con, cfg)
+        jstats = stages.build(con, cfg)
         _step(bar, "journeys")
         preload.join()
         snaps = _build_snapshots(con, cfg)
@@ -115,6 +118,19 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     _record_run(ws, run_id, summary, raw or _inferred_raw(ws, cfg, src, loaded.notes), cfg)
     ws.close()
     return summary
+
+
+def _event_stages(cfg: Config, ws_path: Path) -> Any:
+    """normalize / derive / build of the per-event stages: DuckDB's, or Spark's (engine.spark, imported only when chosen)."""
+    if cfg.engine == "spark":
+        from engine.spark import SparkStages
+
+        return SparkStages(ws_path / "spark")
+    from types import SimpleNamespace
+
+    from engine import journeys, normalize, states
+
+    return SimpleNamespace(normalize=normalize.normalize, derive=states.derive, build=journeys.build)
 
 
 def _preload(modules: tuple[str, ...]) -> threading.Thread:
