@@ -10,7 +10,7 @@ DuckDB SQL: the floats and ids are computed once, on the driver, by the same cod
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -52,11 +52,17 @@ def build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: 
                            hit.alias("hit"), *[F.expr(duck.segment_sql(s, "spark")).alias(f"seg_{i}") for i, s in enumerate(segments)])
     schema = output_schema(len(segments))
     out = (selected.withColumn("_bucket", actor_bucket(buckets(spark, con.execute("SELECT count(*) FROM events").fetchall()[0][0])))
-           .groupBy("_bucket").applyInArrow(partial(cut_bucket, journey=journey, n_segments=len(segments), schema=schema),
-                                            _spark_schema(schema)))
+           .groupBy("_bucket").applyInArrow(_cutter(journey, len(segments), schema), _spark_schema(schema)))
     folder = layout.journey(indexes[journey.name])
     out.write.mode("overwrite").parquet(str(folder))
     _insert_all(con, journey, segments, folder)
+
+
+def _cutter(journey: JourneyConfig, n_segments: int, schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
+    def cut(table: pa.Table) -> pa.Table:  # a plain typed function: applyInArrow infers its kind from the hints
+        return cut_bucket(table, journey, n_segments, schema)
+
+    return cut
 
 
 def cut_bucket(table: pa.Table, journey: JourneyConfig, n_segments: int, schema: pa.Schema) -> pa.Table:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import shutil
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -185,7 +184,10 @@ def _sequence(accepted: DataFrame, gap_s: int, n_buckets: int) -> DataFrame:
     """seq and session number per actor: engine.normalize._sequence on each actor bucket (applyInArrow)."""
     rows = accepted.select(*_CARRIED).withColumn("_bucket", actor_bucket(n_buckets))
     schema = StructType([*rows.schema.fields, StructField("seq", LongType()), StructField("session_no", LongType())])
-    return rows.groupBy("_bucket").applyInArrow(partial(sequence_bucket, gap_s=gap_s), schema).drop("_bucket")
+    def numbered(table: pa.Table) -> pa.Table:  # a plain typed function: applyInArrow infers its kind from the hints
+        return sequence_bucket(table, gap_s)
+
+    return rows.groupBy("_bucket").applyInArrow(numbered, schema).drop("_bucket")
 
 
 def sequence_bucket(table: pa.Table, gap_s: int) -> pa.Table:
