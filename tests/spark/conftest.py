@@ -1,6 +1,6 @@
 """One local[2] SparkSession for every Spark test (about 15-30 s and 1 GB to start, then shared).
 
-The Spark tests are marked `spark` and skipped, with the reason, only when Java or pyspark (or the
+The Spark test modules are marked `spark` (pytestmark) and skipped, with the reason, only when Java or pyspark (or the
 pandas it needs for applyInArrow) is missing; CI installs journeygraph[spark] and has Java, so there
 they run.
 """
@@ -18,12 +18,6 @@ MISSING = [what for what, ok in (("java (a JRE 17+) on PATH", shutil.which("java
                                  ("pyspark (pip install 'journeygraph[spark]')", importlib.util.find_spec("pyspark") is not None),
                                  ("pandas (pip install 'journeygraph[spark]')", importlib.util.find_spec("pandas") is not None))
            if not ok]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/spark/" in item.nodeid and item.get_closest_marker("no_spark") is None:
-            item.add_marker(pytest.mark.spark)
 
 
 @pytest.fixture(scope="session")

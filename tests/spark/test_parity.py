@@ -16,6 +16,7 @@ from fixtures import paper_chain
 from tests.spark.parity import run_both, table_differences
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+pytestmark = pytest.mark.spark
 
 
 def _assert_same(tmp: Path, out: dict[str, dict[str, str]], feed_items: bool = True) -> None:
