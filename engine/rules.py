@@ -316,7 +316,7 @@ def _spark_cast(node: exp.TryCast, double_operand: bool) -> exp.Expr:
         value = (f"TRY_CAST(BROUND({operand}, 0) AS DECIMAL(38, 0))" if double_operand
                  else f"ROUND(TRY_CAST({operand} AS DECIMAL(38, 9)), 0)")
         return _spark(f"CASE WHEN {value} BETWEEN {low} AND {high} THEN CAST({value} AS {spark_type}) END")
-    return exp.TryCast(this=node.this, to=to)
+    return exp.TryCast(this=node.this, to=to, safe=True)  # safe: sqlglot's Spark generator writes TRY_CAST, not CAST
 
 
 def _is_double(node: exp.Expr) -> bool:

@@ -101,11 +101,17 @@ def test_same_rows(engines, rule):
     assert _spark_ids(spark, rule) == _duckdb_ids(con, rule)
 
 
+# Rules that select every row or none on purpose: Spark without the rewrite aborts (x / 0) or selects a
+# row DuckDB does not (Java upper-cases 'straße' to 'STRASSE').
+ALL_OR_NONE = {"length(event_name) / 0 > 1000", "(length(event_name) - length(event_name)) / 0 > 0",
+               "-length(event_name) / 0 < 0", "upper(properties.city) = 'STRASSE'", "properties.missing IS NULL"}
+
+
 def test_corpus_is_selective(engines):
-    """The corpus discriminates: most rules select some rows but not all (a rule matching nothing proves little)."""
+    """The corpus discriminates: every other rule selects some rows but not all (matching nothing proves little)."""
     con, _ = engines
-    counts = [len(_duckdb_ids(con, rule)) for rule in SAME]
-    assert sum(0 < c < len(ROWS) for c in counts) >= len(SAME) - 3
+    counts = {rule: len(_duckdb_ids(con, rule)) for rule in SAME}
+    assert {rule for rule, n in counts.items() if not 0 < n < len(ROWS)} == ALL_OR_NONE
 
 
 @pytest.mark.parametrize("rule", BOTH_ABORT)
@@ -113,5 +119,5 @@ def test_both_abort(engines, rule):
     con, spark = engines
     with pytest.raises(duckdb.Error):
         _duckdb_ids(con, rule)
-    with pytest.raises(Exception, match="DIVIDE_BY_ZERO|CAST|NUMBER|cast"):
+    with pytest.raises(Exception, match="DIVIDE_BY_ZERO|REMAINDER_BY_ZERO|CAST_INVALID_INPUT"):
         _spark_ids(spark, rule)
