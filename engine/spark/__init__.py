@@ -15,6 +15,8 @@ so snapshots, the Markov solve, detectors and narration run unchanged. Layout un
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config
+from ontology.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class SparkStages:
     """normalize / derive / build with the signatures of engine.normalize, engine.states and engine.journeys."""
 
     def __init__(self, root: Path) -> None:
+        missing = [what for what, found in (("pyspark (pip install 'journeygraph[spark]')", importlib.util.find_spec("pyspark")),
+                                            ("a Java 17 runtime (java on PATH)", shutil.which("java"))) if not found]
+        if missing:
+            raise ConfigError("engine: spark needs " + " and ".join(missing) + "; or run with --engine duckdb")
         self.layout = Layout(root)
 
     def normalize(self, con: Any, cfg: Config, watermark: datetime | None = None) -> Any:
