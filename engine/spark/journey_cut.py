@@ -10,6 +10,7 @@ DuckDB SQL: the floats and ids are computed once, on the driver, by the same cod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from engine.spark import Layout, parquet_glob
 from engine.spark.normalise import actor_bucket, buckets, micros
 from engine.spark.session import session
 
+log = logging.getLogger(__name__)
 CHUNK_JOURNEYS = 500_000  # journeys handed to engine.journeys._insert at once: bounds the driver's memory
 _TS = pa.timestamp("us")
 _GROUP = [("start_ts", _TS), ("o_ts", _TS), ("o_name", pa.string()), ("has_cut", pa.bool_()), ("cut_prev_ts", _TS),
@@ -55,7 +57,9 @@ def build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: 
            .groupBy("_bucket").applyInArrow(_cutter(journey, len(segments), schema), _spark_schema(schema)))
     folder = layout.journey(indexes[journey.name])
     out.write.mode("overwrite").parquet(str(folder))
+    log.debug("spark: journey %s cut", journey.name)
     _insert_all(con, journey, segments, folder)
+    log.debug("spark: journey %s inserted", journey.name)
 
 
 def _cutter(journey: JourneyConfig, n_segments: int, schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:

@@ -12,6 +12,7 @@ into `events` and writes `rejected_events` and the counts with engine.normalize'
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from engine.spark import Layout, parquet_glob
 from engine.spark.session import session
 from engine.states import case_sql
 
+log = logging.getLogger(__name__)
 SEQ_ORDER = ("tenant_id", "actor_id", "ts", "input_order", "event_id")  # engine.normalize's order within an actor
 EVENT_COLUMNS = ("tenant_id", "actor_id", "event_id", "event_name", "ts", "received_at", "session_id", "platform",
                  "user_agent", "properties", "input_order", "seq", "state_raw", "state_semantic", "state_lifecycle")
@@ -46,6 +48,7 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, layout: Layout, water
     """Build `events` and `rejected_events` from `staged_events` on Spark; the same counts as engine.normalize."""
     spark = session()
     usable = _land(con, layout, watermark)
+    log.debug("spark: bronze landed (%d usable rows)", usable)
     deduped = _dedupe(spark.read.parquet(str(layout.bronze)), cfg.normalize.dedupe_window_s)
     merged, identity = _identities(spark, con, deduped, cfg.normalize.alias_events)
     flagged = _flag(spark, deduped, identity, cfg, watermark, layout).persist()
@@ -57,8 +60,10 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, layout: Layout, water
         _with_states(sequenced, cfg).write.mode("overwrite").parquet(str(layout.events))
     finally:
         flagged.unpersist()
+    log.debug("spark: silver events and rejected rows written")
     accepted = _accepted(spark.read.parquet(str(layout.events)))
     load_events(con, layout.events, accepted.events)
+    log.debug("spark: %d events loaded into the workspace", accepted.events)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {_FLAGGED} AS SELECT * FROM read_parquet({parquet_glob(layout.rejected)})")
     try:
         duck._write_rejected(con, _FLAGGED)
