@@ -70,7 +70,7 @@ def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, layout: Layout, water
         summary = duck._summary(con, merged, accepted, _FLAGGED)
     finally:
         con.execute(f"DROP VIEW IF EXISTS {_FLAGGED}")
-    for table in (duck.identity_table(con), "staged_events"):  # the staging table is consumed, as on DuckDB
+    for table in (duck._IDENTITY, "staged_events"):  # the staging table is consumed, as on DuckDB
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return summary
 
