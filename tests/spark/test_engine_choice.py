@@ -49,3 +49,11 @@ def test_spark_sql_differs_where_duckdb_and_spark_differ():
     spark = rules.to_spark_sql("CAST(properties.n AS INT) = 2")
     assert "GET_JSON_OBJECT(properties, '$.n')" in spark and "DECIMAL(38, 9)" in spark
     assert "Infinity" in rules.to_spark_sql("length(event_name) / 0 > 1")
+
+
+def test_spark_without_java_is_a_config_error(monkeypatch, tmp_path):
+    import engine.spark
+
+    monkeypatch.setattr(engine.spark.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="Java 17 runtime"):
+        engine.spark.SparkStages(tmp_path)
