@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from engine import journeys as duck
@@ -43,23 +44,29 @@ def build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: 
               layout: Layout, indexes: dict[str, int]) -> None:
     """engine.journeys.build's per-definition step: cut on Spark, then insert on the driver."""
     spark = session()
-    events = spark.read.parquet(str(layout.events))
-    level = duck._level_column(journey)
-    starts = (events.where(F.col(level) == journey.start).groupBy("tenant_id", "actor_id")
-              .agg(F.min("seq").alias("_start_seq"), F.min_by("ts", "seq").alias("_start_ts")))
-    window = (micros("ts") <= micros("_start_ts") + int(journey.window_s) * 1_000_000)
-    rows = events.join(starts, ["tenant_id", "actor_id"]).where((F.col("seq") >= F.col("_start_seq")) & window)
-    hit = F.expr(f"CASE WHEN seq > _start_seq THEN {duck.outcome_code_sql(journey, 'spark')} END")
-    selected = rows.select("tenant_id", "actor_id", "seq", micros("ts").alias("ts_us"), "event_id", F.col(level).alias("state"),
-                           hit.alias("hit"), *[F.expr(duck.segment_sql(s, "spark")).alias(f"seg_{i}") for i, s in enumerate(segments)])
+    rows = _window_rows(spark.read.parquet(str(layout.events)), journey, segments)
     schema = output_schema(len(segments))
-    out = (selected.withColumn("_bucket", actor_bucket(buckets(spark, con.execute("SELECT count(*) FROM events").fetchall()[0][0])))
-           .groupBy("_bucket").applyInArrow(_cutter(journey, len(segments), schema), _spark_schema(schema)))
+    n_buckets = buckets(spark, con.execute("SELECT count(*) FROM events").fetchall()[0][0])
+    out = (rows.withColumn("_bucket", actor_bucket(n_buckets)).groupBy("_bucket")
+           .applyInArrow(_cutter(journey, len(segments), schema), _spark_schema(schema)))
     folder = layout.journey(indexes[journey.name])
     out.write.mode("overwrite").parquet(str(folder))
     log.debug("spark: journey %s cut", journey.name)
     _insert_all(con, journey, segments, folder)
     log.debug("spark: journey %s inserted", journey.name)
+
+
+def _window_rows(events: DataFrame, journey: JourneyConfig, segments: tuple[Segment, ...]) -> DataFrame:
+    """engine.journeys._rows_sql on Spark: each actor's rows from its first start event to the window's end."""
+    level = duck._level_column(journey)
+    starts = (events.where(F.col(level) == journey.start).groupBy("tenant_id", "actor_id")
+              .agg(F.min("seq").alias("_start_seq"), F.min_by("ts", "seq").alias("_start_ts")))
+    window = micros("ts") <= micros("_start_ts") + int(journey.window_s) * 1_000_000
+    rows = events.join(starts, ["tenant_id", "actor_id"]).where((F.col("seq") >= F.col("_start_seq")) & window)
+    hit = F.expr(f"CASE WHEN seq > _start_seq THEN {duck.outcome_code_sql(journey, 'spark')} END")
+    segs = [F.expr(duck.segment_sql(s, "spark")).alias(f"seg_{i}") for i, s in enumerate(segments)]
+    return rows.select("tenant_id", "actor_id", "seq", micros("ts").alias("ts_us"), "event_id", F.col(level).alias("state"),
+                       hit.alias("hit"), *segs)
 
 
 def _cutter(journey: JourneyConfig, n_segments: int, schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
