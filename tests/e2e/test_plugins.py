@@ -47,13 +47,11 @@ def demo_feed(site: Path, ws: Path) -> list[dict]:
     return json.loads(cli(site, "feed", "-w", str(ws), "--format", "json", "--limit", "1000").stdout)
 
 
-def q_values(feed: list[dict]) -> dict[tuple, float]:
-    return {_claim(item["finding"]): item["finding"]["evidence"]["q_value"] for item in feed}
-
-
-def _claim(f: dict) -> tuple:
-    """What a finding claims (its id also hashes its q-value, which is what changes here)."""
-    return f["type"], f["subject"], f["predicate"], f["object"], f.get("segment"), f.get("release")
+def q_values(site: Path, ws: Path) -> dict[tuple, float]:
+    """Every exported fact's q-value by what it claims (its id also hashes the q-value, which is what changes here)."""
+    facts = json.loads(cli(site, "export", "-w", str(ws), "--format", "json").stdout)
+    return {(f["subject"], f["predicate"], f["object"], f["valid_from"], f["provenance"]["detector"]): f["evidence"]["q_value"]
+            for f in facts if "q_value" in f["evidence"]}
 
 
 def test_entry_point_detector_is_listed_and_its_tests_count(tmp_path: Path) -> None:
@@ -71,26 +69,27 @@ def test_entry_point_detector_is_listed_and_its_tests_count(tmp_path: Path) -> N
 
     # The extension ran: its tests join the structure family's Benjamini-Hochberg correction, so the
     # same findings come out with other q-values than without it.
-    feed = demo_feed(site, tmp_path / "ws1")
-    with_ext, without = q_values(feed), q_values(demo_feed(bare, tmp_path / "ws2"))
+    feed, bare_feed = demo_feed(site, tmp_path / "ws1"), demo_feed(bare, tmp_path / "ws2")
+    with_ext, without = q_values(site, tmp_path / "ws1"), q_values(bare, tmp_path / "ws2")
     shared = with_ext.keys() & without.keys()
     assert shared
     assert any(with_ext[k] != without[k] for k in shared)
 
     # Its findings are narrated with its kind's plan and feed wording, and the narrative passes the checker.
     stays = [item for item in feed if item["finding"]["type"] == "long_stay"]
-    assert stays and not any(item["finding"]["type"] == "long_stay" for item in json.loads(
-        cli(bare, "feed", "-w", str(tmp_path / "ws2"), "--format", "json", "--limit", "1000").stdout))
+    assert stays and not any(item["finding"]["type"] == "long_stay" for item in bare_feed)
     item = stays[0]
     narrative = item["narrative"]
     assert narrative["sentences"][0]["text"].startswith("Journeys that reach ")
-    assert " visits on average (" in narrative["sentences"][0]["text"]
+    assert re.search(r"average [\d.]+ visits to it \([\d,]+ journeys\)", narrative["sentences"][0]["text"])
     assert narrative["recommendation"]["text"].startswith("Investigate why journeys keep returning to ")
     bundle = tmp_path / "bundle.json"
     traced = cli(site, "trace", item["insight_id"], "-w", str(tmp_path / "ws1"), "--bundle-out", str(bundle))
     assert traced.returncode == 0, traced.stderr
-    text = " ".join([*(s["text"] for s in narrative["sentences"]), narrative["recommendation"]["text"]])
+    text = narrative["text"]
     verified = cli(site, "verify", "--bundle", str(bundle), "--narrative", text)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    moved = re.sub(r"average [\d.]+ visits", "average 9.99 visits", text)
+    assert cli(site, "verify", "--bundle", str(bundle), "--narrative", moved).returncode == 1  # the check can fail
     shown = cli(site, "feed", "-w", str(tmp_path / "ws1"), "--format", "text", "--limit", "1000").stdout
-    assert "long_stay" in shown and "mean " in shown
+    assert re.search(r"long_stay: state:\S+ is revisited in journey:activation\n\s+mean [\d.]+ visits", shown)  # its headline
