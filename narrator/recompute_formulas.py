@@ -34,6 +34,15 @@ def _name(entity: str) -> str:
     return entity.partition(":")[2]
 
 
+def _emitter(fact: Fact, builtin: str) -> str:
+    """Whose settings recompute a fact: the registered detector that stated it (an extension's own thresholds), else
+    the built-in that owns the predicate."""
+    from detectors.registry import default_registry
+
+    name = fact.provenance.detector.partition("@")[0]
+    return name if name in default_registry() else builtin
+
+
 def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
     """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
     t = reach_test(rc, state)
@@ -95,7 +104,7 @@ def dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 
 def revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    state, detector = _name(fact.subject), fact.provenance.detector.partition("@")[0]  # an extension's own τ
+    state, detector = _name(fact.subject), _emitter(fact, "repeated_visit")
     ev = revisit_evidence(rc, state, float(ctx.setting(detector, "min_visits_mean", 1.5)),
                           bool(ctx.setting(detector, "merge_lifecycle", True)))
     m = rc.metrics

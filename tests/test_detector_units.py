@@ -46,6 +46,21 @@ def test_a_predicate_is_summarised_recomputed_and_askable(predicate: str) -> Non
     assert not missing, f"predicate {predicate!r} lacks: {'; '.join(missing)}"
 
 
+@pytest.mark.parametrize("ftype", FINDING_TYPES)
+def test_a_kind_declares_every_predicate_its_findings_facts_use(ftype: str) -> None:
+    """detectors.facts states a finding's primary fact and its supporting facts; the kind names them all."""
+    from detectors.facts import finding_facts
+    from tests.narrator.narrator_factories import make_finding
+
+    finding = make_finding(ftype)
+    if ftype == "dropoff_point":  # its losses by outcome become transitions_to facts
+        finding = dataclasses.replace(finding, evidence={**finding.evidence, "loss_exits": {"dropped": 40}}, finding_id="")
+    used = {fact.predicate for fact in finding_facts(finding, "c" * 16, "1")}
+    assert len(used) >= (2 if ftype in ("activation_driver", "dropoff_point") else 1)
+    undeclared = used - set(kinds.registry().finding(ftype).predicates)
+    assert not undeclared, f"{ftype!r} findings state {sorted(undeclared)}, missing from FindingKind({ftype!r}).predicates"
+
+
 def test_the_tables_are_views_of_the_kinds() -> None:
     """What the narrator, planner and feed read comes from the registry, so a kind cannot be half-registered."""
     from engine.app.render.common import measure_text
