@@ -34,7 +34,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from engine.markov_sparse import SparseChain
 from engine.snapshot import Snapshot
 from ontology.errors import EngineError
 
@@ -98,6 +97,8 @@ def compute(snap: Snapshot, *, filter_above: int = CANDIDATE_FILTER_STATES, **ca
 
 def _sparse(snap: Snapshot) -> Snapshot:
     """A private copy of `snap` whose chain is the sparse one (the caller's snapshot keeps its dense chain)."""
+    from engine.markov_sparse import SparseChain  # scipy.sparse.linalg: imported only when needed (a view stays quick)
+
     p = snap.payload
     copy = Snapshot(snap.payload_json)
     copy.__dict__["metrics"] = SparseChain(p["states"], p["outcomes"], snap.counts, p["start_state"],

@@ -57,6 +57,12 @@ class _Edge:
     kind: str = "forward"
 
 
+def graph_input(data: Mapping[str, Any], conversion: str) -> dict[str, Any]:
+    """What `layout` reads, from `snapshot --format json` data (possibly grouped): the HTML feed and /api/graph."""
+    return {"states": [s["state"] for s in data["states"]], "outcomes": data["outcomes"],
+            "transitions": data["transitions"], "start_state": data["start_state"], "conversion_outcome": conversion}
+
+
 def drawn_edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float, int]]:
     """(from, to, share of the source's moves, count) of the edges drawn.
 
