@@ -13,6 +13,7 @@ import pytest
 
 from engine import snapshot_store, state_metrics
 from engine.app import pipeline, views
+from engine.app.render import html
 from engine.markov import ChainMetrics, postdominator_intervals
 from engine.workspace import Workspace
 from fixtures import many_states
@@ -224,3 +225,57 @@ def test_run_skips_storing_chains_above_its_work_limit(workspace: Path, monkeypa
     small = [s for s in snaps if len(s.payload["states"]) <= 50] or snaps[:1]
     assert state_metrics.store(con, small) == len(small)
     assert state_metrics.load(con, small[0].snapshot_id) == state_metrics.compute(small[0])
+
+
+# --- the HTML feed draws from the stored metrics ---------------------------------------------
+
+def count_solves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every chain solve: the dense N and the sparse LU, each wrapped where it is computed."""
+    from functools import cached_property
+
+    from engine.markov_sparse import SparseChain
+
+    calls: list[str] = []
+    for cls, name in ((ChainMetrics, "N"), (SparseChain, "_lu")):
+        solve = cls.__dict__[name].func
+
+        def counted(self: object, solve: object = solve, name: str = name) -> object:
+            calls.append(name)
+            return solve(self)  # type: ignore[operator]
+
+        prop = cached_property(counted)
+        prop.__set_name__(cls, name)
+        monkeypatch.setattr(cls, name, prop)
+    return calls
+
+
+def test_html_feed_solves_no_chain_and_groups_rare_states(workspace: Path, stored: tuple[dict, ChainMetrics],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    full, _ = stored
+    calls = count_solves(monkeypatch)
+    page = views.feed(str(workspace), fmt="html")
+    assert calls == []
+    grouped = len(full["states"]) - html.GRAPH_STATES + 1
+    assert f"The {grouped} states with the lowest reach are grouped" in page and f"other ({grouped} states)" in page
+    # the hook does count: computing the metrics afresh solves the chain once (sparse above the filter)
+    ws = Workspace.open(str(workspace), create=False)
+    try:
+        snap = snapshot_store.load_snapshot(ws.con, full["snapshot_id"])
+    finally:
+        ws.close()
+    assert state_metrics.compute(snap) == full and calls == ["_lu"]
+
+
+def test_stored_candidate_removal_effects_match_the_dense_chain(stored: tuple[dict, ChainMetrics]) -> None:
+    data, dense = stored  # stored from the sparse chain; `dense` is the snapshot's own dense chain
+    block = data["removal_effect_candidates"]
+    solved = [r for r in data["states"] if r["state"] != data["start_state"] and "removal_effect_status" not in r]
+    assert {"browse", "cart"} <= {r["state"] for r in solved} and len(solved) == block["computed"]
+    for row in solved:
+        for o in data["outcomes"]:
+            assert row["removal_effect"][o] == pytest.approx(dense.removal_effect(row["state"], o), abs=1e-6)
+    for row in data["states"][::101]:
+        if row["state"] != data["start_state"]:
+            for o in data["outcomes"]:
+                assert row["removal_effect_relative"][o] == pytest.approx(dense.removal_effect_relative(row["state"], o),
+                                                                          abs=1e-6)
