@@ -13,11 +13,11 @@ import pytest
 
 from engine import snapshot_store, state_metrics
 from engine.app import pipeline, views
-from engine.app.render import html
+from engine.app.render import html, layout
 from engine.markov import ChainMetrics, postdominator_intervals
 from engine.workspace import Workspace
 from fixtures import many_states
-from ontology.errors import EngineError, SingularSystemError
+from ontology.errors import BadInput, EngineError, SingularSystemError
 
 N_STATES = 2000
 
@@ -192,9 +192,10 @@ def test_graph_view_groups_rare_states_and_keeps_every_count(workspace: Path, st
     for t in data["transitions"]:
         out[t["from"]] = out.get(t["from"], 0.0) + t["probability"]
     assert all(v == pytest.approx(1.0, abs=1e-5) for v in out.values())
-    whole = views.graph(str(workspace), journey="signup", max_states=5000)
-    assert {k: v for k, v in whole.items() if k != "layout"} == full  # small enough: unchanged, plus its layout
-    assert {n["name"] for n in whole["layout"]["nodes"]} <= {s["state"] for s in full["states"]} | set(full["outcomes"])
+    with pytest.raises(BadInput, match=rf"{len(full['states'])} states is too large to draw \(at most 400\)"):  # work cap
+        views.graph(str(workspace), journey="signup", max_states=5000)
+    most = views.graph(str(workspace), journey="signup", max_states=layout.MAX_STATES)
+    assert {n["name"] for n in most["layout"]["nodes"]} == {s["state"] for s in most["states"]} | set(full["outcomes"])
 
 
 def test_on_demand_work_is_capped_with_a_clear_message(workspace: Path, tmp_path: Path) -> None:
