@@ -67,7 +67,22 @@ def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, 
         context = {"snapshot": snapshot_payload(workspace, data["snapshot_id"], None), "metrics": data}
     if fmt in ("text", "md", "html"):
         context["power"] = power(workspace)
+        if not items:  # never a silent empty feed: what was measured and why nothing shows (render.status)
+            context["empty"] = _why_empty(workspace)
     return render.render(items, fmt, **context)
+
+
+def _why_empty(workspace: str | None) -> list[dict[str, Any]]:
+    from engine.app.render.status import explain
+
+    with _open(workspace) as ws:
+        if not ws.has_table("snapshots"):
+            return []
+        cfg = ws.config()
+        rows = ws.con.execute("SELECT payload FROM snapshots WHERE scope = 'all' QUALIFY row_number() OVER "
+                              "(PARTITION BY tenant_id, journey ORDER BY window_end DESC, snapshot_id) = 1 "
+                              "ORDER BY tenant_id, journey").fetchall()
+    return explain([json.loads(r[0]) for r in rows], cfg)
 
 
 def power(workspace: str | None) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.app.render import layout
+from engine.app.render import layout, status
 from engine.app.render import power as power_footer
 from engine.app.render.common import headline, narrative_text, pct, stats_line
 
@@ -43,7 +43,7 @@ GRAPH_STATES = 150        # the graph and charts show at most this many states, 
 
 def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed",
            power: Sequence[Mapping[str, Any]] | None = None, metrics: Mapping[str, Any] | None = None,
-           max_states: int = GRAPH_STATES) -> str:
+           max_states: int = GRAPH_STATES, empty: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The page. `metrics`: the snapshot's `snapshot --format json`, as the run stored it (views.feed passes it)
     so the page draws without solving the chain; without it the metrics are computed here once."""
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
@@ -62,6 +62,7 @@ def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str 
     parts.extend(_item(item) for item in items)
     if not items:
         parts.append("<p>No insights: no finding passed its thresholds and the FDR control.</p>")
+        parts.extend(f"<p class=\"muted\">{_e(line)}</p>" for line in status.lines(empty or []))
     if power is not None:
         parts.append(_power(power))
     parts.append("</body></html>\n")
