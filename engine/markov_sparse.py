@@ -125,9 +125,15 @@ class SparseChain(ChainBase):
         return diag
 
     # ---- accessors for the shared removal maths (engine.markov.ChainBase) ------------------
+    @cached_property
+    def _p_entries(self) -> dict[tuple[int, int], float]:
+        """P's non-zero entries: one lookup per transition shown, without scipy's per-element indexing."""
+        coo = self.P.tocoo()
+        return dict(zip(zip(coo.row.tolist(), coo.col.tolist()), coo.data.tolist()))
+
     def probability(self, src: str, dst: str) -> float:
         col = self._si[dst] if dst in self._si else len(self.states) + self._outcome(dst)
-        return float(self.P[self._state(src), col])
+        return self._p_entries.get((self._state(src), col), 0.0)
 
     def n_block(self, rows: list[int], cols: list[int]) -> np.ndarray:
         rhs = np.zeros((len(self.states), len(cols)))
