@@ -20,6 +20,7 @@ these sample sizes; 50 halvings reach 1e-15).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 
 POWER = 0.80
@@ -43,7 +44,7 @@ def _one_side(p1: np.ndarray, n1: np.ndarray, n2: np.ndarray, sign: float, za: f
     return np.where(reachable, hi, np.nan)
 
 
-def minimum_detectable_change(p1: float | np.ndarray, n1: float | np.ndarray, n2: float | np.ndarray,
+def minimum_detectable_change(p1: ArrayLike, n1: ArrayLike, n2: ArrayLike,
                               alpha: float, power: float = POWER) -> np.ndarray:
     """MDE |Δ| per element (NaN where n is 0 or no change inside [0, 1] reaches the power)."""
     p1, n1, n2 = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (p1, n1, n2))
