@@ -44,6 +44,8 @@ def test_otto_sample_feed_says_what_was_measured_and_why_nothing_shows(otto: str
     assert snap["censored"] > 0 and snap["completed"] < min(floors)
     assert f"Too few to test: the detectors need at least {min(floors)} (path_quality) to {max(floors)}" in text
     assert f"about {2 * journeys_needed(rate, 0.10, 0.05):,} completed journeys would reveal a 10-point change" in text
+    # OTTO's sessions span weeks: the inferred inactivity (2w from the gaps) is capped at the 1w window
+    assert 'ends in "orders" (the conversion) or "dropped" (1w without an event), within 1w of its start' in text
     md, page = views.feed(otto, fmt="md"), views.feed(otto, fmt="html")
     assert "- 20 journeys: 10 completed" in md and "Too few to test" in md
     assert "Too few to test" in page and "starts at &quot;clicks&quot;" in page
