@@ -235,6 +235,7 @@ def _limits(view: Mapping[str, Any]) -> str:
                 "here; `journeygraph snapshot` lists every state.")
     block = view.get("removal_effect_candidates")
     if block:
-        out += (f" Removal effects were solved for {block['computed']} candidate steps of {block['states']} "
+        out += (f" Removal effects were solved for {block['computed']} candidate step{'' if block['computed'] == 1 else 's'}"
+                f" of {block['states']} "
                 "(reached by enough journeys, with lift on the conversion).")
     return out
