@@ -280,3 +280,24 @@ def test_stored_candidate_removal_effects_match_the_dense_chain(stored: tuple[di
             for o in data["outcomes"]:
                 assert row["removal_effect_relative"][o] == pytest.approx(dense.removal_effect_relative(row["state"], o),
                                                                           abs=1e-6)
+
+
+def test_sparse_chain_equals_the_dense_chain_on_2000_states(workspace: Path, stored: tuple[dict, ChainMetrics]) -> None:
+    from engine.markov_sparse import SparseChain
+
+    data, dense = stored
+    ws = Workspace.open(str(workspace), create=False)
+    try:
+        snap = snapshot_store.load_snapshot(ws.con, data["snapshot_id"])
+    finally:
+        ws.close()
+    p = snap.payload
+    sp = SparseChain(p["states"], p["outcomes"], snap.counts, p["start_state"], p["conversion_outcome"],
+                     p["dropoff_outcome"])
+    np.testing.assert_allclose(sp.B, dense.B, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sp.expected_steps, dense.expected_steps, rtol=1e-9)
+    np.testing.assert_allclose(sp._start_row, dense.N[dense.states.index(dense.start)], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sp._diag_n, np.diag(dense.N), rtol=1e-9)
+    picks = ["browse"] + [s for s in dense.states[1::250] if s != dense.start]
+    ks = [dense.states.index(s) for s in picks]
+    np.testing.assert_allclose(sp.removal_absolute_rows(ks)[ks], dense.removal_absolute_rows(ks)[ks], rtol=0, atol=1e-9)
