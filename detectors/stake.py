@@ -74,6 +74,8 @@ FINDING_ONLY = ("at_stake", "scope", "first_order_approximation", "values", "seg
 REPLICATES = 200
 SMALL_CHAIN = 60      # chains with more states get fewer replicates (the batched solve grows as states³) …
 MIN_REPLICATES = 40   # … but never fewer than this
+MAX_CHAIN_STATES = 800  # work cap: the redraws hold 40 × n × n floats a few times over (5,000 states: 7.4 GB each,
+                        # OOM-killed); above it a chain finding gets no at_stake, as an unsolvable chain gets none
 LEVEL = 0.95
 LOSS_TYPES = ("dropoff_point", "dropoff_cluster")                 # stated in lost journeys, not conversions
 REMOVAL_TYPES = ("activation_driver", "necessary_for_conversion")  # the paper's removal counterfactual
@@ -145,6 +147,8 @@ def _estimate(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict
 def _chain(f: Finding, view: SnapView, delta: Delta, words: str, cache: dict[str, Any]) -> tuple:
     """Point estimate and bootstrap replicates of a chain counterfactual (one redraw per snapshot, shared)."""
     chain = _metrics(view)
+    if len(chain.states) > MAX_CHAIN_STATES:
+        raise EngineError(f"{len(chain.states)} states: over the at-stake redraw cap of {MAX_CHAIN_STATES}")
     observed, redraws, observed_reps = _replicates(view, chain, cache)
     point = observed - float(delta(chain.counts, chain))
     try:

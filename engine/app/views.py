@@ -62,11 +62,27 @@ def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, 
 
     items = feed_items(workspace, limit=limit, snapshot=snapshot)
     context: dict[str, Any] = {}
-    if fmt == "html":
-        context = {"snapshot": snapshot_payload(workspace, None, None)}
+    if fmt == "html":  # the metrics the run stored: the page solves no chain (issue #18 defect 5)
+        data = _default_metrics(workspace)
+        context = {"snapshot": snapshot_payload(workspace, data["snapshot_id"], None), "metrics": data}
     if fmt in ("text", "md", "html"):
         context["power"] = power(workspace)
+        if not items:  # never a silent empty feed: what was measured and why nothing shows (render.status)
+            context["empty"] = _why_empty(workspace)
     return render.render(items, fmt, **context)
+
+
+def _why_empty(workspace: str | None) -> list[dict[str, Any]]:
+    from engine.app.render.status import explain
+
+    with _open(workspace) as ws:
+        if not ws.has_table("snapshots"):
+            return []
+        cfg = ws.config()
+        rows = ws.con.execute("SELECT payload FROM snapshots WHERE scope = 'all' QUALIFY row_number() OVER "
+                              "(PARTITION BY tenant_id, journey ORDER BY window_end DESC, snapshot_id) = 1 "
+                              "ORDER BY tenant_id, journey").fetchall()
+    return explain([json.loads(r[0]) for r in rows], cfg)
 
 
 def power(workspace: str | None) -> list[dict[str, Any]]:
@@ -196,6 +212,10 @@ def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: 
     return data
 
 
+def _default_metrics(workspace: str | None) -> dict[str, Any]:
+    return snapshot(workspace)  # (feed's `snapshot` argument hides this function's name there)
+
+
 GRAPH_STATES = 150  # the graph view shows at most this many states; the rarest are grouped into "other"
 
 
@@ -204,15 +224,13 @@ def graph(workspace: str | None, *, journey: str | None = None, max_states: int 
     """`/api/graph`: the default snapshot's stored metrics, its rarest states grouped into one "other" node,
     and the journey graph laid out (engine.app.render.layout), so the page draws what the HTML feed draws."""
     from engine import snapshot_store
-    from engine.app.render.layout import layout
+    from engine.app.render.layout import graph_input, layout
     from engine.state_metrics import group_rare
 
     data = group_rare(snapshot(workspace, journey=journey, max_seconds=max_seconds), max_states)
     with _open(workspace) as ws:
         conversion = snapshot_store.load_snapshot(ws.con, data["snapshot_id"]).conversion
-    data["layout"] = layout({"states": [s["state"] for s in data["states"]], "outcomes": data["outcomes"],
-                             "transitions": data["transitions"], "start_state": data["start_state"],
-                             "conversion_outcome": conversion})
+    data["layout"] = layout(graph_input(data, conversion))
     return data
 
 

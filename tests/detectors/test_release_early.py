@@ -82,6 +82,26 @@ def test_power_map_states_what_was_decidable(stream):
     assert any(r["status"].startswith(TOO_EARLY) for r in rows)  # rare edges: n too small to tell
 
 
+def test_power_map_solves_once_per_comparison_and_matches_each_edge_alone(stream, monkeypatch):
+    """Issue #18 defect 5: the map is linear in the edges (one vectorised MDE per comparison), same numbers."""
+    from detectors.regression import _mde
+    from engine import power
+
+    _, snaps, cfg, run = stream
+    calls = []
+    solve = power.minimum_detectable_change
+    monkeypatch.setattr(power, "minimum_detectable_change", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    rows = power_map([SnapView(s) for s in snaps], cfg.releases, 0.05, 50)
+    assert 0 < len(calls) <= len({r["comparison"] for r in rows}) < len(rows)  # none for a comparison with no n
+    monkeypatch.setattr(power, "minimum_detectable_change", solve)
+    for r in rows:
+        if r["p_before"] is not None and r["n_after"]:
+            n1, n2 = r["n_before"], r["n_after"]
+            p1 = round(r["p_before"] * n1) / n1
+            alone = _mde(p1, n1, n2, 0.05)
+            assert r["detectable_change"] == (None if alone is None else round(alone, 6))
+
+
 def test_early_regression_facts_recompute_from_the_raw_tables(tmp_path):
     """Traceability holds for resolved-step and incidence evidence: every number of every fact recomputes."""
     from engine.app.pipeline import run

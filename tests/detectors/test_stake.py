@@ -127,3 +127,13 @@ def test_interval_is_deterministic_and_brackets_the_point():
     for s in s1:
         assert s["low"] <= s["per_week"] <= s["high"]
         assert np.isfinite(s["in_window"])
+
+
+def test_chains_over_the_work_cap_get_no_stake_rather_than_exhausting_memory(monkeypatch):
+    """Issue #18 defect 5: 40 redraws of a 5,000-state chain need 7.4 GB per copy; above the cap, no at_stake."""
+    assert all("at_stake" in f.evidence for f in run_detectors([snap(FIGURE2, journeys=20_000)], make_cfg()).findings
+               if f.type == "activation_driver")
+    monkeypatch.setattr(stake, "MAX_CHAIN_STATES", len(FIGURE2) - 1)
+    drivers = [f for f in run_detectors([snap(FIGURE2, journeys=20_000)], make_cfg()).findings
+               if f.type == "activation_driver"]
+    assert drivers and all("at_stake" not in f.evidence for f in drivers)
