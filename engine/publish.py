@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ontology.errors import WorkspaceBusy
+
+log = logging.getLogger(__name__)
 
 RUN_LOCK = "run.lock"
 BUILD_DIR = ".build"
@@ -90,7 +93,9 @@ def new_build(root: Path, published: Path) -> Path:
     folder.mkdir(parents=True)
     target = folder / published.name
     if published.exists():
+        started = time.perf_counter()
         shutil.copyfile(published, target)
+        log.info("publish: copied %d bytes to the build in %.3f s", target.stat().st_size, time.perf_counter() - started)
     return target
 
 
@@ -102,10 +107,12 @@ def publish(build: Path, published: Path) -> None:
     wal = build.with_name(build.name + ".wal")
     if wal.exists():
         raise RuntimeError("the build database still has a write-ahead log; checkpoint and close it before publishing")
+    started = time.perf_counter()
     _fsync(build)
     failpoint("publish")
     os.replace(build, published)
     _fsync(published.parent)
+    log.info("publish: fsync and rename of %d bytes in %.3f s", published.stat().st_size, time.perf_counter() - started)
     failpoint("published")
     shutil.rmtree(build.parent.parent, ignore_errors=True)  # .build: under the run lock, only this run's
 

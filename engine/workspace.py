@@ -10,6 +10,7 @@ and never wait for a run; only `Workspace.build` (under the run lock) writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -27,12 +28,14 @@ from engine import publish
 from engine.config import Config, from_saved
 from ontology.errors import Conflict, NotFound, WorkspaceBusy
 
+log = logging.getLogger(__name__)
+
 DEFAULT_WORKSPACE = ".journeygraph"
 # DuckDB refuses two threads attaching the same file at the same instant; the API serves
 # requests from a thread pool, so opening and closing are serialised (queries are not).
 _CONNECT_LOCK = threading.Lock()
 DB_NAME = "journeygraph.duckdb"
-RUN_WAIT_S = 60.0  # how long a run waits for another run to finish before it is WorkspaceBusy
+RUN_WAIT_S = 300.0  # how long a run waits for another run (the run lock) before it is WorkspaceBusy
 READ_WAIT_S = 2.0  # how long a read waits for a lock (an old workspace's write-ahead log being absorbed)
 CONFIG_NAME = "config.json"
 _READ_ALIAS = "jg"
@@ -92,7 +95,10 @@ class Workspace:
                 con.execute(f"ATTACH '{_quoted(db)}' AS {_READ_ALIAS} (READ_ONLY)")
             except duckdb.Error as exc:
                 con.close()
-                raise Conflict(f"cannot read workspace {display(root)}: {_duckdb_reason(exc)}") from None
+                if "in use" not in str(exc).lower():
+                    raise Conflict(f"cannot read workspace {display(root)}: {_duckdb_reason(exc)}") from None
+                # this process has the file open read-write (Workspace.open, a tool or a test): share that instance
+                return cls(path=root, con=duckdb.connect(str(db)))
             con.execute(f"USE {_READ_ALIAS}")
         return cls(path=root, con=con)
 
@@ -127,8 +133,10 @@ class Workspace:
             ws = cls(path=root, con=_connect_rw(build_file, 0.0, root), build_file=build_file)
             try:
                 yield ws
+                started = time.perf_counter()
                 ws.con.execute("CHECKPOINT")
                 ws.close()
+                log.info("publish: checkpoint and close in %.3f s", time.perf_counter() - started)
                 publish.publish(build_file, published)
                 ws.after_publish()
             except BaseException:
