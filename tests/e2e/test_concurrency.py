@@ -125,7 +125,8 @@ def test_serve_answers_three_pollers_while_two_runs_and_a_watch_write(tmp_path: 
             t.start()
         try:
             watcher = subprocess.Popen([sys.executable, "-m", "engine.app.cli", "watch", str(folder), "-c", str(cfg),
-                                        "-w", str(ws), "--once"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+                                        "-w", str(ws), "--once"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
             runs = [run_cli("run", str(src), "-c", str(cfg), "-w", str(ws), check=False) for src in (b, a)]
             watched = watcher.communicate(timeout=900)
         finally:
@@ -134,6 +135,8 @@ def test_serve_answers_three_pollers_while_two_runs_and_a_watch_write(tmp_path: 
                 t.join(timeout=600)
         after = [get(server.url + path) for path in POLLED]
         assert_clean(answers + after, ws, server.proc.pid)
+    # a published run exists throughout, so the one documented 503 (first run still building) cannot apply
+    assert {status for _, status, _, _ in answers} == {200}, [a for a in answers if a[1] != 200][:3]
     assert [r.returncode for r in runs] == [0, 0], [r.stderr[-800:] for r in runs]
     assert watcher.returncode == 0, watched[1][-800:]
     assert len(answers) >= 3 and all(status == 200 for _, status, _, _ in after)
