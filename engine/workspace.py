@@ -89,18 +89,21 @@ class Workspace:
                                     "still being built; retry when it finishes")
             raise NotFound(f"no workspace at {display(root)}: run `journeygraph run EVENTS -w {display(root)}` first")
         _absorb_wal(db, wait_s)
-        with _CONNECT_LOCK:
-            con = duckdb.connect(":memory:")
+        deadline, pause = time.monotonic() + wait_s, 0.02
+        while True:
             try:
-                con.execute(f"ATTACH '{_quoted(db)}' AS {_READ_ALIAS} (READ_ONLY)")
+                return cls(path=root, con=_attach_read_only(db))
             except duckdb.Error as exc:
-                con.close()
-                if "in use" not in str(exc).lower():
+                message = str(exc).lower()
+                if "in use" in message:  # this process has the file open read-write (a tool, a test): share it
+                    return cls(path=root, con=duckdb.connect(str(db)))
+                if "lock" not in message:
                     raise Conflict(f"cannot read workspace {display(root)}: {_duckdb_reason(exc)}") from None
-                # this process has the file open read-write (Workspace.open, a tool or a test): share that instance
-                return cls(path=root, con=duckdb.connect(str(db)))
-            con.execute(f"USE {_READ_ALIAS}")
-        return cls(path=root, con=con)
+                if time.monotonic() + pause >= deadline:  # another process writes the file in place (0.1, a tool)
+                    raise WorkspaceBusy(f"workspace {display(root)} is being written in place by another process; "
+                                        "retry shortly") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False,
@@ -211,6 +214,18 @@ class Workspace:
     def close(self) -> None:
         with _CONNECT_LOCK:
             self.con.close()
+
+
+def _attach_read_only(db: Path) -> duckdb.DuckDBPyConnection:
+    with _CONNECT_LOCK:
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"ATTACH '{_quoted(db)}' AS {_READ_ALIAS} (READ_ONLY)")
+            con.execute(f"USE {_READ_ALIAS}")
+        except BaseException:
+            con.close()
+            raise
+    return con
 
 
 def _connect_rw(db: Path, wait_s: float, root: Path) -> duckdb.DuckDBPyConnection:

@@ -58,8 +58,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
     413: {"model": ErrorBody}, 421: {"model": ErrorBody, "description": "Host is not a loopback name (no token set)"},
     422: {"model": ErrorBody}, 500: {"model": ErrorBody},
-    503: {"model": ErrorBody, "description": "the workspace's first run is still being built (nothing is published "
-                                             "yet); retry after the Retry-After seconds"},
+    503: {"model": ErrorBody, "description": "nothing is published yet (the first run is still being built), or "
+                                             "another process writes the database in place; retry after the "
+                                             "Retry-After seconds"},
 }
 
 
