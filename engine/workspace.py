@@ -78,8 +78,9 @@ class Workspace:
 
         It is attached read-only to a private in-memory database rather than connected by path:
         DuckDB reuses an open instance per path within a process, which would keep serving the
-        file a rename has replaced; an attachment opens the file the path names now. TEMP views
-        and tables live in the in-memory database.
+        file a rename has replaced; an attachment opens the file the path names now, and is kept
+        for the next reader while that file stays published (_attach_read_only). TEMP views and
+        tables live in the in-memory database, one per reader.
         """
         root = root_of(path)
         db = root / DB_NAME
@@ -216,20 +217,48 @@ class Workspace:
             self.con.close()
 
 
+# Per published file: (its inode, mtime, size when attached, the in-memory instance it is attached to)
+_READERS: dict[str, tuple[tuple[int, int, int], duckdb.DuckDBPyConnection]] = {}
+_READERS_KEPT = 4
+
+
 def _attach_read_only(db: Path) -> duckdb.DuckDBPyConnection:
+    """A cursor on this process's read-only attachment of the published file, attached anew after a publish.
+
+    A new DuckDB instance costs tens of milliseconds (more under load), a cursor on a kept one about one:
+    the API answers many requests between runs. The instance is kept per file version; a publish renames a
+    new file in, the next reader attaches that, and the old instance goes when its last cursor closes
+    (dropped, not closed: closing it would close the cursors still reading it). TEMP objects are per cursor.
+    """
+    st = db.stat()
+    stamp, key = (st.st_ino, st.st_mtime_ns, st.st_size), str(db)
     with _CONNECT_LOCK:
-        con = duckdb.connect(":memory:")
-        try:
-            con.execute(f"ATTACH '{_quoted(db)}' AS {_READ_ALIAS} (READ_ONLY)")
-            con.execute(f"USE {_READ_ALIAS}")
-        except BaseException:
-            con.close()
-            raise
-    return con
+        kept = _READERS.get(key)
+        if kept is None or kept[0] != stamp:
+            base = duckdb.connect(":memory:")
+            try:
+                base.execute(f"ATTACH '{_quoted(db)}' AS {_READ_ALIAS} (READ_ONLY)")
+            except BaseException:
+                base.close()
+                raise
+            _READERS.pop(key, None)
+            kept = _READERS[key] = (stamp, base)
+            while len(_READERS) > _READERS_KEPT:  # a process reading many workspaces (tests) keeps a few
+                _READERS.pop(next(iter(_READERS)))
+        cursor = kept[1].cursor()
+    cursor.execute(f"USE {_READ_ALIAS}")
+    return cursor
+
+
+def _forget_reader(db: Path) -> None:
+    """Drop this process's kept read-only attachment of `db` so a read-write open of it is not refused."""
+    with _CONNECT_LOCK:
+        _READERS.pop(str(db), None)
 
 
 def _connect_rw(db: Path, wait_s: float, root: Path) -> duckdb.DuckDBPyConnection:
     """A read-write connection, retried while another process holds the file for `wait_s`; the schema ensured."""
+    _forget_reader(db)
     deadline, pause = time.monotonic() + wait_s, 0.02
     while True:
         try:

@@ -212,3 +212,23 @@ def test_cli_and_api_errors_show_no_path_interpreter_or_pid(tmp_path: Path) -> N
         for url, _, body, _ in answers:
             assert str(ws) not in body and str(ws.resolve()) not in body and sys.executable not in body, (url, body)
             assert "PID" not in body and str(server.proc.pid) not in body, (url, body)
+
+
+def test_a_long_lived_reader_process_sees_each_publish_whole(tmp_path: Path) -> None:
+    """In one process (like `serve`): the kept read-only attachment serves the old file to a reader that has
+    it open and the new file to every reader after the publish (engine.workspace._attach_read_only)."""
+    from engine.app import views
+    from engine.workspace import Workspace
+
+    a, b, cfg = inputs(tmp_path)
+    ws = tmp_path / "ws"
+    run_cli("run", str(a), "-c", str(cfg), "-w", str(ws))
+    old = [i["insight_id"] for i in views.feed_items(str(ws))]
+    held = Workspace.read(ws)
+    try:
+        run_cli("run", str(b), "-c", str(cfg), "-w", str(ws))
+        new = [i["insight_id"] for i in views.feed_items(str(ws))]
+        still = [r[0] for r in held.con.execute("SELECT insight_id FROM feed ORDER BY rank").fetchall()]
+    finally:
+        held.close()
+    assert still == old and new == feed_ids(outputs(ws)[0]) and new != old
