@@ -38,7 +38,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 from engine import publish
 from engine.app.render.common import escape_markup
 from engine.config import Config, Webhook, load_config
-from engine.workspace import DB_NAME, RUN_WAIT_S, root_of
+from engine.workspace import DB_NAME, RUN_WAIT_S, Workspace, root_of
 from ontology.errors import DeliveryError, JourneyGraphError
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class DeliveryLog:
                                "to this workspace; retry when it has finished"):
             path = root / DELIVERIES_DB
             if not path.exists():
-                _create_log(path, root / DB_NAME)
+                _create_log(path, root)
             con = duckdb.connect(str(path))
             try:
                 yield cls(con)
@@ -193,19 +193,23 @@ class DeliveryLog:
                 con.close()
 
 
-def _create_log(path: Path, published: Path) -> None:
+def _create_log(path: Path, root: Path) -> None:
     """A new delivery log holding what an older workspace recorded in its database (so nothing is sent twice)."""
+    rows: list[Any] = []
+    if (root / DB_NAME).exists():
+        ws = Workspace.read(root)  # through the process's kept attachment: a second ATTACH of it is refused
+        try:
+            if ws.has_table("deliveries"):
+                rows = ws.con.execute("SELECT webhook, finding_key, insight_id, delivered_at FROM deliveries").fetchall()
+        finally:
+            ws.close()
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:
         con.execute(_DELIVERIES)
-        if published.exists():
-            con.execute(f"ATTACH '{str(published).replace(chr(39), chr(39) * 2)}' AS old (READ_ONLY)")
-            if con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'old' "
-                           "AND table_name = 'deliveries'").fetchall()[0][0]:
-                con.execute("INSERT OR IGNORE INTO deliveries SELECT * FROM old.deliveries")
-            con.execute("DETACH old")
+        if rows:
+            con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)", rows)
     finally:
         con.close()
     os.replace(tmp, path)  # whole or absent: a crash before this leaves no half-imported log

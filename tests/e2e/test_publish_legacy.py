@@ -14,6 +14,7 @@ import duckdb
 
 from engine.app import views, watch
 from engine.config import Webhook, from_dict
+from engine.workspace import Workspace
 from tests.e2e.conftest import ROOT, run_cli
 from tests.e2e.publishing import feed_ids, inputs, outputs
 
@@ -63,13 +64,13 @@ def test_deliveries_an_old_workspace_recorded_are_not_sent_again(tmp_path: Path)
     run_cli("run", str(a), "-c", str(cfg), "-w", str(ws))
     items = views.feed_items(str(ws))
     hook = Webhook(url="http://127.0.0.1:9/hook")  # nothing listens: a POST would be reported failed
-    con = duckdb.connect(str(ws / "journeygraph.duckdb"))
+    old = Workspace.open(ws, create=False)  # written in place, as 0.1 did
     try:
-        con.execute(watch._DELIVERIES)
-        con.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?)",
-                        [[hook.url, watch.delivery_key(i), i["insight_id"], 1.0] for i in items])
+        old.con.execute(watch._DELIVERIES)
+        old.con.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?)",
+                            [[hook.url, watch.delivery_key(i), i["insight_id"], 1.0] for i in items])
     finally:
-        con.close()
+        old.close()
     reports = watch.deliver_pending(from_dict({"webhooks": [{"url": hook.url}]}), str(ws))
     assert [(r.delivered, r.failed) for r in reports] == [((), ())] and items
     log = duckdb.connect(str(ws / watch.DELIVERIES_DB), read_only=True)
