@@ -4,9 +4,9 @@ This is the only place that wires the packages together (STYLE.md): the engine
 core produces snapshots, detectors turn them into findings and facts, the
 ontology store keeps the facts, scoring ranks, the narrator writes insights.
 Each stage replaces its own tables (events, journeys, …), which a rerun
-rebuilds from the source; snapshots, findings, insights and the feed are
-written in one DuckDB transaction each, so a killed run never leaves a
-partial snapshot or feed visible.
+rebuilds from the source, in the run's private copy of the database; the
+copy is published with one rename at the end (engine.publish), so readers
+see the whole run or the one before it, never a mixture.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from engine import __version__
 from engine.config import Config, from_dict, read_config
+from engine.publish import failpoint
 from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.errors import ConfigError
 from ontology.store import FactStore, open_store
@@ -60,16 +61,19 @@ def input_hash(con: Any) -> str:
 
 def _step(bar: Any, name: str) -> None:
     log.info("stage done: %s", name)
+    failpoint(name)  # JOURNEYGRAPH_FAILPOINT=<stage>: the crash tests stop the run here
     bar.set_postfix_str(name)
     bar.update(1)
 
 
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar)."""
+    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar).
+
+    The run writes a private copy of the workspace's database under the run lock and publishes it
+    with one rename when every stage has finished (engine.publish); a failed or killed run changes
+    nothing readers see."""
     from detectors.registry import default_registry, validate_settings
-    from engine import infer, ingest, inspection, journeys, normalize, state_metrics, states
-    from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
     raw: dict[str, Any] = {}
@@ -78,7 +82,16 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
         validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
-    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
+    with Workspace.build(workspace, wait_s=RUN_WAIT_S) as ws:
+        return _run_stages(ws, src, cfg, raw, started, quiet)
+
+
+def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], started: float,
+                quiet: bool) -> dict[str, Any]:
+    """Every stage of a run, written into the run's private copy `ws` (published by the caller)."""
+    from engine import infer, ingest, inspection, journeys, normalize, state_metrics, states
+    from engine.progress import bar as progress_bar
+
     con = ws.con
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
@@ -113,7 +126,6 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
             store.close()
     summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes)
     _record_run(ws, run_id, summary, raw or _inferred_raw(ws, cfg, src, loaded.notes), cfg)
-    ws.close()
     return summary
 
 

@@ -1,7 +1,7 @@
 """Read-side of the workspace for the CLI and the HTTP API: feed, snapshots, ask, trace, export, query.
 
-Each function opens the workspace, reads, and returns plain data (or rendered
-text); nothing here writes.
+Each function opens the workspace's published database read-only, reads, and
+returns plain data (or rendered text); nothing here writes or waits for a run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from ontology.errors import BadInput, NotFound
 
 @contextmanager
 def _open(workspace: str | None) -> Iterator[Workspace]:
-    ws = Workspace.open(workspace, create=False, wait_s=READ_WAIT_S)
+    """The published database, read-only (engine.publish): a run writing meanwhile is neither waited for nor seen."""
+    ws = Workspace.read(workspace, wait_s=READ_WAIT_S)
     try:
         yield ws
     finally:
@@ -322,8 +323,8 @@ def verify(bundle: dict[str, Any], narrative: Any) -> dict[str, Any]:
 def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:
     from narrator.trace import trace as trace_insight
 
-    with _session(workspace) as (ws, _, store):
-        return trace_insight(insight_id, con=ws.con, store=store)
+    with _session(workspace) as (ws, cfg, store):  # the config published with the run, not config.json
+        return trace_insight(insight_id, con=ws.con, store=store, cfg=cfg)
 
 
 def trace_text(data: dict[str, Any]) -> str:

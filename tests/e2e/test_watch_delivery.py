@@ -76,7 +76,7 @@ def _hook(script: list[int | str]) -> Iterator[Hook]:
 
 
 def _deliveries(ws: Path) -> int:
-    con = duckdb.connect(str(ws / "journeygraph.duckdb"), read_only=True)
+    con = duckdb.connect(str(ws / "deliveries.duckdb"), read_only=True)  # watch's own file (engine.app.watch.DeliveryLog)
     try:
         return int(con.execute("SELECT count(*) FROM deliveries").fetchall()[0][0])
     finally:
