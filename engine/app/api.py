@@ -150,6 +150,11 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
         # stored metrics (engine.state_metrics); the rarest states grouped into "other"; on-demand work capped
         return views.graph(ws, journey=journey, max_states=max_states, max_seconds=INTERVAL_SECONDS)
 
+    @app.get("/api/status", responses=_ERRORS)
+    def status() -> dict[str, Any]:
+        """Why the feed may be empty: per journey what was measured, the detectors' sample floors and the power."""
+        return views.why_empty(ws)
+
     @app.get("/api/power", responses=_ERRORS)
     def power() -> dict[str, Any]:
         """Detection power: per release and for the latest period, each edge's n, detectable change and status."""

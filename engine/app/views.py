@@ -73,6 +73,15 @@ def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, 
     return render.render(items, fmt, **context)
 
 
+def why_empty(workspace: str | None) -> dict[str, Any]:
+    """What an empty feed means (engine/app/render/status.py): per journey the numbers and the same sentences
+    the text feed prints, for the API and the web page."""
+    from engine.app.render.status import TITLE, lines
+
+    rows = _why_empty(workspace)
+    return {"title": TITLE, "journeys": rows, "lines": lines(rows)}
+
+
 def _why_empty(workspace: str | None) -> list[dict[str, Any]]:
     from engine.app.render.status import explain
 

@@ -49,3 +49,19 @@ def test_otto_sample_feed_says_what_was_measured_and_why_nothing_shows(otto: str
     md, page = views.feed(otto, fmt="md"), views.feed(otto, fmt="html")
     assert "- 20 journeys: 10 completed" in md and "Too few to test" in md
     assert "Too few to test" in page and "starts at &quot;clicks&quot;" in page
+
+
+def test_api_status_carries_the_same_explanation_as_the_text_feed(otto: str) -> None:
+    """The web page shows /api/status when the feed is empty: the same sentences and numbers as the text feed."""
+    from fastapi.testclient import TestClient
+
+    from engine.app.api import create_app
+
+    with TestClient(create_app(otto), base_url="http://127.0.0.1") as client:  # the guard serves loopback names
+        body = client.get("/api/status").json()
+    text = " ".join(views.feed(otto, fmt="text").split())
+    assert body["title"] == "No insights yet" and body["lines"]
+    assert all(" ".join(line.split()) in text for line in body["lines"])
+    (row,) = body["journeys"]
+    assert (row["journey"], row["start"], row["conversion"]) == ("journey", "clicks", "orders")
+    assert row["completed"] + row["censored"] == row["journeys"] == 20
