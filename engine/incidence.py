@@ -135,3 +135,15 @@ def two_sample_z(f1: float, v1: float, f2: float, v2: float) -> tuple[float, flo
         return 0.0, 1.0
     z = (float(f2) - float(f1)) / math.sqrt(var)
     return z, float(math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def first_entry(end_time: np.ndarray, ended: np.ndarray, visit_row: np.ndarray, visit_time: np.ndarray,
+                horizon: float, z: float = Z95) -> Incidence:
+    """P(a state is entered within `horizon` of the start): Aalen–Johansen with causes 0 = entered (at the
+    first visit) and 1 = ended without entering it (at the time the end became known, `ended`); a journey
+    neither ended nor in the state is censored at `end_time` (its follow-up). `visit_row` indexes the rows
+    of `end_time` that visited the state, `visit_time` their first visit."""
+    t = np.asarray(end_time, dtype=float).copy()
+    cause = np.where(np.asarray(ended, dtype=bool), 1, -1)
+    t[visit_row], cause[visit_row] = visit_time, 0
+    return cumulative_incidence(t, cause, 2, horizon, z=z)

@@ -145,8 +145,7 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
     pos = rows.v_row[vsel] - np.repeat(lo - offsets, b - a)
     state, t_first = rows.v_state[vsel], rows.v_t[vsel]
     censored = bool(rows.censored[take].any())
-    base_t = rows.aj_t[take]
-    base_c = np.where(rows.ended[take], 1, -1)
+    end_t, ended = rows.aj_t[take], rows.ended[take]
     out = {}
     order = np.argsort(state, kind="stable")
     bounds = np.flatnonzero(np.diff(state[order])) + 1
@@ -154,9 +153,7 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
         name = rows.state_names[int(state[group[0]])]
         reached = len(group)
         if censored:
-            t, c = base_t.copy(), base_c.copy()
-            t[pos[group]], c[pos[group]] = t_first[group], 0
-            inc = incidence.cumulative_incidence(t, c, 2, window_s)
+            inc = incidence.first_entry(end_t, ended, pos[group], t_first[group], window_s)
             est, var, low, up = float(inc.estimate[0]), float(inc.variance[0]), inc.lower[0], inc.upper[0]
         else:  # nothing censored: the completed-only ratio, binomial variance (what Aalen–Johansen reduces to)
             est = reached / n
