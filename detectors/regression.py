@@ -1,12 +1,14 @@
 """Behavioural regressions between snapshots (paper 5.4, 6.2.3), release-anchored ones as soon as decidable.
 
-Release comparisons do not wait for the release scopes to mature: the edges
+Release and period comparisons do not wait for their scopes to mature: the edges
 are compared over *resolved* steps (snapshot `resolved_transitions`: a step
 counts once the drop-off horizon has passed since it was entered, whatever
 its destination, so the share going each way is unbiased), and the
 conversion outcome over the Aalen–Johansen estimate of P(conversion within
 the window) (snapshot `outcome_probabilities`, a Wald z-test of the two
-estimates) unless both sides are mature, where the old count test is exact.
+estimates) unless both sides are mature, where the old count test is exact;
+the traffic into an edge's source state likewise over the snapshots'
+first-entry incidence (`reach_estimates`).
 Every finding states its estimator and its test's power: `detectable_change`
 is the smallest |ΔP| the comparison detects with 80 % power at
 α = detectors.fdr_q (engine.power). `power_map` lists, per release and for the
@@ -30,6 +32,7 @@ from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from engine import incidence, power
+from engine.snapshot_reader import SnapshotReader
 from ontology.model import Finding
 from ontology.names import edge_id
 
@@ -52,10 +55,12 @@ class Comparison:
 class Regression:
     """Transition probabilities and conversion that moved between two snapshots.
 
-    Comparisons: each pair of consecutive mature period snapshots, and each
+    Comparisons: each pair of consecutive period snapshots, and each
     release's release_before/release_after pair, mature or not (version 2:
-    edges over resolved steps, conversion over Aalen–Johansen when a side is
-    immature; every finding states its estimator and power). Per edge a→b
+    edges over resolved steps, conversion over Aalen–Johansen and traffic over
+    first-entry incidence when a side is immature, so the latest period is
+    compared with the one before as soon as the data decide it; every finding
+    states its estimator and power). Per edge a→b
     (b may be an outcome) with ≥ min_n resolved steps out of a on both sides,
     and per conversion outcome, a pooled two-proportion z-test (a Wald test of
     the two incidence estimates for Aalen–Johansen); |ΔP| ≥ min_delta and
@@ -134,6 +139,8 @@ class Regression:
             "relative_change": relative, "z": z, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "attribution": comp.attribution, "releases": list(comp.releases),
             "before_snapshot": comp.before.snapshot_id, "estimator": estimator,
+            **({"traffic_estimator": "aalen_johansen_first_entry"}  # the reach test behind traffic_* (edges)
+               if subject.startswith("edge:") and _edge_estimator(comp) != "completed_only" else {}),
             **power_evidence(p_before, n1, p_after, n2),
         }
         if comp.attribution == "release":
@@ -146,13 +153,32 @@ class Regression:
 
 
 def _traffic(ctx: Context, comp: Comparison, src: str) -> tuple[float, float, bool]:
-    """Share of journeys reaching the edge's source state, before and after, with its own test."""
-    b, a = comp.before, comp.after
-    if src == a.start:
+    """Share of journeys reaching the edge's source state, before and after, with its own test.
+
+    Both sides mature: the completed journeys' counts (exact two-proportion test). Otherwise the snapshots'
+    first-entry incidence (`reach_estimates`, Aalen–Johansen: open journeys count for as long as they were
+    observed) and a Wald test of the two estimates, so a traffic shift is seen as early as the edge itself.
+    """
+    if src == comp.after.start:
         return 1.0, 1.0, False
-    _, p = two_proportion_z(a.reach_count(src), a.completed, b.reach_count(src), b.completed)
-    ctx.record(f"traffic:{a.snapshot_id}:{src}", p)
-    return b.reach(src), a.reach(src), bool(p < ctx.config.traffic_alpha)
+    before, after, p = traffic_shift(comp.before, comp.after, src)
+    ctx.record(f"traffic:{comp.after.snapshot_id}:{src}", p)
+    return before, after, bool(p < ctx.config.traffic_alpha)
+
+
+def traffic_shift(b: SnapshotReader, a: SnapshotReader, src: str) -> tuple[float, float, float]:
+    """(reach before, reach after, two-sided p) of `src` (narrator.recompute_formulas recomputes with it)."""
+    if (b.mature and a.mature) or "reach_estimates" not in a.payload:
+        _, p = two_proportion_z(a.reach_count(src), a.completed, b.reach_count(src), b.completed)
+        return b.reach(src), a.reach(src), p
+    (before, v1), (after, v2) = reach_of(b, src), reach_of(a, src)
+    return before, after, incidence.two_sample_z(before, v1, after, v2)[1]
+
+
+def reach_of(view: SnapshotReader, state: str) -> tuple[float, float]:
+    """(estimate, variance) of P(state entered within the window) from the snapshot's first-entry incidence."""
+    est = (view.payload.get("reach_estimates") or {}).get(state)
+    return (0.0, 0.0) if est is None else (float(est["estimate"]), float(est["se"]) ** 2)
 
 
 def _adverse_edge(view: SnapView, dst: str) -> bool | None:
@@ -165,9 +191,10 @@ def _adverse_edge(view: SnapView, dst: str) -> bool | None:
 
 
 def comparisons(views: Sequence[SnapView], releases: Sequence[Any]) -> list[Comparison]:
-    """Every pair the detector compares, in a fixed order: mature period pairs, and release pairs as they are."""
+    """Every pair the detector compares, in a fixed order: consecutive period pairs and release pairs, each as
+    soon as decidable (mature, or carrying the resolved-step and incidence estimates)."""
     out: list[Comparison] = []
-    periods = sorted((v for v in views if v.scope == "period" and v.mature and not v.segment),
+    periods = sorted((v for v in views if v.scope == "period" and _decidable(v) and not v.segment),
                      key=lambda v: (v.window[0], v.snapshot_id))
     for before, after in zip(periods, periods[1:]):
         inside = _releases_between(releases, before.window[1], after.window[1])

@@ -136,8 +136,7 @@ def by_scope(con: Any, journey: str, conversion: str, window_s: float, top_n: in
 
 def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window_s: float) -> dict[str, Any]:
     """Aalen–Johansen first-entry incidence of every state visited in the scope."""
-    n = len(take)
-    if not n:
+    if not len(take):
         return {}
     a, b = np.searchsorted(rows.v_row, lo, side="left"), np.searchsorted(rows.v_row, hi, side="left")
     vsel = np.concatenate([np.arange(x, y) for x, y in zip(a, b)])
@@ -151,17 +150,26 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
     bounds = np.flatnonzero(np.diff(state[order])) + 1
     for group in np.split(order, bounds) if len(order) else []:
         name = rows.state_names[int(state[group[0]])]
-        reached = len(group)
-        if censored:
-            inc = incidence.first_entry(end_t, ended, pos[group], t_first[group], window_s)
-            est, var, low, up = float(inc.estimate[0]), float(inc.variance[0]), inc.lower[0], inc.upper[0]
-        else:  # nothing censored: the completed-only ratio, binomial variance (what Aalen–Johansen reduces to)
-            est = reached / n
-            var = est * (1 - est) / n
-            lows, ups = incidence.loglog_interval(np.array([est]), np.array([var]))
-            low, up = lows[0], ups[0]
-        out[name] = {"estimate": r6(est), "lower": r6(low), "upper": r6(up), "se": r6(np.sqrt(var)), "reached": reached}
+        out[name] = reach_estimate(end_t, ended, censored, pos[group], t_first[group], window_s)
     return dict(sorted(out.items()))
+
+
+def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
+                   visit_time: np.ndarray, window_s: float) -> dict[str, Any]:
+    """One state's `reach_estimates` entry (engine.resolved recounts it with this too).
+
+    `end_t`/`ended`: every journey of the scope (engine.snapshot_progress' aj_t, outcome known);
+    `visit_row`/`visit_time`: the journeys that visited the state and their first visit."""
+    n, reached = len(end_t), len(visit_row)
+    if censored:
+        inc = incidence.first_entry(end_t, ended, visit_row, visit_time, window_s)
+        est, var, low, up = float(inc.estimate[0]), float(inc.variance[0]), inc.lower[0], inc.upper[0]
+    else:  # nothing censored: the completed-only ratio, binomial variance (what Aalen–Johansen reduces to)
+        est = reached / n
+        var = est * (1 - est) / n
+        lows, ups = incidence.loglog_interval(np.array([est]), np.array([var]))
+        low, up = lows[0], ups[0]
+    return {"estimate": r6(est), "lower": r6(low), "upper": r6(up), "se": r6(np.sqrt(var)), "reached": reached}
 
 
 def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str, Any]:

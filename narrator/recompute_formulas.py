@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
-from detectors.regression import incidence_of, power_evidence, resolved
+from detectors.regression import incidence_of, power_evidence, resolved, traffic_shift
 from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
@@ -151,6 +151,7 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
             "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
             "attribution": attribution, "releases": releases, "estimator": estimator,
+            **({} if mature else {"traffic_estimator": "aalen_johansen_first_entry"}),
             **power_evidence(p_before, n1, p_after, n2)}
 
 
@@ -187,8 +188,8 @@ def _attribution(before: Recount, after: Recount, ctx: Ctx) -> tuple[str, list[s
 def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float, float, bool]:
     if src == after.start:
         return 1.0, 1.0, False
-    _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
-    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha")))
+    b, a, p = traffic_shift(before, after, src)
+    return b, a, bool(p < float(ctx.setting("regression", "traffic_alpha")))
 
 
 def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
