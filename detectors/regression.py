@@ -31,7 +31,7 @@ from detectors.defaults import FDR_Q, RegressionConfig
 from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
-from engine import incidence, power
+from engine import incidence, power, step_shares
 from engine.snapshot_reader import SnapshotReader
 from ontology.model import Finding
 from ontology.names import edge_id
@@ -96,8 +96,8 @@ class Regression:
             traffic = _traffic(ctx, comp, src)
             dests = sorted({d for (s, d) in b.counts if s == src} | {d for (s, d) in a.counts if s == src})
             for dst in dests:
-                cell = (b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src))
-                found.extend(self._test(ctx, comp, edge_id(src, dst), cell, traffic, _adverse_edge(a, dst)))
+                cell, test = edge_test(comp.before, comp.after, src, dst)
+                found.extend(self._test(ctx, comp, edge_id(src, dst), cell, traffic, _adverse_edge(a, dst), test))
         found.extend(self._outcome(ctx, comp, floor))
         return found
 
@@ -164,6 +164,35 @@ def _traffic(ctx: Context, comp: Comparison, src: str) -> tuple[float, float, bo
     before, after, p = traffic_shift(comp.before, comp.after, src)
     ctx.record(f"traffic:{comp.after.snapshot_id}:{src}", p)
     return before, after, bool(p < ctx.config.traffic_alpha)
+
+
+def edge_test(before: SnapView, after: SnapView, src: str,
+              dst: str) -> tuple[tuple[float, int, float, int], tuple[float, float, str] | None]:
+    """The cell of edge src→dst and, on a pair not both mature, its test (narrator.recompute_formulas uses it too).
+
+    Both mature: counts (x_before, n_before, x_after, n_after), pooled two-proportion test in `_test`.
+    Otherwise the snapshots' `resolved_shares` (engine.step_shares: resolved steps weighted for entry time,
+    journey-clustered se) and a z-test of the two shares, each side's variance floored at the pooled binomial
+    one: ((p_before, n_before, p_after, n_after), (z, p, estimator)).
+    """
+    b, a = resolved(before), resolved(after)
+    n1, n2 = b.out_total(src), a.out_total(src)
+    if (before.mature and after.mature) or "resolved_shares" not in after.payload:
+        return (b.count(src, dst), n1, a.count(src, dst), n2), None
+    (f1, v1), (f2, v2) = _share_of(before, src, dst), _share_of(after, src, dst)
+    # each side's variance is at least the pooled binomial one under H0 (what the count test uses): the Wald
+    # variance at an observed share near 0 or 1 is far too small for a rare edge; clustering only adds to it
+    pooled = (f1 * n1 + f2 * n2) / (n1 + n2) if n1 + n2 else 0.0
+    floor1, floor2 = (pooled * (1 - pooled) / n if n else 0.0 for n in (n1, n2))
+    z, p = incidence.two_sample_z(f1, max(v1, floor1), f2, max(v2, floor2))
+    return (f1, n1, f2, n2), (z, p, step_shares.ESTIMATOR)
+
+
+def _share_of(view: SnapshotReader, src: str, dst: str) -> tuple[float, float]:
+    for row in view.payload.get("resolved_shares") or []:
+        if row["from"] == src and row["to"] == dst:
+            return float(row["share"]), float(row["se"]) ** 2
+    return 0.0, 0.0
 
 
 def traffic_shift(b: SnapshotReader, a: SnapshotReader, src: str) -> tuple[float, float, float]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import incidence
+from engine import incidence, step_shares
 
 _SCOPE_CTE = """
 sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
@@ -57,6 +57,16 @@ SELECT journey_id, censored, greatest(epoch(coalesce(end_k, data_end) - start_ts
             ELSE 'unobserved' END AS status
 FROM k ORDER BY t, o NULLS FIRST, journey_id
 """
+# The scope's journeys as engine.step_shares reads them. A complete journey's follow-up only matters as
+# "at least the window" (every weight's time is at most the window), so it is set to the window.
+_SHARE_ROWS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_rc AS
+WITH {scope}
+SELECT (row_number() OVER (ORDER BY journey_id) - 1)::BIGINT AS jrow, journey_id, start_ts, censored, data_end,
+       CASE WHEN NOT censored THEN outcome WHEN known_end_ts <= data_end THEN known_outcome END AS dest_o,
+       CASE WHEN censored THEN greatest(epoch(data_end - start_ts), 0) ELSE ? END::DOUBLE AS follow
+FROM sc
+"""
 _VISITS_SQL = """
 WITH {scope}
 SELECT s.journey_id, s.state, greatest(epoch(min(s.ts) - any_value(sc.start_ts)), 0)::DOUBLE
@@ -66,8 +76,8 @@ GROUP BY ALL ORDER BY ALL
 
 
 def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
-    """`resolved_transitions`, `observation`, `outcome_probabilities` and `reach_estimates` of one scope
-    (payload-shaped, rounded).
+    """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates` and `resolved_shares`
+    of one scope (payload-shaped, rounded).
 
     `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
     `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
@@ -91,6 +101,7 @@ def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Ma
     visits = con.execute(_VISITS_SQL.format(scope=scope), [dropoff, *params, journey]).fetchall()
     return {
         "reach_estimates": _reach(per, visits, float(window_s)),
+        "resolved_shares": _shares(con, scope, [dropoff, *params, window_s], payload, horizon),
         "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
         "observation": seen,
         "outcome_probabilities": {
@@ -113,3 +124,16 @@ def _reach(per: list[tuple], visits: list[tuple], window_s: float) -> dict[str, 
     return {state: reach_estimate(t_end, ended, censored, np.array([i for i, _ in hits], dtype=np.int64),
                                   np.array([t for _, t in hits], dtype=float), window_s)
             for state, hits in sorted(by_state.items())}
+
+
+def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> list[dict[str, Any]]:
+    """`resolved_shares` of the scope (engine.step_shares over the scope's journeys alone)."""
+    con.execute(_SHARE_ROWS_SQL.format(scope=scope), params)
+    try:
+        steps = step_shares.Steps(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
+                                                  "collapse": bool(payload.get("collapse_self_loops"))})
+        follow = np.array([r[0] for r in con.execute("SELECT follow FROM _jg_rc ORDER BY jrow").fetchall()], dtype=float)
+        return step_shares.shares(steps, np.arange(len(steps.row)), steps.row, follow,
+                                  float(payload["journey_window_s"]), horizon)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _jg_rc")

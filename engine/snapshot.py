@@ -298,8 +298,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]
         incidence = progress.incidence_by_scope(con, jc)
     with _stage("estimates"):
         snapshot_estimates.prepare(con, jc.name, jc.dropoff_outcome, params["collapse"])
-        estimates = snapshot_estimates.by_scope(con, jc.name, jc.conversion_outcome, float(jc.window_s),
-                                                cfg.snapshots.top_paths)
+        estimates = snapshot_estimates.by_scope(con, jc, params, cfg.snapshots.top_paths)
     return rows, tops, checks, incidence, estimates
 
 

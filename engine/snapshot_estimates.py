@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import incidence, ipcw, step_counts
+from engine import incidence, ipcw, step_counts, step_shares
 from engine.arrow_scan import in_batches
 from engine.paths import SEP
 
@@ -44,6 +44,8 @@ ESTIMATORS = {
                         "censored at data end - start unless already in the state; 95 % log(-log) interval"),
     "path_estimates": ("ipcw: share of (path, outcome) over journeys whose end is known by the data end, weighted "
                        "by 1 / P(follow-up >= time the end became known); Hajek ratio, sandwich 95 % interval"),
+    "resolved_shares": ("resolved_steps_ipcw: share of each step out of a state over the resolved steps, each "
+                        "weighted by 1 / P(follow-up >= min(window, entry + horizon)); journey-clustered sandwich se"),
     "duration_estimates": ("ipcw_kaplan_meier: median of the IPCW-weighted distribution (Kaplan-Meier in IPCW "
                            "form) of duration and length; Brookmeyer-Crowley 95 % interval for the duration"),
 }
@@ -54,7 +56,8 @@ ESTIMATORS = {
 _ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_est AS
 SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c.cls, k.journey_id, k.start_ts,
-       k.censored, k.aj_t, k.aj_o, greatest(epoch(e.data_end - k.start_ts), 0)::DOUBLE AS follow,
+       k.censored, k.aj_t, k.aj_o, greatest(epoch(e.data_end - k.start_ts), 0)::DOUBLE AS follow, e.data_end,
+       CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o,
        CASE WHEN NOT k.censored THEN jo.duration_s
             WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(j.end_ts, k.start_ts) - k.start_ts), 0)
             ELSE k.aj_t END::DOUBLE AS dur,
@@ -119,17 +122,23 @@ def prepare(con: Any, journey: str, dropoff: str, collapse: bool) -> None:
         con.unregister("_jg_kpaths")
 
 
-def by_scope(con: Any, journey: str, conversion: str, window_s: float, top_n: int) -> dict[int, dict[str, Any]]:
-    """sid -> {reach_estimates, path_estimates, duration_estimates} for every scope (medians of uncensored
-    scopes are filled in by `payload_blocks` from the completed-only block)."""
-    rows = _Rows(con, journey, conversion)
+def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
+    """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares} for every scope (medians
+    of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
+    rows = _Rows(con, jc.name, jc.conversion_outcome)
+    steps = step_shares.Steps(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
+                                               "horizon": params["horizon"]})
+    window_s = float(jc.window_s)
     members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
     out = {}
     for sid, classes in members:
         lo = np.searchsorted(rows.cls, classes, side="left")
         hi = np.searchsorted(rows.cls, classes, side="right")
         take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
+        pick, pos = _members(steps.row, lo, hi)
         out[sid] = {"reach_estimates": _reach(rows, take, lo, hi, window_s),
+                    "resolved_shares": step_shares.shares(steps, pick, pos, rows.follow[take], window_s,
+                                                          params["horizon"]),
                     **_paths_and_durations(rows, take, top_n)}
     return out
 
@@ -138,10 +147,7 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
     """Aalen–Johansen first-entry incidence of every state visited in the scope."""
     if not len(take):
         return {}
-    a, b = np.searchsorted(rows.v_row, lo, side="left"), np.searchsorted(rows.v_row, hi, side="left")
-    vsel = np.concatenate([np.arange(x, y) for x, y in zip(a, b)])
-    offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside `take`
-    pos = rows.v_row[vsel] - np.repeat(lo - offsets, b - a)
+    vsel, pos = _members(rows.v_row, lo, hi)
     state, t_first = rows.v_state[vsel], rows.v_t[vsel]
     censored = bool(rows.censored[take].any())
     end_t, ended = rows.aj_t[take], rows.ended[take]
@@ -152,6 +158,15 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
         name = rows.state_names[int(state[group[0]])]
         out[name] = reach_estimate(end_t, ended, censored, pos[group], t_first[group], window_s)
     return dict(sorted(out.items()))
+
+
+def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries of a table ordered by journey row whose row lies in the scope's class ranges [lo, hi), and each
+    one's journey's place inside the scope (the concatenated ranges)."""
+    a, b = np.searchsorted(row, lo, side="left"), np.searchsorted(row, hi, side="left")
+    pick = np.concatenate([np.arange(x, y) for x, y in zip(a, b)]) if len(a) else np.zeros(0, np.int64)
+    offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
+    return pick, row[pick] - np.repeat(lo - offsets, b - a)
 
 
 def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
@@ -202,7 +217,7 @@ def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,
                    durations: Mapping[str, Any]) -> dict[str, Any]:
     """The scope's estimate blocks; with nothing censored the medians are the completed-only ones (same convention)."""
     block = est.get(sid) or {"reach_estimates": {}, "path_estimates": {"top": [], "resolved": 0, "journeys": 0},
-                             "duration_estimates": {}}
+                             "duration_estimates": {}, "resolved_shares": []}
     if censored == 0 and block["duration_estimates"]:
         mine = block["duration_estimates"]
         block = {**block, "duration_estimates": {

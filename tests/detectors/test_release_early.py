@@ -58,7 +58,7 @@ def test_broken_step_is_reported_seven_days_after_the_release(stream):
     assert len({finding_key(f) for f in regs}) == 1
     ev = pair[0].evidence
     assert pair[0].predicate == "regressed_after" and ev["p_after"] < ev["p_before"]
-    assert ev["estimator"] == "resolved_steps" and ev["q_value"] <= 0.05
+    assert ev["estimator"] == "resolved_steps_ipcw" and ev["q_value"] <= 0.05
     assert 0 < ev["detectable_change"] < ev["p_before"] - ev["p_after"]
 
 
@@ -102,7 +102,7 @@ def test_early_regression_facts_recompute_from_the_raw_tables(tmp_path):
     store = open_store(cfg.store.backend, cfg.store, ws.path)
     try:
         facts = [f for f in store.facts() if f.predicate == "regressed_after"]
-        assert {f.evidence.get("estimator") for f in facts} >= {"resolved_steps"}
+        assert {f.evidence.get("estimator") for f in facts} >= {"resolved_steps_ipcw"}
         summary = recompute_all(facts, con=ws.con, cfg=cfg)
         assert summary["failures"] == [] and summary["facts_ok"] == len(facts) > 0
     finally:
