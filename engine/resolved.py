@@ -62,7 +62,7 @@ FROM k ORDER BY t, o NULLS FIRST, journey_id
 _SHARE_ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_rc AS
 WITH {scope}
-SELECT (row_number() OVER (ORDER BY journey_id) - 1)::BIGINT AS jrow, journey_id, start_ts, censored, data_end,
+SELECT (row_number() OVER (ORDER BY journey_id) - 1)::BIGINT AS jrow, journey_id, start_ts, censored, tracked, data_end,
        CASE WHEN NOT censored THEN outcome WHEN known_end_ts <= data_end THEN known_outcome END AS dest_o,
        CASE WHEN censored THEN greatest(epoch(data_end - start_ts), 0) ELSE ? END::DOUBLE AS follow
 FROM sc

@@ -57,7 +57,7 @@ _ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_est AS
 SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c.cls, k.journey_id, k.start_ts,
        k.censored, k.aj_t, k.aj_o, greatest(epoch(e.data_end - k.start_ts), 0)::DOUBLE AS follow, e.data_end,
-       CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o,
+       CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o, pr.journey_id IS NOT NULL AS tracked,
        CASE WHEN NOT k.censored THEN jo.duration_s
             WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(j.end_ts, k.start_ts) - k.start_ts), 0)
             ELSE k.aj_t END::DOUBLE AS dur,
@@ -65,6 +65,7 @@ SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c
 FROM _jg_jkeys k JOIN _jg_jclass c USING (journey_id) JOIN _jg_ends e USING (tenant_id)
 JOIN journeys j ON j.journey = $journey AND j.journey_id = k.journey_id
 LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_kpaths kp USING (journey_id)
+LEFT JOIN _jg_progress pr USING (journey_id)
 ORDER BY jrow
 """
 _VISITS_SQL = """

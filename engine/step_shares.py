@@ -34,8 +34,8 @@ from engine import ipcw
 ESTIMATOR = "resolved_steps_ipcw"
 
 # The steps a scope's resolved counts hold (engine.step_counts' rule, collapse included), from `{journeys}`:
-# jrow, journey_id, start_ts, censored, dest_o (the outcome after the last step: known outcome when open),
-# data_end. `s` is the entry time since the journey's start.
+# jrow, journey_id, start_ts, censored, tracked (an open journey has a journey_progress row), dest_o (the
+# outcome after the last step: known outcome when open), data_end. `s` is the entry time since the journey's start.
 STEPS_SQL = """
 WITH raw AS (SELECT s.journey_id, s.step, s.state, s.ts,
                     lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
@@ -45,7 +45,7 @@ st AS (SELECT journey_id, state, ts, lead(state) OVER (PARTITION BY journey_id O
        FROM raw WHERE NOT $collapse OR prev IS NULL OR prev <> state)
 SELECT r.jrow, st.state AS src, coalesce(st.nxt, r.dest_o) AS dst, greatest(epoch(st.ts - r.start_ts), 0)::DOUBLE AS s
 FROM st JOIN {journeys} r USING (journey_id)
-WHERE NOT r.censored OR ($horizon >= 0 AND st.ts + to_seconds(greatest($horizon, 0)) <= r.data_end)
+WHERE NOT r.censored OR (r.tracked AND $horizon >= 0 AND st.ts + to_seconds(greatest($horizon, 0)) <= r.data_end)
 ORDER BY r.jrow, s, src, dst
 """
 

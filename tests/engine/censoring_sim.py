@@ -201,3 +201,46 @@ def journey_study(p: Pattern, reps: int, n: int, span: float, seed: int) -> dict
                      "coverage": np.where(np.isnan(lo).all(axis=0), np.nan, inside.mean(axis=0))}
     out["n"] = {"used": np.mean([r["n"] for r in runs], axis=0)}
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# Step-share study: the destination depends on how far into the journey the step happens
+# ------------------------------------------------------------------------------------------
+# Each journey makes 1 + Poisson(2) steps out of state a, at gaps ~ Exp(3 d) from its start (those past W are
+# not made); a step goes to b with probability 0.6 in the journey's first 2 days, 0.2 later, else to c. A step
+# is resolved when the journey is complete (c ≥ W) or H passed since it was entered (s + H ≤ c).
+def step_journeys(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(journey index, entry time since start, went to b) of every step of n journeys."""
+    k = 1 + rng.poisson(2.0, n)
+    row = np.repeat(np.arange(n), k)
+    first = np.cumsum(k) - k
+    gaps = rng.exponential(3.0, len(row))
+    s = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[first] - gaps[first], k)
+    keep = s < WINDOW
+    row, s = row[keep], s[keep]
+    return row, s, rng.random(len(s)) < np.where(s < 2.0, 0.6, 0.2)
+
+
+def step_share_truth(seed: int = 99, n: int = 400_000) -> tuple[float, float]:
+    """The pooled share of steps a → b over fully observed journeys (large sample) and its Monte-Carlo SE."""
+    row, _, to_b = step_journeys(n, np.random.default_rng(seed))
+    per_b, per_n = np.bincount(row, weights=to_b, minlength=n), np.bincount(row, minlength=n)
+    share = per_b.sum() / per_n.sum()
+    se = np.sqrt(np.sum((per_b - share * per_n) ** 2)) / per_n.sum()  # ratio estimator, clustered by journey
+    return float(share), float(se)
+
+
+def step_share_replicate(n: int, span: float, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """(share, se) of a → b: IPCW-weighted resolved steps (engine.step_shares) and the plain resolved share."""
+    from types import SimpleNamespace
+
+    from engine import step_shares
+
+    row, s, to_b = step_journeys(n, rng)
+    follow = span - rng.random(n) * span
+    resolved = (follow[row] >= WINDOW) | (s + HORIZON <= follow[row])
+    steps = SimpleNamespace(s=s, src=np.zeros(len(s), np.int64), dst=np.where(to_b, 1, 2), names=["a", "b", "c"])
+    pick = np.flatnonzero(resolved)
+    got = {r["to"]: r for r in step_shares.shares(steps, pick, row[pick], follow, WINDOW, int(HORIZON))}  # type: ignore[arg-type]
+    plain = float(to_b[resolved].mean())
+    return {"ipcw": (float(got["b"]["share"]), float(got["b"]["se"])), "plain": (plain, float("nan"))}

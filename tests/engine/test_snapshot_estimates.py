@@ -124,3 +124,31 @@ def test_censored_scope_recomputes_from_the_raw_tables(sim_snaps):
         inc = incidence.first_entry(t_end, ended, np.array(hit, dtype=np.int64), first, float(p["journey_window_s"]))
         assert est["estimate"] == pytest.approx(inc.estimate[0], abs=1e-6), state
     assert p["path_estimates"]["resolved"] == int(ended.sum()) == p["completed"]
+
+
+def test_step_shares_weighted_for_entry_time_are_unbiased_and_cover():
+    truth, truth_se = sim.step_share_truth()
+    rng = np.random.default_rng(21)
+    runs = [sim.step_share_replicate(2000, 40.0, rng) for _ in range(REPS)]
+    est = np.array([r["ipcw"][0] for r in runs])
+    se = np.array([r["ipcw"][1] for r in runs])
+    plain = np.array([r["plain"][0] for r in runs])
+    bound = 4 * np.sqrt(est.var(ddof=1) / REPS + truth_se ** 2)
+    assert abs(est.mean() - truth) <= bound
+    assert plain.mean() - truth > 4 * np.sqrt(plain.var(ddof=1) / REPS + truth_se ** 2)  # early steps over-represented
+    covered = np.mean(np.abs(est - truth) <= incidence.Z95 * se)
+    assert abs(covered - 0.95) <= 4 * np.sqrt(0.95 * 0.05 / REPS)  # the truth's own SE is < 0.1 of se: ignored
+
+
+def test_resolved_shares_count_the_resolved_steps(sim_snaps):
+    _, snaps, _ = sim_snaps
+    for snap in snaps:
+        p = snap.payload
+        assert {(t["from"], t["to"]): t["count"] for t in p["resolved_shares"]} == {
+            (t["from"], t["to"]): t["count"] for t in p["resolved_transitions"]}
+        if p["mature"] and p["censored"] == 0:  # every weight is 1: the plain count ratio
+            totals: dict[str, int] = {}
+            for t in p["resolved_transitions"]:
+                totals[t["from"]] = totals.get(t["from"], 0) + t["count"]
+            assert [t["share"] for t in p["resolved_shares"]] == [
+                round(t["count"] / totals[t["from"]], 6) for t in p["resolved_shares"]]
