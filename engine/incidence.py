@@ -120,8 +120,9 @@ def loglog_interval(estimate: np.ndarray, variance: np.ndarray, z: float = Z95) 
     inner = (f > 0) & (f < 1) & (np.asarray(variance) > 0)
     safe = np.where(inner, f, 0.5)
     se_t = np.sqrt(np.where(inner, variance, 0.0)) / (safe * np.abs(np.log(safe)))
-    lower = np.where(inner, safe ** np.exp(z * se_t), f)  # F^{exp(+a)} is the smaller one for F in (0, 1)
-    upper = np.where(inner, safe ** np.exp(-z * se_t), f)
+    with np.errstate(over="ignore"):  # a huge se_t (F next to 0 or 1) overflows exp: the bound is then 0 or 1
+        lower = np.where(inner, safe ** np.exp(z * se_t), f)  # F^{exp(+a)} is the smaller one for F in (0, 1)
+        upper = np.where(inner, safe ** np.exp(-z * se_t), f)
     return lower, upper
 
 
