@@ -262,11 +262,12 @@ def _decidable(view: SnapView) -> bool:
 
 
 class _ResolvedView(SnapView):
-    """A SnapView whose edge counts are the snapshot's resolved steps (engine.snapshot `resolved_transitions`)."""
+    """A SnapView whose edge counts are the snapshot's resolved steps: `resolved_shares` (every step whose
+    destination is final, engine.step_shares), else `resolved_transitions` (older payloads)."""
 
     @cached_property
     def counts(self) -> dict[tuple[str, str], int]:
-        rows = self.payload.get("resolved_transitions")
+        rows = self.payload.get("resolved_shares", self.payload.get("resolved_transitions"))
         if rows is None:
             return super().counts
         return {(t["from"], t["to"]): int(t["count"]) for t in rows}

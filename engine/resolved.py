@@ -64,7 +64,9 @@ CREATE OR REPLACE TEMP TABLE _jg_rc AS
 WITH {scope}
 SELECT (row_number() OVER (ORDER BY journey_id) - 1)::BIGINT AS jrow, journey_id, start_ts, censored, tracked, data_end,
        CASE WHEN NOT censored THEN outcome WHEN known_end_ts <= data_end THEN known_outcome END AS dest_o,
-       CASE WHEN censored THEN greatest(epoch(data_end - start_ts), 0) ELSE ? END::DOUBLE AS follow
+       CASE WHEN censored THEN greatest(epoch(data_end - start_ts), 0) ELSE ? END::DOUBLE AS follow,
+       CASE WHEN NOT censored THEN epoch(end_ts - start_ts)
+            WHEN known_end_ts <= data_end THEN epoch(known_end_ts - start_ts) END::DOUBLE AS known_t
 FROM sc
 """
 _VISITS_SQL = """

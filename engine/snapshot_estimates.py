@@ -44,8 +44,9 @@ ESTIMATORS = {
                         "censored at data end - start unless already in the state; 95 % log(-log) interval"),
     "path_estimates": ("ipcw: share of (path, outcome) over journeys whose end is known by the data end, weighted "
                        "by 1 / P(follow-up >= time the end became known); Hajek ratio, sandwich 95 % interval"),
-    "resolved_shares": ("resolved_steps_ipcw: share of each step out of a state over the resolved steps, each "
-                        "weighted by 1 / P(follow-up >= min(window, entry + horizon)); journey-clustered sandwich se"),
+    "resolved_shares": ("resolved_steps_ipcw: share of each step out of a state over the steps whose destination is "
+                        "final (horizon passed since entry, or the journey's end known), each weighted by "
+                        "1 / P(follow-up >= min(window, entry + horizon, end known)); journey-clustered sandwich se"),
     "duration_estimates": ("ipcw_kaplan_meier: median of the IPCW-weighted distribution (Kaplan-Meier in IPCW "
                            "form) of duration and length; Brookmeyer-Crowley 95 % interval for the duration"),
 }
@@ -58,6 +59,7 @@ CREATE OR REPLACE TEMP TABLE _jg_est AS
 SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c.cls, k.journey_id, k.start_ts,
        k.censored, k.aj_t, k.aj_o, greatest(epoch(e.data_end - k.start_ts), 0)::DOUBLE AS follow, e.data_end,
        CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o, pr.journey_id IS NOT NULL AS tracked,
+       CASE WHEN k.aj_o IS NOT NULL THEN k.aj_t END AS known_t,
        CASE WHEN NOT k.censored THEN jo.duration_s
             WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(j.end_ts, k.start_ts) - k.start_ts), 0)
             ELSE k.aj_t END::DOUBLE AS dur,

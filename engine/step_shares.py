@@ -8,10 +8,15 @@ are resolved. Where the next state depends on how far into the journey a step
 happens (a quick visitor moves on differently from a slow one), the plain
 share of a young scope then differs from the same scope's share once mature.
 
-IPCW (engine.ipcw) removes that: a step entered s after its journey's start
-is counted iff the journey's follow-up c ≥ τ = min(W, s + H) (complete
-journeys, c ≥ W, count every step; without H, τ = W), so it is weighted by
-1 / Ĝ(τ), Ĝ the scope's follow-up distribution. The weighted share of a → b
+IPCW (engine.ipcw) removes that and lets more steps in: a step's
+destination is final once H has passed since it was entered, or once its
+journey's end is known (outcome event or drop-off decision, T after the
+start: every step of that journey is final then), or at the window's end.
+So a step entered s after its journey's start is counted iff the journey's
+follow-up c ≥ τ = min(W, s + H, T) (without H, min(W, T); complete
+journeys, c ≥ W, count every step) and is weighted by 1 / Ĝ(τ), Ĝ the
+scope's follow-up distribution. τ depends on the journey alone, never on the
+data end, so P(counted | journey) = G(τ) exactly. The weighted share of a → b
 is then unbiased for the share among all the scope's steps out of a, as if
 every journey had been followed to its window's end; on a mature scope every
 weight is 1 and the share is the plain count ratio.
@@ -35,7 +40,8 @@ ESTIMATOR = "resolved_steps_ipcw"
 
 # The steps a scope's resolved counts hold (engine.step_counts' rule, collapse included), from `{journeys}`:
 # jrow, journey_id, start_ts, censored, tracked (an open journey has a journey_progress row), dest_o (the
-# outcome after the last step: known outcome when open), data_end. `s` is the entry time since the journey's start.
+# outcome after the last step: known outcome when open), known_t (when the journey's end became known, since its
+# start; NULL while open), data_end. `s` is the entry time since the journey's start.
 STEPS_SQL = """
 WITH raw AS (SELECT s.journey_id, s.step, s.state, s.ts,
                     lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
@@ -43,9 +49,11 @@ WITH raw AS (SELECT s.journey_id, s.step, s.state, s.ts,
              WHERE s.journey = $journey AND s.state IS NOT NULL),
 st AS (SELECT journey_id, state, ts, lead(state) OVER (PARTITION BY journey_id ORDER BY step) AS nxt
        FROM raw WHERE NOT $collapse OR prev IS NULL OR prev <> state)
-SELECT r.jrow, st.state AS src, coalesce(st.nxt, r.dest_o) AS dst, greatest(epoch(st.ts - r.start_ts), 0)::DOUBLE AS s
+SELECT r.jrow, st.state AS src, coalesce(st.nxt, r.dest_o) AS dst, greatest(epoch(st.ts - r.start_ts), 0)::DOUBLE AS s,
+       r.known_t
 FROM st JOIN {journeys} r USING (journey_id)
-WHERE NOT r.censored OR (r.tracked AND $horizon >= 0 AND st.ts + to_seconds(greatest($horizon, 0)) <= r.data_end)
+WHERE NOT r.censored OR (r.tracked AND (r.known_t IS NOT NULL
+                                        OR ($horizon >= 0 AND st.ts + to_seconds(greatest($horizon, 0)) <= r.data_end)))
 ORDER BY r.jrow, s, src, dst
 """
 
@@ -57,6 +65,7 @@ class Steps:
         t = con.sql(STEPS_SQL.format(journeys=journeys), params=params).to_arrow_table()
         self.row = t.column("jrow").to_numpy().astype(np.int64)
         self.s = t.column("s").to_numpy().astype(float)
+        self.known_t = pc.fill_null(t.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
         both = pc.dictionary_encode(pa.concat_arrays([t.column("src").combine_chunks().cast(pa.string()),
                                                       t.column("dst").combine_chunks().cast(pa.string())]))
         codes = both.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -73,6 +82,7 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
         return []
     s, src, dst = steps.s[pick], steps.src[pick], steps.dst[pick]
     tau = np.minimum(window_s, s + horizon_s) if horizon_s >= 0 else np.full(len(s), float(window_s))
+    tau = np.fmin(tau, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
     w = ipcw.weights(tau, np.ones(len(s), bool), follow)
     k = len(steps.names)
     cell = src * k + dst

@@ -239,7 +239,8 @@ def step_share_replicate(n: int, span: float, rng: np.random.Generator) -> dict[
     row, s, to_b = step_journeys(n, rng)
     follow = span - rng.random(n) * span
     resolved = (follow[row] >= WINDOW) | (s + HORIZON <= follow[row])
-    steps = SimpleNamespace(s=s, src=np.zeros(len(s), np.int64), dst=np.where(to_b, 1, 2), names=["a", "b", "c"])
+    steps = SimpleNamespace(s=s, src=np.zeros(len(s), np.int64), dst=np.where(to_b, 1, 2), names=["a", "b", "c"],
+                            known_t=np.full(len(s), np.nan))  # no journey end here: steps resolve by H alone
     pick = np.flatnonzero(resolved)
     got = {r["to"]: r for r in step_shares.shares(steps, pick, row[pick], follow, WINDOW, int(HORIZON))}  # type: ignore[arg-type]
     plain = float(to_b[resolved].mean())
