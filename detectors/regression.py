@@ -139,8 +139,8 @@ class Regression:
             "relative_change": relative, "z": z, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "attribution": comp.attribution, "releases": list(comp.releases),
             "before_snapshot": comp.before.snapshot_id, "estimator": estimator,
-            **({"traffic_estimator": "aalen_johansen_first_entry"}  # the reach test behind traffic_* (edges)
-               if subject.startswith("edge:") and _edge_estimator(comp) != "completed_only" else {}),
+            **({"traffic_estimator": traffic_estimator(comp.before, comp.after)}  # the reach test behind traffic_*
+               if subject.startswith("edge:") and traffic_estimator(comp.before, comp.after) else {}),
             **power_evidence(p_before, n1, p_after, n2),
         }
         if comp.attribution == "release":
@@ -155,9 +155,10 @@ class Regression:
 def _traffic(ctx: Context, comp: Comparison, src: str) -> tuple[float, float, bool]:
     """Share of journeys reaching the edge's source state, before and after, with its own test.
 
-    Both sides mature: the completed journeys' counts (exact two-proportion test). Otherwise the snapshots'
-    first-entry incidence (`reach_estimates`, Aalen–Johansen: open journeys count for as long as they were
-    observed) and a Wald test of the two estimates, so a traffic shift is seen as early as the edge itself.
+    Both sides mature: the completed journeys' counts (exact two-proportion test). A side immature but each
+    followed for a whole window: the snapshots' first-entry incidence (`reach_estimates`, Aalen–Johansen: open
+    journeys count for as long as they were observed) and a Wald test of the two estimates. A side followed for
+    less than a window: reach within the window is not estimable there yet, so the counts as before.
     """
     if src == comp.after.start:
         return 1.0, 1.0, False
@@ -195,9 +196,18 @@ def _share_of(view: SnapshotReader, src: str, dst: str) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def traffic_estimator(b: SnapshotReader, a: SnapshotReader) -> str | None:
+    """First-entry incidence for the traffic check when a side is immature and both were followed for a whole
+    window (`estimate_horizon_s`: else the two reach estimates are "within" different horizons); None: counts."""
+    if (b.mature and a.mature) or "reach_estimates" not in a.payload or "reach_estimates" not in b.payload:
+        return None
+    full = all(int(v.payload.get("estimate_horizon_s", 0)) >= int(v.payload["journey_window_s"]) for v in (b, a))
+    return "aalen_johansen_first_entry" if full else None
+
+
 def traffic_shift(b: SnapshotReader, a: SnapshotReader, src: str) -> tuple[float, float, float]:
     """(reach before, reach after, two-sided p) of `src` (narrator.recompute_formulas recomputes with it)."""
-    if (b.mature and a.mature) or "reach_estimates" not in a.payload:
+    if traffic_estimator(b, a) is None:
         _, p = two_proportion_z(a.reach_count(src), a.completed, b.reach_count(src), b.completed)
         return b.reach(src), a.reach(src), p
     (before, v1), (after, v2) = reach_of(b, src), reach_of(a, src)

@@ -104,6 +104,7 @@ def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Ma
     return {
         "reach_estimates": _reach(per, visits, float(window_s)),
         "resolved_shares": _shares(con, scope, [dropoff, *params, window_s], payload, horizon),
+        "estimate_horizon_s": _horizon(con, scope, [dropoff, *params], window_s),
         "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
         "observation": seen,
         "outcome_probabilities": {
@@ -139,3 +140,17 @@ def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any],
                                   float(payload["journey_window_s"]), horizon)
     finally:
         con.execute("DROP TABLE IF EXISTS _jg_rc")
+
+
+_FOLLOW_SQL = """
+WITH {scope}
+SELECT CASE WHEN bool_or(NOT censored) THEN ? ELSE max(greatest(epoch(data_end - start_ts), 0)) END::DOUBLE FROM sc
+"""
+
+
+def _horizon(con: Any, scope: str, params: list[Any], window_s: float) -> int:
+    """engine.snapshot_estimates.horizon_reached over the scope (a complete journey counts as the window)."""
+    from engine.snapshot_estimates import horizon_reached
+
+    longest = con.execute(_FOLLOW_SQL.format(scope=scope), [*params, window_s]).fetchall()[0][0]
+    return horizon_reached(np.array([] if longest is None else [longest], dtype=float), window_s)

@@ -16,6 +16,11 @@ numbers now instead of a window later:
 * `path_estimates`: the share of journeys taking each (path, outcome), from the
   journeys whose path is resolved (end known by the data end), each weighted by
   1 / P(resolved by then) (engine.ipcw; the module says why that is unbiased).
+* positivity: a journey that lasts the whole window resolves only once a
+  journey of the scope has been followed that long, so paths and durations
+  are "not estimable yet" in a scope without a complete journey, and reach
+  (like `outcome_probabilities`) is P(… within `estimate_horizon_s`), the
+  longest follow-up of the scope capped at the window;
 * `duration_estimates`: median time to outcome (and length), overall and per
   outcome class, read off the IPCW (Kaplan–Meier) distribution, with a
   test-inversion interval. The completed-only median over journeys finished by
@@ -139,7 +144,8 @@ def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int,
         hi = np.searchsorted(rows.cls, classes, side="right")
         take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
         pick, pos = _members(steps.row, lo, hi)
-        out[sid] = {"reach_estimates": _reach(rows, take, lo, hi, window_s),
+        out[sid] = {"estimate_horizon_s": horizon_reached(rows.follow[take], window_s),
+                    "reach_estimates": _reach(rows, take, lo, hi, window_s),
                     "resolved_shares": step_shares.shares(steps, pick, pos, rows.follow[take], window_s,
                                                           params["horizon"]),
                     **_paths_and_durations(rows, take, top_n)}
@@ -190,7 +196,19 @@ def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_r
     return {"estimate": r6(est), "lower": r6(low), "upper": r6(up), "se": r6(np.sqrt(var)), "reached": reached}
 
 
+def horizon_reached(follow: np.ndarray, window_s: float) -> int:
+    """How far after the start the scope's journeys were followed (at most the window): reach and outcome
+    incidence are P(… within this), so equal to the window's once a journey of the scope is complete."""
+    return int(min(window_s, float(follow.max()))) if len(follow) else 0
+
+
+NOT_YET = "not estimable yet: no journey of the scope has been followed for a whole window"
+
+
 def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str, Any]:
+    if not len(take) or rows.censored[take].all():  # positivity: journeys lasting the whole window never resolve
+        return {"path_estimates": {"top": [], "resolved": 0, "journeys": len(take), "note": NOT_YET},
+                "duration_estimates": {"note": NOT_YET}}
     ok = rows.has_path[take]
     w = ipcw.weights(rows.aj_t[take], ok, rows.follow[take])
     keys, inverse = np.unique(rows.path_key[take][ok], return_inverse=True)
@@ -220,8 +238,8 @@ def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,
                    durations: Mapping[str, Any]) -> dict[str, Any]:
     """The scope's estimate blocks; with nothing censored the medians are the completed-only ones (same convention)."""
     block = est.get(sid) or {"reach_estimates": {}, "path_estimates": {"top": [], "resolved": 0, "journeys": 0},
-                             "duration_estimates": {}, "resolved_shares": []}
-    if censored == 0 and block["duration_estimates"]:
+                             "duration_estimates": {}, "resolved_shares": [], "estimate_horizon_s": 0}
+    if censored == 0 and "median_s" in block["duration_estimates"]:
         mine = block["duration_estimates"]
         block = {**block, "duration_estimates": {
             **_exact(mine, durations), "by_class": {k: _exact(mine["by_class"][k], durations["by_class"][k])

@@ -16,7 +16,13 @@ So a step entered s after its journey's start is counted iff the journey's
 follow-up c ≥ τ = min(W, s + H, T) (without H, min(W, T); complete
 journeys, c ≥ W, count every step) and is weighted by 1 / Ĝ(τ), Ĝ the
 scope's follow-up distribution. τ depends on the journey alone, never on the
-data end, so P(counted | journey) = G(τ) exactly. The weighted share of a → b
+data end, so P(counted | journey) = G(τ) exactly. Positivity: a step whose
+latest possible τ, min(W, s + H), exceeds every follow-up of the scope could
+only ever be seen through an early end of its journey (G = 0 otherwise), so
+such steps are left out altogether: in a young scope the share is over the
+steps entered in the journeys' first (longest follow-up − H), the same
+steps the unweighted rule can see; with a complete journey in the scope
+(follow-up ≥ W) nothing is left out. The weighted share of a → b
 is then unbiased for the share among all the scope's steps out of a, as if
 every journey had been followed to its window's end; on a mature scope every
 weight is 1 and the share is the plain count ratio.
@@ -80,9 +86,13 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
 
     if not len(pick):
         return []
+    latest = np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0 else np.full(len(pick), float(window_s))
+    inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
+    pick, pos, latest = pick[inside], pos[inside], latest[inside]
+    if not len(pick):
+        return []
     s, src, dst = steps.s[pick], steps.src[pick], steps.dst[pick]
-    tau = np.minimum(window_s, s + horizon_s) if horizon_s >= 0 else np.full(len(s), float(window_s))
-    tau = np.fmin(tau, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
+    tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
     w = ipcw.weights(tau, np.ones(len(s), bool), follow)
     k = len(steps.names)
     cell = src * k + dst

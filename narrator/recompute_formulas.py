@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
-from detectors.regression import edge_test, incidence_of, power_evidence, traffic_shift
+from detectors.regression import edge_test, incidence_of, power_evidence, traffic_estimator, traffic_shift
 from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
@@ -154,7 +154,8 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
             "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
             "attribution": attribution, "releases": releases, "estimator": estimator,
-            **({} if mature else {"traffic_estimator": "aalen_johansen_first_entry"}),
+            **({"traffic_estimator": traffic_estimator(before, after)}
+               if fact.subject.startswith("edge:") and traffic_estimator(before, after) else {}),
             **power_evidence(p_before, n1, p_after, n2)}
 
 

@@ -60,8 +60,8 @@ def test_broken_step_is_reported_seven_days_after_the_release(stream):
     assert pair[0].predicate == "regressed_after" and ev["p_after"] < ev["p_before"]
     assert ev["estimator"] == "resolved_steps_ipcw" and ev["q_value"] <= 0.05
     assert 0 < ev["detectable_change"] < ev["p_before"] - ev["p_after"]
-    # traffic into import_data from first-entry incidence: no completed journey after the release, yet a real share
-    assert ev["traffic_estimator"] == "aalen_johansen_first_entry" and 0.2 < ev["traffic_after"] < 0.6
+    # traffic: 7 days of follow-up after the release, reach within 30 days is not estimable there yet: counts
+    assert "traffic_estimator" not in ev
 
 
 def test_no_regression_after_the_release_that_changed_nothing(stream):
