@@ -102,7 +102,8 @@ class Regression:
         return found
 
     def _outcome(self, ctx: Context, comp: Comparison, floor: int) -> list[Finding]:
-        """Conversion within the window: exact counts when both sides are mature, else Aalen–Johansen."""
+        """Conversion within the window: exact counts when both sides are mature, else Aalen–Johansen once each
+        side has a journey followed for a whole window (before that its estimate is "within" a shorter time)."""
         b, a = comp.before, comp.after
         conv = a.conversion
         if b.mature and a.mature:
@@ -110,6 +111,8 @@ class Regression:
                 return []
             cell = (b.outcome_count(conv), b.completed, a.outcome_count(conv), a.completed)
             return self._test(ctx, comp, f"outcome:{conv}", cell, (1.0, 1.0, False), None)
+        if not (_followed_a_window(b) and _followed_a_window(a)):
+            return []  # P(conversion within the window) is not estimable on a side followed for less than a window
         (f1, v1, n1), (f2, v2, n2) = incidence_of(b, conv), incidence_of(a, conv)
         if n1 < floor or n2 < floor:
             return []
@@ -196,13 +199,18 @@ def _share_of(view: SnapshotReader, src: str, dst: str) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def _followed_a_window(view: SnapshotReader) -> bool:
+    """Some journey of the scope was followed for a whole window (older payloads without the field: assumed)."""
+    p = view.payload
+    return "estimate_horizon_s" not in p or int(p["estimate_horizon_s"]) >= int(p["journey_window_s"])
+
+
 def traffic_estimator(b: SnapshotReader, a: SnapshotReader) -> str | None:
     """First-entry incidence for the traffic check when a side is immature and both were followed for a whole
     window (`estimate_horizon_s`: else the two reach estimates are "within" different horizons); None: counts."""
     if (b.mature and a.mature) or "reach_estimates" not in a.payload or "reach_estimates" not in b.payload:
         return None
-    full = all(int(v.payload.get("estimate_horizon_s", 0)) >= int(v.payload["journey_window_s"]) for v in (b, a))
-    return "aalen_johansen_first_entry" if full else None
+    return "aalen_johansen_first_entry" if _followed_a_window(b) and _followed_a_window(a) else None
 
 
 def traffic_shift(b: SnapshotReader, a: SnapshotReader, src: str) -> tuple[float, float, float]:
