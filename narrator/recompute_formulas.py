@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
-from detectors.regression import incidence_of, power_evidence, resolved
+from detectors.regression import edge_test, incidence_of, power_evidence, traffic_estimator, traffic_shift
 from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
@@ -145,10 +145,10 @@ def changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
     before = ctx.recount(str(before_id))
     mature = before.mature and after.mature  # else: resolved steps and Aalen-Johansen (detectors.regression)
     estimator = "completed_only" if mature else "resolved_steps"
+    test = None
     if fact.subject.startswith("edge:"):
         src, dst = entity_states(fact.subject)
-        b, a = (before, after) if mature else (resolved(before), resolved(after))
-        x1, n1, x2, n2 = b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src)
+        (x1, n1, x2, n2), test = edge_test(before, after, src, dst)
         traffic = _traffic(before, after, src, ctx)
     elif mature:
         o = _name(fact.subject)
@@ -156,15 +156,20 @@ def changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
         traffic = (1.0, 1.0, False)
     else:
         return _changed_incidence(fact, before, after, ctx)
-    z, p = two_proportion_z(x2, n2, x1, n1)
+    if test is None:
+        z, p = two_proportion_z(int(x2), n2, int(x1), n1)
+        p_before, p_after = x1 / n1, x2 / n2
+    else:
+        (z, p, estimator), p_before, p_after = test, x1, x2
     attribution, releases = _attribution(before, after, ctx)
-    p_before, p_after = x1 / n1, x2 / n2
     delta = p_after - p_before
     return {"p_before": p_before, "p_after": p_after, "n_before": n1, "n_after": n2, "delta": delta,
             "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
             "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
             "attribution": attribution, "releases": releases, "estimator": estimator,
+            **({"traffic_estimator": traffic_estimator(before, after)}
+               if fact.subject.startswith("edge:") and traffic_estimator(before, after) else {}),
             **power_evidence(p_before, n1, p_after, n2)}
 
 
@@ -201,8 +206,8 @@ def _attribution(before: Recount, after: Recount, ctx: Ctx) -> tuple[str, list[s
 def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float, float, bool]:
     if src == after.start:
         return 1.0, 1.0, False
-    _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
-    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha")))
+    b, a, p = traffic_shift(before, after, src)
+    return b, a, bool(p < float(ctx.setting("regression", "traffic_alpha")))
 
 
 def path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:

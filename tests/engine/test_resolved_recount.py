@@ -8,7 +8,7 @@ from engine.resolved import recount_in_progress
 from fixtures.generate_demo import DemoParams
 from tests.detectors.release_streams import release_stream
 
-KEYS = ("resolved_transitions", "observation", "outcome_probabilities")
+KEYS = ("resolved_transitions", "observation", "outcome_probabilities", "reach_estimates", "resolved_shares", "estimate_horizon_s")
 
 
 @pytest.fixture(scope="module")
