@@ -60,8 +60,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import incremental, rules, silver
 from engine import journey_arrays as arrays
-from engine import rules
 from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig, Segment
@@ -102,12 +102,21 @@ class JourneyStats:
 
 
 def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
-    """Rebuild `journeys` and `journey_steps` for every journey definition in the config."""
+    """Rebuild `journeys` and `journey_steps` for every journey definition in the config.
+
+    In a workspace the run's events are first written out as silver Parquet (engine.silver) and the
+    steps go to a working copy that is written out as gold Parquet at the end.
+    """
+    run = incremental.current(con)
+    incremental.note_partitions(con, silver.persist_events(con, replace_all=run is None or not run.incremental))
+    incremental.commit(con)
     con.execute("""CREATE OR REPLACE TABLE journeys (
         journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
-    con.execute("""CREATE OR REPLACE TABLE journey_steps (
-        journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)""")
+    if silver.root_of(con) is not None:
+        silver.make_temp_table(con, "journey_steps")
+    else:
+        con.execute(silver.ddl("journey_steps", temp=False))
     con.execute("""CREATE OR REPLACE TABLE journey_progress (
         journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
     counts = {}
@@ -120,6 +129,7 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
                         journey.name, journey.start, journey.level, journey.name)
     for table in ("_jg_jgroups",):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    silver.persist_steps(con)
     return JourneyStats(by_journey=counts)
 
 
@@ -220,6 +230,7 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
     so at most about CHUNK_EVENTS rows are in memory however big the input.
     """
     cursor = con.cursor()
+    silver.share_views(con, cursor)
     try:
         reader = cursor.sql(_rows_sql(journey, segments), params={"start": journey.start}).to_arrow_reader(_BATCH_ROWS)
         offset = 0

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from engine import silver
 from engine.config import Config, from_saved
 from ontology.errors import Conflict, NotFound, WorkspaceBusy
 
@@ -77,6 +78,7 @@ class Workspace:
                 raise error(f"cannot open workspace database {db}: {exc}; is another journeygraph process using it?") from exc
         if not read_only:
             con.execute(_SCHEMA)
+        silver.attach(con, root, writable=not read_only)  # events, journey_steps: views over the Parquet layers
         return cls(path=root, con=con)
 
     @property
