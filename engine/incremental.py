@@ -45,6 +45,7 @@ from engine.config import Config
 INPUTS = "parquet_inputs"
 INPUTS_DDL = f"""CREATE TABLE IF NOT EXISTS {INPUTS}(file_index INTEGER, path VARCHAR, size BIGINT, mtime_ns BIGINT,
                                                    sha256 VARCHAR)"""
+TOUCHED = "_jg_touched_actors"  # actors with new events in an incremental run
 STATE_DDL = "CREATE TABLE IF NOT EXISTS parquet_state(key VARCHAR PRIMARY KEY, value VARCHAR)"
 FULL_ENV = "JOURNEYGRAPH_FULL_RECOMPUTE"  # set to 1: every run reads and normalises every file
 CONTEXT_S = 60  # the rate-bot rule looks 60 s back: stored events older than that cannot share a burst with new ones
@@ -249,6 +250,34 @@ def touched_keys_sql(accepted_keys: str) -> str:
         UNION ALL
         SELECT e.tenant_id, e.actor_id, e.ts, e.input_order, e.event_id, true AS stored
         FROM events e SEMI JOIN (SELECT DISTINCT tenant_id, actor_id FROM ({accepted_keys})) a USING (tenant_id, actor_id)"""
+
+
+# --- journeys -----------------------------------------------------------------------------------
+
+
+def journeys_key(cfg: Config) -> str:
+    parts = [[dataclasses.asdict(j) for j in cfg.journeys], [dataclasses.asdict(s) for s in cfg.segments]]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def journeys_reusable(con: duckdb.DuckDBPyConnection, cfg: Config) -> bool:
+    """Whether the stored journey cuts and steps of actors without new events can be kept (same journey config)."""
+    run = current(con)
+    if run is None or not run.incremental or not silver.is_table(con, TOUCHED) or not silver.is_table(con, "journey_cuts"):
+        return False
+    return _state(con, "journeys") == journeys_key(cfg)
+
+
+def finish_journeys(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool) -> None:
+    """Record what was cut again and what was kept, and the journey config the stored cuts follow."""
+    run = current(con)
+    if run is not None and silver.is_table(con, "journey_cuts"):
+        total = con.execute("SELECT count(*) FROM journey_cuts").fetchall()[0][0]
+        recut = total if not only_touched else con.execute(
+            f"SELECT count(*) FROM journey_cuts SEMI JOIN {TOUCHED} USING (tenant_id, actor_id)").fetchall()[0][0]
+        run.partitions.update(journeys_recut=int(recut), journeys_reused=int(total - recut))
+        con.execute("INSERT OR REPLACE INTO parquet_state VALUES ('journeys', ?)", [journeys_key(cfg)])
+    con.execute(f"DROP TABLE IF EXISTS {TOUCHED}")
 
 
 # --- the run summary -------------------------------------------------------------------------

@@ -94,7 +94,8 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
         else:
             con.execute(EVENTS_DDL)
         inserted = con.execute(f"INSERT INTO events {_WIDE} WHERE NOT k.stored").fetchall()[0][0]
-        if run is not None:
+        if run is not None:  # the actors whose journeys are cut again (a stored table: journeys reads it on a cursor)
+            con.execute(f"CREATE OR REPLACE TABLE {incremental.TOUCHED} AS SELECT DISTINCT tenant_id, actor_id FROM events")
             _changed_partitions(con, run)
     finally:
         con.unregister("_jg_keys")

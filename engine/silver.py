@@ -88,6 +88,11 @@ def _persistent_table(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     return f'"{rows[0][0]}"."{rows[0][1]}"."{name}"' if rows else None
 
 
+def is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A stored (not TEMP) table of that name exists."""
+    return _persistent_table(con, name) is not None
+
+
 def is_temp_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
                             [name]).fetchall()[0][0])
