@@ -324,3 +324,20 @@ def note_partitions(con: Any, counts: dict[str, int]) -> None:
     run = current(con)
     if run is not None:
         run.partitions.update(counts)
+
+
+def origins(con: Any, event_ids: list[str], tenant_id: str = "") -> list[dict[str, Any]]:
+    """Where accepted events came from: source file, 1-based line (row for Parquet) and the file's SHA-256.
+
+    `input_order` folds (file index, line) into one integer (engine.staging_sql.LINE_BITS); the file index
+    names a row of `parquet_inputs`, recorded when the file was read. Empty for SQL sources (no file).
+    """
+    from engine.staging_sql import LINE_BITS
+
+    if not silver.is_table(con, INPUTS):
+        return []
+    rows = con.execute(f"""
+        SELECT e.event_id, i.path, e.input_order & ((CAST(1 AS BIGINT) << {LINE_BITS}) - 1) AS line, i.sha256
+        FROM events e JOIN {INPUTS} i ON i.file_index = e.input_order >> {LINE_BITS}
+        WHERE e.tenant_id = ? AND list_contains(?, e.event_id) ORDER BY e.event_id""", [tenant_id, event_ids]).fetchall()
+    return [{"event_id": r[0], "file": r[1], "line": int(r[2]), "sha256": r[3]} for r in rows]

@@ -179,3 +179,18 @@ def test_files_are_immutable_collected_next_run_and_found_after_a_move(tmp_path:
     assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == n > 0
     assert con.execute("SELECT count(*) FROM journey_steps").fetchall()[0][0] > 0
     con.close()
+
+
+def test_an_event_leads_back_to_its_file_line_and_content_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.incremental import file_sha256, origins
+
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(_SMALL.format(src=tmp_path / "data" / "*.jsonl"))
+    _grow(tmp_path, tmp_path / "inc", cfg, _small_parts()[:2], monkeypatch, full=False)
+    con = Workspace.open(tmp_path / "inc", read_only=True, create=False).con
+    found = origins(con, ["a3", "c7"])
+    con.close()
+    part0, part1 = tmp_path / "data" / "part0.jsonl", tmp_path / "data" / "part1.jsonl"
+    assert [(o["event_id"], Path(o["file"]).name, o["line"]) for o in found] == [("a3", "part0.jsonl", 4), ("c7", "part1.jsonl", 4)]
+    assert [o["sha256"] for o in found] == [file_sha256(str(part0)), file_sha256(str(part1))]
+    assert json.loads(part0.read_text().splitlines()[3])["event_id"] == "a3"
