@@ -188,10 +188,10 @@ def stored_duplicates(con: duckdb.DuckDBPyConnection, flagged: str, id_sql: str,
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _jg_clash AS
         WITH fresh AS (SELECT tenant_id, {id_sql} AS event_id, ts FROM staged_events WHERE reason IS NULL),
-        stored AS (
-          SELECT tenant_id, event_id, ts, true AS first FROM events
+        stored AS (   -- only ids that can match a new one: a semi join built on the (small) new ids
+          SELECT tenant_id, event_id, ts, true AS first FROM events WHERE event_id IN (SELECT event_id FROM fresh)
           UNION ALL SELECT tenant_id, regexp_replace(event_id, '#[0-9]+$', ''), NULL, false FROM events
-            WHERE regexp_matches(event_id, '#[0-9]+$')
+            WHERE contains(event_id, '#') AND regexp_matches(event_id, '#[0-9]+$')
           UNION ALL SELECT tenant_id, regexp_replace(event_id, '#[0-9]+$', ''), NULL, false FROM rejected_events)
         SELECT f.tenant_id, f.event_id, min(f.ts) AS low, max(f.ts) AS high,
                min(s.ts) FILTER (WHERE s.first) AS first_ts, bool_or(NOT s.first) AS other
@@ -226,12 +226,17 @@ def rate_context(con: duckdb.DuckDBPyConnection, flagged: str) -> None:
     Context rows have a negative input_order; `check_rate_context` removes them after the rate rule.
     Stored bots stay bots: their new events are flagged too (the rule drops all of a bot's events).
     """
+    first = con.execute(f"SELECT min(ts) FROM {flagged} WHERE NOT duplicate").fetchall()[0][0]
+    if first is None:
+        return
+    since = first - timedelta(seconds=CONTEXT_S)  # a literal bound: DuckDB skips the older files and row groups
     con.execute(f"""
         INSERT INTO {flagged} (input_order, tenant_id, actor_id, event_id, ts, duplicate, bot, late_raw)
         WITH actors AS (SELECT tenant_id, actor_id, min(ts) - INTERVAL ({CONTEXT_S}) SECOND AS since
                         FROM {flagged} WHERE NOT duplicate GROUP BY ALL)
         SELECT -1 - row_number() OVER (), e.tenant_id, e.actor_id, e.event_id, e.ts, false, false, false
-        FROM events e JOIN actors a ON a.tenant_id = e.tenant_id AND a.actor_id = e.actor_id WHERE e.ts >= a.since""")
+        FROM events e JOIN actors a ON a.tenant_id = e.tenant_id AND a.actor_id = e.actor_id
+        WHERE e.ts >= TIMESTAMP '{since:%Y-%m-%d %H:%M:%S.%f}' AND e.ts >= a.since""")
     con.execute(f"""UPDATE {flagged} SET bot = true FROM bot_actors b
                     WHERE {flagged}.tenant_id = b.tenant_id AND {flagged}.actor_id = b.actor_id AND NOT {flagged}.duplicate""")
 

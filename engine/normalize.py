@@ -274,7 +274,8 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
     ua_bot = "regexp_matches(coalesce(user_agent, ''), ?, 'i')" if pattern else "false"
     tolerance = int(cfg.normalize.late_arrival_tolerance_s)
     params: list[Any] = ([pattern] if pattern else []) + [watermark]
-    known = _known_events_sql(con, watermark)
+    # incremental: a new event with a stored id is a duplicate (or the run falls back), so none is "known"
+    known = _known_events_sql(con, None if run is not None else watermark)
     limit = max(int(bots.max_events_per_minute), 0)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {_FLAGGED} AS
