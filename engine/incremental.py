@@ -273,6 +273,11 @@ def journeys_reusable(con: duckdb.DuckDBPyConnection, cfg: Config) -> bool:
     return _state(con, "journeys") == journeys_key(cfg)
 
 
+def begin_journeys(con: duckdb.DuckDBPyConnection) -> None:
+    if current(con) is not None:
+        con.execute("DELETE FROM parquet_state WHERE key = 'journeys'")
+
+
 def finish_journeys(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool) -> None:
     """Record what was cut again and what was kept, and the journey config the stored cuts follow."""
     run = current(con)

@@ -115,6 +115,7 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
     incremental.note_partitions(con, silver.persist_events(con, replace_all=run is None or not run.incremental))
     incremental.commit(con)
     only_touched = incremental.journeys_reusable(con, cfg)
+    incremental.begin_journeys(con)  # an interrupted build leaves cuts that the next run must not reuse
     _working_tables(con, only_touched)
     counts = {}
     for journey in cfg.journeys:

@@ -136,6 +136,33 @@ def test_late_and_resent_events_keep_todays_rules(tmp_path: Path, monkeypatch: p
     assert "u9" not in outcome and outcome["u7"] is None and outcome["u1"] == "dropped" and outcome["u0"] == "converted"
 
 
+def test_sealed_days_keep_their_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Days that end before the first run's watermark (2026-01-04 09:00) minus the 1 h tolerance are never rewritten."""
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(_SMALL.format(src=tmp_path / "data" / "*.jsonl"))
+    ws = tmp_path / "inc"
+
+    def days() -> dict[str, str]:
+        con = Workspace.open(ws, read_only=True, create=False).con
+        try:
+            return dict(con.execute("SELECT part, path FROM parquet_files WHERE layer = 'events'").fetchall())
+        finally:
+            con.close()
+
+    parts = _small_parts()
+    first = _grow(tmp_path, ws, cfg, parts[:1], monkeypatch, full=False)
+    before = days()
+    (tmp_path / "data" / "part1.jsonl").write_text("\n".join(parts[1]) + "\n")
+    (tmp_path / "data" / "part2.jsonl").write_text("\n".join(parts[2]) + "\n")
+    after = pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)
+    grown = days()
+    sealed = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert first[0]["incremental"]["partitions_written"] == 4 and after["incremental"]["mode"] == "incremental"
+    assert [grown[d] for d in sealed] == [before[d] for d in sealed]
+    assert grown["2026-01-04"] != before["2026-01-04"] and "2026-01-05" in grown  # the open day and a new one
+    assert after["late_rejected"] == 1 and all((ws / grown[d]).is_file() for d in grown)
+
+
 def test_merging_stored_actors_or_changing_a_file_recomputes_everything(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "small.yaml"
