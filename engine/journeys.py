@@ -161,9 +161,11 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
 def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
     """Journeys and progress rows from the cuts: censored when the window is not over by the tenant's data end."""
     name, window = _literal(journey.name), int(journey.window_s)
+    since = silver.latest_day(con)  # every tenant's last event is in its latest day file: read only those
+    recent = f"WHERE ts >= DATE '{since}'" if since else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
-        WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events GROUP BY ALL)
+        WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL)
         SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
         FROM journey_cuts c JOIN data_end d USING (tenant_id) WHERE c.journey = {name}""")
     con.execute(f"""

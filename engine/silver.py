@@ -264,6 +264,15 @@ def _replace_manifest(con: duckdb.DuckDBPyConnection, layer: str, rows: list[tup
         raise
 
 
+def latest_day(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The earliest of the tenants' latest day partitions ('YYYY-MM-DD'): each tenant's last event is on or after it."""
+    if root_of(con) is None or not _has_manifest(con) or is_temp_table(con, "events"):
+        return None
+    row = con.execute(f"SELECT min(last) FROM (SELECT max(part) AS last FROM {MANIFEST} WHERE layer = 'events' "
+                      "GROUP BY tenant_id)").fetchall()[0]
+    return str(row[0]) if row[0] else None
+
+
 def input_hash(con: duckdb.DuckDBPyConnection) -> str | None:
     """pipeline.input_hash from the manifest's per-partition counts and XORs (no scan); None without layers."""
     if root_of(con) is None or not _has_manifest(con) or is_temp_table(con, "events") or _persistent_table(con, "events"):
