@@ -273,6 +273,16 @@ def journeys_reusable(con: duckdb.DuckDBPyConnection, cfg: Config) -> bool:
     return _state(con, "journeys") == journeys_key(cfg)
 
 
+def sealing_bound(con: duckdb.DuckDBPyConnection, cfg: Config) -> datetime | None:
+    """This run's watermark minus the late-arrival tolerance: no later run accepts an event before it."""
+    if current(con) is None or silver.root_of(con) is None:
+        return None
+    since = silver.latest_day(con)
+    recent = f"WHERE ts >= DATE '{since}'" if since else ""
+    watermark = con.execute(f"SELECT max(ts) FROM events {recent}").fetchall()[0][0]
+    return None if watermark is None else watermark - timedelta(seconds=int(cfg.normalize.late_arrival_tolerance_s))
+
+
 def begin_journeys(con: duckdb.DuckDBPyConnection) -> None:
     if current(con) is not None:
         con.execute("DELETE FROM parquet_state WHERE key = 'journeys'")
@@ -284,7 +294,7 @@ def finish_journeys(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: b
     if run is not None and silver.is_table(con, "journey_cuts"):
         total = con.execute("SELECT count(*) FROM journey_cuts").fetchall()[0][0]
         recut = total if not only_touched else con.execute(
-            f"SELECT count(*) FROM journey_cuts SEMI JOIN {TOUCHED} USING (tenant_id, actor_id)").fetchall()[0][0]
+            f"SELECT count(*) FROM journey_cuts SEMI JOIN {TOUCHED} USING (tenant_id, actor_id) WHERE NOT sealed").fetchall()[0][0]
         run.partitions.update(journeys_recut=int(recut), journeys_reused=int(total - recut))
         con.execute("INSERT OR REPLACE INTO parquet_state VALUES ('journeys', ?)", [journeys_key(cfg)])
     con.execute(f"DROP TABLE IF EXISTS {TOUCHED}")

@@ -130,8 +130,23 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config) -> JourneyStats:
         con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
     incremental.finish_journeys(con, cfg, only_touched)
-    silver.persist_steps(con)
+    _persist_steps(con, cfg, only_touched)
     return JourneyStats(by_journey=counts)
+
+
+def _persist_steps(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool) -> None:
+    """Write the steps out; journeys that end before this run's watermark minus the late-arrival tolerance are sealed.
+
+    A later event is never earlier than that bound (the late rule), so it can neither start, extend nor end
+    such a journey: its cut and steps are final, kept in a sealed file and never cut again.
+    """
+    bound = incremental.sealing_bound(con, cfg)
+    if bound is None:
+        silver.persist_steps(con)
+        return
+    newly = f"SELECT journey_id FROM journey_cuts WHERE NOT sealed AND end_raw < TIMESTAMP '{bound:%Y-%m-%d %H:%M:%S.%f}'"
+    silver.persist_steps(con, sealed_ids=newly, keep_sealed=only_touched)
+    con.execute(f"UPDATE journey_cuts SET sealed = true WHERE journey_id IN ({newly})")
 
 
 def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
@@ -142,20 +157,21 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
     con.execute("""CREATE OR REPLACE TABLE journey_progress (
         journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
-    if only_touched:
-        silver.create_view(con, "journey_steps", name="_jg_stored_steps")
-        con.execute(f"DELETE FROM journey_cuts WHERE (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})")
+    if only_touched:  # sealed journeys stay as they are, in their sealed files
+        silver.create_view(con, "journey_steps", name="_jg_stored_steps", open_only=True)
+        con.execute(f"DELETE FROM journey_cuts WHERE NOT sealed AND (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})")
     else:
         con.execute("""CREATE OR REPLACE TABLE journey_cuts (
             journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
-            last_ts TIMESTAMP, outcome_raw VARCHAR, end_raw TIMESTAMP, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
+            last_ts TIMESTAMP, outcome_raw VARCHAR, end_raw TIMESTAMP, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR),
+            sealed BOOLEAN)""")
     if silver.root_of(con) is not None:
         silver.make_temp_table(con, "journey_steps")
     else:
         con.execute(silver.ddl("journey_steps", temp=False))
     if only_touched:  # the kept journeys' steps, unchanged: their actors have no new event
         con.execute("INSERT INTO journey_steps SELECT * FROM _jg_stored_steps s "
-                    "WHERE s.journey_id IN (SELECT journey_id FROM journey_cuts)")
+                    "WHERE s.journey_id IN (SELECT journey_id FROM journey_cuts WHERE NOT sealed)")
 
 
 def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
@@ -220,13 +236,19 @@ def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touche
     return f"""
         WITH starts AS (
           SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
-          FROM events {f"SEMI JOIN {incremental.TOUCHED} USING (tenant_id, actor_id)" if only_touched else ""}
+          FROM events {_touched_sql(journey) if only_touched else ""}
           WHERE {level} = $start GROUP BY ALL)
         SELECT e.tenant_id, e.actor_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
         FROM events e JOIN starts s USING (tenant_id, actor_id)
         WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
         ORDER BY e.tenant_id, e.actor_id, e.seq"""
+
+
+def _touched_sql(journey: JourneyConfig) -> str:
+    """Actors with new events, less those whose journey is sealed (a later event cannot change it)."""
+    return (f"SEMI JOIN (SELECT tenant_id, actor_id FROM {incremental.TOUCHED} EXCEPT SELECT tenant_id, actor_id "
+            f"FROM journey_cuts WHERE journey = {_literal(journey.name)} AND sealed) USING (tenant_id, actor_id)")
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -321,7 +343,7 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
             FROM ends g""")
         con.execute(f"""
             INSERT INTO journey_cuts
-            SELECT {name}, tenant_id, journey_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps, segments
+            SELECT {name}, tenant_id, journey_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps, segments, false
             FROM _jg_jgroups""")
     finally:
         con.unregister("_jg_jgroups_arrow")

@@ -47,6 +47,7 @@ EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id",
 STEP_COLUMNS = (("journey", "VARCHAR"), ("journey_id", "VARCHAR"), ("step", "INTEGER"), ("state", "VARCHAR"),
                 ("ts", "TIMESTAMP"), ("event_id", "VARCHAR"))
 LAYERS = {"events": EVENT_COLUMNS, "journey_steps": STEP_COLUMNS}
+SEALED_STEPS = "journey_steps_sealed"  # manifest layer of steps of journeys no new event can change (kept for ever)
 # pipeline.input_hash's row hash: kept per partition so the whole input's hash needs no scan of the events
 INPUT_ROW_HASH = "hash(tenant_id, actor_id, event_id, event_name, ts, CAST(properties AS VARCHAR))"
 _ROOTS: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
@@ -116,10 +117,14 @@ def files(con: duckdb.DuckDBPyConnection, layer: str) -> list[str]:
                                       [layer]).fetchall()]
 
 
-def create_view(con: duckdb.DuckDBPyConnection, layer: str, name: str | None = None) -> None:
-    """`layer` as a TEMP view (named `name`, else the layer) over the manifest's files (typed and empty without)."""
+def create_view(con: duckdb.DuckDBPyConnection, layer: str, name: str | None = None, open_only: bool = False) -> None:
+    """`layer` as a TEMP view (named `name`, else the layer) over the manifest's files (typed and empty without).
+
+    `journey_steps` reads the open and the sealed steps files (`open_only`: the open ones alone).
+    """
     root = _ROOTS.get(con)
-    paths = [str((root or Path(".")) / p) for p in files(con, layer)]
+    sealed = files(con, SEALED_STEPS) if layer == "journey_steps" and not open_only else []
+    paths = [str((root or Path(".")) / p) for p in files(con, layer) + sealed]
     cols = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in LAYERS[layer])
     if paths:
         source = f"read_parquet([{', '.join(_lit(p) for p in paths)}])"
@@ -193,34 +198,48 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
     return {"written": written, "reused": len(keep) + len(rows) - written}
 
 
-def persist_steps(con: duckdb.DuckDBPyConnection) -> None:
-    """Write the TEMP `journey_steps` table out, one gold file per journey definition, and swap the view in."""
+def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False) -> None:
+    """Write the TEMP `journey_steps` table out as gold files and swap the view in.
+
+    `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
+    sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
+    which the next run replaces. A file with the stored content is kept.
+    """
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
         return
-    stored = _stored(con, "journey_steps")
     names = [r[0] for r in con.execute("SELECT DISTINCT journey FROM temp.main.journey_steps ORDER BY 1").fetchall()]
-    rows = []
+    sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
+    kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
+            ] if keep_sealed else []
+    opened, closed = [], []
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     try:
         for name in names:
-            table = f"(SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)})"
-            n, digest = con.execute(f"SELECT count(*), {_digest_sql('journey_steps')} FROM {table}").fetchall()[0]
-            old = stored.get(("", name))
-            if old is not None and old[1] == n and old[2] == digest:
-                rows.append(("journey_steps", "", name, old[0], n, digest, None, old[4]))
-                continue
-            rel, sha = _write(con, f"SELECT * FROM {table} ORDER BY journey_id, step", tmp, root,
-                              Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}")
-            rows.append(("journey_steps", "", name, rel, n, digest, None, sha))
+            base = f"SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)}"
+            opened += _steps_file(con, root, tmp, "journey_steps", name, f"{base} AND NOT ({sealed})")
+            closed += _steps_file(con, root, tmp, SEALED_STEPS, name, f"{base} AND {sealed}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _replace_manifest(con, "journey_steps", rows)
+    _replace_manifest(con, "journey_steps", opened)
+    _replace_manifest(con, SEALED_STEPS, kept + [r for r in closed if (r[1], r[2], r[3]) not in {(k[1], k[2], k[3]) for k in kept}])
     con.execute("DROP TABLE temp.main.journey_steps")
     legacy = _persistent_table(con, "journey_steps")
     if legacy:
         con.execute(f"DROP TABLE {legacy}")
     create_view(con, "journey_steps")
+
+
+def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str,
+                query: str) -> list[tuple[Any, ...]]:
+    """One gold file of `query`'s steps sorted by (journey_id, step); none when it has no rows."""
+    n, digest = con.execute(f"SELECT count(*), {_digest_sql('journey_steps')} FROM ({query})").fetchall()[0]
+    if not n:
+        return []
+    kind = "sealed" if layer == SEALED_STEPS else "open"
+    rel, sha = _write(con, f"{query} ORDER BY journey_id, step", tmp, root,
+                      Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
+    return [(layer, "", name, rel, n, digest, None, sha)]
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, folder: Path) -> tuple[str, str]:

@@ -82,6 +82,11 @@ def test_growing_source_gives_the_full_recompute_byte_for_byte(tmp_path: Path, m
     a, b = _outputs(tmp_path / "inc"), _outputs(tmp_path / "full")
     for name in a:
         assert a[name] == b[name], name
+    con = Workspace.open(tmp_path / "inc", read_only=True, create=False).con
+    sealed = con.execute("SELECT count(*) FROM parquet_files WHERE layer = 'journey_steps_sealed'").fetchall()[0][0]
+    open_steps = con.execute("SELECT sum(rows) FROM parquet_files WHERE layer = 'journey_steps'").fetchall()[0][0]
+    con.close()
+    assert sealed == 3 and 0 < open_steps < len(a["journey_steps"]) / 2  # each run sealed some journeys for good
     # one recompute over all three files in a fresh workspace: the same latest snapshots and silver files
     monkeypatch.setenv(FULL_ENV, "1")
     pipeline.run(config_path=str(cfg), workspace=str(tmp_path / "once"), quiet=True)
