@@ -48,6 +48,7 @@ INPUTS_DDL = f"""CREATE TABLE IF NOT EXISTS {INPUTS}(file_index INTEGER, path VA
 TOUCHED = "_jg_touched_actors"  # actors with new events in an incremental run
 STATE_DDL = "CREATE TABLE IF NOT EXISTS parquet_state(key VARCHAR PRIMARY KEY, value VARCHAR)"
 FULL_ENV = "JOURNEYGRAPH_FULL_RECOMPUTE"  # set to 1: every run reads and normalises every file
+LAYOUT = "parquet-layers-1"  # bump when a stored table's shape changes: older workspaces then recompute fully
 CONTEXT_S = 60  # the rate-bot rule looks 60 s back: stored events older than that cannot share a burst with new ones
 _PLANS: weakref.WeakKeyDictionary[Any, Plan] = weakref.WeakKeyDictionary()
 
@@ -90,7 +91,7 @@ def current(con: Any) -> Plan | None:
 def settings_key(cfg: Config, version: str) -> str:
     """What the stored silver depends on: normalisation, sessions, state rules and the engine version."""
     parts = [dataclasses.asdict(cfg.normalize), cfg.inactivity_gap_s,
-             [dataclasses.asdict(s) for s in cfg.states], [dataclasses.asdict(s) for s in cfg.lifecycle], version]
+             [dataclasses.asdict(s) for s in cfg.states], [dataclasses.asdict(s) for s in cfg.lifecycle], version, LAYOUT]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -261,7 +262,7 @@ def touched_keys_sql(accepted_keys: str) -> str:
 
 
 def journeys_key(cfg: Config) -> str:
-    parts = [[dataclasses.asdict(j) for j in cfg.journeys], [dataclasses.asdict(s) for s in cfg.segments]]
+    parts = [[dataclasses.asdict(j) for j in cfg.journeys], [dataclasses.asdict(s) for s in cfg.segments], LAYOUT]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
