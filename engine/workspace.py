@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from engine import publish
+from engine import publish, silver
 from engine.config import Config, from_saved
 from ontology.errors import Conflict, NotFound, WorkspaceBusy
 
@@ -93,11 +93,11 @@ class Workspace:
         deadline, pause = time.monotonic() + wait_s, 0.02
         while True:
             try:
-                return cls(path=root, con=_attach_read_only(db))
+                return cls(path=root, con=_with_layers(_attach_read_only(db), root, writable=False))
             except duckdb.Error as exc:
                 message = str(exc).lower()
                 if "in use" in message:  # this process has the file open read-write (a tool, a test): share it
-                    return cls(path=root, con=duckdb.connect(str(db)))
+                    return cls(path=root, con=_with_layers(duckdb.connect(str(db)), root, writable=True))
                 if "lock" not in message:
                     raise Conflict(f"cannot read workspace {display(root)}: {_duckdb_reason(exc)}") from None
                 if time.monotonic() + pause >= deadline:  # another process writes the file in place (0.1, a tool)
@@ -118,7 +118,7 @@ class Workspace:
         if not db.exists() and not create:
             raise NotFound(f"no workspace at {display(root)}: run `journeygraph run EVENTS -w {display(root)}` first")
         root.mkdir(parents=True, exist_ok=True)
-        return cls(path=root, con=_connect_rw(db, wait_s, root))
+        return cls(path=root, con=_with_layers(_connect_rw(db, wait_s, root), root, writable=True))
 
     @classmethod
     @contextmanager
@@ -134,7 +134,8 @@ class Workspace:
             published = root / DB_NAME
             _absorb_wal(published, wait_s)  # a 0.1 workspace killed mid-run: its log belongs in the copy
             build_file = publish.new_build(root, published)
-            ws = cls(path=root, con=_connect_rw(build_file, 0.0, root), build_file=build_file)
+            con = _with_layers(_connect_rw(build_file, 0.0, root), root, writable=True)  # layers live beside it
+            ws = cls(path=root, con=con, build_file=build_file)
             try:
                 yield ws
                 started = time.perf_counter()
@@ -220,6 +221,13 @@ class Workspace:
 # Per published file: (its inode, mtime, size when attached, the in-memory instance it is attached to)
 _READERS: dict[str, tuple[tuple[int, int, int], duckdb.DuckDBPyConnection]] = {}
 _READERS_KEPT = 4
+
+
+def _with_layers(con: duckdb.DuckDBPyConnection, root: Path, *, writable: bool) -> duckdb.DuckDBPyConnection:
+    """`con` with the Parquet layers' views (events, journey_steps; engine.silver), resolved against the
+    workspace folder: a run's private copy under .build/ reads and writes the same layer files."""
+    silver.attach(con, root, writable=writable)
+    return con
 
 
 def _attach_read_only(db: Path) -> duckdb.DuckDBPyConnection:

@@ -52,6 +52,11 @@ def _load_cfg(config_path: str | None, source: str | None) -> tuple[Config, dict
 
 def input_hash(con: Any) -> str:
     """Order-independent content hash of the accepted events (so row order never matters)."""
+    from engine import silver
+
+    stored = silver.input_hash(con)  # the same hash, kept per Parquet partition: no scan
+    if stored is not None:
+        return stored
     row = con.execute(
         """SELECT count(*), coalesce(bit_xor(hash(tenant_id, actor_id, event_id, event_name, ts,
                                                    CAST(properties AS VARCHAR))), 0) FROM events"""
@@ -89,7 +94,7 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
 def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], started: float,
                 quiet: bool) -> dict[str, Any]:
     """Every stage of a run, written into the run's private copy `ws` (published by the caller)."""
-    from engine import infer, ingest, inspection, journeys, normalize, state_metrics, states
+    from engine import incremental, infer, ingest, inspection, journeys, normalize, state_metrics, states
     from engine.progress import bar as progress_bar
 
     con = ws.con
@@ -97,6 +102,7 @@ def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], start
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage", quiet=quiet) as bar:
         preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
+        incremental.plan(con, src, cfg, run_id, previous, __version__)  # engine.incremental: read only new files
         loaded = ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = normalize.normalize(con, cfg, watermark=previous)
@@ -124,7 +130,8 @@ def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], start
             _step(bar, "narrator")
         finally:
             store.close()
-    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes)
+    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes,
+                       incremental.report(con, norm.events_read))
     _record_run(ws, run_id, summary, raw or _inferred_raw(ws, cfg, src, loaded.notes), cfg)
     return summary
 
@@ -233,7 +240,8 @@ def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, A
 
 
 def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,
-             insights: list[Any], cfg: Config, started: float, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
+             insights: list[Any], cfg: Config, started: float, read_notes: tuple[str, ...] = (),
+             reads: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = norm.to_dict()
     summary = {
         "events_read": counts["events_read"],
@@ -252,6 +260,7 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "seconds": round(time.perf_counter() - started, 3),
         "inferred": [f"read {note}" for note in read_notes] + list(cfg.inferred),
         "notes": _notes(snaps),
+        **(reads or {}),  # what this run read and reused (engine.incremental)
     }
     from ontology.validation import validate
 
