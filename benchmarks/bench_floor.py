@@ -69,7 +69,9 @@ def child_store(workspace: Path, compression: str | None = None) -> dict[str, An
     """
     import duckdb
 
-    source = duckdb.connect(str(workspace / "journeygraph.duckdb"), read_only=True)
+    from engine.workspace import Workspace
+
+    source = Workspace.open(workspace, read_only=True, create=False).con  # events, journey_steps: Parquet views
     tables = {name: source.sql(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES}
     source.close()
     target_dir = Path(tempfile.mkdtemp(prefix="jg-floor-"))

@@ -3,7 +3,7 @@
 #   benchmarks/snapshot_outputs.sh /tmp/before   # on the old code
 #   benchmarks/snapshot_outputs.sh /tmp/after    # on the new code
 #   diff -r /tmp/before /tmp/after && echo identical
-# Inputs: the demo fixture, the 100k bench stream (benchmarks/generate_streams.py --events 100k) and
+# Inputs: the demo fixture, the dirty fixture, the 100k bench stream (benchmarks/generate_streams.py --events 100k) and
 # BPI 2012 from ../shared/datasets (fixtures/bpi2012.yaml). Per input: `run`, `snapshots`, every
 # `snapshot`, `feed` and `export` as JSON, and an order-free hash of every row of the derived tables.
 set -euo pipefail
@@ -19,15 +19,17 @@ dump() {  # name source-or-empty config
     | while read -r id; do journeygraph snapshot "$id" -w "$ws" --format json; done > "$out/$1_snapshot_each.json"
   journeygraph feed -w "$ws" --format json > "$out/$1_feed.json"
   journeygraph export -w "$ws" --format json > "$out/$1_export.json"
-  python3 - "$ws" > "$out/$1_tables.txt" <<'PY'
-import sys, duckdb
-con = duckdb.connect(sys.argv[1] + "/journeygraph.duckdb", read_only=True)
+  PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 - "$ws" > "$out/$1_tables.txt" <<'PY'
+import sys
+from engine.workspace import Workspace  # events and journey_steps are views over the workspace's Parquet files
+con = Workspace.open(sys.argv[1], read_only=True, create=False).con
 for table in ("events", "rejected_events", "journeys", "journey_steps", "quarantine"):
     print(table, con.execute(f"SELECT count(*), sum(hash(columns(*))::HUGEINT) FROM {table}").fetchall())
 PY
   rm -rf "$ws"
 }
 dump demo "$root/fixtures/demo_events.jsonl" "$root/fixtures/demo.yaml"
+dump dirty "$root/fixtures/dirty/events.jsonl" "$root/fixtures/dirty/journeygraph.yaml"
 [ -f "$root/benchmarks/data/events_100k.parquet" ] && dump b100k "$root/benchmarks/data/events_100k.parquet" "$root/benchmarks/data/bench.yaml"
 dump bpi "" "$root/fixtures/bpi2012.yaml"
 ls "$out"

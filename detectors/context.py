@@ -35,7 +35,8 @@ class SharedCache:
 @dataclass
 class Context:
     journey: str
-    views: Sequence[SnapView]            # mature snapshots of this journey, in a fixed order
+    views: Sequence[SnapView]            # mature snapshots of this journey, and the immature release and period
+                                         # ones comparisons decide early (regression), in a fixed order
     config: Any                          # the detector's frozen config
     detector: str                        # name@version
     releases: Sequence[Any] = ()         # engine.config.Release (name, at), sorted by time
@@ -47,7 +48,8 @@ class Context:
         return self.cache.get(name, view)
 
     def of_scope(self, *scopes: str) -> list[SnapView]:
-        return [v for v in self.views if v.scope in scopes]
+        """The views of these scopes; an immature period only reaches comparisons (through `views`)."""
+        return [v for v in self.views if v.scope in scopes and (v.mature or v.scope != "period")]
 
     @property
     def all_view(self) -> SnapView | None:

@@ -1,12 +1,14 @@
 """Behavioural regressions between snapshots (paper 5.4, 6.2.3), release-anchored ones as soon as decidable.
 
-Release comparisons do not wait for the release scopes to mature: the edges
+Release and period comparisons do not wait for their scopes to mature: the edges
 are compared over *resolved* steps (snapshot `resolved_transitions`: a step
 counts once the drop-off horizon has passed since it was entered, whatever
 its destination, so the share going each way is unbiased), and the
 conversion outcome over the Aalen–Johansen estimate of P(conversion within
 the window) (snapshot `outcome_probabilities`, a Wald z-test of the two
-estimates) unless both sides are mature, where the old count test is exact.
+estimates) unless both sides are mature, where the old count test is exact;
+the traffic into an edge's source state likewise over the snapshots'
+first-entry incidence (`reach_estimates`).
 Every finding states its estimator and its test's power: `detectable_change`
 is the smallest |ΔP| the comparison detects with 80 % power at
 α = detectors.fdr_q (engine.power). `power_map` lists, per release and for the
@@ -29,7 +31,8 @@ from detectors.defaults import FDR_Q, RegressionConfig
 from detectors.registry import register
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
-from engine import incidence, power
+from engine import incidence, power, step_shares
+from engine.snapshot_reader import SnapshotReader
 from ontology.model import Finding
 from ontology.names import edge_id
 
@@ -52,10 +55,12 @@ class Comparison:
 class Regression:
     """Transition probabilities and conversion that moved between two snapshots.
 
-    Comparisons: each pair of consecutive mature period snapshots, and each
+    Comparisons: each pair of consecutive period snapshots, and each
     release's release_before/release_after pair, mature or not (version 2:
-    edges over resolved steps, conversion over Aalen–Johansen when a side is
-    immature; every finding states its estimator and power). Per edge a→b
+    edges over resolved steps, conversion over Aalen–Johansen and traffic over
+    first-entry incidence when a side is immature, so the latest period is
+    compared with the one before as soon as the data decide it; every finding
+    states its estimator and power). Per edge a→b
     (b may be an outcome) with ≥ min_n resolved steps out of a on both sides,
     and per conversion outcome, a pooled two-proportion z-test (a Wald test of
     the two incidence estimates for Aalen–Johansen); |ΔP| ≥ min_delta and
@@ -91,13 +96,14 @@ class Regression:
             traffic = _traffic(ctx, comp, src)
             dests = sorted({d for (s, d) in b.counts if s == src} | {d for (s, d) in a.counts if s == src})
             for dst in dests:
-                cell = (b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src))
-                found.extend(self._test(ctx, comp, edge_id(src, dst), cell, traffic, _adverse_edge(a, dst)))
+                cell, test = edge_test(comp.before, comp.after, src, dst)
+                found.extend(self._test(ctx, comp, edge_id(src, dst), cell, traffic, _adverse_edge(a, dst), test))
         found.extend(self._outcome(ctx, comp, floor))
         return found
 
     def _outcome(self, ctx: Context, comp: Comparison, floor: int) -> list[Finding]:
-        """Conversion within the window: exact counts when both sides are mature, else Aalen–Johansen."""
+        """Conversion within the window: exact counts when both sides are mature, else Aalen–Johansen once each
+        side has a journey followed for a whole window (before that its estimate is "within" a shorter time)."""
         b, a = comp.before, comp.after
         conv = a.conversion
         if b.mature and a.mature:
@@ -105,6 +111,8 @@ class Regression:
                 return []
             cell = (b.outcome_count(conv), b.completed, a.outcome_count(conv), a.completed)
             return self._test(ctx, comp, f"outcome:{conv}", cell, (1.0, 1.0, False), None)
+        if not (_followed_a_window(b) and _followed_a_window(a)):
+            return []  # P(conversion within the window) is not estimable on a side followed for less than a window
         (f1, v1, n1), (f2, v2, n2) = incidence_of(b, conv), incidence_of(a, conv)
         if n1 < floor or n2 < floor:
             return []
@@ -134,6 +142,8 @@ class Regression:
             "relative_change": relative, "z": z, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "attribution": comp.attribution, "releases": list(comp.releases),
             "before_snapshot": comp.before.snapshot_id, "estimator": estimator,
+            **({"traffic_estimator": traffic_estimator(comp.before, comp.after)}  # the reach test behind traffic_*
+               if subject.startswith("edge:") and traffic_estimator(comp.before, comp.after) else {}),
             **power_evidence(p_before, n1, p_after, n2),
         }
         if comp.attribution == "release":
@@ -146,13 +156,76 @@ class Regression:
 
 
 def _traffic(ctx: Context, comp: Comparison, src: str) -> tuple[float, float, bool]:
-    """Share of journeys reaching the edge's source state, before and after, with its own test."""
-    b, a = comp.before, comp.after
-    if src == a.start:
+    """Share of journeys reaching the edge's source state, before and after, with its own test.
+
+    Both sides mature: the completed journeys' counts (exact two-proportion test). A side immature but each
+    followed for a whole window: the snapshots' first-entry incidence (`reach_estimates`, Aalen–Johansen: open
+    journeys count for as long as they were observed) and a Wald test of the two estimates. A side followed for
+    less than a window: reach within the window is not estimable there yet, so the counts as before.
+    """
+    if src == comp.after.start:
         return 1.0, 1.0, False
-    _, p = two_proportion_z(a.reach_count(src), a.completed, b.reach_count(src), b.completed)
-    ctx.record(f"traffic:{a.snapshot_id}:{src}", p)
-    return b.reach(src), a.reach(src), bool(p < ctx.config.traffic_alpha)
+    before, after, p = traffic_shift(comp.before, comp.after, src)
+    ctx.record(f"traffic:{comp.after.snapshot_id}:{src}", p)
+    return before, after, bool(p < ctx.config.traffic_alpha)
+
+
+def edge_test(before: SnapView, after: SnapView, src: str,
+              dst: str) -> tuple[tuple[float, int, float, int], tuple[float, float, str] | None]:
+    """The cell of edge src→dst and, on a pair not both mature, its test (narrator.recompute_formulas uses it too).
+
+    Both mature: counts (x_before, n_before, x_after, n_after), pooled two-proportion test in `_test`.
+    Otherwise the snapshots' `resolved_shares` (engine.step_shares: resolved steps weighted for entry time,
+    journey-clustered se) and a z-test of the two shares, each side's variance floored at the pooled binomial
+    one: ((p_before, n_before, p_after, n_after), (z, p, estimator)).
+    """
+    b, a = resolved(before), resolved(after)
+    n1, n2 = b.out_total(src), a.out_total(src)
+    if (before.mature and after.mature) or "resolved_shares" not in after.payload:
+        return (b.count(src, dst), n1, a.count(src, dst), n2), None
+    (f1, v1), (f2, v2) = _share_of(before, src, dst), _share_of(after, src, dst)
+    # each side's variance is at least the pooled binomial one under H0 (what the count test uses): the Wald
+    # variance at an observed share near 0 or 1 is far too small for a rare edge; clustering only adds to it
+    pooled = (f1 * n1 + f2 * n2) / (n1 + n2) if n1 + n2 else 0.0
+    floor1, floor2 = (pooled * (1 - pooled) / n if n else 0.0 for n in (n1, n2))
+    z, p = incidence.two_sample_z(f1, max(v1, floor1), f2, max(v2, floor2))
+    return (f1, n1, f2, n2), (z, p, step_shares.ESTIMATOR)
+
+
+def _share_of(view: SnapshotReader, src: str, dst: str) -> tuple[float, float]:
+    for row in view.payload.get("resolved_shares") or []:
+        if row["from"] == src and row["to"] == dst:
+            return float(row["share"]), float(row["se"]) ** 2
+    return 0.0, 0.0
+
+
+def _followed_a_window(view: SnapshotReader) -> bool:
+    """Some journey of the scope was followed for a whole window (older payloads without the field: assumed)."""
+    p = view.payload
+    return "estimate_horizon_s" not in p or int(p["estimate_horizon_s"]) >= int(p["journey_window_s"])
+
+
+def traffic_estimator(b: SnapshotReader, a: SnapshotReader) -> str | None:
+    """First-entry incidence for the traffic check when a side is immature and both were followed for a whole
+    window (`estimate_horizon_s`: else the two reach estimates are "within" different horizons); None: counts."""
+    if (b.mature and a.mature) or "reach_estimates" not in a.payload or "reach_estimates" not in b.payload:
+        return None
+    return "aalen_johansen_first_entry" if _followed_a_window(b) and _followed_a_window(a) else None
+
+
+def traffic_shift(b: SnapshotReader, a: SnapshotReader, src: str) -> tuple[float, float, float]:
+    """(reach before, reach after, two-sided p) of `src` (narrator.recompute_formulas recomputes with it)."""
+    if traffic_estimator(b, a) is None:
+        _, p = two_proportion_z(a.reach_count(src), a.completed, b.reach_count(src), b.completed)
+        return b.reach(src), a.reach(src), p
+    (before, v1), (after, v2) = reach_of(b, src), reach_of(a, src)
+    return before, after, incidence.two_sample_z(before, v1, after, v2)[1]
+
+
+def reach_of(view: SnapshotReader, state: str) -> tuple[float, float]:
+    """(estimate, variance) of P(state entered within the window) from the snapshot's first-entry incidence."""
+    est = (view.payload.get("reach_estimates") or {}).get(state)
+    return (0.0, 0.0) if est is None else (float(est["estimate"]), float(est["se"]) ** 2)
 
 
 def _adverse_edge(view: SnapView, dst: str) -> bool | None:
@@ -165,9 +238,10 @@ def _adverse_edge(view: SnapView, dst: str) -> bool | None:
 
 
 def comparisons(views: Sequence[SnapView], releases: Sequence[Any]) -> list[Comparison]:
-    """Every pair the detector compares, in a fixed order: mature period pairs, and release pairs as they are."""
+    """Every pair the detector compares, in a fixed order: consecutive period pairs and release pairs, each as
+    soon as decidable (mature, or carrying the resolved-step and incidence estimates)."""
     out: list[Comparison] = []
-    periods = sorted((v for v in views if v.scope == "period" and v.mature and not v.segment),
+    periods = sorted((v for v in views if v.scope == "period" and _decidable(v) and not v.segment),
                      key=lambda v: (v.window[0], v.snapshot_id))
     for before, after in zip(periods, periods[1:]):
         inside = _releases_between(releases, before.window[1], after.window[1])
@@ -206,11 +280,12 @@ def _decidable(view: SnapView) -> bool:
 
 
 class _ResolvedView(SnapView):
-    """A SnapView whose edge counts are the snapshot's resolved steps (engine.snapshot `resolved_transitions`)."""
+    """A SnapView whose edge counts are the snapshot's resolved steps: `resolved_shares` (every step whose
+    destination is final, engine.step_shares), else `resolved_transitions` (older payloads)."""
 
     @cached_property
     def counts(self) -> dict[tuple[str, str], int]:
-        rows = self.payload.get("resolved_transitions")
+        rows = self.payload.get("resolved_shares", self.payload.get("resolved_transitions"))
         if rows is None:
             return super().counts
         return {(t["from"], t["to"]): int(t["count"]) for t in rows}
@@ -264,20 +339,35 @@ def power_map(views: Sequence[SnapView], releases: Sequence[Any], alpha: float =
     found = {(f.snapshot_id, f.subject) for f in reported}
     rows: list[dict[str, Any]] = []
     for label, comp in _power_comparisons(views, releases):
-        b, a = resolved(comp.before), resolved(comp.after)
-        for src in sorted(set(b.states) & set(a.states)):
-            for dst in sorted({d for (s, d) in b.counts if s == src} | {d for (s, d) in a.counts if s == src}):
-                rows.append(_power_row(label, comp, src, dst, alpha, min_n, found))
+        b, a = resolved(comp.before), resolved(comp.after)  # once per comparison: their counts are cached
+        targets: dict[str, set[str]] = {}
+        for src, dst in [*b.counts, *a.counts]:
+            targets.setdefault(src, set()).add(dst)
+        edges = [(src, dst) for src in sorted(set(b.states) & set(a.states)) for dst in sorted(targets.get(src, ()))]
+        mdes = _edge_mdes(b, a, edges, alpha)  # one vectorised solve: per-edge calls cost 30 s at 5,000 states
+        rows.extend(_power_row(label, comp, b, a, edge, mde, alpha, min_n, found) for edge, mde in zip(edges, mdes))
     return rows
 
 
-def _power_row(label: str, comp: Comparison, src: str, dst: str, alpha: float, min_n: int,
-               found: set[tuple[str, str]]) -> dict[str, Any]:
-    b, a = resolved(comp.before), resolved(comp.after)
+def _edge_mdes(b: SnapView, a: SnapView, edges: list[tuple[str, str]], alpha: float) -> list[float | None]:
+    """`_mde` of every edge with moves out of its source on both sides (None elsewhere), in one call."""
+    ok = [i for i, (src, _) in enumerate(edges) if b.out_total(src) and a.out_total(src)]
+    out: list[float | None] = [None] * len(edges)
+    if ok:
+        p1 = [b.count(*edges[i]) / b.out_total(edges[i][0]) for i in ok]
+        n1 = [b.out_total(edges[i][0]) for i in ok]
+        n2 = [a.out_total(edges[i][0]) for i in ok]
+        for i, value in zip(ok, power.minimum_detectable_change(p1, n1, n2, alpha)):
+            out[i] = None if math.isnan(value) else float(value)
+    return out
+
+
+def _power_row(label: str, comp: Comparison, b: SnapView, a: SnapView, edge: tuple[str, str], mde: float | None,
+               alpha: float, min_n: int, found: set[tuple[str, str]]) -> dict[str, Any]:
+    src, dst = edge
     n1, n2 = b.out_total(src), a.out_total(src)
     p1 = b.count(src, dst) / n1 if n1 else None
     p2 = a.count(src, dst) / n2 if n2 else None
-    mde = _mde(p1, n1, n2, alpha) if p1 is not None and n2 else None
     subject = edge_id(src, dst)
     if (comp.after.snapshot_id, subject) in found:
         status = "regression reported"

@@ -95,7 +95,7 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
     groups: dict[tuple[str, str], list[SnapView]] = {}
     for snap in snapshots:
         view = SnapView(snap)
-        if view.mature or view.scope in ("release_before", "release_after"):  # release pairs: decidable early
+        if view.mature or view.scope in ("release_before", "release_after") or _early_period(view):
             groups.setdefault((str(view.payload.get("tenant_id") or ""), view.journey), []).append(view)
     out = []
     for (tenant, journey), views in sorted(groups.items()):
@@ -103,6 +103,11 @@ def _families(snapshots: Iterable[Any]) -> list[tuple[str, list[SnapView]]]:
                                   v.release or "", v.snapshot_id))
         out.append((f"{tenant}/{journey}" if tenant else journey, views))
     return out
+
+
+def _early_period(view: SnapView) -> bool:
+    """An immature period with in-progress estimates: period-on-period comparisons decide it early (regression)."""
+    return view.scope == "period" and "resolved_transitions" in view.payload
 
 
 def _run_family(views: list[SnapView], cfg: Any, reg: Sequence[type[Detector]], fdr_q: float,

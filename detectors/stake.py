@@ -74,6 +74,10 @@ FINDING_ONLY = ("at_stake", "scope", "first_order_approximation", "values", "seg
 REPLICATES = 200
 SMALL_CHAIN = 60      # chains with more states get fewer replicates (the batched solve grows as states³) …
 MIN_REPLICATES = 40   # … but never fewer than this
+MAX_CHAIN_STATES = 800  # work cap: the redraws hold 40 × n × n floats a few times over (5,000 states: 7.4 GB each,
+                        # OOM-killed); above it a chain finding gets its point estimate only (no interval) …
+MAX_POINT_STATES = 3000  # … from one dense solve (3,000 states: 72 MB, about a second); above, no at_stake,
+                         # as an unsolvable chain gets none
 LEVEL = 0.95
 LOSS_TYPES = ("dropoff_point", "dropoff_cluster")                 # stated in lost journeys, not conversions
 REMOVAL_TYPES = ("activation_driver", "necessary_for_conversion")  # the paper's removal counterfactual
@@ -145,6 +149,11 @@ def _estimate(f: Finding, view: SnapView, all_view: SnapView | None, cache: dict
 def _chain(f: Finding, view: SnapView, delta: Delta, words: str, cache: dict[str, Any]) -> tuple:
     """Point estimate and bootstrap replicates of a chain counterfactual (one redraw per snapshot, shared)."""
     chain = _metrics(view)
+    if len(chain.states) > MAX_POINT_STATES:
+        raise EngineError(f"{len(chain.states)} states: over the at-stake solve cap of {MAX_POINT_STATES}")
+    if len(chain.states) > MAX_CHAIN_STATES:  # no redraws: the point estimate, its interval collapsed onto it
+        observed = float(_absorbed(chain.counts, chain))
+        return observed - float(delta(chain.counts, chain)), np.array([]), observed, "chain", words, view
     observed, redraws, observed_reps = _replicates(view, chain, cache)
     point = observed - float(delta(chain.counts, chain))
     try:

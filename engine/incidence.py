@@ -120,8 +120,9 @@ def loglog_interval(estimate: np.ndarray, variance: np.ndarray, z: float = Z95) 
     inner = (f > 0) & (f < 1) & (np.asarray(variance) > 0)
     safe = np.where(inner, f, 0.5)
     se_t = np.sqrt(np.where(inner, variance, 0.0)) / (safe * np.abs(np.log(safe)))
-    lower = np.where(inner, safe ** np.exp(z * se_t), f)  # F^{exp(+a)} is the smaller one for F in (0, 1)
-    upper = np.where(inner, safe ** np.exp(-z * se_t), f)
+    with np.errstate(over="ignore"):  # a huge se_t (F next to 0 or 1) overflows exp: the bound is then 0 or 1
+        lower = np.where(inner, safe ** np.exp(z * se_t), f)  # F^{exp(+a)} is the smaller one for F in (0, 1)
+        upper = np.where(inner, safe ** np.exp(-z * se_t), f)
     return lower, upper
 
 
@@ -135,3 +136,15 @@ def two_sample_z(f1: float, v1: float, f2: float, v2: float) -> tuple[float, flo
         return 0.0, 1.0
     z = (float(f2) - float(f1)) / math.sqrt(var)
     return z, float(math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def first_entry(end_time: np.ndarray, ended: np.ndarray, visit_row: np.ndarray, visit_time: np.ndarray,
+                horizon: float, z: float = Z95) -> Incidence:
+    """P(a state is entered within `horizon` of the start): Aalen–Johansen with causes 0 = entered (at the
+    first visit) and 1 = ended without entering it (at the time the end became known, `ended`); a journey
+    neither ended nor in the state is censored at `end_time` (its follow-up). `visit_row` indexes the rows
+    of `end_time` that visited the state, `visit_time` their first visit."""
+    t = np.asarray(end_time, dtype=float).copy()
+    cause = np.where(np.asarray(ended, dtype=bool), 1, -1)
+    t[visit_row], cause[visit_row] = visit_time, 0
+    return cumulative_incidence(t, cause, 2, horizon, z=z)

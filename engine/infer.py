@@ -166,9 +166,11 @@ def _timing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, str]:
     cap = nice_below(max(3600, data_span / 2))
     window = min(cap, nice_duration(max(1.5 * span90, 2 * inactive)))
     window = max(window, min(inactive, cap))
+    capped = "; no longer than the window, as a longer gap cannot occur inside it" if inactive > window else ""
+    inactive = min(inactive, window)
     why = (f"window {format_duration(int(window))}, dropped after {format_duration(inactive)} inactive "
            f"(99% of one actor's consecutive events are at most {human(gap99)} apart, and at least 30 min, the usual "
-           f"session timeout, is allowed; 90% of actors "
+           f"session timeout, is allowed{capped}; 90% of actors "
            f"span at most {human(span90)}; the data spans {human(data_span)}; the window is at most half of that)")
     return int(window), inactive, why
 

@@ -61,7 +61,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from engine import formats, progress, sql_sources, timestamps, xes
+from engine import formats, incremental, progress, sql_sources, timestamps, xes
 from engine.config import Config
 from engine.dbsettings import engine_settings
 from engine.formats import Reading
@@ -171,16 +171,19 @@ def _read_source(con: duckdb.DuckDBPyConnection, source: str, cfg: Config, run_i
         label, batches = sql_sources.sql_batches(text)
         _append_batches(con, 0, label, batches)
         return (sql_sources.redact(text.split()[0]) if not _is_sql(text) else "sql",)
-    files = _expand(text)
-    for index, path in enumerate(progress.track(files, total=len(files), desc="reading", unit="file")):
-        _read_file(con, index, path, cfg, run_id, notes)
-    return tuple(files)
+    files = expand(text)
+    run = incremental.current(con)
+    read = run.new if run is not None and run.files == files else {p: i for i, p in enumerate(files)}
+    for path, index in progress.track(sorted(read.items(), key=lambda item: item[1]), total=len(read), desc="reading",
+                                      unit="file"):
+        _read_file(con, index, path, cfg, run_id, notes)  # index: the file's place among all, as in a full read
+    return tuple(read)
 
 
 _is_sql = sql_sources.is_sql
 
 
-def _expand(pattern: str) -> list[str]:
+def expand(pattern: str) -> list[str]:
     """Files matching a path or glob, sorted so file indices (and input order) are stable."""
     matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
     files = [m for m in matches if os.path.isfile(m)]
@@ -467,7 +470,12 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, index: int, path: str, reader: 
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("CREATE TABLE IF NOT EXISTS quarantine (run_id VARCHAR, source VARCHAR, line BIGINT, reason VARCHAR, raw VARCHAR)")
-    con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
+    run = incremental.current(con)  # an incremental run keeps the rows of the files it did not read again
+    read = run.new if run is not None and run.incremental else None
+    if read is None:
+        con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
+    else:
+        con.execute("DELETE FROM quarantine WHERE run_id = ? AND list_contains(?, source)", [run_id, list(read)])
     con.execute("""INSERT INTO quarantine
                    SELECT run_id, source, line, reason, raw FROM staged_events
                    WHERE reason IS NOT NULL ORDER BY input_order""")

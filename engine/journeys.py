@@ -61,8 +61,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import incremental, rules, silver
 from engine import journey_arrays as arrays
-from engine import rules
 from engine.actor_batches import new_actor_flags, whole_actor_tables
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig, Segment
@@ -72,7 +72,7 @@ from engine.states import LEVEL_COLUMNS
 from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
-BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...]], None]
+BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...], bool], None]
 CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass: bounds memory on big inputs
 _BATCH_ROWS = 500_000
 
@@ -106,26 +106,99 @@ class JourneyStats:
 def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | None = None) -> JourneyStats:
     """Rebuild `journeys` and `journey_steps` for every journey definition in the config.
 
-    `build_one` cuts one journey definition into the tables (default: the DuckDB path below; engine.spark passes its own).
+    In a workspace the run's events are first written out as silver Parquet (engine.silver) and the
+    steps go to a working copy that is written out as gold Parquet at the end. Each journey's cut
+    (everything the rule decides from the actor's own events) is kept in `journey_cuts`; outcome, end
+    and censoring, which also depend on the data end, are decided from it for every journey. An
+    incremental run (engine.incremental) cuts again only the actors with new events and keeps the
+    other cuts and steps. `build_one` cuts one journey definition into `journey_cuts` and the steps
+    (default: the DuckDB path below; engine.spark passes its own).
     """
-    con.execute("""CREATE OR REPLACE TABLE journeys (
-        journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
-        end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
-    con.execute("""CREATE OR REPLACE TABLE journey_steps (
-        journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)""")
-    con.execute("""CREATE OR REPLACE TABLE journey_progress (
-        journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
+    run = incremental.current(con)
+    incremental.note_partitions(con, silver.persist_events(con, replace_all=run is None or not run.incremental))
+    incremental.commit(con)
+    only_touched = incremental.journeys_reusable(con, cfg)
+    incremental.begin_journeys(con)  # an interrupted build leaves cuts that the next run must not reuse
+    _working_tables(con, only_touched)
     counts = {}
     for journey in cfg.journeys:
         with engine_settings(con):
-            (build_one or _build_one)(con, journey, cfg.segments)
+            (build_one or _build_one)(con, journey, cfg.segments, only_touched)
+            _decide(con, journey)
         counts[journey.name] = _count(con, journey.name)
         if not counts[journey.name].journeys:
             log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
                         journey.name, journey.start, journey.level, journey.name)
     for table in ("_jg_jgroups",):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
+    incremental.finish_journeys(con, cfg, only_touched)
+    _persist_steps(con, cfg, only_touched)
     return JourneyStats(by_journey=counts)
+
+
+def _persist_steps(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool) -> None:
+    """Write the steps out; journeys that end before this run's watermark minus the late-arrival tolerance are sealed.
+
+    A later event is never earlier than that bound (the late rule), so it can neither start, extend nor end
+    such a journey: its cut and steps are final, kept in a sealed file and never cut again.
+    """
+    bound = incremental.sealing_bound(con, cfg)
+    if bound is None:
+        silver.persist_steps(con)
+        return
+    newly = f"SELECT journey_id FROM journey_cuts WHERE NOT sealed AND end_raw < TIMESTAMP '{bound:%Y-%m-%d %H:%M:%S.%f}'"
+    silver.persist_steps(con, sealed_ids=newly, keep_sealed=only_touched)
+    con.execute(f"UPDATE journey_cuts SET sealed = true WHERE journey_id IN ({newly})")
+
+
+def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
+    """Empty `journeys`/`journey_progress`; `journey_cuts` and the steps emptied too, or (incremental) kept
+    for every actor without new events."""
+    con.execute("""CREATE OR REPLACE TABLE journeys (
+        journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
+        end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
+    con.execute("""CREATE OR REPLACE TABLE journey_progress (
+        journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
+    if only_touched:  # sealed journeys stay as they are, in their sealed files
+        silver.create_view(con, "journey_steps", name="_jg_stored_steps", open_only=True)
+        con.execute(f"DELETE FROM journey_cuts WHERE NOT sealed AND (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})")
+    else:
+        con.execute("""CREATE OR REPLACE TABLE journey_cuts (
+            journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
+            last_ts TIMESTAMP, outcome_raw VARCHAR, end_raw TIMESTAMP, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR),
+            sealed BOOLEAN)""")
+    if silver.root_of(con) is not None:
+        silver.make_temp_table(con, "journey_steps")
+    else:
+        con.execute(silver.ddl("journey_steps", temp=False))
+    if only_touched:  # the kept journeys' steps, unchanged: their actors have no new event
+        con.execute("INSERT INTO journey_steps SELECT * FROM _jg_stored_steps s "
+                    "WHERE s.journey_id IN (SELECT journey_id FROM journey_cuts WHERE NOT sealed)")
+
+
+def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
+    """Journeys and progress rows from the cuts: censored when the window is not over by the tenant's data end."""
+    name, window = _literal(journey.name), int(journey.window_s)
+    since = silver.latest_day(con)  # every tenant's last event is in its latest day file: read only those
+    recent = f"WHERE ts >= DATE '{since}'" if since else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
+        WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL)
+        SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
+        FROM journey_cuts c JOIN data_end d USING (tenant_id) WHERE c.journey = {name}""")
+    con.execute(f"""
+        INSERT INTO journeys
+        SELECT {name}, tenant_id, journey_id, actor_id, start_ts,
+               CASE WHEN censored THEN last_ts ELSE end_raw END,
+               CASE WHEN censored THEN NULL ELSE outcome_raw END,
+               censored, n_steps, segments
+        FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
+    con.execute(f"""
+        INSERT INTO journey_progress
+        SELECT {name}, journey_id, CASE WHEN end_raw <= data_end THEN outcome_raw END,
+               CASE WHEN end_raw <= data_end THEN end_raw END, data_end
+        FROM _jg_jgroups WHERE censored ORDER BY tenant_id, actor_id""")
 
 
 def _literal(text: str) -> str:
@@ -161,7 +234,7 @@ def _level_column(journey: JourneyConfig) -> str:
     return LEVEL_COLUMNS[journey.level]
 
 
-def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
+def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False) -> str:
     """Every event inside a journey's observation window, start event first, sorted by (tenant, actor, seq).
 
     The outcome rules become integer codes (first rule wins) and the level's state stays text (pyarrow
@@ -173,12 +246,19 @@ def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
     return f"""
         WITH starts AS (
           SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
-          FROM events WHERE {level} = $start GROUP BY ALL)
+          FROM events {_touched_sql(journey) if only_touched else ""}
+          WHERE {level} = $start GROUP BY ALL)
         SELECT e.tenant_id, e.actor_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
         FROM events e JOIN starts s USING (tenant_id, actor_id)
         WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
         ORDER BY e.tenant_id, e.actor_id, e.seq"""
+
+
+def _touched_sql(journey: JourneyConfig) -> str:
+    """Actors with new events, less those whose journey is sealed (a later event cannot change it)."""
+    return (f"SEMI JOIN (SELECT tenant_id, actor_id FROM {incremental.TOUCHED} EXCEPT SELECT tenant_id, actor_id "
+            f"FROM journey_cuts WHERE journey = {_literal(journey.name)} AND sealed) USING (tenant_id, actor_id)")
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -225,15 +305,17 @@ def _masked(values: np.ndarray, rows: np.ndarray) -> pa.Array:
     return pa.array(np.where(missing, 0, values[np.maximum(rows, 0)]), mask=missing)
 
 
-def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...]) -> None:
+def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
+               only_touched: bool = False) -> None:
     """Stream the sorted window rows, cut whole actors at a time in numpy, and insert their journeys and steps.
 
     The rows are read through a cursor of their own (the connection itself writes the results meanwhile),
     so at most about CHUNK_EVENTS rows are in memory however big the input.
     """
     cursor = con.cursor()
+    silver.share_views(con, cursor)
     try:
-        reader = cursor.sql(_rows_sql(journey, segments), params={"start": journey.start}).to_arrow_reader(_BATCH_ROWS)
+        reader = cursor.sql(_rows_sql(journey, segments, only_touched), params={"start": journey.start}).to_arrow_reader(_BATCH_ROWS)
         offset = 0
         for table in whole_actor_tables(reader, CHUNK_EVENTS):
             groups, steps = _cut_chunk(table, journey, len(segments), offset)
@@ -246,7 +328,7 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
 
 def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
             groups: pa.Table, steps: pa.Table) -> None:
-    """Journeys (outcome, end and censoring decided in SQL, as documented above) and their steps."""
+    """Journey cuts (the rule's outcome and end before censoring, decided in SQL as documented above) and steps."""
     name, window, gap = _literal(journey.name), int(journey.window_s), journey_inactive_for(journey)
     dropoff = _literal(journey.dropoff_outcome)
     trailing = (f"WHEN last_ts + INTERVAL ({gap}) SECOND <= start_ts + INTERVAL ({window}) SECOND "
@@ -259,29 +341,20 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
-            WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events GROUP BY ALL),
-            ends AS (
-              SELECT g.*, d.data_end, g.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored,
+            WITH ends AS (
+              SELECT g.*,
                      CASE WHEN g.has_cut THEN {dropoff} WHEN g.o_ts IS NOT NULL THEN g.o_name ELSE {dropoff} END AS outcome_raw,
                      CASE WHEN g.has_cut THEN {cut_end} WHEN g.o_ts IS NOT NULL THEN g.o_ts
                           {trailing} ELSE g.start_ts + INTERVAL ({window}) SECOND END AS end_raw
-              FROM _jg_jgroups_arrow g JOIN data_end d USING (tenant_id) WHERE g.n_steps > 0)
-            SELECT jidx, tenant_id, actor_id, start_ts, last_ts, censored, outcome_raw, end_raw, data_end, n_steps,
+              FROM _jg_jgroups_arrow g WHERE g.n_steps > 0)
+            SELECT jidx, tenant_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps,
                    substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24) AS journey_id,
                    {seg_map.replace('g.seg_', 'seg_')} AS segments
             FROM ends g""")
         con.execute(f"""
-            INSERT INTO journeys
-            SELECT {name}, tenant_id, journey_id, actor_id, start_ts,
-                   CASE WHEN censored THEN last_ts ELSE end_raw END,
-                   CASE WHEN censored THEN NULL ELSE outcome_raw END,
-                   censored, n_steps, segments
+            INSERT INTO journey_cuts
+            SELECT {name}, tenant_id, journey_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps, segments, false
             FROM _jg_jgroups""")
-        con.execute(f"""
-            INSERT INTO journey_progress
-            SELECT {name}, journey_id, CASE WHEN end_raw <= data_end THEN outcome_raw END,
-                   CASE WHEN end_raw <= data_end THEN end_raw END, data_end
-            FROM _jg_jgroups WHERE censored""")
     finally:
         con.unregister("_jg_jgroups_arrow")
     con.register("_jg_jsteps_arrow", in_batches(_with_journey_ids(con, steps, groups)))

@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,170 @@ COND_LIMIT = 1e12  # (I − Q) with a larger condition number is treated as near
 EXACT_COND_STATES = 100  # up to this many states the 2-norm condition number (an SVD); above, the 1-norm from N
 
 
+class ChainBase:
+    """Lookups and removal effects shared by the dense chain and the sparse one (engine.markov_sparse).
+
+    Subclasses provide the matrices: `B`, `expected_steps`, `_start_row` (N[start, ·]), `_diag_n` (diag N),
+    `probability`, `n_block` (a block of N), `q_into` (a column of Q) and `_edges` (successors, exits).
+    """
+
+    states: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    start: str
+    conversion_outcome: str
+    dropoff_outcome: str
+    unobserved: tuple[str, ...]
+    B: Any
+    _start_row: Any
+    _diag_n: Any
+
+    def probability(self, src: str, dst: str) -> float:
+        raise NotImplementedError
+
+    def n_block(self, rows: list[int], cols: list[int]) -> np.ndarray:
+        """N[rows][:, cols]."""
+        raise NotImplementedError
+
+    def q_into(self, cols: list[int], k: int) -> np.ndarray:
+        """Q[cols, k]."""
+        raise NotImplementedError
+
+    def _edges(self) -> tuple[list[list[int]], list[bool]]:
+        """Per state its successor states, and whether it has an edge to an outcome."""
+        raise NotImplementedError
+
+    # ---- indices -------------------------------------------------------------------------
+    @cached_property
+    def _si(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.states)}
+
+    @cached_property
+    def _oi(self) -> dict[str, int]:
+        return {o: i for i, o in enumerate(self.outcomes)}
+
+    def _state(self, name: str) -> int:
+        try:
+            return self._si[name]
+        except KeyError:
+            raise ValueError(f"unknown state {name!r}; known: {', '.join(self.states)}") from None
+
+    def _outcome(self, name: str) -> int:
+        try:
+            return self._oi[name]
+        except KeyError:
+            raise ValueError(f"unknown outcome {name!r}; known: {', '.join(self.outcomes)}") from None
+
+    # ---- scalar lookups --------------------------------------------------------------------
+    def absorption(self, state: str, outcome: str) -> float:
+        return float(self.B[self._state(state), self._outcome(outcome)])
+
+    def exit_probability(self, state: str) -> float:
+        """One-step probability of going straight to the drop-off outcome."""
+        return self.probability(state, self.dropoff_outcome)
+
+    def expected_visits(self, state: str) -> float:
+        """Expected visits to `state` by a journey from the start state (N[start, state])."""
+        return float(self._start_row[self._state(state)])
+
+    # ---- removal effects -------------------------------------------------------------------
+    def removal_effect(self, state: str, outcome: str) -> float:
+        """Paper definition: absolute, renormalised, B(start, o) − B′(start, o)."""
+        return float(self._removal_absolute[self._removable(state), self._outcome(outcome)])
+
+    def removal_effect_relative(self, state: str, outcome: str) -> float:
+        """Classic definition: mass into `state` goes to drop-off, (B − B′)/B; 0 when B(start, o) = 0."""
+        return float(self._removal_relative[self._removable(state), self._outcome(outcome)])
+
+    def removal_effects(self, outcome: str) -> dict[str, tuple[float, float]]:
+        """(absolute, relative) for every transient state except the start state."""
+        o = self._outcome(outcome)
+        return {s: (float(self._removal_absolute[i, o]), float(self._removal_relative[i, o]))
+                for i, s in enumerate(self.states) if s != self.start}
+
+    def _removable(self, state: str) -> int:
+        i = self._state(state)
+        if state == self.start:
+            raise ValueError(f"the start state {state!r} cannot be removed: every journey begins there")
+        return i
+
+    @cached_property
+    def _removal_relative(self) -> np.ndarray:
+        """(n_t, n_o) classic effects from the closed form in the module docstring."""
+        s = self._si[self.start]
+        B = self.B
+        hit = self._start_row / self._diag_n  # P(ever reach k | start) for k ≠ start
+        drop = np.zeros(len(self.outcomes))
+        drop[self._oi[self.dropoff_outcome]] = 1.0
+        loss = hit[:, None] * (B - drop[None, :])
+        base = B[s][None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(base > 0, loss / np.where(base > 0, base, 1.0), 0.0)
+        rel[s] = np.nan
+        return rel
+
+    @cached_property
+    def _removal_absolute(self) -> np.ndarray:
+        """(n_t, n_o) paper effects for every removable state (module docstring); NaN for the start state."""
+        return self.removal_absolute_rows([i for i in range(len(self.states)) if self.states[i] != self.start])
+
+    def limit_removal_to(self, names: Sequence[str]) -> None:
+        """Solve the paper removal effect only for `names` (others NaN), unless all are solved already.
+
+        For the candidate filter of large chains (engine.state_metrics); seeds the lazy cache once.
+        """
+        if "_removal_absolute" not in self.__dict__:
+            self.__dict__["_removal_absolute"] = self.removal_absolute_rows([self._removable(s) for s in names])
+
+    def removal_absolute_rows(self, ks: Sequence[int]) -> np.ndarray:
+        """(n_t, n_o) paper effects for the state indices `ks` only; NaN elsewhere (candidates-only callers)."""
+        s, drop = self._si[self.start], self._oi[self.dropoff_outcome]
+        out = np.full((len(self.states), len(self.outcomes)), np.nan)
+        for k in ks:
+            out[k] = self.B[s] - self._removed_start_row(int(k), s, drop)
+        return out
+
+    @cached_property
+    def _postdominators(self) -> tuple[list[int], list[int], list[list[int]]]:
+        """Post-dominator tree entry/exit times towards the outcomes (`_cut_off`), and each state's predecessors."""
+        succ, exits = self._edges()
+        tin, tout = postdominator_intervals(succ, exits)
+        preds: list[list[int]] = [[] for _ in succ]
+        for i, nexts in enumerate(succ):
+            for k in nexts:
+                if k != i:
+                    preds[k].append(i)
+        return tin.tolist(), tout.tolist(), preds
+
+    def _cut_off(self, x: int, removed: int) -> bool:
+        """Whether every path from `x` to an outcome passes through `removed` (x is trapped without it)."""
+        tin, tout, _ = self._postdominators
+        return x == removed or (tin[removed] < tin[x] and tout[x] <= tout[removed])
+
+    def _removed_start_row(self, k: int, s: int, drop: int) -> np.ndarray:
+        """B′(start, ·) with state k removed, from N by Sherman–Morrison and a predecessor-sized solve."""
+        B = self.B
+        e_drop = np.zeros(len(self.outcomes))
+        e_drop[drop] = 1.0
+        if self._cut_off(s, k):
+            return e_drop
+        preds = self._postdominators[2][k]
+        live = [i for i in preds if i != s and not self._cut_off(i, k)] + ([s] if s in preds else [])
+        dead = [i for i in preds if i not in live]  # cut off from every outcome: their mass drops off
+        rows = live + ([] if s in live else [s])
+        L, D = len(live), len(dead)
+        block = self.n_block(rows + [k], live + dead + [k])  # N[rows; k] × N[live, dead; k]: all the removal needs
+        n_rows, n_k = block[:-1], block[-1]
+        hit = n_rows[:, -1] / n_k[-1]  # P(reach k) from each row state
+        F = (n_rows[:, :L] - np.outer(hit, n_k[:L])) * self.q_into(live, k)
+        into_dead = ((n_rows[:, L:L + D] - np.outer(hit, n_k[L:L + D])) * self.q_into(dead, k)).sum(axis=1)
+        rhs = B[rows] - np.outer(hit, B[k]) + np.outer(into_dead, e_drop)
+        m = len(live)
+        solved = np.linalg.solve(np.eye(m) - F[:m], rhs[:m]) if m else rhs[:0]
+        return solved[m - 1] if s in live else rhs[m] + F[m] @ solved
+
+
 @dataclass(frozen=True, eq=False)
-class ChainMetrics:
+class ChainMetrics(ChainBase):
     """An absorbing chain built from counts; every derived matrix is computed once, lazily."""
 
     states: tuple[str, ...]
@@ -88,27 +251,6 @@ class ChainMetrics:
         matrix.setflags(write=False)
         unobserved = tuple(s for s, e in zip(states, empty) if e)
         return cls(states, outcomes, start, conversion_outcome, dropoff_outcome, matrix, unobserved)
-
-    # ---- indices -------------------------------------------------------------------------
-    @cached_property
-    def _si(self) -> dict[str, int]:
-        return {s: i for i, s in enumerate(self.states)}
-
-    @cached_property
-    def _oi(self) -> dict[str, int]:
-        return {o: i for i, o in enumerate(self.outcomes)}
-
-    def _state(self, name: str) -> int:
-        try:
-            return self._si[name]
-        except KeyError:
-            raise ValueError(f"unknown state {name!r}; known: {', '.join(self.states)}") from None
-
-    def _outcome(self, name: str) -> int:
-        try:
-            return self._oi[name]
-        except KeyError:
-            raise ValueError(f"unknown outcome {name!r}; known: {', '.join(self.outcomes)}") from None
 
     # ---- matrices --------------------------------------------------------------------------
     @cached_property
@@ -171,111 +313,27 @@ class ChainMetrics:
         t.setflags(write=False)
         return t
 
-    # ---- scalar lookups --------------------------------------------------------------------
-    def absorption(self, state: str, outcome: str) -> float:
-        return float(self.B[self._state(state), self._outcome(outcome)])
+    @property
+    def _start_row(self) -> np.ndarray:
+        return self.N[self._si[self.start]]
+
+    @property
+    def _diag_n(self) -> np.ndarray:
+        return np.diag(self.N)
 
     def probability(self, src: str, dst: str) -> float:
         col = self._si[dst] if dst in self._si else len(self.states) + self._outcome(dst)
         return float(self.P[self._state(src), col])
 
-    def exit_probability(self, state: str) -> float:
-        """One-step probability of going straight to the drop-off outcome."""
-        return self.probability(state, self.dropoff_outcome)
+    def n_block(self, rows: list[int], cols: list[int]) -> np.ndarray:
+        return self.N[np.ix_(rows, cols)]
 
-    def expected_visits(self, state: str) -> float:
-        """Expected visits to `state` by a journey from the start state (N[start, state])."""
-        return float(self.N[self._state(self.start), self._state(state)])
+    def q_into(self, cols: list[int], k: int) -> np.ndarray:
+        return self.Q[cols, k]
 
-    # ---- removal effects -------------------------------------------------------------------
-    def removal_effect(self, state: str, outcome: str) -> float:
-        """Paper definition: absolute, renormalised, B(start, o) − B′(start, o)."""
-        return float(self._removal_absolute[self._removable(state), self._outcome(outcome)])
-
-    def removal_effect_relative(self, state: str, outcome: str) -> float:
-        """Classic definition: mass into `state` goes to drop-off, (B − B′)/B; 0 when B(start, o) = 0."""
-        return float(self._removal_relative[self._removable(state), self._outcome(outcome)])
-
-    def removal_effects(self, outcome: str) -> dict[str, tuple[float, float]]:
-        """(absolute, relative) for every transient state except the start state."""
-        o = self._outcome(outcome)
-        return {s: (float(self._removal_absolute[i, o]), float(self._removal_relative[i, o]))
-                for i, s in enumerate(self.states) if s != self.start}
-
-    def _removable(self, state: str) -> int:
-        i = self._state(state)
-        if state == self.start:
-            raise ValueError(f"the start state {state!r} cannot be removed: every journey begins there")
-        return i
-
-    @cached_property
-    def _removal_relative(self) -> np.ndarray:
-        """(n_t, n_o) classic effects from the closed form in the module docstring."""
-        s = self._si[self.start]
-        N, B = self.N, self.B
-        hit = N[s] / np.diag(N)  # P(ever reach k | start) for k ≠ start
-        drop = np.zeros(len(self.outcomes))
-        drop[self._oi[self.dropoff_outcome]] = 1.0
-        loss = hit[:, None] * (B - drop[None, :])
-        base = B[s][None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(base > 0, loss / np.where(base > 0, base, 1.0), 0.0)
-        rel[s] = np.nan
-        return rel
-
-    @cached_property
-    def _removal_absolute(self) -> np.ndarray:
-        """(n_t, n_o) paper effects for every removable state (module docstring); NaN for the start state."""
-        return self.removal_absolute_rows([i for i in range(len(self.states)) if self.states[i] != self.start])
-
-    def limit_removal_to(self, names: Sequence[str]) -> None:
-        """Solve the paper removal effect only for `names` (others NaN), unless all are solved already.
-
-        For the candidate filter of large chains (engine.state_metrics); seeds the lazy cache once.
-        """
-        if "_removal_absolute" not in self.__dict__:
-            self.__dict__["_removal_absolute"] = self.removal_absolute_rows([self._removable(s) for s in names])
-
-    def removal_absolute_rows(self, ks: Sequence[int]) -> np.ndarray:
-        """(n_t, n_o) paper effects for the state indices `ks` only; NaN elsewhere (candidates-only callers)."""
-        s, drop = self._si[self.start], self._oi[self.dropoff_outcome]
-        out = np.full((len(self.states), len(self.outcomes)), np.nan)
-        for k in ks:
-            out[k] = self.B[s] - self._removed_start_row(int(k), s, drop)
-        return out
-
-    @cached_property
-    def _postdominators(self) -> tuple[list[int], list[int], list[list[int]]]:
-        """Post-dominator tree entry/exit times towards the outcomes (`_cut_off`), and each state's predecessors."""
-        edges = self.Q > 0
-        succ = [np.flatnonzero(row).tolist() for row in edges]
-        tin, tout = postdominator_intervals(succ, (self.R.sum(axis=1) > 0).tolist())
-        preds = [[i for i in np.flatnonzero(col).tolist() if i != k] for k, col in enumerate(edges.T)]
-        return tin.tolist(), tout.tolist(), preds
-
-    def _cut_off(self, x: int, removed: int) -> bool:
-        """Whether every path from `x` to an outcome passes through `removed` (x is trapped without it)."""
-        tin, tout, _ = self._postdominators
-        return x == removed or (tin[removed] < tin[x] and tout[x] <= tout[removed])
-
-    def _removed_start_row(self, k: int, s: int, drop: int) -> np.ndarray:
-        """B′(start, ·) with state k removed, from N by Sherman–Morrison and a predecessor-sized solve."""
-        N, B, Q = self.N, self.B, self.Q
-        e_drop = np.zeros(len(self.outcomes))
-        e_drop[drop] = 1.0
-        if self._cut_off(s, k):
-            return e_drop
-        preds = self._postdominators[2][k]
-        live = [i for i in preds if i != s and not self._cut_off(i, k)] + ([s] if s in preds else [])
-        dead = [i for i in preds if i not in live]  # cut off from every outcome: their mass drops off
-        rows = live + ([] if s in live else [s])
-        hit = N[rows, k] / N[k, k]  # P(reach k) from each row state
-        F = (N[rows][:, live] - np.outer(hit, N[k, live])) * Q[live, k]
-        into_dead = ((N[rows][:, dead] - np.outer(hit, N[k, dead])) * Q[dead, k]).sum(axis=1)
-        rhs = B[rows] - np.outer(hit, B[k]) + np.outer(into_dead, e_drop)
-        m = len(live)
-        solved = np.linalg.solve(np.eye(m) - F[:m], rhs[:m]) if m else rhs[:0]
-        return solved[m - 1] if s in live else rhs[m] + F[m] @ solved
+    def _edges(self) -> tuple[list[list[int]], list[bool]]:
+        succ = [np.flatnonzero(row).tolist() for row in self.Q > 0]
+        return succ, (self.R.sum(axis=1) > 0).tolist()
 
 
 def postdominator_intervals(succ: list[list[int]], exits: list[bool]) -> tuple[np.ndarray, np.ndarray]:

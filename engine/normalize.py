@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,26 +51,19 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from engine.actor_batches import new_actor_flags, whole_actor_tables
-from engine.arrow_scan import in_batches
+from engine import incremental, sequencing, silver
 from engine.config import Config
 from engine.dbsettings import engine_settings
+from engine.sequencing import EVENTS_DDL  # noqa: F401 - the events table's contract, named here in the docs
 from ontology.errors import ConfigError, EngineError
 
 log = logging.getLogger(__name__)
 
 _FLAGGED = "_jg_flagged"
-EVENTS_DDL = """CREATE OR REPLACE TABLE events (
-    tenant_id VARCHAR NOT NULL, actor_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, event_name VARCHAR NOT NULL,
-    ts TIMESTAMP NOT NULL, received_at TIMESTAMP, session_id VARCHAR, platform VARCHAR, user_agent VARCHAR,
-    properties JSON, input_order BIGINT, seq BIGINT,
-    state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR)"""
+CollectLinks = Callable[[duckdb.DuckDBPyConnection, tuple[str, ...]], None]
+
 _IDENTITY = "_jg_identity"
-CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass: bounds memory on big inputs
-_BATCH_ROWS = 500_000
-_TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 
 
 @dataclass(frozen=True)
@@ -101,22 +95,47 @@ class NormalizeSummary:
 
 
 def normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None = None) -> NormalizeSummary:
-    """Build `events` (replacing it) from `staged_events`; return the counts per bucket."""
-    norm = cfg.normalize
+    """Build `events` (replacing it) from `staged_events`; return the counts per bucket.
+
+    In an incremental run (`engine.incremental`) only the new files are staged and the stored events are
+    the context; when they would change a stored event's fate every file is read and normalised again.
+    """
     staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'staged_events'").fetchall()[0]
     if not staged or not staged[0]:
         raise ValueError("no staged_events on this connection: call engine.ingest.load(con, …) first, on the same connection")
+    run = incremental.current(con)
+    try:
+        summary = _normalize(con, cfg, watermark, run if run is not None and run.incremental else None)
+    except incremental.FullRecompute as exc:
+        assert run is not None
+        log.info("incremental run not possible (%s): normalising every file again", exc)
+        run.fall_back(str(exc))
+        _drop_work(con)
+        from engine import ingest
+
+        ingest.load(con, run.source, cfg, run.run_id)
+        summary = _normalize(con, cfg, watermark, None)
+    _drop_work(con)
+    return summary
+
+
+def _normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None,
+               run: incremental.Plan | None) -> NormalizeSummary:
+    norm = cfg.normalize
     with engine_settings(con):
         _dedupe(con, norm.dedupe_window_s)
-        merged = _resolve_identities(con, norm.alias_events)
-        _flag_bots_and_late(con, cfg, watermark)
-        accepted = _write_events(con, cfg.inactivity_gap_s)
-        _write_rejected(con)
-        summary = _summary(con, merged, accepted)
+        merged = resolve_identities(con, norm.alias_events, run)
+        _flag_bots_and_late(con, cfg, watermark, run)
+        accepted = sequencing.write_events(con, _FLAGGED, cfg.inactivity_gap_s, run)
+        _write_rejected(con, run)
+        summary = _summary(con, merged, accepted, run)
+    return summary if run is None else incremental.cumulative(con, summary)
+
+
+def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _jg_deduped")
-    for table in (_FLAGGED, _IDENTITY, "staged_events"):  # the staging table is consumed: free its memory
+    for table in (_FLAGGED, _IDENTITY, "staged_events", "_jg_links", "_jg_bursts"):  # consumed: free the memory
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    return summary
 
 
 def _content_hash_sql() -> str:
@@ -157,31 +176,38 @@ def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
         SELECT * EXCLUDE (event_id), false AS duplicate, event_id FROM ids ANTI JOIN repeated USING (tenant_id, event_id)""")
 
 
-def _resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> int:
+def resolve_identities(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...],
+                       run: incremental.Plan | None = None, collect_links: CollectLinks | None = None) -> int:
     """Map every user/anonymous id that appears in an alias link to its component's canonical id.
 
     Ids are integer-coded in SQL, scipy labels the components of the link graph, and SQL picks each
     component's canonical id (users first, then the smallest): no Python loop over ids or events.
+    A workspace keeps the links and the mapping, so an incremental run resolves new events with them.
+    `collect_links` fills `_jg_links` with the distinct links (default: from `_jg_deduped`; engine.spark
+    collects them on Spark); the id -> canonical map is left in the `_jg_identity` table.
     """
-    identity_table(con)
-    if not alias_events or not _has_links(con, alias_events):
-        return 0
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _jg_links (tenant_id VARCHAR, user_id VARCHAR, anonymous_id VARCHAR)")
+    merged = 0
+    if alias_events and _has_links(con, alias_events):
+        (collect_links or _collect_links)(con, alias_events)
+        merged = _link_components(con, run)
+    if silver.root_of(con) is not None:
+        _keep_identities(con, run)
+    return merged
+
+
+def _collect_links(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> None:
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE _jg_links AS
+        INSERT INTO _jg_links
         SELECT DISTINCT tenant_id, user_id, anonymous_id FROM _jg_deduped
         WHERE NOT duplicate AND user_id IS NOT NULL AND anonymous_id IS NOT NULL AND list_contains(?, event_name)""",
         [list(alias_events)])
-    return label_links(con)
 
 
-def identity_table(con: duckdb.DuckDBPyConnection) -> str:
-    """Create the (empty) id -> canonical actor table and return its name."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} (tenant_id VARCHAR, kind VARCHAR, id VARCHAR, canonical VARCHAR)")
-    return _IDENTITY
-
-
-def label_links(con: duckdb.DuckDBPyConnection) -> int:
-    """Fill the identity table from the distinct links in `_jg_links` (tenant_id, user_id, anonymous_id); ids merged."""
+def _link_components(con: duckdb.DuckDBPyConnection, run: incremental.Plan | None) -> int:
+    if run is not None:
+        incremental.identity_links_clash(con)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _jg_nodes AS
         SELECT *, CAST(row_number() OVER (ORDER BY tenant_id, kind, id) - 1 AS BIGINT) AS code FROM (
@@ -204,9 +230,19 @@ def label_links(con: duckdb.DuckDBPyConnection) -> int:
                       FROM labelled GROUP BY label)
             SELECT tenant_id, kind, id, canonical FROM labelled JOIN canon USING (label)""")
         con.unregister("_jg_labels")
-    con.execute("DROP TABLE IF EXISTS _jg_links")
     con.execute("DROP TABLE IF EXISTS _jg_nodes")
     return merged
+
+
+def _keep_identities(con: duckdb.DuckDBPyConnection, run: incremental.Plan | None) -> None:
+    """Store the links and the id mapping (a full run replaces them, an incremental one adds its new links)."""
+    if run is None:
+        con.execute("CREATE OR REPLACE TABLE identity_links AS SELECT * FROM _jg_links")
+        con.execute(f"CREATE OR REPLACE TABLE identity_map AS SELECT * FROM {_IDENTITY}")
+        return
+    con.execute("INSERT INTO identity_links SELECT * FROM _jg_links")
+    con.execute(f"INSERT INTO identity_map SELECT * FROM {_IDENTITY}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_IDENTITY} AS SELECT * FROM identity_map")
 
 
 def _has_links(con: duckdb.DuckDBPyConnection, alias_events: tuple[str, ...]) -> bool:
@@ -237,20 +273,23 @@ def _bot_pattern(patterns: tuple[str, ...]) -> str | None:
 
 
 def _known_events_sql(con: duckdb.DuckDBPyConnection, watermark: datetime | None) -> str:
-    """Event keys the previous run already accepted: re-reading them is not a late arrival."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchall()[0]
+    """Event keys the previous run already accepted (the stored table, or the silver view): re-reading them is not late."""
+    exists = con.execute("""SELECT (SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary)
+                                 + (SELECT count(*) FROM duckdb_views() WHERE view_name = 'events')""").fetchall()[0]
     if watermark is None or not exists or not exists[0]:
         return "SELECT CAST(NULL AS VARCHAR) AS tenant_id, CAST(NULL AS VARCHAR) AS event_id WHERE false"
     return "SELECT DISTINCT tenant_id, event_id FROM events"
 
 
-def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None) -> None:
+def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime | None,
+                        run: incremental.Plan | None = None) -> None:
     bots = cfg.normalize.bots
     pattern = _bot_pattern(bots.user_agent_patterns)
     ua_bot = "regexp_matches(coalesce(user_agent, ''), ?, 'i')" if pattern else "false"
     tolerance = int(cfg.normalize.late_arrival_tolerance_s)
     params: list[Any] = ([pattern] if pattern else []) + [watermark]
-    known = _known_events_sql(con, watermark)
+    # incremental: a new event with a stored id is a duplicate (or the run falls back), so none is "known"
+    known = _known_events_sql(con, None if run is not None else watermark)
     limit = max(int(bots.max_events_per_minute), 0)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {_FLAGGED} AS
@@ -268,7 +307,20 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
         FROM resolved r
         LEFT JOIN known k ON k.tenant_id = r.tenant_id AND k.event_id = r.event_id""", params)
+    if run is not None:  # the stored events as context: repeats of stored ids, and bursts across the two
+        incremental.stored_duplicates(con, _FLAGGED, f"coalesce(event_id, {_content_hash_sql()})", cfg.normalize.dedupe_window_s)
+        incremental.rate_context(con, _FLAGGED)
     _flag_rate_bots(con, limit)
+    if run is not None:
+        incremental.check_rate_context(con, _FLAGGED)
+    keep_bot_actors(con, run)
+
+
+def keep_bot_actors(con: duckdb.DuckDBPyConnection, run: incremental.Plan | None = None) -> None:
+    """A workspace keeps the rate bots (`_jg_bursts`): an incremental run flags their new events too."""
+    if silver.root_of(con) is not None:
+        con.execute(("INSERT INTO bot_actors" if run is not None else "CREATE OR REPLACE TABLE bot_actors AS")
+                    + " SELECT * FROM _jg_bursts")
 
 
 def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
@@ -278,104 +330,34 @@ def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
     more than `limit` events in total, and the UPDATE touches only the bots' rows.
     """
     con.execute(f"""
-        UPDATE {_FLAGGED} SET bot = true
-        FROM (
+        CREATE OR REPLACE TEMP TABLE _jg_bursts AS
           SELECT DISTINCT tenant_id, actor_id FROM (
             SELECT tenant_id, actor_id, ts - lag(ts, {limit}) OVER (PARTITION BY tenant_id, actor_id ORDER BY ts) AS span
             FROM {_FLAGGED} SEMI JOIN (
               SELECT tenant_id, actor_id FROM {_FLAGGED} WHERE NOT duplicate GROUP BY ALL HAVING count(*) > {limit}
             ) heavy USING (tenant_id, actor_id)
             WHERE NOT duplicate)
-          WHERE span < INTERVAL 60 SECOND) bursts
+          WHERE span < INTERVAL 60 SECOND""")
+    con.execute(f"""
+        UPDATE {_FLAGGED} SET bot = true FROM _jg_bursts bursts
         WHERE {_FLAGGED}.tenant_id = bursts.tenant_id AND {_FLAGGED}.actor_id = bursts.actor_id
           AND NOT {_FLAGGED}.duplicate AND NOT {_FLAGGED}.bot""")
 
 
-@dataclass(frozen=True)
-class _Accepted:
-    """What the sorted pass over the accepted keys already knows (no second scan of `events` for the summary)."""
-
-    events: int = 0
-    actors: int = 0
-    start: datetime | None = None
-    end: datetime | None = None
-
-    def add(self, keys: pa.Table, new_actor: np.ndarray) -> _Accepted:
-        low, high = pc.min_max(keys.column("ts")).values()
-        start, end = low.as_py(), high.as_py()
-        return _Accepted(events=self.events + keys.num_rows, actors=self.actors + int(new_actor.sum()),
-                         start=start if self.start is None else min(self.start, start),
-                         end=end if self.end is None else max(self.end, end))
-
-
-def _write_events(con: duckdb.DuckDBPyConnection, gap_s: int) -> _Accepted:
-    """Accepted events with seq and session, in one narrow sort; the wide columns are joined on afterwards.
-
-    Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
-    sessions along that order, and the table is written unordered (every reader orders by seq): sorting
-    and writing the wide rows in order cost three times as much on 1 M events. The wide columns come
-    straight from the staging table (the flags table holds keys and flags only, so the rows are not
-    copied once more: at 10 M events that copy no longer fits the memory limit and spills).
-    """
-    reader = con.sql(f"""
-        SELECT tenant_id, actor_id, ts, input_order, event_id FROM {_FLAGGED}
-        WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)
-        ORDER BY tenant_id, actor_id, ts, input_order, event_id""").to_arrow_reader(_BATCH_ROWS)
-    parts, accepted = [], _Accepted()
-    for keys in whole_actor_tables(reader, CHUNK_EVENTS):  # whole actors at a time: memory stays bounded
-        new_actor = new_actor_flags(keys)
-        seq, session = _sequence(keys, new_actor, gap_s)
-        accepted = accepted.add(keys, new_actor)
-        parts.append(keys.select(["input_order", "actor_id", "event_id"])
-                     .append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
-    con.register("_jg_keys", in_batches(pa.concat_tables(parts) if parts else _empty_keys()))
-    con.execute(EVENTS_DDL)
-    try:
-        con.execute("""
-            INSERT INTO events
-            SELECT s.tenant_id, k.actor_id, k.event_id, s.event_name, s.ts, s.received_at,
-                   k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
-                   k.input_order, k.seq, s.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-            FROM staged_events s JOIN _jg_keys k USING (input_order)""")
-    finally:
-        con.unregister("_jg_keys")
-    return accepted
-
-
-def _empty_keys() -> pa.Table:
-    return pa.table({"input_order": pa.array([], pa.int64()), "actor_id": pa.array([], pa.string()),
-                     "event_id": pa.array([], pa.string()), "seq": pa.array([], pa.int64()),
-                     "session_no": pa.array([], pa.int64())})
-
-
-def _sequence(keys: pa.Table, new_actor: np.ndarray, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
-    """(seq from 0, session number from 1) per row of keys sorted by tenant, actor and time.
-
-    A session starts at an actor's first event (`new_actor`) and after any silence longer than `gap_s`.
-    """
-    n = keys.num_rows
-    ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
-    first = np.flatnonzero(new_actor)
-    actor = np.cumsum(new_actor) - 1
-    seq = np.arange(n, dtype=np.int64) - first[actor]
-    new_session = new_actor.copy()
-    new_session[1:] |= np.diff(ts) > gap_s * _TS_UNITS[keys.schema.field("ts").type.unit]
-    sessions = np.cumsum(new_session)
-    return seq, sessions - sessions[first[actor]] + 1
-
-
-def _write_rejected(con: duckdb.DuckDBPyConnection, flagged: str = _FLAGGED) -> None:
-    """Usable rows that were still not accepted, with why: the audit trail beside `quarantine`."""
+def _write_rejected(con: duckdb.DuckDBPyConnection, run: incremental.Plan | None = None, flagged: str = _FLAGGED) -> None:
+    """Usable rows that were still not accepted, with why: the audit trail beside `quarantine` (an incremental run adds)."""
+    head = "INSERT INTO rejected_events" if run is not None else "CREATE OR REPLACE TABLE rejected_events AS"
     con.execute(f"""
-        CREATE OR REPLACE TABLE rejected_events AS
+        {head}
         SELECT s.run_id, s.source, s.line, f.tenant_id, f.actor_id, f.event_id,
-               CASE WHEN f.duplicate THEN 'duplicate' WHEN f.bot THEN 'bot' ELSE 'late_arrival' END AS reason
+               CASE WHEN f.duplicate THEN 'duplicate' WHEN f.bot THEN 'bot' ELSE 'late_arrival' END AS reason, f.ts
         FROM {flagged} f JOIN staged_events s USING (input_order)
         WHERE f.duplicate OR f.bot OR coalesce(f.late_raw, false)
         ORDER BY f.input_order""")
 
 
-def _summary(con: duckdb.DuckDBPyConnection, merged: int, acc: _Accepted, flagged: str = _FLAGGED) -> NormalizeSummary:
+def _summary(con: duckdb.DuckDBPyConnection, merged: int, acc: sequencing.Accepted,
+             run: incremental.Plan | None = None, flagged: str = _FLAGGED) -> NormalizeSummary:
     read, quarantined = con.execute("SELECT count(*), count(reason) FROM staged_events").fetchall()[0]
     by_reason = dict(con.execute(
         "SELECT reason, count(*) FROM staged_events WHERE reason IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall())
@@ -386,7 +368,7 @@ def _summary(con: duckdb.DuckDBPyConnection, merged: int, acc: _Accepted, flagge
                                quarantined_by_reason=by_reason, duplicates=dups, bots_filtered=bots,
                                late_rejected=late, actors=acc.actors, identities_merged=merged,
                                data_start=acc.start, data_end=acc.end)
-    accepted = con.execute("SELECT count(*) FROM events").fetchall()[0][0]  # what was stored, not what was meant to be
+    accepted = acc.inserted  # what was stored, not what was meant to be
     if accepted != acc.events:
         raise EngineError(f"events holds {accepted} rows but {acc.events} were sequenced; this is a bug, please report it")
     total = accepted + quarantined + dups + bots + late

@@ -20,6 +20,7 @@ these sample sizes; 50 halvings reach 1e-15).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 
 POWER = 0.80
@@ -43,7 +44,7 @@ def _one_side(p1: np.ndarray, n1: np.ndarray, n2: np.ndarray, sign: float, za: f
     return np.where(reachable, hi, np.nan)
 
 
-def minimum_detectable_change(p1: float | np.ndarray, n1: float | np.ndarray, n2: float | np.ndarray,
+def minimum_detectable_change(p1: ArrayLike, n1: ArrayLike, n2: ArrayLike,
                               alpha: float, power: float = POWER) -> np.ndarray:
     """MDE |Δ| per element (NaN where n is 0 or no change inside [0, 1] reaches the power)."""
     p1, n1, n2 = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (p1, n1, n2))
@@ -68,3 +69,19 @@ def power_of(p1: float, n1: float, p2: float, n2: float, alpha: float) -> float:
     if alt_sd <= 0:
         return 1.0 if p1 != p2 else 0.0
     return float(special.ndtr((abs(p2 - p1) - za * null_sd) / alt_sd))
+
+
+def journeys_needed(p1: float, delta: float, alpha: float, power: float = POWER) -> int | None:
+    """Trials per group for the pooled z-test to detect a change of `delta` from `p1` (either way) with `power`.
+
+    Equal groups: n = (z_{1−α/2} √(2 p̄ q̄) + z_{1−β} √(p1 q1 + p2 q2))² / Δ², p̄ = (p1 + p2)/2; the larger of
+    the increase and the decrease that fit in [0, 1]; None when neither does.
+    """
+    za, zb = float(special.ndtri(1 - alpha / 2)), float(special.ndtri(power))
+    needs = []
+    for p2 in (p1 + delta, p1 - delta):
+        if 0.0 <= p2 <= 1.0 and delta > 0:
+            pooled = (p1 + p2) / 2
+            root = za * np.sqrt(2 * pooled * (1 - pooled)) + zb * np.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+            needs.append(int(np.ceil((root / delta) ** 2)))
+    return max(needs) if needs else None

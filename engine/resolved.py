@@ -14,7 +14,9 @@ engine.step_counts, engine.journeys):
   next step, else the journey's outcome (known outcome for a censored one);
 * a journey's incidence row is (end − start, outcome) when its outcome is
   known by the data end, else (data end − start, censored);
-* complete / partial / unobserved as engine.snapshot defines them.
+* complete / partial / unobserved as engine.snapshot defines them;
+* reach: each (journey, state)'s first visit from journey_steps, the first-entry
+  incidence of engine.snapshot_estimates over those and the incidence rows.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import incidence
+from engine import incidence, step_shares
 
 _SCOPE_CTE = """
 sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
@@ -48,17 +50,36 @@ _JOURNEYS_SQL = """
 WITH {scope},
 k AS (SELECT *, CASE WHEN NOT censored THEN end_ts WHEN known_end_ts <= data_end THEN known_end_ts END AS end_k
       FROM sc)
-SELECT greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS t,
+SELECT journey_id, censored, greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS t,
        CASE WHEN NOT censored THEN outcome WHEN end_k IS NOT NULL THEN known_outcome END AS o,
        CASE WHEN end_k IS NOT NULL THEN 'complete'
             WHEN tracked AND ? >= 0 AND start_ts + to_seconds(greatest(?, 0)) <= data_end THEN 'partial'
             ELSE 'unobserved' END AS status
-FROM k ORDER BY t, o NULLS FIRST
+FROM k ORDER BY t, o NULLS FIRST, journey_id
+"""
+# The scope's journeys as engine.step_shares reads them. A complete journey's follow-up only matters as
+# "at least the window" (every weight's time is at most the window), so it is set to the window.
+_SHARE_ROWS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_rc AS
+WITH {scope}
+SELECT (row_number() OVER (ORDER BY journey_id) - 1)::BIGINT AS jrow, journey_id, start_ts, censored, tracked, data_end,
+       CASE WHEN NOT censored THEN outcome WHEN known_end_ts <= data_end THEN known_outcome END AS dest_o,
+       CASE WHEN censored THEN greatest(epoch(data_end - start_ts), 0) ELSE ? END::DOUBLE AS follow,
+       CASE WHEN NOT censored THEN epoch(end_ts - start_ts)
+            WHEN known_end_ts <= data_end THEN epoch(known_end_ts - start_ts) END::DOUBLE AS known_t
+FROM sc
+"""
+_VISITS_SQL = """
+WITH {scope}
+SELECT s.journey_id, s.state, greatest(epoch(min(s.ts) - any_value(sc.start_ts)), 0)::DOUBLE
+FROM journey_steps s JOIN sc USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL
+GROUP BY ALL ORDER BY ALL
 """
 
 
 def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
-    """`resolved_transitions`, `observation` and `outcome_probabilities` of one scope (payload-shaped, rounded).
+    """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates` and `resolved_shares`
+    of one scope (payload-shaped, rounded).
 
     `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
     `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
@@ -73,16 +94,63 @@ def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Ma
     rows = con.execute(_RESOLVED_SQL.format(scope=scope),
                        [dropoff, *params, journey, bool(payload.get("collapse_self_loops")), horizon, horizon]).fetchall()
     per = con.execute(_JOURNEYS_SQL.format(scope=scope), [dropoff, *params, horizon, horizon]).fetchall()
-    names = sorted(set(payload.get("outcomes", [])) | {str(o) for _, o, _ in per if o is not None})
+    names = sorted(set(payload.get("outcomes", [])) | {str(o) for *_, o, _ in per if o is not None})
     code = {name: i for i, name in enumerate(names)}
-    times = np.array([t for t, _, _ in per], dtype=float)
-    causes = np.array([-1 if o is None else code[str(o)] for _, o, _ in per], dtype=np.int64)
+    times = np.array([t for _, _, t, _, _ in per], dtype=float)
+    causes = np.array([-1 if o is None else code[str(o)] for *_, o, _ in per], dtype=np.int64)
     inc = incidence.cumulative_incidence(times, causes, len(names), float(window_s))
     seen = {k: sum(1 for *_, s in per if s == k) for k in ("complete", "partial", "unobserved")}
+    visits = con.execute(_VISITS_SQL.format(scope=scope), [dropoff, *params, journey]).fetchall()
     return {
+        "reach_estimates": _reach(per, visits, float(window_s)),
+        "resolved_shares": _shares(con, scope, [dropoff, *params, window_s], payload, horizon),
+        "estimate_horizon_s": _horizon(con, scope, [dropoff, *params], window_s),
         "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
         "observation": seen,
         "outcome_probabilities": {
             name: {"estimate": r6(inc.estimate[i]), "lower": r6(inc.lower[i]), "upper": r6(inc.upper[i]),
                    "se": r6(inc.se()[i]), "events": int(inc.events[i])} for i, name in enumerate(names)},
     }
+
+
+def _reach(per: list[tuple], visits: list[tuple], window_s: float) -> dict[str, Any]:
+    """`reach_estimates` journey by journey: first visits from journey_steps, ends from the incidence rows."""
+    from engine.snapshot_estimates import reach_estimate
+
+    row = {jid: i for i, (jid, *_) in enumerate(per)}
+    t_end = np.array([t for _, _, t, _, _ in per], dtype=float)
+    ended = np.array([o is not None for *_, o, _ in per], dtype=bool)
+    censored = any(c for _, c, *_ in per)
+    by_state: dict[str, list[tuple[int, float]]] = {}
+    for jid, state, t in visits:
+        by_state.setdefault(str(state), []).append((row[jid], float(t)))
+    return {state: reach_estimate(t_end, ended, censored, np.array([i for i, _ in hits], dtype=np.int64),
+                                  np.array([t for _, t in hits], dtype=float), window_s)
+            for state, hits in sorted(by_state.items())}
+
+
+def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> list[dict[str, Any]]:
+    """`resolved_shares` of the scope (engine.step_shares over the scope's journeys alone)."""
+    con.execute(_SHARE_ROWS_SQL.format(scope=scope), params)
+    try:
+        steps = step_shares.Steps(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
+                                                  "collapse": bool(payload.get("collapse_self_loops"))})
+        follow = np.array([r[0] for r in con.execute("SELECT follow FROM _jg_rc ORDER BY jrow").fetchall()], dtype=float)
+        return step_shares.shares(steps, np.arange(len(steps.row)), steps.row, follow,
+                                  float(payload["journey_window_s"]), horizon)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _jg_rc")
+
+
+_FOLLOW_SQL = """
+WITH {scope}
+SELECT CASE WHEN bool_or(NOT censored) THEN ? ELSE max(greatest(epoch(data_end - start_ts), 0)) END::DOUBLE FROM sc
+"""
+
+
+def _horizon(con: Any, scope: str, params: list[Any], window_s: float) -> int:
+    """engine.snapshot_estimates.horizon_reached over the scope (a complete journey counts as the window)."""
+    from engine.snapshot_estimates import horizon_reached
+
+    longest = con.execute(_FOLLOW_SQL.format(scope=scope), [*params, window_s]).fetchall()[0][0]
+    return horizon_reached(np.array([] if longest is None else [longest], dtype=float), window_s)

@@ -36,7 +36,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, step_counts
+from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, snapshot_estimates, step_counts
 from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
@@ -257,21 +257,23 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
             ends = progress.data_ends(con, journey_cfg.name, data_end)
-            rows, tops, checks, incidence = _count(con, cfg, journey_cfg, params)
+            rows, tops, checks, incidence, estimates = _count(con, cfg, journey_cfg, params)
     finally:
         con.execute("DROP VIEW IF EXISTS _jg_progress")
         for table in ("_jg_observed", "_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
-                      "_jg_creach", "_jg_jour"):
+                      "_jg_creach", "_jg_jour", "_jg_est"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows, incidence)
+    by_sid["estimates"] = estimates
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
     return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, ends[scope[1]]))
             for scope in rows["scopes"]]
 
 
-def _count(con: Any, cfg: Config, jc: JourneyConfig,
-           params: dict[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]]]:
-    """All counting SQL, and the outcome incidence per scope; each stage's time is logged at debug level."""
+def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]
+           ) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """All counting SQL, the outcome incidence and the reach/path/duration estimates per scope; each
+    stage's time is logged at debug level."""
     with _stage("classes"):
         progress.observed(con, jc, params)
         for sql in _CLASSES_SQL:
@@ -294,7 +296,10 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig,
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
         incidence = progress.incidence_by_scope(con, jc)
-    return rows, tops, checks, incidence
+    with _stage("estimates"):
+        snapshot_estimates.prepare(con, jc.name, jc.dropoff_outcome, params["collapse"])
+        estimates = snapshot_estimates.by_scope(con, jc, params, cfg.snapshots.top_paths)
+    return rows, tops, checks, incidence, estimates
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +418,7 @@ def _payload(scope_row: tuple, g: dict[str, dict[int, Any]], tops: dict[int, Any
         **progress.estimates(g, sid, jc),
         **base,
     }
+    payload |= snapshot_estimates.payload_blocks(g["estimates"], sid, censored, payload["durations"])
     if sid in g["lifecycle"]:
         payload["lifecycle_visits"] = lifecycle_visits.payload_block(g["lifecycle"][sid])
     return payload

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from engine import incidence, journeys
+from engine import incidence, journeys, snapshot_estimates
 from engine.config import JourneyConfig
 
 
@@ -107,6 +107,7 @@ ESTIMATORS = {
     "outcome_counts": "completed_only: journeys whose whole window lies inside the data",
     "transitions": "completed_only: every step of the completed journeys",
     "reach_counts": "completed_only", "paths": "completed_only", "durations": "completed_only",
+    **snapshot_estimates.ESTIMATORS,
     "resolved_transitions": ("resolved_steps: steps of completed journeys, plus steps of open journeys entered at "
                              "least the drop-off horizon before the data end (destination-independent inclusion)"),
     "outcome_probabilities": ("aalen_johansen: P(outcome within the window | start), competing risks; open "
@@ -141,6 +142,7 @@ def in_progress_json(p: Mapping[str, Any]) -> dict[str, Any]:
         "resolved_transitions": [{"from": t["from"], "to": t["to"], "count": t["count"],
                                   "probability": r6(t["count"] / totals[t["from"]])} for t in p["resolved_transitions"]],
         "estimators": dict(p["estimators"]),
+        **{key: p[key] for key in snapshot_estimates.ESTIMATORS if key in p},
     }
 
 

@@ -27,7 +27,12 @@ _COLUMNS = ("snapshot_id", "tenant_id", "journey", "scope", "segment_key", "segm
 
 
 def ensure_table(con: Any) -> None:
-    con.execute(SCHEMA_SQL)
+    """The snapshots table, created if missing; a reader's read-only database gets an empty TEMP one instead
+    (DuckDB refuses even CREATE … IF NOT EXISTS on a read-only database)."""
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshots'").fetchone()[0]:
+        return
+    row = con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    con.execute(SCHEMA_SQL.replace("CREATE TABLE", "CREATE TEMP TABLE") if row and row[0] else SCHEMA_SQL)
 
 
 def _ts(text: str | None) -> datetime | None:

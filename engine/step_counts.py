@@ -63,12 +63,7 @@ def count_steps(con: duckdb.DuckDBPyConnection, journey: str, dropoff: str, clas
     done = con.sql(_JOURNEYS_SQL.format(heldout=modelcheck.heldout_sql("j.journey_id"), classes=classes),
                    params={"journey": journey, "dropoff": dropoff}).to_arrow_table()
     done = done.append_column("jix", pa.array(np.arange(done.num_rows, dtype=np.int64)))
-    con.register("_jg_done", in_batches(done.select(["journey_id", "jix"])))
-    try:
-        steps = con.sql(_STEPS_SQL, params={"journey": journey}).to_arrow_table()
-    finally:
-        con.unregister("_jg_done")
-    seq = _ordered(steps, collapse)
+    seq = _ordered(_fetch_steps(con, journey, done), collapse)
     outcome, outcome_names = _codes(done.column("outcome"))
     cls = done.column("cls").to_numpy().astype(np.int64)
     heldout = done.column("heldout").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -77,6 +72,22 @@ def count_steps(con: duckdb.DuckDBPyConnection, journey: str, dropoff: str, clas
         reach=_reach(seq, cls, outcome, outcome_names),
         paths=_paths(seq, done.column("journey_id")),
     )
+
+
+def journey_paths(con: duckdb.DuckDBPyConnection, journey: str, journey_ids: pa.Table, collapse: bool) -> pa.Table:
+    """(journey_id, length, path) of the given journeys (a `journey_id` column), by the same rules as count_steps."""
+    done = journey_ids.select(["journey_id"])
+    done = done.append_column("jix", pa.array(np.arange(done.num_rows, dtype=np.int64)))
+    return _paths(_ordered(_fetch_steps(con, journey, done), collapse), done.column("journey_id"))
+
+
+def _fetch_steps(con: duckdb.DuckDBPyConnection, journey: str, done: pa.Table) -> pa.Table:
+    """(jix, step, state) of the journeys in `done` (journey_id, jix): one fetch."""
+    con.register("_jg_done", in_batches(done.select(["journey_id", "jix"])))
+    try:
+        return con.sql(_STEPS_SQL, params={"journey": journey}).to_arrow_table()
+    finally:
+        con.unregister("_jg_done")
 
 
 @dataclass(frozen=True)

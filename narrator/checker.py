@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from narrator import measures, numbers
+from narrator import kinds, measures, numbers
 from narrator.attribution import Field, attribute
 from narrator.bundle import (
     bundle_names,
@@ -205,7 +205,7 @@ def _context(bundle: Mapping[str, Any]) -> _Context:
     head = primary_fact_id(bundle)
     by_fact[head] = by_fact[head] + [Field(head, k, v, m) for k, v, m in measures.fields(finding)]
     names = bundle_names(bundle)
-    identifiers = set(names) | set(vocabulary.PREDICATES) | set(vocabulary.FINDING_TYPES)
+    identifiers = set(names) | set(vocabulary.PREDICATES) | set(vocabulary.FINDING_TYPES) | set(kinds.registry().findings)
     for item in [finding, *facts.values()]:
         identifiers.update(item.get("evidence", {}).keys())
     strings = [str(v) for item in [finding, *facts.values()] for v in _all_strings(item)]
@@ -407,7 +407,7 @@ def _narrowed(text: str, candidates: tuple[str, ...], bundle: Mapping[str, Any],
         head = primary_fact_id(bundle)
         return (head,) if head in candidates else candidates
     facts = ctx.facts
-    said = {p for p, phrase in measures.PREDICATE_PHRASES.items() if phrase in text}
+    said = {p for p, phrase in kinds.registry().phrases.items() if phrase in text}
     if said:
         candidates = tuple(f for f in candidates if facts[f]["predicate"] in said) or candidates
     window = _WINDOW_NOTE.search(text)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from narrator import kinds
 from narrator.numbers import (
     extract_numbers,
     fmt_count,
@@ -193,26 +194,6 @@ def shown_direction(value: float, m: Measure) -> int:
     return 0 if magnitude == 0 else (1 if float(value) > 0 else -1)
 
 
-HEADLINES: dict[str, tuple[str, ...]] = {  # most specific first; the first whose fields are all present is used
-    "activation_driver": ("lift {lift} (conversion {p_given_reached} when reached, {p_given_not_reached} when skipped)",
-                          "lift {lift}"),
-    "necessary_for_conversion": ("conversion {p_given_reached} when reached, {p_given_not_reached} when skipped",),
-    "dropoff_point": ("exit rate {exit_probability} of moves ({baseline_exit} from other states)",
-                      "exit rate {exit_probability} of moves"),
-    "regression": ("change {delta} ({p_before} → {p_after})", "relative change {relative_change}"),
-    "segment_divergence": ("Jensen-Shannon divergence {jsd}",
-                           "reach difference {difference} ({reach_segment} of journeys in the segment, "
-                           "{reach_rest} elsewhere)"),
-    "segment_outcome": ("outcome-rate difference {difference} ({reach_segment} of journeys in the segment, "
-                        "{reach_rest} elsewhere)",),
-    "repeated_visit": ("mean {visits_mean} (conversion {p_convert_repeat} when repeated, {p_convert_single} when once)",
-                       "mean {visits_mean}"),
-    "fast_path": ("path quality {quality} (1 = typical; conversion {conversion_rate})",),
-}
-HEADLINES["dropoff_cluster"] = HEADLINES["dropoff_point"]
-HEADLINES["slow_path"] = HEADLINES["fast_path"]
-
-
 def _signed_render(finding: Mapping[str, Any], key: str, value: Any) -> str | None:
     m = measure(finding, key)
     if m is None or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -225,21 +206,11 @@ def headline(finding: Mapping[str, Any]) -> str:
     """The item's measure named in words with its unit, e.g. `lift 2.31x (conversion 34% when reached, ...)`."""
     ev = finding.get("evidence") or {}
     shown = {k: text for k, v in ev.items() if (text := _signed_render(finding, k, v)) is not None}
-    kind = "segment_outcome" if ev.get("kind") == "outcome_rate_difference" else str(finding.get("type"))
-    for pattern in HEADLINES.get(kind, ()):
+    kind = kinds.registry().findings.get(str(finding.get("type")))
+    patterns = (kind.variants.get(str(ev.get("kind")), kind.headlines) if kind else ())
+    for pattern in patterns:
         try:
             return pattern.format(**shown)
         except KeyError:
             continue
     return ""
-
-
-# How a "Related:" sentence names a fact's predicate: the template writes these, and the checker reads them back
-# to bind a sentence shown without citations to facts of that predicate only.
-PREDICATE_PHRASES = {
-    "transitions_to": "is followed by", "is_activation_driver_for": "is an activation driver for",
-    "necessary_for_conversion": "precedes every case of", "is_dropoff_point_for": "is a drop-off point in",
-    "diverges_from": "differs from", "more_common_in": "is more common in", "less_common_in": "is less common in",
-    "regressed_after": "regressed after", "changed_after": "changed after", "is_revisited_in": "is often revisited in",
-    "is_fast_path_to": "is a fast path to", "associated_with": "is associated with",
-}

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from narrator import kinds
 from narrator.linking import (
     latest_release,
     near_segments,
@@ -37,33 +38,10 @@ _STOP = frozenset([
     "per", "each", "every"
 ])
 
-# (regex over the lower-cased question, predicates it points to, intent name)
-INTENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ((r"\b(most|strongest|best|top)\b.*\bassociat|\bdriv(?:er|ers|es|e|ing)\b|\bassociated with (?:convert|conver|activat)|"
-      r"\bincreas\w* (?:the )?(?:probability|chance|likelihood)|\blift\b|\bmatters?\b|\bimportant\b|\bkey (?:step|factor)|"
-      r"\bpredict\w* (?:convers|success)|\bhelps?\b"),
-     ("is_activation_driver_for", "increases_probability_of", "necessary_for_conversion"), "driver"),
-    (r"\bnecessary\b|\brequired\b|\bmust\b|\bneeded\b",
-     ("necessary_for_conversion", "is_activation_driver_for"), "necessary"),
-    (r"\bdiffer|\bdifference|\bdiverg|\bcompare|\bversus\b|\bvs\.?\b|\bmore common\b|\bless common\b",
-     ("diverges_from", "more_common_in", "less_common_in"), "segment"),
-    ((r"\bchang\w*\b|\bregress\w*|\bafter (?:the )?(?:release|launch|deploy)|\bsince\b|\bshift\w*|\bgot (?:worse|better)\b|"
-     r"\bworsen\w*|\bimprov\w*"),
-     ("regressed_after", "changed_after"), "change"),
-    (r"\bdrop[ -]?off\b|\bdrop(?:s|ped)? off\b|\bdropoffs?\b|\babandon\w*|\bleav\w*|\bexit\w*|\bchurn\w*|\blos(?:e|es|ing)\b|\blost\b",
-     ("is_dropoff_point_for",), "dropoff"),
-    (r"\brevisit\w*|\brepeat\w*|\bloop\w*|\bagain\b",
-     ("is_revisited_in",), "revisit"),
-    (r"\bfast\w*\b|\bquick\w*|\bshortest\b|\bslow\w*|\bpaths?\b|\broutes?\b",
-     ("is_fast_path_to", "associated_with"), "path"),
-    (r"\btransition\w*|\bgo(?:es)? next\b|\bfollow\w*|\bnext step\b",
-     ("transitions_to",), "transition"),
-    ((r"\brates?\b|\bshare\b|\bpercent\w*|\bproportion\b|\bfraction\b|\bhow (?:many|often|much)\b|\bratio\b|"
-     r"\bbaseline\b|\bhow likely\b"),
-     ("has_outcome_rate",), "rate"),
-    (r"\b(?:worse|worst|better|best|least|lowest|highest|poorest)\b|\b(?:less|more) often\b",
-     ("has_outcome_rate",), "compare"),
-)
+def _intent_table() -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """(regex over the lower-cased question, predicates it points to, intent name), from the kinds (narrator.kinds)."""
+    return tuple((i.pattern, i.predicates, i.name) for i in kinds.registry().intents)
+
 
 # A question about the future: the facts describe what happened, never forecast.
 _FUTURE = re.compile(r"\bwill\b|\bnext (?:week|month|quarter|year)\b|\btomorrow\b|\bforecast\w*|\bpredict(?:ed|ion)? (?:for|next)")
@@ -273,7 +251,7 @@ def _match_terms(tokens: list[str], vocab: Vocabulary) -> tuple[list[Term], set[
 def _intents(text: str) -> tuple[list[str], list[str]]:
     names: list[str] = []
     predicates: list[str] = []
-    for pattern, preds, name in INTENTS:
+    for pattern, preds, name in _intent_table():
         if re.search(pattern, text):
             names.append(name)
             predicates += [p for p in preds if p not in predicates]
@@ -369,7 +347,7 @@ def _shape(intents: list[str], predicates: list[str], has_segments: bool, raw: l
         intents.append("rate")
     if "compare" in intents and "change" in intents and not re.search(r"\d", " ".join(raw)):
         intents.remove("change")
-    keep = {p for name, preds in ((n, p) for _, p, n in INTENTS) if name in intents for p in preds}
+    keep = {p for name, preds in ((n, p) for _, p, n in _intent_table()) if name in intents for p in preds}
     predicates[:] = [p for p in predicates if p in keep]
 
 

@@ -11,7 +11,7 @@ recomputed and whether they match exactly after the fact's rounding (6 decimals)
 
 This module holds the recount (SQL over the journey tables, the `Recount` view,
 the path table) and the stored-vs-recomputed comparison; the per-predicate
-formulas live in narrator.recompute_formulas.
+formulas live in narrator.recompute_formulas, each named by its predicate's kind (narrator.kinds).
 
 q-values are the one number a single fact cannot carry back: a
 Benjamini-Hochberg q depends on every test of the family. They are reported as
@@ -29,7 +29,7 @@ from typing import Any
 
 from detectors.view import SnapView
 from engine.markov import ChainMetrics
-from narrator.recompute_formulas import RECOMPUTERS
+from narrator import kinds
 from ontology.errors import JourneyGraphError, NotFound
 from ontology.model import Fact
 
@@ -388,7 +388,8 @@ def recompute_fact(fact: Fact, *, con: Any, cfg: Any = None, ctx: Ctx | None = N
     """Every evidence entry of `fact` recomputed from journeys/journey_steps, with match flags."""
     ctx = ctx or make_context(con, cfg)
     rc = ctx.recount(fact.provenance.snapshot_id)
-    fn = RECOMPUTERS.get(fact.predicate)
+    kind = kinds.registry().fact(fact.predicate)
+    fn = kind.recompute if kind else None
     error = None
     recomputed: dict[str, Any] = {}
     if fn is None:

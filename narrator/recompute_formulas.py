@@ -5,17 +5,17 @@ rebuilt by narrator.recompute from journeys/journey_steps, never read from the
 snapshot payload) and applies the detector's documented formula to it. Where a
 detector exposes that formula as a function (the reach 2×2, the loop test, the
 segment transition divergence) the function is imported, not copied, so the
-audit and the detector cannot drift apart; what is independent is the input.
+audit and the detector cannot drift apart; what is independent is the input. Each predicate's kind
+(narrator.kinds) names its formula.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
-from detectors.regression import incidence_of, power_evidence, resolved
+from detectors.regression import edge_test, incidence_of, power_evidence, traffic_estimator, traffic_shift
 from detectors.repeated_visit import revisit_evidence
 from detectors.segment_divergence import transition_divergence
 from detectors.shared import reach_test
@@ -34,6 +34,15 @@ def _name(entity: str) -> str:
     return entity.partition(":")[2]
 
 
+def _emitter(fact: Fact, builtin: str) -> str:
+    """Whose settings recompute a fact: the registered detector that stated it (an extension's own thresholds), else
+    the built-in that owns the predicate."""
+    from detectors.registry import default_registry
+
+    name = fact.provenance.detector.partition("@")[0]
+    return name if name in default_registry() else builtin
+
+
 def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
     """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
     t = reach_test(rc, state)
@@ -42,7 +51,12 @@ def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
             "reach": rc.reach(state), "p_value": t.p_value, "test": t.test, "z": t.z}
 
 
-def _driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+def reach_formula(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    """increases_probability_of and necessary_for_conversion: the state's reach 2×2."""
+    return _reach_test(rc, _name(fact.subject))
+
+
+def driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     state, m = _name(fact.subject), rc.metrics
     out = _reach_test(rc, state)
     out.update({"removal_effect": m.removal_effect(state, rc.conversion),
@@ -69,14 +83,14 @@ def _removal_rank(rc: Recount, ctx: Ctx, state: str) -> int | None:
     return ranked.index(state) + 1 if state in ranked else None
 
 
-def _transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+def transition(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     a, b = _name(fact.subject), _name(fact.object)
     count, total = rc.count(a, b), rc.out_total(a)
     return {"count": count, "from_total": total, "probability": count / total if total else 0.0,
             "n": total, "chain_probability": rc.metrics.probability(a, b)}
 
 
-def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+def dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     states = list(fact.evidence.get("states") or [_name(fact.subject)])
     result = loss_evidence(rc, states)
     result.pop("z")
@@ -89,10 +103,10 @@ def _dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     return result
 
 
-def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    state = _name(fact.subject)
-    ev = revisit_evidence(rc, state, float(ctx.setting("repeated_visit", "min_visits_mean", 1.5)),
-                          bool(ctx.setting("repeated_visit", "merge_lifecycle", True)))
+def revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+    state, detector = _name(fact.subject), _emitter(fact, "repeated_visit")
+    ev = revisit_evidence(rc, state, float(ctx.setting(detector, "min_visits_mean", 1.5)),
+                          bool(ctx.setting(detector, "merge_lifecycle", True)))
     m = rc.metrics
     i, j = list(m.states).index(m.start), list(m.states).index(state)
     n_ss = float(m.N[j, j])
@@ -100,7 +114,7 @@ def _revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     return {**ev, "n": ev["n_reached"]}
 
 
-def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+def common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
     base = ctx.all_scope(seg)
     kind, name = fact.subject.split(":", 1)
     x_s = seg.reach_count(name) if kind == "state" else seg.outcome_count(name)
@@ -112,7 +126,7 @@ def _common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
             "difference": x_s / n_s - x_r / n_r, "z": z, "p_value": p, "n": n_s + n_r}
 
 
-def _diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+def diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
     from scipy import stats as sps
 
     base = ctx.all_scope(seg)
@@ -123,7 +137,7 @@ def _diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
             "p_value": float(sps.chi2.sf(stat_sum, dof_sum)) if dof_sum else 1.0}
 
 
-def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
+def changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
     before_id = fact.evidence.get("before_snapshot") or (
         _name(fact.object) if fact.object.startswith("snapshot:") else None)
     if not before_id:
@@ -131,10 +145,10 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
     before = ctx.recount(str(before_id))
     mature = before.mature and after.mature  # else: resolved steps and Aalen-Johansen (detectors.regression)
     estimator = "completed_only" if mature else "resolved_steps"
+    test = None
     if fact.subject.startswith("edge:"):
         src, dst = entity_states(fact.subject)
-        b, a = (before, after) if mature else (resolved(before), resolved(after))
-        x1, n1, x2, n2 = b.count(src, dst), b.out_total(src), a.count(src, dst), a.out_total(src)
+        (x1, n1, x2, n2), test = edge_test(before, after, src, dst)
         traffic = _traffic(before, after, src, ctx)
     elif mature:
         o = _name(fact.subject)
@@ -142,15 +156,20 @@ def _changed(fact: Fact, after: Recount, ctx: Ctx) -> dict[str, Any]:
         traffic = (1.0, 1.0, False)
     else:
         return _changed_incidence(fact, before, after, ctx)
-    z, p = two_proportion_z(x2, n2, x1, n1)
+    if test is None:
+        z, p = two_proportion_z(int(x2), n2, int(x1), n1)
+        p_before, p_after = x1 / n1, x2 / n2
+    else:
+        (z, p, estimator), p_before, p_after = test, x1, x2
     attribution, releases = _attribution(before, after, ctx)
-    p_before, p_after = x1 / n1, x2 / n2
     delta = p_after - p_before
     return {"p_before": p_before, "p_after": p_after, "n_before": n1, "n_after": n2, "delta": delta,
             "relative_change": delta / p_before if p_before > 0 else (1.0 if delta > 0 else 0.0), "z": z,
             "p_value": p, "n": n1 + n2, "traffic_before": traffic[0], "traffic_after": traffic[1],
             "traffic_changed": traffic[2], "before_snapshot": before.row["snapshot_id"],
             "attribution": attribution, "releases": releases, "estimator": estimator,
+            **({"traffic_estimator": traffic_estimator(before, after)}
+               if fact.subject.startswith("edge:") and traffic_estimator(before, after) else {}),
             **power_evidence(p_before, n1, p_after, n2)}
 
 
@@ -187,11 +206,11 @@ def _attribution(before: Recount, after: Recount, ctx: Ctx) -> tuple[str, list[s
 def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float, float, bool]:
     if src == after.start:
         return 1.0, 1.0, False
-    _, p = two_proportion_z(after.reach_count(src), after.completed, before.reach_count(src), before.completed)
-    return before.reach(src), after.reach(src), bool(p < float(ctx.setting("regression", "traffic_alpha")))
+    b, a, p = traffic_shift(before, after, src)
+    return b, a, bool(p < float(ctx.setting("regression", "traffic_alpha")))
 
 
-def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+def path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     """Path quality numbers (detectors.path_quality) over the recomputed top paths and class medians."""
     from engine.snapshot import Snapshot
     from narrator.recompute import recomputed_payload
@@ -206,26 +225,7 @@ def _path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     return {**ev, "kind": fact.evidence.get("kind")}
 
 
-def _outcome_rate(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
+def outcome_rate(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     from detectors.base_facts import rate_evidence
 
     return rate_evidence(rc, _name(fact.object))
-
-
-RECOMPUTERS: Mapping[str, Callable[[Fact, Recount, Ctx], dict[str, Any]]] = {
-    "transitions_to": _transition,
-    "increases_probability_of": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
-    "is_activation_driver_for": _driver,
-    "necessary_for_conversion": lambda f, rc, ctx: _reach_test(rc, _name(f.subject)),
-    "is_dropoff_point_for": _dropoff,
-    "is_revisited_in": _revisited,
-    "more_common_in": _common,
-    "less_common_in": _common,
-    "diverges_from": _diverges,
-    "regressed_after": _changed,
-    "changed_after": _changed,
-    "is_fast_path_to": _path,
-    "associated_with": _path,
-    "has_outcome_rate": _outcome_rate,
-}
-

@@ -1,4 +1,4 @@
-"""One registry shape for everything pluggable: detectors, fact stores and narrator backends.
+"""One registry shape for everything pluggable: detectors, their kinds, fact stores and narrator backends.
 
 Built-ins are listed by name as "module:attribute" and imported only when chosen (the rdflib
 plugin pattern), so the offline default never pays for a driver or an SDK. Third parties add
@@ -7,6 +7,7 @@ entries without editing this repository, through Python entry points in these gr
     journeygraph.detectors   a detector class (registered like the built-ins, see detectors.registry)
     journeygraph.stores      a FactStore class with an `open(cfg, workspace, **options)` classmethod
     journeygraph.narrators   an LLMBackend class (see narrator.backends.base)
+    journeygraph.kinds       a narrator.kinds.Kind: how a detector's findings are told (named like the detector)
 
 e.g. in the extension's pyproject.toml:
 
@@ -26,6 +27,7 @@ GROUPS = {
     "detector": "journeygraph.detectors",
     "store": "journeygraph.stores",
     "narrator": "journeygraph.narrators",
+    "kind": "journeygraph.kinds",
 }
 
 

@@ -36,7 +36,10 @@ KINDS: tuple[str, ...] = ("fact", "finding", "insight", "bundle", "feed_item", "
 def _schema_files() -> Iterable[tuple[str, Any]]:
     root = resources.files("ontology") / "schemas"
     for kind in KINDS:
-        yield kind, json.loads((root / f"{kind}.schema.json").read_text(encoding="utf-8"))
+        schema = json.loads((root / f"{kind}.schema.json").read_text(encoding="utf-8"))
+        if kind == "finding":  # the closed types plus those installed extensions add (vocabulary.extension_finding_types)
+            schema["properties"]["type"]["enum"] += list(vocabulary.extension_finding_types())
+        yield kind, schema
     for predicate in vocabulary.PREDICATES:
         yield f"evidence/{predicate}", json.loads((root / "evidence" / f"{predicate}.json").read_text(encoding="utf-8"))
 

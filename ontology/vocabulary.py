@@ -5,7 +5,10 @@ A test keeps the two identical. Unknown terms are refused with the list of allow
 
 from __future__ import annotations
 
+from functools import cache
+
 from ontology.errors import OntologyError, UnknownPredicate
+from ontology.plugins import PluginRegistry
 
 PREDICATES: tuple[str, ...] = (
     "transitions_to",
@@ -98,9 +101,18 @@ def require_predicate(name: str) -> str:
     return name
 
 
+@cache
+def extension_finding_types() -> tuple[str, ...]:
+    """Finding types an installed package adds: the names of its `journeygraph.kinds` entry points (ontology.plugins),
+    each naming the narrator kind that tells them (narrator.kinds). Predicates stay closed."""
+    return tuple(n for n in PluginRegistry("kind", ()).names() if n not in FINDING_TYPES)
+
+
 def require_finding_type(name: str) -> str:
-    if name not in FINDING_TYPES:
-        raise OntologyError(f"unknown finding type {name!r}; allowed: {', '.join(FINDING_TYPES)}")
+    if name not in FINDING_TYPES and name not in extension_finding_types():
+        allowed = (*FINDING_TYPES, *extension_finding_types())
+        raise OntologyError(f"unknown finding type {name!r}; allowed: {', '.join(allowed)} "
+                            "(an extension adds one through a `journeygraph.kinds` entry point of that name)")
     return name
 
 

@@ -5,8 +5,9 @@ schemas as the CLI output; every error is `{"error": …}` with a fitting status
 and never a stack trace, a filesystem path or a process id. Beyond loopback a
 bearer token is required; without one the server answers only requests whose
 Host is a loopback name (a page on another site cannot reach it by DNS
-rebinding). The body limit holds for chunked bodies too. While a run holds the
-workspace, reads answer 503 with Retry-After.
+rebinding). The body limit holds for chunked bodies too. Reads use the published
+database read-only (engine.publish), so a run writing meanwhile never blocks them;
+503 with Retry-After is left for a workspace whose first run is still being built.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.app import views
+from engine.workspace import public_message, published_stamp
 from ontology.errors import ConfigError, JourneyGraphError, NotFound, WorkspaceBusy
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,6 @@ INTERVAL_SECONDS = 20.0  # estimated bootstrap work one /api/snapshots request m
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 RETRY_AFTER_SECONDS = 2  # what a 503 (workspace busy with a run) asks the client to wait
 _ABSOLUTE_PATH = re.compile(r"""(?<![\w.:])/(?!api/|static/|health\b)[^\s"'`]+""")
-_PID = re.compile(r"\bPID \d+")
 
 
 class AskBody(BaseModel):
@@ -57,7 +58,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
     413: {"model": ErrorBody}, 421: {"model": ErrorBody, "description": "Host is not a loopback name (no token set)"},
     422: {"model": ErrorBody}, 500: {"model": ErrorBody},
-    503: {"model": ErrorBody, "description": "a run holds the workspace; retry after the Retry-After seconds"},
+    503: {"model": ErrorBody, "description": "nothing is published yet (the first run is still being built), or "
+                                             "another process writes the database in place; retry after the "
+                                             "Retry-After seconds"},
 }
 
 
@@ -146,6 +149,11 @@ def create_app(workspace: str | None = None, token: str | None = None) -> FastAP
               max_states: int = Query(views.GRAPH_STATES, ge=2, le=5000)) -> dict[str, Any]:
         # stored metrics (engine.state_metrics); the rarest states grouped into "other"; on-demand work capped
         return views.graph(ws, journey=journey, max_states=max_states, max_seconds=INTERVAL_SECONDS)
+
+    @app.get("/api/status", responses=_ERRORS)
+    def status() -> dict[str, Any]:
+        """Why the feed may be empty: per journey what was measured, the detectors' sample floors and the power."""
+        return views.why_empty(ws)
 
     @app.get("/api/power", responses=_ERRORS)
     def power() -> dict[str, Any]:
@@ -256,22 +264,17 @@ class _FeedCache:
     """The feed read once per change of the workspace file (a stat per request, not a query)."""
 
     def __init__(self, workspace: str | None) -> None:
-        from engine.workspace import DB_NAME, DEFAULT_WORKSPACE
-
         self.workspace = workspace
-        self.db = Path(workspace or os.environ.get("JOURNEYGRAPH_WORKSPACE") or DEFAULT_WORKSPACE) / DB_NAME
-        self.stamp: tuple[int, int] | None = None
+        self.stamp: tuple[int, int, int] | None = None
         self.cached: list[dict[str, Any]] = []
         self.known_segments: list[str] = []
         self.bodies: dict[tuple[Any, ...], bytes] = {}  # serialised answers per filter, dropped on change
         self.lock = threading.Lock()
 
     def items(self) -> list[dict[str, Any]]:
-        try:
-            st = self.db.stat()
-        except OSError:
+        stamp = published_stamp(self.workspace)  # a publish renames a new file in: a new inode
+        if stamp is None:
             return views.feed_items(self.workspace)  # raises the one-line "no workspace" error
-        stamp = (st.st_mtime_ns, st.st_size)
         with self.lock:
             if stamp != self.stamp:
                 self.cached = [_labelled(i) for i in views.feed_items(self.workspace)]
@@ -329,13 +332,13 @@ def _public(message: str, workspace: str | None) -> str:
     if workspace:
         for form in sorted({str(Path(workspace).resolve()), workspace}, key=len, reverse=True):
             message = message.replace(form, "<workspace>")
-    return _PID.sub("PID …", _ABSOLUTE_PATH.sub("…", message))
+    return _ABSOLUTE_PATH.sub("…", public_message(message))
 
 
 def _error_response(exc: BaseException, workspace: str | None) -> JSONResponse:
     """One mapper for the boundary: an error's class says its status (ontology/errors.py)."""
     if isinstance(exc, WorkspaceBusy):
-        return JSONResponse({"error": "the workspace is busy (a run is writing it); retry shortly"},
+        return JSONResponse({"error": _public(str(exc), workspace)},
                             status_code=exc.http_status, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if isinstance(exc, JourneyGraphError):
         return JSONResponse({"error": _public(str(exc), workspace)}, status_code=exc.http_status)

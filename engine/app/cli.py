@@ -323,7 +323,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     except JourneyGraphError as exc:
         if args.debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_public(exc, args)}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -333,8 +333,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        sys.stderr.write(f"error: internal error ({type(exc).__name__}: {exc}); re-run with --debug and report it\n")
+        sys.stderr.write(f"error: internal error ({type(exc).__name__}: {_public(exc, args)}); "
+                         "re-run with --debug and report it\n")
         return 1
+
+
+def _public(exc: BaseException, args: argparse.Namespace) -> str:
+    """The message without the workspace's absolute path, the interpreter's path or a process id."""
+    from engine.workspace import public_message
+
+    return public_message(str(exc), getattr(args, "workspace", None))
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def run(workspace: str | None) -> None:
     """Serve over stdio until the client closes the pipe. The workspace must exist (checked first)."""
     from engine.workspace import Workspace
 
-    ws = Workspace.open(workspace, create=False)  # a clear NotFound before the protocol starts
+    ws = Workspace.read(workspace)  # a clear NotFound before the protocol starts
     root = str(ws.path)
     ws.close()
     build_server(root).run("stdio")

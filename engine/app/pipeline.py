@@ -4,9 +4,9 @@ This is the only place that wires the packages together (STYLE.md): the engine
 core produces snapshots, detectors turn them into findings and facts, the
 ontology store keeps the facts, scoring ranks, the narrator writes insights.
 Each stage replaces its own tables (events, journeys, …), which a rerun
-rebuilds from the source; snapshots, findings, insights and the feed are
-written in one DuckDB transaction each, so a killed run never leaves a
-partial snapshot or feed visible.
+rebuilds from the source, in the run's private copy of the database; the
+copy is published with one rename at the end (engine.publish), so readers
+see the whole run or the one before it, never a mixture.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from engine import __version__
 from engine.config import Config, from_dict, read_config
+from engine.publish import failpoint
 from engine.workspace import RUN_WAIT_S, Workspace
 from ontology.errors import ConfigError
 from ontology.store import FactStore, open_store
@@ -51,6 +52,11 @@ def _load_cfg(config_path: str | None, source: str | None) -> tuple[Config, dict
 
 def input_hash(con: Any) -> str:
     """Order-independent content hash of the accepted events (so row order never matters)."""
+    from engine import silver
+
+    stored = silver.input_hash(con)  # the same hash, kept per Parquet partition: no scan
+    if stored is not None:
+        return stored
     row = con.execute(
         """SELECT count(*), coalesce(bit_xor(hash(tenant_id, actor_id, event_id, event_name, ts,
                                                    CAST(properties AS VARCHAR))), 0) FROM events"""
@@ -60,16 +66,20 @@ def input_hash(con: Any) -> str:
 
 def _step(bar: Any, name: str) -> None:
     log.info("stage done: %s", name)
+    failpoint(name)  # JOURNEYGRAPH_FAILPOINT=<stage>: the crash tests stop the run here
     bar.set_postfix_str(name)
     bar.update(1)
 
 
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
         *, cfg: Config | None = None, quiet: bool = False, engine: str | None = None) -> dict[str, Any]:
-    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar; `engine`: overrides the config's)."""
+    """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar;
+    `engine`: overrides the config's).
+
+    The run writes a private copy of the workspace's database under the run lock and publishes it
+    with one rename when every stage has finished (engine.publish); a failed or killed run changes
+    nothing readers see."""
     from detectors.registry import default_registry, validate_settings
-    from engine import infer, ingest, inspection, state_metrics
-    from engine.progress import bar as progress_bar
 
     started = time.perf_counter()
     raw: dict[str, Any] = {}
@@ -80,13 +90,25 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
         validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
-    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
+    with Workspace.build(workspace, wait_s=RUN_WAIT_S) as ws:
+        return _run_stages(ws, src, cfg, raw, started, quiet)
+
+
+def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], started: float,
+                quiet: bool) -> dict[str, Any]:
+    """Every stage of a run, written into the run's private copy `ws` (published by the caller)."""
+    from engine import incremental, infer, ingest, inspection, state_metrics
+    from engine.progress import bar as progress_bar
+
     con = ws.con
     stages = _event_stages(cfg, ws.path)
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage", quiet=quiet) as bar:
         preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
+        plan = incremental.plan(con, src, cfg, run_id, previous, __version__)  # engine.incremental: read only new files
+        if plan.incremental and not stages.incremental:
+            plan.fall_back(f"engine: {cfg.engine} runs a full recompute")
         loaded = ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = stages.normalize(con, cfg, watermark=previous)
@@ -114,14 +136,15 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
             _step(bar, "narrator")
         finally:
             store.close()
-    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes)
+    summary = _summary(norm, jstats, snaps, findings, n_facts, insights, cfg, started, loaded.notes,
+                       incremental.report(con, norm.events_read))
     _record_run(ws, run_id, summary, raw or _inferred_raw(ws, cfg, src, loaded.notes), cfg)
-    ws.close()
     return summary
 
 
 def _event_stages(cfg: Config, ws_path: Path) -> Any:
-    """normalize / derive / build of the per-event stages: DuckDB's, or Spark's (engine.spark, imported only when chosen)."""
+    """normalize / derive / build of the per-event stages, and whether they run incrementally: DuckDB's,
+    or Spark's (engine.spark, imported only when chosen; always a full recompute)."""
     if cfg.engine == "spark":
         from engine.spark import SparkStages
 
@@ -130,7 +153,7 @@ def _event_stages(cfg: Config, ws_path: Path) -> Any:
 
     from engine import journeys, normalize, states
 
-    return SimpleNamespace(normalize=normalize.normalize, derive=states.derive, build=journeys.build)
+    return SimpleNamespace(normalize=normalize.normalize, derive=states.derive, build=journeys.build, incremental=True)
 
 
 def _preload(modules: tuple[str, ...]) -> threading.Thread:
@@ -237,7 +260,8 @@ def _save_outputs(ws: Workspace, findings: list[Any], insights: list[dict[str, A
 
 
 def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_facts: int,
-             insights: list[Any], cfg: Config, started: float, read_notes: tuple[str, ...] = ()) -> dict[str, Any]:
+             insights: list[Any], cfg: Config, started: float, read_notes: tuple[str, ...] = (),
+             reads: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = norm.to_dict()
     summary = {
         "events_read": counts["events_read"],
@@ -256,6 +280,7 @@ def _summary(norm: Any, jstats: Any, snaps: list[Any], findings: list[Any], n_fa
         "seconds": round(time.perf_counter() - started, 3),
         "inferred": [f"read {note}" for note in read_notes] + list(cfg.inferred),
         "notes": _notes(snaps),
+        **(reads or {}),  # what this run read and reused (engine.incremental)
     }
     from ontology.validation import validate
 

@@ -1,7 +1,7 @@
 """Read-side of the workspace for the CLI and the HTTP API: feed, snapshots, ask, trace, export, query.
 
-Each function opens the workspace, reads, and returns plain data (or rendered
-text); nothing here writes.
+Each function opens the workspace's published database read-only, reads, and
+returns plain data (or rendered text); nothing here writes or waits for a run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from ontology.errors import BadInput, NotFound
 
 @contextmanager
 def _open(workspace: str | None) -> Iterator[Workspace]:
-    ws = Workspace.open(workspace, create=False, wait_s=READ_WAIT_S)
+    """The published database, read-only (engine.publish): a run writing meanwhile is neither waited for nor seen."""
+    ws = Workspace.read(workspace, wait_s=READ_WAIT_S)
     try:
         yield ws
     finally:
@@ -62,11 +63,36 @@ def feed(workspace: str | None, *, fmt: str = "text", limit: int | None = None, 
 
     items = feed_items(workspace, limit=limit, snapshot=snapshot)
     context: dict[str, Any] = {}
-    if fmt == "html":
-        context = {"snapshot": snapshot_payload(workspace, None, None)}
+    if fmt == "html":  # the metrics the run stored: the page solves no chain (issue #18 defect 5)
+        data = _default_metrics(workspace)
+        context = {"snapshot": snapshot_payload(workspace, data["snapshot_id"], None), "metrics": data}
     if fmt in ("text", "md", "html"):
         context["power"] = power(workspace)
+        if not items:  # never a silent empty feed: what was measured and why nothing shows (render.status)
+            context["empty"] = _why_empty(workspace)
     return render.render(items, fmt, **context)
+
+
+def why_empty(workspace: str | None) -> dict[str, Any]:
+    """What an empty feed means (engine/app/render/status.py): per journey the numbers and the same sentences
+    the text feed prints, for the API and the web page."""
+    from engine.app.render.status import TITLE, lines
+
+    rows = _why_empty(workspace)
+    return {"title": TITLE, "journeys": rows, "lines": lines(rows)}
+
+
+def _why_empty(workspace: str | None) -> list[dict[str, Any]]:
+    from engine.app.render.status import explain
+
+    with _open(workspace) as ws:
+        if not ws.has_table("snapshots"):
+            return []
+        cfg = ws.config()
+        rows = ws.con.execute("SELECT payload FROM snapshots WHERE scope = 'all' QUALIFY row_number() OVER "
+                              "(PARTITION BY tenant_id, journey ORDER BY window_end DESC, snapshot_id) = 1 "
+                              "ORDER BY tenant_id, journey").fetchall()
+    return explain([json.loads(r[0]) for r in rows], cfg)
 
 
 def power(workspace: str | None) -> list[dict[str, Any]]:
@@ -196,6 +222,10 @@ def snapshot(workspace: str | None, *, snapshot_id: str | None = None, journey: 
     return data
 
 
+def _default_metrics(workspace: str | None) -> dict[str, Any]:
+    return snapshot(workspace)  # (feed's `snapshot` argument hides this function's name there)
+
+
 GRAPH_STATES = 150  # the graph view shows at most this many states; the rarest are grouped into "other"
 
 
@@ -204,15 +234,13 @@ def graph(workspace: str | None, *, journey: str | None = None, max_states: int 
     """`/api/graph`: the default snapshot's stored metrics, its rarest states grouped into one "other" node,
     and the journey graph laid out (engine.app.render.layout), so the page draws what the HTML feed draws."""
     from engine import snapshot_store
-    from engine.app.render.layout import layout
+    from engine.app.render.layout import graph_input, layout
     from engine.state_metrics import group_rare
 
     data = group_rare(snapshot(workspace, journey=journey, max_seconds=max_seconds), max_states)
     with _open(workspace) as ws:
         conversion = snapshot_store.load_snapshot(ws.con, data["snapshot_id"]).conversion
-    data["layout"] = layout({"states": [s["state"] for s in data["states"]], "outcomes": data["outcomes"],
-                             "transitions": data["transitions"], "start_state": data["start_state"],
-                             "conversion_outcome": conversion})
+    data["layout"] = layout(graph_input(data, conversion))
     return data
 
 
@@ -304,8 +332,8 @@ def verify(bundle: dict[str, Any], narrative: Any) -> dict[str, Any]:
 def trace(workspace: str | None, insight_id: str) -> dict[str, Any]:
     from narrator.trace import trace as trace_insight
 
-    with _session(workspace) as (ws, _, store):
-        return trace_insight(insight_id, con=ws.con, store=store)
+    with _session(workspace) as (ws, cfg, store):  # the config published with the run, not config.json
+        return trace_insight(insight_id, con=ws.con, store=store, cfg=cfg)
 
 
 def trace_text(data: dict[str, Any]) -> str:

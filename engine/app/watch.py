@@ -12,7 +12,9 @@ finding key (a hash of the sorted keys for several), so a receiver that saw an
 attempt can drop a repeat even when the snapshots, hence the insight ids, have
 changed. Deliveries that failed are tried again on the watch interval with
 exponential backoff, without waiting for new data. Digest webhooks get one
-Markdown message per day/week instead.
+Markdown message per day/week instead. The run publishes like any run
+(engine.publish); the feed is read from the published database and the
+deliveries are recorded in their own file (DeliveryLog).
 """
 
 from __future__ import annotations
@@ -20,19 +22,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import duckdb
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from engine import publish
 from engine.app.render.common import escape_markup
 from engine.config import Config, Webhook, load_config
-from engine.workspace import RUN_WAIT_S, Workspace
+from engine.workspace import DB_NAME, RUN_WAIT_S, Workspace, root_of
 from ontology.errors import DeliveryError, JourneyGraphError
 
 log = logging.getLogger(__name__)
@@ -151,7 +157,65 @@ def batch_key(items: list[dict[str, Any]]) -> str:
     return keys[0] if len(keys) == 1 else "batch-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
 
 
-def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, Any]],
+class _Connected(Protocol):
+    con: duckdb.DuckDBPyConnection
+
+
+DELIVERIES_DB = "deliveries.duckdb"
+DELIVERIES_LOCK = "deliveries.lock"
+
+
+@dataclass
+class DeliveryLog:
+    """What was delivered: its own small file `<ws>/deliveries.duckdb`, not the published database.
+
+    Why its own file: a delivery is recorded after the run has published, once per webhook answer; writing
+    it into the published database would mean another copy-and-publish of the whole file per delivery
+    (engine.publish), while readers never need it. One writer at a time, by `<ws>/deliveries.lock`.
+    """
+
+    con: duckdb.DuckDBPyConnection
+
+    @classmethod
+    @contextmanager
+    def open(cls, workspace: str | None) -> Iterator[DeliveryLog]:
+        root = root_of(workspace)
+        root.mkdir(parents=True, exist_ok=True)
+        with publish.exclusive(root / DELIVERIES_LOCK, RUN_WAIT_S, "another watch is recording deliveries "
+                               "to this workspace; retry when it has finished"):
+            path = root / DELIVERIES_DB
+            if not path.exists():
+                _create_log(path, root)
+            con = duckdb.connect(str(path))
+            try:
+                yield cls(con)
+            finally:
+                con.close()
+
+
+def _create_log(path: Path, root: Path) -> None:
+    """A new delivery log holding what an older workspace recorded in its database (so nothing is sent twice)."""
+    rows: list[Any] = []
+    if (root / DB_NAME).exists():
+        ws = Workspace.read(root)  # through the process's kept attachment: a second ATTACH of it is refused
+        try:
+            if ws.has_table("deliveries"):
+                rows = ws.con.execute("SELECT webhook, finding_key, insight_id, delivered_at FROM deliveries").fetchall()
+        finally:
+            ws.close()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(_DELIVERIES)
+        if rows:
+            con.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)", rows)
+    finally:
+        con.close()
+    os.replace(tmp, path)  # whole or absent: a crash before this leaves no half-imported log
+
+
+def deliver(ws: _Connected, webhooks: tuple[Webhook, ...], items: list[dict[str, Any]],
             now: Callable[[], float] = time.time) -> list[DeliveryReport]:
     """Post what is new since the last delivery to each webhook, as one delivery per run; record successes.
 
@@ -185,7 +249,7 @@ def deliver(ws: Workspace, webhooks: tuple[Webhook, ...], items: list[dict[str, 
     return reports
 
 
-def _deliver_digest(ws: Workspace, hook: Webhook, fresh: list[dict[str, Any]], now: Callable[[], float]) -> DeliveryReport:
+def _deliver_digest(ws: _Connected, hook: Webhook, fresh: list[dict[str, Any]], now: Callable[[], float]) -> DeliveryReport:
     row = ws.con.execute("SELECT max(delivered_at) FROM deliveries WHERE webhook = ?", [hook.url]).fetchone()
     last = row[0] if row else None
     if not fresh or (last is not None and now() - last < DIGEST_SECONDS[hook.digest]):
@@ -213,11 +277,8 @@ def deliver_pending(cfg: Config, workspace: str | None) -> list[DeliveryReport]:
     from engine.app import views
 
     items = views.feed_items(workspace)
-    ws = Workspace.open(workspace, wait_s=RUN_WAIT_S)
-    try:
-        return deliver(ws, cfg.webhooks, items)
-    finally:
-        ws.close()
+    with DeliveryLog.open(workspace) as log_:
+        return deliver(log_, cfg.webhooks, items)
 
 
 @dataclass

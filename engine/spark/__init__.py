@@ -1,15 +1,19 @@
 """Apache Spark as the engine of the per-event stages (`run --engine spark`, `engine: spark`).
 
 Imported only when chosen: the DuckDB default never imports pyspark and needs no Java. Spark runs
-normalisation, states and the per-actor journey cut; the driver's DuckDB file then holds exactly the
-tables the DuckDB path leaves (events, rejected_events, journeys, journey_steps, journey_progress),
-so snapshots, the Markov solve, detectors and narration run unchanged. Layout under the workspace
-(rewritten by every run):
+normalisation, states and the per-actor journey cut; the workspace then holds exactly what the DuckDB
+path leaves: the silver events and gold journey steps written by engine.silver (so the `events` and
+`journey_steps` views read the same files), rejected_events, the identity links and map, the rate bots,
+journey_cuts, journeys and journey_progress. Snapshots, the Markov solve, detectors and narration run
+unchanged. A Spark run is always a full recompute (`incremental` False: the pipeline says so in the
+summary's incremental.reason). Spark's scratch under the workspace, rewritten by every run and removed
+once the journeys are built:
 
     spark/bronze.parquet         the usable staged rows (DuckDB ingest and quarantine, unchanged)
     spark/known.parquet          event keys a previous run accepted (late-arrival rule)
-    spark/silver/events/         the normalised events with states (loaded by `load_events`)
-    spark/rejected/              duplicates, bots and late arrivals (keys and flags)
+    spark/events/                the normalised events with states (loaded by `load_events`)
+    spark/rejected/              duplicates, bots and late arrivals (keys, time and flags)
+    spark/bursts/                the rate bots (tenant, actor)
     spark/journeys/<n>/          per journey definition: one row per journey and per step
 """
 
@@ -41,11 +45,15 @@ class Layout:
 
     @property
     def events(self) -> Path:
-        return self.root / "silver" / "events"
+        return self.root / "events"
 
     @property
     def rejected(self) -> Path:
         return self.root / "rejected"
+
+    @property
+    def bursts(self) -> Path:
+        return self.root / "bursts"
 
     def journey(self, index: int) -> Path:
         return self.root / "journeys" / str(index)
@@ -58,6 +66,8 @@ def parquet_glob(folder: Path) -> str:
 
 class SparkStages:
     """normalize / derive / build with the signatures of engine.normalize, engine.states and engine.journeys."""
+
+    incremental = False  # every Spark run recomputes everything
 
     def __init__(self, root: Path) -> None:
         missing = [what for what, found in (("pyspark (pip install 'journeygraph[spark]')", importlib.util.find_spec("pyspark")),
@@ -79,4 +89,6 @@ class SparkStages:
         from engine.spark import journey_cut
 
         indexes = {j.name: i for i, j in enumerate(cfg.journeys)}
-        return journeys.build(con, cfg, partial(journey_cut.build_one, layout=self.layout, indexes=indexes))
+        stats = journeys.build(con, cfg, partial(journey_cut.build_one, layout=self.layout, indexes=indexes))
+        shutil.rmtree(self.layout.root, ignore_errors=True)  # scratch: the workspace's layers now hold the results
+        return stats

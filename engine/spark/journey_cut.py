@@ -4,8 +4,9 @@ Spark selects each actor's rows inside its observation window (as engine.journey
 the Spark-compiled outcome and segment rules), hash-partitions them by (tenant, actor) into buckets and
 runs engine.journeys._cut_chunk on each bucket: one row per journey and one per kept step come back as
 Parquet. The driver numbers the journeys in (tenant, actor) order, as the DuckDB path does, and hands
-them in chunks to engine.journeys._insert, which decides outcome, end, censoring and journey ids in
-DuckDB SQL: the floats and ids are computed once, on the driver, by the same code.
+them in chunks to engine.journeys._insert, which decides the rule's outcome, end and journey ids in
+DuckDB SQL (journey_cuts and the steps; engine.journeys.build then decides censoring and writes the gold
+steps): the times and ids are computed once, on the driver, by the same code.
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def output_schema(n_segments: int) -> pa.Schema:
                       *_GROUP, *segments, *_STEP])
 
 
-def build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...], *,
-              layout: Layout, indexes: dict[str, int]) -> None:
-    """engine.journeys.build's per-definition step: cut on Spark, then insert on the driver."""
+def build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
+              only_touched: bool = False, *, layout: Layout, indexes: dict[str, int]) -> None:
+    """engine.journeys.build's per-definition step: cut on Spark, then insert on the driver (every actor: a
+    Spark run is a full recompute, so journeys.build never asks for the touched actors alone)."""
+    if only_touched:
+        raise AssertionError("a Spark run is a full recompute: no journey cut is kept from a previous run")
     spark = session()
     rows = _window_rows(spark.read.parquet(str(layout.events)), journey, segments)
     schema = output_schema(len(segments))

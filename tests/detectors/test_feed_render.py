@@ -159,10 +159,10 @@ def _typed_item(ftype, evidence, rank=1):
 
 
 def test_every_finding_type_has_a_named_measure():
-    from engine.app.render.common import MEASURES
+    from narrator.kinds import registry
     from ontology.vocabulary import FINDING_TYPES
 
-    assert set(FINDING_TYPES) <= set(MEASURES) and set(TYPED_EVIDENCE) == set(FINDING_TYPES)
+    assert set(FINDING_TYPES) <= set(registry().findings) and set(TYPED_EVIDENCE) == set(FINDING_TYPES)
 
 
 @pytest.mark.parametrize("fmt", ["text", "md", "html"])

@@ -127,3 +127,23 @@ def test_interval_is_deterministic_and_brackets_the_point():
     for s in s1:
         assert s["low"] <= s["per_week"] <= s["high"]
         assert np.isfinite(s["in_window"])
+
+
+def test_chains_over_the_redraw_cap_keep_their_point_estimate_without_redraws(monkeypatch):
+    """Issue #18 defect 5: 40 redraws of a 5,000-state chain need 7.4 GB per copy. Above the redraw cap a
+    finding keeps the same point estimate (one solve) with its interval collapsed onto it; above the solve
+    cap it gets no at_stake, as an unsolvable chain gets none."""
+    def drivers() -> list:
+        return [f for f in run_detectors([snap(FIGURE2, journeys=20_000)], make_cfg()).findings
+                if f.type == "activation_driver"]
+
+    full = {f.subject: f.evidence["at_stake"] for f in drivers()}
+    assert full and all(s["low"] < s["high"] for s in full.values())
+    monkeypatch.setattr(stake, "MAX_CHAIN_STATES", len(FIGURE2) - 1)
+    capped = {f.subject: f.evidence["at_stake"] for f in drivers()}
+    assert capped.keys() == full.keys()
+    for subject, s in capped.items():
+        assert s["per_week"] == full[subject]["per_week"]
+        assert s["low"] == s["per_week"] == s["high"]
+    monkeypatch.setattr(stake, "MAX_POINT_STATES", len(FIGURE2) - 1)
+    assert all("at_stake" not in f.evidence for f in drivers())

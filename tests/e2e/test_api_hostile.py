@@ -119,7 +119,7 @@ def test_a_busy_workspace_answers_503_without_paths_or_pids(demo_copy: Path) -> 
 def test_an_error_naming_the_workspace_does_not_show_its_path(tmp_path: Path) -> None:
     with LiveServer(tmp_path / "nothing-here") as server:
         status, body = call(server.url + "/api/snapshots")
-    assert status == 404 and "<workspace>" in body["error"]
+    assert status == 404 and "no workspace at nothing-here:" in body["error"]  # its name, never its path
     assert str(tmp_path) not in body["error"] and not PATHLIKE.search(body["error"])
 
 

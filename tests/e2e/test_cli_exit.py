@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
-
+from engine.workspace import Workspace
 from tests.e2e.conftest import DEMO_CONFIG, run_cli
 
 
@@ -15,7 +14,7 @@ def test_run_output_is_whole_and_the_workspace_checkpointed_before_the_fast_exit
     proc = run_cli("run", "-c", str(DEMO_CONFIG), "-w", str(ws), "--format", "json")
     summary = json.loads(proc.stdout)  # the whole JSON document reached the pipe
     assert not (ws / "journeygraph.duckdb.wal").exists()  # nothing left for a replay: closed, not abandoned
-    con = duckdb.connect(str(ws / "journeygraph.duckdb"), read_only=True)
+    con = Workspace.open(ws, read_only=True, create=False).con  # events: a view over the workspace's Parquet
     try:
         assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == summary["accepted"]
         assert con.execute("SELECT count(*) FROM snapshots").fetchall()[0][0] == summary["snapshots"]

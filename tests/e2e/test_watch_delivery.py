@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from engine.app import watch
+from engine.workspace import Workspace
 from tests.engine.hostile import base_events, config_file, dumps, write_lines
 
 
@@ -76,7 +77,7 @@ def _hook(script: list[int | str]) -> Iterator[Hook]:
 
 
 def _deliveries(ws: Path) -> int:
-    con = duckdb.connect(str(ws / "journeygraph.duckdb"), read_only=True)
+    con = duckdb.connect(str(ws / "deliveries.duckdb"), read_only=True)  # watch's own file (engine.app.watch.DeliveryLog)
     try:
         return int(con.execute("SELECT count(*) FROM deliveries").fetchall()[0][0])
     finally:
@@ -142,7 +143,7 @@ def test_a_folder_of_jsonl_and_csv_reads_both_and_skips_temp_files(tmp_path: Pat
     for hook in _hook([]):
         watch.watch(str(incoming), config_path=str(config_file(tmp_path / "c.yaml", webhooks=[{"url": hook.url}])),
                     workspace=str(tmp_path / "ws"), once=True)
-    con = duckdb.connect(str(tmp_path / "ws" / "journeygraph.duckdb"), read_only=True)
+    con = Workspace.open(tmp_path / "ws", read_only=True, create=False).con  # events: a view over Parquet
     per_file = con.execute("SELECT input_order >> 40, count(*) FROM events GROUP BY ALL ORDER BY ALL").fetchall()
     con.close()
     assert per_file == [(0, 200), (1, len(events) - 200)]  # a.jsonl, b.csv; the .part file is skipped

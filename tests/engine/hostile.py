@@ -175,9 +175,9 @@ def _burst(times: list[dt.datetime], limit: int) -> bool:
 
 def engine_buckets(db: Path) -> dict[int, str]:
     """line -> bucket as the engine recorded it in a workspace (single-file input)."""
-    import duckdb
+    from engine.workspace import Workspace
 
-    con = duckdb.connect(str(db), read_only=True)
+    con = Workspace.open(db.parent, read_only=True, create=False).con  # events is a view over the workspace's Parquet
     try:
         out = {int(line): reason for line, reason in con.execute("SELECT line, reason FROM quarantine").fetchall()}
         out.update({int(line): reason for line, reason in con.execute("SELECT line, reason FROM rejected_events").fetchall()})

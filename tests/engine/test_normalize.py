@@ -235,10 +235,10 @@ def test_rerun_with_the_previous_watermark_only_rejects_new_old_events(con, tmp_
 
 def test_actor_chunks_give_the_same_events(tmp_path, monkeypatch) -> None:
     """Big inputs are sequenced in whole-actor chunks of a sorted stream; seq and sessions must not depend on how many."""
-    from engine import normalize
+    from engine import sequencing
     from tests.engine.conftest import demo_tables_by_chunk_size
 
-    (default,), (tiny,) = demo_tables_by_chunk_size(tmp_path, monkeypatch, normalize,
+    (default,), (tiny,) = demo_tables_by_chunk_size(tmp_path, monkeypatch, sequencing,
                                                     ["SELECT * FROM events ORDER BY tenant_id, actor_id, seq"])
     assert len(default) == 16_964 and len({r[6] for r in default}) > 2_400   # events, sessions
     assert default == tiny

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from engine.resolved import recount_in_progress
+from engine.workspace import Workspace
 from fixtures.generate_demo import DemoParams
 from tests.detectors.release_streams import release_stream
 
-KEYS = ("resolved_transitions", "observation", "outcome_probabilities")
+KEYS = ("resolved_transitions", "observation", "outcome_probabilities", "reach_estimates", "resolved_shares", "estimate_horizon_s")
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,9 @@ def _where(payload):
 
 
 def test_every_scope_recounts_exactly(young):
-    import duckdb
 
     where, snaps = young
-    con = duckdb.connect(str(where / "ws" / "journeygraph.duckdb"), read_only=True)
+    con = Workspace.open(where / "ws", read_only=True, create=False).con  # journey_steps: a view over Parquet
     try:
         immature = 0
         for snap in snaps:

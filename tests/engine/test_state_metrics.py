@@ -13,10 +13,11 @@ import pytest
 
 from engine import snapshot_store, state_metrics
 from engine.app import pipeline, views
+from engine.app.render import html, layout
 from engine.markov import ChainMetrics, postdominator_intervals
 from engine.workspace import Workspace
 from fixtures import many_states
-from ontology.errors import EngineError, SingularSystemError
+from ontology.errors import BadInput, EngineError, SingularSystemError
 
 N_STATES = 2000
 
@@ -191,9 +192,10 @@ def test_graph_view_groups_rare_states_and_keeps_every_count(workspace: Path, st
     for t in data["transitions"]:
         out[t["from"]] = out.get(t["from"], 0.0) + t["probability"]
     assert all(v == pytest.approx(1.0, abs=1e-5) for v in out.values())
-    whole = views.graph(str(workspace), journey="signup", max_states=5000)
-    assert {k: v for k, v in whole.items() if k != "layout"} == full  # small enough: unchanged, plus its layout
-    assert {n["name"] for n in whole["layout"]["nodes"]} <= {s["state"] for s in full["states"]} | set(full["outcomes"])
+    with pytest.raises(BadInput, match=rf"{len(full['states'])} states is too large to draw \(at most 400\)"):  # work cap
+        views.graph(str(workspace), journey="signup", max_states=5000)
+    most = views.graph(str(workspace), journey="signup", max_states=layout.MAX_STATES)
+    assert {n["name"] for n in most["layout"]["nodes"]} == {s["state"] for s in most["states"]} | set(full["outcomes"])
 
 
 def test_on_demand_work_is_capped_with_a_clear_message(workspace: Path, tmp_path: Path) -> None:
@@ -224,3 +226,78 @@ def test_run_skips_storing_chains_above_its_work_limit(workspace: Path, monkeypa
     small = [s for s in snaps if len(s.payload["states"]) <= 50] or snaps[:1]
     assert state_metrics.store(con, small) == len(small)
     assert state_metrics.load(con, small[0].snapshot_id) == state_metrics.compute(small[0])
+
+
+# --- the HTML feed draws from the stored metrics ---------------------------------------------
+
+def count_solves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every chain solve: the dense N and the sparse LU, each wrapped where it is computed."""
+    from functools import cached_property
+
+    from engine.markov_sparse import SparseChain
+
+    calls: list[str] = []
+    for cls, name in ((ChainMetrics, "N"), (SparseChain, "_lu")):
+        solve = cls.__dict__[name].func
+
+        def counted(self: object, solve: object = solve, name: str = name) -> object:
+            calls.append(name)
+            return solve(self)  # type: ignore[operator]
+
+        prop = cached_property(counted)
+        prop.__set_name__(cls, name)
+        monkeypatch.setattr(cls, name, prop)
+    return calls
+
+
+def test_html_feed_solves_no_chain_and_groups_rare_states(workspace: Path, stored: tuple[dict, ChainMetrics],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    full, _ = stored
+    calls = count_solves(monkeypatch)
+    page = views.feed(str(workspace), fmt="html")
+    assert calls == []
+    grouped = len(full["states"]) - html.GRAPH_STATES + 1
+    assert f"The {grouped} states with the lowest reach are grouped" in page and f"other ({grouped} states)" in page
+    # the hook does count: computing the metrics afresh solves the chain once (sparse above the filter)
+    ws = Workspace.open(str(workspace), create=False)
+    try:
+        snap = snapshot_store.load_snapshot(ws.con, full["snapshot_id"])
+    finally:
+        ws.close()
+    assert state_metrics.compute(snap) == full and calls == ["_lu"]
+
+
+def test_stored_candidate_removal_effects_match_the_dense_chain(stored: tuple[dict, ChainMetrics]) -> None:
+    data, dense = stored  # stored from the sparse chain; `dense` is the snapshot's own dense chain
+    block = data["removal_effect_candidates"]
+    solved = [r for r in data["states"] if r["state"] != data["start_state"] and "removal_effect_status" not in r]
+    assert "browse" in {r["state"] for r in solved} and len(solved) == block["computed"]
+    for row in solved:
+        for o in data["outcomes"]:
+            assert row["removal_effect"][o] == pytest.approx(dense.removal_effect(row["state"], o), abs=1e-6)
+    for row in data["states"][::101]:
+        if row["state"] != data["start_state"]:
+            for o in data["outcomes"]:
+                assert row["removal_effect_relative"][o] == pytest.approx(dense.removal_effect_relative(row["state"], o),
+                                                                          abs=1e-6)
+
+
+def test_sparse_chain_equals_the_dense_chain_on_2000_states(workspace: Path, stored: tuple[dict, ChainMetrics]) -> None:
+    from engine.markov_sparse import SparseChain
+
+    data, dense = stored
+    ws = Workspace.open(str(workspace), create=False)
+    try:
+        snap = snapshot_store.load_snapshot(ws.con, data["snapshot_id"])
+    finally:
+        ws.close()
+    p = snap.payload
+    sp = SparseChain(p["states"], p["outcomes"], snap.counts, p["start_state"], p["conversion_outcome"],
+                     p["dropoff_outcome"])
+    np.testing.assert_allclose(sp.B, dense.B, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sp.expected_steps, dense.expected_steps, rtol=1e-9)
+    np.testing.assert_allclose(sp._start_row, dense.N[dense.states.index(dense.start)], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sp._diag_n, np.diag(dense.N), rtol=1e-9)
+    picks = ["browse"] + [s for s in dense.states[1::250] if s != dense.start]
+    ks = [dense.states.index(s) for s in picks]
+    np.testing.assert_allclose(sp.removal_absolute_rows(ks)[ks], dense.removal_absolute_rows(ks)[ks], rtol=0, atol=1e-9)

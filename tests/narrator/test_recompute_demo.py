@@ -19,11 +19,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, A
 
 def test_demo_every_number_of_every_fact_recomputes_exactly(demo: tuple) -> None:
     """Traceability on the demo: 100 % of facts and of their numbers, q-values included, not a sample."""
-    from narrator.recompute import RECOMPUTERS
+    from narrator.kinds import registry
 
     ws, cfg, store = demo
     facts = list(store.facts())
-    assert len(facts) >= 50 and {f.predicate for f in facts} <= set(RECOMPUTERS)
+    assert len(facts) >= 50 and {f.predicate for f in facts} <= set(registry().facts)
     summary = recompute_all(facts, con=ws.con, cfg=cfg)
     assert summary["failures"] == []
     assert summary["facts_ok"] == summary["facts"] == len(facts)

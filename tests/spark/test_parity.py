@@ -6,6 +6,7 @@ previous run accepted), the paper's Figure 2 chain, and BPI 2012 when the shared
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,13 @@ pytestmark = pytest.mark.spark
 def _assert_same(tmp: Path, out: dict[str, dict[str, str]], feed_items: bool = True) -> None:
     diffs = table_differences(tmp)
     assert all(d[1:] == (0, 0) for d in diffs.values()), diffs
-    assert diffs["events"][0] > 0 and diffs["journeys"][0] > 0
+    assert diffs["events"][0] > 0 and diffs["journeys"][0] > 0 and diffs["journey_steps"][0] > 0
     for key in ("run", "snapshot", "feed"):
         assert out["spark"][key] == out["duckdb"][key], key
+    spark_reads = [json.loads(line) for line in out["spark"]["reads"].splitlines()]
+    assert spark_reads[0] == json.loads(out["duckdb"]["reads"].splitlines()[0])  # a first run is full on both
+    assert all(r["incremental"]["mode"] == "full" and r["events_read_this_run"] > 0 for r in spark_reads)
+    assert all(r["incremental"]["reason"] == "engine: spark runs a full recompute" for r in spark_reads[1:])
     assert '"completed"' in out["duckdb"]["snapshot"]
     assert (out["duckdb"]["feed"].count('"insight_id"') > 0) == feed_items
 
@@ -37,12 +42,13 @@ def test_demo(spark, tmp_path, capsys):
 def test_dirty_twice(spark, tmp_path, capsys):
     out = run_both(FIXTURES / "dirty" / "journeygraph.yaml", tmp_path, capsys, runs=2)
     _assert_same(tmp_path, out, feed_items=False)  # too few journeys for any finding
+    # the DuckDB rerun is incremental (nothing new to read); the Spark rerun recomputed all and left the same
+    assert '"mode": "incremental"' in out["duckdb"]["reads"].splitlines()[1]
+    assert not (tmp_path / "spark" / "spark").exists()  # Spark's scratch is gone once the layers are written
     assert '"bots_filtered": 0' not in out["spark"]["run"] and '"quarantined": {"by_reason": {}' not in out["spark"]["run"]
 
 
 def test_paper_chain(spark, tmp_path, capsys):
-    import json
-
     source = tmp_path / "events.jsonl"
     source.write_text("".join(json.dumps(e) + "\n" for e in paper_chain.simulate(1500, seed=11)))
     config = tmp_path / "journeygraph.yaml"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.app.render import layout
+from engine.app.render import layout, status
 from engine.app.render import power as power_footer
 from engine.app.render.common import headline, narrative_text, pct, stats_line
 
@@ -38,29 +38,43 @@ GRAPH_CSS = " ".join(line.strip() for line in (Path(__file__).resolve().parents[
                      .read_text(encoding="utf-8").splitlines() if not line.startswith("/*"))
 INTERVAL_REPLICATES = 200  # enough for a picture; `snapshot --intervals` takes more
 INTERVAL_SECONDS = 2.0    # a feed page never waits longer than this for them (about 45 states)
+GRAPH_STATES = 150        # the graph and charts show at most this many states, the rarest grouped (as /api/graph)
 
 
 def render(items: Sequence[Mapping[str, Any]], snapshot: Any = None, title: str = "journeygraph feed",
-           power: Sequence[Mapping[str, Any]] | None = None) -> str:
+           power: Sequence[Mapping[str, Any]] | None = None, metrics: Mapping[str, Any] | None = None,
+           max_states: int = GRAPH_STATES, empty: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """The page. `metrics`: the snapshot's `snapshot --format json`, as the run stored it (views.feed passes it)
+    so the page draws without solving the chain; without it the metrics are computed here once."""
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"]
     if isinstance(snapshot, Mapping):
         snapshot = _wrap(snapshot)
     if snapshot is not None:
         payload = snapshot.payload
+        view = _view(snapshot, metrics, max_states)
         parts.append(f"<p class=\"muted\">Journey <b>{_e(payload['journey'])}</b>, snapshot "
                      f"<code>{_e(payload['snapshot_id'])}</code>, {payload.get('completed', 0)} completed journeys, "
                      f"window {_e(payload['window']['start'])} – {_e(payload['window']['end'])}</p>")
-        parts.append("<h2>Journey graph</h2>" + graph_svg(payload))
-        parts.append(_charts(snapshot, payload))
+        parts.append("<h2>Journey graph</h2>" + graph_svg(layout.graph_input(view, payload["conversion_outcome"])))
+        parts.append(_charts(snapshot, view, payload["conversion_outcome"]))
     parts.append("<h2>Ranked insights</h2>")
     parts.extend(_item(item) for item in items)
     if not items:
         parts.append("<p>No insights: no finding passed its thresholds and the FDR control.</p>")
+        parts.extend(f"<p class=\"muted\">{_e(line)}</p>" for line in status.lines(empty or []))
     if power is not None:
         parts.append(_power(power))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _view(snapshot: Any, metrics: Mapping[str, Any] | None, max_states: int) -> dict[str, Any]:
+    """The metrics to draw: the stored ones when given, else computed once; the rarest states grouped as "other"."""
+    from engine import state_metrics
+
+    data = dict(metrics) if metrics is not None else state_metrics.compute(snapshot)
+    return state_metrics.group_rare(data, max_states)
 
 
 def _wrap(payload: Mapping[str, Any]) -> Any:
@@ -173,16 +187,21 @@ def interval_chart_svg(title: str, rows: Sequence[tuple[str, float, float | None
     return "".join(out)
 
 
-def _removal_intervals(metrics: Any, snapshot_id: str, conv: str) -> tuple[dict[str, tuple[float, float]], str]:
-    """Interval per state for the chart, and the caption; a chain too big or too loopy gets the dots alone."""
+def _removal_intervals(snapshot: Any, conv: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Interval per state for the chart, and the caption; a chain too big or too loopy gets the dots alone.
+
+    The size is checked before the chain is built: a large snapshot's chart never touches its chain."""
     from engine import uncertainty
     from ontology.errors import EngineError
 
+    too_big = "No intervals: the chain is too large to redraw here; `journeygraph snapshot ID --intervals` gives them."
+    if uncertainty.seconds_estimate(len(snapshot.payload["states"]), INTERVAL_REPLICATES) > INTERVAL_SECONDS:
+        return {}, too_big
     try:
-        found = uncertainty.bootstrap(metrics, seed=uncertainty.seed_for(snapshot_id), replicates=INTERVAL_REPLICATES,
-                                      max_seconds=INTERVAL_SECONDS)
+        found = uncertainty.bootstrap(snapshot.metrics, seed=uncertainty.seed_for(snapshot.snapshot_id),
+                                      replicates=INTERVAL_REPLICATES, max_seconds=INTERVAL_SECONDS)
     except EngineError:
-        return {}, "No intervals: the chain is too large to redraw here; `journeygraph snapshot ID --intervals` gives them."
+        return {}, too_big
     if found.removal_effect is None:
         return {}, "No intervals: too many bootstrap redraws could not be solved."
     bounds = {s: by_outcome[conv] for s, by_outcome in found.removal_effect.items()}
@@ -190,20 +209,33 @@ def _removal_intervals(metrics: Any, snapshot_id: str, conv: str) -> tuple[dict[
                     f"{found.redirected_replicates} redraws lost a loop's exits, {found.failed_replicates} failed).")
 
 
-def _charts(snapshot: Any, payload: Mapping[str, Any]) -> str:
-    metrics = getattr(snapshot, "metrics", None)
-    if metrics is None:
-        return ""
-    conv = payload["conversion_outcome"]
-    absorb = [(s, float(metrics.absorption(s, conv))) for s in payload["states"]]
-    effects = sorted(((s, float(v[0])) for s, v in metrics.removal_effects(conv).items()), key=lambda r: (-r[1], r[0]))
-    bounds, note = _removal_intervals(metrics, payload["snapshot_id"], conv)
-    rows = [(s, 100 * v, *(None if b is None else 100 * b for b in bounds.get(s, (None, None)))) for s, v in effects]
+def _charts(snapshot: Any, view: Mapping[str, Any], conv: str) -> str:
+    """Bars of B[step, conv] and the removal effects, from the metrics view (no chain solved here)."""
+    rows = [r for r in view["states"] if "grouped_states" not in r]
+    absorb = [(r["state"], float(r["absorption"][conv])) for r in rows]
+    effects = sorted(((r["state"], float(r["removal_effect"][conv])) for r in rows
+                      if r["state"] != view["start_state"] and r["removal_effect"][conv] is not None),
+                     key=lambda r: (-r[1], r[0]))
+    bounds, note = _removal_intervals(snapshot, conv)
+    bars = [(s, 100 * v, *(None if b is None else 100 * b for b in bounds.get(s, (None, None)))) for s, v in effects]
     return ("<h2>Each step's part in the outcome</h2>"
             + bar_chart_svg(CHART_TITLES["absorption"].format(outcome=conv), absorb, fmt="{:.1%}")
-            + interval_chart_svg(CHART_TITLES["removal"].format(outcome=conv), rows, fmt="{:+.1f} pts")
+            + interval_chart_svg(CHART_TITLES["removal"].format(outcome=conv), bars, fmt="{:+.1f} pts")
             + f"<p class=\"muted\">Bars: the absorbing chain's probability B[step, {_e(conv)}]. Removal effect: the "
             f"points by which the chance from the start falls when the step is taken out of the chain (its moves "
-            f"renormalised over the other steps). {_e(note)} Reach per state: "
-            + ", ".join(f"{_e(s)} {pct(payload['reach_counts'].get(s, 0) / max(1, payload['completed']))}"
-                        for s in payload["states"]) + ".</p>")
+            f"renormalised over the other steps). {_e(note)}{_e(_limits(view))} Reach per state: "
+            + ", ".join(f"{_e(r['state'])} {pct(r['reach'])}" for r in rows) + ".</p>")
+
+
+def _limits(view: Mapping[str, Any]) -> str:
+    """What a large snapshot's charts leave out: grouped rare states, removal effects outside the candidates."""
+    out = ""
+    if view.get("grouped"):
+        out += (f" The {view['grouped']['states']} states with the lowest reach are grouped as one \"other\" step "
+                "here; `journeygraph snapshot` lists every state.")
+    block = view.get("removal_effect_candidates")
+    if block:
+        out += (f" Removal effects were solved for {block['computed']} candidate step{'' if block['computed'] == 1 else 's'}"
+                f" of {block['states']} "
+                "(reached by enough journeys, with lift on the conversion).")
+    return out

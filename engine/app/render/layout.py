@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ontology.errors import BadInput
+
 MAX_WIDTH = 1280          # px: the drawing never needs more (a laptop screen); it scales down with the viewport
 MIN_EDGE_P = 0.10         # moves below this share are left out of the drawing (the JSON keeps them all) ...
 MAX_OUT_EDGES = 3         # ... and all but the strongest this many per state (self-loops apart)
@@ -36,6 +38,7 @@ DUMMY_H = 14              # px a passing edge takes in a column
 MARGIN = 16
 TOP = 30                  # room above the first row for self-loops
 CHAR_W, LABEL_H = 6.6, 14  # a label's box: 11 px text (a generous width per character) on a halo
+MAX_STATES = 400          # work cap: the label search grows with the square of the edges (1,000 states: 4 s)
 
 
 @dataclass
@@ -55,6 +58,12 @@ class _Edge:
     count: int
     chain: list[str] = field(default_factory=list)  # vertex names from src to dst (dummies between)
     kind: str = "forward"
+
+
+def graph_input(data: Mapping[str, Any], conversion: str) -> dict[str, Any]:
+    """What `layout` reads, from `snapshot --format json` data (possibly grouped): the HTML feed and /api/graph."""
+    return {"states": [s["state"] for s in data["states"]], "outcomes": data["outcomes"],
+            "transitions": data["transitions"], "start_state": data["start_state"], "conversion_outcome": conversion}
 
 
 def drawn_edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float, int]]:
@@ -82,6 +91,9 @@ def drawn_edges(payload: Mapping[str, Any]) -> list[tuple[str, str, float, int]]
 def layout(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Boxes, edge paths and label spots of the journey graph, in px of a `width` × `height` view box."""
     states, outcomes = list(payload["states"]), list(payload["outcomes"])
+    if len(states) > MAX_STATES:
+        raise BadInput(f"a graph of {len(states)} states is too large to draw (at most {MAX_STATES}); ask for fewer "
+                       "states (max_states), the rarest are grouped as one \"other\" step")
     edges = [_Edge(*e) for e in drawn_edges(payload) if e[0] in states and (e[1] in states or e[1] in outcomes)]
     cols = _columns(payload.get("start_state") or (states[0] if states else ""), states, outcomes, edges,
                     payload["transitions"])

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.app.render import power as power_footer
+from engine.app.render import status
 from engine.app.render.common import escape_markup, headline, narrative_text, num, pct, stats_line
 
 
@@ -18,8 +19,9 @@ def _cell(text: str) -> str:
 
 
 def render(items: Sequence[Mapping[str, Any]], title: str = "journeygraph feed",
-           power: Sequence[Mapping[str, Any]] | None = None) -> str:
-    return _items(items, title) + ("" if power is None else "\n".join(_power(power)) + "\n")
+           power: Sequence[Mapping[str, Any]] | None = None, empty: Sequence[Mapping[str, Any]] | None = None) -> str:
+    why = "" if items else "".join(f"- {escape_markup(line)}\n" for line in status.lines(empty or [])) + "\n"
+    return _items(items, title) + why + ("" if power is None else "\n".join(_power(power)) + "\n")
 
 
 def _power(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -7,12 +7,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.app.render import power as power_footer
+from engine.app.render import status
 from engine.app.render.common import headline, narrative_text, stats_line
 
 
-def render(items: Sequence[Mapping[str, Any]], power: Sequence[Mapping[str, Any]] | None = None) -> str:
+def render(items: Sequence[Mapping[str, Any]], power: Sequence[Mapping[str, Any]] | None = None,
+           empty: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """`empty`: engine.app.render.status rows, said when there is no item (why nothing yet)."""
     footer = "" if power is None else "\n" + "\n".join(power_footer.text_lines(power)) + "\n"
-    return _items(items) + footer
+    return _items(items) + ("" if items else _why(empty)) + footer
+
+
+def _why(rows: Sequence[Mapping[str, Any]] | None) -> str:
+    wrapped = [textwrap.fill(line, width=96, initial_indent="  ", subsequent_indent="    ")
+               for line in status.lines(rows or [])]
+    return "".join(line + "\n" for line in wrapped)
 
 
 def _items(items: Sequence[Mapping[str, Any]]) -> str:

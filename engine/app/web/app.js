@@ -62,6 +62,13 @@ async function api(path, options = {}, busyRetries = 8) {
 // --- feed -----------------------------------------------------------------------------------
 let feedItems = [];
 
+// An empty feed says why (GET /api/status): what was measured, the sample floors, the power.
+async function explainEmpty(list) {
+  let status;
+  try { status = await api("/api/status"); } catch (err) { return; }
+  for (const line of status.lines || []) list.append(el("li", { class: "why-empty" }, line));
+}
+
 async function loadFeed() {
   const params = new URLSearchParams();
   const type = $("#f-type").value, seg = $("#f-segment").value.trim(), score = $("#f-score").value;
@@ -75,7 +82,11 @@ async function loadFeed() {
     return;
   }
   list.replaceChildren();
-  if (!feedItems.length) list.append(el("li", {}, "No insights match."));
+  if (!feedItems.length) {
+    const filtered = Boolean(type || seg || score);
+    list.append(el("li", {}, filtered ? "No insights match." : "No insights yet."));
+    if (!filtered) await explainEmpty(list);
+  }
   for (const item of feedItems) {
     const f = item.finding;
     const first = (item.narrative && item.narrative.sentences && item.narrative.sentences[0]) ? item.narrative.sentences[0].text : "";

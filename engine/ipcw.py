@@ -1,0 +1,116 @@
+"""Inverse-probability-of-censoring weighting (IPCW): unbiased shares and medians from journeys still in progress.
+
+The quantity is a property of a journey's *whole* window (which path it took,
+how long it lasted), so a journey contributes only once its end is known.
+Keeping just those journeys is biased: at the data end, short journeys are
+over-represented among the finished ones (a slow conversion is still open when
+a quick drop-off has already ended). IPCW undoes exactly that selection.
+
+Journey i started c_i before the data end (its follow-up; known for every
+journey, finished or not) and its end becomes known T_i after its start (the
+outcome event, or the drop-off decision: last step + `inactive_for`, or the
+window end; T_i ≤ window). It is *resolved* when T_i ≤ c_i. Censoring is
+administrative (the data simply ends), so c is independent of the journey's
+course given the scope, and
+
+    P(resolved | journey) = G(T_i),   G(u) = P(c ≥ u)
+
+with G estimated by the scope's own follow-up distribution, Ĝ(u) = #{j : c_j ≥ u} / N
+(no reverse Kaplan–Meier needed: every journey's c is observed). Any f of
+the whole journey then has E[1{resolved} f / G(T)] = E[f]: the weighted
+resolved journeys stand for all N. Shares use the ratio (Hájek) form
+Σ w·y / Σ w, so they sum to 1 and equal the plain completed-only share when no
+journey is censored (all weights are then exactly 1). With f = 1{D ≤ t} the
+weighted distribution is the Kaplan–Meier curve in its IPCW form (Satten &
+Datta 2001), so the median is read off that curve; unlike a plain KM on T it
+also serves a quantity D ≠ T (a dropped journey's duration stops at its last
+step, though its end is known only `inactive_for` later).
+
+Variance: the sandwich Σ w_i² (y_i − p̂)² / (Σ w)², treating Ĝ as known
+(estimating G from the data only lowers the true variance, so the interval
+is, if anything, conservative; the simulation study measures its coverage).
+Share intervals use the log(−log) scale of engine.incidence; the median's
+interval inverts the test of F(t) = ½ (Brookmeyer & Crowley 1982):
+{t : |F̂(t) − ½| ≤ z·se(F̂(t))}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.incidence import Z95, loglog_interval
+
+ESTIMATOR = "ipcw"
+
+
+def weights(known_time: np.ndarray, resolved: np.ndarray, follow_up: np.ndarray) -> np.ndarray:
+    """1 / Ĝ(T_i) for resolved journeys, 0 for the others; Ĝ from every journey's follow-up (same order)."""
+    follow = np.sort(np.asarray(follow_up, dtype=float))
+    t = np.asarray(known_time, dtype=float)
+    at_risk = len(follow) - np.searchsorted(follow, t, side="left")  # journeys followed up at least T_i
+    out = np.zeros(len(t))
+    ok = np.asarray(resolved, dtype=bool)
+    out[ok] = len(follow) / at_risk[ok]  # ≥ 1 journey (i itself: T_i ≤ c_i) so never a division by 0
+    return out
+
+
+@dataclass(frozen=True)
+class Shares:
+    """Weighted share of each key (0..K−1) with its sandwich standard error and 95 % interval."""
+
+    estimate: np.ndarray
+    se: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    resolved: np.ndarray  # resolved journeys behind each key (unweighted)
+
+
+def shares(keys: np.ndarray, w: np.ndarray, n_keys: int, z: float = Z95) -> Shares:
+    """Hájek shares Σ_{key} w / Σ w over the rows with w > 0 (`keys` in 0..n_keys−1)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    w = np.asarray(w, dtype=float)
+    total, total2 = float(w.sum()), float((w * w).sum())
+    if total <= 0:
+        zeros = np.zeros(n_keys)
+        return Shares(zeros, zeros.copy(), zeros.copy(), zeros.copy(), np.zeros(n_keys, dtype=np.int64))
+    mass = np.bincount(keys, weights=w, minlength=n_keys)
+    mass2 = np.bincount(keys, weights=w * w, minlength=n_keys)
+    p = mass / total
+    var = (mass2 * (1 - p) ** 2 + (total2 - mass2) * p ** 2) / total ** 2
+    lower, upper = loglog_interval(p, var, z)
+    return Shares(p, np.sqrt(var), lower, upper, np.bincount(keys, weights=w > 0, minlength=n_keys).astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Median:
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    resolved: int
+
+
+def median(values: np.ndarray, w: np.ndarray, z: float = Z95) -> Median:
+    """Median of the weighted distribution (rows with w > 0), and its test-inversion 95 % interval.
+
+    Convention: where F̂ equals ½ exactly on a value, the midpoint to the next value (with equal
+    weights this is the usual sample median, DuckDB's `median`), else the smallest value with F̂ ≥ ½.
+    """
+    keep = np.asarray(w, dtype=float) > 0
+    v, w = np.asarray(values, dtype=float)[keep], np.asarray(w, dtype=float)[keep]
+    if not len(v):
+        return Median(None, None, None, 0)
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    last = np.append(v[1:] != v[:-1], True)  # last row of each distinct value
+    u = v[last]
+    total, total2 = float(w.sum()), float((w * w).sum())
+    cum, cum2 = np.cumsum(w)[last], np.cumsum(w * w)[last]
+    f = cum / total
+    se = np.sqrt(np.maximum(cum2 * (1 - f) ** 2 + (total2 - cum2) * f ** 2, 0.0)) / total
+    at = int(np.searchsorted(f, 0.5, side="left"))
+    est = float(u[at]) if at >= len(u) or f[at] != 0.5 or at + 1 >= len(u) else float((u[at] + u[at + 1]) / 2)
+    low = np.flatnonzero(f >= 0.5 - z * se)
+    high = np.flatnonzero(f > 0.5 + z * se)
+    return Median(est, float(u[low[0]]) if len(low) else None, float(u[high[0]]) if len(high) else None, int(len(v)))

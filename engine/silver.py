@@ -1,0 +1,324 @@
+"""The workspace's Parquet layers: normalised events (silver) and journey steps (gold), named by content.
+
+A run writes the accepted events as Parquet files under
+``<ws>/silver/tenant=<t>/day=<YYYY-MM-DD>/<sha256>.parquet`` (one file per
+tenant and UTC day, rows sorted by (tenant, actor, seq)) and each journey
+definition's steps under ``<ws>/gold/journey_steps/journey=<name>/{open,sealed}/<sha256>.parquet``
+(sealed: journeys no later event can change, kept for ever; open: replaced by the next run).
+A file is written once under the hash of its bytes and never changed; the
+only thing that says which files make up the workspace is the manifest table
+`parquet_files` inside the DuckDB file, so publishing the database file
+publishes the files it names. `events` and `journey_steps` are TEMP views over
+the manifest's files, created on every connection `Workspace.open` makes (paths
+resolved against the workspace folder, so a moved workspace still reads).
+
+A partition whose content digest (row count and an XOR of row hashes over every
+column) equals the stored one keeps its stored file: a sealed day is written
+once. Files no manifest row names are deleted at the start of the next run
+(`collect_garbage`), never during one, so a reader of the previously published
+database keeps finding every file it names. docs/contracts.md "Parquet layers".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "parquet_files"
+MANIFEST_DDL = f"""CREATE TABLE IF NOT EXISTS {MANIFEST}(layer VARCHAR, tenant_id VARCHAR, part VARCHAR, path VARCHAR,
+    rows BIGINT, digest UBIGINT, input_xor UBIGINT, sha256 VARCHAR)"""
+LAYER_DIRS = ("silver", "gold")
+ROW_GROUP = 122_880
+EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id", "VARCHAR"), ("event_name", "VARCHAR"),
+                 ("ts", "TIMESTAMP"), ("received_at", "TIMESTAMP"), ("session_id", "VARCHAR"), ("platform", "VARCHAR"),
+                 ("user_agent", "VARCHAR"), ("properties", "JSON"), ("input_order", "BIGINT"), ("seq", "BIGINT"),
+                 ("state_raw", "VARCHAR"), ("state_semantic", "VARCHAR"), ("state_lifecycle", "VARCHAR"))
+STEP_COLUMNS = (("journey", "VARCHAR"), ("journey_id", "VARCHAR"), ("step", "INTEGER"), ("state", "VARCHAR"),
+                ("ts", "TIMESTAMP"), ("event_id", "VARCHAR"))
+LAYERS = {"events": EVENT_COLUMNS, "journey_steps": STEP_COLUMNS}
+SEALED_STEPS = "journey_steps_sealed"  # manifest layer of steps of journeys no new event can change (kept for ever)
+# pipeline.input_hash's row hash: kept per partition so the whole input's hash needs no scan of the events
+INPUT_ROW_HASH = "hash(tenant_id, actor_id, event_id, event_name, ts, CAST(properties AS VARCHAR))"
+_ROOTS: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
+
+
+def ddl(layer: str, temp: bool = True) -> str:
+    cols = ", ".join(f"{name} {kind}" for name, kind in LAYERS[layer])
+    return f"CREATE OR REPLACE {'TEMP ' if temp else ''}TABLE {layer} ({cols})"
+
+
+def attach(con: duckdb.DuckDBPyConnection, root: Path, writable: bool) -> None:
+    """Make `con` a workspace connection: remember its folder and create the layer views from the manifest."""
+    _ROOTS[con] = Path(root)
+    if writable:
+        con.execute(MANIFEST_DDL)
+    if _has_manifest(con):
+        for layer in LAYERS:
+            if not _persistent_table(con, layer):
+                create_view(con, layer)
+
+
+def root_of(con: Any) -> Path | None:
+    """The workspace folder of a workspace connection; None for a bare connection (tests, `inspect`): no layers."""
+    try:
+        return _ROOTS.get(con)
+    except TypeError:
+        return None
+
+
+def _has_manifest(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary",
+                            [MANIFEST]).fetchall()[0][0])
+
+
+def _persistent_table(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The qualified name of a stored (pre-Parquet) table `name`, if the database still has one."""
+    rows = con.execute("SELECT database_name, schema_name FROM duckdb_tables() WHERE table_name = ? AND NOT temporary",
+                       [name]).fetchall()
+    return f'"{rows[0][0]}"."{rows[0][1]}"."{name}"' if rows else None
+
+
+def is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A stored (not TEMP) table of that name exists."""
+    return _persistent_table(con, name) is not None
+
+
+def is_temp_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
+                            [name]).fetchall()[0][0])
+
+
+def make_temp_table(con: duckdb.DuckDBPyConnection, layer: str) -> None:
+    """The run's working copy of a layer: a TEMP table shadowing the view until `persist` writes it out."""
+    con.execute(f"DROP VIEW IF EXISTS temp.main.{layer}")
+    con.execute(ddl(layer, temp=True))
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def files(con: duckdb.DuckDBPyConnection, layer: str) -> list[str]:
+    """The layer's files (relative to the workspace), in (tenant, part) order."""
+    if not _has_manifest(con):
+        return []
+    return [r[0] for r in con.execute(f"SELECT path FROM {MANIFEST} WHERE layer = ? ORDER BY tenant_id, part, path",
+                                      [layer]).fetchall()]
+
+
+def create_view(con: duckdb.DuckDBPyConnection, layer: str, name: str | None = None, open_only: bool = False) -> None:
+    """`layer` as a TEMP view (named `name`, else the layer) over the manifest's files (typed and empty without).
+
+    `journey_steps` reads the open and the sealed steps files (`open_only`: the open ones alone).
+    """
+    root = _ROOTS.get(con)
+    sealed = files(con, SEALED_STEPS) if layer == "journey_steps" and not open_only else []
+    paths = [str((root or Path(".")) / p) for p in files(con, layer) + sealed]
+    cols = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in LAYERS[layer])
+    if paths:
+        source = f"read_parquet([{', '.join(_lit(p) for p in paths)}])"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name or layer} AS SELECT {cols} FROM {source}")
+    else:
+        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in LAYERS[layer])
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name or layer} AS SELECT {nulls} WHERE false")
+
+
+def share_views(src: duckdb.DuckDBPyConnection, dst: duckdb.DuckDBPyConnection) -> None:
+    """Give a cursor of `src` (a connection of its own, which sees no TEMP objects) the same layer views."""
+    for (sql,) in src.execute("SELECT sql FROM duckdb_views() WHERE temporary AND list_contains(?, view_name)",
+                              [list(LAYERS)]).fetchall():
+        dst.execute(sql.replace("CREATE TEMP VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
+
+
+def _digest_sql(layer: str) -> str:
+    cols = ", ".join(f"CAST({n} AS VARCHAR)" if k == "JSON" else n for n, k in LAYERS[layer])
+    return f"bit_xor(hash({cols}))"
+
+
+def _event_parts(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, int, int, int]]:
+    """(tenant, day, rows, digest, input_xor) per partition of an events relation."""
+    return [tuple(r) for r in con.execute(f"""
+        SELECT tenant_id, strftime(CAST(ts AS DATE), '%Y-%m-%d') AS day, count(*), {_digest_sql('events')},
+               bit_xor({INPUT_ROW_HASH})
+        FROM {table} GROUP BY ALL ORDER BY ALL""").fetchall()]
+
+
+def _stored(con: duckdb.DuckDBPyConnection, layer: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+    rows = con.execute(f"SELECT tenant_id, part, path, rows, digest, input_xor, sha256 FROM {MANIFEST} WHERE layer = ?",
+                       [layer]).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> dict[str, int]:
+    """Write the run's TEMP `events` table out as silver partitions and swap the view in.
+
+    `replace_all`: the table holds every event (a full run); otherwise only whole partitions that
+    changed (an incremental run) and every other stored partition stays. A partition with the
+    stored digest keeps its stored file. Returns how many partitions were written and reused.
+    """
+    root = root_of(con)
+    if root is None or not is_temp_table(con, "events"):
+        return {"written": 0, "reused": 0}
+    stored = _stored(con, "events")
+    parts = _event_parts(con, "temp.main.events")
+    rows, written = [], 0
+    tmp = root / "silver" / f".tmp-{uuid.uuid4().hex}"
+    try:
+        for tenant, day, n, digest, ixor in parts:
+            old = stored.get((tenant, day))
+            if old is not None and old[1] == n and old[2] == digest:
+                rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
+                continue
+            where = (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} AND ts < DATE {_lit(day)} + INTERVAL 1 DAY")
+            rel, sha = _write(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY tenant_id, actor_id, seq",
+                              tmp, root, Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")
+            rows.append(("events", tenant, day, rel, n, digest, ixor, sha))
+            written += 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    keep = [] if replace_all else [("events", t, d, *v) for (t, d), v in stored.items()
+                                   if (t, d) not in {(r[1], r[2]) for r in rows}]
+    _replace_manifest(con, "events", keep + rows)
+    con.execute("DROP TABLE temp.main.events")
+    legacy = _persistent_table(con, "events")
+    if legacy:  # a workspace from before the Parquet layers: its stored copy is superseded
+        con.execute(f"DROP TABLE {legacy}")
+    create_view(con, "events")
+    return {"written": written, "reused": len(keep) + len(rows) - written}
+
+
+def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False) -> None:
+    """Write the TEMP `journey_steps` table out as gold files and swap the view in.
+
+    `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
+    sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
+    which the next run replaces. A file with the stored content is kept.
+    """
+    root = root_of(con)
+    if root is None or not is_temp_table(con, "journey_steps"):
+        return
+    names = [r[0] for r in con.execute("SELECT DISTINCT journey FROM temp.main.journey_steps ORDER BY 1").fetchall()]
+    sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
+    kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
+            ] if keep_sealed else []
+    opened, closed = [], []
+    tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
+    try:
+        for name in names:
+            base = f"SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)}"
+            opened += _steps_file(con, root, tmp, "journey_steps", name, f"{base} AND NOT ({sealed})")
+            closed += _steps_file(con, root, tmp, SEALED_STEPS, name, f"{base} AND {sealed}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _replace_manifest(con, "journey_steps", opened)
+    _replace_manifest(con, SEALED_STEPS, kept + [r for r in closed if (r[1], r[2], r[3]) not in {(k[1], k[2], k[3]) for k in kept}])
+    con.execute("DROP TABLE temp.main.journey_steps")
+    legacy = _persistent_table(con, "journey_steps")
+    if legacy:
+        con.execute(f"DROP TABLE {legacy}")
+    create_view(con, "journey_steps")
+
+
+def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str,
+                query: str) -> list[tuple[Any, ...]]:
+    """One gold file of `query`'s steps sorted by (journey_id, step); none when it has no rows."""
+    n, digest = con.execute(f"SELECT count(*), {_digest_sql('journey_steps')} FROM ({query})").fetchall()[0]
+    if not n:
+        return []
+    kind = "sealed" if layer == SEALED_STEPS else "open"
+    rel, sha = _write(con, f"{query} ORDER BY journey_id, step", tmp, root,
+                      Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
+    return [(layer, "", name, rel, n, digest, None, sha)]
+
+
+def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, folder: Path) -> tuple[str, str]:
+    """COPY `query` to Parquet, then move the file to `<folder>/<sha256 of its bytes>.parquet` (kept if present)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    scratch = tmp / f"{uuid.uuid4().hex}.parquet"
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = true")  # the file's bytes, hence its name, must not vary
+    try:
+        con.execute(f"COPY ({query}) TO {_lit(str(scratch))} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP}, COMPRESSION zstd)")
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
+    sha = _sha256(scratch)
+    rel = folder / f"{sha}.parquet"
+    target = root / rel
+    if target.exists():
+        scratch.unlink()
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(scratch, target)
+    return rel.as_posix(), sha
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _replace_manifest(con: duckdb.DuckDBPyConnection, layer: str, rows: list[tuple[Any, ...]]) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {MANIFEST} WHERE layer = ?", [layer])
+        if rows:
+            con.executemany(f"INSERT INTO {MANIFEST} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def latest_day(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The earliest of the tenants' latest day partitions ('YYYY-MM-DD'): each tenant's last event is on or after it."""
+    if root_of(con) is None or not _has_manifest(con) or is_temp_table(con, "events"):
+        return None
+    row = con.execute(f"SELECT min(last) FROM (SELECT max(part) AS last FROM {MANIFEST} WHERE layer = 'events' "
+                      "GROUP BY tenant_id)").fetchall()[0]
+    return str(row[0]) if row[0] else None
+
+
+def input_hash(con: duckdb.DuckDBPyConnection) -> str | None:
+    """pipeline.input_hash from the manifest's per-partition counts and XORs (no scan); None without layers."""
+    if root_of(con) is None or not _has_manifest(con) or is_temp_table(con, "events") or _persistent_table(con, "events"):
+        return None
+    n, xor = con.execute(f"SELECT coalesce(sum(rows), 0), coalesce(bit_xor(input_xor), 0) FROM {MANIFEST} "
+                         "WHERE layer = 'events'").fetchall()[0]
+    return hashlib.sha256(f"{n}:{xor}".encode()).hexdigest()[:16]
+
+
+def collect_garbage(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete layer files no manifest row names (and scratch folders of killed runs); at a run's start only."""
+    root = root_of(con)
+    if root is None or not _has_manifest(con):
+        return 0
+    named = {str(Path(p)) for (p,) in con.execute(f"SELECT path FROM {MANIFEST}").fetchall()}
+    removed = 0
+    for top in LAYER_DIRS:
+        base = root / top
+        if not base.is_dir():
+            continue
+        for scratch in base.rglob(".tmp-*"):
+            shutil.rmtree(scratch, ignore_errors=True)
+        for path in base.rglob("*.parquet"):
+            if re.fullmatch(r"[0-9a-f]{64}\.parquet", path.name) and str(path.relative_to(root)) not in named:
+                path.unlink()
+                removed += 1
+    if removed:
+        log.info("removed %d Parquet files no longer in the manifest", removed)
+    return removed

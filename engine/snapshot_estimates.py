@@ -1,0 +1,251 @@
+"""Reach, paths and durations of every snapshot scope, estimated from every journey, open ones included.
+
+engine.snapshot's completed-only numbers (reach_counts, paths, durations) look
+at completed journeys alone; these keep the same quantities and change the
+estimator, so a scope whose journeys are still in progress (the latest
+periods, the days after a release, `all` near the data end) gets unbiased
+numbers now instead of a window later:
+
+* `reach_estimates`: P(the journey enters the state within its window | it
+  started). Aalen–Johansen cumulative incidence of first entry
+  (engine.incidence), with two competing causes: "entered the state" at its
+  first visit, "ended without entering it" at the time its end became known
+  (engine.snapshot_progress' `aj_t`); a journey still open and not yet in the
+  state is censored at data end − start. An open journey that already
+  visited the state counts as a visit: no waiting for its end.
+* `path_estimates`: the share of journeys taking each (path, outcome), from the
+  journeys whose path is resolved (end known by the data end), each weighted by
+  1 / P(resolved by then) (engine.ipcw; the module says why that is unbiased).
+* positivity: a journey that lasts the whole window resolves only once a
+  journey of the scope has been followed that long, so paths and durations
+  are "not estimable yet" in a scope without a complete journey, and reach
+  (like `outcome_probabilities`) is P(… within `estimate_horizon_s`), the
+  longest follow-up of the scope capped at the window;
+* `duration_estimates`: median time to outcome (and length), overall and per
+  outcome class, read off the IPCW (Kaplan–Meier) distribution, with a
+  test-inversion interval. The completed-only median over journeys finished by
+  the data end is biased short; this one is not.
+
+When no journey of a scope is censored every estimate is the completed-only
+number itself (reach: the same ratio; path shares: weights are all 1; medians:
+taken from the completed-only block), so fully mature data is byte-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine import incidence, ipcw, step_counts, step_shares
+from engine.arrow_scan import in_batches
+from engine.paths import SEP
+
+ESTIMATORS = {
+    "reach_estimates": ("aalen_johansen_first_entry: P(state entered within the window | start); open journeys "
+                        "censored at data end - start unless already in the state; 95 % log(-log) interval"),
+    "path_estimates": ("ipcw: share of (path, outcome) over journeys whose end is known by the data end, weighted "
+                       "by 1 / P(follow-up >= time the end became known); Hajek ratio, sandwich 95 % interval"),
+    "resolved_shares": ("resolved_steps_ipcw: share of each step out of a state over the steps whose destination is "
+                        "final (horizon passed since entry, or the journey's end known), each weighted by "
+                        "1 / P(follow-up >= min(window, entry + horizon, end known)); journey-clustered sandwich se"),
+    "duration_estimates": ("ipcw_kaplan_meier: median of the IPCW-weighted distribution (Kaplan-Meier in IPCW "
+                           "form) of duration and length; Brookmeyer-Crowley 95 % interval for the duration"),
+}
+
+# One row per journey of the journey definition, ordered by class: what each estimate needs. `dur` follows the
+# completed-only rule (engine.snapshot _jg_jour): a dropped journey's duration stops at its last step, whose
+# time is end_ts for a censored journey (engine.journeys). `path` is NULL for a journey not yet resolved.
+_ROWS_SQL = """
+CREATE OR REPLACE TEMP TABLE _jg_est AS
+SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c.cls, k.journey_id, k.start_ts,
+       k.censored, k.aj_t, k.aj_o, greatest(epoch(e.data_end - k.start_ts), 0)::DOUBLE AS follow, e.data_end,
+       CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o, pr.journey_id IS NOT NULL AS tracked,
+       CASE WHEN k.aj_o IS NOT NULL THEN k.aj_t END AS known_t,
+       CASE WHEN NOT k.censored THEN jo.duration_s
+            WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(j.end_ts, k.start_ts) - k.start_ts), 0)
+            ELSE k.aj_t END::DOUBLE AS dur,
+       coalesce(jo.length, kp.length) AS length, coalesce(jo.path, kp.path) AS path
+FROM _jg_jkeys k JOIN _jg_jclass c USING (journey_id) JOIN _jg_ends e USING (tenant_id)
+JOIN journeys j ON j.journey = $journey AND j.journey_id = k.journey_id
+LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_kpaths kp USING (journey_id)
+LEFT JOIN _jg_progress pr USING (journey_id)
+ORDER BY jrow
+"""
+_VISITS_SQL = """
+SELECT r.jrow, s.state, greatest(epoch(min(s.ts) - any_value(r.start_ts)), 0)::DOUBLE AS t
+FROM journey_steps s JOIN _jg_est r USING (journey_id)
+WHERE s.journey = $journey AND s.state IS NOT NULL GROUP BY r.jrow, s.state ORDER BY r.jrow, s.state
+"""
+
+
+def r6(value: float | None) -> float | None:
+    from engine.snapshot import r6 as round6
+
+    return round6(value)
+
+
+class _Rows:
+    """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
+
+    def __init__(self, con: Any, journey: str, conversion: str) -> None:
+        t = con.sql("SELECT * FROM _jg_est ORDER BY jrow").to_arrow_table()
+        self.cls = t.column("cls").to_numpy().astype(np.int64)
+        self.censored = t.column("censored").to_numpy(zero_copy_only=False).astype(bool)
+        self.aj_t = t.column("aj_t").to_numpy().astype(float)
+        aj_o = t.column("aj_o")
+        self.ended = pc.is_valid(aj_o).to_numpy(zero_copy_only=False)
+        self.converted = pc.fill_null(pc.equal(aj_o, conversion), False).to_numpy(zero_copy_only=False)
+        self.follow = t.column("follow").to_numpy().astype(float)
+        self.dur = pc.fill_null(t.column("dur"), np.nan).to_numpy(zero_copy_only=False).astype(float)
+        self.length = pc.fill_null(t.column("length"), 0).to_numpy(zero_copy_only=False).astype(float)
+        path = t.column("path")
+        self.has_path = pc.is_valid(path).to_numpy(zero_copy_only=False) & self.ended
+        key = pc.binary_join_element_wise(pc.fill_null(path.cast(pa.large_string()), ""),
+                                          pc.fill_null(aj_o.cast(pa.large_string()), ""),
+                                          pa.scalar(SEP + SEP, pa.large_string()))
+        encoded = pc.dictionary_encode(key.combine_chunks())
+        self.path_key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.path_names = encoded.dictionary.to_pylist()
+        v = con.sql(_VISITS_SQL, params={"journey": journey}).to_arrow_table()
+        self.v_row = v.column("jrow").to_numpy().astype(np.int64)
+        self.v_t = v.column("t").to_numpy().astype(float)
+        codes = pc.dictionary_encode(v.column("state").combine_chunks())
+        self.v_state = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.state_names = [str(s) for s in codes.dictionary.to_pylist()]
+
+
+def prepare(con: Any, journey: str, dropoff: str, collapse: bool) -> None:
+    """_jg_est: per journey, what the estimates need (after engine.snapshot's _jg_jour exists)."""
+    ids = con.sql("SELECT journey_id FROM _jg_jkeys WHERE censored AND aj_o IS NOT NULL ORDER BY journey_id").to_arrow_table()
+    kpaths = step_counts.journey_paths(con, journey, ids, collapse) if ids.num_rows else pa.table(
+        {"journey_id": pa.array([], pa.string()), "length": pa.array([], pa.int64()), "path": pa.array([], pa.large_string())})
+    con.register("_jg_kpaths", in_batches(kpaths))
+    try:
+        con.execute(_ROWS_SQL, {"journey": journey, "dropoff": dropoff})
+    finally:
+        con.unregister("_jg_kpaths")
+
+
+def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
+    """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares} for every scope (medians
+    of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
+    rows = _Rows(con, jc.name, jc.conversion_outcome)
+    steps = step_shares.Steps(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
+                                               "horizon": params["horizon"]})
+    window_s = float(jc.window_s)
+    members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
+    out = {}
+    for sid, classes in members:
+        lo = np.searchsorted(rows.cls, classes, side="left")
+        hi = np.searchsorted(rows.cls, classes, side="right")
+        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
+        pick, pos = _members(steps.row, lo, hi)
+        out[sid] = {"estimate_horizon_s": horizon_reached(rows.follow[take], window_s),
+                    "reach_estimates": _reach(rows, take, lo, hi, window_s),
+                    "resolved_shares": step_shares.shares(steps, pick, pos, rows.follow[take], window_s,
+                                                          params["horizon"]),
+                    **_paths_and_durations(rows, take, top_n)}
+    return out
+
+
+def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window_s: float) -> dict[str, Any]:
+    """Aalen–Johansen first-entry incidence of every state visited in the scope."""
+    if not len(take):
+        return {}
+    vsel, pos = _members(rows.v_row, lo, hi)
+    state, t_first = rows.v_state[vsel], rows.v_t[vsel]
+    censored = bool(rows.censored[take].any())
+    end_t, ended = rows.aj_t[take], rows.ended[take]
+    out = {}
+    order = np.argsort(state, kind="stable")
+    bounds = np.flatnonzero(np.diff(state[order])) + 1
+    for group in np.split(order, bounds) if len(order) else []:
+        name = rows.state_names[int(state[group[0]])]
+        out[name] = reach_estimate(end_t, ended, censored, pos[group], t_first[group], window_s)
+    return dict(sorted(out.items()))
+
+
+def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries of a table ordered by journey row whose row lies in the scope's class ranges [lo, hi), and each
+    one's journey's place inside the scope (the concatenated ranges)."""
+    a, b = np.searchsorted(row, lo, side="left"), np.searchsorted(row, hi, side="left")
+    pick = np.concatenate([np.arange(x, y) for x, y in zip(a, b)]) if len(a) else np.zeros(0, np.int64)
+    offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
+    return pick, row[pick] - np.repeat(lo - offsets, b - a)
+
+
+def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
+                   visit_time: np.ndarray, window_s: float) -> dict[str, Any]:
+    """One state's `reach_estimates` entry (engine.resolved recounts it with this too).
+
+    `end_t`/`ended`: every journey of the scope (engine.snapshot_progress' aj_t, outcome known);
+    `visit_row`/`visit_time`: the journeys that visited the state and their first visit."""
+    n, reached = len(end_t), len(visit_row)
+    if censored:
+        inc = incidence.first_entry(end_t, ended, visit_row, visit_time, window_s)
+        est, var, low, up = float(inc.estimate[0]), float(inc.variance[0]), inc.lower[0], inc.upper[0]
+    else:  # nothing censored: the completed-only ratio, binomial variance (what Aalen–Johansen reduces to)
+        est = reached / n
+        var = est * (1 - est) / n
+        lows, ups = incidence.loglog_interval(np.array([est]), np.array([var]))
+        low, up = lows[0], ups[0]
+    return {"estimate": r6(est), "lower": r6(low), "upper": r6(up), "se": r6(np.sqrt(var)), "reached": reached}
+
+
+def horizon_reached(follow: np.ndarray, window_s: float) -> int:
+    """How far after the start the scope's journeys were followed (at most the window): reach and outcome
+    incidence are P(… within this), so equal to the window's once a journey of the scope is complete."""
+    return int(min(window_s, float(follow.max()))) if len(follow) else 0
+
+
+NOT_YET = "not estimable yet: no journey of the scope has been followed for a whole window"
+
+
+def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str, Any]:
+    if not len(take) or rows.censored[take].all():  # positivity: journeys lasting the whole window never resolve
+        return {"path_estimates": {"top": [], "resolved": 0, "journeys": len(take), "note": NOT_YET},
+                "duration_estimates": {"note": NOT_YET}}
+    ok = rows.has_path[take]
+    w = ipcw.weights(rows.aj_t[take], ok, rows.follow[take])
+    keys, inverse = np.unique(rows.path_key[take][ok], return_inverse=True)
+    sh = ipcw.shares(inverse.reshape(-1), w[ok], len(keys))
+    names = [rows.path_names[int(k)] for k in keys]
+    ranked = sorted(range(len(keys)), key=lambda i: (-sh.estimate[i], names[i]))[: max(int(top_n), 0)]
+    top = []
+    for i in ranked:
+        path, outcome = names[i].rsplit(SEP + SEP, 1)
+        top.append({"path": path.split(SEP), "outcome": outcome, "share": r6(sh.estimate[i]), "lower": r6(sh.lower[i]),
+                    "upper": r6(sh.upper[i]), "se": r6(sh.se[i]), "resolved": int(sh.resolved[i])})
+    paths = {"top": top, "resolved": int(ok.sum()), "journeys": len(take)}
+    conv = rows.converted[take]
+    durations = {**_medians(rows, take, w, ok), "by_class": {"converted": _medians(rows, take, w, ok & conv),
+                                                             "lost": _medians(rows, take, w, ok & ~conv)}}
+    return {"path_estimates": paths, "duration_estimates": durations}
+
+
+def _medians(rows: _Rows, take: np.ndarray, w: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    d = ipcw.median(rows.dur[take], np.where(mask, w, 0.0))
+    n = ipcw.median(rows.length[take], np.where(mask, w, 0.0))
+    return {"median_s": r6(d.estimate), "median_s_lower": r6(d.lower), "median_s_upper": r6(d.upper),
+            "median_length": r6(n.estimate), "resolved": d.resolved}
+
+
+def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,
+                   durations: Mapping[str, Any]) -> dict[str, Any]:
+    """The scope's estimate blocks; with nothing censored the medians are the completed-only ones (same convention)."""
+    block = est.get(sid) or {"reach_estimates": {}, "path_estimates": {"top": [], "resolved": 0, "journeys": 0},
+                             "duration_estimates": {}, "resolved_shares": [], "estimate_horizon_s": 0}
+    if censored == 0 and "median_s" in block["duration_estimates"]:
+        mine = block["duration_estimates"]
+        block = {**block, "duration_estimates": {
+            **_exact(mine, durations), "by_class": {k: _exact(mine["by_class"][k], durations["by_class"][k])
+                                                    for k in ("converted", "lost")}}}
+    return block
+
+
+def _exact(mine: Mapping[str, Any], done: Mapping[str, Any]) -> dict[str, Any]:
+    return {**mine, "median_s": done["median_s"], "median_length": done["median_length"]}

@@ -1,0 +1,133 @@
+"""Resolved-step shares weighted for entry time, with journey-clustered standard errors (`resolved_shares`).
+
+`resolved_transitions` (engine.step_counts) counts a step of an open journey
+once the drop-off horizon H has passed since it was entered. That choice
+cannot favour a destination *given the entry time*, but it does favour steps
+entered early in their journey: in a young scope only a journey's first days
+are resolved. Where the next state depends on how far into the journey a step
+happens (a quick visitor moves on differently from a slow one), the plain
+share of a young scope then differs from the same scope's share once mature.
+
+IPCW (engine.ipcw) removes that and lets more steps in: a step's
+destination is final once H has passed since it was entered, or once its
+journey's end is known (outcome event or drop-off decision, T after the
+start: every step of that journey is final then), or at the window's end.
+So a step entered s after its journey's start is counted iff the journey's
+follow-up c ≥ τ = min(W, s + H, T) (without H, min(W, T); complete
+journeys, c ≥ W, count every step) and is weighted by 1 / Ĝ(τ), Ĝ the
+scope's follow-up distribution. τ depends on the journey alone, never on the
+data end, so P(counted | journey) = G(τ) exactly. Positivity: a step whose
+latest possible τ, min(W, s + H), exceeds every follow-up of the scope could
+only ever be seen through an early end of its journey (G = 0 otherwise), so
+such steps are left out altogether: in a young scope the share is over the
+steps entered in the journeys' first (longest follow-up − H), the same
+steps the unweighted rule can see; with a complete journey in the scope
+(follow-up ≥ W) nothing is left out. The weighted share of a → b
+is then unbiased for the share among all the scope's steps out of a, as if
+every journey had been followed to its window's end; on a mature scope every
+weight is 1 and the share is the plain count ratio.
+
+Steps of one journey are not independent (a journey that loops through a
+state contributes several steps), so the standard error is the sandwich
+clustered by journey: Var p̂_b = Σ_j (Σ_{i∈j} w_i (1{dst_i = b} − p̂_b))² / (Σ w)².
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine import ipcw
+
+ESTIMATOR = "resolved_steps_ipcw"
+
+# The steps a scope's resolved counts hold (engine.step_counts' rule, collapse included), from `{journeys}`:
+# jrow, journey_id, start_ts, censored, tracked (an open journey has a journey_progress row), dest_o (the
+# outcome after the last step: known outcome when open), known_t (when the journey's end became known, since its
+# start; NULL while open), data_end. `s` is the entry time since the journey's start.
+STEPS_SQL = """
+WITH raw AS (SELECT s.journey_id, s.step, s.state, s.ts,
+                    lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+             FROM journey_steps s SEMI JOIN {journeys} r USING (journey_id)
+             WHERE s.journey = $journey AND s.state IS NOT NULL),
+st AS (SELECT journey_id, state, ts, lead(state) OVER (PARTITION BY journey_id ORDER BY step) AS nxt
+       FROM raw WHERE NOT $collapse OR prev IS NULL OR prev <> state)
+SELECT r.jrow, st.state AS src, coalesce(st.nxt, r.dest_o) AS dst, greatest(epoch(st.ts - r.start_ts), 0)::DOUBLE AS s,
+       r.known_t
+FROM st JOIN {journeys} r USING (journey_id)
+WHERE NOT r.censored OR (r.tracked AND (r.known_t IS NOT NULL
+                                        OR ($horizon >= 0 AND st.ts + to_seconds(greatest($horizon, 0)) <= r.data_end)))
+ORDER BY r.jrow, s, src, dst
+"""
+
+
+class Steps:
+    """The resolved steps (ordered by journey row) with codes for their source and destination."""
+
+    def __init__(self, con: Any, journeys: str, params: dict[str, Any]) -> None:
+        t = con.sql(STEPS_SQL.format(journeys=journeys), params=params).to_arrow_table()
+        self.row = t.column("jrow").to_numpy().astype(np.int64)
+        self.s = t.column("s").to_numpy().astype(float)
+        self.known_t = pc.fill_null(t.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
+        both = pc.dictionary_encode(pa.concat_arrays([t.column("src").combine_chunks().cast(pa.string()),
+                                                      t.column("dst").combine_chunks().cast(pa.string())]))
+        codes = both.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.names = [str(x) for x in both.dictionary.to_pylist()]
+        self.src, self.dst = codes[: t.num_rows], codes[t.num_rows:]
+
+
+def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
+           horizon_s: int) -> list[dict[str, Any]]:
+    """`resolved_shares` of one scope: `pick` selects its steps, `pos` their journey's place in `follow`."""
+    from engine.snapshot import r6
+
+    if not len(pick):
+        return []
+    latest = np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0 else np.full(len(pick), float(window_s))
+    inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
+    pick, pos, latest = pick[inside], pos[inside], latest[inside]
+    if not len(pick):
+        return []
+    s, src, dst = steps.s[pick], steps.src[pick], steps.dst[pick]
+    tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
+    w = ipcw.weights(tau, np.ones(len(s), bool), follow)
+    k = len(steps.names)
+    cell = src * k + dst
+    total = np.bincount(src, weights=w, minlength=k)
+    mass = np.bincount(cell, weights=w, minlength=k * k)
+    n = np.bincount(cell, minlength=k * k)
+    p = np.where(total[src] > 0, mass[cell] / total[src], 0.0)  # each step's own cell share
+    var = _clustered_var(pos, src, cell, w, p, k)
+    out = []
+    for c in np.flatnonzero(n):
+        a, b = divmod(int(c), k)
+        share = mass[c] / total[a]
+        out.append({"from": steps.names[a], "to": steps.names[b], "count": int(n[c]), "share": r6(share),
+                    "se": r6(np.sqrt(var[c]) / total[a])})
+    return sorted(out, key=lambda e: (e["from"], e["to"]))
+
+
+def _clustered_var(pos: np.ndarray, src: np.ndarray, cell: np.ndarray, w: np.ndarray, p: np.ndarray,
+                   k: int) -> np.ndarray:
+    """Per cell (a, b): Σ_j (A_jb − p_b B_ja)² with A = Σ w·1{b}, B = Σ w over journey j's steps out of a."""
+    jsrc = pos * k + src                               # (journey, source) groups
+    jcell = pos * (k * k) + cell                       # (journey, cell) groups
+    a_key, a_inv = np.unique(jcell, return_inverse=True)
+    a_sum = np.bincount(a_inv.reshape(-1), weights=w)  # A_jb
+    b_key, b_inv = np.unique(jsrc, return_inverse=True)
+    b_sum = np.bincount(b_inv.reshape(-1), weights=w)  # B_ja
+    a_cell = a_key % (k * k)
+    a_src = a_cell // k
+    b_of_a = np.searchsorted(b_key, (a_key // (k * k)) * k + a_src)
+    share = np.zeros(k * k)
+    share[cell] = p
+    b_src = b_key % k
+    # Σ_j (A − pB)² = Σ_j A² − 2p Σ_j A·B + p² Σ_j B² (journeys with B > 0 and no b-step have A = 0)
+    sum_a2 = np.bincount(a_cell, weights=a_sum ** 2, minlength=k * k)
+    sum_ab = np.bincount(a_cell, weights=a_sum * b_sum[b_of_a], minlength=k * k)
+    sum_b2 = np.bincount(b_src, weights=b_sum ** 2, minlength=k)
+    cell_src = np.arange(k * k) // k
+    return np.maximum(sum_a2 - 2 * share * sum_ab + share ** 2 * sum_b2[cell_src], 0.0)
