@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import incidence, ipcw, step_counts, step_shares
+from engine import arrow_scan, incidence, ipcw, step_counts, step_shares
 from engine.arrow_scan import in_batches
 from engine.paths import SEP
 
@@ -92,7 +92,7 @@ class _Rows:
     """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
 
     def __init__(self, con: Any, journey: str, conversion: str) -> None:
-        t = con.sql("SELECT * FROM _jg_est ORDER BY jrow").to_arrow_table()
+        t = arrow_scan.fetch(con, "SELECT * FROM _jg_est ORDER BY jrow")
         self.cls = t.column("cls").to_numpy().astype(np.int64)
         self.censored = t.column("censored").to_numpy(zero_copy_only=False).astype(bool)
         self.aj_t = t.column("aj_t").to_numpy().astype(float)
@@ -110,7 +110,7 @@ class _Rows:
         encoded = pc.dictionary_encode(key.combine_chunks())
         self.path_key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         self.path_names = encoded.dictionary.to_pylist()
-        v = con.sql(_VISITS_SQL, params={"journey": journey}).to_arrow_table()
+        v = arrow_scan.fetch(con, _VISITS_SQL, {"journey": journey})
         self.v_row = v.column("jrow").to_numpy().astype(np.int64)
         self.v_t = v.column("t").to_numpy().astype(float)
         codes = pc.dictionary_encode(v.column("state").combine_chunks())

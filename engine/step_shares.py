@@ -40,24 +40,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import ipcw
+from engine import arrow_scan, ipcw
 
 ESTIMATOR = "resolved_steps_ipcw"
+JOURNEYS_PER_FETCH = 200_000  # journey rows whose steps are windowed in one query (about 2 M steps at 10 M events)
 
 # The steps a scope's resolved counts hold (engine.step_counts' rule, collapse included), from `{journeys}`:
 # jrow, journey_id, start_ts, censored, tracked (an open journey has a journey_progress row), dest_o (the
 # outcome after the last step: known outcome when open), known_t (when the journey's end became known, since its
 # start; NULL while open), data_end. `s` is the entry time since the journey's start.
 STEPS_SQL = """
-WITH raw AS (SELECT s.journey_id, s.step, s.state, s.ts,
+WITH r AS (SELECT * FROM {journeys} WHERE jrow >= $lo AND jrow < $hi),
+raw AS (SELECT s.journey_id, s.step, s.state, s.ts,
                     lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
-             FROM journey_steps s SEMI JOIN {journeys} r USING (journey_id)
+             FROM journey_steps s SEMI JOIN r USING (journey_id)
              WHERE s.journey = $journey AND s.state IS NOT NULL),
 st AS (SELECT journey_id, state, ts, lead(state) OVER (PARTITION BY journey_id ORDER BY step) AS nxt
        FROM raw WHERE NOT $collapse OR prev IS NULL OR prev <> state)
 SELECT r.jrow, st.state AS src, coalesce(st.nxt, r.dest_o) AS dst, greatest(epoch(st.ts - r.start_ts), 0)::DOUBLE AS s,
        r.known_t
-FROM st JOIN {journeys} r USING (journey_id)
+FROM st JOIN r USING (journey_id)
 WHERE NOT r.censored OR (r.tracked AND (r.known_t IS NOT NULL
                                         OR ($horizon >= 0 AND st.ts + to_seconds(greatest($horizon, 0)) <= r.data_end)))
 ORDER BY r.jrow, s, src, dst
@@ -68,7 +70,7 @@ class Steps:
     """The resolved steps (ordered by journey row) with codes for their source and destination."""
 
     def __init__(self, con: Any, journeys: str, params: dict[str, Any]) -> None:
-        t = con.sql(STEPS_SQL.format(journeys=journeys), params=params).to_arrow_table()
+        t = self._fetch(con, journeys, params)
         self.row = t.column("jrow").to_numpy().astype(np.int64)
         self.s = t.column("s").to_numpy().astype(float)
         self.known_t = pc.fill_null(t.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
@@ -77,6 +79,17 @@ class Steps:
         codes = both.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         self.names = [str(x) for x in both.dictionary.to_pylist()]
         self.src, self.dst = codes[: t.num_rows], codes[t.num_rows:]
+
+
+    @staticmethod
+    def _fetch(con: Any, journeys: str, params: dict[str, Any]) -> pa.Table:
+        """The steps of JOURNEYS_PER_FETCH journey rows at a time, in journey-row order: the two window
+        functions over all of a 10 M-event log's steps outgrew the run's DuckDB memory limit at once."""
+        n = int(con.execute(f"SELECT coalesce(max(jrow) + 1, 0) FROM {journeys}").fetchall()[0][0])
+        sql = STEPS_SQL.format(journeys=journeys)
+        parts = [arrow_scan.fetch(con, sql, {**params, "lo": lo, "hi": lo + JOURNEYS_PER_FETCH})
+                 for lo in range(0, max(n, 1), JOURNEYS_PER_FETCH)]
+        return pa.concat_tables(parts)
 
 
 def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
