@@ -144,15 +144,7 @@ def _changed(path: str, size: int, mtime_ns: int, sha: str) -> bool:
     stat = os.stat(path)
     if stat.st_size != size:
         return True
-    return stat.st_mtime_ns != mtime_ns and file_sha256(path) != sha
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return stat.st_mtime_ns != mtime_ns and silver.file_sha256(path) != sha
 
 
 def _state(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
@@ -168,7 +160,7 @@ def commit(con: duckdb.DuckDBPyConnection) -> None:
     rows = []
     for path, index in sorted(run.new.items(), key=lambda item: item[1]):
         stat = os.stat(path)
-        rows.append((index, path, stat.st_size, stat.st_mtime_ns, file_sha256(path)))
+        rows.append((index, path, stat.st_size, stat.st_mtime_ns, silver.file_sha256(path)))
     if not run.incremental:
         con.execute(f"DELETE FROM {INPUTS}")
     if rows:

@@ -278,12 +278,7 @@ class ChainMetrics(ChainBase):
         n = len(self.states)
         system = np.eye(n) - self.Q
         trapped = trapped_states(self.Q, self.R)
-        if trapped.any():
-            names = [s for s, t in zip(self.states, trapped) if t]
-            raise SingularSystemError(
-                f"journey chain cannot be solved: states {', '.join(names)} form a closed loop with no path "
-                "to any outcome; add an outcome those journeys can reach (e.g. an inactive_for drop-off) "
-                "or check the state rules that produce the loop")
+        refuse_trapped(self.states, trapped)
         if n <= EXACT_COND_STATES:
             cond = float(np.linalg.cond(system))
             N = np.linalg.solve(system, np.eye(n)) if np.isfinite(cond) and cond <= COND_LIMIT else None
@@ -439,6 +434,16 @@ def _weakest_loop(states: tuple[str, ...], Q: np.ndarray) -> list[str]:
         if escape < best_escape:
             best_label, best_escape = label, escape
     return [s for s, lab in zip(states, labels) if lab == best_label]
+
+
+def refuse_trapped(states: Sequence[str], trapped: np.ndarray) -> None:
+    """SingularSystemError naming the states that form a closed loop with no path to any outcome."""
+    if trapped.any():
+        names = [s for s, t in zip(states, trapped) if t]
+        raise SingularSystemError(
+            f"journey chain cannot be solved: states {', '.join(names)} form a closed loop with no path "
+            "to any outcome; add an outcome those journeys can reach (e.g. an inactive_for drop-off) "
+            "or check the state rules that produce the loop")
 
 
 def _check_names(states: tuple[str, ...], outcomes: tuple[str, ...], start: str, conversion: str, dropoff: str) -> None:

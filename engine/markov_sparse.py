@@ -28,7 +28,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import LinearOperator, onenormest, splu
 
-from engine.markov import COND_LIMIT, ChainBase, _check_names
+from engine.markov import COND_LIMIT, ChainBase, _check_names, refuse_trapped
 from ontology.errors import SingularSystemError
 
 DIAG_BLOCK = 256  # identity columns per solve when a loop's diagonal of N is needed
@@ -74,12 +74,7 @@ class SparseChain(ChainBase):
         """The LU factors of I − Q; raises SingularSystemError as the dense chain does."""
         n = len(self.states)
         trapped = _trapped(self.Q, self.R)
-        if trapped.any():
-            names = [s for s, t in zip(self.states, trapped) if t]
-            raise SingularSystemError(
-                f"journey chain cannot be solved: states {', '.join(names)} form a closed loop with no path "
-                "to any outcome; add an outcome those journeys can reach (e.g. an inactive_for drop-off) "
-                "or check the state rules that produce the loop")
+        refuse_trapped(self.states, trapped)
         system = sparse.csc_matrix(sparse.identity(n, format="csc") - self.Q)
         try:
             lu = splu(system)

@@ -253,7 +253,7 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, fo
         con.execute(f"COPY ({query}) TO {_lit(str(scratch))} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP}, COMPRESSION zstd)")
     finally:
         con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
-    sha = _sha256(scratch)
+    sha = file_sha256(scratch)
     rel = folder / f"{sha}.parquet"
     target = root / rel
     if target.exists():
@@ -264,7 +264,8 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, fo
     return rel.as_posix(), sha
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks (names the layer files; tracks input files)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

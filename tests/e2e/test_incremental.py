@@ -214,7 +214,8 @@ def test_files_are_immutable_collected_next_run_and_found_after_a_move(tmp_path:
 
 
 def test_an_event_leads_back_to_its_file_line_and_content_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.incremental import file_sha256, origins
+    from engine.incremental import origins
+    from engine.silver import file_sha256
 
     cfg = tmp_path / "small.yaml"
     cfg.write_text(_SMALL.format(src=tmp_path / "data" / "*.jsonl"))
