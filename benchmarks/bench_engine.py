@@ -77,35 +77,27 @@ def baseline(path: Path, start: str, outcome_event: str) -> dict[str, Any]:
 
 
 def stages(path: Path, config: Path) -> dict[str, float]:
-    """Wall seconds per pipeline stage, in process (uses engine.app.pipeline internals; runs in a child)."""
-    from engine import ingest, journeys, normalize, states
+    """Wall and CPU seconds per pipeline stage of one real `run` (in a child process): the pipeline's own
+    stage marks (engine.app.pipeline._step) are timed, so this follows the pipeline as it changes."""
     from engine.app import pipeline
-    from engine.config import load_config
-    from engine.workspace import Workspace
 
-    cfg = load_config(config)
     workspace = Path(tempfile.mkdtemp(prefix="jg-stages-"))
-    ws = Workspace.open(str(workspace))
     out: dict[str, float] = {}
+    mark = [time.perf_counter(), time.process_time()]
+    real_step = pipeline._step
 
-    def timed(name: str, fn: Any) -> Any:
-        t, c = time.perf_counter(), time.process_time()
-        result = fn()
-        out[name] = round(time.perf_counter() - t, 3)
-        out[f"{name}_cpu"] = round(time.process_time() - c, 3)  # all threads of this process (DuckDB's too)
-        return result
+    def timed_step(bar: Any, name: str) -> None:
+        out[name] = round(time.perf_counter() - mark[0], 3)
+        out[f"{name}_cpu"] = round(time.process_time() - mark[1], 3)  # all threads of this process (DuckDB's too)
+        real_step(bar, name)
+        mark[:] = [time.perf_counter(), time.process_time()]
 
+    pipeline._step = timed_step
     try:
-        timed("ingest", lambda: ingest.load(ws.con, str(path), cfg, "bench"))
-        timed("normalize", lambda: normalize.normalize(ws.con, cfg))
-        timed("states", lambda: states.derive(ws.con, cfg))
-        timed("journeys", lambda: journeys.build(ws.con, cfg))
-        snaps = timed("snapshots", lambda: pipeline._build_snapshots(ws.con, cfg))
-        findings, facts = timed("detectors", lambda: pipeline._detect(snaps, cfg))
-        timed("facts", lambda: pipeline._store_facts(ws, cfg, facts))
-        timed("narrator", lambda: pipeline._narrate(ws, cfg, snaps, findings))
+        pipeline.run(str(path), str(config), str(workspace), quiet=True)
+        out["publish_and_summary"] = round(time.perf_counter() - mark[0], 3)
     finally:
-        ws.close()
+        pipeline._step = real_step
         shutil.rmtree(workspace, ignore_errors=True)
     return out
 
