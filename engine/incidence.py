@@ -84,7 +84,11 @@ def cumulative_incidence(times: Sequence[float] | np.ndarray, causes: Sequence[i
     u, slot = np.unique(t[is_event], return_inverse=True)
     d_k = np.zeros((len(u), n_causes))
     np.add.at(d_k, (slot.reshape(-1), c[is_event]), w[is_event])
-    n_at_risk = _at_risk(t, w, u)
+    return _from_counts(d_k, _at_risk(t, w, u), total, z)
+
+
+def _from_counts(d_k: np.ndarray, n_at_risk: np.ndarray, total: float, z: float) -> Incidence:
+    """The estimate from events of each cause (rows: distinct event times, ascending) and the weight at risk."""
     d = d_k.sum(axis=1)
     s_after = np.cumprod(1.0 - d / n_at_risk)
     s_lag = np.concatenate(([1.0], s_after[:-1]))
@@ -148,3 +152,50 @@ def first_entry(end_time: np.ndarray, ended: np.ndarray, visit_row: np.ndarray, 
     cause = np.where(np.asarray(ended, dtype=bool), 1, -1)
     t[visit_row], cause[visit_row] = visit_time, 0
     return cumulative_incidence(t, cause, 2, horizon, z=z)
+
+
+class FirstEntries:
+    """`first_entry` for every state of one scope, from one ranking of the scope's times.
+
+    A journey's time is its first visit for a state it entered and its end time otherwise, so per state
+    only the visiting journeys move: the events "ended without entering" are the scope's ended journeys
+    minus the visitors, and the weight at risk at u is (journeys with end time ≥ u) − (visitors with end
+    time ≥ u) + (visitors with first visit ≥ u). With every end and visit time ranked once on a common
+    grid, each state costs a few counts and running sums over that grid (no sort, no search); the event
+    times, counts and risk sets are the same integers as `first_entry`'s, so the result is bit-for-bit the
+    same (tests/engine/test_incidence.py checks it).
+    """
+
+    def __init__(self, end_time: np.ndarray, ended: np.ndarray, visit_time: np.ndarray, horizon: float,
+                 z: float = Z95) -> None:
+        """`visit_time`: the first visit of every (journey, state) the scope will be asked about."""
+        end_t, visits = np.asarray(end_time, dtype=float), np.asarray(visit_time, dtype=float)
+        if (len(end_t) and end_t.min() < 0) or (len(visits) and visits.min() < 0):
+            raise ValueError("cumulative_incidence: negative time")
+        self.grid, rank = np.unique(np.concatenate((end_t, visits)), return_inverse=True)
+        rank = rank.reshape(-1)
+        self.end_rank, self.visit_rank = rank[: len(end_t)], rank[len(end_t):]
+        self.ended, self.n, self.z = np.asarray(ended, dtype=bool), len(end_t), z
+        self.in_horizon = self.grid <= horizon
+        self.ended_at = np.bincount(self.end_rank[self.ended], minlength=len(self.grid))
+        self.from_end = _tail(np.bincount(self.end_rank, minlength=len(self.grid)))
+
+    def of(self, visit_row: np.ndarray, visits: np.ndarray) -> Incidence:
+        """P(entered within the horizon) of the state entered by journeys `visit_row` (distinct), whose first
+        visits are `visits` (indices into the constructor's `visit_time`)."""
+        g = len(self.grid)
+        base = self.end_rank[visit_row]
+        entered = np.bincount(self.visit_rank[visits], minlength=g)
+        left = self.ended_at - np.bincount(base[self.ended[visit_row]], minlength=g)
+        at_risk = self.from_end - _tail(np.bincount(base, minlength=g)) + _tail(entered)
+        at = np.flatnonzero(self.in_horizon & ((entered > 0) | (left > 0)))
+        if not len(at):
+            zeros = np.zeros(2)
+            return Incidence(zeros, zeros.copy(), zeros.copy(), zeros.copy(), float(self.n), zeros.copy())
+        d_k = np.column_stack((entered[at], left[at])).astype(float)
+        return _from_counts(d_k, at_risk[at].astype(float), float(self.n), self.z)
+
+
+def _tail(counts: np.ndarray) -> np.ndarray:
+    """Σ counts[j:] for every j (how many are at or after each grid point)."""
+    return np.cumsum(counts[::-1])[::-1]

@@ -163,9 +163,11 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
     out = {}
     order = np.argsort(state, kind="stable")
     bounds = np.flatnonzero(np.diff(state[order])) + 1
+    shared = incidence.FirstEntries(end_t, ended, t_first, window_s) if censored else None
     for group in np.split(order, bounds) if len(order) else []:
         name = rows.state_names[int(state[group[0]])]
-        out[name] = reach_estimate(end_t, ended, censored, pos[group], t_first[group], window_s)
+        out[name] = reach_estimate(end_t, ended, censored, pos[group], t_first[group], window_s,
+                                   (shared, group) if shared else None)
     return dict(sorted(out.items()))
 
 
@@ -179,14 +181,17 @@ def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarra
 
 
 def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
-                   visit_time: np.ndarray, window_s: float) -> dict[str, Any]:
+                   visit_time: np.ndarray, window_s: float,
+                   shared: tuple[incidence.FirstEntries, np.ndarray] | None = None) -> dict[str, Any]:
     """One state's `reach_estimates` entry (engine.resolved recounts it with this too).
 
     `end_t`/`ended`: every journey of the scope (engine.snapshot_progress' aj_t, outcome known);
-    `visit_row`/`visit_time`: the journeys that visited the state and their first visit."""
+    `visit_row`/`visit_time`: the journeys that visited the state and their first visit; `shared`: the
+    scope's times ranked once for all its states, and this state's visits among them (same numbers)."""
     n, reached = len(end_t), len(visit_row)
     if censored:
-        inc = incidence.first_entry(end_t, ended, visit_row, visit_time, window_s)
+        inc = (shared[0].of(visit_row, shared[1]) if shared is not None
+               else incidence.first_entry(end_t, ended, visit_row, visit_time, window_s))
         est, var, low, up = float(inc.estimate[0]), float(inc.variance[0]), inc.lower[0], inc.upper[0]
     else:  # nothing censored: the completed-only ratio, binomial variance (what Aalen–Johansen reduces to)
         est = reached / n

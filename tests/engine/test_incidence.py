@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from engine.incidence import cumulative_incidence, two_sample_z
+from engine.incidence import FirstEntries, cumulative_incidence, first_entry, two_sample_z
 from tests.engine import censoring_sim as sim
 
 
@@ -50,6 +50,30 @@ def test_single_cause_is_one_minus_kaplan_meier():
     c = np.array([0, -1, 0, -1])
     inc = cumulative_incidence(t, c, 1, 10.0)
     assert inc.estimate[0] == pytest.approx(1 - (3 / 4) * (1 / 2))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_first_entries_shared_sort_is_bit_identical_to_first_entry(seed):
+    """The shared-sort version used for every state of a scope gives exactly first_entry's floats, ties and
+    events past the horizon included (integer-valued times make ties common)."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    end_t = rng.integers(0, 60, n).astype(float)
+    ended = rng.random(n) < 0.6
+    states = []
+    for reach in (0.0, 0.01, 0.3, 1.0):
+        rows = np.flatnonzero(rng.random(n) < reach)
+        states.append((rows, np.floor(end_t[rows] * rng.random(len(rows)))))
+    every_visit = np.concatenate([first for _, first in states])
+    shared = FirstEntries(end_t, ended, every_visit, 40.0)
+    offset = 0
+    for reach, (rows, first) in zip((0.0, 0.01, 0.3, 1.0), states):
+        mine = np.arange(offset, offset + len(rows))
+        offset += len(rows)
+        want, got = first_entry(end_t, ended, rows, first, 40.0), shared.of(rows, mine)
+        for field in ("estimate", "variance", "lower", "upper", "events"):
+            assert np.array_equal(getattr(got, field), getattr(want, field)), (reach, field)
+        assert got.n == want.n
 
 
 def test_two_sample_z_sign_and_degenerate_case():
