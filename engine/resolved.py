@@ -133,8 +133,8 @@ def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any],
     """`resolved_shares` of the scope (engine.step_shares over the scope's journeys alone)."""
     con.execute(_SHARE_ROWS_SQL.format(scope=scope), params)
     try:
-        steps = step_shares.Steps(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
-                                                  "collapse": bool(payload.get("collapse_self_loops"))})
+        steps = step_shares.Steps.query(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
+                                                        "collapse": bool(payload.get("collapse_self_loops"))})
         follow = np.array([r[0] for r in con.execute("SELECT follow FROM _jg_rc ORDER BY jrow").fetchall()], dtype=float)
         return step_shares.shares(steps, np.arange(len(steps.row)), steps.row, follow,
                                   float(payload["journey_window_s"]), horizon)

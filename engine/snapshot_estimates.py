@@ -75,13 +75,6 @@ LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_kpaths kp USING (journey_
 LEFT JOIN _jg_progress pr USING (journey_id)
 ORDER BY jrow
 """
-_VISITS_SQL = """
-SELECT r.jrow, s.state, greatest(epoch(min(s.ts) - any_value(r.start_ts)), 0)::DOUBLE AS t
-FROM journey_steps s JOIN _jg_est r USING (journey_id)
-WHERE s.journey = $journey AND s.state IS NOT NULL GROUP BY r.jrow, s.state ORDER BY r.jrow, s.state
-"""
-
-
 def r6(value: float | None) -> float | None:
     from engine.snapshot import r6 as round6
 
@@ -91,7 +84,7 @@ def r6(value: float | None) -> float | None:
 class _Rows:
     """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
 
-    def __init__(self, con: Any, journey: str, conversion: str) -> None:
+    def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
         t = arrow_scan.fetch(con, "SELECT * FROM _jg_est ORDER BY jrow")
         self.cls = t.column("cls").to_numpy().astype(np.int64)
         self.censored = t.column("censored").to_numpy(zero_copy_only=False).astype(bool)
@@ -110,12 +103,7 @@ class _Rows:
         encoded = pc.dictionary_encode(key.combine_chunks())
         self.path_key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         self.path_names = encoded.dictionary.to_pylist()
-        v = arrow_scan.fetch(con, _VISITS_SQL, {"journey": journey})
-        self.v_row = v.column("jrow").to_numpy().astype(np.int64)
-        self.v_t = v.column("t").to_numpy().astype(float)
-        codes = pc.dictionary_encode(v.column("state").combine_chunks())
-        self.v_state = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        self.state_names = [str(s) for s in codes.dictionary.to_pylist()]
+        self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()
 
 
 def prepare(con: Any, journey: str, dropoff: str, collapse: bool) -> None:
@@ -133,9 +121,11 @@ def prepare(con: Any, journey: str, dropoff: str, collapse: bool) -> None:
 def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
     """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
-    rows = _Rows(con, jc.name, jc.conversion_outcome)
-    steps = step_shares.Steps(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
-                                               "horizon": params["horizon"]})
+    step_rows = step_shares.StepRows(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
+                                                      "horizon": params["horizon"]})
+    rows = _Rows(con, jc.conversion_outcome, step_rows)
+    steps = step_rows.resolved()
+    del step_rows
     window_s = float(jc.window_s)
     members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
     out = {}

@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, ipcw
+from engine import arrow_scan, ipcw, step_counts
 
 ESTIMATOR = "resolved_steps_ipcw"
 JOURNEYS_PER_FETCH = 200_000  # journey rows whose steps are windowed in one query (about 2 M steps at 10 M events)
@@ -66,20 +66,37 @@ ORDER BY r.jrow, s, src, dst
 """
 
 
+# Every step of the journeys in `{journeys}` (a table as above) with a state, unordered: one scan of the
+# steps for both the resolved steps and the first visits (engine.snapshot_estimates). `keep` is STEPS_SQL's
+# resolution rule for the step; `s` its entry time since the journey's start, the same expression.
+ALL_STEPS_SQL = """
+SELECT r.jrow, s.step, s.state, greatest(epoch(s.ts - r.start_ts), 0)::DOUBLE AS s,
+       NOT r.censored OR (r.tracked AND (r.known_t IS NOT NULL
+                                         OR ($horizon >= 0 AND s.ts + to_seconds(greatest($horizon, 0)) <= r.data_end))) AS keep
+FROM journey_steps s JOIN {journeys} r USING (journey_id)
+WHERE s.journey = $journey AND s.state IS NOT NULL
+"""
+_JOURNEY_ENDS_SQL = "SELECT jrow, dest_o, known_t FROM {journeys}"
+
+
 class Steps:
     """The resolved steps (ordered by journey row) with codes for their source and destination."""
 
-    def __init__(self, con: Any, journeys: str, params: dict[str, Any]) -> None:
-        t = self._fetch(con, journeys, params)
-        self.row = t.column("jrow").to_numpy().astype(np.int64)
-        self.s = t.column("s").to_numpy().astype(float)
-        self.known_t = pc.fill_null(t.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
+    def __init__(self, row: np.ndarray, s: np.ndarray, known_t: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                 names: list[str]) -> None:
+        self.row, self.s, self.known_t, self.src, self.dst, self.names = row, s, known_t, src, dst, names
+
+    @classmethod
+    def query(cls, con: Any, journeys: str, params: dict[str, Any]) -> Steps:
+        """STEPS_SQL itself: the reference the numpy path (`StepRows.resolved`) is tested against, and what
+        engine.resolved recounts one scope with."""
+        t = cls._fetch(con, journeys, params)
         both = pc.dictionary_encode(pa.concat_arrays([t.column("src").combine_chunks().cast(pa.string()),
                                                       t.column("dst").combine_chunks().cast(pa.string())]))
         codes = both.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        self.names = [str(x) for x in both.dictionary.to_pylist()]
-        self.src, self.dst = codes[: t.num_rows], codes[t.num_rows:]
-
+        return cls(row=t.column("jrow").to_numpy().astype(np.int64), s=t.column("s").to_numpy().astype(float),
+                   known_t=pc.fill_null(t.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float),
+                   src=codes[: t.num_rows], dst=codes[t.num_rows:], names=[str(x) for x in both.dictionary.to_pylist()])
 
     @staticmethod
     def _fetch(con: Any, journeys: str, params: dict[str, Any]) -> pa.Table:
@@ -90,6 +107,74 @@ class Steps:
         parts = [arrow_scan.fetch(con, sql, {**params, "lo": lo, "hi": lo + JOURNEYS_PER_FETCH})
                  for lo in range(0, max(n, 1), JOURNEYS_PER_FETCH)]
         return pa.concat_tables(parts)
+
+
+class StepRows:
+    """Every step with a state of the journeys in a table like STEPS_SQL's, from one scan, ordered by (journey
+    row, step) in numpy: the resolved steps and each (journey, state)'s first visit are both derived from it.
+
+    Why not SQL: STEPS_SQL's two window functions sort every step by string journey ids, and the first
+    visits need a third pass; at 10 M events those passes (windowed to fit the memory limit) took most of
+    the snapshot stage. Here one unordered fetch and a scatter by step number do it.
+    """
+
+    def __init__(self, con: Any, journeys: str, params: dict[str, Any]) -> None:
+        t = arrow_scan.fetch(con, ALL_STEPS_SQL.format(journeys=journeys),
+                             {"journey": params["journey"], "horizon": params["horizon"]})
+        row = t.column("jrow").to_numpy().astype(np.int64)
+        order = step_counts._step_order(row, t.column("step").to_numpy().astype(np.int64))
+        state, names = step_counts._codes(t.column("state"))
+        self.row, self.state = row[order], state[order]
+        self.state_names = [str(x) for x in names.to_pylist()]
+        self.s = t.column("s").to_numpy().astype(float)[order]
+        self.keep = t.column("keep").to_numpy(zero_copy_only=False).astype(bool)[order]
+        ends = arrow_scan.fetch(con, _JOURNEY_ENDS_SQL.format(journeys=journeys))
+        size = int(max(ends.column("jrow").to_numpy().max(initial=-1), row.max(initial=-1))) + 1
+        at = ends.column("jrow").to_numpy().astype(np.int64)
+        self.known_t = np.full(size, np.nan)
+        self.known_t[at] = pc.fill_null(ends.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
+        dest, self.dest_names = step_counts._codes(ends.column("dest_o"))
+        self.dest = np.full(size, -1, dtype=np.int64)
+        self.dest[at] = dest
+        self.collapse, self.horizon = bool(params["collapse"]), params["horizon"]
+
+    def first_visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(journey row, state code, time of its first visit since the start) per visited (journey, state),
+        ordered by (row, state code), and the state names."""
+        k = max(len(self.state_names), 1)
+        key = self.row * k + self.state
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = sorted_key[1:] != sorted_key[:-1]
+        starts = np.flatnonzero(new)
+        first = np.minimum.reduceat(self.s[order], starts) if len(starts) else np.zeros(0)
+        return sorted_key[starts] // k, sorted_key[starts] % k, first, self.state_names
+
+    def resolved(self) -> Steps:
+        """STEPS_SQL's rows: collapse repeats (if asked), each kept step's next state (else its journey's
+        destination outcome), the resolution rule; names shared by states and outcomes."""
+        row, state, s, keep = self.row, self.state, self.s, self.keep
+        new_journey = np.ones(len(row), dtype=bool)
+        new_journey[1:] = row[1:] != row[:-1]
+        if self.collapse and len(row):
+            stays = new_journey.copy()
+            stays[1:] |= state[1:] != state[:-1]
+            row, state, s, keep, new_journey = row[stays], state[stays], s[stays], keep[stays], new_journey[stays]
+        names = list(self.state_names)
+        index = {name: i for i, name in enumerate(names)}
+        dest_code = np.array([index.setdefault(str(o), len(index)) for o in self.dest_names.to_pylist()], dtype=np.int64)
+        names = list(index)
+        last = np.ones(len(row), dtype=bool)
+        last[:-1] = new_journey[1:]
+        dst = np.empty(len(row), dtype=np.int64)
+        dst[~last] = state[1:][~last[:-1]]
+        dest = self.dest[row[last]]
+        dst[last] = np.where(dest >= 0, dest_code[np.maximum(dest, 0)] if len(dest_code) else -1, -1)
+        if (dst[keep] < 0).any():  # STEPS_SQL would give a NULL destination: the journey tables disagree
+            raise ValueError("resolved steps: a resolved last step has no destination")
+        return Steps(row=row[keep], s=s[keep], known_t=self.known_t[row[keep]], src=state[keep], dst=dst[keep],
+                     names=names)
 
 
 def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,

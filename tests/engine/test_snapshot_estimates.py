@@ -154,14 +154,42 @@ def test_resolved_shares_count_the_resolved_steps(sim_snaps):
                 round(t["count"] / totals[t["from"]], 6) for t in p["resolved_shares"]]
 
 
-def test_steps_fetched_in_slices_of_journeys_equal_one_fetch(sim_snaps, monkeypatch):
-    """The resolved steps are windowed JOURNEYS_PER_FETCH journey rows at a time (10 M events outgrew the
-    memory limit in one query); slicing must not change a single estimate."""
+@pytest.mark.parametrize("collapse", [False, True])
+def test_numpy_steps_equal_the_sql_reference(sim_snaps, monkeypatch, collapse):
+    """The snapshot derives resolved steps and first visits from one fetch in numpy (StepRows); engine.resolved
+    recounts with STEPS_SQL (windowed JOURNEYS_PER_FETCH journey rows at a time) and a GROUP BY. Both must give
+    the same rows, and the snapshots must not change when the SQL slices cut classes in two."""
+    import dataclasses
+
     from engine import step_shares
 
-    con, snaps, data_end = sim_snaps
+    con, _, data_end = sim_snaps
     cfg = pc.config()
-    monkeypatch.setattr(step_shares, "JOURNEYS_PER_FETCH", 37)  # many slices, most cutting a class in two
-    sliced = build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
-    assert [s.payload["resolved_shares"] for s in sliced] == [s.payload["resolved_shares"] for s in snaps]
-    assert any(s.payload["resolved_shares"] for s in snaps)
+    journey = dataclasses.replace(cfg.journeys[0], collapse_self_loops=collapse)
+    monkeypatch.setattr(step_shares, "JOURNEYS_PER_FETCH", 37)
+    compared = []
+    real_resolved = step_shares.StepRows.resolved
+
+    def checked(self):
+        mine = real_resolved(self)
+        ref = step_shares.Steps.query(con, "_jg_est", {"journey": journey.name, "collapse": collapse,
+                                                        "horizon": self.horizon})
+        name = np.array(mine.names + ["?"])
+        ref_name = np.array(ref.names)
+        order = np.lexsort((name[mine.dst], name[mine.src], mine.s, mine.row))
+        ref_order = np.lexsort((ref_name[ref.dst], ref_name[ref.src], ref.s, ref.row))
+        assert np.array_equal(mine.row[order], ref.row[ref_order]) and np.array_equal(mine.s[order], ref.s[ref_order])
+        assert np.array_equal(name[mine.src][order], ref_name[ref.src][ref_order])
+        assert np.array_equal(name[mine.dst][order], ref_name[ref.dst][ref_order])
+        assert np.array_equal(mine.known_t[order], ref.known_t[ref_order], equal_nan=True)
+        visits = con.execute("""SELECT r.jrow, s.state, greatest(epoch(min(s.ts) - any_value(r.start_ts)), 0)::DOUBLE
+                                FROM journey_steps s JOIN _jg_est r USING (journey_id) WHERE s.state IS NOT NULL
+                                GROUP BY r.jrow, s.state ORDER BY 1, 2""").fetchall()
+        row, state, t, names = self.first_visits()
+        assert sorted(zip(row.tolist(), [names[c] for c in state], t.tolist())) == visits
+        compared.append(len(mine.row))
+        return mine
+
+    monkeypatch.setattr(step_shares.StepRows, "resolved", checked)
+    build_snapshots(con, cfg, journey, "sim", "0.1.0", data_end=data_end)
+    assert compared and compared[0] > 1000
