@@ -208,11 +208,9 @@ def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str,
     w = ipcw.weights(rows.aj_t[take], ok, rows.follow[take])
     keys, inverse = np.unique(rows.path_key[take][ok], return_inverse=True)
     sh = ipcw.shares(inverse.reshape(-1), w[ok], len(keys))
-    names = [rows.path_names[int(k)] for k in keys]
-    ranked = sorted(range(len(keys)), key=lambda i: (-sh.estimate[i], names[i]))[: max(int(top_n), 0)]
     top = []
-    for i in ranked:
-        path, outcome = names[i].rsplit(SEP + SEP, 1)
+    for i in _top(sh.estimate, keys, rows.path_names, top_n):
+        path, outcome = rows.path_names[int(keys[i])].rsplit(SEP + SEP, 1)
         top.append({"path": path.split(SEP), "outcome": outcome, "share": r6(sh.estimate[i]), "lower": r6(sh.lower[i]),
                     "upper": r6(sh.upper[i]), "se": r6(sh.se[i]), "resolved": int(sh.resolved[i])})
     paths = {"top": top, "resolved": int(ok.sum()), "journeys": len(take)}
@@ -220,6 +218,17 @@ def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str,
     durations = {**_medians(rows, take, w, ok), "by_class": {"converted": _medians(rows, take, w, ok & conv),
                                                              "lost": _medians(rows, take, w, ok & ~conv)}}
     return {"path_estimates": paths, "duration_estimates": durations}
+
+
+def _top(share: np.ndarray, keys: np.ndarray, names: list[str], top_n: int) -> list[int]:
+    """The `top_n` largest shares, ties by name: only shares at or above the top_n-th largest are sorted
+    (a scope can hold a million distinct paths)."""
+    top_n = max(int(top_n), 0)
+    if not top_n or not len(share):
+        return []
+    floor = np.partition(share, len(share) - top_n)[len(share) - top_n] if len(share) > top_n else -np.inf
+    candidates = np.flatnonzero(share >= floor)
+    return sorted(candidates.tolist(), key=lambda i: (-share[i], names[int(keys[i])]))[:top_n]
 
 
 def _medians(rows: _Rows, take: np.ndarray, w: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
