@@ -133,9 +133,10 @@ class StepRows:
         at = ends.column("jrow").to_numpy().astype(np.int64)
         self.known_t = np.full(size, np.nan)
         self.known_t[at] = pc.fill_null(ends.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
-        dest, self.dest_names = step_counts._codes(ends.column("dest_o"))
+        dest = pc.dictionary_encode(ends.column("dest_o").combine_chunks())  # NULL while the outcome is unknown
+        self.dest_names = dest.dictionary.cast(pa.string())
         self.dest = np.full(size, -1, dtype=np.int64)
-        self.dest[at] = dest
+        self.dest[at] = pc.fill_null(dest.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         self.collapse, self.horizon = bool(params["collapse"]), params["horizon"]
 
     def first_visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
