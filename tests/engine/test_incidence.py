@@ -52,25 +52,25 @@ def test_single_cause_is_one_minus_kaplan_meier():
     assert inc.estimate[0] == pytest.approx(1 - (3 / 4) * (1 / 2))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_first_entries_shared_sort_is_bit_identical_to_first_entry(seed):
-    """The shared-sort version used for every state of a scope gives exactly first_entry's floats, ties and
-    events past the horizon included (integer-valued times make ties common)."""
+@pytest.mark.parametrize("seed,scale", [(0, 1.0), (1, 1.0), (2, 0.001), (3, 1 / 3)])
+def test_first_entries_shared_ranking_is_bit_identical_to_first_entry(seed, scale):
+    """The shared ranking used for every state of a scope gives exactly first_entry's floats, ties and events
+    past the horizon included: whole seconds (ranked without a sort) and fractional times (np.unique)."""
     rng = np.random.default_rng(seed)
     n = 3000
-    end_t = rng.integers(0, 60, n).astype(float)
+    end_t = rng.integers(0, 60, n).astype(float) * scale
     ended = rng.random(n) < 0.6
+    reaches = (0.0, 0.01, 0.3, 1.0)
     states = []
-    for reach in (0.0, 0.01, 0.3, 1.0):
+    for reach in reaches:
         rows = np.flatnonzero(rng.random(n) < reach)
-        states.append((rows, np.floor(end_t[rows] * rng.random(len(rows)))))
-    every_visit = np.concatenate([first for _, first in states])
-    shared = FirstEntries(end_t, ended, every_visit, 40.0)
+        states.append((rows, np.floor(end_t[rows] / scale * rng.random(len(rows))) * scale))
+    shared = FirstEntries(end_t, ended, np.concatenate([first for _, first in states]), 40.0 * scale)
     offset = 0
-    for reach, (rows, first) in zip((0.0, 0.01, 0.3, 1.0), states):
+    for reach, (rows, first) in zip(reaches, states):
         mine = np.arange(offset, offset + len(rows))
         offset += len(rows)
-        want, got = first_entry(end_t, ended, rows, first, 40.0), shared.of(rows, mine)
+        want, got = first_entry(end_t, ended, rows, first, 40.0 * scale), shared.of(rows, mine)
         for field in ("estimate", "variance", "lower", "upper", "events"):
             assert np.array_equal(getattr(got, field), getattr(want, field)), (reach, field)
         assert got.n == want.n
