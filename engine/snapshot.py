@@ -297,7 +297,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]
     with _stage("incidence"):
         incidence = progress.incidence_by_scope(con, jc)
     with _stage("estimates"):
-        snapshot_estimates.prepare(con, jc.name, jc.dropoff_outcome, params["collapse"])
+        snapshot_estimates.prepare(con, jc.name, jc.dropoff_outcome)
         estimates = snapshot_estimates.by_scope(con, jc, params, cfg.snapshots.top_paths)
     return rows, tops, checks, incidence, estimates
 

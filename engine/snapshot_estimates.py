@@ -40,8 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, incidence, ipcw, step_counts, step_shares
-from engine.arrow_scan import in_batches
+from engine import arrow_scan, incidence, ipcw, step_shares
 from engine.paths import SEP
 
 ESTIMATORS = {
@@ -58,7 +57,7 @@ ESTIMATORS = {
 
 # One row per journey of the journey definition, ordered by class: what each estimate needs. `dur` follows the
 # completed-only rule (engine.snapshot _jg_jour): a dropped journey's duration stops at its last step, whose
-# time is end_ts for a censored journey (engine.journeys). `path` is NULL for a journey not yet resolved.
+# time is end_ts for a censored journey (engine.journeys). Paths come from the steps (StepRows.paths).
 _ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_est AS
 SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c.cls, k.journey_id, k.start_ts,
@@ -67,12 +66,10 @@ SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c
        CASE WHEN k.aj_o IS NOT NULL THEN k.aj_t END AS known_t,
        CASE WHEN NOT k.censored THEN jo.duration_s
             WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(j.end_ts, k.start_ts) - k.start_ts), 0)
-            ELSE k.aj_t END::DOUBLE AS dur,
-       coalesce(jo.length, kp.length) AS length, coalesce(jo.path, kp.path) AS path
+            ELSE k.aj_t END::DOUBLE AS dur
 FROM _jg_jkeys k JOIN _jg_jclass c USING (journey_id) JOIN _jg_ends e USING (tenant_id)
 JOIN journeys j ON j.journey = $journey AND j.journey_id = k.journey_id
-LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_kpaths kp USING (journey_id)
-LEFT JOIN _jg_progress pr USING (journey_id)
+LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_progress pr USING (journey_id)
 ORDER BY jrow
 """
 def r6(value: float | None) -> float | None:
@@ -94,11 +91,11 @@ class _Rows:
         self.converted = pc.fill_null(pc.equal(aj_o, conversion), False).to_numpy(zero_copy_only=False)
         self.follow = t.column("follow").to_numpy().astype(float)
         self.dur = pc.fill_null(t.column("dur"), np.nan).to_numpy(zero_copy_only=False).astype(float)
-        self.length = pc.fill_null(t.column("length"), 0).to_numpy(zero_copy_only=False).astype(float)
-        path = t.column("path")
+        # a path once the journey's end is known (completed, or open with its outcome decided), from its steps
+        length, path = steps.paths(~self.censored | self.ended)
+        self.length = length.astype(float)
         self.has_path = pc.is_valid(path).to_numpy(zero_copy_only=False) & self.ended
-        key = pc.binary_join_element_wise(pc.fill_null(path.cast(pa.large_string()), ""),
-                                          pc.fill_null(aj_o.cast(pa.large_string()), ""),
+        key = pc.binary_join_element_wise(pc.fill_null(path, ""), pc.fill_null(aj_o.cast(pa.large_string()), ""),
                                           pa.scalar(SEP + SEP, pa.large_string()))
         encoded = pc.dictionary_encode(key.combine_chunks())
         self.path_key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -106,16 +103,9 @@ class _Rows:
         self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()
 
 
-def prepare(con: Any, journey: str, dropoff: str, collapse: bool) -> None:
+def prepare(con: Any, journey: str, dropoff: str) -> None:
     """_jg_est: per journey, what the estimates need (after engine.snapshot's _jg_jour exists)."""
-    ids = con.sql("SELECT journey_id FROM _jg_jkeys WHERE censored AND aj_o IS NOT NULL ORDER BY journey_id").to_arrow_table()
-    kpaths = step_counts.journey_paths(con, journey, ids, collapse) if ids.num_rows else pa.table(
-        {"journey_id": pa.array([], pa.string()), "length": pa.array([], pa.int64()), "path": pa.array([], pa.large_string())})
-    con.register("_jg_kpaths", in_batches(kpaths))
-    try:
-        con.execute(_ROWS_SQL, {"journey": journey, "dropoff": dropoff})
-    finally:
-        con.unregister("_jg_kpaths")
+    con.execute(_ROWS_SQL, {"journey": journey, "dropoff": dropoff})
 
 
 def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import arrow_scan, ipcw, step_counts
+from engine.paths import SEP
 
 ESTIMATOR = "resolved_steps_ipcw"
 JOURNEYS_PER_FETCH = 200_000  # journey rows whose steps are windowed in one query (about 2 M steps at 10 M events)
@@ -152,16 +153,40 @@ class StepRows:
         first = np.minimum.reduceat(self.s[order], starts) if len(starts) else np.zeros(0)
         return sorted_key[starts] // k, sorted_key[starts] % k, first, self.state_names
 
+    def _collapsed(self, select: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (into the step arrays) of the steps the journey rule keeps: with `collapse`, a step equal to
+        the one before it in its journey is dropped; `select`: only these journeys (a mask by journey row)."""
+        at = np.arange(len(self.row)) if select is None else np.flatnonzero(select[self.row])
+        row, state = self.row[at], self.state[at]
+        new_journey = np.ones(len(at), dtype=bool)
+        new_journey[1:] = row[1:] != row[:-1]
+        if self.collapse and len(at):
+            stays = new_journey.copy()
+            stays[1:] |= state[1:] != state[:-1]
+            at, new_journey = at[stays], new_journey[stays]
+        return at, new_journey
+
+    def paths(self, select: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """Per journey row: its number of steps and its path (states joined by the unit separator, as
+        engine.step_counts writes paths) for the rows `select` marks with a step, 0 and NULL for the rest."""
+        at, new_journey = self._collapsed(select)
+        starts = np.flatnonzero(new_journey)
+        offsets = np.append(starts, len(at)).astype(np.int64)  # large lists and strings: no 2 GB limit
+        names = pa.array(self.state_names, pa.large_string())
+        states = pa.LargeListArray.from_arrays(pa.array(offsets), names.take(pa.array(self.state[at])))
+        joined = pc.binary_join(states, pa.scalar(SEP, type=pa.large_string()))
+        owner = self.row[at][starts]
+        length = np.zeros(len(select), dtype=np.int64)
+        length[owner] = np.diff(offsets)
+        index = np.full(len(select), -1, dtype=np.int64)
+        index[owner] = np.arange(len(starts))
+        return length, joined.take(pa.array(index, mask=index < 0))
+
     def resolved(self) -> Steps:
         """STEPS_SQL's rows: collapse repeats (if asked), each kept step's next state (else its journey's
         destination outcome), the resolution rule; names shared by states and outcomes."""
-        row, state, s, keep = self.row, self.state, self.s, self.keep
-        new_journey = np.ones(len(row), dtype=bool)
-        new_journey[1:] = row[1:] != row[:-1]
-        if self.collapse and len(row):
-            stays = new_journey.copy()
-            stays[1:] |= state[1:] != state[:-1]
-            row, state, s, keep, new_journey = row[stays], state[stays], s[stays], keep[stays], new_journey[stays]
+        at, new_journey = self._collapsed()
+        row, state, s, keep = self.row[at], self.state[at], self.s[at], self.keep[at]
         names = list(self.state_names)
         index = {name: i for i, name in enumerate(names)}
         dest_code = np.array([index.setdefault(str(o), len(index)) for o in self.dest_names.to_pylist()], dtype=np.int64)
