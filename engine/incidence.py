@@ -161,7 +161,8 @@ class FirstEntries:
     only the visiting journeys move: the events "ended without entering" are the scope's ended journeys
     minus the visitors, and the weight at risk at u is (journeys with end time ≥ u) − (visitors with end
     time ≥ u) + (visitors with first visit ≥ u). With every end and visit time ranked once on a common
-    grid, each state costs a few counts and running sums over that grid (no sort, no search); the event
+    grid (their distinct values), each state costs a few counts and running sums over it (no sort, no
+    search); the event
     times, counts and risk sets are the same integers as `first_entry`'s, so the result is bit-for-bit the
     same (tests/engine/test_incidence.py checks it).
     """
@@ -186,7 +187,7 @@ class FirstEntries:
         base = self.end_rank[visit_row]
         entered = np.bincount(self.visit_rank[visits], minlength=g)
         left = self.ended_at - np.bincount(base[self.ended[visit_row]], minlength=g)
-        at_risk = self.from_end - _tail(np.bincount(base, minlength=g)) + _tail(entered)
+        at_risk = self.from_end + _tail(entered - np.bincount(base, minlength=g))
         at = np.flatnonzero(self.in_horizon & ((entered > 0) | (left > 0)))
         if not len(at):
             zeros = np.zeros(2)
@@ -196,12 +197,13 @@ class FirstEntries:
 
 
 def _ranks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(times, return_inverse=True), except that whole seconds dense enough (the grid no larger than
-    4× the times) are their own ranks on a grid of every second: no sort. Grid points nobody is at are
-    never event times and add nothing at risk, so they change no result."""
+    """np.unique(times, return_inverse=True); whole seconds (up to 8× as many seconds as times) are counted
+    into one slot per second instead of sorted, and the empty slots dropped: the same grid and ranks."""
     top = float(times.max()) if len(times) else 0.0
-    if len(times) and top <= 4.0 * len(times) and bool(np.all(times == np.floor(times))):
-        return np.arange(int(top) + 1, dtype=float), times.astype(np.int64)
+    if len(times) and top <= 8.0 * len(times) and bool(np.all(times == np.floor(times))):
+        seconds = times.astype(np.int64)
+        present = np.bincount(seconds, minlength=int(top) + 1) > 0
+        return np.flatnonzero(present).astype(float), (np.cumsum(present) - 1)[seconds]
     grid, rank = np.unique(times, return_inverse=True)
     return grid, rank.reshape(-1)
 
