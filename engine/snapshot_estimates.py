@@ -70,7 +70,6 @@ SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c
 FROM _jg_jkeys k JOIN _jg_jclass c USING (journey_id) JOIN _jg_ends e USING (tenant_id)
 JOIN journeys j ON j.journey = $journey AND j.journey_id = k.journey_id
 LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_progress pr USING (journey_id)
-ORDER BY jrow
 """
 def r6(value: float | None) -> float | None:
     from engine.snapshot import r6 as round6
@@ -82,7 +81,11 @@ class _Rows:
     """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
 
     def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
-        t = arrow_scan.fetch(con, "SELECT * FROM _jg_est ORDER BY jrow")
+        t = arrow_scan.fetch(con, "SELECT * FROM _jg_est")
+        jrow = t.column("jrow").to_numpy()
+        order = np.empty(len(jrow), dtype=np.int64)
+        order[jrow] = np.arange(len(jrow))  # jrow numbers the rows 0..n-1: placing them is the sort
+        t = t.take(order)
         self.cls = t.column("cls").to_numpy().astype(np.int64)
         self.censored = t.column("censored").to_numpy(zero_copy_only=False).astype(bool)
         self.aj_t = t.column("aj_t").to_numpy().astype(float)
