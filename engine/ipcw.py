@@ -91,18 +91,21 @@ class Median:
     resolved: int
 
 
-def median(values: np.ndarray, w: np.ndarray, z: float = Z95) -> Median:
+def median(values: np.ndarray, w: np.ndarray, z: float = Z95, order: np.ndarray | None = None) -> Median:
     """Median of the weighted distribution (rows with w > 0), and its test-inversion 95 % interval.
 
     Convention: where F̂ equals ½ exactly on a value, the midpoint to the next value (with equal
     weights this is the usual sample median, DuckDB's `median`), else the smallest value with F̂ ≥ ½.
+    `order`: np.argsort(values, kind="stable"), when the caller takes several medians of the same values
+    (the rows kept are then in the same order as sorting them alone).
     """
-    keep = np.asarray(w, dtype=float) > 0
-    v, w = np.asarray(values, dtype=float)[keep], np.asarray(w, dtype=float)[keep]
+    values, w = np.asarray(values, dtype=float), np.asarray(w, dtype=float)
+    order = np.argsort(values, kind="stable") if order is None else order
+    v, w = values[order], w[order]
+    keep = w > 0
+    v, w = v[keep], w[keep]
     if not len(v):
         return Median(None, None, None, 0)
-    order = np.argsort(v, kind="stable")
-    v, w = v[order], w[order]
     last = np.append(v[1:] != v[:-1], True)  # last row of each distinct value
     u = v[last]
     total, total2 = float(w.sum()), float((w * w).sum())
