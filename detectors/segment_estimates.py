@@ -11,7 +11,8 @@ so its estimate is the stratified mix of theirs:
 
 * reach / outcome: F_rest = Σ_j (N_j / N) F_j with N_j the journeys of value j
   (started, open or not: the value is known at the start), Var = Σ_j (N_j / N)² Var F_j
-  (disjoint journeys, independent estimates). Test: Wald z of F_v − F_rest, each
+  (disjoint journeys, independent estimates), floored at F (1 − F) / N (no more precise than a simple
+  random sample of the rest's journeys). Test: Wald z of F_v − F_rest, each
   side's variance floored at the pooled binomial one at its effective n (the
   delta-method variance at an estimate near 0 or 1 is far too small).
 * moves out of a state: p_rest = Σ_j m_j p_j / Σ m_j, with m_j the value's resolved
@@ -21,8 +22,8 @@ so its estimate is the stratified mix of theirs:
   Σ_b p_b (1 − p_b) / Σ_b se_b², the binomial-equivalent size of the clustered,
   weighted shares), summed over states as the completed-only test does.
 
-Effective n: n_eff = F (1 − F) / Var F (journeys when F is 0 or 1); it equals the
-count when nothing is censored. Reach is P(… within `estimate_horizon_s`), so a key
+Effective n: n_eff = F (1 − F) / Var F (journeys when F is 0 or 1), at most the journeys;
+it equals the count when nothing is censored. Reach is P(… within `estimate_horizon_s`), so a key
 is compared only when every value was followed for a whole window. Public so
 narrator.recompute_formulas applies the same formulas to recounted snapshots.
 """
@@ -87,9 +88,13 @@ def side(views: Sequence[SnapshotReader], subject: str) -> Side:
     """One value's estimate, or the stratified mix of several values' (weights: their journeys)."""
     ns = np.array([journeys(v) for v in views], dtype=float)
     parts = np.array([estimate_of(v, subject)[:2] for v in views], dtype=float).reshape(-1, 2)
-    w = ns / ns.sum() if ns.sum() > 0 else ns
-    f, var = float(w @ parts[:, 0]), float((w ** 2) @ parts[:, 1])
-    return Side(f, var, _n_eff(f, var, int(ns.sum())), int(ns.sum()))
+    n = float(ns.sum())
+    w = ns / n if n > 0 else ns
+    f = float(w @ parts[:, 0])
+    # never more precise than a simple random sample of its journeys: stratification alone (fixed N_j) would
+    # claim more, and the comparison should not gain from how the rest happens to be split into values
+    var = max(float((w ** 2) @ parts[:, 1]), f * (1 - f) / n if n > 0 else 0.0)
+    return Side(f, var, _n_eff(f, var, int(n)), int(n))
 
 
 @dataclass(frozen=True)
