@@ -36,6 +36,13 @@ class SegmentDivergence:
     reaching it → more_common_in / less_common_in, one per (state, key); the
     conversion outcome's rate the same way → associated_with (segment:k=v →
     outcome:x, kind outcome_rate_difference), one per key.
+
+    Once journeys of the journey definition are censored (open at the data end, or within a window of it),
+    each value is compared with the rest of its key from the snapshots' in-progress estimates instead
+    (detectors.segment_estimates: IPCW resolved steps with a Rao–Scott chi-square, first-entry and
+    Aalen–Johansen incidence with a Wald z, the rest a stratified mix of the other values): same tests,
+    same findings, every journey counted; n_segment / n_rest are then effective sizes and the evidence
+    names the estimator. With nothing censored the completed-only counts above are used, unchanged.
     """
 
     name = "segment_divergence"
