@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from detectors import segment_estimates as est
 from detectors.context import Context
 from detectors.defaults import SegmentDivergenceConfig
 from detectors.registry import register
@@ -35,6 +36,13 @@ class SegmentDivergence:
     reaching it → more_common_in / less_common_in, one per (state, key); the
     conversion outcome's rate the same way → associated_with (segment:k=v →
     outcome:x, kind outcome_rate_difference), one per key.
+
+    Once journeys of the journey definition are censored (open at the data end, or within a window of it),
+    each value is compared with the rest of its key from the snapshots' in-progress estimates instead
+    (detectors.segment_estimates: IPCW resolved steps with a Rao–Scott chi-square, first-entry and
+    Aalen–Johansen incidence with a Wald z, the rest a stratified mix of the other values): same tests,
+    same findings, every journey counted; n_segment / n_rest are then effective sizes and the evidence
+    names the estimator. With nothing censored the completed-only counts above are used, unchanged.
     """
 
     name = "segment_divergence"
@@ -48,12 +56,16 @@ class SegmentDivergence:
         base = ctx.all_view
         if base is None:
             return []
+        segments = [v for v in ctx.of_scope("segment") if v.segment is not None]
+        mine = [v for v in segments if v.tenant_id == base.tenant_id]
+        if est.uses_estimates(base, mine):
+            return self._run_estimates(ctx, mine)
         floor = ctx.floor(ctx.config.min_n)
         by_key: dict[str, list[SnapView]] = {}
-        for view in ctx.of_scope("segment"):
-            if view.segment is None or view.completed < floor or base.completed - view.completed < floor:
+        for view in segments:
+            if view.completed < floor or base.completed - view.completed < floor:
                 continue  # too few mature journeys on one side to test anything
-            by_key.setdefault(view.segment[0], []).append(view)
+            by_key.setdefault(view.segment[0], []).append(view)  # type: ignore[index]
         out: list[Finding] = []
         for _, views in sorted(by_key.items()):
             out.extend(_strongest(ctx, [f for v in views for f in self._transitions(ctx, base, v)],
@@ -113,6 +125,94 @@ class SegmentDivergence:
         return [ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate, object=obj,
                             n=n_s + n_r, effect=diff, p_value=p, evidence=evidence,
                             reach=seg.completed / max(1, base.completed), actionable=True, segment=f"{key}={value}")]
+
+
+    # --- journeys still in progress: each value's own estimates against the stratified rest (detectors.segment_estimates)
+    def _run_estimates(self, ctx: Context, segments: list[SnapView]) -> list[Finding]:
+        floor = ctx.floor(ctx.config.min_n)
+        keys: dict[str, list[SnapView]] = {}
+        for view in segments:
+            keys.setdefault(view.segment[0], []).append(view)  # type: ignore[index]
+        out: list[Finding] = []
+        for _, values in sorted(keys.items()):
+            total = sum(est.journeys(v) for v in values)
+            tested = [v for v in values if est.journeys(v) >= floor and total - est.journeys(v) >= floor]
+            out.extend(_strongest(ctx, [f for v in tested for f in self._moves(ctx, v, _others(values, v))],
+                                  lambda f: (f.effect, -f.evidence["n_segment"])))
+            if tested and all(est.followed_a_window(v) for v in values):  # reach within the same horizon everywhere
+                out.extend(self._reach_estimated(ctx, values, tested))
+        return out
+
+    def _moves(self, ctx: Context, seg: SnapView, others: list[SnapView]) -> list[Finding]:
+        cfg: SegmentDivergenceConfig = ctx.config
+        stat_sum, dof_sum, n_seg, n_rest, top = est.moves_divergence(seg, others, ctx.floor(cfg.min_n))
+        if dof_sum == 0:
+            return []
+        p = chi2_sf(stat_sum, dof_sum)
+        key, value = seg.segment  # type: ignore[misc]
+        if top[1] < cfg.min_jsd:
+            ctx.record(f"jsd:{seg.snapshot_id}", p)
+            return []
+        evidence = {"state": top[0], "jsd": top[1], "n_segment": round(n_seg), "n_rest": round(n_rest),
+                    "test": est.MOVES_TEST, "chi2": stat_sum, "dof": dof_sum, "estimator": est.MOVES_ESTIMATOR,
+                    "rest": est.REST, **_observed(seg, others)}
+        return [ctx.finding(seg, type="segment_divergence", subject=f"segment:{key}={value}",
+                            predicate="diverges_from", object=f"segment:{key}=*", n=round(n_seg) + round(n_rest),
+                            effect=top[1], p_value=p, evidence=evidence, reach=_journey_share(seg, others),
+                            actionable=True, segment=f"{key}={value}")]
+
+    def _reach_estimated(self, ctx: Context, values: list[SnapView], tested: list[SnapView]) -> list[Finding]:
+        conv = values[0].conversion
+        states = sorted({s for v in values for s in v.payload.get("reach_estimates") or {}} - {values[0].start})
+        found: list[Finding] = []
+        for subject in [f"state:{s}" for s in states] + [f"outcome:{conv}"]:
+            listed = [{"value": v.segment[1], "reached": est.estimate_of(v, subject)[2],  # type: ignore[index]
+                       "n": est.journeys(v), "rate": est.estimate_of(v, subject)[0]} for v in values]
+            tests = [f for v in tested for f in self._one_estimated(ctx, v, _others(values, v), subject, listed)]
+            found.extend(_strongest(ctx, tests, lambda f: (abs(f.effect), f.effect)))
+        return found
+
+    def _one_estimated(self, ctx: Context, seg: SnapView, others: list[SnapView], subject: str,
+                       listed: list[dict]) -> list[Finding]:
+        cfg: SegmentDivergenceConfig = ctx.config
+        key, value = seg.segment  # type: ignore[misc]
+        c = est.compare(est.side([seg], subject), est.side(others, subject))
+        diff = c.seg.estimate - c.rest.estimate
+        expected = c.seg.estimate * c.seg.n_eff + c.rest.estimate * c.rest.n_eff  # reached, at the effective sizes
+        floor = ctx.floor(cfg.min_n)
+        if abs(diff) < cfg.min_reach_difference or expected < ctx.min_group_size or min(c.seg.n_eff, c.rest.n_eff) < floor:
+            ctx.record(f"reach:{seg.snapshot_id}:{subject}", c.p_value)
+            return []
+        outcome = subject.startswith("outcome:")
+        evidence = {"reach_segment": c.seg.estimate, "reach_rest": c.rest.estimate, "n_segment": round(c.seg.n_eff),
+                    "n_rest": round(c.rest.n_eff), "difference": diff, "z": c.z, "segment_key": key, "values": listed,
+                    "se_segment": c.seg.variance ** 0.5, "se_rest": c.rest.variance ** 0.5,
+                    "estimator": est.OUTCOME_ESTIMATOR if outcome else est.REACH_ESTIMATOR, "rest": est.REST,
+                    **_observed(seg, others)}
+        if outcome:
+            evidence = {"kind": "outcome_rate_difference", "outcome": subject.split(":", 1)[1], **evidence}
+            predicate, subj, obj = "associated_with", f"segment:{key}={value}", subject
+        else:
+            predicate = "more_common_in" if diff > 0 else "less_common_in"
+            subj, obj = subject, f"segment:{key}={value}"
+        return [ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate, object=obj,
+                            n=round(c.seg.n_eff) + round(c.rest.n_eff), effect=diff, p_value=c.p_value,
+                            evidence=evidence, reach=_journey_share(seg, others), actionable=True,
+                            segment=f"{key}={value}")]
+
+
+def _others(values: list[SnapView], seg: SnapView) -> list[SnapView]:
+    return [v for v in values if v is not seg]
+
+
+def _journey_share(seg: SnapView, others: list[SnapView]) -> float:
+    return est.journeys(seg) / max(1, est.journeys(seg) + sum(est.journeys(v) for v in others))
+
+
+def _observed(seg: SnapView, others: list[SnapView]) -> dict[str, int]:
+    """Journeys behind the estimates: every started one, and the completed ones the old rule would have kept."""
+    return {"journeys_segment": est.journeys(seg), "journeys_rest": sum(est.journeys(v) for v in others),
+            "completed_segment": seg.completed, "completed_rest": sum(v.completed for v in others)}
 
 
 def _strongest(ctx: Context, tested: list[Finding], strength: Callable[[Finding], tuple]) -> list[Finding]:

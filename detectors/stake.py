@@ -294,7 +294,8 @@ def _path(f: Finding, view: SnapView) -> tuple:
 
 def _segment(f: Finding, seg: SnapView, base: SnapView) -> tuple | None:
     ev = f.evidence
-    share = seg.completed / max(1, base.completed)
+    share = (seg.completed / max(1, base.completed) if "journeys_segment" not in ev  # in-progress: every journey
+             else ev["journeys_segment"] / max(1, ev["journeys_segment"] + ev["journeys_rest"]))
     base_rate = base.outcome_count(base.conversion) / max(1, base.completed)
     if f.predicate == "diverges_from":
         return None if not seg.completed else _segment_chains(f, seg, base, share, base_rate)

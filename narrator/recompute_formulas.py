@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from detectors import segment_estimates as seg_est
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
 from detectors.regression import edge_test, incidence_of, power_evidence, traffic_estimator, traffic_shift
@@ -115,8 +116,13 @@ def revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 
 
 def common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
+    """more/less_common_in, and a segment's outcome rate (associated_with, kind outcome_rate_difference)."""
     base = ctx.all_scope(seg)
-    kind, name = fact.subject.split(":", 1)
+    measured = fact.object if fact.subject.startswith("segment:") else fact.subject
+    values = _key_values(ctx, seg)
+    if seg_est.uses_estimates(base, values):
+        return _common_estimated(seg, values, measured)
+    kind, name = measured.split(":", 1)
     x_s = seg.reach_count(name) if kind == "state" else seg.outcome_count(name)
     x_all = base.reach_count(name) if kind == "state" else base.outcome_count(name)
     n_s, n_r = seg.completed, base.completed - seg.completed
@@ -126,11 +132,54 @@ def common(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
             "difference": x_s / n_s - x_r / n_r, "z": z, "p_value": p, "n": n_s + n_r}
 
 
+def _key_values(ctx: Ctx, seg: Recount) -> list[Recount]:
+    """Every value's snapshot of the segment's key (same run: input and config hash), `seg` among them."""
+    stored = seg.row["payload"]
+    ids = ctx.con.execute(
+        "SELECT snapshot_id FROM snapshots WHERE scope = 'segment' AND journey = ? AND coalesce(tenant_id, '') = ? "
+        "AND segment_key = ? AND coalesce(json_extract_string(payload, '$.input_hash'), 'None') = ? "
+        "AND coalesce(json_extract_string(payload, '$.config_hash'), 'None') = ? ORDER BY snapshot_id",
+        [seg.row["journey"], seg.row["tenant_id"] or "", seg.row["segment_key"], str(stored.get("input_hash")),
+         str(stored.get("config_hash"))]).fetchall()
+    return [ctx.recount(i) for (i,) in ids]
+
+
+def _others(values: list[Recount], seg: Recount) -> list[Recount]:
+    return [v for v in values if v.row["snapshot_id"] != seg.row["snapshot_id"]]
+
+
+def _observed(seg: Recount, others: list[Recount]) -> dict[str, Any]:
+    return {"journeys_segment": seg_est.journeys(seg), "journeys_rest": sum(seg_est.journeys(v) for v in others),
+            "completed_segment": seg.completed, "completed_rest": sum(v.completed for v in others),
+            "rest": seg_est.REST}
+
+
+def _common_estimated(seg: Recount, values: list[Recount], measured: str) -> dict[str, Any]:
+    """detectors.segment_divergence's in-progress reach test on the recounted estimates of every value."""
+    others = _others(values, seg)
+    c = seg_est.compare(seg_est.side([seg], measured), seg_est.side(others, measured))
+    outcome = measured.startswith("outcome:")
+    return {"reach_segment": c.seg.estimate, "reach_rest": c.rest.estimate, "n_segment": round(c.seg.n_eff),
+            "n_rest": round(c.rest.n_eff), "difference": c.seg.estimate - c.rest.estimate, "z": c.z,
+            "p_value": c.p_value, "n": round(c.seg.n_eff) + round(c.rest.n_eff), "se_segment": c.seg.variance ** 0.5,
+            "se_rest": c.rest.variance ** 0.5, **_observed(seg, others),
+            "estimator": seg_est.OUTCOME_ESTIMATOR if outcome else seg_est.REACH_ESTIMATOR,
+            **({"kind": "outcome_rate_difference", "outcome": measured.split(":", 1)[1]} if outcome else {})}
+
+
 def diverges(fact: Fact, seg: Recount, ctx: Ctx) -> dict[str, Any]:
     from scipy import stats as sps
 
     base = ctx.all_scope(seg)
     floor = ctx.floor("segment_divergence", 50)
+    values = _key_values(ctx, seg)
+    if seg_est.uses_estimates(base, values):
+        others = _others(values, seg)
+        stat_sum, dof_sum, n_s, n_r, top = seg_est.moves_divergence(seg, others, floor)
+        return {"state": top[0], "jsd": top[1], "n_segment": round(n_s), "n_rest": round(n_r), "chi2": stat_sum,
+                "dof": dof_sum, "test": seg_est.MOVES_TEST, "n": round(n_s) + round(n_r),
+                "p_value": float(sps.chi2.sf(stat_sum, dof_sum)) if dof_sum else 1.0,
+                "estimator": seg_est.MOVES_ESTIMATOR, **_observed(seg, others)}
     stat_sum, dof_sum, n_seg, n_rest, top = transition_divergence(base, seg, floor)
     return {"state": top[0], "jsd": top[1], "n_segment": n_seg, "n_rest": n_rest, "chi2": stat_sum, "dof": dof_sum,
             "test": "chi2_homogeneity", "n": n_seg + n_rest,
@@ -211,7 +260,10 @@ def _traffic(before: Recount, after: Recount, src: str, ctx: Ctx) -> tuple[float
 
 
 def path(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
-    """Path quality numbers (detectors.path_quality) over the recomputed top paths and class medians."""
+    """Path quality numbers (detectors.path_quality) over the recomputed top paths and class medians; a segment's
+    outcome rate against the rest (also associated_with) is the segment reach formula."""
+    if fact.evidence.get("kind") == "outcome_rate_difference":
+        return common(fact, rc, ctx)
     from engine.snapshot import Snapshot
     from narrator.recompute import recomputed_payload
 
