@@ -50,7 +50,8 @@ ESTIMATORS = {
                        "by 1 / P(follow-up >= time the end became known); Hajek ratio, sandwich 95 % interval"),
     "resolved_shares": ("resolved_steps_ipcw: share of each step out of a state over the steps whose destination is "
                         "final (horizon passed since entry, or the journey's end known), each weighted by "
-                        "1 / P(follow-up >= min(window, entry + horizon, end known)); journey-clustered sandwich se"),
+                        "1 / P(follow-up >= min(window, entry + horizon, end known)); journey-clustered sandwich se; "
+                        "weight: the cell's IPCW mass (what the steps stand for, had every journey been followed)"),
     "duration_estimates": ("ipcw_kaplan_meier: median of the IPCW-weighted distribution (Kaplan-Meier in IPCW "
                            "form) of duration and length; Brookmeyer-Crowley 95 % interval for the duration"),
 }

@@ -230,7 +230,7 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
         a, b = divmod(int(c), k)
         share = mass[c] / total[a]
         out.append({"from": steps.names[a], "to": steps.names[b], "count": int(n[c]), "share": r6(share),
-                    "se": r6(np.sqrt(var[c]) / total[a])})
+                    "se": r6(np.sqrt(var[c]) / total[a]), "weight": r6(mass[c])})
     return sorted(out, key=lambda e: (e["from"], e["to"]))
 
 
