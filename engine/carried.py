@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 
 from engine import silver
+from ontology.errors import NotFound
 
 FILES, ITEMS = "carried_files", "carried_items"
 _DDL = (f"CREATE TABLE IF NOT EXISTS {FILES}(generation VARCHAR, relation VARCHAR, path VARCHAR)",
@@ -122,6 +123,9 @@ def reader(con: duckdb.DuckDBPyConnection, insight_id: str) -> Iterator[Held | N
     files: dict[str, list[str]] = {rel: [] for rel in RELATIONS}
     for rel, path in con.execute(f"SELECT relation, path FROM {FILES} WHERE generation = ? ORDER BY relation, path",
                                  [row[0]]).fetchall():
+        if not (root / path).is_file():  # removed by hand: say so, not a DuckDB error naming the path
+            raise NotFound(f"the data behind carried insight {insight_id} is gone from the workspace ({rel}); "
+                           "its numbers cannot be recomputed until the next run drops the notice")
         files[rel].append(str(root / path))
     database = con.execute("SELECT current_database()").fetchall()[0][0]
     cur = con.cursor()  # TEMP views are per connection: the caller's own stay as they are
