@@ -61,7 +61,8 @@ def keep(con: duckdb.DuckDBPyConnection, published: Path, insight_ids: Sequence[
     generation = hashlib.sha256("\n".join(f"{r}\t{p}" for r, p in sorted(files)).encode()).hexdigest()[:16]
     for sql in _DDL:
         con.execute(sql)
-    con.executemany(f"INSERT INTO {FILES} VALUES (?, ?, ?)", [(generation, r, p) for r, p in files])
+    if files:  # DuckDB's executemany refuses an empty parameter list
+        con.executemany(f"INSERT INTO {FILES} VALUES (?, ?, ?)", [(generation, r, p) for r, p in files])
     con.executemany(f"INSERT INTO {ITEMS} VALUES (?, ?, ?)", [(i, generation, config) for i in sorted(set(insight_ids))])
 
 
