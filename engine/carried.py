@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ _DDL = (f"CREATE TABLE IF NOT EXISTS {FILES}(generation VARCHAR, relation VARCHA
 RELATIONS = ("events", "journey_steps", "journeys", "journey_progress")
 _LAYERS = {"events": ("events",), "journey_steps": ("journey_steps", silver.SEALED_STEPS)}  # manifest layers
 _PREV = "_jg_carried_from"
+log = logging.getLogger(__name__)
 
 
 def keep(con: duckdb.DuckDBPyConnection, published: Path, insight_ids: Sequence[str]) -> None:
@@ -52,6 +55,7 @@ def keep(con: duckdb.DuckDBPyConnection, published: Path, insight_ids: Sequence[
         con.execute(f"DELETE FROM {FILES}")
     if not insight_ids or silver.root_of(con) is None or not published.exists():
         return
+    started = time.perf_counter()
     con.execute(f"ATTACH {silver.quote_literal(str(published))} AS {_PREV} (READ_ONLY)")
     try:
         files = [(rel, path) for rel in RELATIONS for path in _previous_files(con, rel)]
@@ -64,6 +68,8 @@ def keep(con: duckdb.DuckDBPyConnection, published: Path, insight_ids: Sequence[
     if files:  # DuckDB's executemany refuses an empty parameter list
         con.executemany(f"INSERT INTO {FILES} VALUES (?, ?, ?)", [(generation, r, p) for r, p in files])
     con.executemany(f"INSERT INTO {ITEMS} VALUES (?, ?, ?)", [(i, generation, config) for i in sorted(set(insight_ids))])
+    log.info("carried %d notices: kept %d files of the previous run in %.3f s", len(set(insight_ids)), len(files),
+             time.perf_counter() - started)
 
 
 def _previous_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
