@@ -10,7 +10,9 @@ Each item of the feed carries `status`:
                   its baseline before vA; `resolution` holds the three probabilities and the finding
                   that shows the return (the regression detector's own finding for vB)
                 - null: a finding of the previous run's feed that no run finds any more; the
-                  previous item is carried into this feed once, after the open items
+                  previous item is carried into this feed once, after the open items, and the
+                  data its trace reads (the previous run's layers, journeys and config) is kept
+                  while it is shown (engine.carried)
 
 `watch` delivers a resolved item once, as a notice of its own (engine/app/watch.py), even when the
 open finding was delivered before. The statuses are feed metadata, not facts: nothing enters the

@@ -125,14 +125,20 @@ def create_view(con: duckdb.DuckDBPyConnection, layer: str, name: str | None = N
     """
     root = _ROOTS.get(con)
     sealed = files(con, SEALED_STEPS) if layer == "journey_steps" and not open_only else []
-    paths = [str((root or Path(".")) / p) for p in files(con, layer) + sealed]
-    cols = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in LAYERS[layer])
+    view_over(con, layer, [str((root or Path(".")) / p) for p in files(con, layer) + sealed], name)
+
+
+def view_over(con: duckdb.DuckDBPyConnection, relation: str, paths: list[str], name: str | None = None) -> None:
+    """`relation` as a TEMP view (named `name`, else the relation) over the Parquet files `paths`: a layer typed
+    (and empty without files), any other relation as its files hold it (none without files)."""
+    typed = relation in LAYERS
+    cols = ", ".join(f"CAST({c} AS {kind}) AS {c}" for c, kind in LAYERS[relation]) if typed else "*"
     if paths:
         source = f"read_parquet([{', '.join(_lit(p) for p in paths)}])"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name or layer} AS SELECT {cols} FROM {source}")
-    else:
-        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in LAYERS[layer])
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name or layer} AS SELECT {nulls} WHERE false")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name or relation} AS SELECT {cols} FROM {source}")
+    elif typed:
+        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {c}" for c, kind in LAYERS[relation])
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name or relation} AS SELECT {nulls} WHERE false")
 
 
 def share_views(src: duckdb.DuckDBPyConnection, dst: duckdb.DuckDBPyConnection) -> None:
@@ -304,11 +310,15 @@ def input_hash(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def collect_garbage(con: duckdb.DuckDBPyConnection) -> int:
-    """Delete layer files no manifest row names (and scratch folders of killed runs); at a run's start only."""
+    """Delete layer files that neither a manifest row nor a carried feed item names (and scratch folders of
+    killed runs); at a run's start only."""
     root = root_of(con)
     if root is None or not _has_manifest(con):
         return 0
+    from engine.carried import kept_paths  # it writes through this module, so it is imported late
+
     named = {str(Path(p)) for (p,) in con.execute(f"SELECT path FROM {MANIFEST}").fetchall()}
+    named |= {str(Path(p)) for p in kept_paths(con)}  # the data a carried item's trace reads (engine.carried)
     removed = 0
     for top in LAYER_DIRS:
         base = root / top
@@ -323,3 +333,19 @@ def collect_garbage(con: duckdb.DuckDBPyConnection) -> int:
     if removed:
         log.info("removed %d Parquet files no longer in the manifest", removed)
     return removed
+
+
+KEPT_DIR = Path("gold") / "carried"  # relations kept for carried feed items (engine.carried)
+quote_literal = _lit
+
+
+def write_kept(con: duckdb.DuckDBPyConnection, query: str, relation: str) -> str:
+    """`query` as one content-named file under gold/carried/<relation>/; its path relative to the workspace."""
+    root = root_of(con)
+    if root is None:
+        raise ValueError("kept files need a workspace connection")
+    tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
+    try:
+        return _write(con, query, tmp, root, KEPT_DIR / quote(relation, safe=""))[0]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

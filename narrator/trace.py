@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine import carried
 from narrator.recompute import (
     Ctx,
     compare_snapshot,
@@ -164,10 +165,17 @@ def _verify(bundle: Mapping[str, Any], narrative: Mapping[str, Any]) -> dict[str
 def trace(insight_id: str, *, con: Any, store: Any, cfg: Any = None, ctx: Ctx | None = None) -> dict[str, Any]:
     """The full audit trail of an insight as JSON-ready data (see the module docstring).
 
-    `ctx` (narrator.recompute.make_context) may be shared across calls so each snapshot is recounted once."""
+    `ctx` (narrator.recompute.make_context) may be shared across calls so each snapshot is recounted once.
+    A notice carried from the run before (engine.carried) is traced against that run's data and config."""
     insight = load_insight(con, insight_id)
+    with carried.reader(con, insight["insight_id"]) as held:
+        if held is not None:
+            return _trace(insight, held.con, store, make_context(held.con, held.config() or cfg))
+        return _trace(insight, con, store, ctx or make_context(con, cfg))
+
+
+def _trace(insight: Mapping[str, Any], con: Any, store: Any, ctx: Ctx) -> dict[str, Any]:
     bundle, narrative = insight.get("bundle") or {}, insight.get("narrative") or {}
-    ctx = ctx or make_context(con, cfg)
     sentences = _sentences(narrative)
     order = list(dict.fromkeys([*(fid for s in sentences for fid in s["fact_ids"]), *insight.get("fact_ids", [])]))
     facts = [trace_fact(_fact(store, bundle, fid), con=con, ctx=ctx) for fid in order]

@@ -23,7 +23,7 @@ from typing import Any
 from engine import __version__
 from engine.config import Config, from_dict, read_config
 from engine.publish import failpoint
-from engine.workspace import RUN_WAIT_S, Workspace
+from engine.workspace import DB_NAME, RUN_WAIT_S, Workspace
 from ontology.errors import ConfigError
 from ontology.store import FactStore, open_store
 
@@ -216,7 +216,7 @@ def _store_facts(store: FactStore, facts: list[Any]) -> int:
 
 def _narrate(ws: Workspace, cfg: Config, store: FactStore, findings: list[Any]) -> list[dict[str, Any]]:
     """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
-    from engine import feed, lifecycle
+    from engine import carried, feed, lifecycle
     from narrator.backends import make_backend
     from narrator.narrate import narrate_finding
 
@@ -230,6 +230,7 @@ def _narrate(ws: Workspace, cfg: Config, store: FactStore, findings: list[Any]) 
         insights.append(insight)
         items.append(feed.feed_item(entry, insight))
     gone = lifecycle.closed_items(previous, {e.key for e in entries})  # closed since the last run: carried once
+    carried.keep(ws.con, ws.path / DB_NAME, [item["insight_id"] for item in gone])  # what their traces read
     items += [{**item, "rank": len(items) + i + 1} for i, item in enumerate(gone)]
     _save_outputs(ws, findings, insights, items)
     return insights

@@ -49,20 +49,16 @@ def kill(proc: subprocess.Popen[str]) -> None:
         proc.stderr.close()
 
 
-def traces(ws: Path, *, current_only: bool = False) -> list[dict[str, Any]]:
-    """The recomputation block of the trace of every visible feed item (narrator.trace through the views).
-
-    `current_only`: leave out items the lifecycle carries once from the run before ("resolved"): their
-    snapshot was read from that run's input, which a smaller new input no longer holds (engine/lifecycle.py).
-    """
+def traces(ws: Path) -> list[dict[str, Any]]:
+    """The recomputation block of the trace of every visible feed item (narrator.trace through the views),
+    the notices carried once from the run before included (they read that run's data: engine.carried)."""
     from engine.app import views
 
-    items = [i for i in views.feed_items(str(ws)) if not (current_only and i.get("status") == "resolved")]
-    return [views.trace(str(ws), item["insight_id"])["recomputation"] for item in items]
+    return [views.trace(str(ws), item["insight_id"])["recomputation"] for item in views.feed_items(str(ws))]
 
 
-def assert_traces_fully(ws: Path, *, current_only: bool = False) -> None:
-    found = traces(ws, current_only=current_only)
+def assert_traces_fully(ws: Path) -> None:
+    found = traces(ws)
     assert found, "the visible feed is empty: nothing was traced"
     for rec in found:
         assert rec["matched"] == rec["numbers"] > 0 and rec["facts_ok"] == rec["facts"], rec

@@ -53,7 +53,7 @@ def test_a_run_killed_before_publishing_leaves_the_old_run_whole(prepared: dict[
     run_cli("run", str(prepared["b"]), "-c", str(prepared["cfg"]), "-w", str(ws))
     assert outputs(ws) == prepared["clean"]
     assert not (ws / ".build").exists()
-    assert_traces_fully(ws, current_only=True)
+    assert_traces_fully(ws)
 
 
 def test_a_run_killed_just_after_the_switch_shows_the_new_run_whole(prepared: dict[str, object], tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_a_run_killed_just_after_the_switch_shows_the_new_run_whole(prepared: di
     shutil.copytree(prepared["after_a"], ws)  # type: ignore[arg-type]
     kill(start_stopped(prepared["b"], prepared["cfg"], ws, "published"))
     assert outputs(ws) == prepared["clean"]
-    assert_traces_fully(ws, current_only=True)
+    assert_traces_fully(ws)
     run_cli("run", str(prepared["b"]), "-c", str(prepared["cfg"]), "-w", str(ws))
     assert not (ws / ".build").exists()
     again = tmp_path / "again"  # B was published, so a re-run is a second run of B: compare with a clean one
