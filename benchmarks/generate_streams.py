@@ -8,7 +8,7 @@ with slightly different rows, a purchase outcome and silence as drop-off,
 over eight weeks, with a release marker in the middle: the same kind of work
 `journeygraph run` does on real product data.
 
-    python benchmarks/generate_streams.py --events 1m 10m [--formats parquet jsonl]
+    python benchmarks/generate_streams.py --events 1m 2m 10m [--formats parquet jsonl]
 
 Files land in benchmarks/data/ (gitignored) with a matching journeygraph config
 `bench.yaml`. Same arguments give the same files.
@@ -43,7 +43,7 @@ STATE_NAMES = ("signup",) + tuple(f"screen_{k:02d}" for k in range(1, N_STATES))
 OUTCOME_EVENT = "purchase"
 CONVERT_P, DROP_P = 0.03, 0.10
 EVENTS_PER_USER = 7.9  # measured mean (start + steps + purchase), used to size the user count
-SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+SIZES = {"100k": 100_000, "1m": 1_000_000, "2m": 2_000_000, "10m": 10_000_000}
 
 CONFIG = f"""# Benchmark project for benchmarks/data/events_*.{{parquet,jsonl}} (written by generate_streams.py)
 journeys:
