@@ -62,6 +62,20 @@ class ListFactSource:
             yield fact
 
 
+class RunFactSource:
+    """A store's facts restricted to one run's: the store keeps every run's facts, and an older run's facts
+    of the same entity state old counts (a feed narrated from them cites numbers today's data no longer
+    gives, and their trace fails). Same order and form as the store's own answers."""
+
+    def __init__(self, store: FactSource, fact_ids: Iterable[str]) -> None:
+        self._store, self._ids = store, frozenset(fact_ids)
+
+    def facts(self, *, entity: str | None = None, predicate: str | None = None,
+              snapshot_id: str | None = None) -> Iterator[Fact]:
+        return (f for f in self._store.facts(entity=entity, predicate=predicate, snapshot_id=snapshot_id)
+                if f.fact_id in self._ids)
+
+
 def finding_entities(finding: Finding) -> list[str]:
     """The finding's own entities (subject, object, segment, release), then the states inside edges and paths."""
     direct = [finding.subject, finding.object]

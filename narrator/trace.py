@@ -62,9 +62,17 @@ def _sentences(narrative: Mapping[str, Any]) -> list[dict[str, Any]]:
             for i, s in enumerate(sentences)]
 
 
+# A fact from an in-progress estimate (its evidence names the estimator) also stands on open journeys: their
+# steps whose next state is seen, and their outcome once known (journey_progress); completed-only facts on
+# completed journeys alone.
+_COMPLETED_SCOPE = """SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.segments FROM journeys j
+                      WHERE {where} AND NOT j.censored"""
+_OPEN_TOO_SCOPE = """SELECT j.journey_id, CASE WHEN NOT j.censored THEN coalesce(j.outcome, ?) ELSE pr.known_outcome END
+                            AS outcome, j.segments
+                     FROM journeys j LEFT JOIN journey_progress pr ON pr.journey = j.journey AND pr.journey_id = j.journey_id
+                     WHERE {where}"""
 _SAMPLE_SQL = """
-WITH scope AS (SELECT j.journey_id, coalesce(j.outcome, ?) AS outcome, j.segments FROM journeys j
-               WHERE {where} AND NOT j.censored),
+WITH scope AS ({scope}),
 steps AS (
   SELECT s.journey_id, s.step, s.state, s.event_id, sc.outcome, sc.segments,
          lead(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS next_state
@@ -102,7 +110,8 @@ def sample_events(con: Any, fact: Fact, row: Mapping[str, Any], k: int = SAMPLE_
     """A few deterministic raw events behind a fact (first journeys by id, first matching steps)."""
     where, params = scope_where(row)
     match, mparams = _event_match(fact, row["payload"].get("outcomes", []))
-    sql = _SAMPLE_SQL.format(where=where, match=match)
+    scope = _OPEN_TOO_SCOPE if "estimator" in fact.evidence else _COMPLETED_SCOPE
+    sql = _SAMPLE_SQL.format(scope=scope.format(where=where), match=match)
     dropoff = row["payload"].get("dropoff_outcome")
     rows = con.execute(sql, [dropoff, *params, row["journey"], *mparams, k]).fetchall()
     return [{"event_id": r[0], "event_name": r[1], "ts": r[2], "in_events": bool(r[3])} for r in rows]

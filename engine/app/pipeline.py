@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import __version__
 from engine.config import Config, from_dict, read_config
@@ -26,6 +26,9 @@ from engine.publish import failpoint
 from engine.workspace import DB_NAME, RUN_WAIT_S, Workspace
 from ontology.errors import ConfigError
 from ontology.store import FactStore, open_store
+
+if TYPE_CHECKING:
+    from narrator.bundle import FactSource
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,9 @@ def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], start
         try:
             n_facts = _store_facts(store, facts)
             _step(bar, "facts")
-            insights = _narrate(ws, cfg, store, findings)
+            from narrator.bundle import RunFactSource
+
+            insights = _narrate(ws, cfg, RunFactSource(store, (f.fact_id for f in facts)), findings)
             _step(bar, "narrator")
         finally:
             store.close()
@@ -214,8 +219,9 @@ def _store_facts(store: FactStore, facts: list[Any]) -> int:
     return len({f.fact_id for f in facts})
 
 
-def _narrate(ws: Workspace, cfg: Config, store: FactStore, findings: list[Any]) -> list[dict[str, Any]]:
-    """Rank findings into feed entries, narrate each, and store findings, insights and the feed atomically."""
+def _narrate(ws: Workspace, cfg: Config, store: FactSource, findings: list[Any]) -> list[dict[str, Any]]:
+    """Rank findings into feed entries, narrate each from this run's facts (`store`), and store findings,
+    insights and the feed atomically."""
     from engine import carried, feed, lifecycle
     from narrator.backends import make_backend
     from narrator.narrate import narrate_finding

@@ -129,3 +129,27 @@ def test_the_kept_files_go_once_no_feed_carries_their_notice(smaller: dict[str, 
     assert not own & _layer_files(ws)
     assert _layer_files(ws) == manifest, "every file left is one the published run reads"
     assert not list((ws / "gold" / "carried").rglob("*.parquet"))
+
+
+def test_persisting_insights_cite_only_the_current_runs_facts(tmp_path: Path) -> None:
+    """The fact store keeps every run's facts; an insight that persists into a smaller run must be narrated
+    from this run's facts, not from an older run's facts of the same entities (which had outranked them by
+    confidence and stated the old counts: the demo's persisting items traced 17/23, 37/53 and 32/38)."""
+    root = Path(__file__).resolve().parents[2]
+    rows = [json.loads(line) for line in (root / "fixtures" / "demo_events.jsonl").read_text().splitlines() if line]
+    cuts = ("2026-02-10", "2026-02-24")  # three periods of the demo: the last file holds the release's weeks
+    (tmp_path / "data").mkdir()
+    for k in range(3):
+        write_lines(tmp_path / "data" / f"part{k}.jsonl",
+                    dumps([r for r in rows if sum(r["timestamp"] >= c for c in cuts) == k]))
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text((root / "fixtures" / "demo.yaml").read_text().replace(
+        "source: demo_events.jsonl", f"source: {tmp_path / 'data' / '*.jsonl'}"))
+    ws = tmp_path / "ws"
+    run_cli("run", "-c", str(cfg), "-w", str(ws))
+    (tmp_path / "data" / "part2.jsonl").unlink()
+    run_cli("run", "-c", str(cfg), "-w", str(ws))
+    persisting = [i for i in _feed(ws) if i["status"] == "persisting"]
+    assert persisting
+    for item in persisting:
+        _assert_traces_fully(_cli_trace(ws, item["insight_id"]))
