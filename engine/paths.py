@@ -22,8 +22,7 @@ SEP = chr(31)  # the unit separator joins a path's states (engine.snapshot build
 # scope-set classes (engine.snapshot): one row per journey is grouped per class, then spread over the
 # class's scopes, instead of joining every journey's path string to each of its ~6 scopes (0.56 -> 0.3 CPU-s).
 _TOP_SQL = """
-WITH jc AS (SELECT j.path, j.outcome, j.actor_id, j.duration_s, j.length, c.cls
-            FROM {jour} j JOIN (SELECT journey_id, cls FROM {classes}) c USING (journey_id)),
+WITH jc AS (SELECT path, outcome, actor_id, duration_s, length, cls FROM {jour}),
 pc AS (SELECT cls, path, outcome, count(*) AS cnt FROM jc GROUP BY ALL),
 po AS (SELECT cs.sid, pc.path, pc.outcome, sum(pc.cnt)::BIGINT AS cnt FROM pc JOIN {class_sids} cs USING (cls) GROUP BY ALL),
 done AS (SELECT sid, sum(cnt)::BIGINT AS completed FROM po GROUP BY sid),
@@ -50,12 +49,12 @@ def empty_paths(completed: int = 0) -> dict[str, Any]:
     return {"top": [], "coverage": 0.0, "other_count": completed, "other_share": 1.0 if completed else 0.0}
 
 
-def top_paths(con: Any, jour: str, classes: str, class_sids: str, top_n: int, conversion: str) -> dict[int, dict[str, Any]]:
+def top_paths(con: Any, jour: str, class_sids: str, top_n: int, conversion: str) -> dict[int, dict[str, Any]]:
     """Paths block per scope id.
 
-    `jour` holds completed journeys' paths, `classes` maps journey_id -> cls and `class_sids` cls -> sid.
+    `jour` holds completed journeys' paths and their class (cls), `class_sids` maps cls -> sid.
     """
-    sql = _TOP_SQL.format(jour=jour, classes=classes, class_sids=class_sids)
+    sql = _TOP_SQL.format(jour=jour, class_sids=class_sids)
     rows = con.execute(sql, {"conversion": conversion, "top": int(top_n)}).fetchall()
     out: dict[int, dict[str, Any]] = {}
     for sid, completed, path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len in rows:
