@@ -34,7 +34,10 @@ def class_counts(steps: StepArrays, jr: step_counts.Journeys, dropoff: str) -> p
     rows = (explicit[steps.jix] & (steps.state >= 0) & (steps.ts != NULL_TS) & (end != NULL_TS)
             & (steps.ts >= end - WITHIN_S * 1_000_000))
     n_states = len(steps.names)
-    (jix, state), _, _ = step_counts.group([steps.jix[rows], steps.state[rows]], [steps.size, n_states])
+    near = steps.jix[rows]
+    first = np.ones(len(near), dtype=bool)
+    first[1:] = near[1:] != near[:-1]
+    jix, state, _ = step_counts.visits_per_state(near, steps.state[rows], first, n_states)
     (c, s, o), n, _ = step_counts.group([jr.cls[jix], state, jr.outcome[jix]],
                                         [int(jr.cls.max(initial=0)) + 1, n_states, len(jr.outcome_names)])
     return pa.table({"cls": c.astype(np.int64), "state": steps.names.take(pa.array(s, pa.int64())),

@@ -229,7 +229,7 @@ _SPREAD_SQL = (
        SELECT p.jix, p.cls, j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome,
               epoch(CASE WHEN j.outcome IS NULL THEN NULL WHEN j.outcome = $dropoff THEN p.last_ts ELSE j.end_ts END
                     - j.start_ts) AS duration_s,
-              p.length, p.path
+              p.length, p.path, p.path_id
        FROM journeys j JOIN _jg_paths p ON p.jix = j.rowid
        WHERE j.journey = $journey AND NOT j.censored""",
     """CREATE OR REPLACE TEMP TABLE _jg_cadj AS SELECT * FROM _jg_cadj_arrow""",
@@ -265,9 +265,10 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
             with _stage("fetch"):
                 steps = step_arrays.fetch(con, journey_cfg.name)
-            with _stage("data_ends"):
-                ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
-            rows, tops, checks, incidence, estimates = _count(con, cfg, journey_cfg, params, steps)
+            with step_arrays.shared(con, journey_cfg.name, steps):
+                with _stage("data_ends"):
+                    ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
+                rows, tops, checks, incidence, estimates = _count(con, cfg, journey_cfg, params, steps)
     finally:
         con.execute("DROP VIEW IF EXISTS _jg_progress")
         for table in ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid",

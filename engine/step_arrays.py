@@ -17,6 +17,9 @@ that `journeys` lacks are dropped, as the joins they replace did.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -27,6 +30,7 @@ import pyarrow.compute as pc
 NULL_TS = np.iinfo(np.int64).min  # a NULL step time (µs since the epoch otherwise)
 FETCH_ROWS = 1_000_000  # rows per fetched batch: the step strings never sit in memory all at once
 
+_SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[str, StepArrays]] = weakref.WeakKeyDictionary()
 _JOURNEYS_SQL = "SELECT rowid AS jix, journey_id, hash(journey_id) AS h FROM journeys WHERE journey = $journey"
 _STEPS_SQL = "SELECT hash(journey_id) AS h, journey_id, step, state, ts FROM journey_steps WHERE journey = $journey"
 
@@ -53,8 +57,22 @@ class StepArrays:
         return self.jix[starts], np.maximum.reduceat(self.ts, starts)
 
 
+@contextmanager
+def shared(con: duckdb.DuckDBPyConnection, journey: str, steps: StepArrays) -> Iterator[None]:
+    """`fetch` on this connection hands out `steps` for `journey` until the block ends (engine.snapshot holds
+    them over a build, so every reader of the steps, engine.snapshot_estimates' included, scans once)."""
+    _SHARED[con] = (journey, steps)
+    try:
+        yield
+    finally:
+        _SHARED.pop(con, None)
+
+
 def fetch(con: duckdb.DuckDBPyConnection, journey: str) -> StepArrays:
-    """One scan of `journey`'s steps into StepArrays."""
+    """One scan of `journey`'s steps into StepArrays (or the ones `shared` holds for this connection)."""
+    held = _SHARED.get(con)
+    if held is not None and held[0] == journey:
+        return held[1]
     ids = con.sql(_JOURNEYS_SQL, params={"journey": journey}).to_arrow_table()
     rowid = ids.column("jix").to_numpy().astype(np.int64)
     size = int(rowid.max(initial=-1)) + 1

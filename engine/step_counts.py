@@ -33,8 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import modelcheck, step_arrays
-from engine.paths import SEP
+from engine import modelcheck, paths, step_arrays
 from engine.step_arrays import NULL_TS, StepArrays
 
 START = "^"  # the `prev` of a journey's first step
@@ -156,7 +155,8 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
 def group(columns: list[np.ndarray], sizes: list[int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Distinct rows of integer columns (each in [0, size)), how often each occurs, and each row's group.
 
-    One mixed-radix int64 key (a single sort) when the sizes allow it, else a lexsort of the columns.
+    One mixed-radix int64 key (a single sort) when the sizes allow it, else a lexsort of the columns; the
+    distinct rows come out in key order, as np.unique gives them.
     """
     n = len(columns[0])
     radix = [max(size, 1) for size in sizes]
@@ -167,15 +167,20 @@ def group(columns: list[np.ndarray], sizes: list[int]) -> tuple[list[np.ndarray]
             key = key * r + column
         if key_space <= min(_DENSE_PER_ROW * n, _DENSE_MAX):
             return _group_dense(key, int(key_space), radix)
-        _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
-        return [c[first] for c in columns], counts, inverse.reshape(-1)
-    order = np.lexsort(columns[::-1])
-    new = np.ones(n, dtype=bool)
-    new[1:] = np.any([c[order][1:] != c[order][:-1] for c in columns], axis=0)
+        # a stable (merge) sort: keys led by the journey arrive nearly sorted, which it exploits
+        # (7 M (journey, state) keys: 0.1 CPU-s against 1.5 for np.unique's quicksort and inverse)
+        order = np.argsort(key, kind="stable")
+        new = np.ones(n, dtype=bool)
+        sorted_key = key[order]
+        new[1:] = sorted_key[1:] != sorted_key[:-1]
+    else:
+        order = np.lexsort(columns[::-1])
+        new = np.ones(n, dtype=bool)
+        new[1:] = np.any([c[order][1:] != c[order][:-1] for c in columns], axis=0)
     starts = np.flatnonzero(new)
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
-    return [c[order][starts] for c in columns], np.diff(np.append(starts, n)), inverse
+    return [c[order[starts]] for c in columns], np.diff(np.append(starts, n)), inverse
 
 
 def _group_dense(key: np.ndarray, key_space: int, radix: list[int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -210,7 +215,7 @@ def _transitions(seq: _Sequences, cls: np.ndarray, heldout: np.ndarray, outcome:
 def _reach(seq: _Sequences, cls: np.ndarray, outcome: np.ndarray, outcome_names: pa.Array) -> pa.Table:
     """(cls, state, outcome) -> journeys reaching the state, their visits to it, and journeys visiting it twice+."""
     n_states = len(seq.names)
-    (jix, state), visits, _ = group([seq.jix, seq.state], [len(cls), n_states])
+    jix, state, visits = visits_per_state(seq.jix, seq.state, seq.first, n_states)
     (c, s, o), reached, member = group([cls[jix], state, outcome[jix]],
                                        [int(cls.max(initial=0)) + 1, n_states, len(outcome_names)])
     visit_sum = np.bincount(member, weights=visits, minlength=len(c)).astype(np.int64)
@@ -219,15 +224,28 @@ def _reach(seq: _Sequences, cls: np.ndarray, outcome: np.ndarray, outcome_names:
                      "reached": reached, "visits": visit_sum, "repeats": repeats})
 
 
+def visits_per_state(jix: np.ndarray, state: np.ndarray, first: np.ndarray, n_states: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (journey, state) pairs of rows grouped by journey (`first` marks each journey's first row) and
+    how many rows each has. Keyed by the journey's place in the rows, so the keys arrive nearly sorted and a
+    merge sort all but skips the work (7 M steps: 0.1 CPU-s; keyed by jix, in random order, 1 s)."""
+    place = np.cumsum(first) - 1
+    key = np.sort(place * n_states + state, kind="stable")
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(new)
+    place_of, state_of = np.divmod(key[starts], n_states)
+    return jix[np.flatnonzero(first)][place_of], state_of, np.diff(np.append(starts, len(key)))
+
+
 def _paths(seq: _Sequences, journey_ids: pa.Array, cls: np.ndarray) -> pa.Table:
-    """Each journey's states in step order, joined by the unit separator, and its number of steps."""
+    """Each journey's path (engine.paths.journey_paths: string and id), its number of steps and class."""
     starts = np.flatnonzero(seq.first)
-    offsets = np.append(starts, len(seq.jix)).astype(np.int64)  # large lists and strings: no 2 GB limit
-    states = pa.LargeListArray.from_arrays(pa.array(offsets), seq.names.cast(pa.large_string()).take(pa.array(seq.state)))
+    path, path_id = paths.journey_paths(seq.state, starts, seq.names)
     jix = seq.jix[starts]
     return pa.table({"jix": jix, "journey_id": journey_ids.take(pa.array(jix)), "cls": cls[jix],
-                     "length": np.diff(offsets).astype(np.int64),
-                     "path": pc.binary_join(states, pa.scalar(SEP, type=pa.large_string()))})
+                     "length": np.diff(np.append(starts, len(seq.jix))).astype(np.int64), "path": path,
+                     "path_id": path_id})
 
 
 # Resolved steps of censored journeys (engine.journeys' journey_progress): a step entered at ts is resolved
