@@ -134,9 +134,9 @@ class _Runs:
         self.ids.append(jid.take(pa.array(starts, pa.int64())))
         self.hashes.append(h[starts])
         self.lens.append(lens)
-        self.steps.append(pc.fill_null(batch.column(2), -1).to_numpy(zero_copy_only=False))  # -1: lexsort fallback
+        self.steps.append(_numpy(batch.column(2), -1))  # -1: the lexsort fallback
         self.states.append(pc.dictionary_encode(batch.column(3)))
-        self.times.append(pc.fill_null(batch.column(4).cast(pa.int64()), NULL_TS).to_numpy(zero_copy_only=False))
+        self.times.append(_numpy(batch.column(4).cast(pa.int64()), NULL_TS))
 
     def lengths(self) -> np.ndarray:
         return _concat(self.lens, np.int64)
@@ -174,6 +174,10 @@ def _grouped(run_jix: np.ndarray, lens: np.ndarray, size: int, step: np.ndarray)
     rising = np.diff(step) > 0
     rising[np.cumsum(lens)[:-1] - 1] = True  # where one run ends and the next begins
     return bool(rising.all())
+
+
+def _numpy(column: pa.Array, null: int) -> np.ndarray:
+    return (pc.fill_null(column, null) if column.null_count else column).to_numpy(zero_copy_only=False)
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -45,7 +45,7 @@ _DENSE_MAX = 1 << 24  # … and up to 16 M keys, so the count arrays stay under 
 # journey_id, end_ts, data_end). `outcome` is the known outcome for a censored journey.
 _JOURNEYS_SQL = """
 SELECT jix, cls, censored, tracked, CASE WHEN censored THEN known_outcome ELSE outcome END AS outcome,
-       {heldout} AS heldout, epoch_us(end_ts) AS end_us, epoch_us(data_end) AS data_end_us
+       CASE WHEN NOT censored THEN {heldout} END AS heldout, epoch_us(end_ts) AS end_us, epoch_us(data_end) AS data_end_us
 FROM {journeys}
 """
 
