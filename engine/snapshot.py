@@ -36,13 +36,17 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, snapshot_estimates, step_counts
+import numpy as np
+import pyarrow as pa
+
+from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, snapshot_estimates, step_arrays, step_counts
 from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
 from engine.dbsettings import engine_settings
 from engine.markov import ChainMetrics
 from engine.snapshot_reader import SnapshotReader
+from engine.step_arrays import NULL_TS
 from ontology.model import canonical_json, content_id
 
 log = logging.getLogger(__name__)
@@ -146,20 +150,20 @@ class Snapshot(SnapshotReader):
 # is a hash of the scope's descriptors (internal only: payloads never show it).
 _CLASSES_SQL = (
     """CREATE OR REPLACE TEMP TABLE _jg_jkeys AS
-       SELECT coalesce(tenant_id, '') AS tenant_id, journey_id, actor_id, coalesce(outcome, $dropoff) AS outcome,
-              censored, start_ts, aj_t, aj_o, status, time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
+       SELECT tenant_id, jix, journey_id, actor_id, coalesce(outcome, $dropoff) AS outcome, censored, start_ts, end_ts,
+              aj_t, aj_o, status, known_outcome, tracked, data_end,
+              time_bucket(to_seconds($period), start_ts, $origin::TIMESTAMP) AS bucket,
               list_transform($keys::VARCHAR[], lambda k: coalesce(segments[k], '(none)')) AS segvals,
               list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
                           start_ts >= ($rel_at::TIMESTAMP[])[i] - to_seconds($rw) AND start_ts < ($rel_at::TIMESTAMP[])[i]) AS rel_before,
               list_filter(range(1, len($rel_at::TIMESTAMP[]) + 1), lambda i:
                           start_ts >= ($rel_at::TIMESTAMP[])[i] AND start_ts < ($rel_at::TIMESTAMP[])[i] + to_seconds($rw)) AS rel_after
-       FROM (SELECT j.*, o.aj_t, o.aj_o, o.status FROM journeys j
-             JOIN _jg_observed o USING (journey_id) WHERE j.journey = $journey)""",
+       FROM ({observed})""",
     """CREATE OR REPLACE TEMP TABLE _jg_classes AS
        SELECT row_number() OVER (ORDER BY tenant_id, bucket, segvals, rel_before, rel_after) AS cls, *
        FROM (SELECT DISTINCT tenant_id, bucket, segvals, rel_before, rel_after FROM _jg_jkeys)""",
     """CREATE OR REPLACE TEMP TABLE _jg_jclass AS
-       SELECT k.journey_id, k.actor_id, k.outcome, k.censored, k.aj_t, k.aj_o, k.status, c.cls
+       SELECT k.jix, k.journey_id, k.actor_id, k.outcome, k.censored, k.aj_t, k.aj_o, k.status, c.cls
        FROM _jg_jkeys k JOIN _jg_classes c USING (tenant_id, bucket, segvals, rel_before, rel_after)""",
     """CREATE OR REPLACE TEMP TABLE _jg_cscopes AS
        WITH span AS (SELECT k.tenant_id, min(k.start_ts) AS first_ts, any_value(e.data_end) AS data_end
@@ -182,6 +186,10 @@ _CLASSES_SQL = (
        SELECT hash(tenant_id, scope, seg_key, seg_value, release, w_start) AS sid, * FROM m""",
     """CREATE OR REPLACE TEMP TABLE _jg_csid AS SELECT DISTINCT cls, sid FROM _jg_cscopes""",
 )
+
+# what engine.step_counts needs of each journey (step_counts.journeys)
+_PER_JOURNEY = """(SELECT c.jix, c.cls, c.censored, c.outcome, c.journey_id, k.known_outcome, k.tracked, k.end_ts,
+                          k.data_end FROM _jg_jclass c JOIN _jg_jkeys k USING (jix))"""
 
 # scopes come out ordered by their descriptors
 _SCOPES_SQL = """
@@ -215,16 +223,16 @@ _SPREAD_SQL = (
        WITH c AS (SELECT cls, state, next, c FROM _jg_ctrans UNION ALL SELECT cls, state, next, c FROM _jg_ptrans)
        SELECT cs.sid, c.state, c.next, sum(c.c)::BIGINT AS c FROM c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     """CREATE OR REPLACE TEMP TABLE _jg_creach AS SELECT * FROM _jg_creach_arrow""",
-    # a dropped journey's duration stops at its last step: its end_ts adds the inactivity timeout (or the window)
+    # a dropped journey's duration stops at its last step (last_ts: engine.step_arrays); its end_ts adds the
+    # inactivity timeout (or the window)
     """CREATE OR REPLACE TEMP TABLE _jg_jour AS
-       SELECT j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome,
-              epoch(CASE WHEN coalesce(j.outcome, $dropoff) = $dropoff THEN l.last_ts ELSE j.end_ts END - j.start_ts) AS duration_s,
-              p.length, p.path
-       FROM journeys j JOIN _jg_paths p USING (journey_id)
-       LEFT JOIN (SELECT s.journey_id, max(s.ts) AS last_ts FROM journey_steps s SEMI JOIN journeys d
-                  ON d.journey = s.journey AND d.journey_id = s.journey_id AND NOT d.censored AND d.outcome = $dropoff
-                  WHERE s.journey = $journey GROUP BY ALL) l USING (journey_id)
+       SELECT p.jix, p.cls, j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome,
+              epoch(CASE WHEN j.outcome IS NULL THEN NULL WHEN j.outcome = $dropoff THEN p.last_ts ELSE j.end_ts END
+                    - j.start_ts) AS duration_s,
+              p.length, p.path, p.path_id
+       FROM journeys j JOIN _jg_paths p ON p.jix = j.rowid
        WHERE j.journey = $journey AND NOT j.censored""",
+    """CREATE OR REPLACE TEMP TABLE _jg_cadj AS SELECT * FROM _jg_cadj_arrow""",
 )
 
 _QUERIES = {
@@ -235,8 +243,7 @@ _QUERIES = {
     "durations": """SELECT cs.sid, median(j.duration_s), median(j.length),
                            median(j.duration_s) FILTER (j.outcome = $conversion), median(j.length) FILTER (j.outcome = $conversion),
                            median(j.duration_s) FILTER (j.outcome <> $conversion), median(j.length) FILTER (j.outcome <> $conversion)
-                    FROM _jg_jour j JOIN (SELECT journey_id, cls FROM _jg_jclass) c USING (journey_id)
-                    JOIN _jg_csid cs USING (cls) GROUP BY cs.sid""",
+                    FROM _jg_jour j JOIN _jg_csid cs USING (cls) GROUP BY cs.sid""",
     "transitions": """SELECT sid, state, next, sum(c)::BIGINT FROM _jg_trans GROUP BY ALL""",
     "resolved": """SELECT sid, state, next, c FROM _jg_rtrans""",
     "observation": """WITH per AS (SELECT cls, status, count(*) AS n FROM _jg_jclass GROUP BY ALL)
@@ -256,12 +263,16 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     params = _params(cfg, journey_cfg)
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
-            ends = progress.data_ends(con, journey_cfg.name, data_end)
-            rows, tops, checks, incidence, estimates = _count(con, cfg, journey_cfg, params)
+            with _stage("fetch"):
+                steps = step_arrays.fetch(con, journey_cfg.name)
+            with step_arrays.shared(con, journey_cfg.name, steps):
+                with _stage("data_ends"):
+                    ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
+                rows, tops, checks, incidence, estimates = _count(con, cfg, journey_cfg, params, steps)
     finally:
         con.execute("DROP VIEW IF EXISTS _jg_progress")
-        for table in ("_jg_observed", "_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid", "_jg_trans",
-                      "_jg_creach", "_jg_jour", "_jg_est"):
+        for table in ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid",
+                      "_jg_trans", "_jg_creach", "_jg_jour", "_jg_cadj", "_jg_est"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows, incidence)
     by_sid["estimates"] = estimates
@@ -270,18 +281,21 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             for scope in rows["scopes"]]
 
 
-def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]
+def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], steps: step_arrays.StepArrays
            ) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
     """All counting SQL, the outcome incidence and the reach/path/duration estimates per scope; each
     stage's time is logged at debug level."""
     with _stage("classes"):
-        progress.observed(con, jc, params)
+        progress.observed(con, jc)
         for sql in _CLASSES_SQL:
+            sql = sql.replace("{observed}", progress.OBSERVED_SQL)
             con.execute(sql, _bind(sql, params))
     with _stage("steps"):
-        counts = step_counts.count_steps(con, jc.name, jc.dropoff_outcome, "_jg_jclass", params["collapse"])
-        partial = step_counts.count_partial_steps(con, jc.name, "_jg_jclass", params["horizon"] if params["horizon"] >= 0 else None)
-        _spread(con, counts, partial, params)
+        journeys = step_counts.journeys(con, _PER_JOURNEY, steps.size)
+        counts = step_counts.count_steps(steps, journeys, params["collapse"])
+        partial = step_counts.count_partial_steps(steps, journeys, params["horizon"] if params["horizon"] >= 0 else None)
+        adjacent = outcome_adjacent.class_counts(steps, journeys, jc.dropoff_outcome)
+        _spread(con, counts, partial, adjacent, steps, params)
     rows = {}
     exact_actors = con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0
     for name, sql in _QUERIES.items():
@@ -291,7 +305,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any]
     with _stage("lifecycle_visits"):
         rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
     with _stage("paths"):
-        tops = paths.top_paths(con, "_jg_jour", "_jg_jclass", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
+        tops = paths.top_paths(con, "_jg_jour", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
@@ -307,10 +321,18 @@ def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if f"${name}" in sql}
 
 
-def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, params: dict[str, Any]) -> None:
-    """The per-class counts as the temp tables the scope queries read (`partial`: open journeys' resolved steps)."""
-    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": counts.paths,
-              "_jg_ptrans": partial}
+def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, adjacent: Any, steps: step_arrays.StepArrays,
+            params: dict[str, Any]) -> None:
+    """The per-class counts as the temp tables the scope queries read (`partial`: open journeys' resolved steps,
+    `adjacent`: engine.outcome_adjacent's per-class counts)."""
+    jix, last = steps.last_ts()
+    last_ts = np.full(steps.size, NULL_TS, dtype=np.int64)
+    last_ts[jix] = last
+    path_jix = counts.paths.column("jix").to_numpy()
+    with_last = counts.paths.append_column("last_ts", pa.array(last_ts[path_jix], pa.timestamp("us"),
+                                                               mask=last_ts[path_jix] == NULL_TS))
+    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": with_last,
+              "_jg_ptrans": partial, "_jg_cadj_arrow": adjacent}
     for name, table in tables.items():
         con.register(name, in_batches(table))
     try:
@@ -323,9 +345,9 @@ def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, params: dict
 
 @contextmanager
 def _stage(name: str) -> Iterator[None]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     yield
-    log.debug("snapshot stage %s: %.3f s", name, time.perf_counter() - started)
+    log.debug("snapshot stage %s: %.3f s (cpu %.3f s)", name, time.perf_counter() - started, time.process_time() - cpu)
 
 
 def _params(cfg: Config, journey_cfg: JourneyConfig) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The snapshot's estimates that use journeys still in progress (engine.snapshot calls these).
 
-* `observed`: per journey, what it contributes to the outcome-probability
+* `OBSERVED_SQL`: per journey, what it contributes to the outcome-probability
   estimate and whether it is complete, partial or unobserved;
 * `incidence_by_scope`: Aalen–Johansen P(outcome within the window) per scope
   (engine.incidence);
@@ -19,10 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import incidence, journeys, snapshot_estimates
 from engine.config import JourneyConfig
+from engine.step_arrays import NULL_TS, StepArrays
 
 
 def r6(value: float | None) -> float | None:
@@ -35,37 +37,32 @@ def r6(value: float | None) -> float | None:
 # outcome when known by the data end (completed journeys, and censored ones whose end is already decided:
 # engine.journeys' journey_progress), else censored at its follow-up (data end − start). status: complete
 # (outcome known), partial (open, its first step already resolved: engine.step_counts), unobserved (open,
-# nothing resolved yet; it still adds risk time to the outcome estimate).
-_OBSERVED_SQL = (
-    """CREATE OR REPLACE TEMP VIEW _jg_progress AS {progress}""",
-    """CREATE OR REPLACE TEMP TABLE _jg_observed AS
-       WITH b AS (
-         SELECT j.journey_id, j.start_ts, j.censored, e.data_end,
-                CASE WHEN NOT j.censored THEN j.end_ts WHEN p.known_end_ts <= e.data_end THEN p.known_end_ts END AS end_k,
-                CASE WHEN NOT j.censored THEN coalesce(j.outcome, $dropoff)
-                     WHEN p.known_end_ts <= e.data_end THEN p.known_outcome END AS aj_o,
-                p.journey_id IS NOT NULL AS tracked
-         FROM journeys j JOIN _jg_ends e ON e.tenant_id = coalesce(j.tenant_id, '')
-         LEFT JOIN _jg_progress p USING (journey_id) WHERE j.journey = $journey)
-       SELECT journey_id, aj_o,
-              greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS aj_t,
-              CASE WHEN aj_o IS NOT NULL THEN 'complete'
-                   WHEN tracked AND $horizon >= 0 AND start_ts + to_seconds($horizon) <= data_end THEN 'partial'
-                   ELSE 'unobserved' END AS status
-       FROM b""",
-)
+# nothing resolved yet; it still adds risk time to the outcome estimate). One row per journey, with the journey's
+# own columns and `jix` (its rowid: engine.step_arrays); engine.snapshot reads it as a subquery.
+OBSERVED_SQL = """
+WITH b AS (
+  SELECT j.rowid AS jix, coalesce(j.tenant_id, '') AS tenant_id, j.journey_id, j.actor_id, j.outcome, j.censored,
+         j.start_ts, j.end_ts, j.segments, e.data_end, p.known_outcome, p.journey_id IS NOT NULL AS tracked,
+         CASE WHEN NOT j.censored THEN j.end_ts WHEN p.known_end_ts <= e.data_end THEN p.known_end_ts END AS end_k,
+         CASE WHEN NOT j.censored THEN coalesce(j.outcome, $dropoff)
+              WHEN p.known_end_ts <= e.data_end THEN p.known_outcome END AS aj_o
+  FROM journeys j JOIN _jg_ends e ON e.tenant_id = coalesce(j.tenant_id, '')
+  LEFT JOIN _jg_progress p ON p.journey_id = j.journey_id WHERE j.journey = $journey)
+SELECT * EXCLUDE (end_k), greatest(epoch(coalesce(end_k, data_end) - start_ts), 0)::DOUBLE AS aj_t,
+       CASE WHEN aj_o IS NOT NULL THEN 'complete'
+            WHEN tracked AND $horizon >= 0 AND start_ts + to_seconds($horizon) <= data_end THEN 'partial'
+            ELSE 'unobserved' END AS status
+FROM b"""
 _PROGRESS_SQL = "SELECT journey_id, known_outcome, known_end_ts FROM journey_progress WHERE journey = {journey}"
 _NO_PROGRESS_SQL = "SELECT NULL::VARCHAR AS journey_id, NULL::VARCHAR AS known_outcome, NULL::TIMESTAMP AS known_end_ts LIMIT 0"
 
 
-def observed(con: Any, jc: JourneyConfig, params: dict[str, Any]) -> None:
-    """_jg_progress (engine.journeys' journey_progress, or nothing on tables built without it) and _jg_observed."""
+def observed(con: Any, jc: JourneyConfig) -> None:
+    """The _jg_progress view: engine.journeys' journey_progress, or nothing on tables built without it."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     journey = "'" + jc.name.replace("'", "''") + "'"
     progress = _PROGRESS_SQL.format(journey=journey) if "journey_progress" in tables else _NO_PROGRESS_SQL
-    for sql in _OBSERVED_SQL:
-        sql = sql.format(progress=progress) if "{progress}" in sql else sql
-        con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _jg_progress AS {progress}")
 
 
 def incidence_by_scope(con: Any, jc: JourneyConfig) -> dict[int, dict[str, Any]]:
@@ -158,14 +155,15 @@ LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM
 _ENDS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_ends AS
 SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, {events}, j.last_ts) AS data_end
-FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.ts)) AS last_ts
-      FROM journeys jj LEFT JOIN journey_steps s ON s.journey = jj.journey AND s.journey_id = jj.journey_id
+FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.last_ts)) AS last_ts
+      FROM journeys jj LEFT JOIN _jg_last s ON s.jix = jj.rowid
       WHERE jj.journey = $journey GROUP BY ALL) j
 {events_join}
 """
 
 
-def data_ends(con: Any, journey: str, data_end: datetime | None) -> dict[str, datetime]:
+def data_ends(con: Any, journey: str, data_end: datetime | None, steps: StepArrays) -> dict[str, datetime]:
+    """Each tenant's data end; `steps` (the journey's StepArrays) give its journeys' last step times."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     has_events = "events" in tables
     params = {"data_end": data_end, "journey": journey}
@@ -177,5 +175,10 @@ def data_ends(con: Any, journey: str, data_end: datetime | None) -> dict[str, da
         events="e.data_end" if has_events else "NULL",
         events_join=("LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events "
                      "GROUP BY ALL) e USING (tenant_id)") if has_events else "")
-    con.execute(sql, params)
+    jix, last = steps.last_ts()
+    con.register("_jg_last", pa.table({"jix": jix, "last_ts": pa.array(last, pa.timestamp("us"), mask=last == NULL_TS)}))
+    try:
+        con.execute(sql, params)
+    finally:
+        con.unregister("_jg_last")
     return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())

@@ -1,4 +1,5 @@
-"""engine.step_counts: per-class transitions, reach and paths from unordered steps in a real DuckDB file."""
+"""engine.step_counts and engine.step_arrays: per-class transitions, reach, paths and open journeys' resolved steps
+from unordered steps in a real DuckDB file."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from engine import step_counts
+from engine import step_arrays, step_counts
 from engine.paths import SEP
 
 # journey -> (class, outcome or None when censored, steps as (step, state) in storage order: deliberately unsorted)
@@ -26,14 +27,24 @@ def con(tmp_path) -> duckdb.DuckDBPyConnection:
                    start_ts TIMESTAMP, end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER,
                    segments MAP(VARCHAR, VARCHAR))""")
     con.execute("CREATE TABLE journey_steps (journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)")
-    con.execute("CREATE TABLE classes (journey_id VARCHAR, outcome VARCHAR, cls BIGINT)")
-    for jid, (cls, outcome, steps) in JOURNEYS.items():
+    for jid, (_cls, outcome, steps) in JOURNEYS.items():
         con.execute("INSERT INTO journeys VALUES ('main', '', ?, ?, TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-02', ?, ?, ?, MAP())",
                     [jid, "actor-" + jid, outcome, outcome is None, len(steps)])
-        con.execute("INSERT INTO classes VALUES (?, ?, ?)", [jid, outcome or "dropped", cls])
         for step, state in steps:
             con.execute("INSERT INTO journey_steps VALUES ('main', ?, ?, ?, TIMESTAMP '2026-01-01', ?)", [jid, step, state, f"{jid}-{step}"])
+    classes = ", ".join(f"('{jid}', {cls})" for jid, (cls, _, _) in JOURNEYS.items())
+    # engine.snapshot's per-journey table (step_counts._JOURNEYS_SQL): j4 is open, its outcome not known yet
+    con.execute(f"""CREATE TABLE classes AS
+                    SELECT j.rowid AS jix, c.cls, j.censored, coalesce(j.outcome, 'dropped') AS outcome, j.journey_id,
+                           NULL::VARCHAR AS known_outcome, j.censored AS tracked, j.end_ts,
+                           TIMESTAMP '2026-01-03' AS data_end
+                    FROM journeys j JOIN (VALUES {classes}) c(journey_id, cls) USING (journey_id)""")
     return con
+
+
+def _count(con, collapse: bool) -> step_counts.StepCounts:
+    steps = step_arrays.fetch(con, "main")
+    return step_counts.count_steps(steps, step_counts.journeys(con, "classes", steps.size), collapse)
 
 
 def _rows(table, *columns) -> set[tuple]:
@@ -42,7 +53,7 @@ def _rows(table, *columns) -> set[tuple]:
 
 
 def test_transitions_start_at_caret_and_end_in_the_outcome(con) -> None:
-    counts = step_counts.count_steps(con, "main", "dropped", "classes", collapse=False)
+    counts = _count(con, collapse=False)
     got = {(c, p, s, n): k for c, p, s, n, k in _rows(counts.transitions, "cls", "prev", "state", "next", "c")}
     assert got == {
         (1, "^", "a", "b"): 1, (1, "a", "b", "b"): 1, (1, "b", "b", "c"): 1, (1, "b", "c", "converted"): 1,  # j1
@@ -52,14 +63,14 @@ def test_transitions_start_at_caret_and_end_in_the_outcome(con) -> None:
 
 
 def test_collapse_drops_repeats_and_renumbers(con) -> None:
-    counts = step_counts.count_steps(con, "main", "dropped", "classes", collapse=True)
+    counts = _count(con, collapse=True)
     paths = {j: (n, p.split(SEP)) for j, n, p in _rows(counts.paths, "journey_id", "length", "path")}
     assert paths == {"j1": (3, ["a", "b", "c"]), "j2": (2, ["a", "c"]), "j3": (2, ["a", "b"])}
     assert ("a", "b", "c") in {(p, s, n) for p, s, n in _rows(counts.transitions, "prev", "state", "next")}
 
 
 def test_reach_counts_journeys_visits_and_repeats(con) -> None:
-    counts = step_counts.count_steps(con, "main", "dropped", "classes", collapse=False)
+    counts = _count(con, collapse=False)
     got = {(c, s, o): (r, v, rep) for c, s, o, r, v, rep in
            _rows(counts.reach, "cls", "state", "outcome", "reached", "visits", "repeats")}
     assert got[(1, "b", "converted")] == (1, 2, 1)     # j1 visits b twice
@@ -74,7 +85,7 @@ def test_reach_counts_journeys_visits_and_repeats(con) -> None:
 def test_group_gives_the_same_groups_either_way(sizes) -> None:
     rng = np.random.default_rng(7)
     columns = [rng.integers(0, min(s, 4), 500) for s in sizes]
-    distinct, counts, inverse = step_counts._group(columns, sizes)
+    distinct, counts, inverse = step_counts.group(columns, sizes)
     expected = {}
     for row in zip(*columns):
         expected[row] = expected.get(row, 0) + 1
@@ -107,11 +118,11 @@ def test_step_order_matches_a_lexsort(gaps) -> None:
     step = np.concatenate([np.arange(n) for n in lengths]) * (2 if gaps else 1)
     shuffle = rng.permutation(len(jix))
     jix, step = jix[shuffle], step[shuffle]
-    np.testing.assert_array_equal(step_counts._step_order(jix, step), np.lexsort((step, jix)))
+    np.testing.assert_array_equal(step_arrays.step_order(jix, step), np.lexsort((step, jix)))
 
 
 def test_step_order_falls_back_when_a_step_repeats() -> None:
     jix = np.array([0, 0, 1, 1])
     step = np.array([1, 1, 1, 0])   # journey 0 numbers two steps 1: not a permutation of slots
-    order = step_counts._step_order(jix, step)
+    order = step_arrays.step_order(jix, step)
     np.testing.assert_array_equal(order, np.lexsort((step, jix)))

@@ -1,0 +1,110 @@
+"""engine.step_arrays (one scan of the steps) and the counts read from it: open journeys' resolved steps,
+outcome-adjacent visits and path ids, against a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine import outcome_adjacent, paths, step_arrays, step_counts
+
+T0 = datetime(2026, 1, 1)
+# journey -> (class, censored, outcome (known outcome when censored), steps as (state, seconds after T0))
+JOURNEYS = {
+    "j1": (1, False, "converted", [("a", 0), ("b", 60), ("c", 100)]),      # c 2 s before the purchase at 102 s
+    "j2": (1, False, "dropped", [("a", 0), (None, 5), ("a", 10)]),
+    "j3": (2, True, "converted", [("a", 0), ("b", 3600)]),                  # open, end known
+    "j4": (2, True, None, [("a", 0), ("b", 86_400 * 5)]),                  # open, b entered 5 days in
+}
+END = {"j1": 102, "j2": 10 + 86_400, "j3": 3700, "j4": 86_400 * 5}
+DATA_END = T0 + timedelta(days=6)
+
+
+def _db(tmp_path, order: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(tmp_path / "ws.duckdb"))
+    con.execute("""CREATE TABLE journeys (journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR,
+                   start_ts TIMESTAMP, end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER,
+                   segments MAP(VARCHAR, VARCHAR))""")
+    con.execute("CREATE TABLE raw (journey VARCHAR, journey_id VARCHAR, step INTEGER, state VARCHAR, ts TIMESTAMP, event_id VARCHAR)")
+    for jid, (_, censored, outcome, steps) in reversed(JOURNEYS.items()):  # rowid order differs from id order
+        con.execute("INSERT INTO journeys VALUES ('main', '', ?, ?, ?, ?, ?, ?, ?, MAP())",
+                    [jid, "u-" + jid, T0, T0 + timedelta(seconds=END[jid]), None if censored else outcome, censored, len(steps)])
+        for step, (state, at) in enumerate(steps):
+            con.execute("INSERT INTO raw VALUES ('main', ?, ?, ?, ?, ?)", [jid, step, state, T0 + timedelta(seconds=at), f"{jid}-{step}"])
+    con.execute("INSERT INTO raw VALUES ('main', 'stray', 0, 'a', ?, 'x')", [T0])  # no such journey: dropped
+    con.execute(f"CREATE TABLE journey_steps AS SELECT * FROM raw ORDER BY {order}")
+    outcomes = ", ".join(f"('{jid}', {cls}, {'NULL' if o is None else repr(o)})" for jid, (cls, _, o, _) in JOURNEYS.items())
+    con.execute(f"""CREATE TABLE per AS
+                    SELECT j.rowid AS jix, c.cls, j.censored, coalesce(j.outcome, 'dropped') AS outcome, j.journey_id,
+                           CASE WHEN j.censored THEN c.known END AS known_outcome, j.censored AS tracked, j.end_ts,
+                           TIMESTAMP '{DATA_END}' AS data_end
+                    FROM journeys j JOIN (VALUES {outcomes}) c(journey_id, cls, known) USING (journey_id)""")
+    return con
+
+
+@pytest.mark.parametrize("order", ["journey_id, step", "hash(event_id)"], ids=["stored-sorted", "unsorted"])
+def test_fetch_groups_each_journey_in_step_order(tmp_path, monkeypatch, order) -> None:
+    monkeypatch.setattr(step_arrays, "FETCH_ROWS", 2)  # journeys cut across batches must come out whole
+    con = _db(tmp_path, order)
+    steps = step_arrays.fetch(con, "main")
+    ids = steps.journey_ids.to_pylist()
+    got: dict[str, list] = {}
+    for jix, code, ts in zip(steps.jix, steps.state, steps.ts):
+        got.setdefault(ids[jix], []).append((None if code < 0 else steps.names[code].as_py(), ts))
+    assert len({ids[j] for j in steps.jix[np.r_[True, steps.jix[1:] != steps.jix[:-1]]]}) == len(JOURNEYS)  # one run each
+    want = {jid: [(s, int((T0 + timedelta(seconds=at)).timestamp() * 1_000_000)) for s, at in st]
+            for jid, (_, _, _, st) in JOURNEYS.items()}
+    assert got == want  # the stray step is gone, NULL states kept as -1
+    last = dict(zip((ids[j] for j in steps.last_ts()[0]), steps.last_ts()[1]))
+    assert last["j4"] == want["j4"][-1][1]
+
+
+def test_lookup_falls_back_to_strings_when_hashes_collide() -> None:
+    runs = step_arrays._Runs()
+    runs.add(pa.record_batch({"h": pa.array([7, 7, 9], pa.uint64()), "journey_id": ["b", "b", "c"],
+                              "step": pa.array([0, 1, 0], pa.int32()), "state": ["x", "y", "x"],
+                              "ts": pa.array([0, 0, 0], pa.timestamp("us"))}))
+    ids = pa.table({"jix": [10, 11, 12], "journey_id": ["a", "b", "c"], "h": pa.array([7, 7, 9], pa.uint64())})
+    assert step_arrays._lookup(runs, ids, np.array([10, 11, 12])).tolist() == [11, 12]
+
+
+def _journeys(con):
+    steps = step_arrays.fetch(con, "main")
+    return steps, step_counts.journeys(con, "per", steps.size)
+
+
+def test_resolved_steps_of_open_journeys(tmp_path) -> None:
+    steps, jr = _journeys(_db(tmp_path, "journey_id, step"))
+    got = {(c, s, n): k for c, s, n, k in zip(*step_counts.count_partial_steps(steps, jr, 86_401).to_pydict().values())}
+    # j3: both steps resolved, the last to its known outcome; j4: only a (b entered 1 d before the data end)
+    assert got == {(2, "a", "b"): 2, (2, "b", "converted"): 1}
+    assert step_counts.count_partial_steps(steps, jr, None).num_rows == 0
+
+
+def test_a_resolved_step_without_destination_is_refused(tmp_path) -> None:
+    steps, jr = _journeys(_db(tmp_path, "journey_id, step"))
+    with pytest.raises(ValueError, match="no destination"):
+        step_counts.count_partial_steps(steps, jr, 3600)  # j4's b is resolved by then, its outcome unknown
+
+
+def test_outcome_adjacent_counts_visits_just_before_the_outcome(tmp_path) -> None:
+    steps, jr = _journeys(_db(tmp_path, "journey_id, step"))
+    table = outcome_adjacent.class_counts(steps, jr, "dropped")
+    assert list(zip(*table.to_pydict().values())) == [(1, "c", "converted", 1)]  # j2 dropped: no outcome event
+
+
+@pytest.mark.parametrize("base", [paths._BASE, np.uint64(0)], ids=["hashed", "every-hash-collides"])
+def test_path_ids_are_equal_exactly_when_paths_are(monkeypatch, base) -> None:
+    monkeypatch.setattr(paths, "_BASE", base)
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 5, 300)
+    state = rng.integers(0, 3, int(lengths.sum()))
+    starts = np.cumsum(lengths) - lengths
+    joined, ids = paths.journey_paths(state, starts, pa.array(["a", "b", "c"]))
+    want = [paths.SEP.join("abc"[s] for s in state[a:a + n]) for a, n in zip(starts, lengths)]
+    assert joined.to_pylist() == want
+    assert all((ids[i] == ids[j]) == (want[i] == want[j]) for i in range(0, 300, 7) for j in range(300))
