@@ -61,17 +61,19 @@ ESTIMATORS = {
 # time is end_ts for a censored journey (engine.journeys). Paths come from the steps (StepRows.paths).
 _ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_est AS
-SELECT (row_number() OVER (ORDER BY c.cls, k.journey_id) - 1)::BIGINT AS jrow, c.cls, k.journey_id, k.start_ts,
-       k.censored, k.aj_t, k.aj_o, greatest(epoch(e.data_end - k.start_ts), 0)::DOUBLE AS follow, e.data_end,
-       CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o, pr.journey_id IS NOT NULL AS tracked,
+SELECT r.jrow, c.cls, k.jix, k.journey_id, k.start_ts, k.censored, k.aj_t, k.aj_o,
+       greatest(epoch(k.data_end - k.start_ts), 0)::DOUBLE AS follow, k.data_end,
+       CASE WHEN k.censored THEN k.aj_o ELSE k.outcome END AS dest_o, k.tracked,
        CASE WHEN k.aj_o IS NOT NULL THEN k.aj_t END AS known_t,
        CASE WHEN NOT k.censored THEN jo.duration_s
-            WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(j.end_ts, k.start_ts) - k.start_ts), 0)
+            WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(k.end_ts, k.start_ts) - k.start_ts), 0)
             ELSE k.aj_t END::DOUBLE AS dur
-FROM _jg_jkeys k JOIN _jg_jclass c USING (journey_id) JOIN _jg_ends e USING (tenant_id)
-JOIN journeys j ON j.journey = $journey AND j.journey_id = k.journey_id
-LEFT JOIN _jg_jour jo USING (journey_id) LEFT JOIN _jg_progress pr USING (journey_id)
+FROM _jg_jkeys k JOIN _jg_jclass c USING (jix)
+JOIN (SELECT jix, (row_number() OVER (ORDER BY cls, journey_id) - 1)::BIGINT AS jrow FROM _jg_jclass) r USING (jix)
+LEFT JOIN _jg_jour jo USING (jix)
 """
+
+
 def r6(value: float | None) -> float | None:
     from engine.snapshot import r6 as round6
 
@@ -109,7 +111,7 @@ class _Rows:
 
 def prepare(con: Any, journey: str, dropoff: str) -> None:
     """_jg_est: per journey, what the estimates need (after engine.snapshot's _jg_jour exists)."""
-    con.execute(_ROWS_SQL, {"journey": journey, "dropoff": dropoff})
+    con.execute(_ROWS_SQL, {"dropoff": dropoff})
 
 
 def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:

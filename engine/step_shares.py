@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, ipcw, step_counts
+from engine import arrow_scan, ipcw
 from engine.paths import SEP
 
 ESTIMATOR = "resolved_steps_ipcw"
@@ -67,17 +67,10 @@ ORDER BY r.jrow, s, src, dst
 """
 
 
-# Every step of the journeys in `{journeys}` (a table as above) with a state, unordered: one scan of the
-# steps for both the resolved steps and the first visits (engine.snapshot_estimates). `keep` is STEPS_SQL's
-# resolution rule for the step; `s` its entry time since the journey's start, the same expression.
-ALL_STEPS_SQL = """
-SELECT r.jrow, s.step, s.state, greatest(epoch(s.ts - r.start_ts), 0)::DOUBLE AS s,
-       NOT r.censored OR (r.tracked AND (r.known_t IS NOT NULL
-                                         OR ($horizon >= 0 AND s.ts + to_seconds(greatest($horizon, 0)) <= r.data_end))) AS keep
-FROM journey_steps s JOIN {journeys} r USING (journey_id)
-WHERE s.journey = $journey AND s.state IS NOT NULL
-"""
-_JOURNEY_ENDS_SQL = "SELECT jrow, dest_o, known_t FROM {journeys}"
+# What StepRows needs of each journey of `{journeys}` (a table like STEPS_SQL's, with engine.step_arrays' jix).
+_JOURNEYS_SQL = """SELECT jrow, jix, epoch_us(start_ts) AS start_us, epoch_us(data_end) AS end_us, censored, tracked,
+                          known_t, dest_o FROM {journeys}"""
+_DAY_US = 86_400_000_000
 
 
 class Steps:
@@ -111,33 +104,53 @@ class Steps:
 
 
 class StepRows:
-    """Every step with a state of the journeys in a table like STEPS_SQL's, from one scan, ordered by (journey
-    row, step) in numpy: the resolved steps and each (journey, state)'s first visit are both derived from it.
+    """Every step with a state of the journeys in a table like STEPS_SQL's, ordered by (journey row, step), in
+    numpy: the resolved steps, each (journey, state)'s first visit and each journey's path all come from the
+    build's one scan of the steps (engine.step_arrays), placed by journey row without a sort.
 
     Why not SQL: STEPS_SQL's two window functions sort every step by string journey ids, and the first
-    visits need a third pass; at 10 M events those passes (windowed to fit the memory limit) took most of
-    the snapshot stage. Here one unordered fetch and a scatter by step number do it.
+    visits need a third pass; at 10 M events those passes took most of the snapshot stage. The numbers are
+    STEPS_SQL's to the bit (entry times as DuckDB's epoch of an interval: whole days, then the microseconds),
+    which a test holds row for row.
     """
 
     def __init__(self, con: Any, journeys: str, params: dict[str, Any]) -> None:
-        t = arrow_scan.fetch(con, ALL_STEPS_SQL.format(journeys=journeys),
-                             {"journey": params["journey"], "horizon": params["horizon"]})
-        row = t.column("jrow").to_numpy().astype(np.int64)
-        order = step_counts._step_order(row, t.column("step").to_numpy().astype(np.int64))
-        state, names = step_counts._codes(t.column("state"))
-        self.row, self.state = row[order], state[order]
-        self.state_names = [str(x) for x in names.to_pylist()]
-        self.s = t.column("s").to_numpy().astype(float)[order]
-        self.keep = t.column("keep").to_numpy(zero_copy_only=False).astype(bool)[order]
-        ends = arrow_scan.fetch(con, _JOURNEY_ENDS_SQL.format(journeys=journeys))
-        size = int(max(ends.column("jrow").to_numpy().max(initial=-1), row.max(initial=-1))) + 1
-        at = ends.column("jrow").to_numpy().astype(np.int64)
-        self.known_t = np.full(size, np.nan)
-        self.known_t[at] = pc.fill_null(ends.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
-        dest = pc.dictionary_encode(ends.column("dest_o").combine_chunks())  # NULL while the outcome is unknown
+        from engine import step_arrays
+
+        steps = step_arrays.fetch(con, params["journey"])
+        per = arrow_scan.fetch(con, _JOURNEYS_SQL.format(journeys=journeys))
+        jrow = per.column("jrow").to_numpy().astype(np.int64)
+        n = int(jrow.max(initial=-1)) + 1
+        row_of = np.full(max(steps.size, int(per.column("jix").to_numpy().max(initial=-1)) + 1), -1, dtype=np.int64)
+        row_of[per.column("jix").to_numpy().astype(np.int64)] = jrow
+        take = np.flatnonzero(steps.state >= 0)
+        take = take[row_of[steps.jix[take]] >= 0]
+        row = row_of[steps.jix[take]]
+        order = _by_row(row, n)
+        row, at = row[order], take[order]
+        self.row, self.state = row, steps.state[at]
+        self.state_names = [str(x) for x in steps.names.to_pylist()]
+        ts = steps.ts[at]
+
+        def column(name: str, fill: Any) -> np.ndarray:
+            out = pc.fill_null(per.column(name), fill).to_numpy(zero_copy_only=False)
+            placed = np.empty(n, dtype=out.dtype)
+            placed[jrow] = out
+            return placed
+
+        start, end = column("start_us", 0).astype(np.int64), column("end_us", 0).astype(np.int64)
+        since = ts - start[row]
+        self.s = np.where(ts == step_arrays.NULL_TS, 0.0,
+                          np.maximum((since // _DAY_US) * 86400.0 + (since % _DAY_US) / 1e6, 0.0))
+        horizon = int(params["horizon"])
+        self.known_t = column("known_t", np.nan).astype(float)
+        resolvable = (horizon >= 0) & (ts != step_arrays.NULL_TS) & (ts + max(horizon, 0) * 1_000_000 <= end[row])
+        self.keep = (~column("censored", False).astype(bool)[row]
+                     | (column("tracked", False).astype(bool)[row] & (~np.isnan(self.known_t[row]) | resolvable)))
+        dest = pc.dictionary_encode(per.column("dest_o").combine_chunks())  # NULL while the outcome is unknown
         self.dest_names = dest.dictionary.cast(pa.string())
-        self.dest = np.full(size, -1, dtype=np.int64)
-        self.dest[at] = pc.fill_null(dest.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        self.dest = np.full(n, -1, dtype=np.int64)
+        self.dest[jrow] = pc.fill_null(dest.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         self.collapse, self.horizon = bool(params["collapse"]), params["horizon"]
 
     def first_visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -267,3 +280,22 @@ def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.empty(len(key), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return ordered[new], inverse
+
+
+def _by_row(row: np.ndarray, n: int) -> np.ndarray:
+    """The order putting steps by journey row, each journey's steps keeping their order. A journey's steps
+    arrive as one run (engine.step_arrays groups them), so each step's slot is its row's first slot plus its
+    place in the run: a scatter, no sort."""
+    if not len(row):
+        return np.zeros(0, dtype=np.int64)
+    new = np.ones(len(row), dtype=bool)
+    new[1:] = row[1:] != row[:-1]
+    starts = np.flatnonzero(new)
+    counts = np.bincount(row, minlength=n)
+    if len(starts) != int((counts > 0).sum()):  # a journey in two runs: not grouped after all
+        return np.argsort(row, kind="stable")
+    place = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
+    slot = (np.cumsum(counts) - counts)[row] + place
+    order = np.empty(len(row), dtype=np.int64)
+    order[slot] = np.arange(len(row))
+    return order
