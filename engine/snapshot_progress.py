@@ -164,8 +164,9 @@ FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.
 
 def data_ends(con: Any, journey: str, data_end: datetime | None, steps: StepArrays) -> dict[str, datetime]:
     """Each tenant's data end; `steps` (the journey's StepArrays) give its journeys' last step times."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    has_events = "events" in tables
+    # `events` is a view over the silver Parquet files in a workspace (a table in older ones and in tests)
+    has_events = bool(con.execute("""SELECT count(*) FROM (SELECT table_name AS name FROM duckdb_tables()
+                                     UNION ALL SELECT view_name FROM duckdb_views()) WHERE name = 'events'""").fetchall()[0][0])
     params = {"data_end": data_end, "journey": journey}
     if has_events:
         con.execute(_ENDS_FROM_EVENTS_SQL, params)
