@@ -73,7 +73,7 @@ from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
 BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...], bool], None]
-CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass: bounds memory on big inputs
+CHUNK_EVENTS = 1_000_000  # events cut in one numpy pass: bounds the Arrow held beside DuckDB's memory limit
 _BATCH_ROWS = 500_000
 
 

@@ -50,14 +50,17 @@ class Accepted:
     inserted: int = 0
 
     def add(self, keys: pa.Table, new_actor: np.ndarray, stored: np.ndarray) -> Accepted:
-        fresh = keys.filter(pa.array(~stored))
-        if not fresh.num_rows:
+        n_fresh = int(len(stored) - stored.sum())
+        if not n_fresh:
             return self
-        actor = np.cumsum(new_actor) - 1
-        old_actor = np.bincount(actor, weights=stored.astype(np.float64), minlength=int(new_actor.sum())) > 0
-        low, high = pc.min_max(fresh.column("ts")).values()
+        any_stored = n_fresh < len(stored)  # a full run stores nothing: no filtered copy of the keys
+        ts = keys.column("ts").filter(pa.array(~stored)) if any_stored else keys.column("ts")
+        n_actors = int(new_actor.sum())
+        old_actor = (np.bincount(np.cumsum(new_actor) - 1, weights=stored.astype(np.float64), minlength=n_actors) > 0
+                     if any_stored else np.zeros(n_actors, dtype=bool))
+        low, high = pc.min_max(ts).values()
         start, end = low.as_py(), high.as_py()
-        return Accepted(events=self.events + fresh.num_rows, actors=self.actors + int((~old_actor).sum()),
+        return Accepted(events=self.events + n_fresh, actors=self.actors + int((~old_actor).sum()),
                         start=start if self.start is None else min(self.start, start),
                         end=end if self.end is None else max(self.end, end))
 
