@@ -12,6 +12,7 @@ publishes the files it names. `events` and `journey_steps` are TEMP views over
 the manifest's files, created on every connection `Workspace.open` makes (paths
 resolved against the workspace folder, so a moved workspace still reads).
 
+The files of a layer are written from one sorted stream (engine.layer_files).
 A partition whose content digest (row count and an XOR of row hashes over every
 column) equals the stored one keeps its stored file: a sealed day is written
 once. Files no manifest row names are deleted at the start of the next run
