@@ -238,31 +238,24 @@ def _level_column(journey: JourneyConfig) -> str:
 
 
 def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False) -> str:
-    """Every event inside a journey's observation window, start event first, sorted by (journey_id, seq).
+    """Every event inside a journey's observation window, start event first, sorted by (tenant, actor, seq).
 
     The outcome rules become integer codes (first rule wins) and the level's state stays text (pyarrow
-    dictionary-encodes it). Sorted by journey id (one per actor; tenant and actor break a tie), the cut
-    yields its steps in the gold files' order, so writing them sorts rows already in order (a third of the cost).
+    dictionary-encodes it).
     """
     level = _level_column(journey)
     hit = outcome_code_sql(journey)
     segs = "".join(f", {segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
     return f"""
         WITH starts AS (
-          SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts,
-                 {journey_id_sql(_literal(journey.name))} AS journey_id
+          SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
           FROM events {_touched_sql(journey) if only_touched else ""}
           WHERE {level} = $start GROUP BY ALL)
-        SELECT e.tenant_id, e.actor_id, s.journey_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
+        SELECT e.tenant_id, e.actor_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
         FROM events e JOIN starts s USING (tenant_id, actor_id)
         WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
-        ORDER BY s.journey_id, e.tenant_id, e.actor_id, e.seq"""
-
-
-def journey_id_sql(name: str) -> str:
-    """A journey's id from its tenant, journey name (SQL literal) and actor: the same ids on every rerun."""
-    return f"substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24)"
+        ORDER BY e.tenant_id, e.actor_id, e.seq"""
 
 
 def _touched_sql(journey: JourneyConfig) -> str:
@@ -291,7 +284,6 @@ def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset:
     groups = {
         "jidx": np.arange(len(first_rows), dtype=np.int64) + offset,
         "tenant_id": table.column("tenant_id").take(first_rows), "actor_id": table.column("actor_id").take(first_rows),
-        **({"journey_id": table.column("journey_id").take(first_rows)} if "journey_id" in table.column_names else {}),
         "start_ts": row_ts(first_rows), "o_ts": row_ts(cut.outcome_rows),
         "o_name": pa.array(names, type=pa.string()).take(_masked(hit, cut.outcome_rows)),
         "has_cut": cut.cut_rows != NONE, "cut_prev_ts": row_ts(cut.cut_prev_rows),
@@ -359,7 +351,7 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
                           {trailing} ELSE g.start_ts + INTERVAL ({window}) SECOND END AS end_raw
               FROM _jg_jgroups_arrow g WHERE g.n_steps > 0)
             SELECT jidx, tenant_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps,
-                   {"journey_id" if "journey_id" in groups.column_names else journey_id_sql(name)} AS journey_id,
+                   substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24) AS journey_id,
                    {seg_map.replace('g.seg_', 'seg_')} AS segments
             FROM ends g""")
         con.execute(f"""

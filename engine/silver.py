@@ -12,7 +12,6 @@ publishes the files it names. `events` and `journey_steps` are TEMP views over
 the manifest's files, created on every connection `Workspace.open` makes (paths
 resolved against the workspace folder, so a moved workspace still reads).
 
-The files of a layer are written from one sorted stream (engine.layer_files).
 A partition whose content digest (row count and an XOR of row hashes over every
 column) equals the stored one keeps its stored file: a sealed day is written
 once. Files no manifest row names are deleted at the start of the next run
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import uuid
@@ -34,14 +34,13 @@ from urllib.parse import quote
 
 import duckdb
 
-from engine import layer_files
-
 log = logging.getLogger(__name__)
 
 MANIFEST = "parquet_files"
 MANIFEST_DDL = f"""CREATE TABLE IF NOT EXISTS {MANIFEST}(layer VARCHAR, tenant_id VARCHAR, part VARCHAR, path VARCHAR,
     rows BIGINT, digest UBIGINT, input_xor UBIGINT, sha256 VARCHAR)"""
 LAYER_DIRS = ("silver", "gold")
+ROW_GROUP = 122_880
 EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id", "VARCHAR"), ("event_name", "VARCHAR"),
                  ("ts", "TIMESTAMP"), ("received_at", "TIMESTAMP"), ("session_id", "VARCHAR"), ("platform", "VARCHAR"),
                  ("user_agent", "VARCHAR"), ("properties", "JSON"), ("input_order", "BIGINT"), ("seq", "BIGINT"),
@@ -173,17 +172,22 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
     if root is None or not is_temp_table(con, "events"):
         return {"written": 0, "reused": 0}
     stored = _stored(con, "events")
-    rows: list[tuple[Any, ...]] = []
-    todo: list[tuple[str, str, int, int, int]] = []
-    for tenant, day, n, digest, ixor in _event_parts(con, "temp.main.events"):
-        old = stored.get((tenant, day))
-        if old is not None and old[1] == n and old[2] == digest:
-            rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
-        else:
-            todo.append((tenant, day, n, digest, ixor))
-    written = _write_event_parts(con, root, todo, every=not rows)
-    rows += [("events", t, d, rel, n, digest, ixor, sha) for (t, d, n, digest, ixor), (rel, sha) in zip(todo, written)]
-    rows.sort(key=lambda r: (r[1], r[2]))
+    parts = _event_parts(con, "temp.main.events")
+    rows, written = [], 0
+    tmp = root / "silver" / f".tmp-{uuid.uuid4().hex}"
+    try:
+        for tenant, day, n, digest, ixor in parts:
+            old = stored.get((tenant, day))
+            if old is not None and old[1] == n and old[2] == digest:
+                rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
+                continue
+            where = (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} AND ts < DATE {_lit(day)} + INTERVAL 1 DAY")
+            rel, sha = _write(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY tenant_id, actor_id, seq",
+                              tmp, root, Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")
+            rows.append(("events", tenant, day, rel, n, digest, ixor, sha))
+            written += 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     keep = [] if replace_all else [("events", t, d, *v) for (t, d), v in stored.items()
                                    if (t, d) not in {(r[1], r[2]) for r in rows}]
     _replace_manifest(con, "events", keep + rows)
@@ -192,36 +196,7 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
     if legacy:  # a workspace from before the Parquet layers: its stored copy is superseded
         con.execute(f"DROP TABLE {legacy}")
     create_view(con, "events")
-    return {"written": len(todo), "reused": len(keep) + len(rows) - len(todo)}
-
-
-def _write_event_parts(con: duckdb.DuckDBPyConnection, root: Path, todo: list[tuple[str, str, int, int, int]],
-                       every: bool) -> list[tuple[str, str]]:
-    """One sorted pass over the working table writes the partitions `todo` ((tenant, day) order); `every`: all of them."""
-    if not todo:
-        return []
-    wanted = "" if every else ("SEMI JOIN (VALUES " + ", ".join(f"({_lit(t)}, DATE {_lit(d)})" for t, d, *_ in todo)
-                               + ") AS todo(t, d) ON todo.t = e.tenant_id AND todo.d = CAST(e.ts AS DATE)")
-    parts = [layer_files.Part(Path("silver") / f"tenant={quote(t, safe='') or '_'}" / f"day={d}", n,
-                              layer_files.first_last_match({"tenant_id": t.__eq__, "ts": _on_day(d)}))
-             for t, d, n, *_ in todo]
-    query = f"SELECT e.* FROM temp.main.events e {wanted} ORDER BY e.tenant_id, CAST(e.ts AS DATE), e.actor_id, e.seq"
-    return _stream_parts(con, query, parts, root / "silver")
-
-
-def _on_day(day: str) -> Any:
-    return lambda ts: ts.strftime("%Y-%m-%d") == day
-
-
-def _stream_parts(con: duckdb.DuckDBPyConnection, query: str, parts: list[layer_files.Part], top: Path,
-                  drop: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    tmp = top / f".tmp-{uuid.uuid4().hex}"
-    root = top.parent
-    try:
-        with con.sql(query).to_arrow_reader(layer_files.BATCH_ROWS) as reader:
-            return layer_files.write_parts(reader, parts, root, tmp, drop)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return {"written": written, "reused": len(keep) + len(rows) - written}
 
 
 def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False) -> None:
@@ -229,24 +204,24 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
 
     `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
     sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
-    which the next run replaces. A file with the stored content is kept. One sorted pass writes them all.
+    which the next run replaces. A file with the stored content is kept.
     """
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
         return
+    names = [r[0] for r in con.execute("SELECT DISTINCT journey FROM temp.main.journey_steps ORDER BY 1").fetchall()]
     sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
-    marked = f"(SELECT *, {sealed} AS _jg_sealed FROM temp.main.journey_steps)"
-    groups = con.execute(f"SELECT journey, _jg_sealed, count(*), {_digest_sql('journey_steps')} FROM {marked} "
-                         "GROUP BY ALL ORDER BY ALL").fetchall()
-    parts = [layer_files.Part(Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}"
-                              / ("sealed" if closed else "open"), n, layer_files.first_last_match({"journey": name.__eq__}))
-             for name, closed, n, _ in groups]
-    written = _stream_parts(con, f"SELECT * EXCLUDE (_jg_sealed) FROM {marked} ORDER BY journey, _jg_sealed, journey_id, step",
-                            parts, root / "gold") if parts else []
-    opened = [("journey_steps", "", g[0], rel, g[2], g[3], None, sha) for g, (rel, sha) in zip(groups, written) if not g[1]]
-    closed = [(SEALED_STEPS, "", g[0], rel, g[2], g[3], None, sha) for g, (rel, sha) in zip(groups, written) if g[1]]
     kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
             ] if keep_sealed else []
+    opened, closed = [], []
+    tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
+    try:
+        for name in names:
+            base = f"SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)}"
+            opened += _steps_file(con, root, tmp, "journey_steps", name, f"{base} AND NOT ({sealed})")
+            closed += _steps_file(con, root, tmp, SEALED_STEPS, name, f"{base} AND {sealed}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     _replace_manifest(con, "journey_steps", opened)
     _replace_manifest(con, SEALED_STEPS, kept + [r for r in closed if (r[1], r[2], r[3]) not in {(k[1], k[2], k[3]) for k in kept}])
     con.execute("DROP TABLE temp.main.journey_steps")
@@ -254,6 +229,39 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     if legacy:
         con.execute(f"DROP TABLE {legacy}")
     create_view(con, "journey_steps")
+
+
+def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str,
+                query: str) -> list[tuple[Any, ...]]:
+    """One gold file of `query`'s steps sorted by (journey_id, step); none when it has no rows."""
+    n, digest = con.execute(f"SELECT count(*), {_digest_sql('journey_steps')} FROM ({query})").fetchall()[0]
+    if not n:
+        return []
+    kind = "sealed" if layer == SEALED_STEPS else "open"
+    rel, sha = _write(con, f"{query} ORDER BY journey_id, step", tmp, root,
+                      Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
+    return [(layer, "", name, rel, n, digest, None, sha)]
+
+
+def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, folder: Path) -> tuple[str, str]:
+    """COPY `query` to Parquet, then move the file to `<folder>/<sha256 of its bytes>.parquet` (kept if present)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    scratch = tmp / f"{uuid.uuid4().hex}.parquet"
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = true")  # the file's bytes, hence its name, must not vary
+    try:
+        con.execute(f"COPY ({query}) TO {_lit(str(scratch))} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP}, COMPRESSION zstd)")
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
+    sha = file_sha256(scratch)
+    rel = folder / f"{sha}.parquet"
+    target = root / rel
+    if target.exists():
+        scratch.unlink()
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(scratch, target)
+    return rel.as_posix(), sha
 
 
 def file_sha256(path: str | Path) -> str:
