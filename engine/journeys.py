@@ -73,7 +73,7 @@ from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
 BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...], bool], None]
-CHUNK_EVENTS = 2_000_000  # events cut in one numpy pass: bounds memory on big inputs
+CHUNK_EVENTS = 1_000_000  # events cut in one numpy pass: bounds the Arrow held beside DuckDB's memory limit
 _BATCH_ROWS = 500_000
 
 
@@ -115,7 +115,9 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     (default: the DuckDB path below; engine.spark passes its own).
     """
     run = incremental.current(con)
-    incremental.note_partitions(con, silver.persist_events(con, replace_all=run is None or not run.incremental))
+    with engine_settings(con):  # the memory limit bounds the sort of every event (it spills instead)
+        written = silver.persist_events(con, replace_all=run is None or not run.incremental)
+    incremental.note_partitions(con, written)
     incremental.commit(con)
     only_touched = incremental.journeys_reusable(con, cfg)
     incremental.begin_journeys(con)  # an interrupted build leaves cuts that the next run must not reuse
@@ -133,7 +135,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
         con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
     incremental.finish_journeys(con, cfg, only_touched)
-    _persist_steps(con, cfg, only_touched)
+    with engine_settings(con):
+        _persist_steps(con, cfg, only_touched)
     return JourneyStats(by_journey=counts)
 
 

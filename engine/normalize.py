@@ -55,6 +55,7 @@ import pyarrow as pa
 from engine import incremental, sequencing, silver
 from engine.config import Config
 from engine.dbsettings import engine_settings
+from engine.ingest import SOURCES
 from engine.sequencing import EVENTS_DDL  # noqa: F401 - the events table's contract, named here in the docs
 from ontology.errors import ConfigError, EngineError
 
@@ -134,7 +135,7 @@ def _normalize(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: datetime 
 
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS _jg_deduped")
-    for table in (_FLAGGED, _IDENTITY, "staged_events", "_jg_links", "_jg_bursts"):  # consumed: free the memory
+    for table in (_FLAGGED, _IDENTITY, "staged_events", SOURCES, "_jg_links", "_jg_bursts"):  # consumed: free the memory
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -349,9 +350,9 @@ def _write_rejected(con: duckdb.DuckDBPyConnection, run: incremental.Plan | None
     head = "INSERT INTO rejected_events" if run is not None else "CREATE OR REPLACE TABLE rejected_events AS"
     con.execute(f"""
         {head}
-        SELECT s.run_id, s.source, s.line, f.tenant_id, f.actor_id, f.event_id,
+        SELECT src.run_id, src.source, s.line, f.tenant_id, f.actor_id, f.event_id,
                CASE WHEN f.duplicate THEN 'duplicate' WHEN f.bot THEN 'bot' ELSE 'late_arrival' END AS reason, f.ts
-        FROM {flagged} f JOIN staged_events s USING (input_order)
+        FROM {flagged} f JOIN staged_events s USING (input_order) JOIN {SOURCES} src USING (file_index)
         WHERE f.duplicate OR f.bot OR coalesce(f.late_raw, false)
         ORDER BY f.input_order""")
 

@@ -66,6 +66,8 @@ def field_columns(f: dict[str, str]) -> str:
 def staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading) -> str:
     """The shared tail of every staging query: timestamps, the quarantine reason, raw text only for bad rows.
 
+    Run id and source are kept on quarantined rows only (engine.ingest.SOURCES has them per file index).
+
     `fields_ctes` must end in a CTE `fields` with file_index, source, line, ok, extras (JSON object of unknown
     top-level fields) and the `field_columns`; `raw_expr` rebuilds a row's source text (evaluated only
     for quarantined rows: CASE evaluates a branch only for the rows that take it).
@@ -76,7 +78,8 @@ def staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading) 
         timed AS (
           SELECT *, {ts} AS ts, {timestamps.timestamp_sql('received_text')} AS received_at FROM fields),
         reasoned AS (SELECT *, {reason_sql()} AS reason FROM timed)
-        SELECT {sql_string(run_id)} AS run_id, source, file_index, line,
+        SELECT CASE WHEN reason IS NOT NULL THEN {sql_string(run_id)} END AS run_id,
+               CASE WHEN reason IS NOT NULL THEN source END AS source, file_index, line,
                (CAST(file_index AS BIGINT) << {LINE_BITS}) | line AS input_order, reason,
                CASE WHEN reason IS NOT NULL THEN rtrim({raw_expr}, chr(13)) END AS raw,
                event_id, user_id, anonymous_id, source_session_id, event_name, ts, received_at,
