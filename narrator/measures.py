@@ -128,7 +128,11 @@ def n_unit(item: Mapping[str, Any]) -> str:
 def measure(item: Mapping[str, Any], key: str) -> Measure | None:
     """The measure of `key` in a finding or fact (context decides journeys vs moves); None if not a number field."""
     m = _measure(item, key)
-    return replace(m, outcome=True) if m is not None and _outcome_rate(item, key) else m
+    if m is None or not _outcome_rate(item, key):
+        return m
+    if key == "difference":  # a segment's outcome rate against the rest's: not a reach difference
+        return replace(m, outcome=True, label="outcome-rate difference")
+    return replace(m, outcome=True)
 
 
 def _measure(item: Mapping[str, Any], key: str) -> Measure | None:

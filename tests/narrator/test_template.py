@@ -49,3 +49,17 @@ def test_checker_never_crashes_on_arbitrary_text(text):
     result = check(bundle, text)
     assert isinstance(result, CheckResult)
     assert not result.ok  # arbitrary text never cites, states n and recommends
+
+
+def test_related_outcome_rate_difference_is_not_called_a_reach_difference():
+    """A segment's outcome-rate fact cited as "Related:" under another finding said "reach difference" (BPI 2012:
+    'segment "amount_under_5k=false" is associated with "approved" (reach difference +16.7 percentage points)')."""
+    from narrator.template import _headline
+
+    fact = {"predicate": "associated_with", "subject": "segment:amount_under_5k=false", "object": "outcome:approved",
+            "confidence": 0.9, "evidence": {"kind": "outcome_rate_difference", "difference": 0.167,
+                                            "reach_segment": 0.203, "reach_rest": 0.0368}}
+    assert _headline(fact) == "outcome-rate difference +16.7 percentage points"
+    reach = {**fact, "predicate": "more_common_in", "subject": "state:O_SENT_BACK", "object": "segment:amount_under_5k=false",
+             "evidence": {"difference": 0.219, "reach_segment": 0.285, "reach_rest": 0.0663}}
+    assert _headline(reach) == "reach difference +21.9 percentage points"
