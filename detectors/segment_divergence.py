@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,20 +76,8 @@ class SegmentDivergence:
 
     def _transitions(self, ctx: Context, base: SnapView, seg: SnapView) -> list[Finding]:
         cfg: SegmentDivergenceConfig = ctx.config
-        stat_sum, dof_sum, n_seg, n_rest, top = transition_divergence(base, seg, ctx.floor(cfg.min_n))
-        if dof_sum == 0:
-            return []
-        p = chi2_sf(stat_sum, dof_sum)
-        key, value = seg.segment  # type: ignore[misc]
-        if top[1] < cfg.min_jsd:
-            ctx.record(f"jsd:{seg.snapshot_id}", p)
-            return []
-        evidence = {"state": top[0], "jsd": top[1], "n_segment": n_seg, "n_rest": n_rest, "test": "chi2_homogeneity",
-                    "chi2": stat_sum, "dof": dof_sum}
-        return [ctx.finding(seg, type="segment_divergence", subject=f"segment:{key}={value}",
-                            predicate="diverges_from", object=f"segment:{key}=*", n=n_seg + n_rest,
-                            effect=top[1], p_value=p, evidence=evidence, reach=seg.completed / max(1, base.completed),
-                            actionable=True, segment=f"{key}={value}")]
+        return _diverges(ctx, seg, transition_divergence(base, seg, ctx.floor(cfg.min_n)), {"test": "chi2_homogeneity"},
+                         seg.completed / max(1, base.completed))
 
     def _reach(self, ctx: Context, base: SnapView, views: list[SnapView]) -> list[Finding]:
         conv = base.conversion  # the drop-off outcome mirrors it when there are two outcomes
@@ -145,21 +134,9 @@ class SegmentDivergence:
 
     def _moves(self, ctx: Context, seg: SnapView, others: list[SnapView]) -> list[Finding]:
         cfg: SegmentDivergenceConfig = ctx.config
-        stat_sum, dof_sum, n_seg, n_rest, top = est.moves_divergence(seg, others, ctx.floor(cfg.min_n))
-        if dof_sum == 0:
-            return []
-        p = chi2_sf(stat_sum, dof_sum)
-        key, value = seg.segment  # type: ignore[misc]
-        if top[1] < cfg.min_jsd:
-            ctx.record(f"jsd:{seg.snapshot_id}", p)
-            return []
-        evidence = {"state": top[0], "jsd": top[1], "n_segment": round(n_seg), "n_rest": round(n_rest),
-                    "test": est.MOVES_TEST, "chi2": stat_sum, "dof": dof_sum, "estimator": est.MOVES_ESTIMATOR,
-                    "rest": est.REST, **_observed(seg, others)}
-        return [ctx.finding(seg, type="segment_divergence", subject=f"segment:{key}={value}",
-                            predicate="diverges_from", object=f"segment:{key}=*", n=round(n_seg) + round(n_rest),
-                            effect=top[1], p_value=p, evidence=evidence, reach=_journey_share(seg, others),
-                            actionable=True, segment=f"{key}={value}")]
+        return _diverges(ctx, seg, est.moves_divergence(seg, others, ctx.floor(cfg.min_n)),
+                         {"test": est.MOVES_TEST, "estimator": est.MOVES_ESTIMATOR, "rest": est.REST,
+                          **_observed(seg, others)}, _journey_share(seg, others))
 
     def _reach_estimated(self, ctx: Context, values: list[SnapView], tested: list[SnapView]) -> list[Finding]:
         conv = values[0].conversion
@@ -247,3 +224,24 @@ def transition_divergence(base: SnapView, seg: SnapView, floor: int) -> tuple[fl
         if jsd > top[1] or not top[0]:
             top = (state, jsd)
     return stat_sum, dof_sum, n_seg, n_rest, top
+
+
+def _diverges(ctx: Context, seg: SnapView, divergence: tuple[Any, ...], extra: dict[str, Any],
+              reach: float) -> list[Finding]:
+    """The `diverges_from` finding of a chi-square over the segment's moves (completed-only counts or
+    in-progress estimates: `extra` says which test and estimator); below the JSD floor only its p is recorded."""
+    stat_sum, dof_sum, n_seg, n_rest, top = divergence
+    if dof_sum == 0:
+        return []
+    cfg: SegmentDivergenceConfig = ctx.config
+    p = chi2_sf(stat_sum, dof_sum)
+    key, value = seg.segment  # type: ignore[misc]
+    if top[1] < cfg.min_jsd:
+        ctx.record(f"jsd:{seg.snapshot_id}", p)
+        return []
+    evidence = {"state": top[0], "jsd": top[1], "n_segment": round(n_seg), "n_rest": round(n_rest),
+                "test": extra["test"], "chi2": stat_sum, "dof": dof_sum, **extra}
+    return [ctx.finding(seg, type="segment_divergence", subject=f"segment:{key}={value}",
+                        predicate="diverges_from", object=f"segment:{key}=*", n=round(n_seg) + round(n_rest),
+                        effect=top[1], p_value=p, evidence=evidence, reach=reach, actionable=True,
+                        segment=f"{key}={value}")]
