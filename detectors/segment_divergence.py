@@ -105,15 +105,7 @@ class SegmentDivergence:
             return []
         evidence = {"reach_segment": x_s / n_s, "reach_rest": x_r / n_r, "n_segment": n_s, "n_rest": n_r,
                     "difference": diff, "z": z, "segment_key": key, "values": values}
-        if subject.startswith("outcome:"):  # more/less_common_in take states; an outcome rate is an association
-            evidence = {"kind": "outcome_rate_difference", "outcome": subject.split(":", 1)[1], **evidence}
-            predicate, subj, obj = "associated_with", f"segment:{key}={value}", subject
-        else:
-            predicate = "more_common_in" if diff > 0 else "less_common_in"
-            subj, obj = subject, f"segment:{key}={value}"
-        return [ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate, object=obj,
-                            n=n_s + n_r, effect=diff, p_value=p, evidence=evidence,
-                            reach=seg.completed / max(1, base.completed), actionable=True, segment=f"{key}={value}")]
+        return _reach_finding(ctx, seg, subject, evidence, n_s + n_r, p, seg.completed / max(1, base.completed))
 
 
     # --- journeys still in progress: each value's own estimates against the stratified rest (detectors.segment_estimates)
@@ -166,16 +158,8 @@ class SegmentDivergence:
                     "se_segment": c.seg.variance ** 0.5, "se_rest": c.rest.variance ** 0.5,
                     "estimator": est.OUTCOME_ESTIMATOR if outcome else est.REACH_ESTIMATOR, "rest": est.REST,
                     **_observed(seg, others)}
-        if outcome:
-            evidence = {"kind": "outcome_rate_difference", "outcome": subject.split(":", 1)[1], **evidence}
-            predicate, subj, obj = "associated_with", f"segment:{key}={value}", subject
-        else:
-            predicate = "more_common_in" if diff > 0 else "less_common_in"
-            subj, obj = subject, f"segment:{key}={value}"
-        return [ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate, object=obj,
-                            n=round(c.seg.n_eff) + round(c.rest.n_eff), effect=diff, p_value=c.p_value,
-                            evidence=evidence, reach=_journey_share(seg, others), actionable=True,
-                            segment=f"{key}={value}")]
+        return _reach_finding(ctx, seg, subject, evidence, round(c.seg.n_eff) + round(c.rest.n_eff), c.p_value,
+                              _journey_share(seg, others))
 
 
 def _others(values: list[SnapView], seg: SnapView) -> list[SnapView]:
@@ -244,4 +228,20 @@ def _diverges(ctx: Context, seg: SnapView, divergence: tuple[Any, ...], extra: d
     return [ctx.finding(seg, type="segment_divergence", subject=f"segment:{key}={value}",
                         predicate="diverges_from", object=f"segment:{key}=*", n=round(n_seg) + round(n_rest),
                         effect=top[1], p_value=p, evidence=evidence, reach=reach, actionable=True,
+                        segment=f"{key}={value}")]
+
+
+def _reach_finding(ctx: Context, seg: SnapView, subject: str, evidence: dict[str, Any], n: int, p: float,
+                   reach: float) -> list[Finding]:
+    """A state reached more or less often in the segment than in the rest (more/less_common_in), or an outcome's
+    rate there (associated_with: more/less_common_in take states)."""
+    key, value = seg.segment  # type: ignore[misc]
+    if subject.startswith("outcome:"):
+        evidence = {"kind": "outcome_rate_difference", "outcome": subject.split(":", 1)[1], **evidence}
+        predicate, subj, obj = "associated_with", f"segment:{key}={value}", subject
+    else:
+        predicate = "more_common_in" if evidence["difference"] > 0 else "less_common_in"
+        subj, obj = subject, f"segment:{key}={value}"
+    return [ctx.finding(seg, type="segment_divergence", subject=subj, predicate=predicate, object=obj, n=n,
+                        effect=evidence["difference"], p_value=p, evidence=evidence, reach=reach, actionable=True,
                         segment=f"{key}={value}")]
