@@ -29,8 +29,7 @@ def plan(p: Plan) -> str:
     if p.has("n_segment", "n_rest"):
         unit = p.m("n_segment").unit
         scope = "transitions out of the compared states" if unit == "moves" else "journeys"
-        sizes = (f" (effective sizes: the {q(str(ev['estimator']))} estimates count journeys still in progress)"
-                 if ev.get("estimator") else "")
+        sizes = " (effective sizes: the estimates count journeys still in progress)" if ev.get("estimator") else ""
         p.say(f"The comparison covers {scope}: {p.v('n_segment')} in the segment and {p.v('n_rest')} in the rest{sizes}.")
     return "Compare the segment's journeys with the rest in session recordings and test a tailored flow for it."
 
