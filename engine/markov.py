@@ -237,16 +237,9 @@ class ChainMetrics(ChainBase):
         """Build the chain; counts out of an outcome or to an unknown name are caller errors."""
         states, outcomes = tuple(states), tuple(outcomes)
         _check_names(states, outcomes, start, conversion_outcome, dropoff_outcome)
-        index = {name: i for i, name in enumerate(states + outcomes)}
-        matrix = np.zeros((len(states), len(index)), dtype=float)
-        for (src, dst), count in counts.items():
-            if src not in index or dst not in index:
-                raise ValueError(f"transition {src!r}->{dst!r} names a state or outcome not in the chain")
-            if index[src] >= len(states):
-                raise ValueError(f"transition {src!r}->{dst!r} leaves an absorbing outcome")
-            if count < 0:
-                raise ValueError(f"transition {src!r}->{dst!r} has a negative count {count}")
-            matrix[index[src], index[dst]] += count
+        matrix = np.zeros((len(states), len(states) + len(outcomes)), dtype=float)
+        for i, j, count in indexed_counts(states, outcomes, counts):
+            matrix[i, j] += count
         empty = matrix.sum(axis=1) == 0
         matrix.setflags(write=False)
         unobserved = tuple(s for s, e in zip(states, empty) if e)
@@ -457,3 +450,20 @@ def _check_names(states: tuple[str, ...], outcomes: tuple[str, ...], start: str,
         raise ValueError(f"names used both as state and outcome: {sorted(clash)}")
     if len(set(states)) != len(states) or len(set(outcomes)) != len(outcomes):
         raise ValueError("states and outcomes must be unique")
+
+
+def indexed_counts(states: tuple[str, ...], outcomes: tuple[str, ...],
+                   counts: Mapping[tuple[str, str], int]) -> list[tuple[int, int, int]]:
+    """(row, column, count) of every transition count, columns over states then outcomes; counts out of an
+    outcome, to an unknown name or below 0 are caller errors (the dense and the sparse chain share this)."""
+    index = {name: i for i, name in enumerate(states + outcomes)}
+    out = []
+    for (src, dst), count in counts.items():
+        if src not in index or dst not in index:
+            raise ValueError(f"transition {src!r}->{dst!r} names a state or outcome not in the chain")
+        if index[src] >= len(states):
+            raise ValueError(f"transition {src!r}->{dst!r} leaves an absorbing outcome")
+        if count < 0:
+            raise ValueError(f"transition {src!r}->{dst!r} has a negative count {count}")
+        out.append((index[src], index[dst], count))
+    return out

@@ -28,7 +28,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import LinearOperator, onenormest, splu
 
-from engine.markov import COND_LIMIT, ChainBase, _check_names, refuse_trapped
+from engine.markov import COND_LIMIT, ChainBase, _check_names, indexed_counts, refuse_trapped
 from ontology.errors import SingularSystemError
 
 DIAG_BLOCK = 256  # identity columns per solve when a loop's diagonal of N is needed
@@ -149,20 +149,9 @@ class SparseChain(ChainBase):
 def _count_matrix(states: tuple[str, ...], outcomes: tuple[str, ...],
                   counts: Mapping[tuple[str, str], int]) -> sparse.csr_matrix:
     """(n_t, n_t + n_o) counts; the same caller errors as engine.markov.ChainMetrics.from_counts."""
-    index = {name: i for i, name in enumerate(states + outcomes)}
-    rows, cols, vals = [], [], []
-    for (src, dst), count in counts.items():
-        if src not in index or dst not in index:
-            raise ValueError(f"transition {src!r}->{dst!r} names a state or outcome not in the chain")
-        if index[src] >= len(states):
-            raise ValueError(f"transition {src!r}->{dst!r} leaves an absorbing outcome")
-        if count < 0:
-            raise ValueError(f"transition {src!r}->{dst!r} has a negative count {count}")
-        if count:
-            rows.append(index[src])
-            cols.append(index[dst])
-            vals.append(float(count))
-    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(states), len(index)))
+    kept = [(i, j, float(c)) for i, j, c in indexed_counts(states, outcomes, counts) if c]
+    rows, cols, vals = ([t[k] for t in kept] for k in range(3))
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(states), len(states) + len(outcomes)))
 
 
 def _trapped(Q: sparse.csc_matrix, R: np.ndarray) -> np.ndarray:
