@@ -87,16 +87,35 @@ def cumulative_incidence(times: Sequence[float] | np.ndarray, causes: Sequence[i
     return _from_counts(d_k, _at_risk(t, w, u), total, z)
 
 
-def _from_counts(d_k: np.ndarray, n_at_risk: np.ndarray, total: float, z: float) -> Incidence:
-    """The estimate from events of each cause (rows: distinct event times, ascending) and the weight at risk."""
+def _from_counts(d_k: np.ndarray, n_at_risk: np.ndarray, total: float, z: float,
+                 causes: int | None = None) -> Incidence:
+    """The estimate from events of each cause (rows: distinct event times, ascending) and the weight at risk;
+    `causes`: only the first that many causes (the survival S still counts every cause's events)."""
     d = d_k.sum(axis=1)
     s_after = np.cumprod(1.0 - d / n_at_risk)
     s_lag = np.concatenate(([1.0], s_after[:-1]))
-    f_path = np.cumsum(s_lag[:, None] * d_k / n_at_risk[:, None], axis=0)
-    estimate = f_path[-1]
-    variance = _variance(f_path, s_lag, d_k, d, n_at_risk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        first_coef = np.where(n_at_risk > d, d / (n_at_risk * (n_at_risk - d)), 0.0)
+    shared = (s_lag, first_coef, s_lag ** 2, n_at_risk ** 3, s_lag / n_at_risk ** 2, n_at_risk)
+    kept = d_k.shape[1] if causes is None else causes
+    # one cause at a time on contiguous columns: the same floats whichever causes are asked for
+    estimate, variance = np.zeros(kept), np.zeros(kept)
+    for k in range(kept):
+        estimate[k], variance[k] = _one_cause(np.ascontiguousarray(d_k[:, k]), *shared)
     lower, upper = loglog_interval(estimate, variance, z)
-    return Incidence(estimate, variance, lower, upper, total, d_k.sum(axis=0))
+    return Incidence(estimate, variance, lower, upper, total, d_k[:, :kept].sum(axis=0))
+
+
+def _one_cause(d: np.ndarray, s_lag: np.ndarray, first_coef: np.ndarray, s_lag2: np.ndarray, n3: np.ndarray,
+               s_over_n2: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """F_k at the last event time and its delta-method variance (formula in the module docstring)."""
+    f_path = np.cumsum(s_lag * d / n)
+    estimate = f_path[-1]
+    gap = estimate - f_path  # F_k(t) − F_k(u_j)
+    first = (gap ** 2 * first_coef).sum()
+    second = (s_lag2 * d * (n - d) / n3).sum()
+    third = (gap * s_over_n2 * d).sum()
+    return float(estimate), max(float(first + second - 2.0 * third), 0.0)
 
 
 def _at_risk(t: np.ndarray, w: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -105,17 +124,6 @@ def _at_risk(t: np.ndarray, w: np.ndarray, u: np.ndarray) -> np.ndarray:
     ts, ws = t[order], w[order]
     tail = np.concatenate((np.cumsum(ws[::-1])[::-1], [0.0]))
     return tail[np.searchsorted(ts, u, side="left")]
-
-
-def _variance(f_path: np.ndarray, s_lag: np.ndarray, d_k: np.ndarray, d: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Delta-method variance of every F_k at the last event time (formula in the module docstring)."""
-    gap = f_path[-1][None, :] - f_path  # F_k(t) − F_k(u_j)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        first_coef = np.where(n > d, d / (n * (n - d)), 0.0)
-    first = (gap ** 2 * first_coef[:, None]).sum(axis=0)
-    second = ((s_lag ** 2)[:, None] * d_k * (n[:, None] - d_k) / (n ** 3)[:, None]).sum(axis=0)
-    third = (gap * (s_lag / n ** 2)[:, None] * d_k).sum(axis=0)
-    return np.maximum(first + second - 2.0 * third, 0.0)
 
 
 def loglog_interval(estimate: np.ndarray, variance: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +190,8 @@ class FirstEntries:
 
     def of(self, visit_row: np.ndarray, visits: np.ndarray) -> Incidence:
         """P(entered within the horizon) of the state entered by journeys `visit_row` (distinct), whose first
-        visits are `visits` (indices into the constructor's `visit_time`)."""
+        visits are `visits` (indices into the constructor's `visit_time`): cause 0 ("entered") only, the one
+        reach reports (first_entry's cause 0, bit for bit)."""
         g = len(self.grid)
         base = self.end_rank[visit_row]
         entered = np.bincount(self.visit_rank[visits], minlength=g)
@@ -190,10 +199,10 @@ class FirstEntries:
         at_risk = self.from_end + _tail(entered - np.bincount(base, minlength=g))
         at = np.flatnonzero(self.in_horizon & ((entered > 0) | (left > 0)))
         if not len(at):
-            zeros = np.zeros(2)
+            zeros = np.zeros(1)
             return Incidence(zeros, zeros.copy(), zeros.copy(), zeros.copy(), float(self.n), zeros.copy())
         d_k = np.column_stack((entered[at], left[at])).astype(float)
-        return _from_counts(d_k, at_risk[at].astype(float), float(self.n), self.z)
+        return _from_counts(d_k, at_risk[at].astype(float), float(self.n), self.z, causes=1)
 
 
 def _ranks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

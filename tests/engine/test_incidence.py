@@ -54,8 +54,8 @@ def test_single_cause_is_one_minus_kaplan_meier():
 
 @pytest.mark.parametrize("seed,scale", [(0, 1.0), (1, 1.0), (2, 0.001), (3, 1 / 3)])
 def test_first_entries_shared_ranking_is_bit_identical_to_first_entry(seed, scale):
-    """The shared ranking used for every state of a scope gives exactly first_entry's floats, ties and events
-    past the horizon included: whole seconds (ranked without a sort) and fractional times (np.unique)."""
+    """The shared ranking used for every state of a scope gives exactly first_entry's floats for cause 0, ties
+    and events past the horizon included: whole seconds (ranked without a sort) and fractional times (np.unique)."""
     rng = np.random.default_rng(seed)
     n = 3000
     end_t = rng.integers(0, 60, n).astype(float) * scale
@@ -71,8 +71,8 @@ def test_first_entries_shared_ranking_is_bit_identical_to_first_entry(seed, scal
         mine = np.arange(offset, offset + len(rows))
         offset += len(rows)
         want, got = first_entry(end_t, ended, rows, first, 40.0 * scale), shared.of(rows, mine)
-        for field in ("estimate", "variance", "lower", "upper", "events"):
-            assert np.array_equal(getattr(got, field), getattr(want, field)), (reach, field)
+        for field in ("estimate", "variance", "lower", "upper", "events"):  # cause 0, "entered": what reach reports
+            assert np.array_equal(getattr(got, field), getattr(want, field)[:1]), (reach, field)
         assert got.n == want.n
 
 
