@@ -84,26 +84,26 @@ def cumulative_incidence(times: Sequence[float] | np.ndarray, causes: Sequence[i
     u, slot = np.unique(t[is_event], return_inverse=True)
     d_k = np.zeros((len(u), n_causes))
     np.add.at(d_k, (slot.reshape(-1), c[is_event]), w[is_event])
-    return _from_counts(d_k, _at_risk(t, w, u), total, z)
+    return _from_counts([np.ascontiguousarray(d_k[:, k]) for k in range(n_causes)], _at_risk(t, w, u), total, z)
 
 
-def _from_counts(d_k: np.ndarray, n_at_risk: np.ndarray, total: float, z: float,
+def _from_counts(d_k: Sequence[np.ndarray], n_at_risk: np.ndarray, total: float, z: float,
                  causes: int | None = None) -> Incidence:
-    """The estimate from events of each cause (rows: distinct event times, ascending) and the weight at risk;
-    `causes`: only the first that many causes (the survival S still counts every cause's events)."""
-    d = d_k.sum(axis=1)
+    """The estimate from events of each cause (one array per cause over the distinct event times, ascending)
+    and the weight at risk; `causes`: only the first that many causes (S still counts every cause's events)."""
+    d = d_k[0] + d_k[1] if len(d_k) == 2 else np.sum(d_k, axis=0)
     s_after = np.cumprod(1.0 - d / n_at_risk)
     s_lag = np.concatenate(([1.0], s_after[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         first_coef = np.where(n_at_risk > d, d / (n_at_risk * (n_at_risk - d)), 0.0)
     shared = (s_lag, first_coef, s_lag ** 2, n_at_risk ** 3, s_lag / n_at_risk ** 2, n_at_risk)
-    kept = d_k.shape[1] if causes is None else causes
-    # one cause at a time on contiguous columns: the same floats whichever causes are asked for
+    kept = len(d_k) if causes is None else causes
+    # one cause at a time on contiguous arrays: the same floats whichever causes are asked for
     estimate, variance = np.zeros(kept), np.zeros(kept)
     for k in range(kept):
-        estimate[k], variance[k] = _one_cause(np.ascontiguousarray(d_k[:, k]), *shared)
+        estimate[k], variance[k] = _one_cause(d_k[k], *shared)
     lower, upper = loglog_interval(estimate, variance, z)
-    return Incidence(estimate, variance, lower, upper, total, d_k[:, :kept].sum(axis=0))
+    return Incidence(estimate, variance, lower, upper, total, np.array([c.sum() for c in d_k[:kept]]))
 
 
 def _one_cause(d: np.ndarray, s_lag: np.ndarray, first_coef: np.ndarray, s_lag2: np.ndarray, n3: np.ndarray,
@@ -201,7 +201,7 @@ class FirstEntries:
         if not len(at):
             zeros = np.zeros(1)
             return Incidence(zeros, zeros.copy(), zeros.copy(), zeros.copy(), float(self.n), zeros.copy())
-        d_k = np.column_stack((entered[at], left[at])).astype(float)
+        d_k = [entered[at].astype(float), left[at].astype(float)]
         return _from_counts(d_k, at_risk[at].astype(float), float(self.n), self.z, causes=1)
 
 
