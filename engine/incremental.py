@@ -329,6 +329,8 @@ def report(con: Any, events_read: int) -> dict[str, Any]:
             "files_read": len(run.new), "files_reused": len(run.files) - len(run.new),
             "partitions_written": int(parts.get("written", 0)), "partitions_reused": int(parts.get("reused", 0)),
             "journeys_recut": int(parts.get("journeys_recut", 0)), "journeys_reused": int(parts.get("journeys_reused", 0)),
+            "snapshots_sealed": int(parts.get("snapshots_sealed", 0)),
+            "snapshots_reused": int(parts.get("snapshots_reused", 0)),
         },
     }
 
@@ -337,6 +339,14 @@ def note_partitions(con: Any, counts: dict[str, int]) -> None:
     run = current(con)
     if run is not None:
         run.partitions.update(counts)
+
+
+def add_counts(con: Any, counts: dict[str, int]) -> None:
+    """Add to this run's counts (several journey definitions each add theirs)."""
+    run = current(con)
+    if run is not None:
+        for key, n in counts.items():
+            run.partitions[key] = int(run.partitions.get(key, 0)) + n
 
 
 def origins(con: Any, event_ids: list[str], tenant_id: str = "") -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from engine import lifecycle_visits, modelcheck, outcome_adjacent, paths, snapshot_estimates, step_arrays, step_counts
+from engine import incremental, lifecycle_visits, modelcheck, outcome_adjacent, paths, sealed_scopes, snapshot_estimates, step_arrays, step_counts
 from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
@@ -261,6 +261,7 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     `data_end` defaults to each tenant's last event, as engine.journeys uses for censoring.
     """
     params = _params(cfg, journey_cfg)
+    base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
             with _stage("fetch"):
@@ -268,7 +269,7 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             with step_arrays.shared(con, journey_cfg.name, steps):
                 with _stage("data_ends"):
                     ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
-                rows, tops, checks, incidence, estimates = _count(con, cfg, journey_cfg, params, steps)
+                rows, tops, checks, incidence, estimates, sealed = _count(con, cfg, journey_cfg, params, steps, base)
     finally:
         con.execute("DROP VIEW IF EXISTS _jg_progress")
         for table in ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid",
@@ -276,20 +277,35 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             con.execute(f"DROP TABLE IF EXISTS {table}")
     by_sid = _group(rows, incidence)
     by_sid["estimates"] = estimates
-    base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
-    return [Snapshot.from_payload(_payload(scope, by_sid, tops, checks, journey_cfg, base, ends[scope[1]]))
-            for scope in rows["scopes"]]
+    incremental.add_counts(con, {"snapshots_sealed": len(sealed.keys), "snapshots_reused": len(sealed.stored)})
+    out = []
+    for scope in rows["scopes"]:
+        sid = scope[0]
+        if sid in sealed.stored:
+            payload = sealed_scopes.restamp(sealed.stored[sid], base)
+        else:
+            payload = _payload(scope, by_sid, tops, checks, journey_cfg, base, ends[scope[1]])
+            if sid in sealed.keys:
+                payload["sealed_key"] = sealed.keys[sid]
+        out.append(Snapshot.from_payload(payload))
+    return out
 
 
-def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], steps: step_arrays.StepArrays
-           ) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """All counting SQL, the outcome incidence and the reach/path/duration estimates per scope; each
-    stage's time is logged at debug level."""
+def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], steps: step_arrays.StepArrays,
+           base: Mapping[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]],
+                                             dict[int, dict[str, Any]], sealed_scopes.Sealed]:
+    """All counting SQL, the outcome incidence and the reach/path/duration estimates per scope, except for
+    sealed scopes whose stored snapshot is reused (engine.sealed_scopes); each stage's time is logged at
+    debug level."""
     with _stage("classes"):
         progress.observed(con, jc)
         for sql in _CLASSES_SQL:
             sql = sql.replace("{observed}", progress.OBSERVED_SQL)
             con.execute(sql, _bind(sql, params))
+    with _stage("sealed"):
+        sealed = sealed_scopes.find(con, steps, jc.window_s, base, jc.name, lifecycle_visits.present(con))
+        if sealed.stored:  # reused as stored: counted nowhere below
+            con.execute("DELETE FROM _jg_csid WHERE list_contains(?, sid)", [sorted(sealed.stored)])
     with _stage("steps"):
         journeys = step_counts.journeys(con, _PER_JOURNEY, steps.size)
         counts = step_counts.count_steps(steps, journeys, params["collapse"])
@@ -313,7 +329,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
     with _stage("estimates"):
         snapshot_estimates.prepare(con, jc.name, jc.dropoff_outcome)
         estimates = snapshot_estimates.by_scope(con, jc, params, cfg.snapshots.top_paths)
-    return rows, tops, checks, incidence, estimates
+    return rows, tops, checks, incidence, estimates, sealed
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:

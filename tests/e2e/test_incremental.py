@@ -76,6 +76,11 @@ def test_growing_source_gives_the_full_recompute_byte_for_byte(tmp_path: Path, m
     assert [s["events_read_this_run"] for s in inc] == [len(p) for p in parts]
     assert inc[2]["incremental"]["files_reused"] == 2 and inc[2]["incremental"]["journeys_reused"] > 0
     assert inc[2]["incremental"]["partitions_reused"] > inc[2]["incremental"]["partitions_written"] > 0
+    # sealed periods: computed by the second run, reused by the third, always computed under a full recompute
+    assert inc[2]["incremental"]["snapshots_sealed"] > inc[1]["incremental"]["snapshots_sealed"] > 0
+    assert inc[2]["incremental"]["snapshots_reused"] == inc[1]["incremental"]["snapshots_sealed"]
+    assert inc[1]["incremental"]["snapshots_reused"] == inc[0]["incremental"]["snapshots_sealed"]
+    assert all(s["incremental"]["snapshots_reused"] == 0 for s in full)
     for key in ("events_read", "accepted", "duplicates", "bots_filtered", "late_rejected", "actors", "journeys",
                 "censored", "snapshots", "findings", "insights"):
         assert inc[2][key] == full[2][key], key
