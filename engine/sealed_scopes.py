@@ -43,6 +43,8 @@ WHERE s.scope IN ('period', 'release_before', 'release_after') AND s.w_end + to_
 GROUP BY s.sid ORDER BY s.sid
 """
 
+_MEMBERS_SQL = """SELECT DISTINCT c.jix FROM _jg_jclass c JOIN _jg_csid cs USING (cls)
+                  WHERE list_contains($sids, cs.sid) ORDER BY c.jix"""
 _DIGESTS_SQL = """
 WITH per AS (
   SELECT c.cls, count(*) AS n,
@@ -69,13 +71,16 @@ def find(con: Any, steps: StepArrays, window_s: int, base: Mapping[str, Any], jo
     candidates = con.execute(_CANDIDATES_SQL, {"window": int(window_s)}).fetchall()
     if not candidates:
         return Sealed()
-    con.register("_jg_step_digest_arrow", pa.table({"jix": np.arange(steps.size, dtype=np.int64),
-                                                    "digest": step_digests(steps)}))
+    sids = [c[0] for c in candidates]
+    members = con.execute(_MEMBERS_SQL, {"sids": sids}).fetchnumpy()["jix"].astype(np.int64)
+    wanted = np.zeros(steps.size, dtype=bool)
+    wanted[members] = True
+    con.register("_jg_step_digest_arrow", pa.table({"jix": members, "digest": step_digests(steps, wanted)[members]}))
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE _jg_step_digest AS SELECT jix, digest FROM _jg_step_digest_arrow")
     finally:
         con.unregister("_jg_step_digest_arrow")
-    digests = {sid: (n, h) for sid, n, h in con.execute(_DIGESTS_SQL, {"sids": [c[0] for c in candidates]}).fetchall()}
+    digests = {sid: (n, h) for sid, n, h in con.execute(_DIGESTS_SQL, {"sids": sids}).fetchall()}
     con.execute("DROP TABLE IF EXISTS _jg_step_digest")
     sealed = Sealed()
     for sid, tenant, scope, release, w_start, w_end in candidates:
@@ -99,22 +104,23 @@ def _stored(con: Any, keys: dict[int, str]) -> dict[int, dict[str, Any]]:
     return {sid: by_key[key] for sid, key in keys.items() if key in by_key}
 
 
-def step_digests(steps: StepArrays) -> np.ndarray:
-    """Per jix, a digest of its steps in order (state name, time, place in the journey); 0 without steps.
-
-    Order-sensitive and wrapping (uint64): a mixed value per step, summed per journey."""
+def step_digests(steps: StepArrays, wanted: np.ndarray | None = None) -> np.ndarray:
+    """Per jix, a digest of its steps in order (state name, time, place in the journey); 0 without steps or
+    outside `wanted` (a mask by jix). Order-sensitive and wrapping (uint64): a mixed value per step, summed
+    per journey."""
     out = np.zeros(steps.size, dtype=np.uint64)
-    if not len(steps.jix):
+    at = np.flatnonzero(wanted[steps.jix]) if wanted is not None else np.arange(len(steps.jix))
+    if not len(at):
         return out
-    names = steps.names.to_pylist()
-    name_h = np.array([_h64(str(n)) for n in names] + [_h64("\x00null")], dtype=np.uint64)
-    new = np.ones(len(steps.jix), dtype=bool)
-    new[1:] = steps.jix[1:] != steps.jix[:-1]
+    jix, state, ts = steps.jix[at], steps.state[at], steps.ts[at]
+    name_h = np.array([_h64(str(n)) for n in steps.names.to_pylist()] + [_h64("\x00null")], dtype=np.uint64)
+    new = np.ones(len(jix), dtype=bool)
+    new[1:] = jix[1:] != jix[:-1]
     starts = np.flatnonzero(new)
-    place = np.arange(len(steps.jix)) - np.repeat(starts, np.diff(np.append(starts, len(steps.jix))))
+    place = np.arange(len(jix)) - np.repeat(starts, np.diff(np.append(starts, len(jix))))
     with np.errstate(over="ignore"):
-        x = name_h[steps.state] ^ _mix(steps.ts.view(np.uint64)) ^ _mix(place.astype(np.uint64) + np.uint64(1))
-        out[steps.jix[starts]] = np.add.reduceat(_mix(x), starts)
+        x = name_h[state] ^ _mix(ts.view(np.uint64)) ^ _mix(place.astype(np.uint64) + np.uint64(1))
+        out[jix[starts]] = np.add.reduceat(_mix(x), starts)
     return out
 
 
