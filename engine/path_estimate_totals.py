@@ -152,3 +152,58 @@ def _rate(s: np.ndarray) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
     r = wy / w
     return r, max(w2y * (1 - 2 * r) + r * r * w2, 0.0) / (w * w), w * w / w2
+
+
+# One scope's journeys for the recount (engine.resolved): `{scope}` is its `sc` CTE (journey columns, journey_progress
+# joined). The snapshot's rules: the end is known for a complete journey, or an open one whose known end is past;
+# its path is its steps with a state (repeats collapsed when asked); a dropped journey's duration stops at its
+# last step (engine.snapshot `_jg_jour`, or end_ts, the last step, of an open one), another outcome's at its end.
+_ROWS_SQL = """
+WITH {scope},
+raw AS (SELECT s.journey_id, s.step, s.state, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+        FROM journey_steps s JOIN sc USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
+jour AS (SELECT journey_id, string_agg(state, ? ORDER BY step) AS path, count(*) AS len
+         FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state GROUP BY journey_id),
+last AS (SELECT journey_id, max(s.ts) AS last_ts FROM journey_steps s JOIN sc USING (journey_id)
+         WHERE s.journey = ? GROUP BY journey_id),
+k AS (SELECT *, CASE WHEN NOT censored THEN end_ts WHEN known_end_ts <= data_end THEN known_end_ts END AS end_k,
+             CASE WHEN NOT censored THEN outcome WHEN known_end_ts <= data_end THEN known_outcome END AS o FROM sc)
+SELECT k.censored, greatest(epoch(coalesce(k.end_k, k.data_end) - k.start_ts), 0)::DOUBLE AS t,
+       CASE WHEN k.censored THEN greatest(epoch(k.data_end - k.start_ts), 0) ELSE ? END::DOUBLE AS follow,
+       k.o, jour.path, coalesce(jour.len, 0) AS len,
+       CASE WHEN NOT k.censored THEN epoch(CASE WHEN k.o = ? THEN last.last_ts ELSE k.end_ts END - k.start_ts)
+            WHEN k.o = ? THEN greatest(epoch(coalesce(k.end_ts, k.start_ts) - k.start_ts), 0)
+            ELSE greatest(epoch(coalesce(k.end_k, k.data_end) - k.start_ts), 0) END::DOUBLE AS dur
+FROM k LEFT JOIN jour USING (journey_id) LEFT JOIN last USING (journey_id)
+ORDER BY k.journey_id
+"""
+
+
+def recount(con: Any, scope: str, params: list[Any], payload: Any) -> dict[str, Any]:
+    """`path_estimates` and `duration_estimates` of one scope from the journey tables (engine.resolved); `scope`:
+    its `sc` CTE, `params` that CTE's parameters. As many top entries as the stored block shows (the snapshot's
+    top_paths, or every entry of a scope with fewer)."""
+    from engine.snapshot_estimates import NOT_YET
+
+    dropoff, journey = payload["dropoff_outcome"], payload["journey"]
+    top_n = len((payload.get("path_estimates") or {}).get("top") or [])
+    rows = con.execute(_ROWS_SQL.format(scope=scope), [
+        *params, journey, SEP, bool(payload.get("collapse_self_loops")), journey, float(payload["journey_window_s"]),
+        dropoff, dropoff]).fetchall()
+    censored = np.array([r[0] for r in rows], dtype=bool)
+    if not len(rows) or censored.all():
+        return {"path_estimates": {"top": [], "resolved": 0, "journeys": len(rows), "note": NOT_YET},
+                "duration_estimates": {"note": NOT_YET}}
+    outcome = [r[3] for r in rows]
+    path = [r[4] for r in rows]
+    ok = np.array([o is not None and p is not None for o, p in zip(outcome, path)], dtype=bool)
+    names = sorted({f"{p or ''}{SEP}{SEP}{o or ''}" for p, o in zip(path, outcome)})
+    code = {name: i for i, name in enumerate(names)}
+    seqs = {p: i for i, p in enumerate(sorted({p or "" for p in path}))}
+    return scope_block(ScopeRows(
+        known_t=np.array([r[1] for r in rows], dtype=float), ok=ok, follow=np.array([r[2] for r in rows], dtype=float),
+        key=np.array([code[f"{p or ''}{SEP}{SEP}{o or ''}"] for p, o in zip(path, outcome)], dtype=np.int64),
+        seq=np.array([seqs[p or ""] for p in path], dtype=np.int64),
+        converted=np.array([o == payload["conversion_outcome"] for o in outcome], dtype=bool), censored=censored,
+        dur=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=float),
+        length=np.array([r[5] for r in rows], dtype=float), names=names), top_n)
