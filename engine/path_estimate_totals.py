@@ -70,13 +70,13 @@ def scope_block(rows: ScopeRows, top_n: int) -> dict[str, Any]:
     chosen = top_entries(sh.estimate, keys, rows.names, top_n)
     seq_of_key = np.empty(len(keys), dtype=np.int64)
     seq_of_key[inverse] = rows.seq[ok]
-    totals = _Totals(w[ok], rows.converted[ok], rows.seq[ok], seq_of_key[chosen])
-    dur_ok, len_ok = rows.dur[ok], rows.length[ok]
+    w_ok, dur_ok, len_ok = w[ok], rows.dur[ok], rows.length[ok]
+    totals = _Totals(w_ok, rows.converted[ok], rows.seq[ok], seq_of_key[chosen])
     top = []
-    for i in chosen:
+    for i in chosen:  # ≤ top_n entries: each one's journeys picked by mask, their medians sorted apart
         path, outcome = rows.names[int(keys[i])].rsplit(SEP + SEP, 1)
         mine = inverse == i
-        d, n = ipcw.median(dur_ok[mine], w[ok][mine]), ipcw.median(len_ok[mine], w[ok][mine])
+        d, n = ipcw.median(dur_ok[mine], w_ok[mine]), ipcw.median(len_ok[mine], w_ok[mine])
         top.append({"path": path.split(SEP), "outcome": outcome, "share": r6(sh.estimate[i]), "lower": r6(sh.lower[i]),
                     "upper": r6(sh.upper[i]), "se": r6(sh.se[i]), "resolved": int(sh.resolved[i]),
                     "median_duration_s": r6(d.estimate), "median_length": r6(n.estimate),
