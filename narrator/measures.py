@@ -150,6 +150,8 @@ def _measure(item: Mapping[str, Any], key: str) -> Measure | None:
         return Measure(kind, unit, key.split("_", 1)[1], key.replace("_", " "))
     if key == "count":
         return Measure("count", "moves" if item.get("predicate") == "transitions_to" else _J)
+    if key == "conversion_rate" and "rest_conversion_rate" in (item.get("evidence") or {}):  # path vs the rest
+        return Measure("share", _J, "path", "conversion on the path")
     return _FIXED.get(key)
 
 
