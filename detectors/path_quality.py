@@ -169,6 +169,7 @@ def _estimated_evidence(view: SnapView, path: _Estimated) -> dict[str, Any] | No
         "outcome_class": _class(view, path.outcome), "time_ratio": ratio, "class_median_duration_s": med[0],
         "class_median_length": med[1], "z": c.z, "p_value": c.p_value,
         "n": round(path.path.n_eff) + round(path.rest.n_eff), "estimator": ESTIMATOR, "n_rest": round(path.rest.n_eff),
+        "n_eff": path.path.n_eff, "n_eff_rest": path.rest.n_eff,
         "rest_conversion_rate": path.rest.estimate, "se_path": path.path.variance ** 0.5,
         "se_rest": path.rest.variance ** 0.5, "share_se": path.share_se, "baseline": base_cr,
         "resolved_path": path.path.journeys, "journeys": journeys, "complete": complete,

@@ -66,7 +66,8 @@ def test_evidence_names_the_estimator_and_the_effective_sizes(young):
         ev = f.evidence
         entry = next(e for e in block["top"] if "path:" + ">".join(e["path"]) == f.subject and e["outcome"] == ev["outcome"])
         assert ev["estimator"] == path_quality.ESTIMATOR and ev["test"] == path_quality.WALD
-        assert ev["count"] == round(entry["sequence_n_eff"]) and ev["n_rest"] == round(entry["rest_n_eff"])
+        assert ev["n_eff"] == entry["sequence_n_eff"] and ev["n_eff_rest"] == entry["rest_n_eff"]
+        assert ev["count"] == round(ev["n_eff"]) and ev["n_rest"] == round(ev["n_eff_rest"])
         assert f.n == ev["count"] + ev["n_rest"] and ev["count"] >= 30
         assert ev["conversion_rate"] == entry["conversion_rate"] and ev["share"] == entry["sequence_share"]
         assert ev["resolved_path"] == entry["sequence_resolved"] <= ev["complete"] + ev["resolved_in_progress"]
