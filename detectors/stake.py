@@ -282,6 +282,11 @@ def _edge(name: str, chain: ChainMetrics) -> tuple[str, str]:
 
 def _path(f: Finding, view: SnapView) -> tuple:
     ev = f.evidence
+    if "estimator" in ev:  # journeys in progress: the estimated rates at their effective sizes (detectors.path_quality)
+        return _counts(f, [(float(ev["conversion_rate"]), int(ev["count"])),
+                           (float(ev["rest_conversion_rate"]), int(ev["n_rest"]))],
+                       lambda r: float(ev["share"]) * (r[0] - r[1]), float(ev["baseline"]),
+                       "journeys on this path converting at the rate of all other journeys", view)
     count, rate = int(ev["count"]), float(ev["conversion_rate"])
     n = view.completed
     conv_rest = view.outcome_count(view.conversion) - round(rate * count)

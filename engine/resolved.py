@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import incidence, step_shares
+from engine import incidence, path_estimate_totals, step_shares
 
 _SCOPE_CTE = """
 sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
@@ -78,8 +78,8 @@ GROUP BY ALL ORDER BY ALL
 
 
 def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
-    """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates` and `resolved_shares`
-    of one scope (payload-shaped, rounded).
+    """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates`, `resolved_shares`,
+    `path_estimates` and `duration_estimates` (engine.path_estimate_totals) of one scope (payload-shaped, rounded).
 
     `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
     `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
@@ -105,6 +105,7 @@ def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Ma
         "reach_estimates": _reach(per, visits, float(window_s)),
         "resolved_shares": _shares(con, scope, [dropoff, *params, window_s], payload, horizon),
         "estimate_horizon_s": _horizon(con, scope, [dropoff, *params], window_s),
+        **path_estimate_totals.recount(con, scope, [dropoff, *params], payload),
         "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
         "observation": seen,
         "outcome_probabilities": {

@@ -40,14 +40,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, incidence, ipcw, step_shares
+from engine import arrow_scan, incidence, path_estimate_totals, step_shares
 from engine.paths import SEP
 
 ESTIMATORS = {
     "reach_estimates": ("aalen_johansen_first_entry: P(state entered within the window | start); open journeys "
                         "censored at data end - start unless already in the state; 95 % log(-log) interval"),
     "path_estimates": ("ipcw: share of (path, outcome) over journeys whose end is known by the data end, weighted "
-                       "by 1 / P(follow-up >= time the end became known); Hajek ratio, sandwich 95 % interval"),
+                       "by 1 / P(follow-up >= time the end became known); Hajek ratio, sandwich 95 % interval; per "
+                       "entry its sequence's share and conversion rate (all outcomes) and the rest's, Kish effective "
+                       "n, and the entry's IPCW Kaplan-Meier medians (engine.path_estimate_totals)"),
     "resolved_shares": ("resolved_steps_ipcw: share of each step out of a state over the steps whose destination is "
                         "final (horizon passed since entry, or the journey's end known), each weighted by "
                         "1 / P(follow-up >= min(window, entry + horizon, end known)); journey-clustered sandwich se; "
@@ -106,6 +108,7 @@ class _Rows:
         encoded = pc.dictionary_encode(key.combine_chunks())
         self.path_key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         self.path_names = encoded.dictionary.to_pylist()
+        self.seq_key = pc.dictionary_encode(pc.fill_null(path, "")).indices.to_numpy(zero_copy_only=False)
         self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()
 
 
@@ -200,42 +203,10 @@ def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str,
     if not len(take) or rows.censored[take].all():  # positivity: journeys lasting the whole window never resolve
         return {"path_estimates": {"top": [], "resolved": 0, "journeys": len(take), "note": NOT_YET},
                 "duration_estimates": {"note": NOT_YET}}
-    ok = rows.has_path[take]
-    w = ipcw.weights(rows.aj_t[take], ok, rows.follow[take])
-    keys, inverse = np.unique(rows.path_key[take][ok], return_inverse=True)
-    sh = ipcw.shares(inverse.reshape(-1), w[ok], len(keys))
-    top = []
-    for i in _top(sh.estimate, keys, rows.path_names, top_n):
-        path, outcome = rows.path_names[int(keys[i])].rsplit(SEP + SEP, 1)
-        top.append({"path": path.split(SEP), "outcome": outcome, "share": r6(sh.estimate[i]), "lower": r6(sh.lower[i]),
-                    "upper": r6(sh.upper[i]), "se": r6(sh.se[i]), "resolved": int(sh.resolved[i])})
-    paths = {"top": top, "resolved": int(ok.sum()), "journeys": len(take)}
-    conv = rows.converted[take]
-    dur, length = rows.dur[take], rows.length[take]
-    sorted_by = (np.argsort(dur, kind="stable"), np.argsort(length, kind="stable"))  # one sort for the 3 medians
-    durations = {**_medians(dur, length, sorted_by, np.where(ok, w, 0.0)),
-                 "by_class": {"converted": _medians(dur, length, sorted_by, np.where(ok & conv, w, 0.0)),
-                              "lost": _medians(dur, length, sorted_by, np.where(ok & ~conv, w, 0.0))}}
-    return {"path_estimates": paths, "duration_estimates": durations}
-
-
-def _top(share: np.ndarray, keys: np.ndarray, names: list[str], top_n: int) -> list[int]:
-    """The `top_n` largest shares, ties by name: only shares at or above the top_n-th largest are sorted
-    (a scope can hold a million distinct paths)."""
-    top_n = max(int(top_n), 0)
-    if not top_n or not len(share):
-        return []
-    floor = np.partition(share, len(share) - top_n)[len(share) - top_n] if len(share) > top_n else -np.inf
-    candidates = np.flatnonzero(share >= floor)
-    return sorted(candidates.tolist(), key=lambda i: (-share[i], names[int(keys[i])]))[:top_n]
-
-
-def _medians(dur: np.ndarray, length: np.ndarray, sorted_by: tuple[np.ndarray, np.ndarray],
-             w: np.ndarray) -> dict[str, Any]:
-    d = ipcw.median(dur, w, order=sorted_by[0])
-    n = ipcw.median(length, w, order=sorted_by[1])
-    return {"median_s": r6(d.estimate), "median_s_lower": r6(d.lower), "median_s_upper": r6(d.upper),
-            "median_length": r6(n.estimate), "resolved": d.resolved}
+    return path_estimate_totals.scope_block(path_estimate_totals.ScopeRows(
+        known_t=rows.aj_t[take], ok=rows.has_path[take], follow=rows.follow[take], key=rows.path_key[take],
+        seq=rows.seq_key[take], converted=rows.converted[take], censored=rows.censored[take], dur=rows.dur[take],
+        length=rows.length[take], names=rows.path_names), top_n)
 
 
 def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,

@@ -78,6 +78,7 @@ ROLE_CUES: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.IGNORECASE) for
     "model": r"\bmodel\w*|\babsorbing\b",
     "segment": r"\bin (?:the |this )?segment\b|\bthere\b",
     "rest": r"\belsewhere\b|\bthe rest\b|\bother journeys\b|\boutside\b",
+    "path": r"\bon (?:this|the) path\b",
     "before": r"\bbefore\b|\bprevious period\b", "after": r"\bafter\b|\bthis period\b",
     "repeat": r"\brepeat\w*|\bcome back\b|\breturn\w*|\brevisit\w*|\bmore than once\b",
     "single": r"\bsingle\b|(?<!than )\bonce\b",

@@ -86,6 +86,7 @@ _FIXED: dict[str, Measure] = {
     "from_total": Measure("count", "moves"), "probability": Measure("share", "moves", "state", "share of moves"),
     "share": Measure("share", _J, label="share of journeys"),
     "conversion_rate": Measure("share", _J, label="conversion"),
+    "rest_conversion_rate": Measure("share", _J, "rest", "conversion elsewhere"),  # path_quality on estimates
     "median_duration_s": Measure("seconds", label="median duration"),
     "median_length": Measure("count", "steps", label="median length"),
     "quality": Measure("score", None, label="path quality (1 = typical)"),
@@ -101,6 +102,7 @@ _NOT_ATTRIBUTABLE = frozenset({"effect"})  # the finding's `effect` means a diff
 
 
 OUTCOME_KEYS = frozenset({"p_given_reached", "p_given_not_reached", "baseline", "absorption", "conversion_rate",
+                          "rest_conversion_rate",
                           "p_convert_repeat", "p_convert_single", "removal_effect", "removal_effect_relative",
                           "conversion_gap", "rate", "ci_low", "ci_high"})
 
@@ -148,6 +150,8 @@ def _measure(item: Mapping[str, Any], key: str) -> Measure | None:
         return Measure(kind, unit, key.split("_", 1)[1], key.replace("_", " "))
     if key == "count":
         return Measure("count", "moves" if item.get("predicate") == "transitions_to" else _J)
+    if key == "conversion_rate" and "rest_conversion_rate" in (item.get("evidence") or {}):  # path vs the rest
+        return Measure("share", _J, "path", "conversion on the path")
     return _FIXED.get(key)
 
 

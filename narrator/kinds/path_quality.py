@@ -15,9 +15,16 @@ from ontology.model import Fact
 
 def plan(fast: bool) -> Callable[[Plan], str]:
     def path(p: Plan) -> str:
-        if p.has("count", "share"):
+        estimated = bool(p.ev.get("estimator"))
+        if p.has("count", "share") and estimated:
+            p.say(f"The path {p.subject} is followed by an estimated {p.v('share')} of journeys (an effective "
+                  f"{p.v('count')}: the estimates count journeys still in progress).")
+        elif p.has("count", "share"):
             p.say(f"The path {p.subject} is followed by {p.v('count')} ({p.v('share')} of journeys).")
-        if p.has("conversion_rate"):
+        if p.has("conversion_rate", "rest_conversion_rate"):
+            p.say(f"Journeys on this path convert {p.v('conversion_rate')} of the time, against "
+                  f"{p.v('rest_conversion_rate')} for the other journeys.")
+        elif p.has("conversion_rate"):
             p.say(f"Journeys on this path convert {p.v('conversion_rate')} of the time.")
         if p.has("median_length", "median_duration_s"):
             p.say(f"They take a median of {p.v('median_length')} and {p.v('median_duration_s')}.")
@@ -31,10 +38,17 @@ def plan(fast: bool) -> Callable[[Plan], str]:
     return path
 
 
+def _followed(f: Fact) -> str:
+    """Who follows the path: journeys counted, or (estimates) the estimated share with its effective size."""
+    if f.evidence.get("estimator"):
+        return (f"followed by an estimated {_e(f, 'share', 'pct')} of journeys (an effective {_e(f, 'count', 'count')}, "
+                f"journeys still in progress counted), {_e(f, 'conversion_rate', 'pct')} of which convert")
+    return f"followed by {_e(f, 'count', 'count')} journeys, {_e(f, 'conversion_rate', 'pct')} of which convert"
+
+
 def summary_fast(f: Fact) -> str:
-    return (f"The path {entity_label(f.subject)} is a fast path to {entity_label(f.object)}: followed by "
-            f"{_e(f, 'count', 'count')} journeys, {_e(f, 'conversion_rate', 'pct')} of which convert, in a median of "
-            f"{_e(f, 'median_duration_s', 'dur')}.")
+    return (f"The path {entity_label(f.subject)} is a fast path to {entity_label(f.object)}: {_followed(f)}, "
+            f"in a median of {_e(f, 'median_duration_s', 'dur')}.")
 
 
 def summary_associated(f: Fact) -> str:
@@ -46,9 +60,8 @@ def summary_associated(f: Fact) -> str:
                 f"against {_e(f, 'reach_rest', 'pct')} for the rest, {_e(f, 'difference', 'pp')} "
                 f"{_direction(diff, 'more', 'less')} often (n = {_e(f, 'n_segment', 'count')} against "
                 f"{_e(f, 'n_rest', 'count')}, q {_p(f, 'q_value')}).")
-    return (f"{entity_label(f.subject)} is associated with {entity_label(f.object)} ({_q(kind)}): followed by "
-            f"{_e(f, 'count', 'count')} journeys, {_e(f, 'conversion_rate', 'pct')} of which convert, in a median of "
-            f"{_e(f, 'median_duration_s', 'dur')}.")
+    return (f"{entity_label(f.subject)} is associated with {entity_label(f.object)} ({_q(kind)}): {_followed(f)}, "
+            f"in a median of {_e(f, 'median_duration_s', 'dur')}.")
 
 
 def feed_fast(ev: Mapping[str, Any], f: Mapping[str, Any]) -> str:

@@ -1,0 +1,209 @@
+"""Paths and durations of one scope from journeys still in progress: shares, sequence totals, medians (issue 14).
+
+engine.snapshot_estimates' `path_estimates` gives the IPCW share of each
+(path, outcome) entry over the journeys whose end is known by the data end
+(engine.ipcw: weight w_i = 1 / Ĝ(T_i)). The path-quality detector also needs,
+per shown entry, what the completed-only block gives as `sequence_count`,
+`sequence_conversions` and the entry's medians; here they are, same
+estimator:
+
+* the sequence's share of the scope's journeys, all its outcomes together:
+  Hájek W_s / W with W_s = Σ_{i on s} w_i (sandwich se as engine.ipcw.shares);
+* its conversion rate r_s = Σ_{i on s} w_i y_i / W_s (y: converted), and the
+  rest's r_rest over every other resolved journey, each with the sandwich
+  variance Σ w_i² (y_i − r)² / W² (a journey is its own cluster: one row each);
+* each side's effective n, Kish's (Σ w)² / Σ w²: what the weighted journeys
+  are worth as a simple random sample (the count itself when all weights are 1);
+* the entry's own median duration and length: the IPCW Kaplan–Meier median of
+  its journeys (engine.ipcw.median, as the scope's `duration_estimates`).
+
+Everything is grouped by code with bincount over the scope's rows: no loop over
+journeys (only over the ≤ top_n shown entries). With every weight 1 (nothing
+censored) each number is the completed-only count ratio or sample median.
+`scope_block` is also what engine.resolved recounts one scope with, on rows
+read journey by journey from the journey tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine import ipcw
+from engine.paths import SEP
+
+ESTIMATOR = ipcw.ESTIMATOR
+
+
+@dataclass(frozen=True)
+class ScopeRows:
+    """One scope's journeys (any order): what the estimates read of each."""
+
+    known_t: np.ndarray    # when the journey's end became known, since its start (follow-up while unknown)
+    ok: np.ndarray         # its end is known by the data end and it has a path
+    follow: np.ndarray     # data end − start
+    key: np.ndarray        # code of its (path, outcome) in `names`
+    seq: np.ndarray        # code of its path alone (any coding: equal paths, equal codes)
+    converted: np.ndarray  # it ended in the conversion outcome
+    censored: np.ndarray   # it started less than a window before the data end
+    dur: np.ndarray        # duration (engine.snapshot's rule)
+    length: np.ndarray     # steps on its path
+    names: list[str]       # key code -> path SEP SEP outcome
+
+
+def r6(value: float | None) -> float | None:
+    from engine.snapshot import r6 as round6
+
+    return round6(value)
+
+
+def scope_block(rows: ScopeRows, top_n: int) -> dict[str, Any]:
+    """`path_estimates` (top entries with their sequence totals and medians) and `duration_estimates` of a
+    scope with at least one complete journey (positivity is the caller's check)."""
+    ok = rows.ok
+    w = ipcw.weights(rows.known_t, ok, rows.follow)
+    keys, inverse = np.unique(rows.key[ok], return_inverse=True)
+    inverse = inverse.reshape(-1)
+    sh = ipcw.shares(inverse, w[ok], len(keys))
+    chosen = top_entries(sh.estimate, keys, rows.names, top_n)
+    seq_of_key = np.empty(len(keys), dtype=np.int64)
+    seq_of_key[inverse] = rows.seq[ok]
+    w_ok, dur_ok, len_ok = w[ok], rows.dur[ok], rows.length[ok]
+    totals = _Totals(w_ok, rows.converted[ok], rows.seq[ok], seq_of_key[chosen])
+    top = []
+    for i in chosen:  # ≤ top_n entries: each one's journeys picked by mask, their medians sorted apart
+        path, outcome = rows.names[int(keys[i])].rsplit(SEP + SEP, 1)
+        mine = inverse == i
+        d, n = ipcw.median(dur_ok[mine], w_ok[mine]), ipcw.median(len_ok[mine], w_ok[mine])
+        top.append({"path": path.split(SEP), "outcome": outcome, "share": r6(sh.estimate[i]), "lower": r6(sh.lower[i]),
+                    "upper": r6(sh.upper[i]), "se": r6(sh.se[i]), "resolved": int(sh.resolved[i]),
+                    "median_duration_s": r6(d.estimate), "median_length": r6(n.estimate),
+                    **totals.entry(int(seq_of_key[i]))})
+    paths = {"top": top, "resolved": int(ok.sum()), "journeys": len(ok),
+             "complete": int((ok & ~rows.censored).sum()), **totals.scope()}
+    return {"path_estimates": paths, "duration_estimates": _durations(rows, w)}
+
+
+def _durations(rows: ScopeRows, w: np.ndarray) -> dict[str, Any]:
+    ok, conv = rows.ok, rows.converted
+    sorted_by = (np.argsort(rows.dur, kind="stable"), np.argsort(rows.length, kind="stable"))  # one sort, 3 medians
+    return {**_medians(rows, sorted_by, np.where(ok, w, 0.0)),
+            "by_class": {"converted": _medians(rows, sorted_by, np.where(ok & conv, w, 0.0)),
+                         "lost": _medians(rows, sorted_by, np.where(ok & ~conv, w, 0.0))}}
+
+
+def _medians(rows: ScopeRows, sorted_by: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> dict[str, Any]:
+    d = ipcw.median(rows.dur, w, order=sorted_by[0])
+    n = ipcw.median(rows.length, w, order=sorted_by[1])
+    return {"median_s": r6(d.estimate), "median_s_lower": r6(d.lower), "median_s_upper": r6(d.upper),
+            "median_length": r6(n.estimate), "resolved": d.resolved}
+
+
+def top_entries(share: np.ndarray, keys: np.ndarray, names: list[str], top_n: int) -> list[int]:
+    """The `top_n` largest shares, ties by name: only shares at or above the top_n-th largest are sorted
+    (a scope can hold a million distinct paths)."""
+    top_n = max(int(top_n), 0)
+    if not top_n or not len(share):
+        return []
+    floor = np.partition(share, len(share) - top_n)[len(share) - top_n] if len(share) > top_n else -np.inf
+    candidates = np.flatnonzero(share >= floor)
+    return sorted(candidates.tolist(), key=lambda i: (-share[i], names[int(keys[i])]))[:top_n]
+
+
+class _Totals:
+    """Weighted sums Σw, Σw·y, Σw², Σw²·y over the resolved journeys: of the scope, and of each shown sequence
+    (`targets`); every share, rate, sandwich variance and Kish n below is a function of them."""
+
+    def __init__(self, w: np.ndarray, y: np.ndarray, seq: np.ndarray, targets: np.ndarray) -> None:
+        self.targets = np.unique(targets)
+        y = y.astype(float)
+        cols = np.stack([w, w * y, w * w, w * w * y, np.ones(len(w)), y])  # the last two: raw counts
+        self.all = cols.sum(axis=1)
+        at = np.searchsorted(self.targets, seq)
+        hit = at < len(self.targets)
+        hit[hit] = self.targets[at[hit]] == seq[hit]
+        self.seq = np.stack([np.bincount(at[hit], weights=c[hit], minlength=len(self.targets)) for c in cols])
+
+    def scope(self) -> dict[str, Any]:
+        rate, var, n_eff = _rate(self.all)
+        return {"conversion_rate": r6(rate), "conversion_se": r6(np.sqrt(var)), "n_eff": r6(n_eff)}
+
+    def entry(self, seq: int) -> dict[str, Any]:
+        mine = self.seq[:, int(np.searchsorted(self.targets, seq))]
+        rest = self.all - mine
+        w, w2 = self.all[0], self.all[2]
+        p = mine[0] / w
+        share_var = (mine[2] * (1 - p) ** 2 + (w2 - mine[2]) * p ** 2) / w ** 2  # engine.ipcw.shares' sandwich
+        rate, var, n_eff = _rate(mine)
+        rest_rate, rest_var, rest_n = _rate(rest)
+        return {"sequence_share": r6(p), "sequence_share_se": r6(np.sqrt(share_var)),
+                "sequence_resolved": int(round(mine[4])), "sequence_converted": int(round(mine[5])),
+                "sequence_n_eff": r6(n_eff), "conversion_rate": r6(rate), "conversion_se": r6(np.sqrt(var)),
+                "rest_conversion_rate": r6(rest_rate), "rest_conversion_se": r6(np.sqrt(rest_var)),
+                "rest_n_eff": r6(rest_n)}
+
+
+def _rate(s: np.ndarray) -> tuple[float, float, float]:
+    """Hájek rate Σwy / Σw, its sandwich variance Σw²(y − r)² / (Σw)² (y is 0/1), Kish's n; zeros when empty."""
+    w, wy, w2, w2y = (float(x) for x in s[:4])
+    if w <= 0:
+        return 0.0, 0.0, 0.0
+    r = wy / w
+    return r, max(w2y * (1 - 2 * r) + r * r * w2, 0.0) / (w * w), w * w / w2
+
+
+# One scope's journeys for the recount (engine.resolved): `{scope}` is its `sc` CTE (journey columns, journey_progress
+# joined). The snapshot's rules: the end is known for a complete journey, or an open one whose known end is past;
+# its path is its steps with a state (repeats collapsed when asked); a dropped journey's duration stops at its
+# last step (engine.snapshot `_jg_jour`, or end_ts, the last step, of an open one), another outcome's at its end.
+_ROWS_SQL = """
+WITH {scope},
+raw AS (SELECT s.journey_id, s.step, s.state, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+        FROM journey_steps s JOIN sc USING (journey_id) WHERE s.journey = ? AND s.state IS NOT NULL),
+jour AS (SELECT journey_id, string_agg(state, ? ORDER BY step) AS path, count(*) AS len
+         FROM raw WHERE NOT ? OR prev IS NULL OR prev <> state GROUP BY journey_id),
+last AS (SELECT journey_id, max(s.ts) AS last_ts FROM journey_steps s JOIN sc USING (journey_id)
+         WHERE s.journey = ? GROUP BY journey_id),
+k AS (SELECT *, CASE WHEN NOT censored THEN end_ts WHEN known_end_ts <= data_end THEN known_end_ts END AS end_k,
+             CASE WHEN NOT censored THEN outcome WHEN known_end_ts <= data_end THEN known_outcome END AS o FROM sc)
+SELECT k.censored, greatest(epoch(coalesce(k.end_k, k.data_end) - k.start_ts), 0)::DOUBLE AS t,
+       CASE WHEN k.censored THEN greatest(epoch(k.data_end - k.start_ts), 0) ELSE ? END::DOUBLE AS follow,
+       k.o, jour.path, coalesce(jour.len, 0) AS len,
+       CASE WHEN NOT k.censored THEN epoch(CASE WHEN k.o = ? THEN last.last_ts ELSE k.end_ts END - k.start_ts)
+            WHEN k.o = ? THEN greatest(epoch(coalesce(k.end_ts, k.start_ts) - k.start_ts), 0)
+            ELSE greatest(epoch(coalesce(k.end_k, k.data_end) - k.start_ts), 0) END::DOUBLE AS dur
+FROM k LEFT JOIN jour USING (journey_id) LEFT JOIN last USING (journey_id)
+ORDER BY k.journey_id
+"""
+
+
+def recount(con: Any, scope: str, params: list[Any], payload: Any) -> dict[str, Any]:
+    """`path_estimates` and `duration_estimates` of one scope from the journey tables (engine.resolved); `scope`:
+    its `sc` CTE, `params` that CTE's parameters. As many top entries as the stored block shows (the snapshot's
+    top_paths, or every entry of a scope with fewer)."""
+    from engine.snapshot_estimates import NOT_YET
+
+    dropoff, journey = payload["dropoff_outcome"], payload["journey"]
+    top_n = len((payload.get("path_estimates") or {}).get("top") or [])
+    rows = con.execute(_ROWS_SQL.format(scope=scope), [
+        *params, journey, SEP, bool(payload.get("collapse_self_loops")), journey, float(payload["journey_window_s"]),
+        dropoff, dropoff]).fetchall()
+    censored = np.array([r[0] for r in rows], dtype=bool)
+    if not len(rows) or censored.all():
+        return {"path_estimates": {"top": [], "resolved": 0, "journeys": len(rows), "note": NOT_YET},
+                "duration_estimates": {"note": NOT_YET}}
+    outcome = [r[3] for r in rows]
+    path = [r[4] for r in rows]
+    ok = np.array([o is not None and p is not None for o, p in zip(outcome, path)], dtype=bool)
+    names = sorted({f"{p or ''}{SEP}{SEP}{o or ''}" for p, o in zip(path, outcome)})
+    code = {name: i for i, name in enumerate(names)}
+    seqs = {p: i for i, p in enumerate(sorted({p or "" for p in path}))}
+    return scope_block(ScopeRows(
+        known_t=np.array([r[1] for r in rows], dtype=float), ok=ok, follow=np.array([r[2] for r in rows], dtype=float),
+        key=np.array([code[f"{p or ''}{SEP}{SEP}{o or ''}"] for p, o in zip(path, outcome)], dtype=np.int64),
+        seq=np.array([seqs[p or ""] for p in path], dtype=np.int64),
+        converted=np.array([o == payload["conversion_outcome"] for o in outcome], dtype=bool), censored=censored,
+        dur=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=float),
+        length=np.array([r[5] for r in rows], dtype=float), names=names), top_n)
