@@ -133,9 +133,10 @@ class _Totals:
     def entry(self, seq: int) -> dict[str, Any]:
         mine = self.seq[:, int(np.searchsorted(self.targets, seq))]
         rest = self.all - mine
-        w, w2 = self.all[0], self.all[2]
-        p = mine[0] / w
-        share_var = (mine[2] * (1 - p) ** 2 + (w2 - mine[2]) * p ** 2) / w ** 2  # engine.ipcw.shares' sandwich
+        w, w2 = float(self.all[0]), float(self.all[2])
+        p = float(mine[0]) / w if w > 0 else 0.0
+        # engine.ipcw.shares' sandwich; the rest's Σw² is a difference of sums, so it is clipped at 0
+        share_var = (mine[2] * (1 - p) ** 2 + max(w2 - mine[2], 0.0) * p ** 2) / w ** 2 if w > 0 else 0.0
         rate, var, n_eff = _rate(mine)
         rest_rate, rest_var, rest_n = _rate(rest)
         return {"sequence_share": r6(p), "sequence_share_se": r6(np.sqrt(share_var)),
