@@ -221,16 +221,10 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
     """`resolved_shares` of one scope: `pick` selects its steps, `pos` their journey's place in `follow`."""
     from engine.snapshot import r6
 
+    pick, pos, w = weighted(steps, pick, pos, follow, window_s, horizon_s)
     if not len(pick):
         return []
-    latest = np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0 else np.full(len(pick), float(window_s))
-    inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
-    pick, pos, latest = pick[inside], pos[inside], latest[inside]
-    if not len(pick):
-        return []
-    s, src, dst = steps.s[pick], steps.src[pick], steps.dst[pick]
-    tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
-    w = ipcw.weights(tau, np.ones(len(s), bool), follow)
+    src, dst = steps.src[pick], steps.dst[pick]
     k = len(steps.names)
     cell = src * k + dst
     total = np.bincount(src, weights=w, minlength=k)
@@ -245,6 +239,19 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
         out.append({"from": steps.names[a], "to": steps.names[b], "count": int(n[c]), "share": r6(share),
                     "se": r6(np.sqrt(var[c]) / total[a]), "weight": r6(mass[c])})
     return sorted(out, key=lambda e: (e["from"], e["to"]))
+
+
+def weighted(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
+             horizon_s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scope's steps that count (positivity, see the module docstring), their journeys' places and their
+    IPCW weights 1 / Ĝ(τ): `resolved_shares` and engine.loss_estimates weigh the same steps alike."""
+    if not len(pick):
+        return pick, pos, np.zeros(0)
+    latest = np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0 else np.full(len(pick), float(window_s))
+    inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
+    pick, pos, latest = pick[inside], pos[inside], latest[inside]
+    tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
+    return pick, pos, ipcw.weights(tau, np.ones(len(pick), bool), follow)
 
 
 def _clustered_var(pos: np.ndarray, src: np.ndarray, cell: np.ndarray, w: np.ndarray, p: np.ndarray,

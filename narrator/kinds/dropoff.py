@@ -20,13 +20,19 @@ def plan(p: Plan) -> str:
     outcome = q(p.ev.get("dropoff_outcome", "dropped"))
     if states:
         p.say(f"The consecutive states {where} form a drop-off cluster in the {p.journey} journey.")
+    estimated = bool(p.ev.get("estimator"))
     if p.has("exit_probability"):
         counts = f" ({fmt_count(p.ev['exits'])} of {p.v('n')})" if p.has("exits") else ""
+        if counts and estimated:
+            counts = f" (about {fmt_count(p.ev['exits'])} of {p.v('n')} effective moves)"
         other = f", against {p.v('baseline_exit')} of moves out of other states" if p.has("baseline_exit") else ""
         p.say(f"{p.v('exit_probability')} of the moves out of {where} go straight to {outcome}{counts}{other}.")
     if p.has("loss_share", "lost_journeys") and not states:
+        lost = "an estimated " if estimated else ""
         p.say(f"{p.v('loss_share')} of all lost journeys end right after {where} "
-              f"({p.v('lost_journeys')} lost in all).")
+              f"({lost}{p.v('lost_journeys')} lost in all).")
+    if estimated:
+        p.say("These numbers are estimates that count journeys still in progress, not only finished ones.")
     reach(p)
     return f"Review the experience at {where} with session recordings or user interviews to find where users stall."
 
