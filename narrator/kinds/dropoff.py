@@ -24,7 +24,7 @@ def plan(p: Plan) -> str:
     if p.has("exit_probability"):
         counts = f" ({fmt_count(p.ev['exits'])} of {p.v('n')})" if p.has("exits") else ""
         if counts and estimated:
-            counts = f" (about {fmt_count(p.ev['exits'])} of {p.v('n')} effective moves)"
+            counts = f" (about {fmt_count(p.ev['exits'])} of {p.v('n')}, effective counts)"
         other = f", against {p.v('baseline_exit')} of moves out of other states" if p.has("baseline_exit") else ""
         p.say(f"{p.v('exit_probability')} of the moves out of {where} go straight to {outcome}{counts}{other}.")
     if p.has("loss_share", "lost_journeys") and not states:
@@ -38,7 +38,8 @@ def plan(p: Plan) -> str:
 
 
 def summary(f: Fact) -> str:
-    counts = f" ({_e(f, 'exits', 'count')} of {_e(f, 'n', 'count')})" if "exits" in f.evidence else ""
+    about = "about " if f.evidence.get("estimator") else ""  # effective counts of the in-progress estimates
+    counts = f" ({about}{_e(f, 'exits', 'count')} of {_e(f, 'n', 'count')})" if "exits" in f.evidence else ""
     return (f"{entity_label(f.subject)} is a drop-off point in {entity_label(f.object)}: "
             f"{_e(f, 'exit_probability', 'pct')} of the moves out of it go to {_e(f, 'dropoff_outcome')}{counts}. "
             f"It is reached by {_e(f, 'reach', 'pct')} of journeys.")
