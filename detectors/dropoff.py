@@ -84,7 +84,11 @@ def _estimated(view: SnapView, states: list[str]) -> dict[str, Any]:
         "exit_probability": t.exit_probability, "exits": round(t.exit_probability * n),
         "baseline_exit": t.baseline_exit, "loss_outcomes": loss_outcomes(view),
         "lost_journeys": round(t.lost_journeys), "loss_share": t.loss_share,
-        "reach": max(float(r.get("estimate") or 0.0) for r in reach), "n_reached": max(int(r.get("reached") or 0) for r in reach),
+        # n_reached: effective journeys with a move out (n_eff × journeys per resolved move, so ≤ n as when
+        # counted); journeys_reached: every journey seen entering the states so far
+        "reach": max(float(r.get("estimate") or 0.0) for r in reach),
+        "n_reached": round(n * t.journeys / t.moves) if t.moves else 0,
+        "journeys_reached": max(int(r.get("reached") or 0) for r in reach),
         "dropoff_outcome": either(loss_outcomes(view)), "n": n, "z": t.z, "p_value": t.p_value,
         "estimator": loss_estimates.ESTIMATOR, "n_eff": t.n_eff, "baseline_n_eff": t.baseline_n_eff,
         "se": t.se, "baseline_se": t.baseline_se, "loss_share_se": t.loss_share_se,
@@ -136,9 +140,11 @@ class Dropoff:
     the binomial one at each side's effective n, min_n on the effective moves,
     reach from `reach_estimates`, links from `resolved_shares`, ranks by
     estimated lost journeys; the evidence names the estimator and carries n_eff,
-    standard errors and the raw counts. Open periods are then examined too (the
-    latest periods are no longer blind). With nothing censored the counts
-    above are used unchanged.
+    standard errors and the raw counts. With nothing censored the counts above
+    are used unchanged. Open (immature) periods are still left out, as for every
+    single-snapshot detector (Context.of_scope): a finding there would make every
+    other detector's findings look "missing" from the latest period (engine.feed's
+    recency).
     """
 
     name = "dropoff"
@@ -149,9 +155,7 @@ class Dropoff:
     types = ("dropoff_point", "dropoff_cluster")
 
     def run(self, ctx: Context) -> list[Finding]:
-        scopes = ctx.config.scopes  # an open period counts once its journeys in progress are estimated
-        views = [v for v in ctx.views if v.scope in scopes and (v.mature or v.scope != "period" or uses_estimates(v))]
-        return [f for view in views for f in self._one(ctx, view)]
+        return ctx.per_view(self._one)
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: DropoffConfig = ctx.config

@@ -76,7 +76,8 @@ def block(steps: step_shares.Steps, pick: np.ndarray, pos: np.ndarray, follow: n
     products = (a_g * a_g, a_g * b_g, b_g * b_g, a_g * a_j[g_j], a_g * b_j[g_j], b_g * a_j[g_j], b_g * b_j[g_j])
     moments = {m: np.bincount(g_state, weights=x, minlength=k) for m, x in zip(_STATE_MOMENTS, products)}
     moves, exits = np.bincount(src, minlength=k), np.bincount(src[lost], minlength=k)
-    out["states"] = {steps.names[s]: {"moves": int(moves[s]), "exits": int(exits[s]),
+    journeys = np.bincount(g_state, minlength=k)  # journeys with a resolved move out of the state
+    out["states"] = {steps.names[s]: {"moves": int(moves[s]), "exits": int(exits[s]), "journeys": int(journeys[s]),
                                       **{m: r6(float(v[s])) for m, v in sums.items()},
                                       **{m: r6(float(v[s])) for m, v in moments.items()}}
                      for s in sorted(np.flatnonzero(moves).tolist(), key=lambda s: steps.names[s])}
@@ -104,6 +105,7 @@ class LossTest:
     n_eff: float           # binomial-equivalent moves out of the states (p (1 − p) / Var, at most `moves`)
     baseline_n_eff: float
     moves: int             # resolved moves out of the states (raw)
+    journeys: int          # journeys with such a move (raw; the most of any one state for several)
     exits: int             # of which into a loss (raw)
     exit_weight: float     # IPCW mass of those: the lost journeys leaving from the states
     loss_share: float
@@ -122,6 +124,7 @@ def loss_test(est: Mapping[str, Any], states: Sequence[str]) -> LossTest:
     m_r, e_r = m_all - m_s, e_all - e_s
     p_s, p_r = (e_s / m_s if m_s > 0 else 0.0), (e_r / m_r if m_r > 0 else 0.0)
     moves, exits = sum(int(r.get("moves", 0)) for r in per), sum(int(r.get("exits", 0)) for r in per)
+    journeys = max((int(r.get("journeys", 0)) for r in per), default=0)
     v_s = _var(est, per, 1 / m_s, -p_s / m_s, 0.0, 0.0) if m_s > 0 else 0.0
     v_r = _var(est, per, 1 / m_r, -p_r / m_r, -1 / m_r, p_r / m_r) if m_r > 0 else 0.0
     n_s, n_r = _n_eff(p_s, v_s, moves), _n_eff(p_r, v_r, int(est["moves"]) - moves)
@@ -133,7 +136,7 @@ def loss_test(est: Mapping[str, Any], states: Sequence[str]) -> LossTest:
         pooled = (p_s * n_s + p_r * n_r) / (n_s + n_r) if n_s + n_r > 0 else 0.0
         floor = sum(pooled * (1 - pooled) / n for n in (n_s, n_r) if n > 0)
         z, p = two_sample_z(p_r, 0.0, p_s, max(v_d, floor))
-    return LossTest(p_s, p_r, v_s ** 0.5, v_r ** 0.5, n_s, n_r, moves, exits, e_s, share, v_share ** 0.5, e_all, z, p)
+    return LossTest(p_s, p_r, v_s ** 0.5, v_r ** 0.5, n_s, n_r, moves, journeys, exits, e_s, share, v_share ** 0.5, e_all, z, p)
 
 
 def _var(est: Mapping[str, Any], per: Sequence[Mapping[str, Any]], a: float, b: float, c: float, d: float) -> float:

@@ -33,7 +33,10 @@ def plan(p: Plan) -> str:
               f"({lost}{p.v('lost_journeys')} lost in all).")
     if estimated:
         p.say("These numbers are estimates that count journeys still in progress, not only finished ones.")
-    reach(p)
+        if p.has("reach"):
+            p.say(f"An estimated {p.v('reach')} of journeys reach {where}.")
+    else:
+        reach(p)
     return f"Review the experience at {where} with session recordings or user interviews to find where users stall."
 
 

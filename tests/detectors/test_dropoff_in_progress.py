@@ -67,17 +67,6 @@ def test_planted_dropoff_found_from_estimates_before_the_completed_rule_can(youn
     assert old == []  # 88 finished journeys cannot tell yet
 
 
-def test_open_periods_are_examined_once_estimated(young):
-    """The latest periods have no mature journey: the completed-only detector never looks at them."""
-    kind, snaps, cfg, _ = young
-    periods = [s for s in snaps if s.scope == "period"]
-    assert periods and not any(s.mature for s in periods)
-    assert all(uses_estimates(SnapView(s)) for s in periods)
-    if kind == "planted":
-        ids = {s.snapshot_id for s in periods}
-        assert any(f.subject == BILLING and f.snapshot_id in ids for f in _dropoffs(snaps, cfg))
-
-
 def _flat(block: dict) -> dict:
     out = {k: v for k, v in block.items() if k not in ("states", "moments")}
     out.update({f"moments.{k}": v for k, v in block["moments"].items()})
