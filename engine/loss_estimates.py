@@ -11,7 +11,7 @@ leaving from s" is "steps s → loss". This block therefore reuses the per-step 
 
 * a step's destination is final once the drop-off horizon H has passed since it was entered, or once its
   journey's end is known, or at the window's end; it counts with weight 1 / Ĝ(τ), τ = min(W, s + H, T), the
-  very steps and weights of `resolved_shares` (step_shares.weighted). τ depends on the journey alone, so
+  very steps and weights of `resolved_shares` (step_shares.counted, computed once for both). τ depends on the journey alone, so
   P(counted | journey) = G(τ) and every weighted sum below is unbiased for the same sum over all the scope's
   steps (step_shares' docstring); ratios are Hájek ratios of such sums.
 * why not journey-level IPCW (a journey counted once its end is known, weight 1 / Ĝ(T)): equally unbiased,
@@ -51,37 +51,34 @@ DESCRIPTION = ("resolved_steps_ipcw: moves out of each state into a loss (any ou
 _STATE_MOMENTS = ("aa", "ab", "bb", "xa", "xab", "xba", "xbb")
 
 
-def block(steps: step_shares.Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
+def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarray, window_s: float,
           horizon_s: int, losses: Sequence[str]) -> dict[str, Any]:
-    """`loss_estimates` of one scope: `pick` selects its steps, `pos` their journey's place in `follow`."""
+    """`loss_estimates` of one scope from its counted steps (step_shares.counted; journeys' places in `follow`)."""
     from engine.snapshot import r6
 
-    pick, pos, w = step_shares.weighted(steps, pick, pos, follow, window_s, horizon_s)
     out: dict[str, Any] = {"entered_within_s": _entered_within(follow, window_s, horizon_s),
-                           "moves": len(pick), "lost": 0, "moves_weight": 0.0, "lost_journeys": 0.0,
+                           "moves": len(done.pick), "lost": 0, "moves_weight": 0.0, "lost_journeys": 0.0,
                            "moments": {"AA": 0.0, "AB": 0.0, "BB": 0.0}, "states": {}}
-    if not len(pick):
+    if not len(done.pick):
         return out
     k = len(steps.names)
     is_loss = np.isin(np.array(steps.names, dtype=object), list(losses))
-    src, lost = steps.src[pick], is_loss[steps.dst[pick]]
-    a_w = np.where(lost, w, 0.0)
-    key, inv = step_shares._groups(pos * k + src)  # (journey, state) groups
-    a_g, b_g = np.bincount(inv, weights=a_w), np.bincount(inv, weights=w)
-    g_state, g_j = key % k, key // k
-    a_j = np.bincount(pos, weights=a_w, minlength=len(follow))
-    b_j = np.bincount(pos, weights=w, minlength=len(follow))
-    sums = {"moves_weight": np.bincount(src, weights=w, minlength=k),
-            "exit_weight": np.bincount(src, weights=a_w, minlength=k)}
-    products = (a_g * a_g, a_g * b_g, b_g * b_g, a_g * a_j[g_j], a_g * b_j[g_j], b_g * a_j[g_j], b_g * b_j[g_j])
-    moments = {m: np.bincount(g_state, weights=x, minlength=k) for m, x in zip(_STATE_MOMENTS, products)}
-    moves, exits = np.bincount(src, minlength=k), np.bincount(src[lost], minlength=k)
-    journeys = np.bincount(g_state, minlength=k)  # journeys with a resolved move out of the state
-    out["states"] = {steps.names[s]: {"moves": int(moves[s]), "exits": int(exits[s]), "journeys": int(journeys[s]),
-                                      **{m: r6(float(v[s])) for m, v in sums.items()},
-                                      **{m: r6(float(v[s])) for m, v in moments.items()}}
-                     for s in sorted(np.flatnonzero(moves).tolist(), key=lambda s: steps.names[s])}
-    out.update(lost=int(lost.sum()), moves_weight=r6(float(w.sum())), lost_journeys=r6(float(a_w.sum())),
+    lost = is_loss[steps.dst[done.pick]]
+    a_w = np.where(lost, done.w, 0.0)
+    inv = done.group_inv  # per (journey, state) group: A_js, B_js, raw moves and exits; the rest from these
+    a_g, b_g = np.bincount(inv, weights=a_w), np.bincount(inv, weights=done.w)
+    n_g, x_g = np.bincount(inv), np.bincount(inv, weights=lost)
+    g_state, g_j = done.group_key % k, done.group_key // k
+    a_j = np.bincount(g_j, weights=a_g, minlength=len(follow))
+    b_j = np.bincount(g_j, weights=b_g, minlength=len(follow))
+    per = {"moves": n_g, "exits": x_g, "journeys": np.ones(len(g_state)), "moves_weight": b_g, "exit_weight": a_g,
+           "aa": a_g * a_g, "ab": a_g * b_g, "bb": b_g * b_g, "xa": a_g * a_j[g_j], "xab": a_g * b_j[g_j],
+           "xba": b_g * a_j[g_j], "xbb": b_g * b_j[g_j]}
+    sums = {m: np.bincount(g_state, weights=x, minlength=k) for m, x in per.items()}
+    counts = ("moves", "exits", "journeys")
+    out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
+                     for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}
+    out.update(lost=int(lost.sum()), moves_weight=r6(float(done.w.sum())), lost_journeys=r6(float(a_w.sum())),
                moments={"AA": r6(float(a_j @ a_j)), "AB": r6(float(a_j @ b_j)), "BB": r6(float(b_j @ b_j))})
     return out
 

@@ -139,10 +139,11 @@ def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any],
         steps = step_shares.Steps.query(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
                                                         "collapse": bool(payload.get("collapse_self_loops"))})
         follow = np.array([r[0] for r in con.execute("SELECT follow FROM _jg_rc ORDER BY jrow").fetchall()], dtype=float)
-        every, window_s = np.arange(len(steps.row)), float(payload["journey_window_s"])
+        window_s = float(payload["journey_window_s"])
+        done = step_shares.counted(steps, np.arange(len(steps.row)), steps.row, follow, window_s, horizon)
         losses = [o for o in payload.get("outcomes", []) if o != payload["conversion_outcome"]]
-        return {"resolved_shares": step_shares.shares(steps, every, steps.row, follow, window_s, horizon),
-                "loss_estimates": loss_estimates.block(steps, every, steps.row, follow, window_s, horizon, losses)}
+        return {"resolved_shares": step_shares.shares(steps, done.pick, done.pos, follow, window_s, horizon, done),
+                "loss_estimates": loss_estimates.block(steps, done, follow, window_s, horizon, losses)}
     finally:
         con.execute("DROP TABLE IF EXISTS _jg_rc")
 

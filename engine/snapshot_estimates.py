@@ -132,12 +132,12 @@ def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int,
         hi = np.searchsorted(rows.cls, classes, side="right")
         take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
         pick, pos = _members(steps.row, lo, hi)
-        out[sid] = {"estimate_horizon_s": horizon_reached(rows.follow[take], window_s),
-                    "loss_estimates": loss_estimates.block(steps, pick, pos, rows.follow[take], window_s,
-                                                           params["horizon"], losses),
+        follow = rows.follow[take]
+        done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"])
+        out[sid] = {"estimate_horizon_s": horizon_reached(follow, window_s),
+                    "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
                     "reach_estimates": _reach(rows, take, lo, hi, window_s),
-                    "resolved_shares": step_shares.shares(steps, pick, pos, rows.follow[take], window_s,
-                                                          params["horizon"]),
+                    "resolved_shares": step_shares.shares(steps, pick, pos, follow, window_s, params["horizon"], done),
                     **_paths_and_durations(rows, take, top_n)}
     return out
 
