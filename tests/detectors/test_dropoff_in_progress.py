@@ -127,3 +127,61 @@ def test_an_uncensored_scope_reads_its_completed_counts_unchanged(mature_snaps):
     assert with_block and [f.to_dict() for f in with_block] == [f.to_dict() for f in without]
     assert any("estimator" in f.evidence for f in with_block)  # the censored all-data scope: estimates
     assert any("estimator" not in f.evidence for f in with_block)
+
+
+def _cluster_snapshot(n: int, seed: int) -> Snapshot:
+    """a → b → c → converted, b and c each losing half their journeys, half the journeys still open: the payload's
+    in-progress blocks built by the engine's own functions from the simulated steps."""
+    import numpy as np
+
+    from detectors.synthetic import chain_payload
+    from engine import step_shares
+
+    rng = np.random.default_rng(seed)
+    names = ["a", "b", "c", "converted", "dropped"]
+    loss = {0: 0.1, 1: 0.5, 2: 0.5}
+    row, s, src, dst, end = [], [], [], [], np.zeros(n)
+    for j in range(n):  # a few thousand journeys of at most three steps
+        t = 0.0
+        for k in range(3):
+            gap = rng.exponential(2.0)
+            lost = rng.random() < loss[k] or gap > 5.0
+            row.append(j), s.append(t), src.append(k), dst.append(4 if lost else k + 1 if k < 2 else 3)
+            if lost or k == 2:
+                end[j] = t + (5.0 if lost else gap)
+                break
+            t += gap
+    row_a, s_a = np.array(row), np.array(s)
+    follow = np.where(np.arange(n) % 2 == 0, 60.0, rng.random(n) * 30.0)  # half complete, half open
+    known = end <= follow
+    keep = (s_a + 5.0 <= follow[row_a]) | known[row_a]
+    steps = step_shares.Steps(row=row_a[keep], s=s_a[keep], known_t=np.where(known, end, np.nan)[row_a[keep]],
+                              src=np.array(src)[keep], dst=np.array(dst)[keep], names=names)
+    done = step_shares.counted(steps, np.arange(int(keep.sum())), row_a[keep], follow, 30.0, 5)
+    payload = chain_payload({"a": {"b": 0.9, "dropped": 0.1}, "b": {"c": 0.5, "dropped": 0.5},
+                             "c": {"converted": 0.5, "dropped": 0.5}}, journeys=n // 2, start="a")
+    reached = {x: int(np.unique(row_a[np.array(src) == i]).size) for i, x in enumerate(names[:3])}
+    payload.update(journeys=n, censored=n // 2, journey_window_s=30, observation={"complete": int(known.sum())},
+                   loss_estimates=loss_estimates.block(steps, done, follow, 30.0, 5, ["dropped"]),
+                   resolved_shares=step_shares.shares(steps, done.pick, done.pos, follow, 30.0, 5, done),
+                   reach_estimates={x: {"estimate": c / n, "reached": c} for x, c in reached.items()})
+    return Snapshot.from_payload(payload)
+
+
+def test_linked_dropoff_states_form_one_cluster_tested_on_their_pooled_moves():
+    from tests.detectors.detector_builders import make_cfg
+
+    snap = _cluster_snapshot(3000, 4)
+    view = SnapView(snap)
+    assert uses_estimates(view)
+    found = [f for f in run_detectors([snap], make_cfg()).findings if f.type in Dropoff.types]
+    clusters = [f for f in found if f.type == "dropoff_cluster"]
+    assert [f.subject for f in clusters] == ["path:b>c"]
+    ev = clusters[0].evidence
+    block = view.payload["loss_estimates"]["states"]
+    pooled = sum(block[x]["exit_weight"] for x in "bc") / sum(block[x]["moves_weight"] for x in "bc")
+    assert ev["states"] == ["b", "c"] and ev["exit_probability"] == pytest.approx(pooled, abs=1e-6)
+    assert ev["estimator"] == loss_estimates.ESTIMATOR and clusters[0].p_value < 1e-6
+    # each lost journey leaves from one state: the cluster's share of losses is its members' shares added up
+    assert ev["loss_share"] == pytest.approx(sum(loss_evidence(view, [x])["loss_share"] for x in "bc"), abs=1e-9)
+    assert ev["lost_journeys"] == loss_evidence(view, ["a"])["lost_journeys"] > 0
