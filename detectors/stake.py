@@ -34,7 +34,9 @@ Counterfactual per finding type ("chain" unless said):
                                                   edges into it deleted, predecessors renormalised)
     dropoff_point, dropoff_cluster                none, counts: the lost journeys that leave right after the
                                                   state(s), observed (evidence exits of lost_journeys; each
-                                                  lost journey has one last state, so these never double count)
+                                                  lost journey has one last state, so these never double count;
+                                                  on in-progress estimates: loss_share × the estimated lost journeys,
+                                                  over every journey of the scope)
     repeated_visit                                no return to the state after its first visit (the chain doubled
                                                   into before/after-first-visit layers; returns deleted)
     regression (edge)                             the edge's probability set back to its earlier value
