@@ -96,7 +96,8 @@ def _estimated(view: SnapView, states: list[str]) -> dict[str, Any]:
         **{f"journeys_{k}": int(v) for k, v in sorted((p.get("observation") or {}).items())},
     }
     if int(block["entered_within_s"]) < int(p.get("journey_window_s") or 0):
-        ev["entered_within_s"] = int(block["entered_within_s"])  # positivity: moves of the journeys' first days only
+        # positivity: moves of the journeys' first days only (a float: the narration writes it in days)
+        ev["entered_within_s"] = float(block["entered_within_s"])
     return ev
 
 
@@ -165,7 +166,7 @@ class Dropoff:
         flow = _flow(view)
         points: list[_Exit] = []
         parts = ctx.shared("outcome_parts", view)
-        for state in view.states:
+        for state in flow.states:
             out = flow.moves(state)
             if out < ctx.floor(cfg.min_n) or flow.reach(state) < cfg.min_reach or state in parts:
                 continue
@@ -205,9 +206,11 @@ class Dropoff:
 
 @dataclass(frozen=True)
 class _Flow:
-    """What qualifying and clustering read of a scope: moves out of a state (effective n on the estimates),
-    its reach, and P(a → b) (the in-progress `resolved_shares` on the estimates)."""
+    """What qualifying and clustering read of a scope: its states (on the estimates: those with a resolved move
+    out, though no journey may have completed yet), moves out of a state (effective n on the estimates), its
+    reach, and P(a → b) (the in-progress `resolved_shares` on the estimates)."""
 
+    states: list[str]
     moves: Callable[[str], float]
     reach: Callable[[str], float]
     share: Callable[[str, str], float]
@@ -215,11 +218,12 @@ class _Flow:
 
 def _flow(view: SnapView) -> _Flow:
     if not uses_estimates(view):
-        return _Flow(view.out_total, view.reach, lambda a, b: view.count(a, b) / max(1, view.out_total(a)))
+        return _Flow(view.states, view.out_total, view.reach,
+                     lambda a, b: view.count(a, b) / max(1, view.out_total(a)))
     p = view.payload
     block, reach = p["loss_estimates"], p["reach_estimates"]
     shares = {(r["from"], r["to"]): float(r["share"]) for r in p["resolved_shares"]}
-    return _Flow(lambda s: loss_estimates.loss_test(block, [s]).n_eff if s in block["states"] else 0.0,
+    return _Flow(sorted(block["states"]), lambda s: loss_estimates.loss_test(block, [s]).n_eff,
                  lambda s: float((reach.get(s) or {}).get("estimate") or 0.0),
                  lambda a, b: shares.get((a, b), 0.0))
 

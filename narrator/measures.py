@@ -87,6 +87,7 @@ _FIXED: dict[str, Measure] = {
     "share": Measure("share", _J, label="share of journeys"),
     "conversion_rate": Measure("share", _J, label="conversion"),
     "median_duration_s": Measure("seconds", label="median duration"),
+    "entered_within_s": Measure("seconds", label="time since the journey's start"),  # dropoff estimates (positivity)
     "median_length": Measure("count", "steps", label="median length"),
     "quality": Measure("score", None, label="path quality (1 = typical)"),
     "p_value": Measure("pvalue"), "q_value": Measure("pvalue"), "gap_p_value": Measure("pvalue"),

@@ -33,6 +33,9 @@ def plan(p: Plan) -> str:
               f"({lost}{p.v('lost_journeys')} lost in all).")
     if estimated:
         p.say("These numbers are estimates that count journeys still in progress, not only finished ones.")
+        if p.has("entered_within_s"):  # positivity: no journey of the scope followed for a whole window yet
+            p.say(f"They cover the moves made within {p.v('entered_within_s')} of each journey's start, "
+                  "as no journey has been followed for a whole window yet.")
         if p.has("reach"):
             p.say(f"An estimated {p.v('reach')} of journeys reach {where}.")
     else:

@@ -185,3 +185,17 @@ def test_linked_dropoff_states_form_one_cluster_tested_on_their_pooled_moves():
     # each lost journey leaves from one state: the cluster's share of losses is its members' shares added up
     assert ev["loss_share"] == pytest.approx(sum(loss_evidence(view, [x])["loss_share"] for x in "bc"), abs=2e-6)
     assert ev["lost_journeys"] == loss_evidence(view, ["a"])["lost_journeys"] > 0
+
+
+def test_a_scope_with_no_finished_journey_is_read_from_its_early_moves(tmp_path):
+    """25 days of a 30-day window: not one journey complete, the completed-only counts are empty; the estimates
+    cover the moves made in the journeys' first days and say how far (positivity)."""
+    snaps, cfg = release_stream(DemoParams(n_users=2000, days=25, release_day=23, seed=7), tmp_path, 2)
+    everything = next(s for s in snaps if s.scope == "all")
+    assert everything.payload["completed"] == 0
+    found = [f for f in _dropoffs(snaps, cfg) if f.snapshot_id == everything.snapshot_id]
+    assert [f.subject for f in found] == [BILLING]
+    ev = found[0].evidence
+    assert 0 < ev["entered_within_s"] < everything.payload["journey_window_s"]
+    assert ev["entered_within_s"] == everything.payload["loss_estimates"]["entered_within_s"]
+    assert _dropoffs(_completed_only(snaps), cfg) == []
