@@ -11,8 +11,8 @@ leaving from s" is "steps s → loss". This block therefore reuses the per-step 
 
 * a step's destination is final once the drop-off horizon H has passed since it was entered, or once its
   journey's end is known, or at the window's end; it counts with weight 1 / Ĝ(τ), τ = min(W, s + H, T), the
-  very steps and weights of `resolved_shares` (step_shares.counted, computed once for both). τ depends on the journey alone, so
-  P(counted | journey) = G(τ) and every weighted sum below is unbiased for the same sum over all the scope's
+  very steps and weights of `resolved_shares` (step_shares.counted, computed once for both). τ depends on
+  the journey alone, so P(counted | journey) = G(τ) and every weighted sum below is unbiased for the same sum over all the scope's
   steps (step_shares' docstring); ratios are Hájek ratios of such sums.
 * why not journey-level IPCW (a journey counted once its end is known, weight 1 / Ĝ(T)): equally unbiased,
   but a journey still active contributes nothing until it ends, so a young scope waits for its slow
@@ -31,6 +31,12 @@ several states (a drop-off cluster) also needs Σ_j of products between two of i
 does not carry: those are bounded by Cauchy–Schwarz, so a cluster's variance is an upper bound (exact for
 one state, and for loss shares, where a journey's one loss step makes the cross products 0).
 With nothing censored every weight is 1 and the sums are the completed-only counts.
+
+Test (`loss_test`): Wald z of p_S − p_rest with the clustered variance of the *difference* (one journey moves
+through both sides, so their covariance is kept), floored at the sum of the two sides' binomial variances
+at their effective n (a delta-method variance near 0 or 1 is far too small). n_eff = p (1 − p) / Var, at
+most the raw resolved moves: a journey is lost at most once however often it passes a state, so the
+clustered variance can fall below the binomial one, and the effective n never claims more than was seen.
 """
 
 from __future__ import annotations
