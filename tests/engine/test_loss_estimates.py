@@ -11,6 +11,8 @@ Bounds come from the Monte-Carlo standard error (4 SE), not fixed constants.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -155,3 +157,28 @@ def test_clustered_variance_is_exact_for_a_state_and_an_upper_bound_for_a_cluste
             assert t.se == pytest.approx(np.sqrt(exact), rel=1e-4)
         else:
             assert t.se >= np.sqrt(exact) * (1 - 1e-6)
+
+
+def test_the_exit_test_holds_its_level_when_every_state_loses_alike(monkeypatch):
+    """Null: every move loses with 0.3 wherever it starts (quick and slow journeys alike, so durations still
+    differ by journey): z of each state against the rest is standard normal, rejections at the nominal rate."""
+    monkeypatch.setattr(sys.modules[__name__], "LOSS_AT", {0: (0.3, 0.3), 1: (0.3, 0.3)})
+    monkeypatch.setattr(sys.modules[__name__], "CONVERT", 0.7)
+    monkeypatch.setattr(sys.modules[__name__], "SLOW_GAP", 1.0)  # a gap longer than H (a drop-off) all but never
+    rng = np.random.default_rng(11)
+    z, p = [], []
+    for _ in range(300):
+        sim = simulate(800, rng)
+        follow = SPAN - rng.random(800) * SPAN
+        known, row = sim["end"] <= follow, sim["row"]
+        keep = (sim["s"] + H <= follow[row]) | known[row]
+        steps = step_shares.Steps(row=row[keep], s=sim["s"][keep], known_t=np.where(known, sim["end"], np.nan)[row[keep]],
+                                  src=sim["src"][keep], dst=sim["dst"][keep], names=NAMES)
+        done = step_shares.counted(steps, np.arange(int(keep.sum())), row[keep], follow, W, int(H))
+        block = loss_estimates.block(steps, done, follow, W, int(H), LOSSES)
+        for state in ("S0", "S1"):
+            t = loss_estimates.loss_test(block, [state])
+            z.append(t.z), p.append(t.p_value)
+    n = len(p)
+    assert abs(np.mean(np.array(p) < 0.05) - 0.05) <= 4 * np.sqrt(0.05 * 0.95 / n)
+    assert abs(np.std(z) - 1.0) <= 4 / np.sqrt(2 * n) and abs(np.mean(z)) <= 4 / np.sqrt(n)
