@@ -34,7 +34,9 @@ Counterfactual per finding type ("chain" unless said):
                                                   edges into it deleted, predecessors renormalised)
     dropoff_point, dropoff_cluster                none, counts: the lost journeys that leave right after the
                                                   state(s), observed (evidence exits of lost_journeys; each
-                                                  lost journey has one last state, so these never double count)
+                                                  lost journey has one last state, so these never double count;
+                                                  on in-progress estimates: loss_share × the estimated lost journeys,
+                                                  over every journey of the scope)
     repeated_visit                                no return to the state after its first visit (the chain doubled
                                                   into before/after-first-visit layers; returns deleted)
     regression (edge)                             the edge's probability set back to its earlier value
@@ -246,7 +248,10 @@ def _losses(f: Finding, view: SnapView) -> tuple:
     the baseline is all lost journeys per journey, and their ratio is the finding's `loss_share`."""
     states = list(f.evidence.get("states") or [f.subject.split(":", 1)[1]])
     n = max(1, view.completed)
-    exits, lost = int(f.evidence["exits"]), int(f.evidence["lost_journeys"])
+    exits, lost = float(f.evidence["exits"]), float(f.evidence["lost_journeys"])
+    if "estimator" in f.evidence:  # in-progress estimates: lost journeys had every journey been followed
+        n = max(1, int(view.payload.get("journeys") or view.completed))
+        exits = float(f.evidence["loss_share"]) * lost
     words = f"lost journeys whose last step is {either(states)}"
     return _counts(f, [(exits / n, n)], lambda r: r[0], lost / n, words, view)
 

@@ -16,7 +16,9 @@ engine.step_counts, engine.journeys):
   known by the data end, else (data end − start, censored);
 * complete / partial / unobserved as engine.snapshot defines them;
 * reach: each (journey, state)'s first visit from journey_steps, the first-entry
-  incidence of engine.snapshot_estimates over those and the incidence rows.
+  incidence of engine.snapshot_estimates over those and the incidence rows;
+* `resolved_shares` and `loss_estimates`: engine.step_shares' STEPS_SQL over the scope's journeys, then the
+  snapshot's own functions on those rows.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import incidence, path_estimate_totals, step_shares
+from engine import incidence, loss_estimates, path_estimate_totals, step_shares
 
 _SCOPE_CTE = """
 sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
@@ -79,7 +81,8 @@ GROUP BY ALL ORDER BY ALL
 
 def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
     """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates`, `resolved_shares`,
-    `path_estimates` and `duration_estimates` (engine.path_estimate_totals) of one scope (payload-shaped, rounded).
+    `loss_estimates`, `path_estimates` and `duration_estimates` (engine.path_estimate_totals) of one scope
+    (payload-shaped, rounded).
 
     `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
     `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
@@ -103,7 +106,7 @@ def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Ma
     visits = con.execute(_VISITS_SQL.format(scope=scope), [dropoff, *params, journey]).fetchall()
     return {
         "reach_estimates": _reach(per, visits, float(window_s)),
-        "resolved_shares": _shares(con, scope, [dropoff, *params, window_s], payload, horizon),
+        **_shares(con, scope, [dropoff, *params, window_s], payload, horizon),
         "estimate_horizon_s": _horizon(con, scope, [dropoff, *params], window_s),
         **path_estimate_totals.recount(con, scope, [dropoff, *params], payload),
         "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
@@ -130,15 +133,19 @@ def _reach(per: list[tuple], visits: list[tuple], window_s: float) -> dict[str, 
             for state, hits in sorted(by_state.items())}
 
 
-def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> list[dict[str, Any]]:
-    """`resolved_shares` of the scope (engine.step_shares over the scope's journeys alone)."""
+def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> dict[str, Any]:
+    """`resolved_shares` and `loss_estimates` of the scope (engine.step_shares, engine.loss_estimates over the
+    scope's journeys alone)."""
     con.execute(_SHARE_ROWS_SQL.format(scope=scope), params)
     try:
         steps = step_shares.Steps.query(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
                                                         "collapse": bool(payload.get("collapse_self_loops"))})
         follow = np.array([r[0] for r in con.execute("SELECT follow FROM _jg_rc ORDER BY jrow").fetchall()], dtype=float)
-        return step_shares.shares(steps, np.arange(len(steps.row)), steps.row, follow,
-                                  float(payload["journey_window_s"]), horizon)
+        window_s = float(payload["journey_window_s"])
+        done = step_shares.counted(steps, np.arange(len(steps.row)), steps.row, follow, window_s, horizon)
+        losses = [o for o in payload.get("outcomes", []) if o != payload["conversion_outcome"]]
+        return {"resolved_shares": step_shares.shares(steps, done.pick, done.pos, follow, window_s, horizon, done),
+                "loss_estimates": loss_estimates.block(steps, done, follow, window_s, horizon, losses)}
     finally:
         con.execute("DROP TABLE IF EXISTS _jg_rc")
 

@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, incidence, path_estimate_totals, step_shares
+from engine import arrow_scan, incidence, loss_estimates, path_estimate_totals, step_shares
 from engine.paths import SEP
 
 ESTIMATORS = {
@@ -54,6 +54,7 @@ ESTIMATORS = {
                         "final (horizon passed since entry, or the journey's end known), each weighted by "
                         "1 / P(follow-up >= min(window, entry + horizon, end known)); journey-clustered sandwich se; "
                         "weight: the cell's IPCW mass (what the steps stand for, had every journey been followed)"),
+    "loss_estimates": loss_estimates.DESCRIPTION,
     "duration_estimates": ("ipcw_kaplan_meier: median of the IPCW-weighted distribution (Kaplan-Meier in IPCW "
                            "form) of duration and length; Brookmeyer-Crowley 95 % interval for the duration"),
 }
@@ -126,6 +127,7 @@ def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int,
     steps = step_rows.resolved()
     del step_rows
     window_s = float(jc.window_s)
+    losses = [o for o in jc.outcome_names if o != jc.conversion_outcome]
     members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
     out = {}
     for sid, classes in members:
@@ -133,10 +135,12 @@ def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int,
         hi = np.searchsorted(rows.cls, classes, side="right")
         take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
         pick, pos = _members(steps.row, lo, hi)
-        out[sid] = {"estimate_horizon_s": horizon_reached(rows.follow[take], window_s),
+        follow = rows.follow[take]
+        done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"])
+        out[sid] = {"estimate_horizon_s": horizon_reached(follow, window_s),
+                    "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
                     "reach_estimates": _reach(rows, take, lo, hi, window_s),
-                    "resolved_shares": step_shares.shares(steps, pick, pos, rows.follow[take], window_s,
-                                                          params["horizon"]),
+                    "resolved_shares": step_shares.shares(steps, pick, pos, follow, window_s, params["horizon"], done),
                     **_paths_and_durations(rows, take, top_n)}
     return out
 

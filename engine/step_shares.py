@@ -34,6 +34,7 @@ clustered by journey: Var p̂_b = Σ_j (Σ_{i∈j} w_i (1{dst_i = b} − p̂_b))
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -217,27 +218,23 @@ class StepRows:
 
 
 def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
-           horizon_s: int) -> list[dict[str, Any]]:
-    """`resolved_shares` of one scope: `pick` selects its steps, `pos` their journey's place in `follow`."""
+           horizon_s: int, done: Counted | None = None) -> list[dict[str, Any]]:
+    """`resolved_shares` of one scope: `pick` selects its steps, `pos` their journey's place in `follow`
+    (`done`: `counted` of the same, when the caller has it)."""
     from engine.snapshot import r6
 
+    done = done or counted(steps, pick, pos, follow, window_s, horizon_s)
+    pick, pos, w = done.pick, done.pos, done.w
     if not len(pick):
         return []
-    latest = np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0 else np.full(len(pick), float(window_s))
-    inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
-    pick, pos, latest = pick[inside], pos[inside], latest[inside]
-    if not len(pick):
-        return []
-    s, src, dst = steps.s[pick], steps.src[pick], steps.dst[pick]
-    tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
-    w = ipcw.weights(tau, np.ones(len(s), bool), follow)
+    src, dst = steps.src[pick], steps.dst[pick]
     k = len(steps.names)
     cell = src * k + dst
     total = np.bincount(src, weights=w, minlength=k)
     mass = np.bincount(cell, weights=w, minlength=k * k)
     n = np.bincount(cell, minlength=k * k)
     p = np.where(total[src] > 0, mass[cell] / total[src], 0.0)  # each step's own cell share
-    var = _clustered_var(pos, src, cell, w, p, k)
+    var = _clustered_var(pos, done.group_key, done.group_inv, cell, w, p, k)
     out = []
     for c in np.flatnonzero(n):
         a, b = divmod(int(c), k)
@@ -247,14 +244,42 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
     return sorted(out, key=lambda e: (e["from"], e["to"]))
 
 
-def _clustered_var(pos: np.ndarray, src: np.ndarray, cell: np.ndarray, w: np.ndarray, p: np.ndarray,
-                   k: int) -> np.ndarray:
-    """Per cell (a, b): Σ_j (A_jb − p_b B_ja)² with A = Σ w·1{b}, B = Σ w over journey j's steps out of a."""
-    jsrc = pos * k + src                               # (journey, source) groups
+@dataclass(frozen=True)
+class Counted:
+    """A scope's steps that count: positions into the step arrays, their journeys' places, their IPCW weights,
+    and the (journey, source state) group of each (key sorted, and each step's index into it).
+    `resolved_shares` and engine.loss_estimates read the same steps, weights and groups."""
+
+    pick: np.ndarray
+    pos: np.ndarray
+    w: np.ndarray
+    group_key: np.ndarray
+    group_inv: np.ndarray
+
+
+def counted(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
+            horizon_s: int) -> Counted:
+    """The steps of a scope that count (positivity, see the module docstring), weighted 1 / Ĝ(τ)."""
+    if len(pick):
+        latest = (np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0
+                  else np.full(len(pick), float(window_s)))
+        inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
+        pick, pos, latest = pick[inside], pos[inside], latest[inside]
+        tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
+        w = ipcw.weights(tau, np.ones(len(pick), bool), follow)
+    else:
+        w = np.zeros(0)
+    key, inv = _groups(pos * len(steps.names) + steps.src[pick])
+    return Counted(pick, pos, w, key, inv)
+
+
+def _clustered_var(pos: np.ndarray, b_key: np.ndarray, b_inv: np.ndarray, cell: np.ndarray, w: np.ndarray,
+                   p: np.ndarray, k: int) -> np.ndarray:
+    """Per cell (a, b): Σ_j (A_jb − p_b B_ja)² with A = Σ w·1{b}, B = Σ w over journey j's steps out of a
+    (`b_key`/`b_inv`: the steps' (journey, source) groups, Counted's)."""
     jcell = pos * (k * k) + cell                       # (journey, cell) groups
     a_key, a_inv = _groups(jcell)
     a_sum = np.bincount(a_inv, weights=w)  # A_jb
-    b_key, b_inv = _groups(jsrc)
     b_sum = np.bincount(b_inv, weights=w)  # B_ja
     a_cell = a_key % (k * k)
     a_src = a_cell // k

@@ -88,6 +88,7 @@ _FIXED: dict[str, Measure] = {
     "conversion_rate": Measure("share", _J, label="conversion"),
     "rest_conversion_rate": Measure("share", _J, "rest", "conversion elsewhere"),  # path_quality on estimates
     "median_duration_s": Measure("seconds", label="median duration"),
+    "entered_within_s": Measure("seconds", label="time since the journey's start"),  # dropoff estimates (positivity)
     "median_length": Measure("count", "steps", label="median length"),
     "quality": Measure("score", None, label="path quality (1 = typical)"),
     "p_value": Measure("pvalue"), "q_value": Measure("pvalue"), "gap_p_value": Measure("pvalue"),

@@ -97,9 +97,9 @@ def dropoff(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     result.pop("z")
     ranks = loss_ranks(rc)
     result["loss_rank"] = min(ranks.get(s, len(ranks) + 1) for s in states)
-    if len(states) == 1:
+    if len(states) == 1 and states[0] in rc.states:  # on in-progress estimates a state may have no finished journey
         result["chain_exit_probability"] = rc.metrics.exit_probability(states[0])
-    else:
+    elif len(states) > 1:
         result["states"] = states
     return result
 

@@ -20,19 +20,32 @@ def plan(p: Plan) -> str:
     outcome = q(p.ev.get("dropoff_outcome", "dropped"))
     if states:
         p.say(f"The consecutive states {where} form a drop-off cluster in the {p.journey} journey.")
+    estimated = bool(p.ev.get("estimator"))
     if p.has("exit_probability"):
         counts = f" ({fmt_count(p.ev['exits'])} of {p.v('n')})" if p.has("exits") else ""
+        if counts and estimated:
+            counts = f" (about {fmt_count(p.ev['exits'])} of {p.v('n')}, effective counts)"
         other = f", against {p.v('baseline_exit')} of moves out of other states" if p.has("baseline_exit") else ""
         p.say(f"{p.v('exit_probability')} of the moves out of {where} go straight to {outcome}{counts}{other}.")
     if p.has("loss_share", "lost_journeys") and not states:
+        lost = "an estimated " if estimated else ""
         p.say(f"{p.v('loss_share')} of all lost journeys end right after {where} "
-              f"({p.v('lost_journeys')} lost in all).")
-    reach(p)
+              f"({lost}{p.v('lost_journeys')} lost in all).")
+    if estimated:
+        p.say("These numbers are estimates that count journeys still in progress, not only finished ones.")
+        if p.has("entered_within_s"):  # positivity: no journey of the scope followed for a whole window yet
+            p.say(f"They cover the moves made within {p.v('entered_within_s')} of each journey's start, "
+                  "as no journey has been followed for a whole window yet.")
+        if p.has("reach"):
+            p.say(f"An estimated {p.v('reach')} of journeys reach {where}.")
+    else:
+        reach(p)
     return f"Review the experience at {where} with session recordings or user interviews to find where users stall."
 
 
 def summary(f: Fact) -> str:
-    counts = f" ({_e(f, 'exits', 'count')} of {_e(f, 'n', 'count')})" if "exits" in f.evidence else ""
+    about = "about " if f.evidence.get("estimator") else ""  # effective counts of the in-progress estimates
+    counts = f" ({about}{_e(f, 'exits', 'count')} of {_e(f, 'n', 'count')})" if "exits" in f.evidence else ""
     return (f"{entity_label(f.subject)} is a drop-off point in {entity_label(f.object)}: "
             f"{_e(f, 'exit_probability', 'pct')} of the moves out of it go to {_e(f, 'dropoff_outcome')}{counts}. "
             f"It is reached by {_e(f, 'reach', 'pct')} of journeys.")
