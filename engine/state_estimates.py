@@ -118,8 +118,10 @@ def _r6(x: float | None) -> float | None:
 
 
 def _hajek(s_w: np.ndarray, s_wy: np.ndarray, s_w2: np.ndarray, s_w2y: np.ndarray,
-           s_w2y2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(estimate, se, Kish n_eff) of Σ w y / Σ w per group from its sums of w, w·y, w², w²·y, w²·y²."""
+           s_w2y2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimate, se, Kish n_eff) of Σ w y / Σ w per group from its sums of w, w·y, w², w²·y, w²·y² (that one
+    is w²·y for a binary y, the default)."""
+    s_w2y2 = s_w2y if s_w2y2 is None else s_w2y2
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(s_w > 0, s_wy / s_w, 0.0)
         var = np.where(s_w > 0, (s_w2y2 - 2 * p * s_w2y + p * p * s_w2) / (s_w * s_w), 0.0)
@@ -130,7 +132,7 @@ def _hajek(s_w: np.ndarray, s_wy: np.ndarray, s_w2: np.ndarray, s_w2y: np.ndarra
 def _binary(group_w: np.ndarray, y: np.ndarray, state: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     """Per state: Hájek share of a binary y over the rows of weight group_w (estimate, se, n_eff)."""
     s = [np.bincount(state, weights=v, minlength=k) for v in (group_w, group_w * y, group_w ** 2, group_w ** 2 * y)]
-    return _hajek(s[0], s[1], s[2], s[3], s[3])
+    return _hajek(s[0], s[1], s[2], s[3])
 
 
 def _complement(tot: tuple[float, ...], part: tuple[np.ndarray, ...], n: np.ndarray,
@@ -139,7 +141,7 @@ def _complement(tot: tuple[float, ...], part: tuple[np.ndarray, ...], n: np.ndar
     journeys (with y) outside it, counted; where none, the sums are exactly 0, not a rounding residue (a state
     no converter skips must read P = 0)."""
     s = [np.where(c > 0, np.maximum(t - p, 0.0), 0.0) for t, p, c in zip(tot, part, (n, n_y, n, n_y))]
-    return _hajek(s[0], s[1], s[2], s[3], s[3])
+    return _hajek(s[0], s[1], s[2], s[3])
 
 
 def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, lifecycle: np.ndarray | None,
@@ -161,27 +163,27 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
     raw = np.bincount(state, weights=wv > 0, minlength=k).astype(np.int64)
     raw_y = np.bincount(state, weights=(wv > 0) & (yv > 0), minlength=k).astype(np.int64)
     ended, ended_y = int(j.ended.sum()), int((j.ended & j.converted).sum())
-    reached = _hajek(*part, part[3])
-    skipped = _complement(tot, part, ended - raw, ended_y - raw_y)
-    n_states = len(part[0])  # reach: y = R over every journey, so the group sums are the scope's
-    reach = _hajek(np.full(n_states, tot[0]), part[0], np.full(n_states, tot[2]), part[2], part[2])
-    conv, conv_se, n_eff = (float(x[0]) for x in _hajek(*(np.array([t]) for t in tot), np.array([tot[3]])))
+    groups = {"reached": _hajek(*part), "not_reached": _complement(tot, part, ended - raw, ended_y - raw_y),
+              # reach: y = R over every journey, so the group sums are the scope's and y's are the visitors'
+              "reach": _hajek(np.full(k, tot[0]), part[0], np.full(k, tot[2]), part[2])}
+    conv, conv_se, n_eff = (float(x[0]) for x in _hajek(*(np.array([t]) for t in tot)))
     plain = _repeats(wv, yv, visits, state, k)
     lc = _repeats(wv, yv, lifecycle, state, k) if lifecycle is not None else None
-    out: dict[str, Any] = {}
-    for s in np.flatnonzero(part[0] > 0):
-        entry = {"reach": _r6(reach[0][s]), "reach_se": _r6(reach[1][s]), "reached": int(raw[s]),
-                 "not_reached": ended - int(raw[s]),
-                 "p_reached": _r6(reached[0][s]), "se_reached": _r6(reached[1][s]), "n_eff_reached": _r6(reached[2][s]),
-                 "p_not_reached": _r6(skipped[0][s]), "se_not_reached": _r6(skipped[1][s]),
-                 "n_eff_not_reached": _r6(skipped[2][s]), **_repeat_entry(plain, s)}
-        out[names[int(s)]] = entry
+    seen = sorted((int(s) for s in np.flatnonzero(part[0] > 0)), key=lambda s: names[s])
     result = {"estimator": ESTIMATOR, "journeys": counts, "n_eff": _r6(n_eff), "p_convert": _r6(conv),
-              "p_convert_se": _r6(conv_se), "states": dict(sorted(out.items()))}
+              "p_convert_se": _r6(conv_se),
+              "states": {names[s]: {**_reach_entry(groups, s, int(raw[s]), ended), **_repeat_entry(plain, s)}
+                         for s in seen}}
     if lc is not None:
-        result["lifecycle"] = {names[int(s)]: _repeat_entry(lc, s) for s in sorted(np.flatnonzero(part[0] > 0),
-                                                                                  key=lambda s: names[int(s)])}
+        result["lifecycle"] = {names[s]: _repeat_entry(lc, s) for s in seen}
     return result
+
+
+def _reach_entry(g: dict[str, tuple[np.ndarray, ...]], s: int, raw: int, ended: int) -> dict[str, Any]:
+    r, nr, reach = g["reached"], g["not_reached"], g["reach"]
+    return {"reach": _r6(reach[0][s]), "reach_se": _r6(reach[1][s]), "reached": raw, "not_reached": ended - raw,
+            "p_reached": _r6(r[0][s]), "se_reached": _r6(r[1][s]), "n_eff_reached": _r6(r[2][s]),
+            "p_not_reached": _r6(nr[0][s]), "se_not_reached": _r6(nr[1][s]), "n_eff_not_reached": _r6(nr[2][s])}
 
 
 def _repeats(wv: np.ndarray, yv: np.ndarray, visits: np.ndarray, state: np.ndarray, k: int) -> dict[str, Any]:
