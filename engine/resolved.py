@@ -16,7 +16,8 @@ engine.step_counts, engine.journeys):
   known by the data end, else (data end − start, censored);
 * complete / partial / unobserved as engine.snapshot defines them;
 * reach: each (journey, state)'s first visit from journey_steps, the first-entry
-  incidence of engine.snapshot_estimates over those and the incidence rows.
+  incidence of engine.snapshot_estimates over those and the incidence rows;
+* state_estimates: visits per (journey, state) by SQL, engine.state_estimates' numbers over them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import incidence, step_shares
+from engine import incidence, state_estimates, step_shares
 
 _SCOPE_CTE = """
 sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
@@ -78,8 +79,8 @@ GROUP BY ALL ORDER BY ALL
 
 
 def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
-    """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates` and `resolved_shares`
-    of one scope (payload-shaped, rounded).
+    """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates`, `resolved_shares` and
+    `state_estimates` of one scope (payload-shaped, rounded).
 
     `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
     `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
@@ -103,7 +104,7 @@ def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Ma
     visits = con.execute(_VISITS_SQL.format(scope=scope), [dropoff, *params, journey]).fetchall()
     return {
         "reach_estimates": _reach(per, visits, float(window_s)),
-        "resolved_shares": _shares(con, scope, [dropoff, *params, window_s], payload, horizon),
+        **_shares(con, scope, [dropoff, *params, window_s], payload, horizon),
         "estimate_horizon_s": _horizon(con, scope, [dropoff, *params], window_s),
         "resolved_transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in rows],
         "observation": seen,
@@ -129,15 +130,17 @@ def _reach(per: list[tuple], visits: list[tuple], window_s: float) -> dict[str, 
             for state, hits in sorted(by_state.items())}
 
 
-def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> list[dict[str, Any]]:
-    """`resolved_shares` of the scope (engine.step_shares over the scope's journeys alone)."""
+def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> dict[str, Any]:
+    """`resolved_shares` of the scope (engine.step_shares over the scope's journeys alone) and its
+    `state_estimates` (engine.state_estimates over the same journey rows)."""
     con.execute(_SHARE_ROWS_SQL.format(scope=scope), params)
     try:
         steps = step_shares.Steps.query(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
                                                         "collapse": bool(payload.get("collapse_self_loops"))})
         follow = np.array([r[0] for r in con.execute("SELECT follow FROM _jg_rc ORDER BY jrow").fetchall()], dtype=float)
-        return step_shares.shares(steps, np.arange(len(steps.row)), steps.row, follow,
-                                  float(payload["journey_window_s"]), horizon)
+        return {"resolved_shares": step_shares.shares(steps, np.arange(len(steps.row)), steps.row, follow,
+                                                      float(payload["journey_window_s"]), horizon),
+                "state_estimates": state_estimates.recount(con, "_jg_rc", payload)}
     finally:
         con.execute("DROP TABLE IF EXISTS _jg_rc")
 

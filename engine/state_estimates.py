@@ -172,8 +172,9 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
     seen = sorted((int(s) for s in np.flatnonzero(part[0] > 0)), key=lambda s: names[s])
     result = {"estimator": ESTIMATOR, "journeys": counts, "n_eff": _r6(n_eff), "p_convert": _r6(conv),
               "p_convert_se": _r6(conv_se),
-              "states": {names[s]: {**_reach_entry(groups, s, int(raw[s]), ended), **_repeat_entry(plain, s)}
-                         for s in seen}}
+              "states": {names[s]: {**_reach_entry(groups, s, int(raw[s]), ended),
+                                    "converted_reached": int(raw_y[s]), "converted_not_reached": ended_y - int(raw_y[s]),
+                                    **_repeat_entry(plain, s)} for s in seen}}
     if lc is not None:
         result["lifecycle"] = {names[s]: _repeat_entry(lc, s) for s in seen}
     return result
@@ -213,3 +214,34 @@ def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np
                  censored=rows.censored[take], converted=rows.converted[take])
     return block(j, pos, visits.state[pick], visits.visits[pick],
                  None if visits.lifecycle is None else visits.lifecycle[pick], visits.names)
+
+
+# engine.resolved's recount of one scope: visits per (journey, state) straight from journey_steps, the
+# completed-only rule (engine.step_counts: with collapse, a step equal to the one before is no new visit).
+_RECOUNT_VISITS_SQL = """
+WITH r AS (SELECT journey_id, jrow FROM {journeys}),
+raw AS (SELECT r.jrow, s.state, lag(s.state) OVER (PARTITION BY s.journey_id ORDER BY s.step) AS prev
+        FROM journey_steps s JOIN r USING (journey_id) WHERE s.journey = $journey AND s.state IS NOT NULL)
+SELECT jrow, state, count(*)::BIGINT AS visits FROM raw WHERE NOT $collapse OR prev IS NULL OR prev <> state
+GROUP BY ALL ORDER BY jrow, state
+"""
+
+
+def recount(con: Any, journeys: str, payload: Any) -> dict[str, Any]:
+    """One scope's block from a table like engine.resolved's `_jg_rc` (jrow, journey_id, censored, follow,
+    known_t, dest_o), with visits recounted by SQL: what narrator.recompute checks the stored block against."""
+    per = arrow_scan.fetch(con, f"SELECT censored, follow, known_t, dest_o FROM {journeys} ORDER BY jrow")
+    known = pc.fill_null(per.column("known_t"), np.nan).to_numpy(zero_copy_only=False).astype(float)
+    conv = pc.fill_null(pc.equal(per.column("dest_o"), str(payload["conversion_outcome"])), False)
+    j = Journeys(known_t=np.nan_to_num(known, nan=0.0), ended=~np.isnan(known),
+                 follow=per.column("follow").to_numpy().astype(float),
+                 censored=per.column("censored").to_numpy(zero_copy_only=False).astype(bool),
+                 converted=conv.to_numpy(zero_copy_only=False).astype(bool))
+    v = arrow_scan.fetch(con, _RECOUNT_VISITS_SQL.format(journeys=journeys),
+                         {"journey": payload["journey"], "collapse": bool(payload.get("collapse_self_loops"))})
+    encoded = pc.dictionary_encode(v.column("state").combine_chunks().cast(pa.string()))
+    names = [str(x) for x in encoded.dictionary.to_pylist()]
+    row = v.column("jrow").to_numpy().astype(np.int64)
+    state = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    lifecycle = lifecycle_of(con, f"SELECT journey_id, jrow FROM {journeys}", payload["journey"], row, state, names)
+    return block(j, row, state, v.column("visits").to_numpy().astype(np.int64), lifecycle, names)

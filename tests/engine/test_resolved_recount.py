@@ -9,7 +9,8 @@ from engine.workspace import Workspace
 from fixtures.generate_demo import DemoParams
 from tests.detectors.release_streams import release_stream
 
-KEYS = ("resolved_transitions", "observation", "outcome_probabilities", "reach_estimates", "resolved_shares", "estimate_horizon_s")
+KEYS = ("resolved_transitions", "observation", "outcome_probabilities", "reach_estimates", "resolved_shares", "estimate_horizon_s",
+        "state_estimates")
 
 
 @pytest.fixture(scope="module")
