@@ -9,9 +9,18 @@ from narrator import measures
 from narrator import recompute_formulas as rf
 from narrator.kinds import FactKind, FindingKind, Intent, Kind
 from narrator.kinds.feed import name, pct, times
+from narrator.numbers import fmt_count
 from narrator.summaries import _e, _p, entity_label
 from narrator.template import Plan, reach, removal
 from ontology.model import Fact
+
+
+def in_progress(p: Plan) -> None:
+    """Say, in plain words, that the numbers are estimates counting journeys still in progress (issue 14)."""
+    if p.ev.get("estimator") and p.has("journeys_complete", "journeys_resolved_in_progress"):
+        p.say(f"These rates are estimates that count journeys still in progress: {fmt_count(p.ev['journeys_complete'])} "
+              f"complete journeys and {fmt_count(p.ev['journeys_resolved_in_progress'])} still open whose outcome is "
+              "already known, weighted for how long each was followed; journey counts are effective sizes.")
 
 
 def plan_driver(p: Plan) -> str:
@@ -19,6 +28,7 @@ def plan_driver(p: Plan) -> str:
         p.say(f"Journeys that reach {p.subject} end in {p.object} {p.v('p_given_reached')} of the time, "
               f"against {p.v('p_given_not_reached')} for journeys that skip it, a lift of {p.v('lift')}.")
     reach(p)
+    in_progress(p)
     removal(p)
     if p.has("removal_effect") and measures.shown_direction(p.ev["removal_effect"], p.m("removal_effect")) < 0:
         return (f"Investigate what journeys that reach {p.subject} have in common before moving it, since the "
@@ -31,6 +41,7 @@ def plan_necessary(p: Plan) -> str:
         p.say(f"Journeys that skip {p.subject} end in {p.object} in {p.v('p_given_not_reached')} of cases, "
               f"against {p.v('p_given_reached')} for journeys that pass through it.")
     reach(p)
+    in_progress(p)
     return f"Investigate how users who do not reach {p.subject} could be routed to it, and monitor its reach."
 
 
