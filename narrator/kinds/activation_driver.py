@@ -9,18 +9,17 @@ from narrator import measures
 from narrator import recompute_formulas as rf
 from narrator.kinds import FactKind, FindingKind, Intent, Kind
 from narrator.kinds.feed import name, pct, times
-from narrator.numbers import fmt_count
 from narrator.summaries import _e, _p, entity_label
 from narrator.template import Plan, reach, removal
 from ontology.model import Fact
 
 
 def in_progress(p: Plan) -> None:
-    """Say, in plain words, that the numbers are estimates counting journeys still in progress (issue 14)."""
-    if p.ev.get("estimator") and p.has("journeys_complete", "journeys_resolved_in_progress"):
-        p.say(f"These rates are estimates that count journeys still in progress: {fmt_count(p.ev['journeys_complete'])} "
-              f"complete journeys and {fmt_count(p.ev['journeys_resolved_in_progress'])} still open whose outcome is "
-              "already known, weighted for how long each was followed; journey counts are effective sizes.")
+    """Say, in plain words, that the numbers are estimates counting journeys still in progress (issue 14); the
+    journey counts behind them stay in the evidence and the trace."""
+    if p.ev.get("estimator"):
+        p.say("These rates are estimates that count journeys still in progress whose outcome is already known, "
+              "each weighted for how long it was followed; journey counts are effective sizes.")
 
 
 def plan_driver(p: Plan) -> str:
