@@ -187,3 +187,44 @@ def test_revisit_evidence_reads_the_estimates_with_effective_sizes(young):
     assert ev["estimator"] == "ipcw_hajek" and ev["visits_mean"] == e["visits_mean"]
     assert ev["n_reached"] == round(e["n_eff_reached"]) and ev["n_repeat"] == round(e["n_eff_repeat"])
     assert ev["conversion_gap"] == pytest.approx(e["p_single"] - e["p_repeat"])
+
+
+def _estimated_scope(p_skip: float, seed: int = 3) -> Snapshot:
+    """A scope whose completed journeys (the chain) have converters skipping b, with a `state_estimates` block
+    from simulated censored journeys in which converters skip b with probability `p_skip` given a skip."""
+    from detector_builders import snap
+
+    rng = np.random.default_rng(seed)
+    n = 4000
+    start = rng.random(n) * SPAN
+    reached = rng.random(n) < 0.5
+    conv = rng.random(n) < np.where(reached, 0.6, p_skip)
+    delay = np.where(conv, rng.exponential(15.0, n), rng.exponential(3.0, n))
+    j = Journeys(known_t=np.minimum(delay, W), ended=np.minimum(delay, W) <= SPAN - start, follow=SPAN - start,
+                 censored=start + W > SPAN, converted=conv & (delay <= W))
+    pos = np.flatnonzero(reached)
+    found = block(j, pos, np.zeros(len(pos), np.int64), np.ones(len(pos), np.int64), None, ["b"])
+    base = snap({"sign_up": {"b": 0.5, "converted": 0.05, "dropped": 0.45}, "b": {"converted": 0.6, "dropped": 0.4}},
+                journeys=n)
+    return Snapshot.from_payload({**base.payload, "journeys": n, "censored": int(j.censored.sum()),
+                                  "state_estimates": found})
+
+
+@pytest.mark.parametrize("p_skip", [0.0, 0.03])
+def test_nobody_converting_without_the_state_is_judged_on_the_estimates(p_skip):
+    from detector_builders import make_cfg
+
+    scope = _estimated_scope(p_skip)
+    found = [f for f in run_detectors([scope], make_cfg()).findings if f.subject == "state:b"]
+    assert len(found) == 1
+    f = found[0]
+    assert f.evidence["estimator"] == "ipcw_hajek"
+    if p_skip == 0.0:  # no journey of known end converts without b: necessary, though the chain has converters skip it
+        assert f.type == "necessary_for_conversion" and f.evidence["p_given_not_reached"] == 0.0
+        assert f.evidence["journeys_converted_not_reached"] == 0 and f.evidence["n_not_reached"] >= 20
+        plain = Snapshot.from_payload({k: v for k, v in scope.payload.items() if k != "state_estimates"})
+        assert [g.type for g in run_detectors([plain], make_cfg()).findings if g.subject == "state:b"] == [
+            "activation_driver"]  # the completed-only chain counts say otherwise
+    else:
+        assert f.type == "activation_driver" and f.evidence["journeys_converted_not_reached"] > 0
+        assert f.evidence["lift"] == pytest.approx(f.evidence["p_given_reached"] / f.evidence["p_given_not_reached"])
