@@ -129,13 +129,7 @@ def _hajek(s_w: np.ndarray, s_wy: np.ndarray, s_w2: np.ndarray, s_w2y: np.ndarra
     return p, np.sqrt(np.maximum(var, 0.0)), n_eff
 
 
-def _binary(group_w: np.ndarray, y: np.ndarray, state: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-    """Per state: Hájek share of a binary y over the rows of weight group_w (estimate, se, n_eff)."""
-    s = [np.bincount(state, weights=v, minlength=k) for v in (group_w, group_w * y, group_w ** 2, group_w ** 2 * y)]
-    return _hajek(s[0], s[1], s[2], s[3])
-
-
-def _complement(tot: tuple[float, ...], part: tuple[np.ndarray, ...], n: np.ndarray,
+def _complement(tot: tuple[Any, ...], part: tuple[np.ndarray, ...], n: np.ndarray,
                 n_y: np.ndarray) -> tuple[np.ndarray, ...]:
     """Hájek share over the journeys outside each group: the scope's sums minus the group's. `n`, `n_y`: the
     journeys (with y) outside it, counted; where none, the sums are exactly 0, not a rounding residue (a state
@@ -167,8 +161,8 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
               # reach: y = R over every journey, so the group sums are the scope's and y's are the visitors'
               "reach": _hajek(np.full(k, tot[0]), part[0], np.full(k, tot[2]), part[2])}
     conv, conv_se, n_eff = (float(x[0]) for x in _hajek(*(np.array([t]) for t in tot)))
-    plain = _repeats(wv, yv, visits, state, k)
-    lc = _repeats(wv, yv, lifecycle, state, k) if lifecycle is not None else None
+    plain = _repeats(part, (raw, raw_y), wv, yv, visits, state, k)
+    lc = _repeats(part, (raw, raw_y), wv, yv, lifecycle, state, k) if lifecycle is not None else None
     seen = sorted((int(s) for s in np.flatnonzero(part[0] > 0)), key=lambda s: names[s])
     result = {"estimator": ESTIMATOR, "journeys": counts, "n_eff": _r6(n_eff), "p_convert": _r6(conv),
               "p_convert_se": _r6(conv_se),
@@ -187,14 +181,22 @@ def _reach_entry(g: dict[str, tuple[np.ndarray, ...]], s: int, raw: int, ended: 
             "p_not_reached": _r6(nr[0][s]), "se_not_reached": _r6(nr[1][s]), "n_eff_not_reached": _r6(nr[2][s])}
 
 
-def _repeats(wv: np.ndarray, yv: np.ndarray, visits: np.ndarray, state: np.ndarray, k: int) -> dict[str, Any]:
-    """Per state among visitors: mean visits, repeat share, conversion of repeaters and of single visitors."""
+def _repeats(part: tuple[np.ndarray, ...], raw: tuple[np.ndarray, np.ndarray], wv: np.ndarray, yv: np.ndarray,
+             visits: np.ndarray, state: np.ndarray, k: int) -> dict[str, Any]:
+    """Per state among visitors: mean visits, repeat share, conversion of repeaters and of single visitors.
+    `part`/`raw`: the visitors' weighted sums (w, w·y, w², w²·y) and raw counts (all, converted); single
+    visitors are the visitors minus the repeaters, so only the repeaters and the visit counts are summed."""
     v = visits.astype(float)
-    rep = (visits >= 2).astype(float)
-    sums = [np.bincount(state, weights=x, minlength=k) for x in (wv, wv * v, wv ** 2, wv ** 2 * v, wv ** 2 * v * v)]
-    return {"mean": _hajek(*sums), "share": _binary(wv, rep, state, k), "repeat": _binary(wv * rep, yv, state, k),
-            "single": _binary(wv * (1 - rep), yv, state, k),
-            "raw": np.bincount(state, weights=(wv > 0) & (visits >= 2), minlength=k).astype(np.int64)}
+    r = visits >= 2
+    w_r, y_r, s_r = wv[r], yv[r], state[r]
+    rep = tuple(np.bincount(s_r, weights=x, minlength=k) for x in (w_r, w_r * y_r, w_r ** 2, w_r ** 2 * y_r))
+    raw_r = (np.bincount(s_r, weights=w_r > 0, minlength=k).astype(np.int64),
+             np.bincount(s_r, weights=(w_r > 0) & (y_r > 0), minlength=k).astype(np.int64))
+    w2 = wv ** 2
+    mean = _hajek(part[0], np.bincount(state, weights=wv * v, minlength=k), part[2],
+                  np.bincount(state, weights=w2 * v, minlength=k), np.bincount(state, weights=w2 * v * v, minlength=k))
+    return {"mean": mean, "share": _hajek(part[0], rep[0], part[2], rep[2]), "repeat": _hajek(*rep),
+            "single": _complement(part, rep, raw[0] - raw_r[0], raw[1] - raw_r[1]), "raw": raw_r[0]}
 
 
 def _repeat_entry(r: dict[str, Any], s: int) -> dict[str, Any]:
