@@ -7,7 +7,7 @@ import logging
 from detectors.context import Context
 from detectors.defaults import ActivationDriverConfig
 from detectors.registry import register
-from detectors.shared import ReachTest
+from detectors.shared import ReachTest, baseline, reach_of
 from detectors.view import SnapView
 from ontology.errors import EngineError
 from ontology.model import Finding
@@ -25,6 +25,13 @@ class ActivationDriver:
     and the top_k kept. Lift undefined because nobody converts without the state
     → necessary_for_conversion. A state that is part of an outcome (logged at
     its event, see detectors.leakage) is neither. Every state's 2×2 test counts in BH.
+
+    Once the snapshot's scope has censored journeys, the 2×2, reach and baseline come from its in-progress
+    estimates (detectors.state_tests: IPCW conversion rates over every journey whose end is known, Wald z
+    with floored variances, lift = the ratio of the two estimates; sizes effective, floors on them); "nobody
+    converts without it" is then an estimated P(conversion | not reached) of exactly 0 over at least
+    min_group_size effective journeys. The removal-effect ranking keeps using the chain of completed journeys'
+    transitions (a property of the step model, not of one state's 2×2). With nothing censored, unchanged.
     """
 
     name = "activation_driver"
@@ -43,11 +50,10 @@ class ActivationDriver:
         parts = ctx.shared("outcome_parts", view)
         drivers, necessary = [], []
         for state, t in tests.items():
-            eligible = (state not in parts and view.reach(state) >= cfg.min_reach and t.n_reached >= ctx.floor(cfg.min_n)
-                        and t.n_not_reached >= ctx.min_group_size)
-            if eligible and t.lift is None and t.conv_reached > 0:
+            eligible = state not in parts and is_candidate(view, t, cfg, ctx.floor(cfg.min_n), ctx.min_group_size)
+            if eligible and t.lift is None and t.p_given_reached > 0 and t.conv_not_reached == 0:
                 necessary.append(t)
-            elif eligible and t.lift is not None and t.lift >= cfg.min_lift:
+            elif eligible and is_driver(view, t, cfg):
                 drivers.append(t)
             else:
                 ctx.record(f"reach:{view.snapshot_id}:{state}", t.p_value)
@@ -69,24 +75,35 @@ class ActivationDriver:
         metrics = ctx.shared("metrics", view)
         lift = float(t.lift or 0.0)
         evidence = {
-            "reach": view.reach(t.state), "lift": lift, "p_given_reached": t.p_given_reached,
+            **t.extra, "reach": reach_of(view, t), "lift": lift, "p_given_reached": t.p_given_reached,
             "p_given_not_reached": t.p_given_not_reached, "n_reached": t.n_reached,
             "removal_effect": effect[0], "removal_effect_relative": effect[1],
             "absorption": float(metrics.absorption(t.state, view.conversion)),
-            "baseline": view.outcome_count(view.conversion) / view.completed, "test": t.test,
-            "removal_rank": rank,
+            "baseline": baseline(view), "test": t.test, "removal_rank": rank,
         }
         return ctx.finding(view, type="activation_driver", subject=f"state:{t.state}",
                            predicate="is_activation_driver_for", object=f"outcome:{view.conversion}",
-                           n=view.completed, effect=lift - 1.0, p_value=t.p_value, evidence=evidence,
-                           reach=view.reach(t.state), actionable=True)
+                           n=t.n, effect=lift - 1.0, p_value=t.p_value, evidence=evidence,
+                           reach=reach_of(view, t), actionable=True)
 
     def _necessary(self, ctx: Context, view: SnapView, t: ReachTest) -> Finding:
         evidence = {
-            "reach": view.reach(t.state), "n_reached": t.n_reached, "p_given_reached": t.p_given_reached,
+            **t.extra, "reach": reach_of(view, t), "n_reached": t.n_reached, "p_given_reached": t.p_given_reached,
             "p_given_not_reached": 0.0, "n_not_reached": t.n_not_reached, "test": t.test,
         }
         return ctx.finding(view, type="necessary_for_conversion", subject=f"state:{t.state}",
                            predicate="necessary_for_conversion", object=f"outcome:{view.conversion}",
-                           n=view.completed, effect=t.p_given_reached, p_value=t.p_value, evidence=evidence,
-                           reach=view.reach(t.state), actionable=True)
+                           n=t.n, effect=t.p_given_reached, p_value=t.p_value, evidence=evidence,
+                           reach=reach_of(view, t), actionable=True)
+
+
+def is_driver(view: SnapView, t: ReachTest, cfg: ActivationDriverConfig) -> bool:
+    """Lift large enough, and the state in the chain that ranks drivers (a state only journeys still in
+    progress have visited has no removal effect yet)."""
+    return t.lift is not None and t.lift >= cfg.min_lift and t.state in view.states
+
+
+def is_candidate(view: SnapView, t: ReachTest, cfg: ActivationDriverConfig, floor: int, min_group: int) -> bool:
+    """Reach, reached and not-reached sizes large enough to state a driver or a necessary step (narrator's
+    removal-rank recount applies the same rule)."""
+    return reach_of(view, t) >= cfg.min_reach and t.n_reached >= floor and t.n_not_reached >= min_group

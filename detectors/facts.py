@@ -92,8 +92,8 @@ def base_facts(view: SnapView, cfg: Any, q_by_label: Mapping[str, float], model:
             continue
         ev = {"journey": view.journey, "p_given_reached": r6(t.p_given_reached),
               "p_given_not_reached": r6(t.p_given_not_reached), "lift": r6(t.lift), "n_reached": t.n_reached,
-              "n_not_reached": t.n_not_reached, "n": view.completed, "p_value": r6(t.p_value), "q_value": r6(q)}
-        conf = model.score(z_from_p(t.p_value), view.completed, min_group, t.lift - 1.0)
+              "n_not_reached": t.n_not_reached, "n": t.n, "p_value": r6(t.p_value), "q_value": r6(q)}
+        conf = model.score(z_from_p(t.p_value), t.n, min_group, t.lift - 1.0)
         facts.append(Fact(f"state:{state}", "increases_probability_of", f"outcome:{view.conversion}", conf,
                           start, end, ev, prov))
     return facts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from detectors import state_tests
 from detectors.context import Context
 from detectors.defaults import RepeatedVisitConfig
 from detectors.registry import register
@@ -30,6 +31,11 @@ class RepeatedVisit:
     the one τ_loop implies (see `loop_test`); its effect is that return probability.
     Lifecycle variants of one activity (XES SCHEDULE/START/COMPLETE of one work
     item) count as one visit when the snapshot has them (merge_lifecycle).
+
+    Once the scope has censored journeys the visit numbers come from its in-progress estimates
+    (detectors.state_tests: IPCW over every journey whose end is known; the loop test at the visitors'
+    effective n, the gap a Wald z with floored variances; sizes effective, floors on them). The extra
+    expected visits keep coming from the completed journeys' chain. With nothing censored, unchanged.
     """
 
     name = "repeated_visit"
@@ -44,9 +50,12 @@ class RepeatedVisit:
 
     def _one(self, ctx: Context, view: SnapView) -> list[Finding]:
         cfg: RepeatedVisitConfig = ctx.config
+        est = state_tests.block(view)
+        if est is not None and not state_tests.estimable(view, est):
+            return []
         found = []
-        for state in view.states:
-            if view.reach_count(state) < ctx.floor(cfg.min_n):
+        for state in sorted(est["states"]) if est is not None else view.states:
+            if _reached(view, est, state) < ctx.floor(cfg.min_n):
                 continue
             ev = revisit_evidence(view, state, cfg.min_visits_mean, cfg.merge_lifecycle)
             p = ev.pop("p_value")
@@ -58,18 +67,33 @@ class RepeatedVisit:
             actionable = ev["p_convert_single"] > ev["p_convert_repeat"] and ev["gap_p_value"] < ACTIONABLE_GAP_P
             found.append(ctx.finding(view, type="repeated_visit", subject=f"state:{state}",
                                      predicate="is_revisited_in", object=f"journey:{view.journey}",
-                                     n=view.reach_count(state), effect=ev["return_probability"], p_value=p,
-                                     evidence=ev, reach=ev["n_repeat"] / max(1, view.completed),
+                                     n=ev["n_reached"], effect=ev["return_probability"], p_value=p,
+                                     evidence=ev, reach=_repeat_reach(view, ev),
                                      actionable=actionable))
         return found
+
+
+def _reached(view: SnapView, est: Any, state: str) -> float:
+    return float(est["states"][state]["n_eff_reached"]) if est is not None else view.reach_count(state)
+
+
+def _repeat_reach(view: SnapView, ev: dict[str, Any]) -> float:
+    """Share of the scope's journeys that repeat the state."""
+    if "repeat_share" in ev:
+        return ev["reach"] * ev["repeat_share"]
+    return ev["n_repeat"] / max(1, view.completed)
 
 
 def revisit_evidence(view: SnapView, state: str, tau: float, merge_lifecycle: bool = True) -> dict[str, Any]:
     """A state's revisit numbers and tests, every count from the snapshot (narrator.recompute_formulas reuses it).
 
     With `merge_lifecycle` and a snapshot holding `lifecycle_visits` (engine.lifecycle_visits), visits and
-    repeats count the lifecycle events of one work item (SCHEDULE, START, COMPLETE) as one visit.
+    repeats count the lifecycle events of one work item (SCHEDULE, START, COMPLETE) as one visit. A scope
+    with censored journeys is read from its in-progress estimates (detectors.state_tests.revisit_numbers).
     """
+    est = state_tests.block(view)
+    if est is not None:
+        return state_tests.revisit_numbers(est, state, tau, merge_lifecycle)
     block = view.payload.get("lifecycle_visits") if merge_lifecycle else None
     lifecycle = bool(block)
     visits = int((block or {}).get("visit_counts", {}).get(state, 0)) if lifecycle else view.visit_count(state)
@@ -91,7 +115,7 @@ def revisit_evidence(view: SnapView, state: str, tau: float, merge_lifecycle: bo
     }
 
 
-def loop_test(visits: int, reached: int, tau: float) -> tuple[float, float]:
+def loop_test(visits: float, reached: float, tau: float) -> tuple[float, float]:
     """One-sided test that the mean visit count among visitors exceeds tau.
 
     Visits per visitor are geometric under the chain: each visit returns with
@@ -107,8 +131,14 @@ def loop_test(visits: int, reached: int, tau: float) -> tuple[float, float]:
 
 
 def _extra_visits(ctx: Context, view: SnapView, state: str) -> float:
-    """Expected visits to `state` beyond the first, per journey: N[start,s]·(1 − 1/N[s,s])."""
-    m = ctx.shared("metrics", view)
+    return extra_visits(ctx.shared("metrics", view), state)
+
+
+def extra_visits(m: Any, state: str) -> float:
+    """Expected visits to `state` beyond the first, per journey, from the chain `m`: N[start,s]·(1 − 1/N[s,s]);
+    0 for a state outside the chain (visited only by journeys still in progress) or a trapped loop."""
+    if state not in m.states:
+        return 0.0
     i, j = list(m.states).index(m.start), list(m.states).index(state)
     try:
         n_ss = float(m.N[j, j])

@@ -25,6 +25,9 @@ _PROBE_SQL = f"""SELECT count(*) FROM (SELECT properties FROM events LIMIT {PROB
                  WHERE json_extract_string(properties, '{KEY}') IS NOT NULL"""
 
 _TERMINAL = ", ".join(f"'{t}'" for t in TERMINAL)
+# A step opens a new visit of its state (`lc`: its lifecycle, `prev`: the state's previous step's): also read by
+# engine.state_estimates, which counts the same visits per journey
+NEW_VISIT = f"prev IS NULL OR lc IS NULL OR lc = 'schedule' OR prev IN ({_TERMINAL})"
 COUNTS_SQL = f"""
 WITH st AS (SELECT s.journey_id, s.step, s.state, lower(json_extract_string(e.properties, '{KEY}')) AS lc
             FROM journey_steps s JOIN journeys j ON j.journey = s.journey AND j.journey_id = s.journey_id
@@ -32,7 +35,7 @@ WITH st AS (SELECT s.journey_id, s.step, s.state, lower(json_extract_string(e.pr
             WHERE s.journey = $journey AND s.state IS NOT NULL AND NOT j.censored),
 m AS (SELECT *, lag(lc) OVER (PARTITION BY journey_id, state ORDER BY step) AS prev FROM st),
 v AS (SELECT journey_id, state,
-             count(*) FILTER (prev IS NULL OR lc IS NULL OR lc = 'schedule' OR prev IN ({_TERMINAL})) AS visits
+             count(*) FILTER ({NEW_VISIT}) AS visits
       FROM m GROUP BY ALL),
 per AS (SELECT c.cls, v.state, c.outcome, sum(v.visits) AS visits, count(*) FILTER (v.visits >= 2) AS repeats
         FROM v JOIN _jg_jclass c USING (journey_id) GROUP BY ALL)

@@ -19,6 +19,7 @@ engine.step_counts, engine.journeys):
   incidence of engine.snapshot_estimates over those and the incidence rows;
 * `resolved_shares` and `loss_estimates`: engine.step_shares' STEPS_SQL over the scope's journeys, then the
   snapshot's own functions on those rows.
+* state_estimates: visits per (journey, state) by SQL, engine.state_estimates' numbers over them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import incidence, loss_estimates, path_estimate_totals, step_shares
+from engine import incidence, loss_estimates, path_estimate_totals, state_estimates, step_shares
 
 _SCOPE_CTE = """
 sc AS (SELECT j.journey_id, j.censored, j.start_ts, j.end_ts, coalesce(j.outcome, ?) AS outcome,
@@ -81,8 +82,8 @@ GROUP BY ALL ORDER BY ALL
 
 def recount_in_progress(con: Any, where: str, params: Sequence[Any], payload: Mapping[str, Any]) -> dict[str, Any]:
     """`resolved_transitions`, `observation`, `outcome_probabilities`, `reach_estimates`, `resolved_shares`,
-    `loss_estimates`, `path_estimates` and `duration_estimates` (engine.path_estimate_totals) of one scope
-    (payload-shaped, rounded).
+    `loss_estimates`, `state_estimates`, `path_estimates` and `duration_estimates` (engine.path_estimate_totals)
+    of one scope (payload-shaped, rounded).
 
     `where`/`params` select the scope's journeys over `journeys j` (narrator.recompute.scope_where);
     `payload` gives the journey, drop-off outcome, collapse flag, horizon and outcome names.
@@ -134,8 +135,8 @@ def _reach(per: list[tuple], visits: list[tuple], window_s: float) -> dict[str, 
 
 
 def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any], horizon: int) -> dict[str, Any]:
-    """`resolved_shares` and `loss_estimates` of the scope (engine.step_shares, engine.loss_estimates over the
-    scope's journeys alone)."""
+    """`resolved_shares`, `loss_estimates` and `state_estimates` of the scope (engine.step_shares,
+    engine.loss_estimates, engine.state_estimates over the scope's journeys alone)."""
     con.execute(_SHARE_ROWS_SQL.format(scope=scope), params)
     try:
         steps = step_shares.Steps.query(con, "_jg_rc", {"journey": payload["journey"], "horizon": horizon,
@@ -145,7 +146,8 @@ def _shares(con: Any, scope: str, params: list[Any], payload: Mapping[str, Any],
         done = step_shares.counted(steps, np.arange(len(steps.row)), steps.row, follow, window_s, horizon)
         losses = [o for o in payload.get("outcomes", []) if o != payload["conversion_outcome"]]
         return {"resolved_shares": step_shares.shares(steps, done.pick, done.pos, follow, window_s, horizon, done),
-                "loss_estimates": loss_estimates.block(steps, done, follow, window_s, horizon, losses)}
+                "loss_estimates": loss_estimates.block(steps, done, follow, window_s, horizon, losses),
+                "state_estimates": state_estimates.recount(con, "_jg_rc", payload)}
     finally:
         con.execute("DROP TABLE IF EXISTS _jg_rc")
 

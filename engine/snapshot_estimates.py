@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, incidence, loss_estimates, path_estimate_totals, step_shares
+from engine import arrow_scan, incidence, loss_estimates, path_estimate_totals, state_estimates, step_shares
 from engine.paths import SEP
 
 ESTIMATORS = {
@@ -57,6 +57,7 @@ ESTIMATORS = {
     "loss_estimates": loss_estimates.DESCRIPTION,
     "duration_estimates": ("ipcw_kaplan_meier: median of the IPCW-weighted distribution (Kaplan-Meier in IPCW "
                            "form) of duration and length; Brookmeyer-Crowley 95 % interval for the duration"),
+    "state_estimates": state_estimates.DESCRIPTION,
 }
 
 # One row per journey of the journey definition, ordered by class: what each estimate needs. `dur` follows the
@@ -119,11 +120,12 @@ def prepare(con: Any, journey: str, dropoff: str) -> None:
 
 
 def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
-    """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares} for every scope (medians
+    """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares, state_estimates} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
     step_rows = step_shares.StepRows(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
                                                       "horizon": params["horizon"]})
     rows = _Rows(con, jc.conversion_outcome, step_rows)
+    visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
     steps = step_rows.resolved()
     del step_rows
     window_s = float(jc.window_s)
@@ -141,6 +143,7 @@ def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int,
                     "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
                     "reach_estimates": _reach(rows, take, lo, hi, window_s),
                     "resolved_shares": step_shares.shares(steps, pick, pos, follow, window_s, params["horizon"], done),
+                    "state_estimates": state_estimates.of_scope(rows, take, visits, lo, hi),
                     **_paths_and_durations(rows, take, top_n)}
     return out
 
@@ -217,7 +220,8 @@ def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,
                    durations: Mapping[str, Any]) -> dict[str, Any]:
     """The scope's estimate blocks; with nothing censored the medians are the completed-only ones (same convention)."""
     block = est.get(sid) or {"reach_estimates": {}, "path_estimates": {"top": [], "resolved": 0, "journeys": 0},
-                             "duration_estimates": {}, "resolved_shares": [], "estimate_horizon_s": 0}
+                             "duration_estimates": {}, "resolved_shares": [], "estimate_horizon_s": 0,
+                             "state_estimates": {}}
     if censored == 0 and "median_s" in block["duration_estimates"]:
         mine = block["duration_estimates"]
         block = {**block, "duration_estimates": {

@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import segment_estimates as seg_est
+from detectors.activation_driver import is_candidate, is_driver
 from detectors.dropoff import loss_evidence, loss_ranks
 from detectors.path_quality import path_evidence, paths_of
 from detectors.regression import edge_test, incidence_of, power_evidence, traffic_estimator, traffic_shift
-from detectors.repeated_visit import revisit_evidence
+from detectors.repeated_visit import extra_visits, revisit_evidence
 from detectors.segment_divergence import transition_divergence
-from detectors.shared import reach_test
+from detectors.shared import baseline, outcome_parts, reach_of, reach_test, reach_tests
 from detectors.stats import two_proportion_z
 from detectors.view import SnapView
 from engine.incidence import two_sample_z
@@ -45,11 +46,12 @@ def _emitter(fact: Fact, builtin: str) -> str:
 
 
 def _reach_test(rc: Recount, state: str) -> dict[str, Any]:
-    """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases)."""
+    """The reached-vs-not-reached conversion 2×2 of a state (activation driver, necessary, increases); from the
+    recounted in-progress estimates when the scope has censored journeys (detectors.state_tests)."""
     t = reach_test(rc, state)
-    return {"n": rc.completed, "n_reached": t.n_reached, "n_not_reached": t.n_not_reached,
+    return {**t.extra, "n": t.n, "n_reached": t.n_reached, "n_not_reached": t.n_not_reached,
             "p_given_reached": t.p_given_reached, "p_given_not_reached": t.p_given_not_reached, "lift": t.lift,
-            "reach": rc.reach(state), "p_value": t.p_value, "test": t.test, "z": t.z}
+            "reach": reach_of(rc, t), "p_value": t.p_value, "test": t.test, "z": t.z}
 
 
 def reach_formula(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     out.update({"removal_effect": m.removal_effect(state, rc.conversion),
                 "removal_effect_relative": m.removal_effect_relative(state, rc.conversion),
                 "absorption": m.absorption(state, rc.conversion),
-                "baseline": rc.outcome_count(rc.conversion) / rc.completed,
+                "baseline": baseline(rc),
                 "removal_rank": _removal_rank(rc, ctx, state)})
     return out
 
@@ -71,15 +73,10 @@ def driver(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
 def _removal_rank(rc: Recount, ctx: Ctx, state: str) -> int | None:
     """1-based rank of `state` among the eligible drivers by absolute removal effect (then name)."""
     cfg = ctx.detector_config("activation_driver")
-    eligible = []
-    for s in rc.states:
-        n_r = rc.reach_count(s)
-        if s == rc.start or n_r <= 0 or rc.completed - n_r <= 0:
-            continue
-        t = reach_test(rc, s)
-        if (rc.reach(s) >= cfg.min_reach and n_r >= max(cfg.min_n, ctx.min_group_size)
-                and t.n_not_reached >= ctx.min_group_size and t.lift is not None and t.lift >= cfg.min_lift):
-            eligible.append((-rc.metrics.removal_effect(s, rc.conversion), s))
+    parts = outcome_parts(rc)
+    eligible = [(-rc.metrics.removal_effect(s, rc.conversion), s) for s, t in reach_tests(rc).items()
+                if s not in parts and is_candidate(rc, t, cfg, max(cfg.min_n, ctx.min_group_size), ctx.min_group_size)
+                and is_driver(rc, t, cfg)]
     ranked = [s for _, s in sorted(eligible)]
     return ranked.index(state) + 1 if state in ranked else None
 
@@ -108,10 +105,7 @@ def revisited(fact: Fact, rc: Recount, ctx: Ctx) -> dict[str, Any]:
     state, detector = _name(fact.subject), _emitter(fact, "repeated_visit")
     ev = revisit_evidence(rc, state, float(ctx.setting(detector, "min_visits_mean", 1.5)),
                           bool(ctx.setting(detector, "merge_lifecycle", True)))
-    m = rc.metrics
-    i, j = list(m.states).index(m.start), list(m.states).index(state)
-    n_ss = float(m.N[j, j])
-    ev["extra_expected_steps"] = float(m.N[i, j]) * (1.0 - 1.0 / n_ss) if n_ss > 0 else 0.0
+    ev["extra_expected_steps"] = extra_visits(rc.metrics, state)
     return {**ev, "n": ev["n_reached"]}
 
 

@@ -14,11 +14,20 @@ from narrator.template import Plan, reach, removal
 from ontology.model import Fact
 
 
+def in_progress(p: Plan) -> None:
+    """Say, in plain words, that the numbers are estimates counting journeys still in progress (issue 14); the
+    journey counts behind them stay in the evidence and the trace."""
+    if p.ev.get("estimator"):
+        p.say("These rates are estimates that count journeys still in progress whose outcome is already known, "
+              "each weighted for how long it was followed; journey counts are effective sizes.")
+
+
 def plan_driver(p: Plan) -> str:
     if p.has("p_given_reached", "p_given_not_reached", "lift"):
         p.say(f"Journeys that reach {p.subject} end in {p.object} {p.v('p_given_reached')} of the time, "
               f"against {p.v('p_given_not_reached')} for journeys that skip it, a lift of {p.v('lift')}.")
     reach(p)
+    in_progress(p)
     removal(p)
     if p.has("removal_effect") and measures.shown_direction(p.ev["removal_effect"], p.m("removal_effect")) < 0:
         return (f"Investigate what journeys that reach {p.subject} have in common before moving it, since the "
@@ -31,6 +40,7 @@ def plan_necessary(p: Plan) -> str:
         p.say(f"Journeys that skip {p.subject} end in {p.object} in {p.v('p_given_not_reached')} of cases, "
               f"against {p.v('p_given_reached')} for journeys that pass through it.")
     reach(p)
+    in_progress(p)
     return f"Investigate how users who do not reach {p.subject} could be routed to it, and monitor its reach."
 
 

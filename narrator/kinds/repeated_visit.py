@@ -7,6 +7,7 @@ from typing import Any
 
 from narrator import recompute_formulas as rf
 from narrator.kinds import FactKind, FindingKind, Intent, Kind
+from narrator.kinds.activation_driver import in_progress
 from narrator.kinds.feed import num, pct
 from narrator.numbers import fmt_count, fmt_sig
 from narrator.summaries import _e, entity_label
@@ -21,6 +22,7 @@ def plan(p: Plan) -> str:
     if p.has("p_convert_repeat", "p_convert_single"):
         p.say(f"Repeat visitors convert {p.v('p_convert_repeat')} of the time against "
               f"{p.v('p_convert_single')} for single visits.")
+    in_progress(p)
     if p.has("conversion_gap"):
         p.say(f"Repeat visitors convert {p.way('conversion_gap', p.v('conversion_gap') + ' less often', p.v('conversion_gap') + ' more often', 'as often')}"
               " than single visitors.")

@@ -10,7 +10,7 @@ from fixtures.generate_demo import DemoParams
 from tests.detectors.release_streams import release_stream
 
 KEYS = ("resolved_transitions", "observation", "outcome_probabilities", "reach_estimates", "resolved_shares", "estimate_horizon_s",
-        "path_estimates", "duration_estimates", "loss_estimates")
+        "path_estimates", "duration_estimates", "loss_estimates", "state_estimates")
 
 
 @pytest.fixture(scope="module")
