@@ -92,8 +92,14 @@ class Plan:
 
 
 def reach(p: Plan) -> None:
-    """Reach as a share of journeys, with its journey count and, when the evidence has it, the journey total."""
+    """Reach as a share of journeys, with its journey count and, when the evidence has it, the journey total.
+
+    From in-progress estimates (evidence names an estimator) the reach is a weighted share and the counts are
+    effective sizes, whose ratio is not that share: the sentence gives the share alone."""
     if not p.has("reach", "n_reached"):
+        return
+    if p.ev.get("estimator"):
+        p.say(f"{p.subject} is reached by an estimated {p.v('reach')} of journeys.")
         return
     whole = "n" if measures.n_unit(p.finding) == "journeys" else "n_journeys" if p.has("n_journeys") else None
     counts = f"{fmt_count(p.ev['n_reached'])} of {p.v(whole)}" if whole else p.v("n_reached")
