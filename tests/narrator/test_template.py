@@ -63,3 +63,23 @@ def test_related_outcome_rate_difference_is_not_called_a_reach_difference():
     reach = {**fact, "predicate": "more_common_in", "subject": "state:O_SENT_BACK", "object": "segment:amount_under_5k=false",
              "evidence": {"difference": 0.219, "reach_segment": 0.285, "reach_rest": 0.0663}}
     assert _headline(reach) == "reach difference +21.9 percentage points"
+
+
+@pytest.mark.parametrize("ftype", ["activation_driver", "necessary_for_conversion"])
+def test_an_estimated_reach_is_not_given_as_a_ratio_of_effective_counts(ftype):
+    """Effective sizes (Kish) of the reached journeys and of all journeys do not divide to the weighted reach,
+    so the in-progress sentence states the share alone; the completed-only one keeps its counts."""
+    from narrator_factories import ListFactSource, build_bundle, make_finding, related_facts
+
+    from narrator.bundle import BundleLimits
+
+    plain = make_finding(ftype)
+    reached = plain.evidence["n_reached"]
+    assert f"({reached:,} of 1,800 journeys)" in template.narrate(make_bundle(ftype)).text
+    estimated = make_finding(ftype)
+    estimated.evidence.update({"estimator": "ipcw_hajek", "n_reached": reached + 37})  # effective: not reach × n
+    bundle = build_bundle(estimated, ListFactSource(related_facts()), BundleLimits(max_facts=6, min_confidence=0.5))
+    narrative = template.narrate(bundle)
+    assert "is reached by an estimated" in narrative.text
+    assert f"{reached + 37:,} of" not in narrative.text and "effective sizes" in narrative.text
+    assert check(bundle, narrative).ok
