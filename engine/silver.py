@@ -220,7 +220,8 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
             ] if keep_sealed else []
     files = con.execute(f"""SELECT journey, {sealed} AS sealed, count(*), {_digest_sql('journey_steps')}
                             FROM temp.main.journey_steps GROUP BY ALL ORDER BY ALL""").fetchall()  # one pass for all
-    opened, closed = [], []
+    opened: list[tuple[Any, ...]] = []
+    closed: list[tuple[Any, ...]] = []
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     try:
         for name, is_sealed, n, digest in files:
