@@ -187,23 +187,21 @@ def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
     name, window = _literal(journey.name), int(journey.window_s)
     since = silver.latest_day(con)  # every tenant's last event is in its latest day file: read only those
     recent = f"WHERE ts >= DATE '{since}'" if since else ""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
-        WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL)
-        SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
-        FROM journey_cuts c JOIN data_end d USING (tenant_id) WHERE c.journey = {name}""")
+    cuts = f"""(SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
+               FROM journey_cuts c JOIN (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL) d
+               USING (tenant_id) WHERE c.journey = {name})"""  # read twice: cheaper than a copy of every cut
     con.execute(f"""
         INSERT INTO journeys
         SELECT {name}, tenant_id, journey_id, actor_id, start_ts,
                CASE WHEN censored THEN last_ts ELSE end_raw END,
                CASE WHEN censored THEN NULL ELSE outcome_raw END,
                censored, n_steps, segments
-        FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
+        FROM {cuts} ORDER BY tenant_id, actor_id""")
     con.execute(f"""
         INSERT INTO journey_progress
         SELECT {name}, journey_id, CASE WHEN end_raw <= data_end THEN outcome_raw END,
                CASE WHEN end_raw <= data_end THEN end_raw END, data_end
-        FROM _jg_jgroups WHERE censored ORDER BY tenant_id, actor_id""")
+        FROM {cuts} WHERE censored ORDER BY tenant_id, actor_id""")
 
 
 def _literal(text: str) -> str:
