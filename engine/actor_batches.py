@@ -18,8 +18,9 @@ import pyarrow.compute as pc
 KEYS = ("tenant_id", "actor_id")
 
 
-def whole_actor_tables(reader: pa.RecordBatchReader, min_rows: int) -> Iterator[pa.Table]:
-    """Consecutive slices of the sorted stream, each at least `min_rows` rows (but the last) and never splitting an actor."""
+def whole_actor_tables(reader: pa.RecordBatchReader, min_rows: int, keys: tuple[str, ...] = KEYS) -> Iterator[pa.Table]:
+    """Consecutive slices of the sorted stream, each at least `min_rows` rows (but the last) and never splitting an actor
+    (the rows with equal `keys`: the names, or engine.journeys' actor number)."""
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in reader:
@@ -30,7 +31,7 @@ def whole_actor_tables(reader: pa.RecordBatchReader, min_rows: int) -> Iterator[
         if rows < min_rows:
             continue
         table = pa.Table.from_batches(pending, schema=reader.schema)
-        cut = _last_actor_start(table)
+        cut = _last_actor_start(table, keys)
         if cut < min_rows:  # mostly one long actor so far: keep reading until it ends
             continue
         yield table.slice(0, cut)
@@ -40,10 +41,10 @@ def whole_actor_tables(reader: pa.RecordBatchReader, min_rows: int) -> Iterator[
         yield pa.Table.from_batches(pending, schema=reader.schema)
 
 
-def _last_actor_start(table: pa.Table) -> int:
-    """Index of the first row of the table's last (tenant, actor): rows are sorted, so its rows are a suffix."""
+def _last_actor_start(table: pa.Table, keys: tuple[str, ...]) -> int:
+    """Index of the first row of the table's last actor: rows are sorted, so its rows are a suffix."""
     same = None
-    for key in KEYS:
+    for key in keys:
         column = table.column(key)
         last = column[table.num_rows - 1]
         equal = pc.is_null(column) if not last.is_valid else pc.fill_null(pc.equal(column, last), False)
@@ -51,13 +52,13 @@ def _last_actor_start(table: pa.Table) -> int:
     return table.num_rows - pc.sum(same).as_py()
 
 
-def new_actor_flags(table: pa.Table) -> np.ndarray:
-    """True on the first row of each (tenant, actor) of a table sorted by them (Arrow compares, no Python loop)."""
+def new_actor_flags(table: pa.Table, keys: tuple[str, ...] = KEYS) -> np.ndarray:
+    """True on the first row of each actor (equal `keys`) of a table sorted by them (Arrow compares, no Python loop)."""
     n = table.num_rows
     flags = np.zeros(n, dtype=bool)
     flags[:1] = True
     if n > 1:
-        for key in KEYS:
+        for key in keys:
             column = table.column(key).combine_chunks()
             flags[1:] |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True).to_numpy(zero_copy_only=False)
     return flags

@@ -63,7 +63,7 @@ import pyarrow.compute as pc
 
 from engine import incremental, rules, silver
 from engine import journey_arrays as arrays
-from engine.actor_batches import new_actor_flags, whole_actor_tables
+from engine.actor_batches import KEYS, new_actor_flags, whole_actor_tables
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...], bool], None]
 CHUNK_EVENTS = 1_000_000  # events cut in one numpy pass: bounds the Arrow held beside DuckDB's memory limit
 _BATCH_ROWS = 500_000
+ACTOR = "a"  # the window rows' actor number: its row in the starts table (STARTS)
+STARTS = "_jg_starts"
 
 
 @dataclass(frozen=True)
@@ -185,23 +187,21 @@ def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
     name, window = _literal(journey.name), int(journey.window_s)
     since = silver.latest_day(con)  # every tenant's last event is in its latest day file: read only those
     recent = f"WHERE ts >= DATE '{since}'" if since else ""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
-        WITH data_end AS (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL)
-        SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
-        FROM journey_cuts c JOIN data_end d USING (tenant_id) WHERE c.journey = {name}""")
+    cuts = f"""(SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
+               FROM journey_cuts c JOIN (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL) d
+               USING (tenant_id) WHERE c.journey = {name})"""  # read twice: cheaper than a copy of every cut
     con.execute(f"""
         INSERT INTO journeys
         SELECT {name}, tenant_id, journey_id, actor_id, start_ts,
                CASE WHEN censored THEN last_ts ELSE end_raw END,
                CASE WHEN censored THEN NULL ELSE outcome_raw END,
                censored, n_steps, segments
-        FROM _jg_jgroups ORDER BY tenant_id, actor_id""")
+        FROM {cuts} ORDER BY tenant_id, actor_id""")
     con.execute(f"""
         INSERT INTO journey_progress
         SELECT {name}, journey_id, CASE WHEN end_raw <= data_end THEN outcome_raw END,
                CASE WHEN end_raw <= data_end THEN end_raw END, data_end
-        FROM _jg_jgroups WHERE censored ORDER BY tenant_id, actor_id""")
+        FROM {cuts} WHERE censored ORDER BY tenant_id, actor_id""")
 
 
 def _literal(text: str) -> str:
@@ -237,25 +237,35 @@ def _level_column(journey: JourneyConfig) -> str:
     return LEVEL_COLUMNS[journey.level]
 
 
-def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False) -> str:
-    """Every event inside a journey's observation window, start event first, sorted by (tenant, actor, seq).
+def _starts_sql(journey: JourneyConfig, only_touched: bool = False) -> str:
+    """One row per actor with a start event (its first one), numbered `a` from 0 in (tenant, actor) order.
 
-    The outcome rules become integer codes (first rule wins) and the level's state stays text (pyarrow
-    dictionary-encodes it).
+    Why numbers: the window rows are then sorted by two integers (a, seq) and carry no names; sorting
+    and streaming (tenant, actor, seq) with both names on every row cost about twice as much.
+    """
+    return f"""
+        SELECT *, row_number() OVER (ORDER BY tenant_id, actor_id) - 1 AS {ACTOR}
+        FROM (SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
+              FROM events {_touched_sql(journey) if only_touched else ""}
+              WHERE {_level_column(journey)} = $start GROUP BY ALL)
+        ORDER BY {ACTOR}"""
+
+
+def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
+    """Every event inside a journey's observation window, start event first, sorted by (actor number, seq).
+
+    The actors are `_starts_sql`'s rows (registered as STARTS). The outcome rules become integer codes
+    (first rule wins) and the level's state stays text (pyarrow dictionary-encodes it).
     """
     level = _level_column(journey)
     hit = outcome_code_sql(journey)
     segs = "".join(f", {segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
     return f"""
-        WITH starts AS (
-          SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
-          FROM events {_touched_sql(journey) if only_touched else ""}
-          WHERE {level} = $start GROUP BY ALL)
-        SELECT e.tenant_id, e.actor_id, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
+        SELECT s.{ACTOR}, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
-        FROM events e JOIN starts s USING (tenant_id, actor_id)
+        FROM events e JOIN {STARTS} s USING (tenant_id, actor_id)
         WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
-        ORDER BY e.tenant_id, e.actor_id, e.seq"""
+        ORDER BY s.{ACTOR}, e.seq"""
 
 
 def _touched_sql(journey: JourneyConfig) -> str:
@@ -270,9 +280,15 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return encoded.indices.fill_null(NONE).to_numpy().astype(np.int64), encoded.dictionary
 
 
-def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int) -> tuple[pa.Table, pa.Table]:
-    """One chunk of sorted rows -> (one row per journey, one row per kept step), journeys numbered from `offset`."""
-    gid, first_rows = arrays.group_starts(new_actor_flags(table))
+def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int,
+               actors: pa.Table | None = None) -> tuple[pa.Table, pa.Table]:
+    """One chunk of sorted rows -> (one row per journey, one row per kept step), journeys numbered from `offset`.
+
+    The rows name their actor by (tenant_id, actor_id), or (`actors` given) by its row number in `actors`
+    (column ACTOR, the DuckDB path).
+    """
+    gid, first_rows = arrays.group_starts(new_actor_flags(table, KEYS if actors is None else (ACTOR,)))
+    tenants, actor_ids = _actor_names(table, first_rows, actors)
     state, state_names = _codes(table.column("state"))
     hit = table.column("hit").fill_null(NONE).to_numpy().astype(np.int64)
     ts = table.column("ts_us").to_numpy()
@@ -283,7 +299,7 @@ def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset:
     row_ts = lambda rows: _masked(ts, rows).cast(pa.timestamp("us"))
     groups = {
         "jidx": np.arange(len(first_rows), dtype=np.int64) + offset,
-        "tenant_id": table.column("tenant_id").take(first_rows), "actor_id": table.column("actor_id").take(first_rows),
+        "tenant_id": tenants, "actor_id": actor_ids,
         "start_ts": row_ts(first_rows), "o_ts": row_ts(cut.outcome_rows),
         "o_name": pa.array(names, type=pa.string()).take(_masked(hit, cut.outcome_rows)),
         "has_cut": cut.cut_rows != NONE, "cut_prev_ts": row_ts(cut.cut_prev_rows),
@@ -302,6 +318,14 @@ def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset:
     return pa.table(groups), steps
 
 
+def _actor_names(table: pa.Table, first_rows: np.ndarray, actors: pa.Table | None) -> tuple[pa.Array, pa.Array]:
+    """(tenant_id, actor_id) of each journey, from its first row."""
+    if actors is None:
+        return table.column("tenant_id").take(first_rows), table.column("actor_id").take(first_rows)
+    numbers = table.column(ACTOR).take(first_rows)
+    return actors.column("tenant_id").take(numbers), actors.column("actor_id").take(numbers)
+
+
 def _masked(values: np.ndarray, rows: np.ndarray) -> pa.Array:
     """values[rows] as an Arrow array, null where rows is NONE."""
     missing = rows == NONE
@@ -315,13 +339,15 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
     The rows are read through a cursor of their own (the connection itself writes the results meanwhile),
     so at most about CHUNK_EVENTS rows are in memory however big the input.
     """
+    actors = con.sql(_starts_sql(journey, only_touched), params={"start": journey.start}).to_arrow_table()
     cursor = con.cursor()
     silver.share_views(con, cursor)
     try:
-        reader = cursor.sql(_rows_sql(journey, segments, only_touched), params={"start": journey.start}).to_arrow_reader(_BATCH_ROWS)
+        cursor.register(STARTS, actors)
+        reader = cursor.sql(_rows_sql(journey, segments)).to_arrow_reader(_BATCH_ROWS)
         offset = 0
-        for table in whole_actor_tables(reader, CHUNK_EVENTS):
-            groups, steps = _cut_chunk(table, journey, len(segments), offset)
+        for table in whole_actor_tables(reader, CHUNK_EVENTS, (ACTOR,)):
+            groups, steps = _cut_chunk(table, journey, len(segments), offset, actors)
             offset += groups.num_rows
             del table
             _insert(con, journey, segments, groups, steps)

@@ -215,17 +215,19 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
         return
-    names = [r[0] for r in con.execute("SELECT DISTINCT journey FROM temp.main.journey_steps ORDER BY 1").fetchall()]
     sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
     kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
             ] if keep_sealed else []
-    opened, closed = [], []
+    files = con.execute(f"""SELECT journey, {sealed} AS sealed, count(*), {_digest_sql('journey_steps')}
+                            FROM temp.main.journey_steps GROUP BY ALL ORDER BY ALL""").fetchall()  # one pass for all
+    opened: list[tuple[Any, ...]] = []
+    closed: list[tuple[Any, ...]] = []
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     try:
-        for name in names:
-            base = f"SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)}"
-            opened += _steps_file(con, root, tmp, "journey_steps", name, f"{base} AND NOT ({sealed})")
-            closed += _steps_file(con, root, tmp, SEALED_STEPS, name, f"{base} AND {sealed}")
+        for name, is_sealed, n, digest in files:
+            query = f"SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}({sealed})"
+            row = _steps_file(con, root, tmp, SEALED_STEPS if is_sealed else "journey_steps", name, query, n, digest)
+            (closed if is_sealed else opened).append(row)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _replace_manifest(con, "journey_steps", opened)
@@ -237,16 +239,13 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     create_view(con, "journey_steps")
 
 
-def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str,
-                query: str) -> list[tuple[Any, ...]]:
-    """One gold file of `query`'s steps sorted by (journey_id, step); none when it has no rows."""
-    n, digest = con.execute(f"SELECT count(*), {_digest_sql('journey_steps')} FROM ({query})").fetchall()[0]
-    if not n:
-        return []
+def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str, query: str,
+                n: int, digest: int) -> tuple[Any, ...]:
+    """One gold file of `query`'s `n` steps (content digest `digest`) sorted by (journey_id, step)."""
     kind = "sealed" if layer == SEALED_STEPS else "open"
     rel, sha = _write(con, f"{query} ORDER BY journey_id, step", tmp, root,
                       Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
-    return [(layer, "", name, rel, n, digest, None, sha)]
+    return (layer, "", name, rel, n, digest, None, sha)
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, folder: Path) -> tuple[str, str]:
