@@ -111,9 +111,15 @@ def test_appended_week_with_a_planted_change_is_pushed_once(tmp_path: Path, stre
     watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
     first = list(receiver.requests)  # a null stream before the release: usually nothing to say
     assert not any(r["body"]["finding"]["type"] == "regression" for r in first)
+    stored = _snapshots(ws)
 
     _write(after, folder / "part-001.jsonl")
     watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
+    # the batch reused the sealed weeks (their journeys unchanged) and rewrote no stored snapshot
+    run = _last_summary(ws)["incremental"]
+    assert run["mode"] == "incremental" and run["snapshots_sealed"] >= run["snapshots_reused"] > 0
+    grown = _snapshots(ws)
+    assert {k: grown[k] for k in stored} == stored and len(grown) > len(stored)
     new = receiver.requests[len(first):]
     assert len(new) == 1, "one appended week with one planted change is one delivery"
     insights = new[0]["body"]["insights"]
@@ -125,6 +131,26 @@ def test_appended_week_with_a_planted_change_is_pushed_once(tmp_path: Path, stre
 
     watch.watch(str(folder), config_path=str(config), workspace=ws, once=True)
     assert len(receiver.requests) == len(first) + 1, "re-running must deliver nothing twice"
+
+
+def _snapshots(ws: str) -> dict[str, str]:
+    from engine.workspace import Workspace
+
+    con = Workspace.open(Path(ws), read_only=True, create=False).con
+    try:
+        return dict(con.execute("SELECT snapshot_id, payload::VARCHAR FROM snapshots").fetchall())
+    finally:
+        con.close()
+
+
+def _last_summary(ws: str) -> dict[str, Any]:
+    from engine.workspace import Workspace
+
+    con = Workspace.open(Path(ws), read_only=True, create=False).con
+    try:
+        return json.loads(con.execute("SELECT summary FROM runs ORDER BY watermark DESC LIMIT 1").fetchall()[0][0])
+    finally:
+        con.close()
 
 
 def test_slack_digest_is_markdown_once(tmp_path: Path, streams: Any) -> None:
