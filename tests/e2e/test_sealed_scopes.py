@@ -50,6 +50,16 @@ def _history() -> list[str]:
     return rows
 
 
+def _source(tmp_path: Path) -> tuple[Path, Path]:
+    """A source folder holding the history file, and the config reading it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(_CFG.format(src=data / "*.jsonl"))
+    (data / "a.jsonl").write_text("\n".join(_history()) + "\n")
+    return data, cfg
+
+
 def _run(ws: Path, cfg: Path, full: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv(FULL_ENV, "1" if full else "0")
     return pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)
@@ -76,11 +86,7 @@ def _latest_hash(ws: Path) -> str:
 
 def test_unchanged_sealed_weeks_are_reused_and_a_changed_one_is_computed_again(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(_CFG.format(src=data / "*.jsonl"))
-    (data / "a.jsonl").write_text("\n".join(_history()) + "\n")
+    data, cfg = _source(tmp_path)
     first = _run(tmp_path / "inc", cfg, False, monkeypatch)
     # weeks of 12-29 and 01-05 end at least 3 days before the data end: sealed; the week of 01-12 is not
     assert first["incremental"]["snapshots_sealed"] == 2 and first["incremental"]["snapshots_reused"] == 0
@@ -103,11 +109,7 @@ def test_unchanged_sealed_weeks_are_reused_and_a_changed_one_is_computed_again(t
 
 def test_a_second_run_on_the_same_input_reuses_every_sealed_snapshot_row(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(_CFG.format(src=data / "*.jsonl"))
-    (data / "a.jsonl").write_text("\n".join(_history()) + "\n")
+    _, cfg = _source(tmp_path)
     _run(tmp_path / "ws", cfg, False, monkeypatch)
     before = _period_payloads(tmp_path / "ws", _latest_hash(tmp_path / "ws"))
     again = _run(tmp_path / "ws", cfg, False, monkeypatch)
