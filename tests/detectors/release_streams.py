@@ -44,3 +44,25 @@ def release_stream(params: DemoParams, where: Path, days_after: float, **options
 
     cfg = load_config(write_stream(params, where, days_after, **options))
     return snapshots_of(where / "events.jsonl", cfg, where / "ws"), cfg
+
+
+def planted_or_null(kind: str, where: Path, days_after: float, **kw: Any) -> tuple[list[Any], Config]:
+    """The young release stream of `kw` (DemoParams fields), planted or its null twin (`kind` "null")."""
+    params = DemoParams.null(**kw) if kind == "null" else DemoParams(**kw)
+    return release_stream(params, where, days_after)
+
+
+def simulated_chain_snapshots(n: int = 3000, seed: int = 11, late_journeys: int = 400) -> list[Any]:
+    """Snapshots of the paper chain's simulated journeys, some still in progress at the data end."""
+    import duckdb
+
+    from engine.snapshot import build_snapshots
+    from fixtures import paper_chain as pc
+
+    con = duckdb.connect()
+    try:
+        data_end = pc.load_simulation(con, n, seed, late_journeys=late_journeys)
+        cfg = pc.config()
+        return build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
+    finally:
+        con.close()

@@ -8,17 +8,16 @@ detector is run on the same snapshots with the `loss_estimates` block taken out.
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from detectors.dropoff import Dropoff, loss_evidence, uses_estimates
 from detectors.runner import run_detectors
 from detectors.view import SnapView
 from engine import loss_estimates
-from engine.snapshot import Snapshot, build_snapshots
+from engine.snapshot import Snapshot
 from fixtures import paper_chain as pc
 from fixtures.generate_demo import DemoParams
-from tests.detectors.release_streams import release_stream
+from tests.detectors.release_streams import planted_or_null, release_stream, simulated_chain_snapshots
 
 BILLING = "state:billing_page"
 
@@ -30,9 +29,8 @@ def _completed_only(snaps: list) -> list:
 @pytest.fixture(scope="module", params=["planted", "null"])
 def young(request, tmp_path_factory):
     kw = {"n_users": 1200, "days": 32, "release_day": 30, "seed": 7}
-    params = DemoParams.null(**kw) if request.param == "null" else DemoParams(**kw)
     where = tmp_path_factory.mktemp(request.param)
-    snaps, cfg = release_stream(params, where, 2)
+    snaps, cfg = planted_or_null(request.param, where, 2, **kw)
     return request.param, snaps, cfg, where / "ws"
 
 
@@ -95,11 +93,7 @@ def test_the_raw_tables_recount_every_scope_block(young):
 
 @pytest.fixture(scope="module")
 def mature_snaps():
-    con = duckdb.connect()
-    data_end = pc.load_simulation(con, 3000, 11, late_journeys=400)
-    cfg = pc.config()
-    yield build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
-    con.close()
+    return simulated_chain_snapshots()
 
 
 def test_with_nothing_censored_the_estimates_are_the_completed_counts(mature_snaps):

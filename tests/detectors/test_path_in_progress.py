@@ -18,8 +18,7 @@ from detectors.synthetic import chain_payload
 from detectors.view import SnapView
 from engine.snapshot import Snapshot
 from engine.snapshot_estimates import NOT_YET
-from fixtures.generate_demo import DemoParams
-from tests.detectors.release_streams import release_stream
+from tests.detectors.release_streams import planted_or_null
 
 PATH_TYPES = ("fast_path", "slow_path")
 
@@ -27,9 +26,8 @@ PATH_TYPES = ("fast_path", "slow_path")
 @pytest.fixture(scope="module", params=["planted", "null"])
 def young(request, tmp_path_factory):
     kw = {"n_users": 2000, "days": 36, "release_day": 30, "seed": 7}
-    params = DemoParams.null(**kw) if request.param == "null" else DemoParams(**kw)
     where = tmp_path_factory.mktemp(request.param)
-    snaps, cfg = release_stream(params, where, 6)
+    snaps, cfg = planted_or_null(request.param, where, 6, **kw)
     return request.param, snaps, cfg, where
 
 

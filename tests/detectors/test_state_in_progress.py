@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -24,11 +23,10 @@ from detectors.runner import run_detectors
 from detectors.shared import estimated_reach_test, reach_test, reach_tests
 from detectors.view import SnapView
 from engine.incidence import Z95
-from engine.snapshot import Snapshot, build_snapshots
+from engine.snapshot import Snapshot
 from engine.state_estimates import Journeys, block
-from fixtures import paper_chain as pc
 from fixtures.generate_demo import DemoParams
-from tests.detectors.release_streams import release_stream
+from tests.detectors.release_streams import release_stream, simulated_chain_snapshots
 from tests.detectors.test_honest_detectors import loan_snapshot  # noqa: F401  (a fixture: lifecycle events)
 
 W, SPAN, N, REPS = 30.0, 45.0, 2000, 300
@@ -95,11 +93,7 @@ def test_recent_journeys_already_ended_are_biased(study):
 # ------------------------------------------------------------------------------------------ the engine
 @pytest.fixture(scope="module")
 def chain_snaps():
-    con = duckdb.connect()
-    data_end = pc.load_simulation(con, 3000, 11, late_journeys=400)
-    cfg = pc.config()
-    yield build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
-    con.close()
+    return simulated_chain_snapshots()
 
 
 def test_nothing_censored_gives_the_completed_only_numbers_exactly(chain_snaps):
