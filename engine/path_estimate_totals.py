@@ -26,6 +26,7 @@ read journey by journey from the journey tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ class ScopeRows:
     censored: np.ndarray   # it started less than a window before the data end
     dur: np.ndarray        # duration (engine.snapshot's rule)
     length: np.ndarray     # steps on its path
-    names: list[str]       # key code -> path SEP SEP outcome
+    names: Sequence[str]   # key code -> path SEP SEP outcome
 
 
 def r6(value: float | None) -> float | None:
@@ -101,7 +102,7 @@ def _medians(rows: ScopeRows, sorted_by: tuple[np.ndarray, np.ndarray], w: np.nd
             "median_length": r6(n.estimate), "resolved": d.resolved}
 
 
-def top_entries(share: np.ndarray, keys: np.ndarray, names: list[str], top_n: int) -> list[int]:
+def top_entries(share: np.ndarray, keys: np.ndarray, names: Sequence[str], top_n: int) -> list[int]:
     """The `top_n` largest shares, ties by name: only shares at or above the top_n-th largest are sorted
     (a scope can hold a million distinct paths)."""
     top_n = max(int(top_n), 0)

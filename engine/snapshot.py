@@ -269,12 +269,17 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             with step_arrays.shared(con, journey_cfg.name, steps):
                 with _stage("data_ends"):
                     ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
-                rows, tops, checks, incidence, estimates, sealed = _count(con, cfg, journey_cfg, params, steps, base)
+                rows, tops, checks, incidence, sealed = _count(con, cfg, journey_cfg, params, steps, base)
+                with _stage("estimate_inputs"):
+                    snapshot_estimates.prepare(con, journey_cfg.name, journey_cfg.dropoff_outcome)
+                    inputs = snapshot_estimates.Inputs(con, journey_cfg, params)
+            del steps  # the estimates hold what they need of the steps: the arrays go before their peak
+            _drop(con)  # the counting tables too (in memory, and the peak is next)
+            with _stage("estimates"):
+                estimates = snapshot_estimates.by_scope(inputs, journey_cfg, params, cfg.snapshots.top_paths)
+            del inputs
     finally:
-        con.execute("DROP VIEW IF EXISTS _jg_progress")
-        for table in ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid",
-                      "_jg_trans", "_jg_creach", "_jg_jour", "_jg_cadj", "_jg_est"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        _drop(con)
     by_sid = _group(rows, incidence)
     by_sid["estimates"] = estimates
     incremental.add_counts(con, {"snapshots_sealed": len(sealed.keys), "snapshots_reused": len(sealed.stored)})
@@ -293,10 +298,9 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], steps: step_arrays.StepArrays,
            base: Mapping[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]],
-                                             dict[int, dict[str, Any]], sealed_scopes.Sealed]:
-    """All counting SQL, the outcome incidence and the reach/path/duration estimates per scope, except for
-    sealed scopes whose stored snapshot is reused (engine.sealed_scopes); each stage's time is logged at
-    debug level."""
+                                             sealed_scopes.Sealed]:
+    """All counting SQL and the outcome incidence per scope, except for sealed scopes whose stored snapshot is
+    reused (engine.sealed_scopes); each stage's time is logged at debug level."""
     with _stage("classes"):
         progress.observed(con, jc)
         for sql in _CLASSES_SQL:
@@ -326,10 +330,18 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
         incidence = progress.incidence_by_scope(con, jc)
-    with _stage("estimates"):
-        snapshot_estimates.prepare(con, jc.name, jc.dropoff_outcome)
-        estimates = snapshot_estimates.by_scope(con, jc, params, cfg.snapshots.top_paths)
-    return rows, tops, checks, incidence, estimates, sealed
+    return rows, tops, checks, incidence, sealed
+
+
+_TEMP_TABLES = ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclass", "_jg_cscopes", "_jg_csid",
+                "_jg_trans", "_jg_creach", "_jg_jour", "_jg_cadj", "_jg_est")
+
+
+def _drop(con: Any) -> None:
+    """Drop the build's temp tables and view."""
+    con.execute("DROP VIEW IF EXISTS _jg_progress")
+    for table in _TEMP_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -33,14 +33,14 @@ taken from the completed-only block), so fully mature data is byte-identical.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, incidence, loss_estimates, path_estimate_totals, state_estimates, step_shares
+from engine import arrow_scan, incidence, loss_estimates, path_codes, path_estimate_totals, state_estimates, step_shares
 from engine.paths import SEP
 
 ESTIMATORS = {
@@ -102,16 +102,37 @@ class _Rows:
         self.follow = t.column("follow").to_numpy().astype(float)
         self.dur = pc.fill_null(t.column("dur"), np.nan).to_numpy(zero_copy_only=False).astype(float)
         # a path once the journey's end is known (completed, or open with its outcome decided), from its steps
-        length, path = steps.paths(~self.censored | self.ended)
-        self.length = length.astype(float)
-        self.has_path = pc.is_valid(path).to_numpy(zero_copy_only=False) & self.ended
-        key = pc.binary_join_element_wise(pc.fill_null(path, ""), pc.fill_null(aj_o.cast(pa.large_string()), ""),
-                                          pa.scalar(SEP + SEP, pa.large_string()))
-        encoded = pc.dictionary_encode(key.combine_chunks())
-        self.path_key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        self.path_names = encoded.dictionary.to_pylist()
-        self.seq_key = pc.dictionary_encode(pc.fill_null(path, "")).indices.to_numpy(zero_copy_only=False)
+        at, new_journey = steps._collapsed(~self.censored | self.ended)
+        codes = path_codes.of(steps.row[at], steps.state[at], new_journey, len(jrow), steps.state_names)
+        self.length = codes.length.astype(float)
+        self.has_path = (codes.code >= 0) & self.ended
+        outcome = pc.dictionary_encode(aj_o.combine_chunks())
+        per_path = len(outcome.dictionary) + 1  # a key per (path, outcome or none)
+        self.path_key = (codes.code + 1) * per_path + pc.fill_null(outcome.indices, -1).to_numpy(
+            zero_copy_only=False).astype(np.int64) + 1
+        self.path_names = _KeyNames(codes, [str(o) for o in outcome.dictionary.to_pylist()], per_path)
+        self.seq_key = codes.code
         self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()
+
+
+class _KeyNames(Sequence[str]):
+    """`path_key` code -> "path SEP SEP outcome", spelled out only for the keys asked for (the shown ones)."""
+
+    def __init__(self, codes: path_codes.PathCodes, outcomes: list[str], per_path: int) -> None:
+        self.codes, self.outcomes, self.per_path = codes, outcomes, per_path
+
+    def __len__(self) -> int:
+        return (len(self.codes.first) + 1) * self.per_path
+
+    @overload
+    def __getitem__(self, key: int) -> str: ...
+    @overload
+    def __getitem__(self, key: slice) -> Sequence[str]: ...
+    def __getitem__(self, key: int | slice) -> str | Sequence[str]:
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(len(self)))]
+        path, outcome = divmod(int(key), self.per_path)
+        return (self.codes.text(path - 1) if path else "") + SEP + SEP + (self.outcomes[outcome - 1] if outcome else "")
 
 
 def prepare(con: Any, journey: str, dropoff: str) -> None:
@@ -119,33 +140,46 @@ def prepare(con: Any, journey: str, dropoff: str) -> None:
     con.execute(_ROWS_SQL, {"dropoff": dropoff})
 
 
-def by_scope(con: Any, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
+class Inputs:
+    """Everything the per-scope estimates read, built from the step arrays once: the resolved steps, the
+    per-journey rows with each journey's path and first visits, and the visits per (journey, state). Built
+    while engine.snapshot still holds the step arrays, which can go once this exists (the memory peak of a
+    10 M-event build is the per-scope work, so nothing it does not need should be alive then)."""
+
+    def __init__(self, con: Any, jc: Any, params: dict[str, Any]) -> None:
+        step_rows = step_shares.StepRows(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
+                                                          "horizon": params["horizon"]})
+        self.rows = _Rows(con, jc.conversion_outcome, step_rows)
+        self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
+        self.steps = step_rows.resolved()
+        self.members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
+        del step_rows
+        pa.default_memory_pool().release_unused()  # the path strings' buffers, kept by the pool otherwise
+
+
+def by_scope(inputs: Inputs, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
     """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares, state_estimates} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
-    step_rows = step_shares.StepRows(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
-                                                      "horizon": params["horizon"]})
-    rows = _Rows(con, jc.conversion_outcome, step_rows)
-    visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
-    steps = step_rows.resolved()
-    del step_rows
-    window_s = float(jc.window_s)
+    return {sid: _scope(inputs, classes, jc, params, top_n) for sid, classes in inputs.members}
+
+
+def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], top_n: int) -> dict[str, Any]:
+    """One scope's blocks (a function of its own, so one scope's temporaries are gone before the next's)."""
+    rows, steps, window_s = inputs.rows, inputs.steps, float(jc.window_s)
     losses = [o for o in jc.outcome_names if o != jc.conversion_outcome]
-    members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
-    out = {}
-    for sid, classes in members:
-        lo = np.searchsorted(rows.cls, classes, side="left")
-        hi = np.searchsorted(rows.cls, classes, side="right")
-        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
-        pick, pos = _members(steps.row, lo, hi)
-        follow = rows.follow[take]
-        done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"])
-        out[sid] = {"estimate_horizon_s": horizon_reached(follow, window_s),
-                    "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
-                    "reach_estimates": _reach(rows, take, lo, hi, window_s),
-                    "resolved_shares": step_shares.shares(steps, pick, pos, follow, window_s, params["horizon"], done),
-                    "state_estimates": state_estimates.of_scope(rows, take, visits, lo, hi),
-                    **_paths_and_durations(rows, take, top_n)}
-    return out
+    lo = np.searchsorted(rows.cls, classes, side="left")
+    hi = np.searchsorted(rows.cls, classes, side="right")
+    take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
+    pick, pos = _members(steps.row, lo, hi)
+    follow = rows.follow[take]
+    done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"])
+    del pick, pos  # `done` holds the steps that count
+    return {"estimate_horizon_s": horizon_reached(follow, window_s),
+            "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
+            "reach_estimates": _reach(rows, take, lo, hi, window_s),
+            "resolved_shares": step_shares.shares(steps, done.pick, done.pos, follow, window_s, params["horizon"], done),
+            "state_estimates": state_estimates.of_scope(rows, take, inputs.visits, lo, hi),
+            **_paths_and_durations(rows, take, top_n)}
 
 
 def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window_s: float) -> dict[str, Any]:

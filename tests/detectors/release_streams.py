@@ -40,7 +40,7 @@ def write_stream(params: DemoParams, where: Path, days_after: float, *, inactive
 
 def release_stream(params: DemoParams, where: Path, days_after: float, **options: Any) -> tuple[list[Any], Config]:
     """Snapshots of the demo stream with every event later than `days_after` days after the release dropped."""
-    from detector_builders import snapshots_of
+    from tests.detectors.detector_builders import snapshots_of  # importable from any test directory
 
     cfg = load_config(write_stream(params, where, days_after, **options))
     return snapshots_of(where / "events.jsonl", cfg, where / "ws"), cfg
