@@ -26,6 +26,9 @@ def engine_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """preserve_insertion_order off and memory_limit on for the block; the previous values come back after."""
     wanted = {"preserve_insertion_order": "false", "memory_limit": MEMORY_LIMIT}
     before = {name: con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0] for name in wanted}
+    # Kept on (allocator-wide, not a query setting): without it DuckDB's jemalloc keeps the pages of dropped
+    # tables, so a 10 M-event build held ≈ 0.7 GB it no longer used while numpy worked beside it.
+    con.execute("SET allocator_background_threads = true")
     for name, value in wanted.items():
         con.execute(f"SET {name} = '{value}'")
     try:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from engine import incremental, lifecycle_visits, modelcheck, outcome_adjacent, paths, sealed_scopes, snapshot_estimates, step_arrays, step_counts
+from engine import incremental, lifecycle_visits, memory, modelcheck, outcome_adjacent, paths, sealed_scopes, snapshot_estimates, step_arrays, step_counts
 from engine import snapshot_progress as progress
 from engine.arrow_scan import in_batches
 from engine.config import Config, JourneyConfig
@@ -272,9 +272,11 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
                 rows, tops, checks, incidence, sealed = _count(con, cfg, journey_cfg, params, steps, base)
                 with _stage("estimate_inputs"):
                     snapshot_estimates.prepare(con, journey_cfg.name, journey_cfg.dropoff_outcome)
+                    _drop(con, keep=("_jg_est", "_jg_csid"))  # counted: their memory goes before the arrays come
                     inputs = snapshot_estimates.Inputs(con, journey_cfg, params)
             del steps  # the estimates hold what they need of the steps: the arrays go before their peak
-            _drop(con)  # the counting tables too (in memory, and the peak is next)
+            _drop(con)  # the estimates' tables too (in memory, and the peak is next)
+            memory.give_back()
             with _stage("estimates"):
                 estimates = snapshot_estimates.by_scope(inputs, journey_cfg, params, cfg.snapshots.top_paths)
             del inputs
@@ -337,11 +339,12 @@ _TEMP_TABLES = ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_jclas
                 "_jg_trans", "_jg_creach", "_jg_jour", "_jg_cadj", "_jg_est")
 
 
-def _drop(con: Any) -> None:
-    """Drop the build's temp tables and view."""
+def _drop(con: Any, keep: tuple[str, ...] = ()) -> None:
+    """Drop the build's temp tables (but `keep`) and view."""
     con.execute("DROP VIEW IF EXISTS _jg_progress")
     for table in _TEMP_TABLES:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        if table not in keep:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:

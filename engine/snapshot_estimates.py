@@ -151,6 +151,8 @@ class Inputs:
                                                           "horizon": params["horizon"]})
         self.rows = _Rows(con, jc.conversion_outcome, step_rows)
         self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
+        if np.array_equal(self.rows.v_row, self.visits.row) and np.array_equal(self.rows.v_state, self.visits.state):
+            self.rows.v_row, self.rows.v_state = self.visits.row, self.visits.state  # the same pairs: keep one copy
         self.steps = step_rows.resolved()
         self.members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
         del step_rows

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import __version__
+from engine import __version__, memory
 from engine.config import Config, from_dict, read_config
 from engine.publish import failpoint
 from engine.workspace import DB_NAME, RUN_WAIT_S, Workspace
@@ -69,6 +69,7 @@ def input_hash(con: Any) -> str:
 
 def _step(bar: Any, name: str) -> None:
     log.info("stage done: %s", name)
+    memory.give_back()  # the stage's freed temporaries, before the next stage's peak
     failpoint(name)  # JOURNEYGRAPH_FAILPOINT=<stage>: the crash tests stop the run here
     bar.set_postfix_str(name)
     bar.update(1)
