@@ -88,7 +88,7 @@ class _Rows:
     """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
 
     def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
-        t = arrow_scan.fetch(con, "SELECT * FROM _jg_est")
+        t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur FROM _jg_est")  # not the ids
         jrow = t.column("jrow").to_numpy()
         order = np.empty(len(jrow), dtype=np.int64)
         order[jrow] = np.arange(len(jrow))  # jrow numbers the rows 0..n-1: placing them is the sort
