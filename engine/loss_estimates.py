@@ -78,16 +78,19 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     g_state, g_j = done.group_state, done.group_pos
     a_j = np.bincount(g_j, weights=a_g, minlength=len(follow))
     b_j = np.bincount(g_j, weights=b_g, minlength=len(follow))
-    # per state: whole numbers of moves, exits and journeys, then the moments one at a time (each is a
-    # per-group array: at 10 M events, all of them at once were most of the snapshot stage's peak)
-    sums = {"moves": np.bincount(g_state, weights=np.bincount(inv), minlength=k),
-            "exits": np.bincount(g_state, weights=np.bincount(inv[lost], minlength=len(g_state)), minlength=k),
-            "journeys": np.bincount(g_state, minlength=k).astype(float)}
+
+    def per_state(x: np.ndarray) -> np.ndarray:
+        return np.bincount(g_state, weights=x, minlength=k)
+
+    sums = {"moves": per_state(np.bincount(inv)), "exits": per_state(np.bincount(inv[lost], minlength=len(g_state))),
+            "journeys": np.bincount(g_state, minlength=k).astype(float), "moves_weight": per_state(b_g),
+            "exit_weight": per_state(a_g)}
     a_of, b_of = a_j[g_j], b_j[g_j]
-    for m, (x, y) in {"moves_weight": (b_g, None), "exit_weight": (a_g, None), "aa": (a_g, a_g), "ab": (a_g, b_g),
-                      "bb": (b_g, b_g), "xa": (a_g, a_of), "xab": (a_g, b_of), "xba": (b_g, a_of),
-                      "xbb": (b_g, b_of)}.items():
-        sums[m] = np.bincount(g_state, weights=x if y is None else x * y, minlength=k)
+    # one moment at a time: each product is a per-group array (~65 MB at 10 M events), and all of them at
+    # once were the snapshot stage's peak
+    for m, x, y in (("aa", a_g, a_g), ("ab", a_g, b_g), ("bb", b_g, b_g), ("xa", a_g, a_of), ("xab", a_g, b_of),
+                    ("xba", b_g, a_of), ("xbb", b_g, b_of)):
+        sums[m] = per_state(x * y)
     counts = ("moves", "exits", "journeys")
     out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
                      for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}

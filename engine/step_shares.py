@@ -227,7 +227,7 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
     if not len(done.pick):
         return []
     k = len(steps.names)
-    cell = steps.src[done.pick]
+    cell = steps.src[done.pick].astype(np.int64, copy=False)  # (source, destination) codes < k²
     total = np.bincount(cell, weights=done.w, minlength=k)
     cell *= k
     cell += steps.dst[done.pick]
@@ -337,7 +337,7 @@ def _clustered_var(done: Counted, steps: Steps, share: np.ndarray) -> np.ndarray
     del b_sum
     at = done.pick[first]
     del first
-    a_cell = steps.src[at] * k
+    a_cell = steps.src[at].astype(np.int64, copy=False) * k
     a_cell += steps.dst[at]
     del at
     a_sum = np.bincount(_numbers(done.cell_new), weights=done.w[done.cell_order])  # A_jb
