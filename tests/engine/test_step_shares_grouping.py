@@ -1,5 +1,5 @@
-"""Steps grouped by (journey, state) without sorting every step (engine.step_shares._groups), and the
-journey-clustered variance of `resolved_shares` built on those groups.
+"""Steps grouped by (journey, source) and by (journey, source, destination) from one sort
+(engine.step_shares.counted), and the journey-clustered variance of `resolved_shares` built on those groups.
 
 The grouping must be np.unique's, group for group and step for step (the snapshot's sums add in that order,
 so any other order changes a float); the variance must be the per-journey sandwich, not the per-step one.
@@ -23,11 +23,15 @@ def _journeys(rng: np.random.Generator, n_journeys: int, k: int, max_len: int) -
     return pos, rng.integers(0, k, len(pos))
 
 
-def _check(pos: np.ndarray, src: np.ndarray, dst: np.ndarray, k: int) -> None:
-    """counted's groups against np.unique's: (journey, source) and (journey, source, destination)."""
-    steps = step_shares.Steps(row=pos, s=np.zeros(len(pos)), known_t=np.full(len(pos), np.nan), src=src, dst=dst,
+def _check(pos: np.ndarray, src: np.ndarray, dst: np.ndarray, k: int, entered: np.ndarray | None = None) -> None:
+    """counted's groups against np.unique's: (journey, source) and (journey, source, destination); `entered`:
+    entry times, the late ones past positivity (left out before grouping)."""
+    s = np.zeros(len(pos)) if entered is None else entered
+    steps = step_shares.Steps(row=pos, s=s, known_t=np.full(len(pos), np.nan), src=src, dst=dst,
                               names=[f"s{i}" for i in range(k)])
-    done = step_shares.counted(steps, np.arange(len(pos)), pos, np.full(3, 40.0), 30.0, 5)  # every step counts
+    done = step_shares.counted(steps, np.arange(len(pos)), pos, np.array([12.0, 3.0]), 30.0, 5)
+    assert np.array_equal(done.pick, np.flatnonzero(s + 5 <= 12.0))
+    pos, src, dst = pos[done.pick], src[done.pick], dst[done.pick]
     key = pos.astype(np.int64) * k + src
     ref_key, ref_inv = np.unique(key, return_inverse=True)
     assert np.array_equal(done.group_inv, ref_inv)
@@ -47,7 +51,8 @@ def test_groups_are_np_uniques(seed: int) -> None:
     k = int(rng.choice([1, 2, 7, 40]))
     max_len = int(rng.choice([1, 2, 12, 130]))
     pos, src = _journeys(rng, n_journeys, k, max_len)
-    _check(pos, src, rng.integers(0, k, len(pos)), k)
+    late = rng.random() < 0.5  # some steps entered too late for any journey of the scope to resolve
+    _check(pos, src, rng.integers(0, k, len(pos)), k, rng.random(len(pos)) * 10.0 if late else None)
 
 
 def test_groups_of_unsorted_or_wide_journey_places() -> None:  # (the grouping is a sort: any order works)
