@@ -289,10 +289,10 @@ def counted(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray,
 
 
 def _groups(steps: Steps, pick: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Counted's groups from one stable sort of the steps by (journey place, source, destination): the
-    (journey, source) groups are runs of that order too. Steps come nearly sorted (by journey), where
-    timsort is close to linear; a value sort of packed keys or a radix sort of the states measured no faster
-    at 10 M events, and the one sort replaces the two (one per grouping) of before."""
+    """Counted's groups from one stable sort of the steps by (journey place, source, destination); the
+    (journey, source) groups are runs of the same order, so one sort serves both. Steps come nearly sorted
+    (by journey), where timsort is close to linear and np.unique's quicksort is not; sorting packed int64
+    values or radix-sorting the state codes measured no faster at 10 M events."""
     k = len(steps.names)
     src = steps.src[pick]
     key = pos.astype(np.int64) * k
