@@ -73,18 +73,28 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     a_w = np.where(lost, done.w, 0.0)
     inv = done.group_inv  # per (journey, state) group: A_js, B_js, raw moves and exits; the rest from these
     a_g, b_g = np.bincount(inv, weights=a_w), np.bincount(inv, weights=done.w)
-    n_g, x_g = np.bincount(inv), np.bincount(inv, weights=lost)
-    g_state, g_j = done.group_key % k, done.group_key // k
+    lost_journeys = float(a_w.sum())
+    del a_w
+    g_state, g_j = done.group_state, done.group_pos
     a_j = np.bincount(g_j, weights=a_g, minlength=len(follow))
     b_j = np.bincount(g_j, weights=b_g, minlength=len(follow))
-    per = {"moves": n_g, "exits": x_g, "journeys": np.ones(len(g_state)), "moves_weight": b_g, "exit_weight": a_g,
-           "aa": a_g * a_g, "ab": a_g * b_g, "bb": b_g * b_g, "xa": a_g * a_j[g_j], "xab": a_g * b_j[g_j],
-           "xba": b_g * a_j[g_j], "xbb": b_g * b_j[g_j]}
-    sums = {m: np.bincount(g_state, weights=x, minlength=k) for m, x in per.items()}
+
+    def per_state(x: np.ndarray) -> np.ndarray:
+        return np.bincount(g_state, weights=x, minlength=k)
+
+    sums = {"moves": per_state(np.bincount(inv)), "exits": per_state(np.bincount(inv[lost], minlength=len(g_state))),
+            "journeys": np.bincount(g_state, minlength=k).astype(float), "moves_weight": per_state(b_g),
+            "exit_weight": per_state(a_g)}
+    a_of, b_of = a_j[g_j], b_j[g_j]
+    # one moment at a time: each product is a per-group array (~65 MB at 10 M events), and all of them at
+    # once were the snapshot stage's peak
+    for m, x, y in (("aa", a_g, a_g), ("ab", a_g, b_g), ("bb", b_g, b_g), ("xa", a_g, a_of), ("xab", a_g, b_of),
+                    ("xba", b_g, a_of), ("xbb", b_g, b_of)):
+        sums[m] = per_state(x * y)
     counts = ("moves", "exits", "journeys")
     out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
                      for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}
-    out.update(lost=int(lost.sum()), moves_weight=r6(float(done.w.sum())), lost_journeys=r6(float(a_w.sum())),
+    out.update(lost=int(lost.sum()), moves_weight=r6(float(done.w.sum())), lost_journeys=r6(lost_journeys),
                moments={"AA": r6(float(a_j @ a_j)), "AB": r6(float(a_j @ b_j)), "BB": r6(float(b_j @ b_j))})
     return out
 

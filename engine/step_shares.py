@@ -224,22 +224,23 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
     from engine.snapshot import r6
 
     done = done or counted(steps, pick, pos, follow, window_s, horizon_s)
-    pick, pos, w = done.pick, done.pos, done.w
-    if not len(pick):
+    if not len(done.pick):
         return []
-    src, dst = steps.src[pick], steps.dst[pick]
     k = len(steps.names)
-    cell = src * k + dst
-    total = np.bincount(src, weights=w, minlength=k)
-    mass = np.bincount(cell, weights=w, minlength=k * k)
+    cell = steps.src[done.pick].astype(np.int64, copy=False)  # (source, destination) codes < k²
+    total = np.bincount(cell, weights=done.w, minlength=k)
+    cell *= k
+    cell += steps.dst[done.pick]
+    mass = np.bincount(cell, weights=done.w, minlength=k * k)
     n = np.bincount(cell, minlength=k * k)
-    p = np.where(total[src] > 0, mass[cell] / total[src], 0.0)  # each step's own cell share
-    var = _clustered_var(pos, done.group_key, done.group_inv, cell, w, p, k)
+    del cell
+    of_src = total[np.arange(k * k) // k]
+    share = np.divide(mass, of_src, out=np.zeros(k * k), where=of_src > 0)  # per cell, not per step
+    var = _clustered_var(done, steps, share)
     out = []
     for c in np.flatnonzero(n):
         a, b = divmod(int(c), k)
-        share = mass[c] / total[a]
-        out.append({"from": steps.names[a], "to": steps.names[b], "count": int(n[c]), "share": r6(share),
+        out.append({"from": steps.names[a], "to": steps.names[b], "count": int(n[c]), "share": r6(mass[c] / total[a]),
                     "se": r6(np.sqrt(var[c]) / total[a]), "weight": r6(mass[c])})
     return sorted(out, key=lambda e: (e["from"], e["to"]))
 
@@ -247,64 +248,107 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
 @dataclass(frozen=True)
 class Counted:
     """A scope's steps that count: positions into the step arrays, their journeys' places, their IPCW weights,
-    and the (journey, source state) group of each (key sorted, and each step's index into it).
+    and their groups, each numbered in (journey place, state) order as np.unique would: the (journey, source
+    state) group of each step (`group_inv`) with each group's journey place and source state, and the
+    (journey, source, destination) groups as the steps in that order (`cell_order`, steps of one group in
+    their own order) with the first step of each group marked (`cell_new`).
     `resolved_shares` and engine.loss_estimates read the same steps, weights and groups."""
 
     pick: np.ndarray
     pos: np.ndarray
     w: np.ndarray
-    group_key: np.ndarray
     group_inv: np.ndarray
+    group_pos: np.ndarray
+    group_state: np.ndarray
+    cell_order: np.ndarray
+    cell_new: np.ndarray
 
 
 def counted(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
             horizon_s: int) -> Counted:
     """The steps of a scope that count (positivity, see the module docstring), weighted 1 / Ĝ(τ)."""
     if len(pick):
-        latest = (np.minimum(window_s, steps.s[pick] + horizon_s) if horizon_s >= 0
-                  else np.full(len(pick), float(window_s)))
+        latest = steps.s[pick]  # a copy: the ops below work in place (at 10 M events a step array is ~80 MB)
+        if horizon_s >= 0:
+            latest += horizon_s
+            np.minimum(latest, window_s, out=latest)
+        else:
+            latest.fill(window_s)
         inside = latest <= follow.max()  # positivity: a step some journey of the scope could resolve by its horizon
-        pick, pos, latest = pick[inside], pos[inside], latest[inside]
-        tau = np.fmin(latest, steps.known_t[pick])  # every step of a journey whose end is known is resolved then
+        if not inside.all():
+            pick, pos, latest = pick[inside], pos[inside], latest[inside]
+        del inside
+        tau = steps.known_t[pick]
+        np.fmin(latest, tau, out=tau)  # every step of a journey whose end is known is resolved then
+        del latest
         w = ipcw.weights(tau, np.ones(len(pick), bool), follow)
+        del tau
     else:
         w = np.zeros(0)
-    key, inv = _groups(pos * len(steps.names) + steps.src[pick])
-    return Counted(pick, pos, w, key, inv)
+    return Counted(pick, pos, w, *_groups(steps, pick, pos))
 
 
-def _clustered_var(pos: np.ndarray, b_key: np.ndarray, b_inv: np.ndarray, cell: np.ndarray, w: np.ndarray,
-                   p: np.ndarray, k: int) -> np.ndarray:
-    """Per cell (a, b): Σ_j (A_jb − p_b B_ja)² with A = Σ w·1{b}, B = Σ w over journey j's steps out of a
-    (`b_key`/`b_inv`: the steps' (journey, source) groups, Counted's)."""
-    jcell = pos * (k * k) + cell                       # (journey, cell) groups
-    a_key, a_inv = _groups(jcell)
-    a_sum = np.bincount(a_inv, weights=w)  # A_jb
-    b_sum = np.bincount(b_inv, weights=w)  # B_ja
-    a_cell = a_key % (k * k)
-    a_src = a_cell // k
-    b_of_a = np.searchsorted(b_key, (a_key // (k * k)) * k + a_src)
-    share = np.zeros(k * k)
-    share[cell] = p
-    b_src = b_key % k
+def _groups(steps: Steps, pick: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Counted's groups from one stable sort of the steps by (journey place, source, destination); the
+    (journey, source) groups are runs of the same order, so one sort serves both. Steps come nearly sorted
+    (by journey), where timsort is close to linear and np.unique's quicksort is not; sorting packed int64
+    values or radix-sorting the state codes measured no faster at 10 M events."""
+    k = len(steps.names)
+    src = steps.src[pick]
+    key = pos.astype(np.int64) * k
+    key += src
+    key *= k
+    key += steps.dst[pick]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    cell_new = _starts(key)
+    key //= k
+    new = _starts(key)
+    del key
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = _numbers(new)
+    first = order[new]
+    return inverse, pos[first], src[first], order, cell_new
+
+
+def _numbers(new: np.ndarray) -> np.ndarray:
+    """Each sorted step's group number, from the mask of group starts (in place: no second step-sized array)."""
+    out = np.cumsum(new)
+    out -= 1
+    return out
+
+
+def _starts(ordered: np.ndarray) -> np.ndarray:
+    """Where a run of equal values begins in a sorted array."""
+    new = np.ones(len(ordered), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    return new
+
+
+def _clustered_var(done: Counted, steps: Steps, share: np.ndarray) -> np.ndarray:
+    """Per cell (a, b): Σ_j (A_jb − p_b B_ja)² with A = Σ w·1{b}, B = Σ w over journey j's steps out of a.
+    Sums add in np.unique's order: each group's steps in step order, each cell's journeys in journey order.
+    Per-group arrays are dropped as soon as used (the all-data scope's are each ~70 MB at 10 M events)."""
+    k = len(steps.names)
+    b_sum = np.bincount(done.group_inv, weights=done.w)  # B_ja
+    sum_b2 = np.bincount(done.group_state, weights=b_sum ** 2, minlength=k)
+    first = done.cell_order[done.cell_new]  # each (journey, cell) group's first step
+    ab = b_sum[done.group_inv[first]]
+    del b_sum
+    at = done.pick[first]
+    del first
+    a_cell = steps.src[at].astype(np.int64, copy=False) * k
+    a_cell += steps.dst[at]
+    del at
+    a_sum = np.bincount(_numbers(done.cell_new), weights=done.w[done.cell_order])  # A_jb
+    ab *= a_sum
+    sum_ab = np.bincount(a_cell, weights=ab, minlength=k * k)
+    del ab
+    a_sum *= a_sum
+    sum_a2 = np.bincount(a_cell, weights=a_sum, minlength=k * k)
     # Σ_j (A − pB)² = Σ_j A² − 2p Σ_j A·B + p² Σ_j B² (journeys with B > 0 and no b-step have A = 0)
-    sum_a2 = np.bincount(a_cell, weights=a_sum ** 2, minlength=k * k)
-    sum_ab = np.bincount(a_cell, weights=a_sum * b_sum[b_of_a], minlength=k * k)
-    sum_b2 = np.bincount(b_src, weights=b_sum ** 2, minlength=k)
     cell_src = np.arange(k * k) // k
     return np.maximum(sum_a2 - 2 * share * sum_ab + share ** 2 * sum_b2[cell_src], 0.0)
-
-
-def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(key, return_inverse=True), for keys already ordered by journey: a stable sort (timsort)
-    of nearly sorted keys is close to linear, where np.unique's quicksort is not."""
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    new = np.ones(len(key), dtype=bool)
-    new[1:] = ordered[1:] != ordered[:-1]
-    inverse = np.empty(len(key), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return ordered[new], inverse
 
 
 def _by_row(row: np.ndarray, n: int) -> np.ndarray:
