@@ -47,13 +47,28 @@ ESTIMATOR = "ipcw"
 
 def weights(known_time: np.ndarray, resolved: np.ndarray, follow_up: np.ndarray) -> np.ndarray:
     """1 / Ĝ(T_i) for resolved journeys, 0 for the others; Ĝ from every journey's follow-up (same order)."""
-    follow = np.sort(np.asarray(follow_up, dtype=float))
-    t = np.asarray(known_time, dtype=float)
-    at_risk = len(follow) - np.searchsorted(follow, t, side="left")  # journeys followed up at least T_i
-    out = np.zeros(len(t))
+    follow = np.asarray(follow_up, dtype=float)
     ok = np.asarray(resolved, dtype=bool)
-    out[ok] = len(follow) / at_risk[ok]  # ≥ 1 journey (i itself: T_i ≤ c_i) so never a division by 0
-    return out
+    out = np.zeros(len(ok))
+    out[ok] = len(follow) / followed_at_least(follow, np.asarray(known_time, dtype=float)[ok])
+    return out  # at least one journey (i itself: T_i ≤ c_i) is followed that long: never a division by 0
+
+
+def followed_at_least(follow: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """How many of the follow-ups `follow` are ≥ each t.
+
+    Follow-ups in whole seconds (every log with second timestamps) are counted per second once and read
+    off a table: a binary search of 10 M entry times in 1.3 M follow-ups jumped around memory for 0.7 s
+    of the 10 M-event build. Otherwise, or for a huge range, a search of the sorted follow-ups (the same
+    integers either way)."""
+    n = len(follow)
+    top = float(follow.max()) if n else 0.0
+    if (n and top <= max(8 * n, 1 << 20) and float(follow.min()) >= 0 and bool(np.isfinite(t).all())
+            and bool(np.all(follow == np.floor(follow)))):
+        per_second = np.bincount(follow.astype(np.int64), minlength=int(top) + 2)
+        tail = np.cumsum(per_second[::-1])[::-1]  # tail[s]: follow-ups ≥ s; tail[top + 1] = 0
+        return tail[np.clip(np.ceil(t), 0, top + 1).astype(np.int64)]  # ≥ t ⇔ ≥ ⌈t⌉ for whole seconds
+    return n - np.searchsorted(np.sort(follow), t, side="left")
 
 
 @dataclass(frozen=True)
