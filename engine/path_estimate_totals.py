@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import ipcw
+from engine import ipcw, sorting
 from engine.paths import SEP
 
 ESTIMATOR = ipcw.ESTIMATOR
@@ -89,7 +89,7 @@ def scope_block(rows: ScopeRows, top_n: int) -> dict[str, Any]:
 
 def _durations(rows: ScopeRows, w: np.ndarray) -> dict[str, Any]:
     ok, conv = rows.ok, rows.converted
-    sorted_by = (np.argsort(rows.dur, kind="stable"), np.argsort(rows.length, kind="stable"))  # one sort, 3 medians
+    sorted_by = (np.argsort(rows.dur, kind="stable"), sorting.stable_order(rows.length))  # one sort, 3 medians
     return {**_medians(rows, sorted_by, np.where(ok, w, 0.0)),
             "by_class": {"converted": _medians(rows, sorted_by, np.where(ok & conv, w, 0.0)),
                          "lost": _medians(rows, sorted_by, np.where(ok & ~conv, w, 0.0))}}

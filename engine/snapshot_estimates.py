@@ -40,7 +40,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, incidence, loss_estimates, path_codes, path_estimate_totals, state_estimates, step_shares
+from engine import (
+    arrow_scan,
+    incidence,
+    loss_estimates,
+    path_codes,
+    path_estimate_totals,
+    sorting,
+    state_estimates,
+    step_shares,
+)
 from engine.paths import SEP
 
 ESTIMATORS = {
@@ -193,7 +202,7 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
     censored = bool(rows.censored[take].any())
     end_t, ended = rows.aj_t[take], rows.ended[take]
     out = {}
-    order = np.argsort(state, kind="stable")
+    order = sorting.stable_order(state)
     bounds = np.flatnonzero(np.diff(state[order])) + 1
     shared = incidence.FirstEntries(end_t, ended, t_first, window_s) if censored else None
     for group in np.split(order, bounds) if len(order) else []:
