@@ -155,10 +155,12 @@ def _digest_sql(layer: str) -> str:
 
 def _event_parts(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, int, int, int]]:
     """(tenant, day, rows, digest, input_xor) per partition of an events relation."""
+    # grouped on the DATE and formatted per group: strftime on every row cost 1.2 of 4 CPU-s at 10 M events
     return [tuple(r) for r in con.execute(f"""
-        SELECT tenant_id, strftime(CAST(ts AS DATE), '%Y-%m-%d') AS day, count(*), {_digest_sql('events')},
-               bit_xor({INPUT_ROW_HASH})
-        FROM {table} GROUP BY ALL ORDER BY ALL""").fetchall()]
+        SELECT tenant_id, strftime(day, '%Y-%m-%d'), n, digest, ixor FROM (
+          SELECT tenant_id, CAST(ts AS DATE) AS day, count(*) AS n, {_digest_sql('events')} AS digest,
+                 bit_xor({INPUT_ROW_HASH}) AS ixor
+          FROM {table} GROUP BY ALL) ORDER BY tenant_id, day""").fetchall()]
 
 
 def _stored(con: duckdb.DuckDBPyConnection, layer: str) -> dict[tuple[str, str], tuple[Any, ...]]:
