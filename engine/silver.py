@@ -155,10 +155,12 @@ def _digest_sql(layer: str) -> str:
 
 def _event_parts(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, int, int, int]]:
     """(tenant, day, rows, digest, input_xor) per partition of an events relation."""
+    # grouped on the DATE and formatted per group: strftime on every row cost 1.2 of 4 CPU-s at 10 M events
     return [tuple(r) for r in con.execute(f"""
-        SELECT tenant_id, strftime(CAST(ts AS DATE), '%Y-%m-%d') AS day, count(*), {_digest_sql('events')},
-               bit_xor({INPUT_ROW_HASH})
-        FROM {table} GROUP BY ALL ORDER BY ALL""").fetchall()]
+        SELECT tenant_id, strftime(day, '%Y-%m-%d'), n, digest, ixor FROM (
+          SELECT tenant_id, CAST(ts AS DATE) AS day, count(*) AS n, {_digest_sql('events')} AS digest,
+                 bit_xor({INPUT_ROW_HASH}) AS ixor
+          FROM {table} GROUP BY ALL) ORDER BY tenant_id, day""").fetchall()]
 
 
 def _stored(con: duckdb.DuckDBPyConnection, layer: str) -> dict[tuple[str, str], tuple[Any, ...]]:
@@ -187,6 +189,10 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
             if old is not None and old[1] == n and old[2] == digest:
                 rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
                 continue
+            # From the run's own table, sorted here (zone maps skip other days when the input is in time order).
+            # Measured: without ORDER BY a scan's part-filled chunks move the row-group boundaries, and a sorted
+            # or sliced copy of the table changes the column statistics that make a column required or optional
+            # in the file; either changes the bytes, hence the file names.
             where = (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} AND ts < DATE {_lit(day)} + INTERVAL 1 DAY")
             rel, sha = _write(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY tenant_id, actor_id, seq",
                               tmp, root, Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")

@@ -1,0 +1,65 @@
+"""engine.silver.persist_events: one file per (tenant, UTC day) with exactly that partition's rows, and reuse by digest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine import silver
+
+# (tenant, actor, day offset, hh:mm:ss.ffffff): two tenants whose days interleave, an actor crossing midnight
+ROWS = [("a", "u1", 0, "23:59:59.999999"), ("a", "u1", 1, "00:00:00"), ("b", "u1", 0, "12:00:00"),
+        ("b", "u2", 2, "08:00:00"), ("a", "u2", 2, "09:00:00"), ("a", "u2", 0, "01:00:00"), ("b", "u2", 1, "07:00:00")]
+
+
+def _fill(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, int, str]], name: str = "e") -> None:
+    silver.make_temp_table(con, "events")
+    for i, (tenant, actor, day, clock) in enumerate(rows):
+        con.execute("""INSERT INTO events VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, 'web', NULL,
+                       '{"k": 1}', ?, NULL, ?, NULL, NULL)""",
+                    [tenant, actor, f"{name}{i}", name, f"2026-01-{5 + day:02d} {clock}", i, name])
+    # seq in (tenant, actor, ts) order, as engine.sequencing numbers it
+    con.execute("""UPDATE events SET seq = s.seq FROM (SELECT event_id, row_number() OVER (
+                     PARTITION BY tenant_id, actor_id ORDER BY ts) - 1 AS seq FROM events) s
+                   WHERE events.event_id = s.event_id""")
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(str(tmp_path / "ws.duckdb"))
+    silver.attach(connection, tmp_path, writable=True)
+    return connection
+
+
+def test_each_file_holds_its_tenant_and_day_in_actor_seq_order(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    _fill(con, ROWS)
+    expected = con.execute("SELECT tenant_id, strftime(CAST(ts AS DATE), '%Y-%m-%d'), count(*) FROM events "
+                           "GROUP BY ALL ORDER BY ALL").fetchall()
+    assert silver.persist_events(con) == {"written": 6, "reused": 0}
+    manifest = con.execute("SELECT tenant_id, part, rows, digest, path FROM parquet_files WHERE layer = 'events' "
+                           "ORDER BY tenant_id, part").fetchall()
+    assert [m[:3] for m in manifest] == expected
+    for tenant, day, n, digest, path in manifest:
+        assert path.startswith(f"silver/tenant={tenant}/day={day}/")
+        rows = con.execute(f"SELECT tenant_id, strftime(ts, '%Y-%m-%d'), actor_id, seq FROM read_parquet('{tmp_path / path}')"
+                           ).fetchall()
+        assert rows == sorted(rows) and len(rows) == n and {(r[0], r[1]) for r in rows} == {(tenant, day)}
+        cols = ", ".join(f"CAST({c} AS VARCHAR)" if k == "JSON" else c for c, k in silver.EVENT_COLUMNS)
+        assert con.execute(f"SELECT bit_xor(hash({cols})) FROM events WHERE tenant_id = ? "
+                           "AND strftime(ts, '%Y-%m-%d') = ?", [tenant, day]).fetchall()[0][0] == digest
+
+
+def test_only_the_changed_partition_is_written_again(con: duckdb.DuckDBPyConnection) -> None:
+    _fill(con, ROWS)
+    silver.persist_events(con)
+    before = dict(((t, d), p) for t, d, p in con.execute(
+        "SELECT tenant_id, part, path FROM parquet_files WHERE layer = 'events'").fetchall())
+    _fill(con, ROWS)
+    con.execute("UPDATE events SET platform = 'ios' WHERE tenant_id = 'b' AND ts >= DATE '2026-01-06' "
+                "AND ts < DATE '2026-01-07'")
+    assert silver.persist_events(con) == {"written": 1, "reused": 5}
+    after = dict(((t, d), p) for t, d, p in con.execute(
+        "SELECT tenant_id, part, path FROM parquet_files WHERE layer = 'events'").fetchall())
+    assert {k for k in after if after[k] != before[k]} == {("b", "2026-01-06")}
