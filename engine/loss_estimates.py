@@ -95,7 +95,7 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
                      for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}
     out.update(lost=int(lost.sum()), moves_weight=r6(float(done.w.sum())), lost_journeys=r6(lost_journeys),
-               moments={"AA": r6(float(a_j @ a_j)), "AB": r6(float(a_j @ b_j)), "BB": r6(float(b_j @ b_j))})
+               moments={"AA": r6(_dot(a_j, a_j)), "AB": r6(_dot(a_j, b_j)), "BB": r6(_dot(b_j, b_j))})
     return out
 
 
@@ -166,3 +166,9 @@ def _var(est: Mapping[str, Any], per: Sequence[Mapping[str, Any]], a: float, b: 
 
 def _n_eff(p: float, var: float, moves: int) -> float:
     return min(p * (1 - p) / var, float(moves)) if 0.0 < p < 1.0 and var > 0.0 else float(moves)
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Σ x·y by numpy's own (pairwise) sum, not BLAS: a multi-threaded BLAS dot rounds differently with the
+    machine's thread count, and its idle threads spun on a core for the rest of the stage (1.2 CPU-s a run)."""
+    return float(np.multiply(x, y).sum())
