@@ -42,7 +42,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import arrow_scan, ipcw
-from engine.paths import SEP
 
 ESTIMATOR = "resolved_steps_ipcw"
 JOURNEYS_PER_FETCH = 200_000  # journey rows whose steps are windowed in one query (about 2 M steps at 10 M events)
@@ -179,22 +178,6 @@ class StepRows:
             stays[1:] |= state[1:] != state[:-1]
             at, new_journey = at[stays], new_journey[stays]
         return at, new_journey
-
-    def paths(self, select: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-        """Per journey row: its number of steps and its path (states joined by the unit separator, as
-        engine.step_counts writes paths) for the rows `select` marks with a step, 0 and NULL for the rest."""
-        at, new_journey = self._collapsed(select)
-        starts = np.flatnonzero(new_journey)
-        offsets = np.append(starts, len(at)).astype(np.int64)  # large lists and strings: no 2 GB limit
-        names = pa.array(self.state_names, pa.large_string())
-        states = pa.LargeListArray.from_arrays(pa.array(offsets), names.take(pa.array(self.state[at])))
-        joined = pc.binary_join(states, pa.scalar(SEP, type=pa.large_string()))
-        owner = self.row[at][starts]
-        length = np.zeros(len(select), dtype=np.int64)
-        length[owner] = np.diff(offsets)
-        index = np.full(len(select), -1, dtype=np.int64)
-        index[owner] = np.arange(len(starts))
-        return length, joined.take(pa.array(index, mask=index < 0))
 
     def resolved(self) -> Steps:
         """STEPS_SQL's rows: collapse repeats (if asked), each kept step's next state (else its journey's
