@@ -33,6 +33,7 @@ taken from the completed-only block), so fully mature data is byte-identical.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
@@ -46,6 +47,7 @@ from engine import (
     loss_estimates,
     path_codes,
     path_estimate_totals,
+    scope_pool,
     sorting,
     state_estimates,
     step_shares,
@@ -171,7 +173,12 @@ class Inputs:
 def by_scope(inputs: Inputs, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
     """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares, state_estimates} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
-    return {sid: _scope(inputs, classes, jc, params, top_n) for sid, classes in inputs.members}
+    cls = inputs.rows.cls
+    jobs = [scope_pool.Job(sid, int(np.searchsorted(cls, classes, side="right").sum()
+                                    - np.searchsorted(cls, classes, side="left").sum()),
+                           functools.partial(_scope, inputs, classes, jc, params, top_n))
+            for sid, classes in inputs.members]
+    return scope_pool.run(jobs)  # two scopes at a time where they fit in the largest one's memory
 
 
 def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], top_n: int) -> dict[str, Any]:

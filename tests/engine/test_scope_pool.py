@@ -1,0 +1,80 @@
+"""engine.scope_pool: per-scope estimates on two threads within the largest scope's memory, same results.
+
+The waits below are bounded only so a broken scheduler fails instead of hanging; no assertion is about time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pytest
+
+from engine import scope_pool
+from engine.snapshot import build_snapshots
+from fixtures import paper_chain as pc
+
+WAIT_S = 30.0
+
+
+def test_results_come_back_in_the_jobs_order_whatever_ran_first():
+    jobs = [scope_pool.Job(key, size, lambda key=key: key * 10) for key, size in [(3, 1), (1, 9), (2, 5), (7, 9)]]
+    out = scope_pool.run(jobs, workers=2)
+    assert list(out) == [3, 1, 2, 7]
+    assert out == {3: 30, 1: 10, 2: 20, 7: 70}
+
+
+def test_small_jobs_run_together():
+    started = {key: threading.Event() for key in ("a", "b")}
+
+    def job(me: str, other: str) -> bool:
+        started[me].set()
+        return started[other].wait(WAIT_S)  # true only if the other job started while this one ran
+
+    jobs = [scope_pool.Job("big", 10, lambda: True), scope_pool.Job("a", 4, lambda: job("a", "b")),
+            scope_pool.Job("b", 5, lambda: job("b", "a"))]
+    assert scope_pool.run(jobs, workers=2) == {"big": True, "a": True, "b": True}
+
+
+def test_the_largest_job_runs_alone():
+    others_started = threading.Event()
+    overlapped = []
+
+    def big() -> str:
+        overlapped.append(others_started.wait(0.5))  # a budget-blind scheduler starts the next job meanwhile
+        return "big"
+
+    def small(name: str) -> str:
+        others_started.set()
+        return name
+
+    jobs = [scope_pool.Job("s1", 3, lambda: small("s1")), scope_pool.Job("big", 10, big),
+            scope_pool.Job("s2", 8, lambda: small("s2"))]
+    assert scope_pool.run(jobs, workers=2) == {"s1": "s1", "big": "big", "s2": "s2"}
+    assert overlapped == [False]
+
+
+def test_an_error_reaches_the_caller_and_stops_the_rest():
+    ran = []
+
+    def boom() -> None:
+        raise ValueError("scope failed")
+
+    jobs = [scope_pool.Job("boom", 10, boom)] + [scope_pool.Job(i, 10, lambda i=i: ran.append(i)) for i in range(5)]
+    with pytest.raises(ValueError, match="scope failed"):
+        scope_pool.run(jobs, workers=2)
+    assert len(ran) <= 1  # equal sizes run one at a time: at most the one already started when it failed
+
+
+def test_snapshots_are_identical_on_one_and_two_threads(monkeypatch):
+    payloads = []
+    for workers in (1, 2):
+        monkeypatch.setattr(scope_pool, "MAX_WORKERS", workers)
+        con = duckdb.connect()
+        data_end = pc.load_simulation(con, 3000, 11, late_journeys=400)
+        cfg = pc.config()
+        snaps = build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
+        payloads.append([s.payload_json for s in snaps])
+        con.close()
+    assert len(payloads[0]) > 2  # several scopes, so two threads had work to share
+    assert payloads[0] == payloads[1]
