@@ -29,10 +29,16 @@ CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass: bounds 
 _BATCH_ROWS = 500_000
 _TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 _STORED = "_jg_stored_events"
-_WIDE = """SELECT s.tenant_id, k.actor_id, k.event_id, s.event_name, s.ts, s.received_at,
-                  k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
-                  k.input_order, k.seq, s.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-           FROM staged_events s JOIN _jg_keys k USING (input_order)"""
+_KEYS = "_jg_keys"  # the new events' numbers, one row per staged_events row (null where not accepted)
+_STORED_KEYS = "_jg_stored_keys"  # an incremental run's stored events, re-sequenced
+_OVERRIDES = ("actor_override", "event_id_override")  # an id the staged row does not hold (resolved, generated, suffixed)
+# POSITIONAL JOIN: row i of staged_events meets row i of the keys (no hash join of 10 M keys). The input
+# order must match: rejected rows (null keys) drop out, and so would a misaligned row (caught by the count check).
+_WIDE = f"""SELECT s.tenant_id, coalesce(k.actor_override, s.user_id, s.anonymous_id) AS actor_id,
+                   coalesce(k.event_id_override, s.event_id), s.event_name, s.ts, s.received_at,
+                   actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+                   s.input_order, k.seq, s.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+            FROM staged_events s POSITIONAL JOIN {_KEYS} k WHERE k.input_order = s.input_order"""
 
 
 @dataclass(frozen=True)
@@ -72,35 +78,96 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     sessions along that order, and the table is written unordered (every reader orders by seq): sorting
     and writing the wide rows in order cost three times as much on 1 M events. The wide columns come
     straight from the staging table (the flags table holds keys and flags only, so the rows are not
-    copied once more: at 10 M events that copy no longer fits the memory limit and spills).
+    copied once more: at 10 M events that copy no longer fits the memory limit and spills), joined by
+    position: each key carries its staged row's rowid, and numpy puts its numbers at that row.
     """
-    accepted_keys = f"""SELECT tenant_id, actor_id, ts, input_order, event_id FROM {flagged}
-                        WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"""
+    accepted_keys = f"""SELECT tenant_id, actor_id, ts, input_order, event_id, staged_row,
+                               CASE WHEN mapped THEN actor_id END AS actor_override,
+                               CASE WHEN made_id THEN event_id END AS event_id_override
+                        FROM {flagged} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"""
     keys_sql = (incremental.touched_keys_sql(accepted_keys) if run is not None
                 else f"SELECT *, false AS stored FROM ({accepted_keys})")
-    reader = con.sql(f"SELECT * FROM ({keys_sql}) ORDER BY tenant_id, actor_id, ts, input_order, event_id"
+    staged, stored_parts, accepted = _Staged(con), [], Accepted()  # before the reader holds the connection
+    reader = con.sql(f"SELECT * EXCLUDE (event_id) FROM ({keys_sql}) ORDER BY tenant_id, actor_id, ts, input_order, event_id"
                      ).to_arrow_reader(_BATCH_ROWS)
-    parts, accepted = [], Accepted()
     for keys in whole_actor_tables(reader, CHUNK_EVENTS):  # whole actors at a time: memory stays bounded
         new_actor = new_actor_flags(keys)
         seq, session = _sequence(keys, new_actor, gap_s)
-        accepted = accepted.add(keys, new_actor, keys.column("stored").to_numpy(zero_copy_only=False))
-        parts.append(keys.select(["input_order", "actor_id", "event_id", "stored"])
-                     .append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
+        stored = keys.column("stored").to_numpy(zero_copy_only=False)
+        accepted = accepted.add(keys, new_actor, stored)
+        if stored.any():  # an incremental run: the stored events are re-numbered, the new ones go to staged rows
+            stored_parts.append(_stored_numbers(keys, seq, session, stored))
+            fresh = ~stored
+            keys, seq, session = keys.filter(pa.array(fresh)), seq[fresh], session[fresh]
+        staged.put(keys, seq, session)
+    reader.close()  # the sort's memory goes before the layout's comes
     _keep_rejected(con, flagged)
-    con.register("_jg_keys", in_batches(pa.concat_tables(parts) if parts else _empty_keys()))
+    con.register(_KEYS, in_batches(staged.table()))
+    del staged
+    con.register(_STORED_KEYS, in_batches(pa.concat_tables(stored_parts) if stored_parts else _empty_keys()))
     try:
         if run is not None:
             silver.create_view(con, "events", name=_STORED)  # the stored events, still readable once shadowed
         create_events_table(con)
-        inserted = con.execute(f"INSERT INTO events {_WIDE} WHERE NOT k.stored").fetchall()[0][0]
+        inserted = con.execute(f"INSERT INTO events {_WIDE}").fetchall()[0][0]
         if run is not None:  # the actors whose journeys are cut again (a stored table: journeys reads it on a cursor)
             con.execute(f"CREATE OR REPLACE TABLE {incremental.TOUCHED} AS SELECT DISTINCT tenant_id, actor_id FROM events")
             _changed_partitions(con, run)
     finally:
-        con.unregister("_jg_keys")
+        con.unregister(_KEYS)
+        con.unregister(_STORED_KEYS)
         con.execute(f"DROP VIEW IF EXISTS {_STORED}")
     return Accepted(accepted.events, accepted.actors, accepted.start, accepted.end, int(inserted))
+
+
+def _stored_numbers(keys: pa.Table, seq: np.ndarray, session: np.ndarray, stored: np.ndarray) -> pa.Table:
+    """The stored events' new seq and session number, by input order."""
+    picked = keys.filter(pa.array(stored)).select(["input_order", "actor_id"])
+    return picked.append_column("seq", pa.array(seq[stored])).append_column("session_no", pa.array(session[stored]))
+
+
+class _Staged:
+    """The new events' numbers laid out like `staged_events`: row i holds the numbers of its i-th row.
+
+    A table's row position is its rowid unless rows were deleted (ingest drops a file it could not stream
+    and reads it again); then it is the rowid's rank among the rows left. The chunks are kept as they come
+    (in key order) and laid out once the sorted stream is done, so the layout does not sit beside the sort.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.rows, top = con.execute("SELECT count(*), max(rowid) FROM staged_events").fetchall()[0]
+        self.live = (None if not self.rows or top + 1 == self.rows
+                     else np.sort(con.sql("SELECT rowid AS r FROM staged_events").fetchnumpy()["r"]))
+        self.parts: list[pa.Table] = []
+
+    def put(self, keys: pa.Table, seq: np.ndarray, session: np.ndarray) -> None:
+        self.parts.append(keys.select(["staged_row", "input_order", "actor_override", "event_id_override"])
+                          .append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
+
+    def table(self) -> pa.Table:
+        """One row per staged row: the numbers (and changed ids) of its accepted event, nulls for any other row."""
+        n = self.rows
+        source = np.full(n, -1, dtype=np.int64)  # the row of the concatenated parts each position takes
+        small = np.int32 if n < 2**31 else np.int64  # seq and session number are below the row count
+        numbers = {"input_order": np.zeros(n, dtype=np.int64), "seq": np.zeros(n, dtype=small),
+                   "session_no": np.zeros(n, dtype=small)}
+        done = 0
+        for i, part in enumerate(self.parts):
+            rows = part.column("staged_row").to_numpy()
+            at = rows if self.live is None else np.searchsorted(self.live, rows)
+            source[at] = np.arange(done, done + len(at))
+            for name, values in numbers.items():
+                values[at] = part.column(name).to_numpy()
+            self.parts[i] = part.select(list(_OVERRIDES))  # the numbers are laid out: free them
+            done += len(at)
+        ids = pa.concat_tables(self.parts) if self.parts else pa.table({name: pa.array([], pa.string()) for name in _OVERRIDES})
+        self.parts = []
+        absent = source < 0
+        table = pa.table({name: pa.nulls(n) if ids.column(name).null_count == ids.num_rows  # most inputs: no buffer at all
+                          else ids.column(name).take(pa.array(source, mask=absent)) for name in _OVERRIDES})
+        for name, values in numbers.items():  # input_order null where no event: the INSERT's alignment check
+            table = table.append_column(name, pa.array(values, mask=absent if name == "input_order" else None))
+        return table
 
 
 def _keep_rejected(con: duckdb.DuckDBPyConnection, flagged: str) -> None:
@@ -129,7 +196,7 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, run: incremental.Plan) -
         CREATE OR REPLACE TEMP TABLE _jg_parts AS
         SELECT DISTINCT tenant_id, CAST(ts AS DATE) AS day FROM events
         UNION
-        SELECT e.tenant_id, CAST(e.ts AS DATE) FROM {_STORED} e JOIN _jg_keys k ON k.stored AND k.input_order = e.input_order
+        SELECT e.tenant_id, CAST(e.ts AS DATE) FROM {_STORED} e JOIN {_STORED_KEYS} k ON k.input_order = e.input_order
         WHERE e.seq <> k.seq OR e.session_id <> k.actor_id || '#' || k.session_no""")
     sealed = run.sealed_before()
     if sealed is not None:
@@ -145,14 +212,13 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, run: incremental.Plan) -
                             CASE WHEN k.input_order IS NULL THEN e.session_id ELSE k.actor_id || '#' || k.session_no END
                               AS session_id)
         FROM {_STORED} e SEMI JOIN _jg_parts p ON p.tenant_id = e.tenant_id AND p.day = CAST(e.ts AS DATE)
-        LEFT JOIN _jg_keys k ON k.stored AND k.input_order = e.input_order
+        LEFT JOIN {_STORED_KEYS} k ON k.input_order = e.input_order
         WHERE e.ts >= DATE '{low:%Y-%m-%d}'  -- a literal bound: older day files are not read""")
     con.execute("DROP TABLE _jg_parts")
 
 
 def _empty_keys() -> pa.Table:
     return pa.table({"input_order": pa.array([], pa.int64()), "actor_id": pa.array([], pa.string()),
-                     "event_id": pa.array([], pa.string()), "stored": pa.array([], pa.bool_()),
                      "seq": pa.array([], pa.int64()), "session_no": pa.array([], pa.int64())})
 
 
