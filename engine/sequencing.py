@@ -89,7 +89,7 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     staged = _Staged(con)
     actors = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT tenant_id, actor_id FROM ({keys_sql}))").fetchall()[0][0]
     classes = max(1, -(-staged.rows // CHUNK_EVENTS))
-    for salt in itertools.count():  # a second pass only if two actors share a hash (about 1 in 10^7 at 10 M actors)
+    for salt in itertools.count():  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
         found, accepted, stored_parts = 0, Accepted(), list[pa.Table]()
         for part in range(classes):
             keys = fetch(con, f"""SELECT * FROM (SELECT {_ACTOR_HASH.format(salt=salt)} AS h, ts, input_order,
