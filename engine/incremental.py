@@ -244,8 +244,8 @@ def check_rate_context(con: duckdb.DuckDBPyConnection, flagged: str) -> None:
 def touched_keys_sql(accepted_keys: str) -> str:
     """The keys to sequence: the new accepted events and every stored event of their actors (a `stored` flag)."""
     return f"""
-        SELECT tenant_id, actor_id, ts, input_order, event_id, false AS stored FROM ({accepted_keys})
-        UNION ALL
+        SELECT *, false AS stored FROM ({accepted_keys})
+        UNION ALL BY NAME
         SELECT e.tenant_id, e.actor_id, e.ts, e.input_order, e.event_id, true AS stored
         FROM events e SEMI JOIN (SELECT DISTINCT tenant_id, actor_id FROM ({accepted_keys})) a USING (tenant_id, actor_id)"""
 

@@ -149,9 +149,14 @@ def _content_hash_sql() -> str:
     return f"'h:' || md5(concat_ws(chr(31), {parts}))"
 
 
-def usable_rows_sql() -> str:
-    """The staged rows that passed ingest, a missing event_id generated from their content (also engine.spark's bronze)."""
-    return f"""SELECT * EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
+def usable_rows_sql(staged_row: bool = False) -> str:
+    """The staged rows that passed ingest, a missing event_id generated from their content (also engine.spark's bronze).
+
+    `staged_row`: with the row's rowid in `staged_events` and whether its id is made here (`made_id`): engine.sequencing
+    joins its numbers to the staged rows by position and carries only the ids that differ from the staged ones.
+    """
+    row = "rowid AS staged_row, event_id IS NULL AS made_id, " if staged_row else ""
+    return f"""SELECT {row}* EXCLUDE (event_id, raw), coalesce(event_id, {_content_hash_sql()}) AS event_id
           FROM staged_events WHERE reason IS NULL"""
 
 
@@ -165,15 +170,16 @@ def _dedupe(con: duckdb.DuckDBPyConnection, window_s: int) -> None:
     _repeated_keys(con)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW _jg_deduped AS
-        WITH ids AS NOT MATERIALIZED (SELECT *, {_KEY_HASH} AS _jg_key FROM ({usable_rows_sql()})),
+        WITH ids AS NOT MATERIALIZED (SELECT *, {_KEY_HASH} AS _jg_key FROM ({usable_rows_sql(staged_row=True)})),
         ranked AS (
           SELECT * EXCLUDE (_jg_key), row_number() OVER w AS occurrence, first_value(ts) OVER w AS first_ts
           FROM ids SEMI JOIN {_REPEATED} USING (_jg_key)
           WINDOW w AS (PARTITION BY tenant_id, event_id ORDER BY ts, input_order))
-        SELECT * EXCLUDE (occurrence, first_ts, event_id),
+        SELECT * EXCLUDE (occurrence, first_ts, event_id, made_id),
                occurrence > 1 AND ts - first_ts <= {window} AS duplicate,
                CASE WHEN occurrence > 1 AND ts - first_ts > {window}
-                    THEN event_id || '#' || occurrence ELSE event_id END AS event_id
+                    THEN event_id || '#' || occurrence ELSE event_id END AS event_id,
+               made_id OR (occurrence > 1 AND ts - first_ts > {window}) AS made_id
         FROM ranked
         UNION ALL BY NAME
         SELECT * EXCLUDE (event_id, _jg_key), false AS duplicate, event_id FROM ids ANTI JOIN {_REPEATED} USING (_jg_key)""")
@@ -315,13 +321,14 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
         CREATE OR REPLACE TEMP TABLE {_FLAGGED} AS
         WITH resolved AS (
           SELECT d.* EXCLUDE (user_id, anonymous_id),
-                 CASE WHEN d.user_id IS NOT NULL THEN coalesce(u.canonical, d.user_id)
-                      ELSE coalesce(a.canonical, d.anonymous_id) END AS actor_id
+                 CASE WHEN d.user_id IS NOT NULL THEN u.canonical ELSE a.canonical END AS mapped_to,
+                 coalesce(mapped_to, d.user_id, d.anonymous_id) AS actor_id
           FROM _jg_deduped d
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
         known AS ({known})
-        SELECT r.input_order, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
+        SELECT r.input_order, r.staged_row, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
+               r.made_id, r.mapped_to IS NOT NULL AS mapped,  -- ids that differ from the staged row's
                NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw

@@ -8,17 +8,16 @@ partition's other stored events as they were; engine.silver then replaces exactl
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine import incremental, silver
-from engine.actor_batches import new_actor_flags, whole_actor_tables
-from engine.arrow_scan import in_batches
+from engine.arrow_scan import fetch, in_batches
 
 EVENTS_DDL = """CREATE OR REPLACE TABLE events (
     tenant_id VARCHAR NOT NULL, actor_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, event_name VARCHAR NOT NULL,
@@ -26,13 +25,20 @@ EVENTS_DDL = """CREATE OR REPLACE TABLE events (
     properties JSON, input_order BIGINT, seq BIGINT,
     state_raw VARCHAR, state_semantic VARCHAR, state_lifecycle VARCHAR)"""
 CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass: bounds memory on big inputs
-_BATCH_ROWS = 500_000
+_BATCH_ROWS = 500_000  # rows of a streamed key batch
+_ACTOR_HASH = "hash(tenant_id, actor_id, {salt})"  # groups an actor's keys for numpy (checked: one hash, one actor)
 _TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 _STORED = "_jg_stored_events"
-_WIDE = """SELECT s.tenant_id, k.actor_id, k.event_id, s.event_name, s.ts, s.received_at,
-                  k.actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
-                  k.input_order, k.seq, s.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
-           FROM staged_events s JOIN _jg_keys k USING (input_order)"""
+_KEYS = "_jg_keys"  # the new events' numbers, one row per staged_events row (null where not accepted)
+_STORED_KEYS = "_jg_stored_keys"  # an incremental run's stored events, re-sequenced (by input order)
+_OVERRIDES = ("actor_override", "event_id_override")  # an id the staged row does not hold (resolved, generated, suffixed)
+# POSITIONAL JOIN: row i of staged_events meets row i of the keys (no hash join of 10 M keys). The input
+# order must match: rejected rows (null keys) drop out, and so would a misaligned row (caught by the count check).
+_WIDE = f"""SELECT s.tenant_id, coalesce(k.actor_override, s.user_id, s.anonymous_id) AS actor_id,
+                   coalesce(k.event_id_override, s.event_id), s.event_name, s.ts, s.received_at,
+                   actor_id || '#' || k.session_no AS session_id, s.platform, s.user_agent, s.properties,
+                   s.input_order, k.seq, s.event_name AS state_raw, CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR)
+            FROM staged_events s POSITIONAL JOIN {_KEYS} k WHERE k.input_order = s.input_order"""
 
 
 @dataclass(frozen=True)
@@ -49,58 +55,137 @@ class Accepted:
     end: datetime | None = None
     inserted: int = 0
 
-    def add(self, keys: pa.Table, new_actor: np.ndarray, stored: np.ndarray) -> Accepted:
-        n_fresh = int(len(stored) - stored.sum())
+    def add(self, ts: np.ndarray, ts_type: pa.DataType, new_actor: np.ndarray, stored: np.ndarray) -> Accepted:
+        """Count keys sorted by actor: their times (`ts` as integers of `ts_type`), actor starts, stored flags."""
+        fresh = ~stored
+        n_fresh = int(fresh.sum())
         if not n_fresh:
             return self
-        any_stored = n_fresh < len(stored)  # a full run stores nothing: no filtered copy of the keys
-        ts = keys.column("ts").filter(pa.array(~stored)) if any_stored else keys.column("ts")
         n_actors = int(new_actor.sum())
-        old_actor = (np.bincount(np.cumsum(new_actor) - 1, weights=stored.astype(np.float64), minlength=n_actors) > 0
-                     if any_stored else np.zeros(n_actors, dtype=bool))
-        low, high = pc.min_max(ts).values()
-        start, end = low.as_py(), high.as_py()
+        old_actor = np.bincount(np.cumsum(new_actor) - 1, weights=stored.astype(np.float64), minlength=n_actors) > 0
+        fresh_ts = ts[fresh] if n_fresh < len(ts) else ts
+        start, end = pa.array([fresh_ts.min(), fresh_ts.max()], pa.int64()).cast(ts_type).to_pylist()
         return Accepted(events=self.events + n_fresh, actors=self.actors + int((~old_actor).sum()),
                         start=start if self.start is None else min(self.start, start),
                         end=end if self.end is None else max(self.end, end))
 
 
 def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: incremental.Plan | None) -> Accepted:
-    """Accepted events with seq and session, in one narrow sort; the wide columns are joined on afterwards.
+    """Accepted events with seq and session: numpy sorts narrow integer keys, the wide rows are joined by position.
 
-    Only the keys are sorted (tenant, actor, ts, input order, event id); numpy numbers the rows and the
-    sessions along that order, and the table is written unordered (every reader orders by seq): sorting
-    and writing the wide rows in order cost three times as much on 1 M events. The wide columns come
-    straight from the staging table (the flags table holds keys and flags only, so the rows are not
-    copied once more: at 10 M events that copy no longer fits the memory limit and spills).
+    The keys (an actor hash, time, input order, staged row) come unsorted; numpy orders them by actor, time
+    and input order (unique: engine.incremental keeps every file's index, so the event id never broke a
+    tie), numbers the rows and sessions, and lays the numbers out like `staged_events`, whose wide rows
+    then meet them in a POSITIONAL JOIN. DuckDB's ORDER BY of the string keys and a hash join of 10 M keys
+    cost 25 CPU-s at 10 M events. Actors are cut into hash classes of about CHUNK_EVENTS rows (memory stays
+    bounded); the hash is checked against the exact count of actors (a collision draws another hash).
     """
-    accepted_keys = f"""SELECT tenant_id, actor_id, ts, input_order, event_id FROM {flagged}
-                        WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"""
+    accepted_keys = f"""SELECT tenant_id, actor_id, ts, input_order, staged_row,
+                               CASE WHEN mapped THEN actor_id END AS actor_override,
+                               CASE WHEN made_id THEN event_id END AS event_id_override
+                        FROM {flagged} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"""
     keys_sql = (incremental.touched_keys_sql(accepted_keys) if run is not None
                 else f"SELECT *, false AS stored FROM ({accepted_keys})")
-    reader = con.sql(f"SELECT * FROM ({keys_sql}) ORDER BY tenant_id, actor_id, ts, input_order, event_id"
-                     ).to_arrow_reader(_BATCH_ROWS)
-    parts, accepted = [], Accepted()
-    for keys in whole_actor_tables(reader, CHUNK_EVENTS):  # whole actors at a time: memory stays bounded
-        new_actor = new_actor_flags(keys)
-        seq, session = _sequence(keys, new_actor, gap_s)
-        accepted = accepted.add(keys, new_actor, keys.column("stored").to_numpy(zero_copy_only=False))
-        parts.append(keys.select(["input_order", "actor_id", "event_id", "stored"])
-                     .append_column("seq", pa.array(seq)).append_column("session_no", pa.array(session)))
+    staged = _Staged(con)
+    actors = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT tenant_id, actor_id FROM ({keys_sql}))").fetchall()[0][0]
+    classes = max(1, -(-staged.rows // CHUNK_EVENTS))
+    for salt in itertools.count():  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
+        found, accepted, stored_parts = 0, Accepted(), list[pa.Table]()
+        for part in range(classes):
+            keys = fetch(con, f"""SELECT * FROM (SELECT {_ACTOR_HASH.format(salt=salt)} AS h, ts, input_order,
+                                                        coalesce(staged_row, -1) AS staged_row, stored FROM ({keys_sql}))
+                                  WHERE h % {classes} = {part}""", rows=_BATCH_ROWS)
+            found, accepted = _number(keys, gap_s, staged, stored_parts, found, accepted)
+        if found == actors:
+            break
+    staged.override(fetch(con, f"""SELECT staged_row, actor_override, event_id_override FROM ({accepted_keys})
+                                   WHERE actor_override IS NOT NULL OR event_id_override IS NOT NULL"""))
     _keep_rejected(con, flagged)
-    con.register("_jg_keys", in_batches(pa.concat_tables(parts) if parts else _empty_keys()))
+    con.register(_KEYS, in_batches(staged.table()))
+    del staged
+    con.register(_STORED_KEYS, in_batches(pa.concat_tables(stored_parts) if stored_parts else _empty_keys()))
     try:
         if run is not None:
             silver.create_view(con, "events", name=_STORED)  # the stored events, still readable once shadowed
         create_events_table(con)
-        inserted = con.execute(f"INSERT INTO events {_WIDE} WHERE NOT k.stored").fetchall()[0][0]
+        inserted = con.execute(f"INSERT INTO events {_WIDE}").fetchall()[0][0]
         if run is not None:  # the actors whose journeys are cut again (a stored table: journeys reads it on a cursor)
             con.execute(f"CREATE OR REPLACE TABLE {incremental.TOUCHED} AS SELECT DISTINCT tenant_id, actor_id FROM events")
             _changed_partitions(con, run)
     finally:
-        con.unregister("_jg_keys")
+        con.unregister(_KEYS)
+        con.unregister(_STORED_KEYS)
         con.execute(f"DROP VIEW IF EXISTS {_STORED}")
     return Accepted(accepted.events, accepted.actors, accepted.start, accepted.end, int(inserted))
+
+
+def _number(keys: pa.Table, gap_s: int, staged: _Staged, stored_parts: list[pa.Table], found: int,
+            accepted: Accepted) -> tuple[int, Accepted]:
+    """Sequence one hash class of whole actors: new events' numbers go to `staged`, stored events' to `stored_parts`.
+
+    Returns the actors found so far (hash runs) and the counts so far.
+    """
+    h = keys.column("h").to_numpy()
+    ts_type = keys.schema.field("ts").type
+    ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
+    input_order = keys.column("input_order").to_numpy()
+    order = np.lexsort((input_order, ts, h))
+    h = h[order]
+    new_actor = np.ones(len(h), dtype=bool)
+    new_actor[1:] = h[1:] != h[:-1]
+    ts, input_order = ts[order], input_order[order]
+    seq, session = _numbers(ts, new_actor, gap_s * _TS_UNITS[ts_type.unit])
+    stored = keys.column("stored").to_numpy(zero_copy_only=False)[order]
+    accepted = accepted.add(ts, ts_type, new_actor, stored)
+    if stored.any():  # an incremental run: the stored events are re-numbered, the new ones go to staged rows
+        stored_parts.append(pa.table({"input_order": input_order[stored], "seq": seq[stored], "session_no": session[stored]}))
+        fresh = ~stored
+        order, input_order, seq, session = order[fresh], input_order[fresh], seq[fresh], session[fresh]
+    staged.put(keys.column("staged_row").to_numpy()[order], input_order, seq, session)
+    return found + int(new_actor.sum()), accepted
+
+
+class _Staged:
+    """The new events' numbers laid out like `staged_events`: row i holds the numbers of its i-th row.
+
+    A table's row position is its rowid unless rows were deleted (ingest drops a file it could not stream
+    and reads it again); then it is the rowid's rank among the rows left. Numbers are written in place.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.rows, top = con.execute("SELECT count(*), max(rowid) FROM staged_events").fetchall()[0]
+        self.live = (None if not self.rows or top + 1 == self.rows
+                     else np.sort(con.sql("SELECT rowid AS r FROM staged_events").fetchnumpy()["r"]))
+        small = np.int32 if self.rows < 2**31 else np.int64  # seq and session number are below the row count
+        self.present = np.zeros(self.rows, dtype=bool)
+        self.numbers = {"input_order": np.zeros(self.rows, dtype=np.int64), "seq": np.zeros(self.rows, dtype=small),
+                        "session_no": np.zeros(self.rows, dtype=small)}
+        self.ids = {name: pa.nulls(self.rows) for name in _OVERRIDES}  # most inputs: no buffer at all
+
+    def _at(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self.live is None else np.searchsorted(self.live, rows)
+
+    def put(self, rows: np.ndarray, input_order: np.ndarray, seq: np.ndarray, session: np.ndarray) -> None:
+        at = self._at(rows)
+        self.present[at] = True
+        for name, values in zip(self.numbers, (input_order, seq, session), strict=True):
+            self.numbers[name][at] = values
+
+    def override(self, ids: pa.Table) -> None:
+        """The ids that differ from the staged row's, by staged row."""
+        if not ids.num_rows:
+            return
+        source = np.full(self.rows, -1, dtype=np.int64)
+        source[self._at(ids.column("staged_row").to_numpy())] = np.arange(ids.num_rows)
+        taken = pa.array(source, mask=source < 0)
+        self.ids = {name: ids.column(name).take(taken) for name in _OVERRIDES}
+
+    def table(self) -> pa.Table:
+        """One row per staged row: the numbers (and changed ids) of its accepted event, nulls for any other row."""
+        table = pa.table(self.ids)
+        for name, values in self.numbers.items():  # input_order null where no event: the INSERT's alignment check
+            table = table.append_column(name, pa.array(values, mask=~self.present if name == "input_order" else None))
+        return table
 
 
 def _keep_rejected(con: duckdb.DuckDBPyConnection, flagged: str) -> None:
@@ -129,8 +214,8 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, run: incremental.Plan) -
         CREATE OR REPLACE TEMP TABLE _jg_parts AS
         SELECT DISTINCT tenant_id, CAST(ts AS DATE) AS day FROM events
         UNION
-        SELECT e.tenant_id, CAST(e.ts AS DATE) FROM {_STORED} e JOIN _jg_keys k ON k.stored AND k.input_order = e.input_order
-        WHERE e.seq <> k.seq OR e.session_id <> k.actor_id || '#' || k.session_no""")
+        SELECT e.tenant_id, CAST(e.ts AS DATE) FROM {_STORED} e JOIN {_STORED_KEYS} k ON k.input_order = e.input_order
+        WHERE e.seq <> k.seq OR e.session_id <> e.actor_id || '#' || k.session_no""")
     sealed = run.sealed_before()
     if sealed is not None:
         n = con.execute("SELECT count(*) FROM _jg_parts WHERE day + INTERVAL 1 DAY <= ?", [sealed]).fetchall()[0][0]
@@ -142,31 +227,35 @@ def _changed_partitions(con: duckdb.DuckDBPyConnection, run: incremental.Plan) -
     con.execute(f"""
         INSERT INTO events
         SELECT e.* REPLACE (coalesce(k.seq, e.seq) AS seq,
-                            CASE WHEN k.input_order IS NULL THEN e.session_id ELSE k.actor_id || '#' || k.session_no END
+                            CASE WHEN k.input_order IS NULL THEN e.session_id ELSE e.actor_id || '#' || k.session_no END
                               AS session_id)
         FROM {_STORED} e SEMI JOIN _jg_parts p ON p.tenant_id = e.tenant_id AND p.day = CAST(e.ts AS DATE)
-        LEFT JOIN _jg_keys k ON k.stored AND k.input_order = e.input_order
+        LEFT JOIN {_STORED_KEYS} k ON k.input_order = e.input_order
         WHERE e.ts >= DATE '{low:%Y-%m-%d}'  -- a literal bound: older day files are not read""")
     con.execute("DROP TABLE _jg_parts")
 
 
 def _empty_keys() -> pa.Table:
-    return pa.table({"input_order": pa.array([], pa.int64()), "actor_id": pa.array([], pa.string()),
-                     "event_id": pa.array([], pa.string()), "stored": pa.array([], pa.bool_()),
-                     "seq": pa.array([], pa.int64()), "session_no": pa.array([], pa.int64())})
+    return pa.table({"input_order": pa.array([], pa.int64()), "seq": pa.array([], pa.int64()),
+                     "session_no": pa.array([], pa.int64())})
 
 
 def _sequence(keys: pa.Table, new_actor: np.ndarray, gap_s: int) -> tuple[np.ndarray, np.ndarray]:
-    """(seq from 0, session number from 1) per row of keys sorted by tenant, actor and time.
-
-    A session starts at an actor's first event (`new_actor`) and after any silence longer than `gap_s`.
-    """
-    n = keys.num_rows
+    """(seq from 0, session number from 1) per row of keys sorted by tenant, actor and time (engine.spark's buckets)."""
     ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
+    return _numbers(ts, new_actor, gap_s * _TS_UNITS[keys.schema.field("ts").type.unit])
+
+
+def _numbers(ts: np.ndarray, new_actor: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(seq from 0, session number from 1) per row of times sorted by actor and time.
+
+    A session starts at an actor's first event (`new_actor`) and after any silence longer than `gap` ticks.
+    """
+    n = len(ts)
     first = np.flatnonzero(new_actor)
     actor = np.cumsum(new_actor) - 1
     seq = np.arange(n, dtype=np.int64) - first[actor]
     new_session = new_actor.copy()
-    new_session[1:] |= np.diff(ts) > gap_s * _TS_UNITS[keys.schema.field("ts").type.unit]
+    new_session[1:] |= np.diff(ts) > gap
     sessions = np.cumsum(new_session)
     return seq, sessions - sessions[first[actor]] + 1
