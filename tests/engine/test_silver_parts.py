@@ -63,3 +63,43 @@ def test_only_the_changed_partition_is_written_again(con: duckdb.DuckDBPyConnect
     after = dict(((t, d), p) for t, d, p in con.execute(
         "SELECT tenant_id, part, path FROM parquet_files WHERE layer = 'events'").fetchall())
     assert {k for k in after if after[k] != before[k]} == {("b", "2026-01-06")}
+
+
+def test_day_batches_are_consecutive_days_of_one_tenant_within_the_row_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(silver, "DAY_BATCH_ROWS", 5)
+    parts = [("a", "2026-01-05", 2, 0, 0), ("a", "2026-01-06", 3, 0, 0), ("a", "2026-01-07", 1, 0, 0),
+             ("b", "2026-01-05", 9, 0, 0), ("b", "2026-01-06", 1, 0, 0), ("b", "2026-01-07", 4, 0, 0)]
+    assert [[(t, d) for t, d, *_ in b] for b in silver._day_batches(parts)] == [
+        [("a", "2026-01-05"), ("a", "2026-01-06")], [("a", "2026-01-07")], [("b", "2026-01-05")],
+        [("b", "2026-01-06"), ("b", "2026-01-07")]]
+
+
+def _files(tmp_path: Path, batch_rows: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """(tenant, day, path) of every silver file from ROWS in a fresh workspace, days copied in batches of that size."""
+    from engine import sequencing
+
+    monkeypatch.setattr(silver, "DAY_BATCH_ROWS", batch_rows)
+    tmp_path.mkdir()
+    con = duckdb.connect(str(tmp_path / "ws.duckdb"))
+    silver.attach(con, tmp_path, writable=True)
+    sequencing.create_events_table(con)  # the pipeline's table: NOT NULL columns, as the batch copy must keep
+    _fill_rows(con)
+    silver.persist_events(con)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [silver.DAY_BATCH]).fetchall() == [(0,)]
+    return con.execute("SELECT tenant_id, part, path FROM parquet_files WHERE layer = 'events' ORDER BY ALL").fetchall()
+
+
+def _fill_rows(con: duckdb.DuckDBPyConnection) -> None:
+    for i, (tenant, actor, day, clock) in enumerate(ROWS):
+        con.execute("""INSERT INTO events VALUES (?, ?, ?, 'e', CAST(? AS TIMESTAMP), NULL, NULL, 'web', NULL,
+                       '{"k": 1}', ?, NULL, 'e', NULL, NULL)""", [tenant, actor, f"e{i}", f"2026-01-{5 + day:02d} {clock}", i])
+    con.execute("""UPDATE events SET seq = s.seq FROM (SELECT event_id, row_number() OVER (
+                     PARTITION BY tenant_id, actor_id ORDER BY ts) - 1 AS seq FROM events) s
+                   WHERE events.event_id = s.event_id""")
+
+
+def test_days_copied_in_batches_give_the_same_files_as_one_day_at_a_time(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    alone = _files(tmp_path / "alone", 1, monkeypatch)
+    batched = _files(tmp_path / "batched", 3, monkeypatch)  # tenant a: days 5-6 from one copy (3 rows), day 7 alone
+    assert len(alone) == 6 and batched == alone  # same names: the files' sha256, so the same bytes
