@@ -41,9 +41,7 @@ MANIFEST_DDL = f"""CREATE TABLE IF NOT EXISTS {MANIFEST}(layer VARCHAR, tenant_i
     rows BIGINT, digest UBIGINT, input_xor UBIGINT, sha256 VARCHAR)"""
 LAYER_DIRS = ("silver", "gold")
 ROW_GROUP = 122_880
-DAY_BATCH = "_jg_silver_days"  # a TEMP copy of a few days' events, each day's file copied from it (_batch_source)
 STEP_ORDER = "_jg_step_order"  # every journey_id with its rank in id order and whether it is sealed (_step_files)
-DAY_BATCH_ROWS = 1_000_000  # rows per such copy: ≈ 0.1 GB in memory; at 10 M events ≈ 12 scans of the table, not 69
 EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id", "VARCHAR"), ("event_name", "VARCHAR"),
                  ("ts", "TIMESTAMP"), ("received_at", "TIMESTAMP"), ("session_id", "VARCHAR"), ("platform", "VARCHAR"),
                  ("user_agent", "VARCHAR"), ("properties", "JSON"), ("input_order", "BIGINT"), ("seq", "BIGINT"),
@@ -184,27 +182,25 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
         return {"written": 0, "reused": 0}
     stored = _stored(con, "events")
     parts = _event_parts(con, "temp.main.events")
-    todo = [p for p in parts if not _same(stored.get((p[0], p[1])), p[2], p[3])]
-    made: dict[tuple[str, str], tuple[str, str]] = {}  # (tenant, day) -> (path, sha256) of a written file
+    rows, written = [], 0
     tmp = root / "silver" / f".tmp-{uuid.uuid4().hex}"
     try:
-        for batch in _day_batches(todo):
-            source = _batch_source(con, batch)
-            for tenant, day, *_ in batch:
-                # Sorted here. Measured: without ORDER BY a scan's part-filled chunks move the row-group boundaries,
-                # and the column statistics of the source make a column required or optional in the file; either
-                # changes the bytes, hence the file names.
-                made[(tenant, day)] = _write(con, f"SELECT * FROM {source} WHERE {_day_filter(tenant, day)} "
-                                             "ORDER BY tenant_id, actor_id, seq", tmp, root,
-                                             Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")
+        for tenant, day, n, digest, ixor in parts:
+            old = stored.get((tenant, day))
+            if old is not None and old[1] == n and old[2] == digest:
+                rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
+                continue
+            # From the run's own table, sorted here (zone maps skip other days when the input is in time order).
+            # Measured: without ORDER BY a scan's part-filled chunks move the row-group boundaries, and a sorted
+            # or sliced copy of the table changes the column statistics that make a column required or optional
+            # in the file; either changes the bytes, hence the file names.
+            where = (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} AND ts < DATE {_lit(day)} + INTERVAL 1 DAY")
+            rel, sha = _write(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY tenant_id, actor_id, seq",
+                              tmp, root, Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")
+            rows.append(("events", tenant, day, rel, n, digest, ixor, sha))
+            written += 1
     finally:
-        con.execute(f"DROP TABLE IF EXISTS temp.main.{DAY_BATCH}")
         shutil.rmtree(tmp, ignore_errors=True)
-    rows = []
-    for tenant, day, n, digest, ixor in parts:  # in (tenant, day) order, as before
-        path, sha = made.get((tenant, day)) or (stored[(tenant, day)][0], stored[(tenant, day)][4])
-        rows.append(("events", tenant, day, path, n, digest, ixor, sha))
-    written = len(made)
     keep = [] if replace_all else [("events", t, d, *v) for (t, d), v in stored.items()
                                    if (t, d) not in {(r[1], r[2]) for r in rows}]
     _replace_manifest(con, "events", keep + rows)
@@ -214,74 +210,6 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
         con.execute(f"DROP TABLE {legacy}")
     create_view(con, "events")
     return {"written": written, "reused": len(keep) + len(rows) - written}
-
-
-def _same(old: tuple[Any, ...] | None, n: int, digest: int) -> bool:
-    """The stored partition `old` has this content (row count and digest): its file is kept."""
-    return old is not None and old[1] == n and old[2] == digest
-
-
-def _day_filter(tenant: str, day: str, last: str | None = None) -> str:
-    """The rows of one tenant from `day` through `last` (default: that day alone)."""
-    return (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} "
-            f"AND ts < DATE {_lit(last or day)} + INTERVAL 1 DAY")
-
-
-def _day_batches(parts: list[tuple[str, str, int, int, int]]) -> list[list[tuple[str, str, int, int, int]]]:
-    """Consecutive partitions (one tenant, days in order) of at most DAY_BATCH_ROWS rows together (one day may
-    hold more)."""
-    batches: list[list[tuple[str, str, int, int, int]]] = []
-    total = 0
-    for part in parts:
-        if batches and batches[-1][0][0] == part[0] and total + part[2] <= DAY_BATCH_ROWS:
-            batches[-1].append(part)
-            total += part[2]
-        else:
-            batches.append([part])
-            total = part[2]
-    return batches
-
-
-def _batch_source(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, str, int, int, int]]) -> str:
-    """The relation a batch's day files are copied from: a TEMP copy of its days, or the events table for one day.
-
-    Why: the events table is in actor order, so every day's rows are spread over all of it and each day's COPY
-    scanned the whole wide table (69 scans at 10 M events, spilling). One scan per batch into a small table,
-    each day's COPY scanning only that, cost less than half. The file's bytes depend on its source's NOT NULL
-    constraints and null statistics (they make a column required or optional): the copy has the events table's
-    definition and its `has_null` statistics (`_same_null_stats`), so its files are byte for byte the same.
-    """
-    if len(batch) == 1:
-        return "temp.main.events"
-    (sql,) = con.execute("SELECT sql FROM duckdb_tables() WHERE temporary AND table_name = 'events'").fetchall()[0]
-    head = "CREATE TEMP TABLE events("
-    if not sql.startswith(head):
-        raise RuntimeError(f"unexpected definition of the events table: {sql[:80]}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {DAY_BATCH}(" + sql[len(head):])
-    _same_null_stats(con)
-    con.execute(f"INSERT INTO {DAY_BATCH} SELECT * FROM temp.main.events "
-                f"WHERE {_day_filter(batch[0][0], batch[0][1], batch[-1][1])}")
-    return DAY_BATCH
-
-
-def _same_null_stats(con: duckdb.DuckDBPyConnection) -> None:
-    """Give the empty DAY_BATCH table's columns the events table's `has_null` statistic.
-
-    A column of the events table can be marked as having NULLs that none of its rows has (an UPDATE keeps the
-    mark), and a copy's exact statistics would then make the column required in the files. A row with NULL in
-    exactly those columns, inserted and deleted, sets the same mark (DuckDB statistics only ever widen).
-    """
-    cols = [c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE database_name = 'temp' "
-                                      "AND table_name = 'events' AND is_nullable ORDER BY column_index").fetchall()]
-    if not cols:
-        return
-    flags = con.execute(f"SELECT {', '.join(f'stats({c}).has_null' for c in cols)} FROM temp.main.events LIMIT 1"
-                        ).fetchall()
-    nulls = [c for c, has_null in zip(cols, flags[0] if flags else []) if has_null]
-    if nulls:
-        con.execute(f"INSERT INTO {DAY_BATCH} SELECT * REPLACE ({', '.join(f'NULL AS {c}' for c in nulls)}) "
-                    "FROM temp.main.events LIMIT 1")
-        con.execute(f"DELETE FROM {DAY_BATCH}")
 
 
 def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False,
