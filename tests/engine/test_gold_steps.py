@@ -60,3 +60,20 @@ def test_without_ids_or_seal_one_open_file_per_journey(con: duckdb.DuckDBPyConne
 def test_steps_of_a_journey_the_ids_lack_are_refused(con: duckdb.DuckDBPyConnection) -> None:
     with pytest.raises(RuntimeError, match="lack"):
         silver.persist_steps(con, journey_ids="SELECT journey_id FROM cuts WHERE journey_id <> 'b0'")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_file_bytes_do_not_depend_on_row_order_or_threads(tmp_path: Path, threads: int) -> None:
+    names = []
+    for order in ("ASC", "DESC"):  # the working table in id order, and in reverse event order
+        root = tmp_path / order
+        root.mkdir()
+        con = duckdb.connect(str(root / "ws.duckdb"))
+        silver.attach(con, root, writable=True)
+        con.execute(f"SET threads = {threads}")
+        silver.make_temp_table(con, "journey_steps")
+        con.execute(f"""INSERT INTO journey_steps SELECT 'main', 'j' || (i % 997), i // 997, 's' || (i % 7),
+                        TIMESTAMP '2026-01-05' + to_seconds(i), 'e' || i FROM range(30000) t(i) ORDER BY i % 997 {order}, i {order}""")
+        silver.persist_steps(con, sealed_ids="SELECT 'j' || i FROM range(500) t(i)")
+        names.append(con.execute("SELECT layer, path FROM parquet_files ORDER BY ALL").fetchall())
+    assert len(names[0]) == 2 and names[0] == names[1]
