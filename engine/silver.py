@@ -255,7 +255,7 @@ def _step_files(con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_
     Why the numbers: the files are sorted by (rank, step) instead of (journey_id, step), an integer sort
     instead of a text one (the same order: ids are unique), and the sealed test is a column of the same
     small table instead of an IN over every step in each of three passes. Measured at 10 M events (9.7 M
-    steps): ≈ 2 of 15 CPU-s less.
+    steps, main's function against this one, alternating): 16.8 → 15.0 and 18.1 → 16.5 CPU-s, the same files.
     """
     sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
     ids = journey_ids or "SELECT journey_id FROM temp.main.journey_steps"
