@@ -149,11 +149,12 @@ def _persist_steps(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bo
     such a journey: its cut and steps are final, kept in a sealed file and never cut again.
     """
     bound = incremental.sealing_bound(con, cfg)
+    ids = "SELECT journey_id FROM journey_cuts WHERE NOT sealed"  # every journey the working steps belong to
     if bound is None:
-        silver.persist_steps(con)
+        silver.persist_steps(con, journey_ids=ids)
         return
     newly = f"SELECT journey_id FROM journey_cuts WHERE NOT sealed AND end_raw < TIMESTAMP '{bound:%Y-%m-%d %H:%M:%S.%f}'"
-    silver.persist_steps(con, sealed_ids=newly, keep_sealed=only_touched)
+    silver.persist_steps(con, sealed_ids=newly, keep_sealed=only_touched, journey_ids=ids)
     con.execute(f"UPDATE journey_cuts SET sealed = true WHERE journey_id IN ({newly})")
 
 

@@ -41,6 +41,7 @@ MANIFEST_DDL = f"""CREATE TABLE IF NOT EXISTS {MANIFEST}(layer VARCHAR, tenant_i
     rows BIGINT, digest UBIGINT, input_xor UBIGINT, sha256 VARCHAR)"""
 LAYER_DIRS = ("silver", "gold")
 ROW_GROUP = 122_880
+STEP_ORDER = "_jg_step_order"  # every journey_id with its rank in id order and whether it is sealed (_step_files)
 EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id", "VARCHAR"), ("event_name", "VARCHAR"),
                  ("ts", "TIMESTAMP"), ("received_at", "TIMESTAMP"), ("session_id", "VARCHAR"), ("platform", "VARCHAR"),
                  ("user_agent", "VARCHAR"), ("properties", "JSON"), ("input_order", "BIGINT"), ("seq", "BIGINT"),
@@ -211,30 +212,32 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
     return {"written": written, "reused": len(keep) + len(rows) - written}
 
 
-def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False) -> None:
+def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False,
+                  journey_ids: str | None = None) -> None:
     """Write the TEMP `journey_steps` table out as gold files and swap the view in.
 
     `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
     sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
-    which the next run replaces. A file with the stored content is kept.
+    which the next run replaces. A file with the stored content is kept. `journey_ids` (SQL giving each
+    journey_id once, at least every one of the steps; default: the table's distinct ids) orders the files.
     """
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
         return
-    sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
     kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
             ] if keep_sealed else []
-    files = con.execute(f"""SELECT journey, {sealed} AS sealed, count(*), {_digest_sql('journey_steps')}
-                            FROM temp.main.journey_steps GROUP BY ALL ORDER BY ALL""").fetchall()  # one pass for all
+    files = _step_files(con, sealed_ids, journey_ids)
     opened: list[tuple[Any, ...]] = []
     closed: list[tuple[Any, ...]] = []
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     try:
         for name, is_sealed, n, digest in files:
-            query = f"SELECT * FROM temp.main.journey_steps WHERE journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}({sealed})"
+            query = (f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
+                     f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed")
             row = _steps_file(con, root, tmp, SEALED_STEPS if is_sealed else "journey_steps", name, query, n, digest)
             (closed if is_sealed else opened).append(row)
     finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{STEP_ORDER}")
         shutil.rmtree(tmp, ignore_errors=True)
     _replace_manifest(con, "journey_steps", opened)
     _replace_manifest(con, SEALED_STEPS, kept + [r for r in closed if (r[1], r[2], r[3]) not in {(k[1], k[2], k[3]) for k in kept}])
@@ -245,11 +248,34 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     create_view(con, "journey_steps")
 
 
+def _step_files(con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_ids: str | None
+                ) -> list[tuple[str, bool, int, int]]:
+    """(journey, sealed, rows, digest) per gold file, after numbering the journeys in id order (STEP_ORDER).
+
+    Why the numbers: the files are sorted by (rank, step) instead of (journey_id, step), an integer sort
+    instead of a text one (the same order: ids are unique), and the sealed test is a column of the same
+    small table instead of an IN over every step in each of three passes. Measured at 10 M events (9.7 M
+    steps, main's function against this one, alternating): 16.8 → 15.0 and 18.1 → 16.5 CPU-s, the same files.
+    """
+    sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
+    ids = journey_ids or "SELECT journey_id FROM temp.main.journey_steps"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {STEP_ORDER} AS
+                    SELECT journey_id, row_number() OVER (ORDER BY journey_id) AS r, {sealed} AS sealed
+                    FROM (SELECT DISTINCT journey_id FROM ({ids}))""")
+    files = con.execute(f"""SELECT journey, o.sealed, count(*), {_digest_sql('journey_steps')}
+                            FROM temp.main.journey_steps s LEFT JOIN {STEP_ORDER} o USING (journey_id)
+                            GROUP BY ALL ORDER BY ALL""").fetchall()  # one pass for all
+    if any(sealed_flag is None for _, sealed_flag, _, _ in files):
+        raise RuntimeError("journey steps whose journey_id the given journey ids lack")
+    return [(name, bool(flag), n, digest) for name, flag, n, digest in files]
+
+
 def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str, query: str,
                 n: int, digest: int) -> tuple[Any, ...]:
-    """One gold file of `query`'s `n` steps (content digest `digest`) sorted by (journey_id, step)."""
+    """One gold file of `query`'s `n` steps (content digest `digest`) sorted by (journey_id, step), i.e. by
+    (o.r, step): `query` joins STEP_ORDER as `o`."""
     kind = "sealed" if layer == SEALED_STEPS else "open"
-    rel, sha = _write(con, f"{query} ORDER BY journey_id, step", tmp, root,
+    rel, sha = _write(con, f"{query} ORDER BY o.r, s.step", tmp, root,
                       Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
     return (layer, "", name, rel, n, digest, None, sha)
 
