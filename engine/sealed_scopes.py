@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,34 +65,17 @@ class Sealed:
     stored: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-@dataclass
-class Pending:
-    """`start`'s half of `find`: the candidate scopes and their journeys, the step digests still being mixed."""
-
-    candidates: list[tuple[Any, ...]]
-    members: np.ndarray
-    digests: Future[np.ndarray] | None
-
-
-def start(con: Any, steps: StepArrays, window_s: int, pool: ThreadPoolExecutor) -> Pending:
-    """The sealed candidates (SQL, on this thread) and their journeys' step digests (numpy, on `pool`), so the
-    caller's next stage runs while the digests are mixed; `finish` completes `find`."""
+def find(con: Any, steps: StepArrays, window_s: int, base: Mapping[str, Any], journey: str,
+         lifecycle: bool) -> Sealed:
+    """The sealed scopes of this build, their keys, and the stored snapshots to reuse (after the class tables)."""
     candidates = con.execute(_CANDIDATES_SQL, {"window": int(window_s)}).fetchall()
     if not candidates:
-        return Pending([], np.zeros(0, np.int64), None)
+        return Sealed()
     sids = [c[0] for c in candidates]
     members = con.execute(_MEMBERS_SQL, {"sids": sids}).fetchnumpy()["jix"].astype(np.int64)
     wanted = np.zeros(steps.size, dtype=bool)
     wanted[members] = True
-    return Pending(candidates, members, pool.submit(lambda: step_digests(steps, wanted)[members]))
-
-
-def finish(con: Any, pending: Pending, base: Mapping[str, Any], journey: str, lifecycle: bool) -> Sealed:
-    """The sealed scopes of this build, their keys, and the stored snapshots to reuse."""
-    if pending.digests is None:
-        return Sealed()
-    candidates, sids = pending.candidates, [c[0] for c in pending.candidates]
-    con.register("_jg_step_digest_arrow", pa.table({"jix": pending.members, "digest": pending.digests.result()}))
+    con.register("_jg_step_digest_arrow", pa.table({"jix": members, "digest": step_digests(steps, wanted)[members]}))
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE _jg_step_digest AS SELECT jix, digest FROM _jg_step_digest_arrow")
     finally:

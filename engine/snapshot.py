@@ -30,7 +30,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -309,22 +308,16 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
         for sql in _CLASSES_SQL:
             sql = sql.replace("{observed}", progress.OBSERVED_SQL)
             con.execute(sql, _bind(sql, params))
-    # the sealed scopes' step digests are mixed on a second thread while this one counts the steps (per class,
-    # so the counts do not depend on which scopes are sealed); only this thread uses the connection
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        with _stage("sealed"):
-            pending = sealed_scopes.start(con, steps, jc.window_s, pool)
-        with _stage("steps"):
-            journeys = step_counts.journeys(con, _PER_JOURNEY, steps.size)
-            counts = step_counts.count_steps(steps, journeys, params["collapse"])
-            partial = step_counts.count_partial_steps(steps, journeys,
-                                                      params["horizon"] if params["horizon"] >= 0 else None)
-            adjacent = outcome_adjacent.class_counts(steps, journeys, jc.dropoff_outcome)
-            _spread(con, counts, partial, adjacent, steps, params)
-        with _stage("sealed_keys"):
-            sealed = sealed_scopes.finish(con, pending, base, jc.name, lifecycle_visits.present(con))
-    if sealed.stored:  # reused as stored: counted nowhere below
-        con.execute("DELETE FROM _jg_csid WHERE list_contains(?, sid)", [sorted(sealed.stored)])
+    with _stage("sealed"):
+        sealed = sealed_scopes.find(con, steps, jc.window_s, base, jc.name, lifecycle_visits.present(con))
+        if sealed.stored:  # reused as stored: counted nowhere below
+            con.execute("DELETE FROM _jg_csid WHERE list_contains(?, sid)", [sorted(sealed.stored)])
+    with _stage("steps"):
+        journeys = step_counts.journeys(con, _PER_JOURNEY, steps.size)
+        counts = step_counts.count_steps(steps, journeys, params["collapse"])
+        partial = step_counts.count_partial_steps(steps, journeys, params["horizon"] if params["horizon"] >= 0 else None)
+        adjacent = outcome_adjacent.class_counts(steps, journeys, jc.dropoff_outcome)
+        _spread(con, counts, partial, adjacent, steps, params)
     rows = {}
     exact_actors = con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0
     for name, sql in _QUERIES.items():
