@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
 import numpy as np
@@ -99,12 +98,8 @@ def r6(value: float | None) -> float | None:
 class _Rows:
     """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
 
-    @staticmethod
-    def fetch(con: Any) -> pa.Table:
-        return arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur FROM _jg_est")  # not the ids
-
-    def __init__(self, t: pa.Table, conversion: str, steps: step_shares.StepRows) -> None:
-        """From `fetch`'s table: numpy and Arrow only (no connection), so it can run beside the visits."""
+    def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
+        t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur FROM _jg_est")  # not the ids
         jrow = t.column("jrow").to_numpy()
         order = np.empty(len(jrow), dtype=np.int64)
         order[jrow] = np.arange(len(jrow))  # jrow numbers the rows 0..n-1: placing them is the sort
@@ -165,15 +160,11 @@ class Inputs:
     def __init__(self, con: Any, jc: Any, params: dict[str, Any]) -> None:
         step_rows = step_shares.StepRows(con, "_jg_est", {"journey": jc.name, "collapse": params["collapse"],
                                                           "horizon": params["horizon"]})
-        # the journeys' rows (paths, first visits) on a second thread while this one, the only user of the
-        # connection, counts the visits and resolves the steps: both only read step_rows
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            rows = pool.submit(_Rows, _Rows.fetch(con), jc.conversion_outcome, step_rows)
-            self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
-            self.steps = step_rows.resolved()
-            self.rows = rows.result()
+        self.rows = _Rows(con, jc.conversion_outcome, step_rows)
+        self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
         if np.array_equal(self.rows.v_row, self.visits.row) and np.array_equal(self.rows.v_state, self.visits.state):
             self.rows.v_row, self.rows.v_state = self.visits.row, self.visits.state  # the same pairs: keep one copy
+        self.steps = step_rows.resolved()
         self.members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
         del step_rows
         pa.default_memory_pool().release_unused()  # the path strings' buffers, kept by the pool otherwise
