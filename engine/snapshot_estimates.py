@@ -173,12 +173,15 @@ class Inputs:
 def by_scope(inputs: Inputs, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
     """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares, state_estimates} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
-    cls = inputs.rows.cls
-    jobs = [scope_pool.Job(sid, int(np.searchsorted(cls, classes, side="right").sum()
-                                    - np.searchsorted(cls, classes, side="left").sum()),
+    jobs = [scope_pool.Job(sid, _journeys_in(inputs.rows.cls, classes),
                            functools.partial(_scope, inputs, classes, jc, params, top_n))
             for sid, classes in inputs.members]
     return scope_pool.run(jobs)  # two scopes at a time where they fit in the largest one's memory
+
+
+def _journeys_in(cls: np.ndarray, classes: list[int]) -> int:
+    """How many journeys (rows ordered by class) the classes hold: a scope's size, which its memory follows."""
+    return int(np.searchsorted(cls, classes, side="right").sum() - np.searchsorted(cls, classes, side="left").sum())
 
 
 def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], top_n: int) -> dict[str, Any]:
