@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine import pandas_off
 from ontology.errors import ConfigError, JourneyGraphError
 
 log = logging.getLogger("journeygraph")
@@ -312,6 +313,8 @@ def console_main() -> None:
 def _main(argv: Sequence[str] | None) -> tuple[int, str]:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command in FAST_EXIT_COMMANDS:  # the executable's run: nothing in it uses pandas
+        pandas_off.switch_off()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     return _dispatch(args), args.command

@@ -27,8 +27,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine import pandas_off
 from engine.config import Config
 from ontology.errors import ConfigError
+
+pandas_off.switch_on()  # PySpark uses pandas: the executable switched it off for DuckDB runs (engine.pandas_off)
 
 
 @dataclass(frozen=True)
