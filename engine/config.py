@@ -201,8 +201,11 @@ class Config:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def resolve_source(self, source: str | None = None) -> str:
-        """The event source, with a relative path resolved against the config's folder."""
-        src = source or self.source
+        """The event source: `source` (the command line's EVENTS) as given, a relative path meaning the working
+        directory's, as for any command-line path; else the config's `source:`, relative to the config's folder."""
+        if source:
+            return source
+        src = self.source
         if not src:
             raise ConfigError("source: no event source given; pass EVENTS or set `source:` in journeygraph.yaml")
         if _looks_like_sql(src) or "://" in src or Path(src).is_absolute():

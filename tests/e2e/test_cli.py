@@ -125,6 +125,19 @@ def test_missing_source_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_events_on_the_command_line_are_relative_to_the_working_directory(tmp_path: Path) -> None:
+    """`run data/x.jsonl -c conf/cfg.yaml`: EVENTS is a command-line path (the working directory's); only the
+    config's own `source:` is relative to the config's folder (conf/ has no events: reading it would fail)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "conf" / "cfg.yaml").write_text(DEMO_CONFIG.read_text())
+    (tmp_path / "data" / "events.jsonl").write_bytes((DEMO_CONFIG.parent / "demo_events.jsonl").read_bytes())
+    proc = run_cli("run", "data/events.jsonl", "-c", "conf/cfg.yaml", "-w", "ws", "--format", "json", cwd=tmp_path)
+    assert json.loads(proc.stdout)["accepted"] > 0
+    missing = run_cli("run", "-c", "conf/cfg.yaml", "-w", "ws2", cwd=tmp_path, check=False)  # conf/demo_events.jsonl
+    assert missing.returncode == 2 and "conf/demo_events.jsonl" in missing.stderr
+
+
 def test_run_without_config_infers_and_says_so(tmp_path: Path) -> None:
     events = ROOT / "fixtures" / "demo_events.jsonl"
     proc = run_cli("run", str(events), "-w", str(tmp_path / "ws"), "--format", "json")
