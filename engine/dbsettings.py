@@ -36,3 +36,12 @@ def engine_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     finally:
         for name, value in before.items():
             con.execute(f"SET {name} = '{value}'")
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """`con` with DuckDB's progress bar printing nothing: it draws on stdout for any statement over 2 s (10 M
+    events have many), which would break `run --format json` / `inspect --format json` and draw over the
+    run's own progress bar. Both settings: `progress_bar_time` alone turns the bar back on."""
+    con.execute("SET enable_progress_bar_print = false")
+    con.execute("SET enable_progress_bar = false")
+    return con

@@ -20,6 +20,7 @@ import duckdb
 import yaml
 
 from engine.config import Config
+from engine.dbsettings import quiet
 from ontology.errors import ConfigError, IngestError
 
 SHOWN_REJECTS = 3
@@ -95,7 +96,7 @@ def inspect(source: str, write: str | None = None) -> str:
     from engine.config import from_dict, to_raw
 
     cfg = from_dict({})
-    con = duckdb.connect()
+    con = quiet(duckdb.connect())  # its JSON is all stdout holds
     try:
         loaded = ingest.load(con, source, cfg, "inspect")
         norm = normalize.normalize(con, cfg, watermark=None)

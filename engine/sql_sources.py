@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import duckdb
 import pyarrow as pa
 
+from engine.dbsettings import quiet
 from ontology.errors import IngestError
 
 _CHUNK_ROWS = 50_000
@@ -63,7 +64,7 @@ def redact(url: str) -> str:
 def _duckdb_rows(path: str, query: str) -> Iterator[pa.Table]:
     """Rows of a query on another DuckDB database, as JSON documents in Arrow batches."""
     try:
-        src = duckdb.connect(path, read_only=path != ":memory:")
+        src = quiet(duckdb.connect(path, read_only=path != ":memory:"))
     except duckdb.Error as exc:
         raise IngestError(f"DuckDB database {path} cannot be opened ({exc}); check the path and that no writer holds it") from exc
     try:

@@ -26,6 +26,7 @@ import duckdb
 
 from engine import publish, silver
 from engine.config import Config, from_saved
+from engine.dbsettings import quiet
 from ontology.errors import Conflict, NotFound, WorkspaceBusy
 
 log = logging.getLogger(__name__)
@@ -225,13 +226,9 @@ _READERS_KEPT = 4
 
 def _with_layers(con: duckdb.DuckDBPyConnection, root: Path, *, writable: bool) -> duckdb.DuckDBPyConnection:
     """`con` with the Parquet layers' views (events, journey_steps; engine.silver), resolved against the
-    workspace folder: a run's private copy under .build/ reads and writes the same layer files.
-
-    DuckDB's own progress bar prints nothing: it draws on stdout for any statement over 2 s (10 M events
-    have many), which would break `run --format json` and draw over the run's own progress bar."""
-    con.execute("SET enable_progress_bar_print = false")
-    con.execute("SET enable_progress_bar = false")
-    silver.attach(con, root, writable=writable)
+    workspace folder: a run's private copy under .build/ reads and writes the same layer files. DuckDB's
+    progress bar prints nothing (engine.dbsettings.quiet)."""
+    silver.attach(quiet(con), root, writable=writable)
     return con
 
 
