@@ -3,8 +3,9 @@
 A run writes the accepted events as Parquet files under
 ``<ws>/silver/tenant=<t>/day=<YYYY-MM-DD>/<sha256>.parquet`` (one file per
 tenant and UTC day, rows sorted by (tenant, actor, seq)) and each journey
-definition's steps under ``<ws>/gold/journey_steps/journey=<name>/{open,sealed}/<sha256>.parquet``
-(sealed: journeys no later event can change, kept for ever; open: replaced by the next run).
+definition's steps under ``<ws>/gold/journey_steps/journey=<name>/{open,delta,sealed}/<sha256>.parquet``
+(sealed: journeys no later event can change, kept for ever; open: the base, replaced by a full run or once the
+delta has grown; delta: the open journeys incremental runs changed since, whose base steps `journey_steps` skips).
 A file is written once under the hash of its bytes and never changed; the
 only thing that says which files make up the workspace is the manifest table
 `parquet_files` inside the DuckDB file, so publishing the database file
