@@ -41,7 +41,7 @@ FILES, ITEMS = "carried_files", "carried_items"
 _DDL = (f"CREATE TABLE IF NOT EXISTS {FILES}(generation VARCHAR, relation VARCHAR, path VARCHAR)",
         f"CREATE TABLE IF NOT EXISTS {ITEMS}(insight_id VARCHAR, generation VARCHAR, config JSON)")
 RELATIONS = ("events", "journey_steps", "journeys", "journey_progress")
-_LAYERS = {"events": ("events",), "journey_steps": ("journey_steps", silver.SEALED_STEPS)}  # manifest layers
+_LAYERS = {"events": ("events",), "journey_steps": ("journey_steps", silver.OPEN_DELTA, silver.SEALED_STEPS)}  # manifest layers
 _PREV = "_jg_carried_from"
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,24 @@ def _previous_files(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
         return [silver.write_kept(con, f"SELECT * FROM {_PREV}.main.{relation} ORDER BY ALL", relation)]
     if relation not in _LAYERS or not _previous_table(con, silver.MANIFEST):
         return []
+    if relation == "journey_steps" and _previous_table(con, silver.SUPERSEDED):  # its open steps, as one file
+        return [_previous_open_steps(con)] + _previous_layer_files(con, [silver.SEALED_STEPS])
+    return _previous_layer_files(con, list(_LAYERS[relation]))
+
+
+def _previous_layer_files(con: duckdb.DuckDBPyConnection, layers: list[str]) -> list[str]:
     return [r[0] for r in con.execute(
         f"SELECT path FROM {_PREV}.main.{silver.MANIFEST} WHERE list_contains(?, layer) ORDER BY layer, tenant_id, part, path",
-        [list(_LAYERS[relation])]).fetchall()]
+        [layers]).fetchall()]
+
+
+def _previous_open_steps(con: duckdb.DuckDBPyConnection) -> str:
+    """The previous run's open steps (engine.silver's base less its superseded journeys, and the delta) as one
+    content-named file under gold/carried/."""
+    root = silver.root_of(con) or Path(".")
+    base, delta = ([str(root / p) for p in _previous_layer_files(con, [layer])] for layer in ("journey_steps", silver.OPEN_DELTA))
+    query = silver.steps_sql(base, delta, f"{_PREV}.main.{silver.SUPERSEDED}")
+    return silver.write_kept(con, f"SELECT * FROM ({query}) ORDER BY ALL", "journey_steps")
 
 
 def _previous_config(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -77,6 +78,7 @@ CHUNK_EVENTS = 1_000_000  # events cut in one numpy pass: bounds the Arrow held 
 _BATCH_ROWS = 500_000
 ACTOR = "a"  # the window rows' actor number: its row in the starts table (STARTS)
 STARTS = "_jg_starts"
+RECUT = "_jg_recut"  # an incremental run's journeys cut again (their ids), while the build runs
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,10 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     incremental.commit(con)
     only_touched = incremental.journeys_reusable(con, cfg)
     incremental.begin_journeys(con)  # an interrupted build leaves cuts that the next run must not reuse
-    _working_tables(con, only_touched)
+    # the open base stays and the changed journeys go to a delta, until the delta is due to be folded in
+    sealing = incremental.sealing_bound(con, cfg) if only_touched and not silver.open_compaction_due(con) else None
+    delta = sealing is not None
+    _working_tables(con, only_touched, sealing)
     counts = {}
     for journey in cfg.journeys:
         with engine_settings(con):
@@ -138,29 +143,41 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
     incremental.finish_journeys(con, cfg, only_touched)
     with engine_settings(con):
-        _persist_steps(con, cfg, only_touched)
+        _persist_steps(con, cfg, only_touched, delta)
+    con.execute(f"DROP TABLE IF EXISTS {RECUT}")
     return JourneyStats(by_journey=counts)
 
 
-def _persist_steps(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool) -> None:
+def _persist_steps(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool, delta: bool) -> None:
     """Write the steps out; journeys that end before this run's watermark minus the late-arrival tolerance are sealed.
 
     A later event is never earlier than that bound (the late rule), so it can neither start, extend nor end
-    such a journey: its cut and steps are final, kept in a sealed file and never cut again.
+    such a journey: its cut and steps are final, kept in a sealed file and never cut again. `delta`: the
+    working steps are only the journeys this run changes (engine.silver's open delta).
     """
     bound = incremental.sealing_bound(con, cfg)
     ids = "SELECT journey_id FROM journey_cuts WHERE NOT sealed"  # every journey the working steps belong to
     if bound is None:
         silver.persist_steps(con, journey_ids=ids)
         return
-    newly = f"SELECT journey_id FROM journey_cuts WHERE NOT sealed AND end_raw < TIMESTAMP '{bound:%Y-%m-%d %H:%M:%S.%f}'"
-    silver.persist_steps(con, sealed_ids=newly, keep_sealed=only_touched, journey_ids=ids)
+    newly = f"SELECT journey_id FROM journey_cuts WHERE NOT sealed AND end_raw < {_timestamp(bound)}"
+    silver.persist_steps(con, sealed_ids=newly, keep_sealed=only_touched, journey_ids=ids,
+                         superseded_ids=f"SELECT journey_id FROM {RECUT}" if delta else None)
     con.execute(f"UPDATE journey_cuts SET sealed = true WHERE journey_id IN ({newly})")
 
 
-def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
+def _timestamp(at: datetime) -> str:
+    return f"TIMESTAMP '{at:%Y-%m-%d %H:%M:%S.%f}'"
+
+
+def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool, sealing: datetime | None = None) -> None:
     """Empty `journeys`/`journey_progress`; `journey_cuts` and the steps emptied too, or (incremental) kept
-    for every actor without new events."""
+    for every actor without new events.
+
+    `sealing` (an incremental run that keeps the open base: engine.silver's delta): the working steps get
+    only the kept journeys the run writes again — the delta's, and the base's that this bound seals — not
+    every open journey; RECUT lists the journeys cut again (their base steps are superseded).
+    """
     con.execute("""CREATE OR REPLACE TABLE journeys (
         journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
@@ -168,7 +185,9 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
         journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
     if only_touched:  # sealed journeys stay as they are, in their sealed files
         silver.create_view(con, "journey_steps", name="_jg_stored_steps", open_only=True)
-        con.execute(f"DELETE FROM journey_cuts WHERE NOT sealed AND (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})")
+        touched = f"NOT sealed AND (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {RECUT} AS SELECT journey_id FROM journey_cuts WHERE {touched}")
+        con.execute(f"DELETE FROM journey_cuts WHERE {touched}")
     else:
         con.execute("""CREATE OR REPLACE TABLE journey_cuts (
             journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
@@ -178,9 +197,18 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool) -> None:
         silver.make_temp_table(con, "journey_steps")
     else:
         con.execute(silver.ddl("journey_steps", temp=False))
-    if only_touched:  # the kept journeys' steps, unchanged: their actors have no new event
+    if only_touched and sealing is None:  # the kept journeys' steps, unchanged: their actors have no new event
         con.execute("INSERT INTO journey_steps SELECT * FROM _jg_stored_steps s "
                     "WHERE s.journey_id IN (SELECT journey_id FROM journey_cuts WHERE NOT sealed)")
+    elif only_touched and sealing is not None:
+        silver.create_view(con, "journey_steps", name="_jg_stored_delta", open_only=True, delta_only=True)
+        con.execute(f"""INSERT INTO journey_steps
+                        SELECT * FROM _jg_stored_delta WHERE journey_id IN (SELECT journey_id FROM journey_cuts WHERE NOT sealed)
+                        UNION ALL
+                        SELECT * FROM _jg_stored_steps WHERE journey_id IN (
+                          SELECT journey_id FROM journey_cuts WHERE NOT sealed AND end_raw < {_timestamp(sealing)}
+                          EXCEPT SELECT journey_id FROM _jg_stored_delta)""")
+        con.execute("DROP VIEW _jg_stored_delta")
 
 
 def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:

@@ -3,8 +3,9 @@
 A run writes the accepted events as Parquet files under
 ``<ws>/silver/tenant=<t>/day=<YYYY-MM-DD>/<sha256>.parquet`` (one file per
 tenant and UTC day, rows sorted by (tenant, actor, seq)) and each journey
-definition's steps under ``<ws>/gold/journey_steps/journey=<name>/{open,sealed}/<sha256>.parquet``
-(sealed: journeys no later event can change, kept for ever; open: replaced by the next run).
+definition's steps under ``<ws>/gold/journey_steps/journey=<name>/{open,delta,sealed}/<sha256>.parquet``
+(sealed: journeys no later event can change, kept for ever; open: the base, replaced by a full run or once the
+delta has grown; delta: the open journeys incremental runs changed since, whose base steps `journey_steps` skips).
 A file is written once under the hash of its bytes and never changed; the
 only thing that says which files make up the workspace is the manifest table
 `parquet_files` inside the DuckDB file, so publishing the database file
@@ -50,6 +51,12 @@ STEP_COLUMNS = (("journey", "VARCHAR"), ("journey_id", "VARCHAR"), ("step", "INT
                 ("ts", "TIMESTAMP"), ("event_id", "VARCHAR"))
 LAYERS = {"events": EVENT_COLUMNS, "journey_steps": STEP_COLUMNS}
 SEALED_STEPS = "journey_steps_sealed"  # manifest layer of steps of journeys no new event can change (kept for ever)
+# The open steps of an incremental run: the open base (layer journey_steps, written by a full run or a compaction)
+# stays, the journeys a run changes go to a delta (one file per journey definition, rewritten by each run), and
+# SUPERSEDED names the journeys whose base steps are out of date (cut again, sealed, or moved to the delta).
+OPEN_DELTA = "journey_steps_delta"
+SUPERSEDED = "journey_steps_superseded"
+COMPACT_AT = 0.5  # the base is written again once the delta and its superseded rows pass this share of its rows
 # pipeline.input_hash's row hash: kept per partition so the whole input's hash needs no scan of the events
 INPUT_ROW_HASH = "hash(tenant_id, actor_id, event_id, event_name, ts, CAST(properties AS VARCHAR))"
 _ROOTS: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
@@ -119,14 +126,57 @@ def files(con: duckdb.DuckDBPyConnection, layer: str) -> list[str]:
                                       [layer]).fetchall()]
 
 
-def create_view(con: duckdb.DuckDBPyConnection, layer: str, name: str | None = None, open_only: bool = False) -> None:
+def create_view(con: duckdb.DuckDBPyConnection, layer: str, name: str | None = None, open_only: bool = False,
+                delta_only: bool = False) -> None:
     """`layer` as a TEMP view (named `name`, else the layer) over the manifest's files (typed and empty without).
 
-    `journey_steps` reads the open and the sealed steps files (`open_only`: the open ones alone).
+    `journey_steps` reads the open base less its superseded journeys, the delta and the sealed steps files
+    (`open_only`: the open ones alone; `delta_only`: the delta alone).
     """
-    root = _ROOTS.get(con)
-    sealed = files(con, SEALED_STEPS) if layer == "journey_steps" and not open_only else []
-    view_over(con, layer, [str((root or Path(".")) / p) for p in files(con, layer) + sealed], name)
+    root = _ROOTS.get(con) or Path(".")
+    if layer != "journey_steps":
+        view_over(con, layer, [str(root / p) for p in files(con, layer)], name)
+        return
+    base = [] if delta_only else files(con, layer)
+    rest = files(con, OPEN_DELTA) + ([] if open_only or delta_only else files(con, SEALED_STEPS))
+    if not _has_superseded(con):  # the base is whole: one scan of every file
+        view_over(con, layer, [str(root / p) for p in base + rest], name)
+        return
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name or layer} AS "
+                f"{steps_sql([str(root / p) for p in base], [str(root / p) for p in rest], SUPERSEDED)}")
+
+
+def steps_sql(base: list[str], rest: list[str], superseded: str) -> str:
+    """The steps of the open `base` files less the journeys the table `superseded` names, and of the `rest` files."""
+    cols = ", ".join(f"CAST({c} AS {kind}) AS {c}" for c, kind in STEP_COLUMNS)
+    parts = [f"SELECT {cols} FROM read_parquet([{', '.join(_lit(p) for p in base)}]) b "
+             f"WHERE NOT EXISTS (SELECT 1 FROM {superseded} x WHERE x.journey_id = b.journey_id)"] if base else []
+    parts += [f"SELECT {cols} FROM read_parquet([{', '.join(_lit(p) for p in rest)}])"] if rest else []
+    nulls = ", ".join(f"CAST(NULL AS {kind}) AS {c}" for c, kind in STEP_COLUMNS)
+    return " UNION ALL ".join(parts) if parts else f"SELECT {nulls} WHERE false"
+
+
+def _has_superseded(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the open base has superseded journeys (a table of them with rows)."""
+    if not is_table(con, SUPERSEDED):
+        return False
+    return bool(con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {SUPERSEDED} LIMIT 1)").fetchall()[0][0])
+
+
+def open_compaction_due(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the next run should write the open base again: the delta's rows and the base's superseded rows
+    together pass COMPACT_AT of the base's rows (each run rewrites the delta, so it must stay small)."""
+    if not _has_manifest(con):
+        return True
+    base, delta = (con.execute(f"SELECT coalesce(sum(rows), 0) FROM {MANIFEST} WHERE layer = ?", [layer]).fetchall()[0][0]
+                   for layer in ("journey_steps", OPEN_DELTA))
+    dead = 0
+    if base and _has_superseded(con):
+        root = root_of(con) or Path(".")
+        paths = ", ".join(_lit(str(root / p)) for p in files(con, "journey_steps"))
+        dead = con.execute(f"SELECT count(*) FROM read_parquet([{paths}]) b "
+                           f"SEMI JOIN {SUPERSEDED} x USING (journey_id)").fetchall()[0][0]
+    return bool(delta + dead > COMPACT_AT * base) if base else bool(delta)
 
 
 def view_over(con: duckdb.DuckDBPyConnection, relation: str, paths: list[str], name: str | None = None) -> None:
@@ -213,13 +263,16 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
 
 
 def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False,
-                  journey_ids: str | None = None) -> None:
+                  journey_ids: str | None = None, superseded_ids: str | None = None) -> None:
     """Write the TEMP `journey_steps` table out as gold files and swap the view in.
 
     `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
     sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
     which the next run replaces. A file with the stored content is kept. `journey_ids` (SQL giving each
     journey_id once, at least every one of the steps; default: the table's distinct ids) orders the files.
+    `superseded_ids` (SQL giving journey_id): the table holds only the journeys a run changed, the open base
+    stays, the open steps go to the delta, and these journeys' base steps (with every journey in the table)
+    are superseded; without it the open steps are the new base, and delta and superseded are emptied.
     """
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
@@ -234,12 +287,22 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
         for name, is_sealed, n, digest in files:
             query = (f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
                      f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed")
-            row = _steps_file(con, root, tmp, SEALED_STEPS if is_sealed else "journey_steps", name, query, n, digest)
+            open_layer = "journey_steps" if superseded_ids is None else OPEN_DELTA
+            row = _steps_file(con, root, tmp, SEALED_STEPS if is_sealed else open_layer, name, query, n, digest)
             (closed if is_sealed else opened).append(row)
     finally:
         con.execute(f"DROP TABLE IF EXISTS temp.main.{STEP_ORDER}")
         shutil.rmtree(tmp, ignore_errors=True)
-    _replace_manifest(con, "journey_steps", opened)
+    if superseded_ids is None:
+        _replace_manifest(con, "journey_steps", opened)
+        _replace_manifest(con, OPEN_DELTA, [])
+        con.execute(f"DROP TABLE IF EXISTS {SUPERSEDED}")
+    else:
+        _replace_manifest(con, OPEN_DELTA, opened)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {SUPERSEDED} (journey_id VARCHAR)")
+        con.execute(f"""INSERT INTO {SUPERSEDED} SELECT journey_id FROM (
+                            (SELECT journey_id FROM temp.main.journey_steps UNION SELECT journey_id FROM ({superseded_ids}))
+                            EXCEPT SELECT journey_id FROM {SUPERSEDED}) ORDER BY journey_id""")
     _replace_manifest(con, SEALED_STEPS, kept + [r for r in closed if (r[1], r[2], r[3]) not in {(k[1], k[2], k[3]) for k in kept}])
     con.execute("DROP TABLE temp.main.journey_steps")
     legacy = _persistent_table(con, "journey_steps")
@@ -274,7 +337,7 @@ def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: st
                 n: int, digest: int) -> tuple[Any, ...]:
     """One gold file of `query`'s `n` steps (content digest `digest`) sorted by (journey_id, step), i.e. by
     (o.r, step): `query` joins STEP_ORDER as `o`."""
-    kind = "sealed" if layer == SEALED_STEPS else "open"
+    kind = {SEALED_STEPS: "sealed", OPEN_DELTA: "delta"}.get(layer, "open")
     rel, sha = _write(con, f"{query} ORDER BY o.r, s.step", tmp, root,
                       Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
     return (layer, "", name, rel, n, digest, None, sha)

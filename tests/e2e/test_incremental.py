@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine import silver
 from engine.app import pipeline
 from engine.incremental import FULL_ENV
 from engine.workspace import Workspace
@@ -98,6 +99,41 @@ def test_growing_source_gives_the_full_recompute_byte_for_byte(tmp_path: Path, m
     once = _outputs(tmp_path / "once")
     assert set(once["snapshots"]) <= set(a["snapshots"])
     assert once["silver"] == a["silver"] and once["events"] == a["events"] and once["journeys"] == a["journeys"]
+
+
+@pytest.mark.parametrize("compact_at", [0.0, 100.0])
+def test_open_base_stays_and_changes_go_to_a_delta_until_folded_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   compact_at: float) -> None:
+    """An incremental run writes only the journeys it changes (the delta) and marks their base steps superseded;
+    the base is written again once the delta passes COMPACT_AT of it. Either way: the full recompute's tables."""
+    monkeypatch.setattr(silver, "COMPACT_AT", compact_at)  # 0: fold in at the first chance; 100: never
+    parts, cfg = _demo_parts(), _config(tmp_path, ROOT / "fixtures" / "demo.yaml")
+    data, ws = tmp_path / "data", tmp_path / "inc"
+    data.mkdir()
+    monkeypatch.setenv(FULL_ENV, "0")
+    layers = []
+    for i, part in enumerate(parts):
+        (data / f"part{i}.jsonl").write_text("\n".join(part) + "\n")
+        pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)
+        con = Workspace.open(ws, read_only=True, create=False).con
+        rows = con.execute("SELECT layer, path, rows FROM parquet_files WHERE layer LIKE 'journey_steps%' ORDER BY ALL").fetchall()
+        gone = con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{silver.SUPERSEDED}'").fetchall()[0][0]
+        superseded = con.execute(f"SELECT count(*) FROM {silver.SUPERSEDED}").fetchall()[0][0] if gone else 0
+        con.close()
+        layers.append(({r[1] for r in rows if r[0] == "journey_steps"}, {r[1] for r in rows if r[0] == silver.OPEN_DELTA},
+                       superseded))
+    base, delta, superseded = zip(*layers)
+    assert not delta[0] and superseded[0] == 0  # a full run: the open steps are the base
+    assert base[1] == base[0] and delta[1] and superseded[1] > 0  # the second run kept the base and wrote a delta
+    if compact_at == 0.0:  # the third run found the delta due and wrote the base again
+        assert base[2] != base[0] and not delta[2] and superseded[2] == 0
+    else:
+        assert base[2] == base[0] and delta[2] != delta[1] and superseded[2] > superseded[1]
+    full = _grow(tmp_path, tmp_path / "full", cfg, parts, monkeypatch, full=True)
+    assert full[-1]["incremental"]["mode"] == "full"
+    a, b = _outputs(ws), _outputs(tmp_path / "full")
+    for name in a:
+        assert a[name] == b[name], name
 
 
 def _ev(eid: str, user: str, name: str, ts: str, **extra: Any) -> str:
@@ -205,6 +241,7 @@ def test_files_are_immutable_collected_next_run_and_found_after_a_move(tmp_path:
     stray.write_bytes(b"not referenced")
     pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)
     assert not stray.exists()
+    pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)  # the open steps a compaction replaced go too
     con = Workspace.open(ws, read_only=True, create=False).con
     named = {r[0] for r in con.execute("SELECT path FROM parquet_files").fetchall()}
     n = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
@@ -232,3 +269,25 @@ def test_an_event_leads_back_to_its_file_line_and_content_hash(tmp_path: Path, m
     assert [(o["event_id"], Path(o["file"]).name, o["line"]) for o in found] == [("a3", "part0.jsonl", 4), ("c7", "part1.jsonl", 4)]
     assert [o["sha256"] for o in found] == [file_sha256(str(part0)), file_sha256(str(part1))]
     assert json.loads(part0.read_text().splitlines()[3])["event_id"] == "a3"
+
+
+def test_a_carried_notice_reads_the_open_base_less_superseded_and_the_delta(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine.carried keeps the steps of a run that left a delta as that run's `journey_steps` saw them."""
+    from engine import carried
+
+    parts, cfg = _demo_parts(), _config(tmp_path, ROOT / "fixtures" / "demo.yaml")
+    ws = tmp_path / "inc"
+    _grow(tmp_path, ws, cfg, parts[:2], monkeypatch, full=False)
+    con = Workspace.open(ws, read_only=True, create=False).con
+    expected = con.execute("SELECT * FROM journey_steps ORDER BY ALL").fetchall()
+    assert con.execute(f"SELECT count(*) FROM {silver.SUPERSEDED}").fetchall()[0][0] > 0  # a delta run
+    con.close()
+    published = tmp_path / "published.duckdb"
+    shutil.copy(ws / "journeygraph.duckdb", published)
+    with Workspace.build(ws) as building:
+        carried.keep(building.con, published, ["insight-x"])
+        with carried.reader(building.con, "insight-x") as held:
+            assert held is not None
+            got = held.con.execute("SELECT * FROM journey_steps ORDER BY ALL").fetchall()
+    assert got == expected and len(got) > 0
