@@ -126,7 +126,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     only_touched = incremental.journeys_reusable(con, cfg)
     incremental.begin_journeys(con)  # an interrupted build leaves cuts that the next run must not reuse
     # the open base stays and the changed journeys go to a delta, until the delta is due to be folded in
-    sealing = incremental.sealing_bound(con, cfg) if only_touched and not silver.open_compaction_due(con) else None
+    keep_base = only_touched and not silver.open_compaction_due(con, _touched_steps(con))
+    sealing = incremental.sealing_bound(con, cfg) if keep_base else None
     delta = sealing is not None
     _working_tables(con, only_touched, sealing)
     counts = {}
@@ -146,6 +147,12 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
         _persist_steps(con, cfg, only_touched, delta)
     con.execute(f"DROP TABLE IF EXISTS {RECUT}")
     return JourneyStats(by_journey=counts)
+
+
+def _touched_steps(con: duckdb.DuckDBPyConnection) -> int:
+    """Steps of the open journeys of actors with new events (their stored cuts): what this run cuts again."""
+    return int(con.execute(f"SELECT coalesce(sum(n_steps), 0) FROM journey_cuts WHERE NOT sealed AND (tenant_id, actor_id) "
+                           f"IN (SELECT * FROM {incremental.TOUCHED})").fetchall()[0][0])
 
 
 def _persist_steps(con: duckdb.DuckDBPyConnection, cfg: Config, only_touched: bool, delta: bool) -> None:

@@ -163,9 +163,10 @@ def _has_superseded(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {SUPERSEDED} LIMIT 1)").fetchall()[0][0])
 
 
-def open_compaction_due(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the next run should write the open base again: the delta's rows and the base's superseded rows
-    together pass COMPACT_AT of the base's rows (each run rewrites the delta, so it must stay small)."""
+def open_compaction_due(con: duckdb.DuckDBPyConnection, incoming: int = 0) -> bool:
+    """Whether this run should write the open base again: the delta's rows, the base's superseded rows and the
+    `incoming` rows the run is about to change together pass COMPACT_AT of the base's rows (each run rewrites
+    the delta, so it must stay small; a run that changes most journeys writes the base instead)."""
     if not _has_manifest(con):
         return True
     base, delta = (con.execute(f"SELECT coalesce(sum(rows), 0) FROM {MANIFEST} WHERE layer = ?", [layer]).fetchall()[0][0]
@@ -176,7 +177,7 @@ def open_compaction_due(con: duckdb.DuckDBPyConnection) -> bool:
         paths = ", ".join(_lit(str(root / p)) for p in files(con, "journey_steps"))
         dead = con.execute(f"SELECT count(*) FROM read_parquet([{paths}]) b "
                            f"SEMI JOIN {SUPERSEDED} x USING (journey_id)").fetchall()[0][0]
-    return bool(delta + dead > COMPACT_AT * base) if base else bool(delta)
+    return bool(delta + dead + incoming > COMPACT_AT * base) if base else bool(delta)
 
 
 def view_over(con: duckdb.DuckDBPyConnection, relation: str, paths: list[str], name: str | None = None) -> None:

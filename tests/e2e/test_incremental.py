@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from engine import silver
@@ -101,12 +102,14 @@ def test_growing_source_gives_the_full_recompute_byte_for_byte(tmp_path: Path, m
     assert once["silver"] == a["silver"] and once["events"] == a["events"] and once["journeys"] == a["journeys"]
 
 
-@pytest.mark.parametrize("compact_at", [0.0, 100.0])
+@pytest.mark.parametrize("folds", [(False, False), (False, True), (True, True)])
 def test_open_base_stays_and_changes_go_to_a_delta_until_folded_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   compact_at: float) -> None:
-    """An incremental run writes only the journeys it changes (the delta) and marks their base steps superseded;
-    the base is written again once the delta passes COMPACT_AT of it. Either way: the full recompute's tables."""
-    monkeypatch.setattr(silver, "COMPACT_AT", compact_at)  # 0: fold in at the first chance; 100: never
+                                                                   folds: tuple[bool, bool]) -> None:
+    """An incremental run writes only the journeys it changes (the delta) and marks their base steps superseded,
+    or (compaction due) writes the open steps as a new base. Runs 2 and 3 keep or fold as `folds` says; the
+    tables are the full recompute's either way."""
+    due = iter(folds)
+    monkeypatch.setattr(silver, "open_compaction_due", lambda con, incoming=0: next(due))
     parts, cfg = _demo_parts(), _config(tmp_path, ROOT / "fixtures" / "demo.yaml")
     data, ws = tmp_path / "data", tmp_path / "inc"
     data.mkdir()
@@ -116,24 +119,41 @@ def test_open_base_stays_and_changes_go_to_a_delta_until_folded_in(tmp_path: Pat
         (data / f"part{i}.jsonl").write_text("\n".join(part) + "\n")
         pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)
         con = Workspace.open(ws, read_only=True, create=False).con
-        rows = con.execute("SELECT layer, path, rows FROM parquet_files WHERE layer LIKE 'journey_steps%' ORDER BY ALL").fetchall()
-        gone = con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{silver.SUPERSEDED}'").fetchall()[0][0]
-        superseded = con.execute(f"SELECT count(*) FROM {silver.SUPERSEDED}").fetchall()[0][0] if gone else 0
+        rows = con.execute("SELECT layer, path FROM parquet_files WHERE layer LIKE 'journey_steps%'").fetchall()
+        kept = con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{silver.SUPERSEDED}'").fetchall()[0][0]
+        superseded = con.execute(f"SELECT count(*) FROM {silver.SUPERSEDED}").fetchall()[0][0] if kept else 0
         con.close()
-        layers.append(({r[1] for r in rows if r[0] == "journey_steps"}, {r[1] for r in rows if r[0] == silver.OPEN_DELTA},
-                       superseded))
+        layers.append(({p for layer, p in rows if layer == "journey_steps"},
+                       {p for layer, p in rows if layer == silver.OPEN_DELTA}, superseded))
+    assert next(due, None) is None  # one decision per incremental run
     base, delta, superseded = zip(*layers)
     assert not delta[0] and superseded[0] == 0  # a full run: the open steps are the base
-    assert base[1] == base[0] and delta[1] and superseded[1] > 0  # the second run kept the base and wrote a delta
-    if compact_at == 0.0:  # the third run found the delta due and wrote the base again
-        assert base[2] != base[0] and not delta[2] and superseded[2] == 0
-    else:
-        assert base[2] == base[0] and delta[2] != delta[1] and superseded[2] > superseded[1]
+    for run, fold in ((1, folds[0]), (2, folds[1])):
+        if fold:  # the open steps written as a new base: no delta, nothing superseded
+            assert base[run] != base[run - 1] and not delta[run] and superseded[run] == 0, run
+        else:  # the base kept, the changed journeys in a new delta, their base steps superseded
+            assert base[run] == base[run - 1] and delta[run] and delta[run] != delta[run - 1], run
+            assert superseded[run] > superseded[run - 1], run
     full = _grow(tmp_path, tmp_path / "full", cfg, parts, monkeypatch, full=True)
     assert full[-1]["incremental"]["mode"] == "full"
     a, b = _outputs(ws), _outputs(tmp_path / "full")
     for name in a:
         assert a[name] == b[name], name
+
+
+def test_a_run_that_changes_most_open_steps_writes_the_base(tmp_path: Path) -> None:
+    """The compaction rule: delta rows + superseded base rows + the rows the run changes against COMPACT_AT of
+    the base's rows (a workspace's manifest and superseded list, counted by silver.open_compaction_due)."""
+    con = duckdb.connect()
+    silver.attach(con, tmp_path, writable=True)
+    (tmp_path / "gold").mkdir()
+    con.execute("COPY (SELECT 'j' || (i % 100) AS journey_id FROM range(1000) t(i)) TO '" + str(tmp_path / "gold" / "b.parquet") + "'")
+    con.execute(f"INSERT INTO {silver.MANIFEST} VALUES ('journey_steps', '', 'main', 'gold/b.parquet', 1000, 0, NULL, '')")
+    assert not silver.open_compaction_due(con) and not silver.open_compaction_due(con, incoming=500)
+    assert silver.open_compaction_due(con, incoming=501)  # more than half the base's rows change
+    con.execute(f"CREATE TABLE {silver.SUPERSEDED} AS SELECT 'j' || i AS journey_id FROM range(30) t(i)")  # 300 rows dead
+    con.execute(f"INSERT INTO {silver.MANIFEST} VALUES ('{silver.OPEN_DELTA}', '', 'main', 'gold/d.parquet', 150, 0, NULL, '')")
+    assert not silver.open_compaction_due(con, incoming=50) and silver.open_compaction_due(con, incoming=51)
 
 
 def _ev(eid: str, user: str, name: str, ts: str, **extra: Any) -> str:
