@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = daily_files(args.events)
     result: dict[str, Any] = {"events": args.events, "cpus": os.cpu_count(), "scenarios": {}}
-    for name in args.scenarios:
-        result["scenarios"][name] = scenario(name, files, DATA / f"incremental_work_{args.events}", args.repeats)
-        print(name, json.dumps({k: v for k, v in result["scenarios"][name].items() if k.startswith(("ratio", "identical"))}))
-    shutil.rmtree(DATA / f"incremental_work_{args.events}", ignore_errors=True)
+    # a folder of this run's own: two benchmarks at once (worktrees share benchmarks/data) must not share one
+    work = Path(tempfile.mkdtemp(prefix=f"incremental_work_{args.events}_", dir=DATA))
+    try:
+        for name in args.scenarios:
+            result["scenarios"][name] = scenario(name, files, work / name, args.repeats)
+            print(name, json.dumps({k: v for k, v in result["scenarios"][name].items() if k.startswith(("ratio", "identical"))}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"incremental_{args.events}.json"
     out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
