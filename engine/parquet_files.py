@@ -78,7 +78,7 @@ def _one_chunk(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(batches).cast(schema).combine_chunks()
 
 
-def _encode(path: Path, schema: pa.Schema, groups: Iterator[pa.Table]) -> None:
+def encode(path: Path, schema: pa.Schema, groups: Iterator[pa.Table]) -> None:
     names = set(schema.names)
     with pq.ParquetWriter(str(path), schema, use_dictionary=[c for c in _DICTIONARY if c in names],
                           write_statistics=[c for c in _STATISTICS if c in names], **_OPTIONS) as writer:
@@ -113,7 +113,7 @@ class LayerWriter:
         groups = row_groups(iter(con.sql(query).to_arrow_reader(ROW_GROUP)), self._schema)
         if self._pool is None:
             done: Future[Any] = Future()
-            _encode(scratch, self._schema, groups)
+            encode(scratch, self._schema, groups)
             done.set_result(self._place(scratch, where))
             self._files.append(done)
             return
@@ -144,7 +144,7 @@ class LayerWriter:
                 continue
 
     def _job(self, scratch: Path, inbox: queue.Queue[pa.Table | None], where: Any) -> Any:
-        _encode(scratch, self._schema, _drain(inbox))
+        encode(scratch, self._schema, _drain(inbox))
         return self._place(scratch, where)
 
     def results(self) -> list[Any]:
