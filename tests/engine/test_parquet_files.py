@@ -28,7 +28,7 @@ def _write(tmp: Path, batches: list[pa.RecordBatch], workers: int) -> str:
 
 
 def test_bytes_do_not_depend_on_how_the_rows_are_batched(tmp_path: Path) -> None:
-    table = duckdb.sql(STEPS_SQL).to_arrow_table().combine_chunks()
+    table = duckdb.connect().sql(STEPS_SQL).to_arrow_table().combine_chunks()
     cut = [b for start, size in ((0, 1000), (1000, 130_000), (131_000, 7), (131_007, ROWS - 131_007))
            for b in table.slice(start, size).to_batches()]
     schema = parquet_files.arrow_schema(silver.STEP_COLUMNS)
@@ -39,12 +39,12 @@ def test_bytes_do_not_depend_on_how_the_rows_are_batched(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_bytes_do_not_depend_on_the_workers(tmp_path: Path, workers: int) -> None:
-    table = duckdb.sql(STEPS_SQL).to_arrow_table()
+    table = duckdb.connect().sql(STEPS_SQL).to_arrow_table()
     assert _write(tmp_path / "a", table.to_batches(), 0) == _write(tmp_path / "b", table.to_batches(), workers)
 
 
 def test_row_groups_are_whole_and_contiguous() -> None:
-    table = duckdb.sql(STEPS_SQL).to_arrow_table()
+    table = duckdb.connect().sql(STEPS_SQL).to_arrow_table()
     groups = list(parquet_files.row_groups(iter(table.slice(0, 250).to_batches(max_chunksize=33)),
                                            parquet_files.arrow_schema(silver.STEP_COLUMNS), size=100))
     assert [g.num_rows for g in groups] == [100, 100, 50]
