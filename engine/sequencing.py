@@ -9,6 +9,8 @@ partition's other stored events as they were; engine.silver then replaces exactl
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,19 +92,16 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     actors = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT tenant_id, actor_id FROM ({keys_sql}))").fetchall()[0][0]
     classes = max(1, -(-staged.rows // CHUNK_EVENTS))
     for salt in itertools.count():  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
-        found, accepted, stored_parts = 0, Accepted(), list[pa.Table]()
-        for part in range(classes):
-            keys = fetch(con, f"""SELECT * FROM (SELECT {_ACTOR_HASH.format(salt=salt)} AS h, ts, input_order,
-                                                        coalesce(staged_row, -1) AS staged_row, stored FROM ({keys_sql}))
-                                  WHERE h % {classes} = {part}""", rows=_BATCH_ROWS)
-            found, accepted = _number(keys, gap_s, staged, stored_parts, found, accepted)
-        if found == actors:
+        tally = _Tally(staged)
+        _sort_classes(con, keys_sql, salt, classes, gap_s, tally.place)
+        if tally.found == actors:
             break
+    accepted, stored_parts = tally.accepted, tally.stored_parts
     staged.override(fetch(con, f"""SELECT staged_row, actor_override, event_id_override FROM ({accepted_keys})
                                    WHERE actor_override IS NOT NULL OR event_id_override IS NOT NULL"""))
     _keep_rejected(con, flagged)
     con.register(_KEYS, in_batches(staged.table()))
-    del staged
+    del staged, tally  # the numbers are in the registered table now
     con.register(_STORED_KEYS, in_batches(pa.concat_tables(stored_parts) if stored_parts else _empty_keys()))
     try:
         if run is not None:
@@ -119,12 +118,46 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     return Accepted(accepted.events, accepted.actors, accepted.start, accepted.end, int(inserted))
 
 
-def _number(keys: pa.Table, gap_s: int, staged: _Staged, stored_parts: list[pa.Table], found: int,
-            accepted: Accepted) -> tuple[int, Accepted]:
-    """Sequence one hash class of whole actors: new events' numbers go to `staged`, stored events' to `stored_parts`.
+def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, salt: int, classes: int, gap_s: int,
+                  place: Callable[[_Sorted], None]) -> None:
+    """Each hash class of whole actors sorted and numbered (`_sort`), then given to `place`, in class order.
 
-    Returns the actors found so far (hash runs) and the counts so far.
+    The sort of class k runs on a second thread while DuckDB fetches class k + 1 (numpy's sort releases
+    the GIL); a class is placed and dropped before the next fetch, so at most two classes' arrays are held.
     """
+    def keys(part: int) -> pa.Table:
+        return fetch(con, f"""SELECT * FROM (SELECT {_ACTOR_HASH.format(salt=salt)} AS h, ts, input_order,
+                                                    coalesce(staged_row, -1) AS staged_row, stored FROM ({keys_sql}))
+                              WHERE h % {classes} = {part}""", rows=_BATCH_ROWS)
+    if classes == 1:
+        place(_sort(keys(0), gap_s))
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="jg-sequence") as pool:
+        pending = pool.submit(_sort, keys(0), gap_s)
+        for part in range(1, classes):
+            fetched = keys(part)
+            place(pending.result())
+            pending = pool.submit(_sort, fetched, gap_s)
+            del fetched
+        place(pending.result())
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """One hash class's keys in (actor hash, time, input order) order with their numbers."""
+
+    staged_row: np.ndarray
+    ts: np.ndarray
+    ts_type: pa.DataType
+    input_order: np.ndarray
+    new_actor: np.ndarray
+    seq: np.ndarray
+    session: np.ndarray
+    stored: np.ndarray
+
+
+def _sort(keys: pa.Table, gap_s: int) -> _Sorted:
+    """Sort one hash class of whole actors by (actor hash, time, input order) and number its rows and sessions."""
     h = keys.column("h").to_numpy()
     ts_type = keys.schema.field("ts").type
     ts = keys.column("ts").combine_chunks().cast(pa.int64()).to_numpy()
@@ -135,14 +168,28 @@ def _number(keys: pa.Table, gap_s: int, staged: _Staged, stored_parts: list[pa.T
     new_actor[1:] = h[1:] != h[:-1]
     ts, input_order = ts[order], input_order[order]
     seq, session = _numbers(ts, new_actor, gap_s * _TS_UNITS[ts_type.unit])
-    stored = keys.column("stored").to_numpy(zero_copy_only=False)[order]
-    accepted = accepted.add(ts, ts_type, new_actor, stored)
-    if stored.any():  # an incremental run: the stored events are re-numbered, the new ones go to staged rows
-        stored_parts.append(pa.table({"input_order": input_order[stored], "seq": seq[stored], "session_no": session[stored]}))
-        fresh = ~stored
-        order, input_order, seq, session = order[fresh], input_order[fresh], seq[fresh], session[fresh]
-    staged.put(keys.column("staged_row").to_numpy()[order], input_order, seq, session)
-    return found + int(new_actor.sum()), accepted
+    return _Sorted(staged_row=keys.column("staged_row").to_numpy()[order], ts=ts, ts_type=ts_type,
+                   input_order=input_order, new_actor=new_actor, seq=seq, session=session,
+                   stored=keys.column("stored").to_numpy(zero_copy_only=False)[order])
+
+
+class _Tally:
+    """The sorted hash classes placed so far: new events' numbers in `staged`, stored events' in `stored_parts`,
+    the actors found (hash runs) and the counts."""
+
+    def __init__(self, staged: _Staged) -> None:
+        self.staged, self.stored_parts, self.found, self.accepted = staged, list[pa.Table](), 0, Accepted()
+
+    def place(self, keys: _Sorted) -> None:
+        stored, rows, input_order, seq, session = keys.stored, keys.staged_row, keys.input_order, keys.seq, keys.session
+        self.accepted = self.accepted.add(keys.ts, keys.ts_type, keys.new_actor, stored)
+        if stored.any():  # an incremental run: the stored events are re-numbered, the new ones go to staged rows
+            self.stored_parts.append(pa.table({"input_order": input_order[stored], "seq": seq[stored],
+                                               "session_no": session[stored]}))
+            fresh = ~stored
+            rows, input_order, seq, session = rows[fresh], input_order[fresh], seq[fresh], session[fresh]
+        self.staged.put(rows, input_order, seq, session)
+        self.found += int(keys.new_actor.sum())
 
 
 class _Staged:

@@ -35,13 +35,14 @@ from urllib.parse import quote
 
 import duckdb
 
+from engine.parquet_files import ROW_GROUP, LayerWriter
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "parquet_files"
 MANIFEST_DDL = f"""CREATE TABLE IF NOT EXISTS {MANIFEST}(layer VARCHAR, tenant_id VARCHAR, part VARCHAR, path VARCHAR,
     rows BIGINT, digest UBIGINT, input_xor UBIGINT, sha256 VARCHAR)"""
 LAYER_DIRS = ("silver", "gold")
-ROW_GROUP = 122_880
 STEP_ORDER = "_jg_step_order"  # every journey_id with its rank in id order and whether it is sealed (_step_files)
 EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id", "VARCHAR"), ("event_name", "VARCHAR"),
                  ("ts", "TIMESTAMP"), ("received_at", "TIMESTAMP"), ("session_id", "VARCHAR"), ("platform", "VARCHAR"),
@@ -233,8 +234,9 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
         return {"written": 0, "reused": 0}
     stored = _stored(con, "events")
     parts = _event_parts(con, "temp.main.events")
-    rows, written = [], 0
+    rows, fresh = [], []
     tmp = root / "silver" / f".tmp-{uuid.uuid4().hex}"
+    writer = _writer(con, "events", tmp, root)
     try:
         for tenant, day, n, digest, ixor in parts:
             old = stored.get((tenant, day))
@@ -242,15 +244,15 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
                 rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
                 continue
             # From the run's own table, sorted here (zone maps skip other days when the input is in time order).
-            # Measured: without ORDER BY a scan's part-filled chunks move the row-group boundaries, and a sorted
-            # or sliced copy of the table changes the column statistics that make a column required or optional
-            # in the file; either changes the bytes, hence the file names.
             where = (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} AND ts < DATE {_lit(day)} + INTERVAL 1 DAY")
-            rel, sha = _write(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY tenant_id, actor_id, seq",
-                              tmp, root, Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")
-            rows.append(("events", tenant, day, rel, n, digest, ixor, sha))
-            written += 1
+            writer.add(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY tenant_id, actor_id, seq",
+                       Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}")
+            fresh.append(len(rows))
+            rows.append(("events", tenant, day, "", n, digest, ixor, ""))
+        for at, (rel, sha) in zip(fresh, writer.results(), strict=True):
+            rows[at] = (*rows[at][:3], rel, *rows[at][4:7], sha)
     finally:
+        writer.close()
         shutil.rmtree(tmp, ignore_errors=True)
     keep = [] if replace_all else [("events", t, d, *v) for (t, d), v in stored.items()
                                    if (t, d) not in {(r[1], r[2]) for r in rows}]
@@ -260,7 +262,7 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
     if legacy:  # a workspace from before the Parquet layers: its stored copy is superseded
         con.execute(f"DROP TABLE {legacy}")
     create_view(con, "events")
-    return {"written": written, "reused": len(keep) + len(rows) - written}
+    return {"written": len(fresh), "reused": len(keep) + len(rows) - len(fresh)}
 
 
 def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False,
@@ -281,19 +283,26 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
             ] if keep_sealed else []
     files = _step_files(con, sealed_ids, journey_ids)
-    opened: list[tuple[Any, ...]] = []
-    closed: list[tuple[Any, ...]] = []
+    open_layer, open_kind = ("journey_steps", "open") if superseded_ids is None else (OPEN_DELTA, "delta")
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
+    writer = _writer(con, "journey_steps", tmp, root)
     try:
-        for name, is_sealed, n, digest in files:
-            query = (f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
-                     f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed")
-            open_layer = "journey_steps" if superseded_ids is None else OPEN_DELTA
-            row = _steps_file(con, root, tmp, SEALED_STEPS if is_sealed else open_layer, name, query, n, digest)
-            (closed if is_sealed else opened).append(row)
+        for name, is_sealed, _, _ in files:  # sorted by (journey_id, step), i.e. by (o.r, step)
+            writer.add(con, f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
+                            f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed "
+                            "ORDER BY o.r, s.step",
+                       Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" /
+                       ("sealed" if is_sealed else open_kind))
+        placed = writer.results()
     finally:
+        writer.close()
         con.execute(f"DROP TABLE IF EXISTS temp.main.{STEP_ORDER}")
         shutil.rmtree(tmp, ignore_errors=True)
+    opened: list[tuple[Any, ...]] = []
+    closed: list[tuple[Any, ...]] = []
+    for (name, is_sealed, n, digest), (rel, sha) in zip(files, placed, strict=True):
+        (closed if is_sealed else opened).append((SEALED_STEPS if is_sealed else open_layer, "", name, rel, n,
+                                                  digest, None, sha))
     if superseded_ids is None:
         _replace_manifest(con, "journey_steps", opened)
         _replace_manifest(con, OPEN_DELTA, [])
@@ -334,18 +343,15 @@ def _step_files(con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_
     return [(name, bool(flag), n, digest) for name, flag, n, digest in files]
 
 
-def _steps_file(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, layer: str, name: str, query: str,
-                n: int, digest: int) -> tuple[Any, ...]:
-    """One gold file of `query`'s `n` steps (content digest `digest`) sorted by (journey_id, step), i.e. by
-    (o.r, step): `query` joins STEP_ORDER as `o`."""
-    kind = {SEALED_STEPS: "sealed", OPEN_DELTA: "delta"}.get(layer, "open")
-    rel, sha = _write(con, f"{query} ORDER BY o.r, s.step", tmp, root,
-                      Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" / kind)
-    return (layer, "", name, rel, n, digest, None, sha)
+def _writer(con: duckdb.DuckDBPyConnection, layer: str, tmp: Path, root: Path) -> LayerWriter:
+    """A layer's file writer: one encoding thread beside the connection's when DuckDB may use two cores."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    return LayerWriter(LAYERS[layer], tmp, lambda scratch, folder: _place(scratch, root, folder),
+                       workers=min(2, threads - 1))
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, folder: Path) -> tuple[str, str]:
-    """COPY `query` to Parquet, then move the file to `<folder>/<sha256 of its bytes>.parquet` (kept if present)."""
+    """COPY `query` to Parquet (DuckDB's writer: any relation's types), then name it (`_place`)."""
     tmp.mkdir(parents=True, exist_ok=True)
     scratch = tmp / f"{uuid.uuid4().hex}.parquet"
     before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
@@ -354,6 +360,11 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, fo
         con.execute(f"COPY ({query}) TO {_lit(str(scratch))} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP}, COMPRESSION zstd)")
     finally:
         con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
+    return _place(scratch, root, folder)
+
+
+def _place(scratch: Path, root: Path, folder: Path) -> tuple[str, str]:
+    """Move a written file to `<folder>/<sha256 of its bytes>.parquet` (kept if present); (relative path, sha)."""
     sha = file_sha256(scratch)
     rel = folder / f"{sha}.parquet"
     target = root / rel
