@@ -240,16 +240,18 @@ def _level_column(journey: JourneyConfig) -> str:
     return LEVEL_COLUMNS[journey.level]
 
 
-def _starts_sql(journey: JourneyConfig, only_touched: bool = False) -> str:
-    """One row per actor with a start event (its first one) and its journey's id, numbered `a` from 0 in
-    (tenant, actor) order.
+def _starts_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False) -> str:
+    """One row per actor with a start event (its first one), its journey's id and the start event's segment
+    values (`start_seg_<i>`), numbered `a` from 0 in (tenant, actor) order.
 
     Why numbers: the window rows then carry two integers (a, seq) that numpy sorts, and no names; the
-    names and ids are taken from this table by number, once per journey.
+    names and ids are taken from this table by number, once per journey. Why the segments here: a journey
+    takes its start event's value when it has one, so the window rows need them only for the other journeys.
     """
+    segs = "".join(f", arg_min_null({segment_sql(s)}, seq) AS start_seg_{i}" for i, s in enumerate(segments))
     return f"""
         SELECT *, row_number() OVER (ORDER BY tenant_id, actor_id) - 1 AS {ACTOR}, {_journey_id_sql(journey)} AS journey_id
-        FROM (SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
+        FROM (SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts{segs}
               FROM events {_touched_sql(journey) if only_touched else ""}
               WHERE {_level_column(journey)} = $start GROUP BY ALL)
         ORDER BY {ACTOR}"""
@@ -265,11 +267,13 @@ def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
     """Every event inside a journey's observation window (start event first in seq order), unsorted.
 
     The actors are `_starts_sql`'s rows (registered as STARTS) numbered lo <= a < hi ($lo, $hi). The
-    outcome rules become integer codes (first rule wins) and the level's state stays text.
+    outcome rules become integer codes (first rule wins) and the level's state stays text. A segment's
+    value is read only for actors whose start event lacks one (the JSON lookups cost a third of the query).
     """
     level = _level_column(journey)
     hit = outcome_code_sql(journey)
-    segs = "".join(f", {segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
+    segs = "".join(f", CASE WHEN s.start_seg_{i} IS NULL THEN {segment_sql(s)} END AS seg_{i}"
+                   for i, s in enumerate(segments))
     return f"""
         SELECT s.{ACTOR}, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
@@ -341,21 +345,22 @@ def _cut_sorted(rows: _Rows, lo: int, hi: int, journey: JourneyConfig, offset: i
                      bool(journey.collapse_self_loops))
     names = [o.name for o in journey.outcomes]
     row_ts = lambda positions: _masked(ts, positions).cast(pa.timestamp("us"))
-    groups: dict[str, Any] = {"jidx": np.arange(len(first_rows), dtype=np.int64) + offset}
-    if actors is None or rows.actor is None:
-        groups.update({key: rows.text.column(key).take(at[first_rows]) for key in KEYS})
+    if actors is None or rows.actor is None:  # engine.spark: the rows are named, their segments all fetched
+        own, ids = rows.text.select(list(KEYS)).take(at[first_rows]), []
     else:
-        numbers = pa.array(rows.actor[at[first_rows]])
-        groups.update({key: actors.column(key).take(numbers) for key in (*KEYS, "journey_id")})
+        own, ids = actors.take(pa.array(rows.actor[at[first_rows]])), ["journey_id"]
+    groups: dict[str, Any] = {"jidx": np.arange(len(first_rows), dtype=np.int64) + offset,
+                              **{key: own.column(key) for key in (*KEYS, *ids)}}
     groups.update({
         "start_ts": row_ts(first_rows), "o_ts": row_ts(cut.outcome_rows),
         "o_name": pa.array(names, type=pa.string()).take(_masked(hit, cut.outcome_rows)),
         "has_cut": cut.cut_rows != NONE, "cut_prev_ts": row_ts(cut.cut_prev_rows),
         "last_ts": row_ts(cut.last_step_rows), "n_steps": cut.n_steps,
     })
-    for i, valid in enumerate(rows.valid):
+    for i, valid in enumerate(rows.valid):  # the start event's value (`actors`), else the first in the rows
         first = arrays.first_valid_up_to(valid[at], gid, cut.last_step_rows)
-        groups[f"seg_{i}"] = rows.text.column(f"seg_{i}").take(pa.array(at[np.maximum(first, 0)], mask=first == NONE))
+        seg = rows.text.column(f"seg_{i}").take(pa.array(at[np.maximum(first, 0)], mask=first == NONE))
+        groups[f"seg_{i}"] = pc.coalesce(own.column(f"start_seg_{i}"), seg) if ids else seg
     steps = pa.table({
         "jidx": cut.step_journey + offset, "step": cut.step_number.astype(np.int32),
         "state": rows.state_names.take(pa.array(state[cut.step_rows])), "ts": row_ts(cut.step_rows),
@@ -378,7 +383,7 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
     Actors are fetched in parts of about PART_EVENTS events (one part up to that size: each part scans the
     events again) and cut in chunks of about CHUNK_EVENTS rows, so memory stays bounded however big the input.
     """
-    actors = con.sql(_starts_sql(journey, only_touched), params={"start": journey.start}).to_arrow_table()
+    actors = con.sql(_starts_sql(journey, segments, only_touched), params={"start": journey.start}).to_arrow_table()
     events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     parts = max(1, -(-events // PART_EVENTS))
     sql, offset = _rows_sql(journey, segments), 0
