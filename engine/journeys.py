@@ -44,10 +44,11 @@ start event, or from the first event of the journey that has one, else
 ``'(none)'``; a named predicate segment gives ``'true'`` / ``'false'``.
 
 journey_id is a content hash of (tenant, journey name, actor), so reruns on
-the same data give the same ids. One sorted SQL fetch per journey definition
-(streamed, whole actors at a time) feeds `engine.journey_arrays`, which
-applies the rule with numpy; outcome, end time and censoring are then decided
-in SQL over one row per journey. No Python loop over journeys or events.
+the same data give the same ids. One unsorted SQL fetch per journey definition
+(in parts of actors on very big inputs), put in (actor, seq) order by numpy
+(engine.actor_batches), feeds `engine.journey_arrays`, which applies the rule
+whole actors at a time; outcome, end time and censoring are then decided in
+SQL over one row per journey. No Python loop over journeys or events.
 """
 
 from __future__ import annotations
