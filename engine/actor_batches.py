@@ -1,55 +1,48 @@
-"""Cut a stream of rows sorted by (tenant_id, actor_id) into tables that each hold whole actors.
+"""Rows of many actors, fetched in any order, put in (actor, seq) order by numpy and cut into whole-actor chunks.
 
-Why: sequence work (seq, sessions, the journey rule) needs all of an actor's
-rows at once, but 10 M events do not fit in memory as Arrow. DuckDB sorts
-once (spilling as it needs) and streams record batches; this gathers about
-`min_rows` rows, hands out everything up to the last actor that may still
-continue in the next batch, and carries that actor over.
+Why numpy and not an ORDER BY: sequence work (seq, sessions, the journey rule)
+needs each actor's rows together and in seq order, but only a few narrow
+integer columns decide that order. DuckDB sorting ~10 M wide rows (text
+payload, spilling) cost more than fetching them unsorted and sorting one
+int64 key per row here; the wide text columns are then taken only at the rows
+that are kept, never reordered as a whole.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 KEYS = ("tenant_id", "actor_id")
+_SEQ_BITS = 32
 
 
-def whole_actor_tables(reader: pa.RecordBatchReader, min_rows: int, keys: tuple[str, ...] = KEYS) -> Iterator[pa.Table]:
-    """Consecutive slices of the sorted stream, each at least `min_rows` rows (but the last) and never splitting an actor
-    (the rows with equal `keys`: the names, or engine.journeys' actor number)."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in reader:
-        if not batch.num_rows:
-            continue
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows < min_rows:
-            continue
-        table = pa.Table.from_batches(pending, schema=reader.schema)
-        cut = _last_actor_start(table, keys)
-        if cut < min_rows:  # mostly one long actor so far: keep reading until it ends
-            continue
-        yield table.slice(0, cut)
-        rest = table.slice(cut)
-        pending, rows = rest.to_batches(), rest.num_rows
-    if rows:
-        yield pa.Table.from_batches(pending, schema=reader.schema)
+def actor_order(actor: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Row positions in (actor, seq) order; (actor, seq) pairs must be unique, so the order is total.
+
+    One int64 key (actor number in the high bits) when both fit; a stable sort (timsort) finds the
+    ascending runs the input already has (silver files are sorted by actor), which a quicksort would not."""
+    if not len(actor):
+        return np.zeros(0, dtype=np.int64)
+    if int(actor.min()) >= 0 and int(seq.min()) >= 0 and int(actor.max()) < 2 ** (63 - _SEQ_BITS) \
+            and int(seq.max()) < 2 ** _SEQ_BITS:
+        return np.argsort((np.asarray(actor, dtype=np.int64) << _SEQ_BITS) | np.asarray(seq, dtype=np.int64), kind="stable")
+    return np.lexsort((seq, actor))
 
 
-def _last_actor_start(table: pa.Table, keys: tuple[str, ...]) -> int:
-    """Index of the first row of the table's last actor: rows are sorted, so its rows are a suffix."""
-    same = None
-    for key in keys:
-        column = table.column(key)
-        last = column[table.num_rows - 1]
-        equal = pc.is_null(column) if not last.is_valid else pc.fill_null(pc.equal(column, last), False)
-        same = equal if same is None else pc.and_(same, equal)
-    return table.num_rows - pc.sum(same).as_py()
+def chunk_bounds(new_actor: np.ndarray, min_rows: int) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) ranges covering every row, each at least `min_rows` rows (but the last) and each
+    starting at an actor's first row (`new_actor`: True there), so no actor is split."""
+    n = len(new_actor)
+    firsts = np.flatnonzero(new_actor)
+    cuts = [0]
+    while n - cuts[-1] > min_rows:
+        i = int(np.searchsorted(firsts, cuts[-1] + min_rows))  # the first actor starting at or after the target
+        if i == len(firsts):
+            break
+        cuts.append(int(firsts[i]))
+    return [(lo, hi) for lo, hi in zip(cuts, [*cuts[1:], n]) if hi > lo]
 
 
 def new_actor_flags(table: pa.Table, keys: tuple[str, ...] = KEYS) -> np.ndarray:

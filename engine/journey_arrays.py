@@ -1,8 +1,8 @@
 """The journey rule (engine.journeys) on sorted arrays: one pass of numpy, no per-event Python.
 
 Input: every event inside some journey's observation window, sorted by
-(tenant, actor, seq), with the actor's start event first (engine.journeys
-fetches exactly that). Row order inside an actor is seq order, so "the first
+(actor, seq), with the actor's start event first (engine.journeys fetches
+exactly those rows and orders them with engine.actor_batches). Row order inside an actor is seq order, so "the first
 X after the start" is "the lowest row index with X", and SQL's
 ``lag() OVER (PARTITION BY actor ORDER BY seq)`` is a shift by one row with a
 same-actor check. Measured on 1 M events this replaces four window sorts and

@@ -44,10 +44,11 @@ start event, or from the first event of the journey that has one, else
 ``'(none)'``; a named predicate segment gives ``'true'`` / ``'false'``.
 
 journey_id is a content hash of (tenant, journey name, actor), so reruns on
-the same data give the same ids. One sorted SQL fetch per journey definition
-(streamed, whole actors at a time) feeds `engine.journey_arrays`, which
-applies the rule with numpy; outcome, end time and censoring are then decided
-in SQL over one row per journey. No Python loop over journeys or events.
+the same data give the same ids. One unsorted SQL fetch per journey definition
+(in parts of actors on very big inputs), put in (actor, seq) order by numpy
+(engine.actor_batches), feeds `engine.journey_arrays`, which applies the rule
+whole actors at a time; outcome, end time and censoring are then decided in
+SQL over one row per journey. No Python loop over journeys or events.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -64,8 +66,8 @@ import pyarrow.compute as pc
 
 from engine import incremental, rules, silver
 from engine import journey_arrays as arrays
-from engine.actor_batches import KEYS, new_actor_flags, whole_actor_tables
-from engine.arrow_scan import in_batches
+from engine.actor_batches import KEYS, actor_order, chunk_bounds, new_actor_flags
+from engine.arrow_scan import fetch, in_batches
 from engine.config import Config, JourneyConfig, Segment
 from engine.dbsettings import engine_settings
 from engine.journey_arrays import NONE
@@ -74,7 +76,8 @@ from ontology.errors import ConfigError
 
 log = logging.getLogger(__name__)
 BuildOne = Callable[[duckdb.DuckDBPyConnection, JourneyConfig, tuple[Segment, ...], bool], None]
-CHUNK_EVENTS = 1_000_000  # events cut in one numpy pass: bounds the Arrow held beside DuckDB's memory limit
+CHUNK_EVENTS = 1_000_000  # window rows cut in one numpy pass and inserted at once
+PART_EVENTS = 16_000_000  # events whose window rows are fetched and ordered at once: bounds the Arrow held
 _BATCH_ROWS = 500_000
 ACTOR = "a"  # the window rows' actor number: its row in the starts table (STARTS)
 STARTS = "_jg_starts"
@@ -273,35 +276,45 @@ def _level_column(journey: JourneyConfig) -> str:
     return LEVEL_COLUMNS[journey.level]
 
 
-def _starts_sql(journey: JourneyConfig, only_touched: bool = False) -> str:
-    """One row per actor with a start event (its first one), numbered `a` from 0 in (tenant, actor) order.
+def _starts_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False) -> str:
+    """One row per actor with a start event (its first one), its journey's id and the start event's segment
+    values (`start_seg_<i>`), numbered `a` from 0 in (tenant, actor) order.
 
-    Why numbers: the window rows are then sorted by two integers (a, seq) and carry no names; sorting
-    and streaming (tenant, actor, seq) with both names on every row cost about twice as much.
+    Why numbers: the window rows then carry two integers (a, seq) that numpy sorts, and no names; the
+    names and ids are taken from this table by number, once per journey. Why the segments here: a journey
+    takes its start event's value when it has one, so the window rows need them only for the other journeys.
     """
+    segs = "".join(f", arg_min_null({segment_sql(s)}, seq) AS start_seg_{i}" for i, s in enumerate(segments))
     return f"""
-        SELECT *, row_number() OVER (ORDER BY tenant_id, actor_id) - 1 AS {ACTOR}
-        FROM (SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts
+        SELECT *, row_number() OVER (ORDER BY tenant_id, actor_id) - 1 AS {ACTOR}, {_journey_id_sql(journey)} AS journey_id
+        FROM (SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts{segs}
               FROM events {_touched_sql(journey) if only_touched else ""}
               WHERE {_level_column(journey)} = $start GROUP BY ALL)
         ORDER BY {ACTOR}"""
 
 
-def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
-    """Every event inside a journey's observation window, start event first, sorted by (actor number, seq).
+def _journey_id_sql(journey: JourneyConfig) -> str:
+    """journey_id: a content hash of (tenant, journey name, actor)."""
+    name = _literal(journey.name)
+    return f"substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24)"
 
-    The actors are `_starts_sql`'s rows (registered as STARTS). The outcome rules become integer codes
-    (first rule wins) and the level's state stays text (pyarrow dictionary-encodes it).
+
+def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
+    """Every event inside a journey's observation window (start event first in seq order), unsorted.
+
+    The actors are `_starts_sql`'s rows (registered as STARTS) numbered lo <= a < hi ($lo, $hi). The
+    outcome rules become integer codes (first rule wins) and the level's state stays text. A segment's
+    value is read only for actors whose start event lacks one (the JSON lookups cost a third of the query).
     """
     level = _level_column(journey)
     hit = outcome_code_sql(journey)
-    segs = "".join(f", {segment_sql(s)} AS seg_{i}" for i, s in enumerate(segments))
+    segs = "".join(f", CASE WHEN s.start_seg_{i} IS NULL THEN {segment_sql(s)} END AS seg_{i}"
+                   for i, s in enumerate(segments))
     return f"""
         SELECT s.{ACTOR}, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
-        FROM events e JOIN {STARTS} s USING (tenant_id, actor_id)
-        WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
-        ORDER BY s.{ACTOR}, e.seq"""
+        FROM events e JOIN (SELECT * FROM {STARTS} WHERE {ACTOR} >= $lo AND {ACTOR} < $hi) s USING (tenant_id, actor_id)
+        WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND"""
 
 
 def _touched_sql(journey: JourneyConfig) -> str:
@@ -310,56 +323,86 @@ def _touched_sql(journey: JourneyConfig) -> str:
             f"FROM journey_cuts WHERE journey = {_literal(journey.name)} AND sealed) USING (tenant_id, actor_id)")
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Window rows in any order as arrays, and `order`: their positions in (actor, seq) order."""
+
+    order: np.ndarray
+    new_actor: np.ndarray  # per sorted position: the first row of its actor
+    actor: np.ndarray | None  # per row: the actor's number in the starts table (None: named by `text`'s KEYS)
+    ts: np.ndarray
+    hit: np.ndarray
+    state: np.ndarray
+    state_names: pa.Array
+    valid: tuple[np.ndarray, ...]  # per segment, per row: it has a value
+    text: pa.Table  # event_id and the segments (and KEYS without `actor`): taken only at the rows kept
+
+
+def _rows(table: pa.Table, n_segments: int, order: np.ndarray | None = None) -> _Rows:
+    """The arrays of fetched window rows: unsorted with an ACTOR column (ordered here), or (no ACTOR column)
+    already sorted by (tenant_id, actor_id, seq)."""
+    state, state_names = _codes(table.column("state"))
+    segs = [f"seg_{i}" for i in range(n_segments)]
+    if ACTOR in table.column_names:
+        actor = table.column(ACTOR).to_numpy()
+        order = actor_order(actor, table.column("seq").to_numpy())
+        new_actor = np.ones(len(order), dtype=bool)
+        new_actor[1:] = actor[order[1:]] != actor[order[:-1]]
+        text = table.select(["event_id", *segs]).combine_chunks()  # a take from chunks concatenates them each time
+    else:
+        actor, order, new_actor, text = None, np.arange(table.num_rows), new_actor_flags(table), table
+    return _Rows(order=order, new_actor=new_actor, actor=actor, ts=table.column("ts_us").to_numpy(),
+                 hit=table.column("hit").fill_null(NONE).to_numpy().astype(np.int64), state=state,
+                 state_names=state_names, text=text,
+                 valid=tuple(table.column(s).is_valid().to_numpy(zero_copy_only=False) for s in segs))
+
+
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """(integer code per row with NONE for null, dictionary) of a text column."""
     encoded = pc.dictionary_encode(column.combine_chunks())
     return encoded.indices.fill_null(NONE).to_numpy().astype(np.int64), encoded.dictionary
 
 
-def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int,
-               actors: pa.Table | None = None) -> tuple[pa.Table, pa.Table]:
-    """One chunk of sorted rows -> (one row per journey, one row per kept step), journeys numbered from `offset`.
+def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int) -> tuple[pa.Table, pa.Table]:
+    """Rows sorted by (tenant_id, actor_id, seq) -> (one row per journey, one row per kept step), journeys
+    numbered from `offset` (engine.spark's entry)."""
+    return _cut_sorted(_rows(table, n_segments), 0, table.num_rows, journey, offset)
 
-    The rows name their actor by (tenant_id, actor_id), or (`actors` given) by its row number in `actors`
-    (column ACTOR, the DuckDB path).
-    """
-    gid, first_rows = arrays.group_starts(new_actor_flags(table, KEYS if actors is None else (ACTOR,)))
-    tenants, actor_ids = _actor_names(table, first_rows, actors)
-    state, state_names = _codes(table.column("state"))
-    hit = table.column("hit").fill_null(NONE).to_numpy().astype(np.int64)
-    ts = table.column("ts_us").to_numpy()
+
+def _cut_sorted(rows: _Rows, lo: int, hi: int, journey: JourneyConfig, offset: int,
+                actors: pa.Table | None = None) -> tuple[pa.Table, pa.Table]:
+    """Sorted positions [lo, hi) (whole actors) -> (one row per journey, one row per kept step), journeys
+    numbered from `offset`. `actors` (the DuckDB path): the starts table, whose names and ids go with each journey."""
+    at = rows.order[lo:hi]  # sorted position -> fetched row
+    gid, first_rows = arrays.group_starts(rows.new_actor[lo:hi])
+    ts, hit, state = rows.ts[at], rows.hit[at], rows.state[at]
     gap = journey_inactive_for(journey)
     cut = arrays.cut(gid, first_rows, state, hit, ts, None if gap is None else gap * 1_000_000,
                      bool(journey.collapse_self_loops))
     names = [o.name for o in journey.outcomes]
-    row_ts = lambda rows: _masked(ts, rows).cast(pa.timestamp("us"))
-    groups = {
-        "jidx": np.arange(len(first_rows), dtype=np.int64) + offset,
-        "tenant_id": tenants, "actor_id": actor_ids,
+    row_ts = lambda positions: _masked(ts, positions).cast(pa.timestamp("us"))
+    if actors is None or rows.actor is None:  # engine.spark: the rows are named, their segments all fetched
+        own, ids = rows.text.select(list(KEYS)).take(at[first_rows]), []
+    else:
+        own, ids = actors.take(pa.array(rows.actor[at[first_rows]])), ["journey_id"]
+    groups: dict[str, Any] = {"jidx": np.arange(len(first_rows), dtype=np.int64) + offset,
+                              **{key: own.column(key) for key in (*KEYS, *ids)}}
+    groups.update({
         "start_ts": row_ts(first_rows), "o_ts": row_ts(cut.outcome_rows),
         "o_name": pa.array(names, type=pa.string()).take(_masked(hit, cut.outcome_rows)),
         "has_cut": cut.cut_rows != NONE, "cut_prev_ts": row_ts(cut.cut_prev_rows),
         "last_ts": row_ts(cut.last_step_rows), "n_steps": cut.n_steps,
-    }
-    for i in range(n_segments):
-        column = table.column(f"seg_{i}")
-        valid = column.is_valid().to_numpy(zero_copy_only=False)
-        first = arrays.first_valid_up_to(valid, gid, cut.last_step_rows)
-        groups[f"seg_{i}"] = column.take(pa.array(first, mask=first == NONE))
+    })
+    for i, valid in enumerate(rows.valid):  # the start event's value (`actors`), else the first in the rows
+        first = arrays.first_valid_up_to(valid[at], gid, cut.last_step_rows)
+        seg = rows.text.column(f"seg_{i}").take(pa.array(at[np.maximum(first, 0)], mask=first == NONE))
+        groups[f"seg_{i}"] = pc.coalesce(own.column(f"start_seg_{i}"), seg) if ids else seg
     steps = pa.table({
         "jidx": cut.step_journey + offset, "step": cut.step_number.astype(np.int32),
-        "state": state_names.take(pa.array(state[cut.step_rows])), "ts": row_ts(cut.step_rows),
-        "event_id": table.column("event_id").take(cut.step_rows),
+        "state": rows.state_names.take(pa.array(state[cut.step_rows])), "ts": row_ts(cut.step_rows),
+        "event_id": rows.text.column("event_id").take(at[cut.step_rows]),
     })
     return pa.table(groups), steps
-
-
-def _actor_names(table: pa.Table, first_rows: np.ndarray, actors: pa.Table | None) -> tuple[pa.Array, pa.Array]:
-    """(tenant_id, actor_id) of each journey, from its first row."""
-    if actors is None:
-        return table.column("tenant_id").take(first_rows), table.column("actor_id").take(first_rows)
-    numbers = table.column(ACTOR).take(first_rows)
-    return actors.column("tenant_id").take(numbers), actors.column("actor_id").take(numbers)
 
 
 def _masked(values: np.ndarray, rows: np.ndarray) -> pa.Array:
@@ -370,76 +413,76 @@ def _masked(values: np.ndarray, rows: np.ndarray) -> pa.Array:
 
 def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
                only_touched: bool = False) -> None:
-    """Stream the sorted window rows, cut whole actors at a time in numpy, and insert their journeys and steps.
+    """Fetch the window rows unsorted, order them in numpy, cut whole actors at a time and insert their
+    journeys and steps.
 
-    The rows are read through a cursor of their own (the connection itself writes the results meanwhile),
-    so at most about CHUNK_EVENTS rows are in memory however big the input.
+    Actors are fetched in parts of about PART_EVENTS events (one part up to that size: each part scans the
+    events again) and cut in chunks of about CHUNK_EVENTS rows, so memory stays bounded however big the input.
     """
-    actors = con.sql(_starts_sql(journey, only_touched), params={"start": journey.start}).to_arrow_table()
-    cursor = con.cursor()
-    silver.share_views(con, cursor)
+    actors = con.sql(_starts_sql(journey, segments, only_touched), params={"start": journey.start}).to_arrow_table()
+    events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    parts = max(1, -(-events // PART_EVENTS))
+    sql, offset = _rows_sql(journey, segments), 0
+    con.register(STARTS, actors)
     try:
-        cursor.register(STARTS, actors)
-        reader = cursor.sql(_rows_sql(journey, segments)).to_arrow_reader(_BATCH_ROWS)
-        offset = 0
-        for table in whole_actor_tables(reader, CHUNK_EVENTS, (ACTOR,)):
-            groups, steps = _cut_chunk(table, journey, len(segments), offset, actors)
-            offset += groups.num_rows
-            del table
-            _insert(con, journey, segments, groups, steps)
+        for part in range(parts):
+            bounds = {"lo": part * actors.num_rows // parts, "hi": (part + 1) * actors.num_rows // parts}
+            rows = _rows(fetch(con, sql, bounds, rows=_BATCH_ROWS), len(segments))
+            for lo, hi in chunk_bounds(rows.new_actor, CHUNK_EVENTS):
+                groups, steps = _cut_sorted(rows, lo, hi, journey, offset, actors)
+                offset += groups.num_rows
+                _insert(con, journey, segments, groups, steps)
+            del rows
     finally:
-        cursor.close()
+        con.unregister(STARTS)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
             groups: pa.Table, steps: pa.Table) -> None:
-    """Journey cuts (the rule's outcome and end before censoring, decided in SQL as documented above) and steps."""
+    """Journey cuts (the rule's outcome and end before censoring, decided in SQL as documented above) and steps.
+
+    `groups` without a journey_id column (engine.spark) get their ids here."""
     name, window, gap = _literal(journey.name), int(journey.window_s), journey_inactive_for(journey)
     dropoff = _literal(journey.dropoff_outcome)
     trailing = (f"WHEN last_ts + INTERVAL ({gap}) SECOND <= start_ts + INTERVAL ({window}) SECOND "
                 f"THEN last_ts + INTERVAL ({gap}) SECOND" if gap is not None else "")
     cut_end = f"cut_prev_ts + INTERVAL ({gap}) SECOND" if gap is not None else "CAST(NULL AS TIMESTAMP)"
-    seg_values = ", ".join(f"coalesce(g.seg_{i}, '(none)')" for i in range(len(segments)))
-    seg_map = (f"MAP([{', '.join(_literal(s.key) for s in segments)}], [{seg_values}])" if segments
-               else "CAST(MAP() AS MAP(VARCHAR, VARCHAR))")
+    values = [f"coalesce(seg_{i}, '(none)') AS v_{i}" for i in range(len(segments))]
+    combos = "" if not segments else (  # a MAP built per distinct combination of values: building costs ~1 µs a row
+        f"""JOIN (SELECT *, MAP([{', '.join(_literal(s.key) for s in segments)}], [{', '.join(v.split()[-1] for v in values)}])
+                   AS segments FROM (SELECT DISTINCT {', '.join(values)} FROM _jg_jgroups_arrow WHERE n_steps > 0))
+             ON {' AND '.join(f"coalesce(seg_{i}, '(none)') = v_{i}" for i in range(len(segments)))}""")
+    seg_map = "segments" if segments else "CAST(MAP() AS MAP(VARCHAR, VARCHAR))"
+    if "journey_id" not in groups.column_names:
+        groups = groups.append_column("journey_id", _journey_ids(con, journey, groups))
     con.register("_jg_jgroups_arrow", in_batches(groups))
     try:
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _jg_jgroups AS
-            WITH ends AS (
-              SELECT g.*,
-                     CASE WHEN g.has_cut THEN {dropoff} WHEN g.o_ts IS NOT NULL THEN g.o_name ELSE {dropoff} END AS outcome_raw,
-                     CASE WHEN g.has_cut THEN {cut_end} WHEN g.o_ts IS NOT NULL THEN g.o_ts
-                          {trailing} ELSE g.start_ts + INTERVAL ({window}) SECOND END AS end_raw
-              FROM _jg_jgroups_arrow g WHERE g.n_steps > 0)
-            SELECT jidx, tenant_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps,
-                   substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24) AS journey_id,
-                   {seg_map.replace('g.seg_', 'seg_')} AS segments
-            FROM ends g""")
-        con.execute(f"""
             INSERT INTO journey_cuts
-            SELECT {name}, tenant_id, journey_id, actor_id, start_ts, last_ts, outcome_raw, end_raw, n_steps, segments, false
-            FROM _jg_jgroups""")
+            SELECT {name}, tenant_id, journey_id, actor_id, start_ts, last_ts,
+                   CASE WHEN has_cut THEN {dropoff} WHEN o_ts IS NOT NULL THEN o_name ELSE {dropoff} END,
+                   CASE WHEN has_cut THEN {cut_end} WHEN o_ts IS NOT NULL THEN o_ts
+                        {trailing} ELSE start_ts + INTERVAL ({window}) SECOND END,
+                   n_steps, {seg_map}, false
+            FROM _jg_jgroups_arrow {combos} WHERE n_steps > 0""")
     finally:
         con.unregister("_jg_jgroups_arrow")
-    con.register("_jg_jsteps_arrow", in_batches(_with_journey_ids(con, steps, groups)))
+    offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
+    ids = groups.column("journey_id").take(pa.array(steps.column("jidx").to_numpy() - offset))  # by position, no join
+    con.register("_jg_jsteps_arrow", in_batches(steps.drop_columns(["jidx"]).add_column(0, "journey_id", ids)))
     try:
         con.execute(f"INSERT INTO journey_steps SELECT {name}, journey_id, step, state, ts, event_id FROM _jg_jsteps_arrow")
     finally:
         con.unregister("_jg_jsteps_arrow")
 
 
-def _with_journey_ids(con: duckdb.DuckDBPyConnection, steps: pa.Table, groups: pa.Table) -> pa.Table:
-    """Steps with their journey's id, looked up by position (a take, not a join of every step to its journey).
-
-    Rows stay journey by journey in step order; the table is not sorted by id (readers order by step).
-    """
-    ids = con.sql("SELECT jidx, journey_id FROM _jg_jgroups").to_arrow_table()
-    offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
-    by_group = np.full(groups.num_rows, NONE, dtype=np.int64)  # group position -> row of `ids` (steps only exist for kept groups)
-    by_group[ids.column("jidx").to_numpy() - offset] = np.arange(ids.num_rows, dtype=np.int64)
-    rows = by_group[steps.column("jidx").to_numpy() - offset]
-    return steps.drop_columns(["jidx"]).add_column(0, "journey_id", ids.column("journey_id").take(pa.array(rows)))
+def _journey_ids(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, groups: pa.Table) -> pa.ChunkedArray:
+    """The journey_id of each row of `groups` (tenant_id, actor_id), in row order."""
+    con.register("_jg_jkeys_arrow", groups.select(["jidx", *KEYS]))
+    try:
+        return con.sql(f"SELECT {_journey_id_sql(journey)} FROM _jg_jkeys_arrow ORDER BY jidx").to_arrow_table().column(0)
+    finally:
+        con.unregister("_jg_jkeys_arrow")
 
 
 def _count(con: duckdb.DuckDBPyConnection, name: str) -> JourneyCount:
