@@ -10,6 +10,7 @@ results (and their order in the returned dict) do not depend on the scheduling.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -17,6 +18,23 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_WORKERS = 2  # more threads would hold more scopes' temporaries at once for little gain on big arrays
+
+
+def same_members(members: Sequence[tuple[Any, Sequence[int]]]) -> list[tuple[list[int], list[Any]]]:
+    """(scope id, its classes) pairs grouped by their classes, in first-seen order: scopes with the same classes
+    hold the same journeys (a release window that is a period, a segment every journey shares, one period
+    spanning all the data), so each of their estimates, a function of the journeys alone, is computed once."""
+    same: dict[tuple[int, ...], list[Any]] = {}
+    for sid, classes in members:
+        same.setdefault(tuple(classes), []).append(sid)
+    return [(list(classes), sids) for classes, sids in same.items()]
+
+
+def spread(done: Sequence[Any], groups: Sequence[tuple[list[int], list[Any]]]) -> dict[Any, Any]:
+    """scope id -> the result of its group (`done[i]` for `groups[i]`); scopes after a group's first get a copy
+    of their own, so no payload shares a mutable block with another."""
+    return {sid: result if i == 0 else copy.deepcopy(result)
+            for result, (_, sids) in zip(done, groups, strict=True) for i, sid in enumerate(sids)}
 
 
 @dataclass(frozen=True)

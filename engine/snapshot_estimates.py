@@ -173,10 +173,12 @@ class Inputs:
 def by_scope(inputs: Inputs, jc: Any, params: dict[str, Any], top_n: int) -> dict[int, dict[str, Any]]:
     """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares, state_estimates} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
-    jobs = [scope_pool.Job(sid, _journeys_in(inputs.rows.cls, classes),
+    groups = scope_pool.same_members(inputs.members)
+    jobs = [scope_pool.Job(i, _journeys_in(inputs.rows.cls, classes),
                            functools.partial(_scope, inputs, classes, jc, params, top_n))
-            for sid, classes in inputs.members]
-    return scope_pool.run(jobs)  # two scopes at a time where they fit in the largest one's memory
+            for i, (classes, _) in enumerate(groups)]
+    done = scope_pool.run(jobs)  # two scopes at a time where they fit in the largest one's memory
+    return scope_pool.spread([done[i] for i in range(len(groups))], groups)
 
 
 def _journeys_in(cls: np.ndarray, classes: list[int]) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import incidence, journeys, snapshot_estimates
+from engine import incidence, journeys, scope_pool, snapshot_estimates
 from engine.config import JourneyConfig
 from engine.step_arrays import NULL_TS, StepArrays
 
@@ -77,14 +77,14 @@ def incidence_by_scope(con: Any, jc: JourneyConfig) -> dict[int, dict[str, Any]]
     cause = lookup[encoded.indices.fill_null(-1).to_numpy().astype(np.int64)]
     cls = table.column("cls").to_numpy().astype(np.int64)
     times, weights = table.column("aj_t").to_numpy().astype(float), table.column("n").to_numpy().astype(float)
-    out = {}
-    for sid, classes in members:
+    out = []
+    for classes, _ in (groups := scope_pool.same_members(members)):
         lo, hi = np.searchsorted(cls, classes, side="left"), np.searchsorted(cls, classes, side="right")
         take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
         inc = incidence.cumulative_incidence(times[take], cause[take], len(names), float(jc.window_s), weights[take])
-        out[sid] = {name: {"estimate": r6(inc.estimate[i]), "lower": r6(inc.lower[i]), "upper": r6(inc.upper[i]),
-                           "se": r6(inc.se()[i]), "events": int(inc.events[i])} for i, name in enumerate(names)}
-    return out
+        out.append({name: {"estimate": r6(inc.estimate[i]), "lower": r6(inc.lower[i]), "upper": r6(inc.upper[i]),
+                            "se": r6(inc.se()[i]), "events": int(inc.events[i])} for i, name in enumerate(names)})
+    return scope_pool.spread(out, groups)
 
 
 def horizon(journey_cfg: JourneyConfig) -> int:

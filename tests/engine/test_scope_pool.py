@@ -5,12 +5,13 @@ The waits below are bounded only so a broken scheduler fails instead of hanging;
 
 from __future__ import annotations
 
+import json
 import threading
 
 import duckdb
 import pytest
 
-from engine import scope_pool
+from engine import scope_pool, snapshot_estimates
 from engine.snapshot import build_snapshots
 from fixtures import paper_chain as pc
 
@@ -78,3 +79,35 @@ def test_snapshots_are_identical_on_one_and_two_threads(monkeypatch):
         con.close()
     assert len(payloads[0]) > 2  # several scopes, so two threads had work to share
     assert payloads[0] == payloads[1]
+
+
+def test_scopes_holding_the_same_journeys_are_estimated_once(monkeypatch):
+    """The simulation's release windows are periods too: each estimate is computed once for both scopes, and the
+    payloads are the bytes a computation per scope gives."""
+    computed = []
+    scope = snapshot_estimates._scope
+
+    def counted(inputs, classes, *args):
+        computed.append(tuple(classes))
+        return scope(inputs, classes, *args)
+
+    monkeypatch.setattr(snapshot_estimates, "_scope", counted)
+    grouped = _payloads()
+    assert len(computed) == len(set(computed)) < len(grouped)  # some scopes shared their estimates
+    by_scope = {(p["scope"], p["window"]["start"]): p for p in map(json.loads, grouped)}
+    after, period = by_scope[("release_after", "2026-01-19T00:00:00Z")], by_scope[("period", "2026-01-19T00:00:00Z")]
+    before = by_scope[("release_before", "2026-01-12T00:00:00Z")]
+    assert after["reach_estimates"] == period["reach_estimates"] != before["reach_estimates"]
+    monkeypatch.setattr(scope_pool, "same_members", lambda members: [(list(c), [sid]) for sid, c in members])
+    computed.clear()
+    assert _payloads() == grouped  # one computation per scope: the same bytes
+    assert len(computed) == len(grouped)
+
+
+def _payloads() -> list[str]:
+    con = duckdb.connect()
+    data_end = pc.load_simulation(con, 3000, 11, late_journeys=400)
+    cfg = pc.config()
+    snaps = build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
+    con.close()
+    return [s.payload_json for s in snaps]
