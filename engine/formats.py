@@ -25,6 +25,7 @@ the same sample (`engine.timestamps`).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -205,11 +206,18 @@ def sample_rows(path: str, kind: str) -> tuple[list[dict[str, Any]], str | None]
     reader = (f"read_csv('{_esc(path)}', all_varchar=true, header=true)" if kind == "csv"
               else f"read_parquet('{_esc(path)}')")
     try:
-        with duckdb.connect() as con:
+        with _sampler().cursor() as con:
             found = con.execute(f"SELECT to_json(t)::VARCHAR FROM (SELECT * FROM {reader} LIMIT {SAMPLE_ROWS}) t").fetchall()
         return [json.loads(text) for (text,) in found], None
     except duckdb.Error:
         return [], None
+
+
+@functools.cache
+def _sampler() -> duckdb.DuckDBPyConnection:
+    """One in-memory database for every sample: opening one costs ≈ 35 ms, a cursor on it ≈ 0.5 ms, and a
+    source of many files (one per day) is sampled file by file. Each sample is a cursor of its own (threads)."""
+    return duckdb.connect()
 
 
 def _sample_jsonl(path: str) -> tuple[list[dict[str, Any]], str | None]:
