@@ -183,7 +183,7 @@ def edge_test(before: SnapView, after: SnapView, src: str,
     n1, n2 = b.out_total(src), a.out_total(src)
     if (before.mature and after.mature) or "resolved_shares" not in after.payload:
         return (b.count(src, dst), n1, a.count(src, dst), n2), None
-    (f1, v1), (f2, v2) = _share_of(before, src, dst), _share_of(after, src, dst)
+    (f1, v1), (f2, v2) = _share_of(b, src, dst), _share_of(a, src, dst)
     # each side's variance is at least the pooled binomial one under H0 (what the count test uses): the Wald
     # variance at an observed share near 0 or 1 is far too small for a rare edge; clustering only adds to it
     pooled = (f1 * n1 + f2 * n2) / (n1 + n2) if n1 + n2 else 0.0
@@ -192,11 +192,8 @@ def edge_test(before: SnapView, after: SnapView, src: str,
     return (f1, n1, f2, n2), (z, p, step_shares.ESTIMATOR)
 
 
-def _share_of(view: SnapshotReader, src: str, dst: str) -> tuple[float, float]:
-    for row in view.payload.get("resolved_shares") or []:
-        if row["from"] == src and row["to"] == dst:
-            return float(row["share"]), float(row["se"]) ** 2
-    return 0.0, 0.0
+def _share_of(view: SnapView, src: str, dst: str) -> tuple[float, float]:
+    return resolved(view).shares.get((src, dst), (0.0, 0.0))
 
 
 def _followed_a_window(view: SnapshotReader) -> bool:
@@ -290,15 +287,29 @@ class _ResolvedView(SnapView):
             return super().counts
         return {(t["from"], t["to"]): int(t["count"]) for t in rows}
 
+    @cached_property
+    def shares(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """(from, to) -> (share, variance) of `resolved_shares` (the first row of an edge, as a scan finds it)."""
+        out: dict[tuple[str, str], tuple[float, float]] = {}
+        for row in self.payload.get("resolved_shares") or []:
+            out.setdefault((row["from"], row["to"]), (float(row["share"]), float(row["se"]) ** 2))
+        return out
+
     @property
     def states(self) -> list[str]:
         """The states with resolved steps out of them (and the start state)."""
         return sorted({self.start} | {src for (src, _) in self.counts})
 
 
-def resolved(view: SnapView) -> SnapView:
+def resolved(view: SnapView) -> _ResolvedView:
     """The view with resolved-step counts (identical to the completed-journey counts on a mature snapshot)."""
-    return view if isinstance(view, _ResolvedView) else _ResolvedView(view.snap)
+    if isinstance(view, _ResolvedView):
+        return view
+    # kept on the view: every edge of a comparison asks for it, and its counts and totals are built once
+    kept = view.__dict__.get("_resolved_view")
+    if kept is None:
+        kept = view.__dict__["_resolved_view"] = _ResolvedView(view.snap)
+    return kept
 
 
 def _edge_estimator(comp: Comparison) -> str:
