@@ -65,7 +65,7 @@ def test_first_entries_shared_ranking_is_bit_identical_to_first_entry(seed, scal
     for reach in reaches:
         rows = np.flatnonzero(rng.random(n) < reach)
         states.append((rows, np.floor(end_t[rows] / scale * rng.random(len(rows))) * scale))
-    shared = FirstEntries(end_t, ended, np.concatenate([first for _, first in states]), 40.0 * scale)
+    shared = FirstEntries.of_times(end_t, ended, np.concatenate([first for _, first in states]), 40.0 * scale)
     offset = 0
     for reach, (rows, first) in zip(reaches, states):
         mine = np.arange(offset, offset + len(rows))
