@@ -198,6 +198,7 @@ class FirstEntries:
         self.h = int(np.searchsorted(grid, horizon, side="right"))  # grid points within the horizon
         self.ended_at = np.bincount(end_rank[self.ended], minlength=len(grid))[: self.h]
         self.from_end = _tail(np.bincount(end_rank, minlength=len(grid)))[: self.h]
+        self.ended_rank = np.where(self.ended, end_rank, len(grid))  # an open journey ends past the grid
 
     @classmethod
     def of_times(cls, end_time: np.ndarray, ended: np.ndarray, visit_time: np.ndarray, horizon: float,
@@ -212,17 +213,18 @@ class FirstEntries:
         visits are `visits` (indices into the constructor's visits): cause 0 ("entered") only, the one reach
         reports (first_entry's cause 0, bit for bit)."""
         g, h = len(self.grid), self.h
-        base = self.end_rank[visit_row]
         entered = np.bincount(self.visit_rank[visits], minlength=g)[:h]
-        left = self.ended_at - np.bincount(base[self.ended[visit_row]], minlength=g)[:h]
+        left = self.ended_at - np.bincount(self.ended_rank[visit_row], minlength=g + 1)[:h]
         at = np.flatnonzero(np.logical_or(entered, left))
         if not len(at):
             zeros = np.zeros(1)
             return Incidence(zeros, zeros.copy(), zeros.copy(), zeros.copy(), float(self.n), zeros.copy())
-        # a visitor counts from its end time on, and from its first visit instead: the net change per grid
+        # a visitor counts from its first visit on instead of from its end time: the net change per grid
         # point sums to 0 over the whole grid, so its tail from u is minus its running sum before u
-        net = entered - np.bincount(base, minlength=g)[:h]
-        at_risk = self.from_end[at] - np.cumsum(net)[at] + net[at]
+        net = entered - np.bincount(self.end_rank[visit_row], minlength=g)[:h]
+        before = np.cumsum(net)
+        before -= net
+        at_risk = self.from_end[at] - before[at]
         d_k = [entered[at].astype(float), left[at].astype(float)]
         return _from_counts(d_k, at_risk.astype(float), float(self.n), self.z, causes=1)
 
