@@ -55,6 +55,8 @@ class ByState:
                       horizon: float) -> incidence.FirstEntries:
         """incidence.FirstEntries of the scope's journeys `take` and their `visits`, on the scope's own grid."""
         end_rank, visit_rank = self.end_rank[take], self.visit_rank[visits.at]
+        if len(take) == len(self.end_rank):  # every journey: the scope's times are the build's, and so its grid
+            return incidence.FirstEntries(self.grid, end_rank, ended, visit_rank, horizon)
         present, rank = incidence.compact(np.concatenate((end_rank, visit_rank)), len(self.grid))
         return incidence.FirstEntries(self.grid[present], rank[: len(take)], ended, rank[len(take):], horizon)
 
