@@ -34,6 +34,8 @@ taken from the completed-only block), so fully mature data is byte-identical.
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
@@ -47,8 +49,8 @@ from engine import (
     loss_estimates,
     path_codes,
     path_estimate_totals,
+    reach_visits,
     scope_pool,
-    sorting,
     state_estimates,
     step_shares,
 )
@@ -209,19 +211,31 @@ def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window
     """Aalen–Johansen first-entry incidence of every state visited in the scope."""
     if not len(take):
         return {}
-    vsel, pos = _members(rows.v_row, lo, hi)
-    state, t_first = rows.v_state[vsel], rows.v_t[vsel]
+    by_state = _by_state(rows)
+    visits = by_state.scope(lo, hi)
     censored = bool(rows.censored[take].any())
-    end_t, ended = rows.aj_t[take], rows.ended[take]
+    ended = rows.ended[take]
+    shared = by_state.first_entries(take, visits, ended, window_s) if censored else None
     out = {}
-    order = sorting.stable_order(state)
-    bounds = np.flatnonzero(np.diff(state[order])) + 1
-    shared = incidence.FirstEntries(end_t, ended, t_first, window_s) if censored else None
-    for group in np.split(order, bounds) if len(order) else []:
-        name = rows.state_names[int(state[group[0]])]
-        out[name] = reach_estimate(end_t, ended, censored, pos[group], t_first[group], window_s,
-                                   (shared, group) if shared else None)
+    for state in np.flatnonzero(np.diff(visits.bounds)):
+        run = slice(int(visits.bounds[state]), int(visits.bounds[state + 1]))
+        out[rows.state_names[int(state)]] = _reach_entry(
+            len(take), run.stop - run.start, shared.of(visits.pos[run], run) if shared else None)
     return dict(sorted(out.items()))
+
+
+_BY_STATE: weakref.WeakKeyDictionary[Any, reach_visits.ByState] = weakref.WeakKeyDictionary()
+_BY_STATE_LOCK = threading.Lock()
+
+
+def _by_state(rows: _Rows) -> reach_visits.ByState:
+    """The build's first visits grouped by state, built by the first scope that asks (the scopes run on
+    threads: the other one waits for it) and kept while `rows` lives."""
+    with _BY_STATE_LOCK:
+        if rows not in _BY_STATE:
+            _BY_STATE[rows] = reach_visits.ByState(rows.v_row, rows.v_state, rows.v_t, rows.aj_t,
+                                                   len(rows.state_names))
+        return _BY_STATE[rows]
 
 
 def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,19 +248,21 @@ def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarra
 
 
 def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
-                   visit_time: np.ndarray, window_s: float,
-                   shared: tuple[incidence.FirstEntries, np.ndarray] | None = None) -> dict[str, Any]:
+                   visit_time: np.ndarray, window_s: float) -> dict[str, Any]:
     """One state's `reach_estimates` entry (engine.resolved recounts it with this too).
 
     `end_t`/`ended`: every journey of the scope (engine.snapshot_progress' aj_t, outcome known);
-    `visit_row`/`visit_time`: the journeys that visited the state and their first visit; `shared`: the
-    scope's times ranked once for all its states, and this state's visits among them (same numbers)."""
-    n, reached = len(end_t), len(visit_row)
-    if censored:
-        inc = (shared[0].of(visit_row, shared[1]) if shared is not None
-               else incidence.first_entry(end_t, ended, visit_row, visit_time, window_s))
+    `visit_row`/`visit_time`: the journeys that visited the state and their first visit."""
+    inc = incidence.first_entry(end_t, ended, visit_row, visit_time, window_s) if censored else None
+    return _reach_entry(len(end_t), len(visit_row), inc)
+
+
+def _reach_entry(n: int, reached: int, inc: incidence.Incidence | None) -> dict[str, Any]:
+    """The entry from the first-entry incidence (cause 0), or with nothing censored (`inc` None) the
+    completed-only ratio and its binomial variance (what Aalen–Johansen reduces to)."""
+    if inc is not None:
         est, var, low, up = float(inc.estimate[0]), float(inc.variance[0]), inc.lower[0], inc.upper[0]
-    else:  # nothing censored: the completed-only ratio, binomial variance (what Aalen–Johansen reduces to)
+    else:
         est = reached / n
         var = est * (1 - est) / n
         lows, ups = incidence.loglog_interval(np.array([est]), np.array([var]))

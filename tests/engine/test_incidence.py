@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from engine import incidence
 from engine.incidence import FirstEntries, cumulative_incidence, first_entry, two_sample_z
 from tests.engine import censoring_sim as sim
 
@@ -52,28 +53,72 @@ def test_single_cause_is_one_minus_kaplan_meier():
     assert inc.estimate[0] == pytest.approx(1 - (3 / 4) * (1 / 2))
 
 
+def _assert_first_entries_match(end_t, ended, states, horizon):
+    """FirstEntries (one ranking for every state) gives exactly first_entry's floats for cause 0."""
+    shared = FirstEntries.of_times(end_t, ended, np.concatenate([first for _, first in states]), horizon)
+    offset = 0
+    for i, (rows, first) in enumerate(states):
+        mine = np.arange(offset, offset + len(rows))
+        offset += len(rows)
+        want, got = first_entry(end_t, ended, rows, first, horizon), shared.of(rows, mine)
+        for field in ("estimate", "variance", "lower", "upper", "events"):  # cause 0, "entered": what reach reports
+            assert np.array_equal(getattr(got, field), getattr(want, field)[:1]), (i, field)
+        assert got.n == want.n
+
+
 @pytest.mark.parametrize("seed,scale", [(0, 1.0), (1, 1.0), (2, 0.001), (3, 1 / 3)])
 def test_first_entries_shared_ranking_is_bit_identical_to_first_entry(seed, scale):
-    """The shared ranking used for every state of a scope gives exactly first_entry's floats for cause 0, ties
-    and events past the horizon included: whole seconds (ranked without a sort) and fractional times (np.unique)."""
+    """Ties and events past the horizon included: whole seconds (ranked without a sort) and fractional times
+    (np.unique); states visited by nobody, by a few, by most and by every journey."""
     rng = np.random.default_rng(seed)
     n = 3000
     end_t = rng.integers(0, 60, n).astype(float) * scale
     ended = rng.random(n) < 0.6
-    reaches = (0.0, 0.01, 0.3, 1.0)
     states = []
-    for reach in reaches:
+    for reach in (0.0, 0.01, 0.3, 1.0):
         rows = np.flatnonzero(rng.random(n) < reach)
         states.append((rows, np.floor(end_t[rows] / scale * rng.random(len(rows))) * scale))
-    shared = FirstEntries(end_t, ended, np.concatenate([first for _, first in states]), 40.0 * scale)
-    offset = 0
-    for reach, (rows, first) in zip(reaches, states):
-        mine = np.arange(offset, offset + len(rows))
-        offset += len(rows)
-        want, got = first_entry(end_t, ended, rows, first, 40.0 * scale), shared.of(rows, mine)
-        for field in ("estimate", "variance", "lower", "upper", "events"):  # cause 0, "entered": what reach reports
-            assert np.array_equal(getattr(got, field), getattr(want, field)[:1]), (reach, field)
-        assert got.n == want.n
+    _assert_first_entries_match(end_t, ended, states, 40.0 * scale)
+
+
+@pytest.mark.parametrize("horizon", [0.0, 7.0, 7.5, 1e9])
+def test_first_entries_visits_at_end_times_and_horizon_on_a_grid_point(horizon):
+    """Visits on the very times journeys end (the same grid points carry both causes), a state whose every
+    visit is past the horizon, a state whose visitors are all the ended journeys of some times (those times
+    drop out of its event times), and horizons before, on, between and after the grid points."""
+    rng = np.random.default_rng(7)
+    n = 800
+    end_t = rng.integers(0, 20, n).astype(float)
+    ended = rng.random(n) < 0.5
+    on_ends = np.flatnonzero(rng.random(n) < 0.4)
+    late = np.flatnonzero(end_t > 10)
+    all_ended_at_3 = np.flatnonzero(ended & (end_t == 3.0))
+    states = [(on_ends, end_t[on_ends]), (late, end_t[late]), (all_ended_at_3, np.zeros(len(all_ended_at_3))),
+              (np.arange(n), np.zeros(n))]
+    _assert_first_entries_match(end_t, ended, states, horizon)
+
+
+def test_first_entries_above_the_exact_cube_range():
+    """More than 208063 journeys at risk: n³ is no longer exact and pow's rounding has to be kept."""
+    rng = np.random.default_rng(11)
+    n = 240_000
+    end_t = rng.integers(0, 5000, n).astype(float)
+    ended = rng.random(n) < 0.7
+    rows = np.flatnonzero(rng.random(n) < 0.5)
+    _assert_first_entries_match(end_t, ended, [(rows, np.floor(end_t[rows] * rng.random(len(rows))))], 4000.0)
+
+
+def test_second_term_equals_the_pow_formula_bit_for_bit():
+    """The variance's second term takes n·n·n only where it is pow's value: whole n up to 208063; exact ties
+    of n³ above it (odd n in [208064, 262144)), fractional n and events of zero are where a product differs."""
+    rng = np.random.default_rng(3)
+    n = np.concatenate((np.arange(1.0, 3000.0), np.arange(208001.0, 262144.0, 2.0), rng.uniform(1, 5e5, 5000),
+                        np.floor(rng.uniform(1, 2e6, 5000))))
+    d = np.where(rng.random(len(n)) < 0.2, 0.0, np.floor(rng.random(len(n)) * np.minimum(n, 40.0)) + 1)
+    s_lag2 = rng.random(len(n)) ** 2
+    want = s_lag2 * d * (n - d) / n ** 3
+    assert np.array_equal(incidence._second_term(d, s_lag2, n), want)
+    assert not np.array_equal(s_lag2 * d * (n - d) / (n * n * n), want)  # the ties are in the data
 
 
 def test_two_sample_z_sign_and_degenerate_case():

@@ -1,0 +1,67 @@
+"""A build's first visits grouped by state once, for every scope's reach estimate (engine.snapshot_estimates).
+
+A scope is a set of class ranges of journey rows. With the first visits ordered by (state, journey row)
+and every end and visit time ranked on the build's time grid once, a scope's visits of each state are a
+few contiguous runs (found by searchsorted, no per-scope sort) and its own time grid is the build's
+grid restricted to the times it holds (a count over the grid, no per-scope sort or unique): the same
+grid, ranks and per-state visits as sorting the scope's own times, so the estimates are the same floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine import incidence, sorting
+
+
+@dataclass(frozen=True)
+class ScopeVisits:
+    """A scope's first visits, state by state: `at[bounds[s]:bounds[s + 1]]` are state s's (places in the
+    build's by-state arrays), `pos` each one's journey's place inside the scope."""
+
+    at: np.ndarray
+    pos: np.ndarray
+    bounds: np.ndarray
+
+
+class ByState:
+    """The first visits (ordered by journey row, as engine.step_shares' first_visits gives them) regrouped by
+    state, and the build's end and visit times ranked on one grid."""
+
+    def __init__(self, v_row: np.ndarray, v_state: np.ndarray, v_t: np.ndarray, end_t: np.ndarray,
+                 n_states: int) -> None:
+        order = sorting.stable_order(v_state)  # stable: rows stay ascending within a state
+        self.row = v_row[order]
+        self.bounds = np.concatenate(([0], np.cumsum(np.bincount(v_state, minlength=n_states))))
+        self.grid, rank = incidence.ranks(np.concatenate((end_t, v_t)))
+        self.end_rank, self.visit_rank = rank[: len(end_t)], rank[len(end_t):][order]
+
+    def scope(self, lo: np.ndarray, hi: np.ndarray) -> ScopeVisits:
+        """The visits of the journeys in rows [lo, hi) (class ranges, ascending), grouped by state."""
+        n_states = len(self.bounds) - 1
+        start, stop = np.empty((n_states, len(lo)), np.int64), np.empty((n_states, len(lo)), np.int64)
+        for s in range(n_states):
+            a, b = int(self.bounds[s]), int(self.bounds[s + 1])
+            start[s], stop[s] = a + np.searchsorted(self.row[a:b], lo), a + np.searchsorted(self.row[a:b], hi)
+        runs = (stop - start).reshape(-1)
+        at = _runs(start.reshape(-1), runs)
+        offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
+        pos = self.row[at] - np.repeat(np.tile(lo - offsets, n_states), runs)
+        return ScopeVisits(at, pos, np.concatenate(([0], np.cumsum((stop - start).sum(axis=1)))))
+
+    def first_entries(self, take: np.ndarray, visits: ScopeVisits, ended: np.ndarray,
+                      horizon: float) -> incidence.FirstEntries:
+        """incidence.FirstEntries of the scope's journeys `take` and their `visits`, on the scope's own grid."""
+        end_rank, visit_rank = self.end_rank[take], self.visit_rank[visits.at]
+        if len(take) == len(self.end_rank):  # every journey: the scope's times are the build's, and so its grid
+            return incidence.FirstEntries(self.grid, end_rank, ended, visit_rank, horizon)
+        present, rank = incidence.compact(np.concatenate((end_rank, visit_rank)), len(self.grid))
+        return incidence.FirstEntries(self.grid[present], rank[: len(take)], ended, rank[len(take):], horizon)
+
+
+def _runs(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(start[i], start[i] + length[i]) for every i."""
+    before = np.cumsum(length) - length  # where each run starts in the output
+    return np.repeat(start - before, length) + np.arange(int(length.sum()))
