@@ -123,7 +123,7 @@ class _Rows:
             zero_copy_only=False).astype(np.int64) + 1
         self.path_names = _KeyNames(codes, [str(o) for o in outcome.dictionary.to_pylist()], per_path)
         self.seq_key = codes.code
-        self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()
+        self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()  # Visits' pairs: the same arrays
 
 
 class _KeyNames(Sequence[str]):
@@ -162,8 +162,6 @@ class Inputs:
                                                           "horizon": params["horizon"]})
         self.rows = _Rows(con, jc.conversion_outcome, step_rows)
         self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
-        if np.array_equal(self.rows.v_row, self.visits.row) and np.array_equal(self.rows.v_state, self.visits.state):
-            self.rows.v_row, self.rows.v_state = self.visits.row, self.visits.state  # the same pairs: keep one copy
         self.steps = step_rows.resolved()
         self.members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
         del step_rows
