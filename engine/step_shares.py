@@ -356,8 +356,9 @@ def _clustered_var(done: Counted, steps: Steps, share: np.ndarray) -> np.ndarray
 
 def _by_row(jix: np.ndarray, state: np.ndarray, row_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(journey row, position in the step arrays) of every step with a state whose journey has a row, ordered by
-    (row, step). A journey's steps arrive as one run (engine.step_arrays groups them), so the runs are put in
-    row order and each one's positions follow: a sort of the journeys, none of the steps."""
+    (row, step). Steps arrive in runs of one journey, in step order (engine.step_arrays), so the runs are put in
+    row order (stably: a journey's runs, were it ever split, keep theirs) and each one's positions follow: a
+    sort of the journeys, none of the steps."""
     if not len(jix):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     starts = np.flatnonzero(_starts(jix))
@@ -365,14 +366,9 @@ def _by_row(jix: np.ndarray, state: np.ndarray, row_of: np.ndarray, n: int) -> t
     run_row = row_of[jix[starts]]
     runs = np.flatnonzero(run_row >= 0)
     runs = runs[np.argsort(run_row[runs], kind="stable")]
-    if len(runs) > 1 and not np.all(np.diff(run_row[runs]) > 0):  # a journey in two runs: not grouped after all
-        row = row_of[jix]
-        at = np.flatnonzero(row >= 0)
-        at = at[np.argsort(row[at], kind="stable")]
-    else:
-        size = lens[runs]
-        at = np.arange(int(size.sum()), dtype=np.int64)
-        at += np.repeat(starts[runs] - (np.cumsum(size) - size), size)  # each run's slots shifted to where it starts
+    size = lens[runs]
+    at = np.arange(int(size.sum()), dtype=np.int64)
+    at += np.repeat(starts[runs] - (np.cumsum(size) - size), size)  # each run's slots shifted to where it starts
     if (state[at] < 0).any():  # NULL states are no steps here
         at = at[state[at] >= 0]
     return row_of[jix[at]], at
