@@ -4,8 +4,11 @@ engine.snapshot used to read `journey_steps` (a view over the gold Parquet
 files) once per question: completed steps, open journeys' resolved steps, the
 last step time of dropped journeys, steps near the outcome event, the data
 end. Each read joined 10 M steps to the journeys on a string key (4.6 CPU-s at
-10 M events). Here one plain scan becomes integer arrays that every count
-reads (engine.step_counts, engine.outcome_adjacent, engine.snapshot_progress).
+10 M events). Here one read becomes integer arrays that every count reads
+(engine.step_counts, engine.outcome_adjacent, engine.snapshot_progress). When
+`journey_steps` is the workspace's manifest view, the gold Parquet files are
+read with pyarrow (the open base less its superseded journeys, the delta, the
+sealed files), each in its stored order; otherwise DuckDB scans the relation.
 
 A journey is named by its `rowid` in `journeys` (`jix`): the snapshot's
 per-journey tables carry it, so per-journey values come back as arrays indexed
@@ -84,12 +87,10 @@ def fetch(con: duckdb.DuckDBPyConnection, journey: str) -> StepArrays:
     rowid = ids.column("jix").to_numpy().astype(np.int64)
     size = int(rowid.max(initial=-1)) + 1
     files = _gold_files(con)
-    runs = _read(files, journey) if files is not None else None
+    runs = _read(files, journey, _superseded(con)) if files is not None else None
     if runs is None:
         runs = _scan(con, journey)
     run_jix = _lookup(con, runs, ids, rowid)
-    if runs.base_runs:  # the open base's journeys that `journey_steps` skips (engine.silver.steps_sql)
-        run_jix[:runs.base_runs][_superseded(con, runs.run_ids().slice(0, runs.base_runs))] = -1
     lens = runs.lengths()
     state, names = _state_codes(runs.states)
     jix, step, ts = np.repeat(run_jix, lens), _concat(runs.steps, np.int32), _concat(runs.times, np.int64)
@@ -168,22 +169,24 @@ def _view_sql(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
-def _superseded(con: duckdb.DuckDBPyConnection, run_ids: pa.Array) -> np.ndarray:
-    """Which of the open base's runs the view skips: their journey_id is in engine.silver's SUPERSEDED table."""
+def _superseded(con: duckdb.DuckDBPyConnection) -> pa.Array | None:
+    """The journey ids whose open base steps the view skips (engine.silver's SUPERSEDED table), None for none."""
     if not silver.is_table(con, silver.SUPERSEDED):
-        return np.zeros(len(run_ids), dtype=bool)
+        return None
     gone = con.sql(f"SELECT journey_id FROM {silver.SUPERSEDED}").to_arrow_table().column(0).combine_chunks()
-    return pc.fill_null(pc.is_in(run_ids, value_set=gone), False).to_numpy(zero_copy_only=False)
+    return gone if len(gone) else None
 
 
-def _read(files: list[tuple[str, bool]], journey: str) -> _Runs | None:
+def _read(files: list[tuple[str, bool]], journey: str, gone: pa.Array | None) -> _Runs | None:
     """The steps of `journey` read from the files straight into runs, each file in its stored order (sorted by
     (journey_id, step): every journey one run, steps in order), the open base first; None when a file's
     columns are not the layer's types (DuckDB's scan casts them then).
 
     Why not DuckDB's scan of the view: it spends most of its time turning the ids and states into Arrow
     strings, and its output is out of file order in places (a journey split in two runs: the whole array
-    then sorted), with the state dictionary rebuilt per batch. Here the states stay the file's dictionary."""
+    then sorted), with the state dictionary rebuilt per batch. Here the states stay the file's dictionary.
+    `gone`: the superseded journey ids, whose runs in the open base are left out as they are read (not
+    filtered out of the whole arrays after: at 10 M events fresh step-sized arrays cost page faults)."""
     runs = _Runs()
     for path, base in sorted(files, key=lambda f: not f[1]):  # stable: the base, then the rest, in manifest order
         f = pq.ParquetFile(path, read_dictionary=["journey", "state"])
@@ -198,9 +201,7 @@ def _read(files: list[tuple[str, bool]], journey: str) -> _Runs | None:
             if not mine.all():
                 t = t.filter(pa.array(mine))
             for batch in t.to_batches():
-                runs.add(batch.column(0), batch.column(1), batch.column(2), batch.column(3))
-        if base:
-            runs.base_runs = runs.count()
+                runs.add(batch.column(0), batch.column(1), batch.column(2), batch.column(3), gone if base else None)
     return runs
 
 
@@ -237,7 +238,7 @@ def _scan(con: duckdb.DuckDBPyConnection, journey: str) -> _Runs:
 
 class _Runs:
     """Rows as runs of one journey id (one string per run), plus each row's step, state and time. A run never
-    spans two files (`new_file`); `base_runs`: how many leading runs come from the open base."""
+    spans two files (`new_file`)."""
 
     def __init__(self) -> None:
         self.ids: list[pa.Array] = []
@@ -247,36 +248,50 @@ class _Runs:
         self.times: list[np.ndarray] = []
         self.last: str | None = None
         self.going_on = False  # whether the next batch's first run may continue the last one
-        self.base_runs = 0
+        self.tail = np.zeros(0, dtype=np.int64)
 
     def new_file(self) -> None:
         self.going_on = False
 
-    def add(self, jid: pa.Array, step: pa.Array, state: pa.Array, ts: pa.Array) -> None:
+    def add(self, jid: pa.Array, step: pa.Array, state: pa.Array, ts: pa.Array, gone: pa.Array | None = None) -> None:
+        """A batch's rows; `gone`: ids whose runs are left out."""
+        starts, lens = _run_bounds(jid)
+        if gone is not None and len(starts):
+            drop = pc.fill_null(pc.is_in(jid.take(pa.array(starts, pa.int64())), value_set=gone), False)
+            drop_np = drop.to_numpy(zero_copy_only=False)
+            if drop_np.any():
+                rows = pa.array(np.repeat(~drop_np, lens))
+                jid, step, state, ts = jid.filter(rows), step.filter(rows), state.filter(rows), ts.filter(rows)
+                lens = lens[~drop_np]
+                starts = np.cumsum(lens) - lens
         if not len(jid):
             return
-        new = np.ones(len(jid), dtype=bool)
-        new[1:] = pc.not_equal(jid.slice(1), jid.slice(0, len(jid) - 1)).to_numpy(zero_copy_only=False)
-        starts = np.flatnonzero(new)  # a change of string: exact
-        lens = np.diff(np.append(starts, len(jid)))
         if self.going_on and jid[0].as_py() == self.last:  # the previous batch's last journey goes on
-            self.lens[-1][-1] += lens[0]
+            self.tail[-1] += lens[0]
             starts, lens = starts[1:], lens[1:]
         self.last, self.going_on = jid[len(jid) - 1].as_py(), True
         self.ids.append(jid.take(pa.array(starts, pa.int64())))
         self.lens.append(lens)
+        if len(lens):
+            self.tail = lens  # the lengths holding the last run (a batch that only continues it adds none)
         self.steps.append(_numpy(step, -1))  # -1: the lexsort fallback
         self.states.append(state if pa.types.is_dictionary(state.type) else pc.dictionary_encode(state))
         self.times.append(_numpy(ts.cast(pa.int64()), NULL_TS))
-
-    def count(self) -> int:
-        return sum(len(ids) for ids in self.ids)
 
     def run_ids(self) -> pa.Array:
         return pa.chunked_array(self.ids, pa.string()).combine_chunks()
 
     def lengths(self) -> np.ndarray:
         return _concat(self.lens, np.int64)
+
+
+def _run_bounds(jid: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of one id starts in a batch, and its length (a change of string: exact)."""
+    new = np.ones(len(jid), dtype=bool)
+    if len(jid) > 1:
+        new[1:] = pc.not_equal(jid.slice(1), jid.slice(0, len(jid) - 1)).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(new)
+    return starts, np.diff(np.append(starts, len(jid)))
 
 
 def _lookup(con: duckdb.DuckDBPyConnection, runs: _Runs, ids: pa.Table, rowid: np.ndarray) -> np.ndarray:

@@ -118,3 +118,22 @@ def test_path_ids_are_equal_exactly_when_paths_are(monkeypatch, base) -> None:
     want = [paths.SEP.join("abc"[s] for s in state[a:a + n]) for a, n in zip(starts, lengths)]
     assert joined.to_pylist() == want
     assert all((ids[i] == ids[j]) == (want[i] == want[j]) for i in range(0, 300, 7) for j in range(300))
+
+
+def test_a_run_continued_over_several_batches_is_one_run() -> None:
+    runs = step_arrays._Runs()
+    for ids in (["a", "a"], ["a", "a"], ["a", "b"], ["b"]):  # the middle batch only continues the run
+        n = len(ids)
+        runs.add(pa.array(ids), pa.array(range(n), pa.int32()), pa.array(["x"] * n), pa.array([0] * n, pa.timestamp("us")))
+    assert runs.run_ids().to_pylist() == ["a", "b"] and runs.lengths().tolist() == [5, 2]
+
+
+def test_runs_of_gone_ids_are_left_out_as_read() -> None:
+    runs = step_arrays._Runs()
+    gone = pa.array(["b", "z"])
+    for ids in (["a", "b"], ["b", "c", "c"], ["d"]):  # b's run spans two batches
+        n = len(ids)
+        runs.add(pa.array(ids), pa.array(range(n), pa.int32()), pa.array(["x"] * n), pa.array(range(n), pa.timestamp("us")),
+                 gone)
+    assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [1, 2, 1]
+    assert np.concatenate(runs.times).tolist() == [0, 1, 2, 0]
