@@ -52,6 +52,7 @@ from engine import (
     reach_visits,
     scope_pool,
     state_estimates,
+    step_arrays,
     step_shares,
 )
 from engine.paths import SEP
@@ -86,9 +87,14 @@ SELECT r.jrow, c.cls, k.jix, k.journey_id, k.start_ts, k.censored, k.aj_t, k.aj_
             WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(k.end_ts, k.start_ts) - k.start_ts), 0)
             ELSE k.aj_t END::DOUBLE AS dur
 FROM _jg_jkeys k JOIN _jg_jclass c USING (jix)
-JOIN (SELECT jix, (row_number() OVER (ORDER BY cls, journey_id) - 1)::BIGINT AS jrow FROM _jg_jclass) r USING (jix)
+JOIN {jrows} r USING (jix)
 LEFT JOIN _jg_jour jo USING (jix)
 """
+_BY_ID = "(SELECT jix, (row_number() OVER (ORDER BY cls, journey_id) - 1)::BIGINT AS jrow FROM _jg_jclass)"
+# the same numbering by the ids' places in byte order (engine.step_arrays' id_rank): an integer sort, not a string one
+_RANKS = "_jg_id_rank"
+_BY_RANK = f"""(SELECT c.jix, (row_number() OVER (ORDER BY c.cls, r.id_rank) - 1)::BIGINT AS jrow
+               FROM _jg_jclass c JOIN {_RANKS} r USING (jix))"""
 
 
 def r6(value: float | None) -> float | None:
@@ -125,7 +131,7 @@ class _Rows:
             zero_copy_only=False).astype(np.int64) + 1
         self.path_names = _KeyNames(codes, [str(o) for o in outcome.dictionary.to_pylist()], per_path)
         self.seq_key = codes.code
-        self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()
+        self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()  # Visits' pairs: the same arrays
 
 
 class _KeyNames(Sequence[str]):
@@ -149,8 +155,20 @@ class _KeyNames(Sequence[str]):
 
 
 def prepare(con: Any, journey: str, dropoff: str) -> None:
-    """_jg_est: per journey, what the estimates need (after engine.snapshot's _jg_jour exists)."""
-    con.execute(_ROWS_SQL, {"dropoff": dropoff})
+    """_jg_est: per journey, what the estimates need (after engine.snapshot's _jg_jour exists). Journeys are
+    numbered by (class, journey_id) through the step arrays' id ranks when every journey has one."""
+    steps = step_arrays.held(con, journey)
+    rank = steps.id_rank if steps is not None else None
+    if rank is None:
+        con.execute(_ROWS_SQL.format(jrows=_BY_ID), {"dropoff": dropoff})
+        return
+    jix = np.flatnonzero(rank >= 0)
+    con.register(_RANKS, pa.table({"jix": jix, "id_rank": rank[jix]}))
+    try:
+        whole = con.execute(f"SELECT count(*) FROM _jg_jclass ANTI JOIN {_RANKS} USING (jix)").fetchall()[0][0] == 0
+        con.execute(_ROWS_SQL.format(jrows=_BY_RANK if whole else _BY_ID), {"dropoff": dropoff})
+    finally:
+        con.unregister(_RANKS)
 
 
 class Inputs:
@@ -164,8 +182,6 @@ class Inputs:
                                                           "horizon": params["horizon"]})
         self.rows = _Rows(con, jc.conversion_outcome, step_rows)
         self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
-        if np.array_equal(self.rows.v_row, self.visits.row) and np.array_equal(self.rows.v_state, self.visits.state):
-            self.rows.v_row, self.rows.v_state = self.visits.row, self.visits.state  # the same pairs: keep one copy
         self.steps = step_rows.resolved()
         self.members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
         del step_rows

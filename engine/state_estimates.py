@@ -73,11 +73,7 @@ class Visits:
     def of(cls, con: Any, steps: Any, journeys_sql: str, journey: str) -> Visits:
         """From engine.step_shares.StepRows (the collapse rule as engine.step_counts applies it) and, when the
         log has lifecycle transitions, LIFECYCLE_SQL over `journeys_sql` (journey_id, jrow)."""
-        from engine.step_counts import visits_per_state
-
-        at, new_journey = steps._collapsed()
-        row, state, visits = visits_per_state(steps.row[at], steps.state[at], new_journey,
-                                              max(len(steps.state_names), 1))
+        row, state, _, visits = steps.visits()
         return cls(row, state, visits, lifecycle_of(con, journeys_sql, journey, row, state, steps.state_names),
                    steps.state_names)
 

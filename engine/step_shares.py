@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import arrow_scan, ipcw
+from engine.step_arrays import NULL_TS
 
 ESTIMATOR = "resolved_steps_ipcw"
 JOURNEYS_PER_FETCH = 200_000  # journey rows whose steps are windowed in one query (about 2 M steps at 10 M events)
@@ -121,16 +122,14 @@ class StepRows:
         per = arrow_scan.fetch(con, _JOURNEYS_SQL.format(journeys=journeys))
         jrow = per.column("jrow").to_numpy().astype(np.int64)
         n = int(jrow.max(initial=-1)) + 1
-        row_of = np.full(max(steps.size, int(per.column("jix").to_numpy().max(initial=-1)) + 1), -1, dtype=np.int64)
-        row_of[per.column("jix").to_numpy().astype(np.int64)] = jrow
-        take = np.flatnonzero(steps.state >= 0)
-        take = take[row_of[steps.jix[take]] >= 0]
-        row = row_of[steps.jix[take]]
-        order = _by_row(row, n)
-        row, at = row[order], take[order]
+        jix = per.column("jix").to_numpy().astype(np.int64)
+        row_of = np.full(max(steps.size, int(jix.max(initial=-1)) + 1), -1, dtype=np.int64)
+        row_of[jix] = jrow
+        row, at = _by_row(steps.jix, steps.state, row_of, n)
         self.row, self.state = row, steps.state[at]
         self.state_names = [str(x) for x in steps.names.to_pylist()]
         ts = steps.ts[at]
+        del at
 
         def column(name: str, fill: Any) -> np.ndarray:
             out = pc.fill_null(per.column(name), fill).to_numpy(zero_copy_only=False)
@@ -139,45 +138,66 @@ class StepRows:
             return placed
 
         start, end = column("start_us", 0).astype(np.int64), column("end_us", 0).astype(np.int64)
-        since = ts - start[row]
-        self.s = np.where(ts == step_arrays.NULL_TS, 0.0,
-                          np.maximum((since // _DAY_US) * 86400.0 + (since % _DAY_US) / 1e6, 0.0))
-        horizon = int(params["horizon"])
+        self.s = _since_start(ts, start[row])
         self.known_t = column("known_t", np.nan).astype(float)
-        resolvable = (horizon >= 0) & (ts != step_arrays.NULL_TS) & (ts + max(horizon, 0) * 1_000_000 <= end[row])
-        self.keep = (~column("censored", False).astype(bool)[row]
-                     | (column("tracked", False).astype(bool)[row] & (~np.isnan(self.known_t[row]) | resolvable)))
+        self.keep = _kept(ts, row, end, column("censored", False).astype(bool), column("tracked", False).astype(bool),
+                          self.known_t, int(params["horizon"]))
         dest = pc.dictionary_encode(per.column("dest_o").combine_chunks())  # NULL while the outcome is unknown
         self.dest_names = dest.dictionary.cast(pa.string())
         self.dest = np.full(n, -1, dtype=np.int64)
         self.dest[jrow] = pc.fill_null(dest.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         self.collapse, self.horizon = bool(params["collapse"]), params["horizon"]
+        self._all: tuple[np.ndarray, np.ndarray] | None = None
+        self._visits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(journey row, state code, time of its first visit since the start, visits) per visited (journey, state),
+        ordered by (row, state code); visits follow the collapse rule (engine.step_counts: with `collapse`, a
+        step equal to the one before it is no new visit). One sort serves both: collapsing drops only a repeat
+        of the step before it, so every (journey, state) pair keeps a step; first times are over every step."""
+        if self._visits is None:
+            k = max(len(self.state_names), 1)
+            key = self.row * k
+            key += self.state
+            order = np.argsort(key, kind="stable")  # keys led by the journey row arrive nearly sorted: a merge sort
+            key = key[order]
+            starts = np.flatnonzero(_starts(key))
+            first = np.minimum.reduceat(self.s[order], starts) if len(starts) else np.zeros(0)
+            if self.collapse and len(starts):
+                visits = np.add.reduceat(self._stays()[order].astype(np.int64), starts)
+            else:
+                visits = np.diff(np.append(starts, len(key)))
+            row, state = np.divmod(key[starts], k)
+            self._visits = (row, state, first, visits)
+        return self._visits
 
     def first_visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(journey row, state code, time of its first visit since the start) per visited (journey, state),
         ordered by (row, state code), and the state names."""
-        k = max(len(self.state_names), 1)
-        key = self.row * k + self.state
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        new = np.ones(len(order), dtype=bool)
-        new[1:] = sorted_key[1:] != sorted_key[:-1]
-        starts = np.flatnonzero(new)
-        first = np.minimum.reduceat(self.s[order], starts) if len(starts) else np.zeros(0)
-        return sorted_key[starts] // k, sorted_key[starts] % k, first, self.state_names
+        row, state, first, _ = self.visits()
+        return row, state, first, self.state_names
+
+    def _stays(self) -> np.ndarray:
+        """Per step whether the collapse rule keeps it (the first of its journey, or a state unlike the one before)."""
+        stays = np.ones(len(self.row), dtype=bool)
+        np.not_equal(self.state[1:], self.state[:-1], out=stays[1:])
+        stays[1:] |= self.row[1:] != self.row[:-1]
+        return stays
 
     def _collapsed(self, select: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Positions (into the step arrays) of the steps the journey rule keeps: with `collapse`, a step equal to
-        the one before it in its journey is dropped; `select`: only these journeys (a mask by journey row)."""
-        at = np.arange(len(self.row)) if select is None else np.flatnonzero(select[self.row])
-        row, state = self.row[at], self.state[at]
-        new_journey = np.ones(len(at), dtype=bool)
-        new_journey[1:] = row[1:] != row[:-1]
-        if self.collapse and len(at):
-            stays = new_journey.copy()
-            stays[1:] |= state[1:] != state[:-1]
-            at, new_journey = at[stays], new_journey[stays]
-        return at, new_journey
+        the one before it in its journey is dropped; `select`: only these journeys (a mask by journey row: whole
+        journeys, so the kept steps are the unselected rule's, filtered)."""
+        if self._all is None:
+            at = np.flatnonzero(self._stays()) if self.collapse else np.arange(len(self.row))
+            row = self.row[at]
+            new_journey = np.ones(len(at), dtype=bool)
+            np.not_equal(row[1:], row[:-1], out=new_journey[1:])
+            self._all = (at, new_journey)
+        if select is None:
+            return self._all
+        mine = select[self.row[self._all[0]]]
+        return self._all[0][mine], self._all[1][mine]
 
     def resolved(self) -> Steps:
         """STEPS_SQL's rows: collapse repeats (if asked), each kept step's next state (else its journey's
@@ -334,20 +354,52 @@ def _clustered_var(done: Counted, steps: Steps, share: np.ndarray) -> np.ndarray
     return np.maximum(sum_a2 - 2 * share * sum_ab + share ** 2 * sum_b2[cell_src], 0.0)
 
 
-def _by_row(row: np.ndarray, n: int) -> np.ndarray:
-    """The order putting steps by journey row, each journey's steps keeping their order. A journey's steps
-    arrive as one run (engine.step_arrays groups them), so each step's slot is its row's first slot plus its
-    place in the run: a scatter, no sort."""
-    if not len(row):
-        return np.zeros(0, dtype=np.int64)
-    new = np.ones(len(row), dtype=bool)
-    new[1:] = row[1:] != row[:-1]
-    starts = np.flatnonzero(new)
-    counts = np.bincount(row, minlength=n)
-    if len(starts) != int((counts > 0).sum()):  # a journey in two runs: not grouped after all
-        return np.argsort(row, kind="stable")
-    place = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
-    slot = (np.cumsum(counts) - counts)[row] + place
-    order = np.empty(len(row), dtype=np.int64)
-    order[slot] = np.arange(len(row))
-    return order
+def _by_row(jix: np.ndarray, state: np.ndarray, row_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(journey row, position in the step arrays) of every step with a state whose journey has a row, ordered by
+    (row, step). Steps arrive in runs of one journey, in step order (engine.step_arrays), so the runs are put in
+    row order (stably: a journey's runs, were it ever split, keep theirs) and each one's positions follow: a
+    sort of the journeys, none of the steps."""
+    if not len(jix):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(_starts(jix))
+    lens = np.diff(np.append(starts, len(jix)))
+    run_row = row_of[jix[starts]]
+    runs = np.flatnonzero(run_row >= 0)
+    runs = runs[np.argsort(run_row[runs], kind="stable")]
+    size = lens[runs]
+    at = np.arange(int(size.sum()), dtype=np.int64)
+    at += np.repeat(starts[runs] - (np.cumsum(size) - size), size)  # each run's slots shifted to where it starts
+    if (state[at] < 0).any():  # NULL states are no steps here
+        at = at[state[at] >= 0]
+    return row_of[jix[at]], at
+
+
+def _since_start(ts: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Each step's entry time since its journey's start, in seconds, as DuckDB's epoch of the interval (whole days,
+    then the microseconds); 0 for an unknown time or one before the start."""
+    days, micros = np.divmod(ts - start, _DAY_US)
+    s = days.astype(np.float64)
+    s *= 86400.0
+    rest = micros.astype(np.float64)
+    rest /= 1e6
+    s += rest
+    np.maximum(s, 0.0, out=s)
+    s[ts == NULL_TS] = 0.0
+    return s
+
+
+def _kept(ts: np.ndarray, row: np.ndarray, end: np.ndarray, censored: np.ndarray, tracked: np.ndarray,
+          known_t: np.ndarray, horizon: int) -> np.ndarray:
+    """STEPS_SQL's rule per step: a complete journey's steps, an open one's (with a journey_progress row) once its
+    end is known, else those entered `horizon` before the data end. As one comparison per step: the latest entry
+    time kept per journey (+inf: all, -inf: none, else data end - horizon), an unknown time counting as never
+    resolved (just below +inf, which no data end reaches)."""
+    top, bottom = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    latest = np.full(len(end), bottom, dtype=np.int64)
+    if horizon >= 0:
+        latest[tracked] = end[tracked] - horizon * 1_000_000
+    latest[~censored | (tracked & ~np.isnan(known_t))] = top
+    null = ts == NULL_TS
+    if null.any():
+        ts = np.where(null, top - 1, ts)
+    return ts <= latest[row]

@@ -65,11 +65,21 @@ def test_fetch_groups_each_journey_in_step_order(tmp_path, monkeypatch, order) -
 
 def test_lookup_falls_back_to_strings_when_hashes_collide() -> None:
     runs = step_arrays._Runs()
-    runs.add(pa.record_batch({"h": pa.array([7, 7, 9], pa.uint64()), "journey_id": ["b", "b", "c"],
-                              "step": pa.array([0, 1, 0], pa.int32()), "state": ["x", "y", "x"],
-                              "ts": pa.array([0, 0, 0], pa.timestamp("us"))}))
+    runs.add(pa.array(["b", "b", "c"]), pa.array([0, 1, 0], pa.int32()), pa.array(["x", "y", "x"]),
+             pa.array([0, 0, 0], pa.timestamp("us")))
     ids = pa.table({"jix": [10, 11, 12], "journey_id": ["a", "b", "c"], "h": pa.array([7, 7, 9], pa.uint64())})
-    assert step_arrays._lookup(runs, ids, np.array([10, 11, 12])).tolist() == [11, 12]
+    assert step_arrays._lookup(duckdb.connect(), runs, ids, np.array([10, 11, 12])).tolist() == [11, 12]
+
+
+def test_hashes_come_back_in_the_strings_order() -> None:
+    """DuckDB scans a large Arrow table out of order with preserve_insertion_order off (as a build sets it)."""
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.execute("SET preserve_insertion_order = false")
+    strings = pa.array([f"j{i}" for i in range(800_000)])
+    got = step_arrays._hashes(con, strings)
+    want = con.sql("SELECT hash('j' || i::VARCHAR) FROM range(800000) t(i) ORDER BY i").fetchnumpy()
+    assert np.array_equal(got, next(iter(want.values())))
 
 
 def _journeys(con):
@@ -108,3 +118,22 @@ def test_path_ids_are_equal_exactly_when_paths_are(monkeypatch, base) -> None:
     want = [paths.SEP.join("abc"[s] for s in state[a:a + n]) for a, n in zip(starts, lengths)]
     assert joined.to_pylist() == want
     assert all((ids[i] == ids[j]) == (want[i] == want[j]) for i in range(0, 300, 7) for j in range(300))
+
+
+def test_a_run_continued_over_several_batches_is_one_run() -> None:
+    runs = step_arrays._Runs()
+    for ids in (["a", "a"], ["a", "a"], ["a", "b"], ["b"]):  # the middle batch only continues the run
+        n = len(ids)
+        runs.add(pa.array(ids), pa.array(range(n), pa.int32()), pa.array(["x"] * n), pa.array([0] * n, pa.timestamp("us")))
+    assert runs.run_ids().to_pylist() == ["a", "b"] and runs.lengths().tolist() == [5, 2]
+
+
+def test_runs_of_gone_ids_are_left_out_as_read() -> None:
+    runs = step_arrays._Runs()
+    gone = pa.array(["b", "z"])
+    for ids in (["a", "b"], ["b", "c", "c"], ["d"]):  # b's run spans two batches
+        n = len(ids)
+        runs.add(pa.array(ids), pa.array(range(n), pa.int32()), pa.array(["x"] * n), pa.array(range(n), pa.timestamp("us")),
+                 gone)
+    assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [1, 2, 1]
+    assert np.concatenate(runs.times).tolist() == [0, 1, 2, 0]
