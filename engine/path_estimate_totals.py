@@ -60,11 +60,12 @@ def r6(value: float | None) -> float | None:
     return round6(value)
 
 
-def scope_block(rows: ScopeRows, top_n: int) -> dict[str, Any]:
+def scope_block(rows: ScopeRows, top_n: int, w: np.ndarray | None = None) -> dict[str, Any]:
     """`path_estimates` (top entries with their sequence totals and medians) and `duration_estimates` of a
-    scope with at least one complete journey (positivity is the caller's check)."""
+    scope with at least one complete journey (positivity is the caller's check). `w`: the journeys'
+    ipcw.weights(known_t, ok, follow), when the caller has them."""
     ok = rows.ok
-    w = ipcw.weights(rows.known_t, ok, rows.follow)
+    w = ipcw.weights(rows.known_t, ok, rows.follow) if w is None else w
     keys, inverse = np.unique(rows.key[ok], return_inverse=True)
     inverse = inverse.reshape(-1)
     sh = ipcw.shares(inverse, w[ok], len(keys))
