@@ -11,12 +11,14 @@ engine.resolved, is tested on a young demo stream in tests/detectors/test_path_i
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import numpy as np
 import pytest
 
 from detectors import segment_estimates as seg_est
-from engine import incidence
+from engine import incidence, ipcw, snapshot
 from engine.path_estimate_totals import ScopeRows, scope_block
 from engine.paths import SEP
 from engine.snapshot import build_snapshots
@@ -142,3 +144,25 @@ def test_nothing_censored_gives_the_completed_only_numbers(sim_snaps):
             assert e["conversion_rate"] == t["conversion_rate"]
             assert (e["median_duration_s"], e["median_length"]) == (t["median_duration_s"], t["median_length"])
 
+
+
+def test_weights_of_the_ended_journeys_stand_in_for_the_resolved_paths_weights(monkeypatch):
+    """engine.snapshot_estimates weighs a scope's ended journeys once and hands path_estimates those weights
+    with the pathless ones set to 0: each weight is the journey's own 1 / Ĝ(T), so every float is the same."""
+    monkeypatch.setattr(snapshot, "r6", lambda v: None if v is None else float(v))
+    rng = np.random.default_rng(11)
+    n = 3000
+    follow = np.round(rng.uniform(0, 80, n))
+    known = np.round(rng.uniform(0, 60, n))
+    ended = known <= follow
+    ok = ended & (rng.random(n) < 0.8)  # an ended journey without a path has no key
+    rows = ScopeRows(
+        known_t=known, ok=ok, follow=follow, key=rng.integers(0, 40, n), seq=rng.integers(0, 12, n),
+        converted=rng.random(n) < 0.3, censored=follow < 60, dur=np.round(rng.exponential(9, n)),
+        length=rng.integers(1, 6, n).astype(float), names=[f"p{i // 3}{SEP}{SEP}o{i % 3}" for i in range(40)])
+    of_ended = ipcw.FollowUp(follow).weights(known, ended)
+    alone = json.dumps(scope_block(rows, 8))
+    assert json.dumps(scope_block(rows, 8, np.where(ok, of_ended, 0.0))) == alone
+    wrong = of_ended.copy()
+    wrong[ended] = ipcw.FollowUp(follow[ended]).weights(known[ended])  # Ĝ must be every journey's follow-up
+    assert json.dumps(scope_block(rows, 8, np.where(ok, wrong, 0.0))) != alone
