@@ -151,7 +151,8 @@ def median(values: np.ndarray, w: np.ndarray, z: float = Z95, order: np.ndarray 
     Convention: where F̂ equals ½ exactly on a value, the midpoint to the next value (with equal
     weights this is the usual sample median, DuckDB's `median`), else the smallest value with F̂ ≥ ½.
     `order`: np.argsort(values, kind="stable"), when the caller takes several medians of the same values
-    (the rows kept are then in the same order as sorting them alone).
+    (the rows kept are then in the same order as sorting them alone); or that order restricted to a set of rows
+    holding every one with w > 0 (a stable sort of those rows alone: the same rows in the same order).
     """
     values, w = np.asarray(values, dtype=float), np.asarray(w, dtype=float)
     order = np.argsort(values, kind="stable") if order is None else order

@@ -90,7 +90,9 @@ def scope_block(rows: ScopeRows, top_n: int, w: np.ndarray | None = None) -> dic
 
 def _durations(rows: ScopeRows, w: np.ndarray) -> dict[str, Any]:
     ok, conv = rows.ok, rows.converted
-    sorted_by = (np.argsort(rows.dur, kind="stable"), sorting.stable_order(rows.length))  # one sort, 3 medians
+    # one sort, 3 medians; of the resolved rows alone (the others weigh 0): ties keep the rows' order either way
+    sub = np.flatnonzero(ok)
+    sorted_by = (sub[np.argsort(rows.dur[sub], kind="stable")], sub[sorting.stable_order(rows.length[sub])])
     return {**_medians(rows, sorted_by, np.where(ok, w, 0.0)),
             "by_class": {"converted": _medians(rows, sorted_by, np.where(ok & conv, w, 0.0)),
                          "lost": _medians(rows, sorted_by, np.where(ok & ~conv, w, 0.0))}}

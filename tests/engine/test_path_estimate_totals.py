@@ -166,3 +166,27 @@ def test_weights_of_the_ended_journeys_stand_in_for_the_resolved_paths_weights(m
     wrong = of_ended.copy()
     wrong[ended] = ipcw.FollowUp(follow[ended]).weights(known[ended])  # Ĝ must be every journey's follow-up
     assert json.dumps(scope_block(rows, 8, np.where(ok, wrong, 0.0))) != alone
+
+
+def test_duration_medians_sort_the_resolved_rows_alone_and_read_as_sorting_everything(monkeypatch):
+    """duration_estimates sorts only the resolved rows (the others weigh 0): every median, bound and count is
+    ipcw.median's over all rows, sorted by itself, bit for bit (ties in durations and lengths; NaN durations on
+    unresolved rows)."""
+    monkeypatch.setattr(snapshot, "r6", lambda v: None if v is None else float(v))
+    rng = np.random.default_rng(12)
+    n = 4000
+    follow, known = np.round(rng.uniform(0, 80, n)), np.round(rng.uniform(0, 60, n))
+    ok = (known <= follow) & (rng.random(n) < 0.9)
+    dur = np.where(ok | (rng.random(n) < 0.5), np.round(rng.exponential(9, n)), np.nan)
+    conv = rng.random(n) < 0.3
+    rows = ScopeRows(known_t=known, ok=ok, follow=follow, key=rng.integers(0, 5, n), seq=rng.integers(0, 5, n),
+                     converted=conv, censored=follow < 60, dur=dur, length=rng.integers(1, 6, n).astype(float),
+                     names=[f"p{i}{SEP}{SEP}o" for i in range(5)])
+    w = ipcw.weights(known, ok, follow)
+    got = scope_block(rows, 2)["duration_estimates"]
+    for part, mask in ((got, ok), (got["by_class"]["converted"], ok & conv), (got["by_class"]["lost"], ok & ~conv)):
+        d = ipcw.median(dur, np.where(mask, w, 0.0))
+        m = ipcw.median(rows.length, np.where(mask, w, 0.0))
+        assert (part["median_s"], part["median_s_lower"], part["median_s_upper"], part["resolved"]) == (
+            d.estimate, d.lower, d.upper, d.resolved)
+        assert part["median_length"] == m.estimate
