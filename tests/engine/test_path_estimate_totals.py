@@ -177,10 +177,10 @@ def test_duration_medians_sort_the_resolved_rows_alone_and_read_as_sorting_every
     n = 4000
     follow, known = np.round(rng.uniform(0, 80, n)), np.round(rng.uniform(0, 60, n))
     ok = (known <= follow) & (rng.random(n) < 0.9)
-    dur = np.where(ok | (rng.random(n) < 0.5), np.round(rng.exponential(9, n)), np.nan)
-    conv = rng.random(n) < 0.3
+    conv = rng.random(n) < 0.3  # converters are longer and slower: each class has its own medians
+    dur = np.where(ok | (rng.random(n) < 0.5), np.round(rng.exponential(np.where(conv, 20, 6))), np.nan)
     rows = ScopeRows(known_t=known, ok=ok, follow=follow, key=rng.integers(0, 5, n), seq=rng.integers(0, 5, n),
-                     converted=conv, censored=follow < 60, dur=dur, length=rng.integers(1, 6, n).astype(float),
+                     converted=conv, censored=follow < 60, dur=dur, length=rng.integers(1, 6, n) + 3.0 * conv,
                      names=[f"p{i}{SEP}{SEP}o" for i in range(5)])
     w = ipcw.weights(known, ok, follow)
     got = scope_block(rows, 2)["duration_estimates"]
