@@ -106,7 +106,8 @@ class FollowUp:
         the last entry is 0, what a t past the top reads."""
         if self.tail is None or len(self.tail) < cap + 2:
             clipped = np.minimum(self.follow, cap + 1).astype(np.int64)
-            self.tail = np.cumsum(np.bincount(clipped, minlength=cap + 2)[::-1])[::-1]
+            small = np.int32 if len(self.follow) < 2 ** 31 else np.int64  # half the memory the lookups jump in
+            self.tail = np.cumsum(np.bincount(clipped, minlength=cap + 2)[::-1], dtype=small)[::-1]
         return self.tail
 
 
