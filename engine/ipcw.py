@@ -47,28 +47,68 @@ ESTIMATOR = "ipcw"
 
 def weights(known_time: np.ndarray, resolved: np.ndarray, follow_up: np.ndarray) -> np.ndarray:
     """1 / Ĝ(T_i) for resolved journeys, 0 for the others; Ĝ from every journey's follow-up (same order)."""
-    follow = np.asarray(follow_up, dtype=float)
-    ok = np.asarray(resolved, dtype=bool)
-    out = np.zeros(len(ok))
-    out[ok] = len(follow) / followed_at_least(follow, np.asarray(known_time, dtype=float)[ok])
-    return out  # at least one journey (i itself: T_i ≤ c_i) is followed that long: never a division by 0
+    return FollowUp(follow_up).weights(known_time, resolved)
 
 
 def followed_at_least(follow: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """How many of the follow-ups `follow` are ≥ each t.
+    """How many of the follow-ups `follow` are ≥ each t (FollowUp.at_least)."""
+    return FollowUp(follow).at_least(np.asarray(t, dtype=float))
 
-    Follow-ups in whole seconds (every log with second timestamps) are counted per second once and read
-    off a table: a binary search of 10 M entry times in 1.3 M follow-ups jumped around memory for 0.7 s
-    of the 10 M-event build. Otherwise, or for a huge range, a search of the sorted follow-ups (the same
-    integers either way)."""
-    n = len(follow)
-    top = float(follow.max()) if n else 0.0
-    if (n and top <= max(8 * n, 1 << 20) and float(follow.min()) >= 0 and bool(np.isfinite(t).all())
-            and bool(np.all(follow == np.floor(follow)))):
-        per_second = np.bincount(follow.astype(np.int64), minlength=int(top) + 2)
-        tail = np.cumsum(per_second[::-1])[::-1]  # tail[s]: follow-ups ≥ s; tail[top + 1] = 0
-        return tail[np.clip(np.ceil(t), 0, top + 1).astype(np.int64)]  # ≥ t ⇔ ≥ ⌈t⌉ for whole seconds
-    return n - np.searchsorted(np.sort(follow), t, side="left")
+
+class FollowUp:
+    """One scope's follow-ups, counted once for every weight the scope needs (its journeys' 1 / Ĝ(T) and its
+    steps' 1 / Ĝ(τ) read the same Ĝ): the counts are exact integers however they are found, so sharing them
+    changes no bit.
+
+    Follow-ups in whole seconds (every log with second timestamps) are counted per second once and read off a
+    table: a binary search of 10 M entry times in 1.3 M follow-ups jumped around memory for 0.7 s of the 10 M-event
+    build. The table stops at the largest time asked for (⌈max t⌉, at most the window: follow-ups past it count as
+    "at least t" for every t asked), so a scope of old journeys does not need one entry per second of its history.
+    Otherwise, or for a table far larger than the work, a search of the sorted follow-ups (the same integers)."""
+
+    def __init__(self, follow: np.ndarray) -> None:
+        self.follow = np.asarray(follow, dtype=float)
+        n = len(self.follow)
+        self.top = float(self.follow.max()) if n else 0.0
+        self.whole = bool(n and float(self.follow.min()) >= 0 and np.all(self.follow == np.floor(self.follow)))
+        self.tail: np.ndarray | None = None  # tail[s]: follow-ups ≥ s (_table), built at the first table lookup
+        self.ordered: np.ndarray | None = None  # the sorted follow-ups, for the search
+
+    def weights(self, known_time: np.ndarray, resolved: np.ndarray | None = None) -> np.ndarray:
+        """1 / Ĝ(T_i) for the resolved journeys (every one when `resolved` is None), 0 for the others."""
+        known = np.asarray(known_time, dtype=float)
+        if resolved is None:
+            return len(self.follow) / self.at_least(known)
+        ok = np.asarray(resolved, dtype=bool)
+        out = np.zeros(len(ok))
+        out[ok] = len(self.follow) / self.at_least(known[ok])
+        return out  # at least one journey (i itself: T_i ≤ c_i) is followed that long: never a division by 0
+
+    def at_least(self, t: np.ndarray) -> np.ndarray:
+        """How many follow-ups are ≥ each t."""
+        n = len(self.follow)
+        if not len(t):
+            return np.zeros(0, dtype=np.int64)
+        if self.whole and bool(np.isfinite(t).all()):
+            cap = min(self.top, max(float(np.ceil(t.max())), 0.0))  # the table's last real second
+            if cap <= max(8 * (n + len(t)), 1 << 20):
+                tail = self._table(int(cap))
+                idx = np.ceil(t)
+                np.clip(idx, 0, len(tail) - 1, out=idx)  # ≥ t ⇔ ≥ ⌈t⌉ for whole seconds; < 0: all of them
+                return tail[idx.astype(np.intp)]
+        if self.ordered is None:
+            self.ordered = np.sort(self.follow)
+        return n - np.searchsorted(self.ordered, t, side="left")
+
+    def _table(self, cap: int) -> np.ndarray:
+        """The per-second tail over 0 .. cap + 1 (kept: built again only for a larger cap). Follow-ups are clipped
+        at cap + 1, which keeps every count there: min(c, cap + 1) ≥ s ⇔ c ≥ s for s ≤ cap + 1. With cap = top
+        the last entry is 0, what a t past the top reads."""
+        if self.tail is None or len(self.tail) < cap + 2:
+            clipped = np.minimum(self.follow, cap + 1).astype(np.int64)
+            small = np.int32 if len(self.follow) < 2 ** 31 else np.int64  # half the memory the lookups jump in
+            self.tail = np.cumsum(np.bincount(clipped, minlength=cap + 2)[::-1], dtype=small)[::-1]
+        return self.tail
 
 
 @dataclass(frozen=True)
@@ -112,7 +152,8 @@ def median(values: np.ndarray, w: np.ndarray, z: float = Z95, order: np.ndarray 
     Convention: where F̂ equals ½ exactly on a value, the midpoint to the next value (with equal
     weights this is the usual sample median, DuckDB's `median`), else the smallest value with F̂ ≥ ½.
     `order`: np.argsort(values, kind="stable"), when the caller takes several medians of the same values
-    (the rows kept are then in the same order as sorting them alone).
+    (the rows kept are then in the same order as sorting them alone); or that order restricted to a set of rows
+    holding every one with w > 0 (a stable sort of those rows alone: the same rows in the same order).
     """
     values, w = np.asarray(values, dtype=float), np.asarray(w, dtype=float)
     order = np.argsort(values, kind="stable") if order is None else order

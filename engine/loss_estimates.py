@@ -70,27 +70,33 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     k = len(steps.names)
     is_loss = np.isin(np.array(steps.names, dtype=object), list(losses))
     lost = is_loss[steps.dst[done.pick]]
-    a_w = np.where(lost, done.w, 0.0)
-    inv = done.group_inv  # per (journey, state) group: A_js, B_js, raw moves and exits; the rest from these
-    a_g, b_g = np.bincount(inv, weights=a_w), np.bincount(inv, weights=done.w)
-    lost_journeys = float(a_w.sum())
-    del a_w
-    g_state, g_j = done.group_state, done.group_pos
+    lost_journeys = float(np.where(lost, done.w, 0.0).sum())  # over every step: the pairwise sum's own order
+    inv, g_state, g_j = done.group_inv, done.group_state, done.group_pos
+    # per (journey, state) group: A_js, B_js. A sum that skips a term adds exactly what the term did (+0.0
+    # changes no sum), so the loss steps alone give A: a journey has one, not one per step
+    lost_inv = inv[lost]
+    a_g = np.bincount(lost_inv, weights=done.w[lost], minlength=len(g_state))
+    b_g = np.bincount(inv, weights=done.w)
     a_j = np.bincount(g_j, weights=a_g, minlength=len(follow))
     b_j = np.bincount(g_j, weights=b_g, minlength=len(follow))
+    hit = np.flatnonzero(a_g)  # the groups with A ≠ 0: every other one adds +0.0 to a sum of products with A
+    a_hit, g_hit = a_g[hit], g_state[hit]
 
-    def per_state(x: np.ndarray) -> np.ndarray:
-        return np.bincount(g_state, weights=x, minlength=k)
+    def per_state(x: np.ndarray, at: np.ndarray = g_state) -> np.ndarray:
+        return np.bincount(at, weights=x, minlength=k)
 
-    sums = {"moves": per_state(np.bincount(inv)), "exits": per_state(np.bincount(inv[lost], minlength=len(g_state))),
+    # counts are integers, exact in any order: moves per source state, exits per loss step's source
+    sums = {"moves": per_state(np.bincount(inv)), "exits": np.bincount(g_state[lost_inv], minlength=k).astype(float),
             "journeys": np.bincount(g_state, minlength=k).astype(float), "moves_weight": per_state(b_g),
-            "exit_weight": per_state(a_g)}
-    a_of, b_of = a_j[g_j], b_j[g_j]
+            "exit_weight": per_state(a_hit, g_hit)}
+    del lost_inv, a_g
+    a_of = a_j[g_j]
     # one moment at a time: each product is a per-group array (~65 MB at 10 M events), and all of them at
     # once were the snapshot stage's peak
-    for m, x, y in (("aa", a_g, a_g), ("ab", a_g, b_g), ("bb", b_g, b_g), ("xa", a_g, a_of), ("xab", a_g, b_of),
-                    ("xba", b_g, a_of), ("xbb", b_g, b_of)):
-        sums[m] = per_state(x * y)
+    for m, x, y, at in (("aa", a_hit, a_hit, g_hit), ("ab", a_hit, b_g[hit], g_hit), ("bb", b_g, b_g, g_state),
+                        ("xa", a_hit, a_of[hit], g_hit), ("xab", a_hit, b_j[g_j[hit]], g_hit),
+                        ("xba", b_g, a_of, g_state), ("xbb", b_g, b_j[g_j], g_state)):
+        sums[m] = per_state(x * y, at)
     counts = ("moves", "exits", "journeys")
     out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
                      for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}

@@ -60,11 +60,12 @@ def r6(value: float | None) -> float | None:
     return round6(value)
 
 
-def scope_block(rows: ScopeRows, top_n: int) -> dict[str, Any]:
+def scope_block(rows: ScopeRows, top_n: int, w: np.ndarray | None = None) -> dict[str, Any]:
     """`path_estimates` (top entries with their sequence totals and medians) and `duration_estimates` of a
-    scope with at least one complete journey (positivity is the caller's check)."""
+    scope with at least one complete journey (positivity is the caller's check). `w`: the journeys'
+    ipcw.weights(known_t, ok, follow), when the caller has them."""
     ok = rows.ok
-    w = ipcw.weights(rows.known_t, ok, rows.follow)
+    w = ipcw.weights(rows.known_t, ok, rows.follow) if w is None else w
     keys, inverse = np.unique(rows.key[ok], return_inverse=True)
     inverse = inverse.reshape(-1)
     sh = ipcw.shares(inverse, w[ok], len(keys))
@@ -88,16 +89,20 @@ def scope_block(rows: ScopeRows, top_n: int) -> dict[str, Any]:
 
 
 def _durations(rows: ScopeRows, w: np.ndarray) -> dict[str, Any]:
-    ok, conv = rows.ok, rows.converted
-    sorted_by = (np.argsort(rows.dur, kind="stable"), sorting.stable_order(rows.length))  # one sort, 3 medians
-    return {**_medians(rows, sorted_by, np.where(ok, w, 0.0)),
-            "by_class": {"converted": _medians(rows, sorted_by, np.where(ok & conv, w, 0.0)),
-                         "lost": _medians(rows, sorted_by, np.where(ok & ~conv, w, 0.0))}}
+    """Medians overall and per class. One sort of the resolved rows alone (the others weigh 0; a stable sort of
+    a subset keeps its ties in the rows' order, as sorting every row does), each class its rows of that order."""
+    sub = np.flatnonzero(rows.ok)
+    by_dur = sub[np.argsort(rows.dur[sub], kind="stable")]
+    by_len = sub[sorting.stable_order(rows.length[sub])]
+    conv_d, conv_l = rows.converted[by_dur], rows.converted[by_len]
+    return {**_medians(rows, w, by_dur, by_len),
+            "by_class": {"converted": _medians(rows, w, by_dur[conv_d], by_len[conv_l]),
+                         "lost": _medians(rows, w, by_dur[~conv_d], by_len[~conv_l])}}
 
 
-def _medians(rows: ScopeRows, sorted_by: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> dict[str, Any]:
-    d = ipcw.median(rows.dur, w, order=sorted_by[0])
-    n = ipcw.median(rows.length, w, order=sorted_by[1])
+def _medians(rows: ScopeRows, w: np.ndarray, by_dur: np.ndarray, by_len: np.ndarray) -> dict[str, Any]:
+    d = ipcw.median(rows.dur, w, order=by_dur)
+    n = ipcw.median(rows.length, w, order=by_len)
     return {"median_s": r6(d.estimate), "median_s_lower": r6(d.lower), "median_s_upper": r6(d.upper),
             "median_length": r6(n.estimate), "resolved": d.resolved}
 

@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 from engine import (
     arrow_scan,
     incidence,
+    ipcw,
     loss_estimates,
     path_codes,
     path_estimate_totals,
@@ -213,14 +214,18 @@ def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], 
     take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
     pick, pos = _members(steps.row, lo, hi)
     follow = rows.follow[take]
-    done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"])
+    follow_up = ipcw.FollowUp(follow)  # one Ĝ for the steps' weights and the journeys'
+    done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"], follow_up)
     del pick, pos  # `done` holds the steps that count
+    # the journeys' weights once: state_estimates' (ended) and path_estimates' (has_path: an ended journey with
+    # a path) are the same numbers, each 1 / Ĝ(T_i) of the journey alone; none where nothing is estimable
+    w = follow_up.weights(rows.aj_t[take], rows.ended[take]) if not rows.censored[take].all() else None
     return {"estimate_horizon_s": horizon_reached(follow, window_s),
             "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
             "reach_estimates": _reach(rows, take, lo, hi, window_s),
             "resolved_shares": step_shares.shares(steps, done.pick, done.pos, follow, window_s, params["horizon"], done),
-            "state_estimates": state_estimates.of_scope(rows, take, inputs.visits, lo, hi),
-            **_paths_and_durations(rows, take, top_n)}
+            "state_estimates": state_estimates.of_scope(rows, take, inputs.visits, lo, hi, w),
+            **_paths_and_durations(rows, take, top_n, w)}
 
 
 def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window_s: float) -> dict[str, Any]:
@@ -295,14 +300,15 @@ def horizon_reached(follow: np.ndarray, window_s: float) -> int:
 NOT_YET = "not estimable yet: no journey of the scope has been followed for a whole window"
 
 
-def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int) -> dict[str, Any]:
-    if not len(take) or rows.censored[take].all():  # positivity: journeys lasting the whole window never resolve
+def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int, w: np.ndarray | None) -> dict[str, Any]:
+    """`path_estimates` and `duration_estimates`; `w`: the journeys' weights with an ended end (ipcw.weights)."""
+    if w is None or not len(take):  # positivity: journeys lasting the whole window never resolve
         return {"path_estimates": {"top": [], "resolved": 0, "journeys": len(take), "note": NOT_YET},
                 "duration_estimates": {"note": NOT_YET}}
     return path_estimate_totals.scope_block(path_estimate_totals.ScopeRows(
         known_t=rows.aj_t[take], ok=rows.has_path[take], follow=rows.follow[take], key=rows.path_key[take],
         seq=rows.seq_key[take], converted=rows.converted[take], censored=rows.censored[take], dur=rows.dur[take],
-        length=rows.length[take], names=rows.path_names), top_n)
+        length=rows.length[take], names=rows.path_names), top_n, np.where(rows.has_path[take], w, 0.0))
 
 
 def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,

@@ -135,16 +135,17 @@ def _complement(tot: tuple[Any, ...], part: tuple[np.ndarray, ...], n: np.ndarra
 
 
 def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, lifecycle: np.ndarray | None,
-          names: list[str]) -> dict[str, Any]:
+          names: list[str], w: np.ndarray | None = None) -> dict[str, Any]:
     """One scope's `state_estimates`. `pos`, `state`, `visits` (`lifecycle`): the scope's visited (journey, state)
-    pairs, `pos` the journey's place in `j`'s arrays (engine.resolved recounts a scope with this too)."""
+    pairs, `pos` the journey's place in `j`'s arrays (engine.resolved recounts a scope with this too). `w`: the
+    journeys' ipcw.weights(known_t, ended, follow), when the caller has them."""
     from engine.snapshot_estimates import NOT_YET
 
     counts = {"complete": int((~j.censored).sum()), "resolved_in_progress": int((j.censored & j.ended).sum()),
               "unresolved": int((j.censored & ~j.ended).sum())}
     if not len(j.censored) or j.censored.all():
         return {"estimator": ESTIMATOR, "journeys": counts, "note": NOT_YET}
-    w = ipcw.weights(j.known_t, j.ended, j.follow)
+    w = ipcw.weights(j.known_t, j.ended, j.follow) if w is None else w
     y = j.converted.astype(float)
     k = max(len(names), 1)
     wv, yv = w[pos], y[pos]
@@ -203,15 +204,17 @@ def _repeat_entry(r: dict[str, Any], s: int) -> dict[str, Any]:
             "se_single": _r6(r["single"][1][s]), "n_eff_single": _r6(r["single"][2][s])}
 
 
-def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
-    """engine.snapshot_estimates.by_scope's block for one scope (`take`: its journey rows, class ranges [lo, hi))."""
+def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np.ndarray,
+             w: np.ndarray | None = None) -> dict[str, Any]:
+    """engine.snapshot_estimates.by_scope's block for one scope (`take`: its journey rows, class ranges [lo, hi);
+    `w`: as `block`'s)."""
     from engine.snapshot_estimates import _members
 
     pick, pos = _members(visits.row, lo, hi)
     j = Journeys(known_t=rows.aj_t[take], ended=rows.ended[take], follow=rows.follow[take],
                  censored=rows.censored[take], converted=rows.converted[take])
     return block(j, pos, visits.state[pick], visits.visits[pick],
-                 None if visits.lifecycle is None else visits.lifecycle[pick], visits.names)
+                 None if visits.lifecycle is None else visits.lifecycle[pick], visits.names, w)
 
 
 # engine.resolved's recount of one scope: visits per (journey, state) straight from journey_steps, the

@@ -268,8 +268,9 @@ class Counted:
 
 
 def counted(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
-            horizon_s: int) -> Counted:
-    """The steps of a scope that count (positivity, see the module docstring), weighted 1 / Ĝ(τ)."""
+            horizon_s: int, follow_up: ipcw.FollowUp | None = None) -> Counted:
+    """The steps of a scope that count (positivity, see the module docstring), weighted 1 / Ĝ(τ) (`follow_up`:
+    the scope's ipcw.FollowUp of `follow`, when the caller weights its journeys with it too)."""
     if len(pick):
         latest = steps.s[pick]  # a copy: the ops below work in place (at 10 M events a step array is ~80 MB)
         if horizon_s >= 0:
@@ -284,7 +285,7 @@ def counted(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray,
         tau = steps.known_t[pick]
         np.fmin(latest, tau, out=tau)  # every step of a journey whose end is known is resolved then
         del latest
-        w = ipcw.weights(tau, np.ones(len(pick), bool), follow)
+        w = (follow_up or ipcw.FollowUp(follow)).weights(tau)
         del tau
     else:
         w = np.zeros(0)

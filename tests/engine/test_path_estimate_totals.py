@@ -11,12 +11,14 @@ engine.resolved, is tested on a young demo stream in tests/detectors/test_path_i
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import numpy as np
 import pytest
 
 from detectors import segment_estimates as seg_est
-from engine import incidence
+from engine import incidence, ipcw, snapshot
 from engine.path_estimate_totals import ScopeRows, scope_block
 from engine.paths import SEP
 from engine.snapshot import build_snapshots
@@ -142,3 +144,49 @@ def test_nothing_censored_gives_the_completed_only_numbers(sim_snaps):
             assert e["conversion_rate"] == t["conversion_rate"]
             assert (e["median_duration_s"], e["median_length"]) == (t["median_duration_s"], t["median_length"])
 
+
+
+def test_weights_of_the_ended_journeys_stand_in_for_the_resolved_paths_weights(monkeypatch):
+    """engine.snapshot_estimates weighs a scope's ended journeys once and hands path_estimates those weights
+    with the pathless ones set to 0: each weight is the journey's own 1 / Ĝ(T), so every float is the same."""
+    monkeypatch.setattr(snapshot, "r6", lambda v: None if v is None else float(v))
+    rng = np.random.default_rng(11)
+    n = 3000
+    follow = np.round(rng.uniform(0, 80, n))
+    known = np.round(rng.uniform(0, 60, n))
+    ended = known <= follow
+    ok = ended & (rng.random(n) < 0.8)  # an ended journey without a path has no key
+    rows = ScopeRows(
+        known_t=known, ok=ok, follow=follow, key=rng.integers(0, 40, n), seq=rng.integers(0, 12, n),
+        converted=rng.random(n) < 0.3, censored=follow < 60, dur=np.round(rng.exponential(9, n)),
+        length=rng.integers(1, 6, n).astype(float), names=[f"p{i // 3}{SEP}{SEP}o{i % 3}" for i in range(40)])
+    of_ended = ipcw.FollowUp(follow).weights(known, ended)
+    alone = json.dumps(scope_block(rows, 8))
+    assert json.dumps(scope_block(rows, 8, np.where(ok, of_ended, 0.0))) == alone
+    wrong = of_ended.copy()
+    wrong[ended] = ipcw.FollowUp(follow[ended]).weights(known[ended])  # Ĝ must be every journey's follow-up
+    assert json.dumps(scope_block(rows, 8, np.where(ok, wrong, 0.0))) != alone
+
+
+def test_duration_medians_sort_the_resolved_rows_alone_and_read_as_sorting_everything(monkeypatch):
+    """duration_estimates sorts only the resolved rows (the others weigh 0): every median, bound and count is
+    ipcw.median's over all rows, sorted by itself, bit for bit (ties in durations and lengths; NaN durations on
+    unresolved rows)."""
+    monkeypatch.setattr(snapshot, "r6", lambda v: None if v is None else float(v))
+    rng = np.random.default_rng(12)
+    n = 4000
+    follow, known = np.round(rng.uniform(0, 80, n)), np.round(rng.uniform(0, 60, n))
+    ok = (known <= follow) & (rng.random(n) < 0.9)
+    conv = rng.random(n) < 0.3  # converters are longer and slower: each class has its own medians
+    dur = np.where(ok | (rng.random(n) < 0.5), np.round(rng.exponential(np.where(conv, 20, 6))), np.nan)
+    rows = ScopeRows(known_t=known, ok=ok, follow=follow, key=rng.integers(0, 5, n), seq=rng.integers(0, 5, n),
+                     converted=conv, censored=follow < 60, dur=dur, length=rng.integers(1, 6, n) + 3.0 * conv,
+                     names=[f"p{i}{SEP}{SEP}o" for i in range(5)])
+    w = ipcw.weights(known, ok, follow)
+    got = scope_block(rows, 2)["duration_estimates"]
+    for part, mask in ((got, ok), (got["by_class"]["converted"], ok & conv), (got["by_class"]["lost"], ok & ~conv)):
+        d = ipcw.median(dur, np.where(mask, w, 0.0))
+        m = ipcw.median(rows.length, np.where(mask, w, 0.0))
+        assert (part["median_s"], part["median_s_lower"], part["median_s_upper"], part["resolved"]) == (
+            d.estimate, d.lower, d.upper, d.resolved)
+        assert part["median_length"] == m.estimate
