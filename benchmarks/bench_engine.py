@@ -112,7 +112,9 @@ def measure(cmd: list[str], cwd: Path) -> dict[str, Any]:
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
         "print(json.dumps({'rc': p.returncode, 'wall': wall, 'maxrss_kb': rss, 'stdout': p.stdout[-200000:], 'stderr': p.stderr[-4000:]}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, cwd=cwd, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # cached bytecode, as installed
+    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, cwd=cwd, check=True,
+                          env=env)
     return json.loads(done.stdout)
 
 
