@@ -181,9 +181,12 @@ def stored_duplicates(con: duckdb.DuckDBPyConnection, flagged: str, id_sql: str,
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _jg_clash AS
         WITH fresh AS (SELECT tenant_id, {id_sql} AS event_id, ts FROM staged_events WHERE reason IS NULL),
-        stored AS (   -- only ids that can match a new one: a semi join built on the (small) new ids
-          SELECT tenant_id, event_id, ts, true AS first FROM events WHERE event_id IN (SELECT event_id FROM fresh)
-          UNION ALL SELECT tenant_id, regexp_replace(event_id, '#[0-9]+$', ''), NULL, false FROM events
+        seen AS MATERIALIZED (  -- one scan of the stored ids: those a new id repeats (a semi join built on the
+          SELECT tenant_id, event_id, ts FROM events  -- small new ids) and every suffixed one
+          WHERE event_id IN (SELECT event_id FROM fresh) OR (contains(event_id, '#') AND regexp_matches(event_id, '#[0-9]+$'))),
+        stored AS (   -- a suffixed row also stands as itself: the join below keeps it only if a new id repeats it
+          SELECT tenant_id, event_id, ts, true AS first FROM seen
+          UNION ALL SELECT tenant_id, regexp_replace(event_id, '#[0-9]+$', ''), NULL, false FROM seen
             WHERE contains(event_id, '#') AND regexp_matches(event_id, '#[0-9]+$')
           UNION ALL SELECT tenant_id, regexp_replace(event_id, '#[0-9]+$', ''), NULL, false FROM rejected_events)
         SELECT f.tenant_id, f.event_id, min(f.ts) AS low, max(f.ts) AS high,

@@ -202,6 +202,34 @@ def test_late_and_resent_events_keep_todays_rules(tmp_path: Path, monkeypatch: p
     assert "u9" not in outcome and outcome["u7"] is None and outcome["u1"] == "dropped" and outcome["u0"] == "converted"
 
 
+@pytest.mark.parametrize(("resent", "mode", "reason", "duplicates", "a0_again"), [
+    # the stored first occurrence, re-sent within the 24 h dedupe window: a duplicate, decided incrementally
+    (_ev("a1", "u1", "sign_up", "2026-01-02T12:00:00Z"), "incremental", "", 1, "a0#2"),
+    # the same id 3 days later: a new event with a suffixed id in a full run, so a stored event's fate changes
+    (_ev("a1", "u1", "sign_up", "2026-01-05T10:00:00Z"), "full", "outside the dedupe window", 0, "a0#2"),
+    # within the window of a0's first occurrence (late), while a0 was also re-sent beyond it in the first file
+    # (stored as a0#2): a full run ranks the new one second, so the stored a0#2 would become a0#3
+    (_ev("a0", "u0", "sign_up", "2026-01-01T12:00:00Z"), "full", "outside the dedupe window", 1, "a0#3"),
+])
+def test_new_events_repeating_stored_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resent: str, mode: str,
+                                         reason: str, duplicates: int, a0_again: str) -> None:
+    """engine.incremental.stored_duplicates: one scan of the stored ids finds plain and suffixed repeats."""
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(_SMALL.format(src=tmp_path / "data" / "*.jsonl"))
+    first = _small_parts()[0] + [_ev("a0", "u0", "sign_up", "2026-01-04T09:00:00Z")]  # a0 again after 71 h: a0#2
+    parts = [first, [resent, _ev("c7", "u7", "sign_up", "2026-01-05T00:00:00Z")]]
+    inc = _grow(tmp_path, tmp_path / "inc", cfg, parts, monkeypatch, full=False)
+    full = _grow(tmp_path, tmp_path / "full", cfg, parts, monkeypatch, full=True)
+    assert inc[1]["incremental"]["mode"] == mode and reason in inc[1]["incremental"]["reason"]
+    assert inc[1]["duplicates"] == full[1]["duplicates"] == duplicates
+    assert _outputs(tmp_path / "inc") == _outputs(tmp_path / "full")
+    con = Workspace.open(tmp_path / "inc", read_only=True, create=False).con
+    try:
+        assert con.execute("SELECT event_id FROM events WHERE event_id LIKE 'a0#%'").fetchall() == [(a0_again,)]
+    finally:
+        con.close()
+
+
 def test_sealed_days_keep_their_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Days that end before the first run's watermark (2026-01-04 09:00) minus the 1 h tolerance are never rewritten."""
     cfg = tmp_path / "small.yaml"
