@@ -68,7 +68,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.app import pipeline
 
-    summary = pipeline.run(source=args.events, config_path=args.config, workspace=args.workspace, engine=args.engine)
+    summary = pipeline.run(source=args.events, config_path=args.config, workspace=args.workspace, engine=args.engine,
+                           if_new=args.if_new)
     if args.format == "json":
         _print_json(summary)
     else:
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default=None); _ws(p); _fmt(p)
     p.add_argument("--engine", choices=("duckdb", "spark"), default=None,
                    help="where the per-event stages run (default: the config's engine:, else duckdb; spark needs journeygraph[spark])")
+    p.add_argument("--if-new", action="store_true",
+                   help="do nothing when no file is new and the last run had the same source, config and engine version "
+                        "(for schedulers; a plain rerun carries the feed's notices on and ages its novelty)")
     p = add("inspect", "how a file is read (format, columns, times) and the journey it suggests", cmd_inspect)
     p.add_argument("events", help="events file or glob")
     p.add_argument("--write", nargs="?", const="journeygraph.yaml", default=None, metavar="PATH",

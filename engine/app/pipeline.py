@@ -76,9 +76,10 @@ def _step(bar: Any, name: str) -> None:
 
 
 def run(source: str | None = None, config_path: str | None = None, workspace: str | None = None,
-        *, cfg: Config | None = None, quiet: bool = False, engine: str | None = None) -> dict[str, Any]:
+        *, cfg: Config | None = None, quiet: bool = False, engine: str | None = None, if_new: bool = False) -> dict[str, Any]:
     """Run the whole pipeline and return the `run --format json` summary (`quiet`: no progress bar;
-    `engine`: overrides the config's).
+    `engine`: overrides the config's; `if_new`: publish nothing when there is nothing new,
+    engine.incremental.up_to_date).
 
     The run writes a private copy of the workspace's database under the run lock and publishes it
     with one rename when every stage has finished (engine.publish); a failed or killed run changes
@@ -94,12 +95,23 @@ def run(source: str | None = None, config_path: str | None = None, workspace: st
     if cfg.detectors:  # a typo in detector settings fails now, not after the data stages
         validate_settings(dict(cfg.detectors), default_registry())
     src = cfg.resolve_source(source)
-    with Workspace.build(workspace, wait_s=RUN_WAIT_S) as ws:
-        return _run_stages(ws, src, cfg, raw, started, quiet)
+    try:
+        with Workspace.build(workspace, wait_s=RUN_WAIT_S) as ws:
+            return _run_stages(ws, src, cfg, raw, started, quiet, if_new)
+    except _UpToDate as done:  # the build copy is discarded: the published workspace stays as it was, byte for byte
+        return {**done.summary, "seconds": round(time.perf_counter() - started, 3)}
+
+
+class _UpToDate(Exception):  # noqa: N818 - not an error: how a run with nothing to do leaves the build
+    """Nothing new since the last run (engine.incremental.up_to_date): its published results stand."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__("up to date")
+        self.summary = summary
 
 
 def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], started: float,
-                quiet: bool) -> dict[str, Any]:
+                quiet: bool, if_new: bool = False) -> dict[str, Any]:
     """Every stage of a run, written into the run's private copy `ws` (published by the caller)."""
     from engine import incremental, infer, ingest, inspection, state_metrics
     from engine.progress import bar as progress_bar
@@ -109,10 +121,13 @@ def _run_stages(ws: Workspace, src: str, cfg: Config, raw: dict[str, Any], start
     previous = _previous_watermark(con)
     run_id = hashlib.sha256(f"{src}|{cfg.config_hash}|{__version__}".encode()).hexdigest()[:16]
     with progress_bar(total=8, desc="journeygraph run", unit="stage", quiet=quiet) as bar:
-        preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
         plan = incremental.plan(con, src, cfg, run_id, previous, __version__)  # engine.incremental: read only new files
         if plan.incremental and not stages.incremental:
             plan.fall_back(f"engine: {cfg.engine} runs a full recompute")
+        unchanged = incremental.up_to_date(con, plan, cfg) if if_new else None
+        if unchanged is not None:
+            raise _UpToDate(unchanged)
+        preload = _preload(LATER_STAGE_MODULES + _store_modules(cfg))
         loaded = ingest.load(con, src, cfg, run_id)
         _step(bar, "ingest")
         norm = stages.normalize(con, cfg, watermark=previous)

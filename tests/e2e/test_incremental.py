@@ -12,8 +12,11 @@ import pytest
 
 from engine import silver
 from engine.app import pipeline
+from engine.config import load_config
 from engine.incremental import FULL_ENV
 from engine.workspace import Workspace
+from ontology.validation import validate
+from tests.e2e.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CUTS = ("2026-02-10", "2026-02-24")  # the demo's 9 weeks in three growing steps
@@ -228,6 +231,55 @@ def test_new_events_repeating_stored_ids(tmp_path: Path, monkeypatch: pytest.Mon
         assert con.execute("SELECT event_id FROM events WHERE event_id LIKE 'a0#%'").fetchall() == [(a0_again,)]
     finally:
         con.close()
+
+
+def test_a_run_with_nothing_new_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --if-new` with no new file, same config and engine version: the last run's results stand (mode
+    `unchanged`), the workspace's database keeps its bytes; a touched file with the same bytes is no news
+    either; a config change or a forced full recompute runs again; without the flag a rerun runs."""
+    import hashlib
+    import os
+
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(_SMALL.format(src=tmp_path / "data" / "*.jsonl"))
+    ws = tmp_path / "inc"
+    last = _grow(tmp_path, ws, cfg, _small_parts()[:2], monkeypatch, full=False)[-1]
+    db = ws / "journeygraph.duckdb"
+
+    def digest() -> str:
+        return hashlib.sha256(db.read_bytes()).hexdigest()
+
+    before = digest()
+    stamp = (tmp_path / "data" / "part0.jsonl").stat()
+    os.utime(tmp_path / "data" / "part0.jsonl", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # same bytes
+    again = pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True, if_new=True)
+    assert again["incremental"]["mode"] == "unchanged" and again["events_read_this_run"] == 0
+    assert again["incremental"]["files_read"] == 0 and again["incremental"]["files_reused"] == 2
+    assert {k: v for k, v in again.items() if k not in ("seconds", "incremental", "events_read_this_run")} == {
+        k: v for k, v in last.items() if k not in ("seconds", "incremental", "events_read_this_run")}
+    cli = run_cli("run", "-c", str(cfg), "-w", str(ws), "--format", "json", "--if-new")  # as a scheduler calls it
+    assert json.loads(cli.stdout)["incremental"]["mode"] == "unchanged"
+    validate("run", json.loads(cli.stdout))
+    assert digest() == before
+    assert pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True)["incremental"]["mode"] == "incremental"
+    monkeypatch.setenv(FULL_ENV, "1")
+    assert pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True, if_new=True)["incremental"]["mode"] == "full"
+    monkeypatch.setenv(FULL_ENV, "0")
+    cfg.write_text(cfg.read_text() + "snapshots: {top_paths: 3}\n")  # results change: the run must run
+    changed = pipeline.run(config_path=str(cfg), workspace=str(ws), quiet=True, if_new=True)
+    assert changed["incremental"]["mode"] == "incremental"
+    changed_hash = load_config(cfg).config_hash
+    _grow(tmp_path, tmp_path / "full", cfg, _small_parts()[:2], monkeypatch, full=True)
+    a, b = _outputs(ws), _outputs(tmp_path / "full")
+    for name in ("feed", "events", "journeys", "journey_steps"):  # snapshots: both keep every run's, insert-only
+        assert a[name] == b[name], name
+    con = Workspace.open(ws, read_only=True, create=False).con
+    try:
+        latest = f'"config_hash":"{changed_hash}"', f'"input_hash":"{pipeline.input_hash(con)}"'
+    finally:
+        con.close()
+    last_run = {row for row in b["snapshots"] if all(key in row[1] for key in latest)}
+    assert last_run and last_run <= set(a["snapshots"])
 
 
 def test_sealed_days_keep_their_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
