@@ -64,7 +64,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import incremental, rules, silver
+from engine import cut_steps, incremental, rules, silver
 from engine import journey_arrays as arrays
 from engine.actor_batches import KEYS, actor_order, chunk_bounds, new_actor_flags
 from engine.arrow_scan import fetch, in_batches
@@ -133,23 +133,35 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     sealing = incremental.sealing_bound(con, cfg) if keep_base else None
     delta = sealing is not None
     _working_tables(con, only_touched, sealing)
+    if not only_touched and silver.root_of(con) is not None:
+        cut_steps.start(con)  # the steps go to the gold files as Arrow, not through the working table
+    try:
+        counts = _cut_all(con, cfg, build_one or _build_one, only_touched)
+        for table in ("_jg_jgroups",):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
+        incremental.finish_journeys(con, cfg, only_touched)
+        with engine_settings(con):
+            _persist_steps(con, cfg, only_touched, delta)
+    finally:
+        cut_steps.stop(con)
+    con.execute(f"DROP TABLE IF EXISTS {RECUT}")
+    return JourneyStats(by_journey=counts)
+
+
+def _cut_all(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne, only_touched: bool
+             ) -> dict[str, JourneyCount]:
+    """Cut and decide every journey definition; their counts."""
     counts = {}
     for journey in cfg.journeys:
         with engine_settings(con):
-            (build_one or _build_one)(con, journey, cfg.segments, only_touched)
+            build_one(con, journey, cfg.segments, only_touched)
             _decide(con, journey)
         counts[journey.name] = _count(con, journey.name)
         if not counts[journey.name].journeys:
             log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
                         journey.name, journey.start, journey.level, journey.name)
-    for table in ("_jg_jgroups",):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
-    incremental.finish_journeys(con, cfg, only_touched)
-    with engine_settings(con):
-        _persist_steps(con, cfg, only_touched, delta)
-    con.execute(f"DROP TABLE IF EXISTS {RECUT}")
-    return JourneyStats(by_journey=counts)
+    return counts
 
 
 def _touched_steps(con: duckdb.DuckDBPyConnection) -> int:
@@ -468,7 +480,12 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
     finally:
         con.unregister("_jg_jgroups_arrow")
     offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
-    ids = groups.column("journey_id").take(pa.array(steps.column("jidx").to_numpy() - offset))  # by position, no join
+    local = steps.column("jidx").to_numpy() - offset  # the steps' journeys by position in `groups`: no join
+    buffered = cut_steps.of(con)
+    if buffered is not None:  # a full run: written to the gold files from here (engine.cut_steps)
+        buffered.add(journey.name, groups.column("journey_id"), steps.set_column(0, "jidx", pa.array(local)))
+        return
+    ids = groups.column("journey_id").take(pa.array(local))
     con.register("_jg_jsteps_arrow", in_batches(steps.drop_columns(["jidx"]).add_column(0, "journey_id", ids)))
     try:
         con.execute(f"INSERT INTO journey_steps SELECT {name}, journey_id, step, state, ts, event_id FROM _jg_jsteps_arrow")

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import duckdb
 
+from engine import cut_steps
 from engine.parquet_files import ROW_GROUP, LayerWriter
 
 log = logging.getLogger(__name__)
@@ -280,19 +281,29 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
         return
+    buffered = cut_steps.stop(con)  # a full run's steps, still as the cut made them
+    if buffered is not None and (keep_sealed or superseded_ids is not None):
+        buffered.insert_into(con, "temp.main.journey_steps")  # merged with kept steps in SQL
+        buffered = None
     kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
             ] if keep_sealed else []
-    files = _step_files(con, sealed_ids, journey_ids)
+    if buffered is None:
+        files = _step_files(con, sealed_ids, journey_ids)
+    else:
+        files = buffered.files(con, sealed_ids, journey_ids, _digest_sql("journey_steps"))
     open_layer, open_kind = ("journey_steps", "open") if superseded_ids is None else (OPEN_DELTA, "delta")
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     writer = _writer(con, "journey_steps", tmp, root)
     try:
         for name, is_sealed, _, _ in files:  # sorted by (journey_id, step), i.e. by (o.r, step)
+            where = (Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" /
+                     ("sealed" if is_sealed else open_kind))
+            if buffered is not None:
+                writer.add_batches(buffered.batches(name, is_sealed), where)
+                continue
             writer.add(con, f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
                             f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed "
-                            "ORDER BY o.r, s.step",
-                       Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" /
-                       ("sealed" if is_sealed else open_kind))
+                            "ORDER BY o.r, s.step", where)
         placed = writer.results()
     finally:
         writer.close()

@@ -1,0 +1,181 @@
+"""A full run's journey steps, kept as the cut made them (Arrow) and written straight to the gold files.
+
+Why: the steps went into the TEMP `journey_steps` table, and engine.silver read each gold file back out
+of it joined to the journeys' ranks by id and sorted by (rank, step): at 10 M events an INSERT, a hash
+join and a sort of 9.7 M rows. The cut already gives a journey's steps together and in step order, so
+the file order (journey_id, step) is the journeys sorted by id with their steps' ranges laid end to end:
+a sort of one id per journey and a gather. The files hold the same rows in the same order, cut into the
+same row groups by engine.parquet_files, hence the same bytes and names; the manifest's count and
+digest are computed over the same values by the same SQL expression.
+
+Only a full run in a workspace buffers (`start`): an incremental run's working steps mix the kept
+journeys' stored steps with the new ones, and a bare connection's `journey_steps` is the table itself.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from engine.arrow_scan import in_batches
+from engine.parquet_files import ROW_GROUP
+
+_BUFFERS: weakref.WeakKeyDictionary[Any, StepBuffer] = weakref.WeakKeyDictionary()
+_STEPS = "_jg_cut_steps"  # the buffered steps of one journey definition, registered for a digest
+_IDS = "_jg_cut_ids"  # its journeys (global index g, journey_id), registered for their order and seal
+
+
+@dataclass
+class _Journey:
+    """One journey definition's buffered chunks: journey ids per chunk and steps keyed by the chunk's index."""
+
+    ids: list[pa.Array]
+    steps: list[pa.Table]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one gold file's rows are: steps (rows of `steps`) in file order, and each one's journey_id row."""
+
+    steps: pa.RecordBatch  # step, state, ts, event_id
+    ids: pa.Array  # journey_id per journey g
+    g: np.ndarray  # per step: its journey
+    positions: np.ndarray  # the file's steps, in (journey_id, step) order
+
+
+class StepBuffer:
+    """The steps each journey definition's cut gave, chunk by chunk, until `files` and `batches` write them."""
+
+    def __init__(self) -> None:
+        self._journeys: dict[str, _Journey] = {}
+        self._plans: dict[tuple[str, bool], _Plan] = {}
+
+    def add(self, journey: str, ids: pa.Array | pa.ChunkedArray, steps: pa.Table) -> None:
+        """One chunk: `ids` the journey_id of its journeys 0..n-1, `steps` (jidx, step, state, ts, event_id)
+        with jidx in 0..n-1, in (jidx, step) order."""
+        held = self._journeys.setdefault(journey, _Journey([], []))
+        held.ids.append(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        held.steps.append(steps)
+
+    def __len__(self) -> int:
+        return sum(t.num_rows for j in self._journeys.values() for t in j.steps)
+
+    def insert_into(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
+        """Every buffered step into `table` (a layer's columns), and the buffer emptied."""
+        for name, held in self._journeys.items():
+            for ids, steps in zip(held.ids, held.steps, strict=True):
+                con.register(_STEPS, steps.append_column("journey_id", ids.take(steps.column("jidx"))))
+                try:
+                    con.execute(f"INSERT INTO {table} SELECT $name, journey_id, step, state, ts, event_id FROM {_STEPS}",
+                                {"name": name})
+                finally:
+                    con.unregister(_STEPS)
+        self._journeys.clear()
+
+    def files(self, con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_ids: str | None, digest: str
+              ) -> list[tuple[str, bool, int, int]]:
+        """(journey, sealed, rows, digest) per gold file, as engine.silver._step_files gives them; each
+        file's rows are then `batches(journey, sealed)`. `sealed_ids`/`journey_ids` (every journey with steps
+        must be one; None: no check): SQL giving journey_id;
+        `digest`: the manifest's aggregate over the layer's columns."""
+        out = []
+        for name in sorted(self._journeys):
+            ids, g, steps = self._joined(name)
+            order, sealed = _order_and_seal(con, ids, np.bincount(g, minlength=len(ids)) > 0, sealed_ids, journey_ids)
+            for flag, n, xor in _digests(con, name, ids, g, steps, sealed, digest):
+                out.append((name, flag, n, xor))
+                self._plans[(name, flag)] = _Plan(steps, ids, g, _spans(g, len(ids), order[sealed[order] == flag]))
+            del self._journeys[name]
+        return out
+
+    def batches(self, journey: str, sealed: bool) -> Iterator[pa.RecordBatch]:
+        """One file's rows (the layer's columns), ROW_GROUP at a time; the plan is dropped once read."""
+        plan = self._plans.pop((journey, sealed))
+        name = pa.array([journey], type=pa.string())
+        for lo in range(0, len(plan.positions), ROW_GROUP):
+            at = plan.positions[lo:lo + ROW_GROUP]
+            rows = plan.steps.take(at)
+            yield pa.record_batch([name.take(np.zeros(len(at), dtype=np.int64)), plan.ids.take(plan.g[at]),
+                                   *rows.columns], names=["journey", "journey_id", *rows.column_names])
+
+    def _joined(self, name: str) -> tuple[pa.Array, np.ndarray, pa.RecordBatch]:
+        """(journey_id per g, g per step, steps in one chunk) for one definition, g numbering every chunk's journeys."""
+        held = self._journeys[name]
+        starts = np.cumsum([0, *(len(ids) for ids in held.ids)])
+        g = np.concatenate([t.column("jidx").to_numpy() + start for t, start in zip(held.steps, starts, strict=False)])
+        steps = pa.concat_tables([t.drop_columns(["jidx"]) for t in held.steps])
+        one = pa.RecordBatch.from_arrays([c.combine_chunks() for c in steps.columns], names=steps.column_names)
+        return pa.concat_arrays(held.ids), g, one
+
+
+def _order_and_seal(con: duckdb.DuckDBPyConnection, ids: pa.Array, has_steps: np.ndarray, sealed_ids: str | None,
+                    journey_ids: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(the journeys with steps in journey_id order, sealed flag per journey); refuses journeys `journey_ids` lacks."""
+    sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
+    known = f"journey_id IN ({journey_ids})" if journey_ids else "true"
+    g = np.flatnonzero(has_steps)
+    con.register(_IDS, pa.table({"g": g, "journey_id": ids.take(pa.array(g))}))
+    try:
+        got = con.sql(f"SELECT g, {sealed} AS sealed, {known} AS known FROM {_IDS} "
+                      "ORDER BY journey_id").to_arrow_table()
+    finally:
+        con.unregister(_IDS)
+    if not got.column("known").to_numpy(zero_copy_only=False).all():
+        raise RuntimeError("journey steps whose journey_id the given journey ids lack")
+    order = got.column("g").to_numpy()
+    flags = np.zeros(len(ids), dtype=bool)
+    flags[order] = got.column("sealed").to_numpy(zero_copy_only=False)
+    return order, flags
+
+
+def _digests(con: duckdb.DuckDBPyConnection, name: str, ids: pa.Array, g: np.ndarray, steps: pa.RecordBatch,
+             sealed: np.ndarray, digest: str) -> list[tuple[bool, int, int]]:
+    """(sealed, rows, digest) per file of one definition: `digest` over the same values as in the table."""
+    con.register(_STEPS, in_batches(pa.Table.from_batches([steps.append_column("g", pa.array(g))])))
+    con.register(_IDS, pa.table({"g": np.arange(len(ids)), "journey_id": ids, "sealed": sealed}))
+    try:
+        rows = con.execute(f"SELECT sealed, count(*), {digest} FROM "
+                           f"(SELECT $name AS journey, i.journey_id, s.*, i.sealed FROM {_STEPS} s JOIN {_IDS} i USING (g)) "
+                           "GROUP BY ALL ORDER BY ALL", {"name": name}).fetchall()
+    finally:
+        con.unregister(_STEPS)
+        con.unregister(_IDS)
+    return [(bool(flag), int(n), int(xor)) for flag, n, xor in rows]
+
+
+def _spans(g: np.ndarray, n_journeys: int, journeys: np.ndarray) -> np.ndarray:
+    """The positions of `journeys`' steps, journey after journey (each journey's steps are contiguous in `g`,
+    which ascends)."""
+    counts = np.bincount(g, minlength=n_journeys)
+    first = np.cumsum(counts) - counts
+    lengths = counts[journeys]
+    shift = np.repeat(first[journeys] - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(len(shift), dtype=np.int64) + shift
+
+
+def start(con: Any) -> StepBuffer:
+    """Buffer `con`'s cut steps (engine.journeys._insert hands them here instead of to `journey_steps`)."""
+    _BUFFERS[con] = buffer = StepBuffer()
+    return buffer
+
+
+def of(con: Any) -> StepBuffer | None:
+    """`con`'s buffer, if its steps are being buffered."""
+    try:
+        return _BUFFERS.get(con)
+    except TypeError:
+        return None
+
+
+def stop(con: Any) -> StepBuffer | None:
+    """End buffering on `con`; its buffer, if any (what it holds is still to be written)."""
+    try:
+        return _BUFFERS.pop(con, None)
+    except TypeError:
+        return None
