@@ -41,12 +41,13 @@ class _Journey:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What one gold file's rows are: steps (rows of `steps`) in file order, and each one's journey_id row."""
+    """One gold file's rows: `steps` rows `positions` in file order, the n-th of them a step of journey
+    `ids[journey[n]]` (the file's journeys in id order, so `journey` ascends and its take reads in order)."""
 
     steps: pa.RecordBatch  # step, state, ts, event_id
-    ids: pa.Array  # journey_id per journey g
-    g: np.ndarray  # per step: its journey
-    positions: np.ndarray  # the file's steps, in (journey_id, step) order
+    positions: np.ndarray
+    ids: pa.Array
+    journey: np.ndarray
 
 
 class StepBuffer:
@@ -87,10 +88,13 @@ class StepBuffer:
         out = []
         for name in sorted(self._journeys):
             ids, g, steps = self._joined(name)
-            order, sealed = _order_and_seal(con, ids, np.bincount(g, minlength=len(ids)) > 0, sealed_ids, journey_ids)
+            counts = np.bincount(g, minlength=len(ids))
+            order, sealed = _order_and_seal(con, ids, counts > 0, sealed_ids, journey_ids)
             for flag, n, xor in _digests(con, name, ids, g, steps, sealed, digest):
                 out.append((name, flag, n, xor))
-                self._plans[(name, flag)] = _Plan(steps, ids, g, _spans(g, len(ids), order[sealed[order] == flag]))
+                journeys = order[sealed[order] == flag]
+                positions, journey = _spans(counts, journeys)
+                self._plans[(name, flag)] = _Plan(steps, positions, ids.take(journeys), journey)
             del self._journeys[name]
         return out
 
@@ -101,8 +105,9 @@ class StepBuffer:
         for lo in range(0, len(plan.positions), ROW_GROUP):
             at = plan.positions[lo:lo + ROW_GROUP]
             rows = plan.steps.take(at)
-            yield pa.record_batch([name.take(np.zeros(len(at), dtype=np.int64)), plan.ids.take(plan.g[at]),
-                                   *rows.columns], names=["journey", "journey_id", *rows.column_names])
+            ids = plan.ids.take(plan.journey[lo:lo + ROW_GROUP])
+            yield pa.record_batch([name.take(np.zeros(len(at), dtype=np.int64)), ids, *rows.columns],
+                                  names=["journey", "journey_id", *rows.column_names])
 
     def _joined(self, name: str) -> tuple[pa.Array, np.ndarray, pa.RecordBatch]:
         """(journey_id per g, g per step, steps in one chunk) for one definition, g numbering every chunk's journeys."""
@@ -136,27 +141,27 @@ def _order_and_seal(con: duckdb.DuckDBPyConnection, ids: pa.Array, has_steps: np
 
 def _digests(con: duckdb.DuckDBPyConnection, name: str, ids: pa.Array, g: np.ndarray, steps: pa.RecordBatch,
              sealed: np.ndarray, digest: str) -> list[tuple[bool, int, int]]:
-    """(sealed, rows, digest) per file of one definition: `digest` over the same values as in the table."""
-    con.register(_STEPS, in_batches(pa.Table.from_batches([steps.append_column("g", pa.array(g))])))
-    con.register(_IDS, pa.table({"g": np.arange(len(ids)), "journey_id": ids, "sealed": sealed}))
+    """(sealed, rows, digest) per file of one definition: `digest` over the same values as in the table (each
+    step's journey_id a dictionary entry: DuckDB reads the text, no copy per step and no join)."""
+    journey_id = pa.DictionaryArray.from_arrays(pa.array(g), ids)
+    table = pa.Table.from_batches([steps]).append_column("journey_id", journey_id).append_column("sealed", pa.array(sealed[g]))
+    con.register(_STEPS, in_batches(table))
     try:
         rows = con.execute(f"SELECT sealed, count(*), {digest} FROM "
-                           f"(SELECT $name AS journey, i.journey_id, s.*, i.sealed FROM {_STEPS} s JOIN {_IDS} i USING (g)) "
+                           f"(SELECT $name AS journey, journey_id, step, state, ts, event_id, sealed FROM {_STEPS}) "
                            "GROUP BY ALL ORDER BY ALL", {"name": name}).fetchall()
     finally:
         con.unregister(_STEPS)
-        con.unregister(_IDS)
     return [(bool(flag), int(n), int(xor)) for flag, n, xor in rows]
 
 
-def _spans(g: np.ndarray, n_journeys: int, journeys: np.ndarray) -> np.ndarray:
-    """The positions of `journeys`' steps, journey after journey (each journey's steps are contiguous in `g`,
-    which ascends)."""
-    counts = np.bincount(g, minlength=n_journeys)
+def _spans(counts: np.ndarray, journeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the positions of `journeys`' steps, journey after journey; the index in `journeys` of each), given the
+    steps per journey (`counts`) and each journey's steps contiguous and in journey order."""
     first = np.cumsum(counts) - counts
     lengths = counts[journeys]
     shift = np.repeat(first[journeys] - (np.cumsum(lengths) - lengths), lengths)
-    return np.arange(len(shift), dtype=np.int64) + shift
+    return np.arange(len(shift), dtype=np.int64) + shift, np.repeat(np.arange(len(journeys)), lengths)
 
 
 def start(con: Any) -> StepBuffer:

@@ -411,7 +411,8 @@ def _cut_sorted(rows: _Rows, lo: int, hi: int, journey: JourneyConfig, offset: i
         groups[f"seg_{i}"] = pc.coalesce(own.column(f"start_seg_{i}"), seg) if ids else seg
     steps = pa.table({
         "jidx": cut.step_journey + offset, "step": cut.step_number.astype(np.int32),
-        "state": rows.state_names.take(pa.array(state[cut.step_rows])), "ts": row_ts(cut.step_rows),
+        "state": pa.DictionaryArray.from_arrays(pa.array(state[cut.step_rows].astype(np.int32)), rows.state_names),
+        "ts": row_ts(cut.step_rows),
         "event_id": rows.text.column("event_id").take(at[cut.step_rows]),
     })
     return pa.table(groups), steps

@@ -19,7 +19,7 @@ MANIFEST = "SELECT layer, part, path, rows, digest, sha256 FROM parquet_files OR
 
 def _chunks(seed: int) -> list[tuple[str, pa.Array, pa.Table]]:
     """(journey, ids, steps) chunks as engine.journeys._insert hands them over: ids in no id order, some
-    journeys without steps, two definitions whose chunks alternate."""
+    journeys without steps, two definitions whose chunks alternate, states coded against different dictionaries."""
     rng = np.random.default_rng(seed)
     out = []
     for c in range(6):
@@ -30,7 +30,8 @@ def _chunks(seed: int) -> list[tuple[str, pa.Array, pa.Table]]:
         step = np.arange(len(jidx)) - np.repeat(np.cumsum(counts) - counts, counts)
         out.append(("main" if c % 2 == 0 else "o'ther", ids, pa.table({
             "jidx": jidx, "step": step.astype(np.int32),
-            "state": pa.array([f"s{v}" for v in rng.integers(0, 5, len(jidx))]),
+            "state": pa.DictionaryArray.from_arrays(  # as the cut gives them: a dictionary per fetched part
+                pa.array(rng.integers(0, 5, len(jidx)).astype(np.int32)), pa.array([f"s{(v * c) % 7}" for v in range(5)])),
             "ts": pa.array(rng.integers(1_700_000_000, 1_800_000_000, len(jidx)) * 1_000_000, pa.timestamp("us")),
             "event_id": pa.array([f"e{c}-{i}" for i in range(len(jidx))])})))
     return out
