@@ -5,8 +5,8 @@ of it joined to the journeys' ranks by id and sorted by (rank, step): at 10 M ev
 join and a sort of 9.7 M rows. The cut already gives a journey's steps together and in step order, so
 the file order (journey_id, step) is the journeys sorted by id with their steps' ranges laid end to end:
 a sort of one id per journey and a gather. The files hold the same rows in the same order, cut into the
-same row groups by engine.parquet_files, hence the same bytes and names; the manifest's count and
-digest are computed over the same values by the same SQL expression.
+same row groups by engine.parquet_files, hence the same bytes and names; the manifest's digest is the
+same SQL aggregate over the same values (an XOR, taken batch by batch as the file is written).
 
 Only a full run in a workspace buffers (`start`): an incremental run's working steps mix the kept
 journeys' stored steps with the new ones, and a bare connection's `journey_steps` is the table itself.
@@ -27,7 +27,7 @@ from engine.arrow_scan import in_batches
 from engine.parquet_files import ROW_GROUP
 
 _BUFFERS: weakref.WeakKeyDictionary[Any, StepBuffer] = weakref.WeakKeyDictionary()
-_STEPS = "_jg_cut_steps"  # the buffered steps of one journey definition, registered for a digest
+_STEPS = "_jg_cut_steps"  # steps registered for an INSERT or a digest
 _IDS = "_jg_cut_ids"  # its journeys (global index g, journey_id), registered for their order and seal
 
 
@@ -56,6 +56,7 @@ class StepBuffer:
     def __init__(self) -> None:
         self._journeys: dict[str, _Journey] = {}
         self._plans: dict[tuple[str, bool], _Plan] = {}
+        self._digests: dict[tuple[str, bool], int] = {}
 
     def add(self, journey: str, ids: pa.Array | pa.ChunkedArray, steps: pa.Table) -> None:
         """One chunk: `ids` the journey_id of its journeys 0..n-1, `steps` (jidx, step, state, ts, event_id)
@@ -79,35 +80,45 @@ class StepBuffer:
                     con.unregister(_STEPS)
         self._journeys.clear()
 
-    def files(self, con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_ids: str | None, digest: str
-              ) -> list[tuple[str, bool, int, int]]:
-        """(journey, sealed, rows, digest) per gold file, as engine.silver._step_files gives them; each
-        file's rows are then `batches(journey, sealed)`. `sealed_ids`/`journey_ids` (every journey with steps
-        must be one; None: no check): SQL giving journey_id;
-        `digest`: the manifest's aggregate over the layer's columns."""
+    def files(self, con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_ids: str | None
+              ) -> list[tuple[str, bool, int]]:
+        """(journey, sealed, rows) per gold file, in engine.silver._step_files' order; each file's rows are
+        then `batches(con, journey, sealed, digest)`. `sealed_ids`/`journey_ids` (every journey with steps
+        must be one; None: no check): SQL giving journey_id."""
         out = []
         for name in sorted(self._journeys):
             ids, g, steps = self._joined(name)
             counts = np.bincount(g, minlength=len(ids))
             order, sealed = _order_and_seal(con, ids, counts > 0, sealed_ids, journey_ids)
-            for flag, n, xor in _digests(con, name, ids, g, steps, sealed, digest):
-                out.append((name, flag, n, xor))
+            for flag in (False, True):
                 journeys = order[sealed[order] == flag]
                 positions, journey = _spans(counts, journeys)
-                self._plans[(name, flag)] = _Plan(steps, positions, ids.take(journeys), journey)
+                if len(positions):
+                    out.append((name, flag, len(positions)))
+                    self._plans[(name, flag)] = _Plan(steps, positions, ids.take(journeys), journey)
             del self._journeys[name]
         return out
 
-    def batches(self, journey: str, sealed: bool) -> Iterator[pa.RecordBatch]:
-        """One file's rows (the layer's columns), ROW_GROUP at a time; the plan is dropped once read."""
+    def batches(self, con: duckdb.DuckDBPyConnection, journey: str, sealed: bool, digest: str
+                ) -> Iterator[pa.RecordBatch]:
+        """One file's rows (the layer's columns), ROW_GROUP at a time, and (once read to the end) its
+        `digest(journey, sealed)`: the aggregate SQL `digest` over them, batch by batch (it is an XOR)."""
         plan = self._plans.pop((journey, sealed))
         name = pa.array([journey], type=pa.string())
+        xor = 0
         for lo in range(0, len(plan.positions), ROW_GROUP):
             at = plan.positions[lo:lo + ROW_GROUP]
             rows = plan.steps.take(at)
             ids = plan.ids.take(plan.journey[lo:lo + ROW_GROUP])
-            yield pa.record_batch([name.take(np.zeros(len(at), dtype=np.int64)), ids, *rows.columns],
-                                  names=["journey", "journey_id", *rows.column_names])
+            batch = pa.record_batch([name.take(np.zeros(len(at), dtype=np.int64)), ids, *rows.columns],
+                                    names=["journey", "journey_id", *rows.column_names])
+            xor ^= _digest(con, batch, digest)
+            yield batch
+        self._digests[(journey, sealed)] = xor
+
+    def digest(self, journey: str, sealed: bool) -> int:
+        """A written file's digest (`batches`)."""
+        return self._digests[(journey, sealed)]
 
     def _joined(self, name: str) -> tuple[pa.Array, np.ndarray, pa.RecordBatch]:
         """(journey_id per g, g per step, steps in one chunk) for one definition, g numbering every chunk's journeys."""
@@ -139,20 +150,13 @@ def _order_and_seal(con: duckdb.DuckDBPyConnection, ids: pa.Array, has_steps: np
     return order, flags
 
 
-def _digests(con: duckdb.DuckDBPyConnection, name: str, ids: pa.Array, g: np.ndarray, steps: pa.RecordBatch,
-             sealed: np.ndarray, digest: str) -> list[tuple[bool, int, int]]:
-    """(sealed, rows, digest) per file of one definition: `digest` over the same values as in the table (each
-    step's journey_id a dictionary entry: DuckDB reads the text, no copy per step and no join)."""
-    journey_id = pa.DictionaryArray.from_arrays(pa.array(g), ids)
-    table = pa.Table.from_batches([steps]).append_column("journey_id", journey_id).append_column("sealed", pa.array(sealed[g]))
-    con.register(_STEPS, in_batches(table))
+def _digest(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, digest: str) -> int:
+    """`digest` over one batch of a layer's rows, as DuckDB computes it over the table."""
+    con.register(_STEPS, in_batches(pa.Table.from_batches([batch])))
     try:
-        rows = con.execute(f"SELECT sealed, count(*), {digest} FROM "
-                           f"(SELECT $name AS journey, journey_id, step, state, ts, event_id, sealed FROM {_STEPS}) "
-                           "GROUP BY ALL ORDER BY ALL", {"name": name}).fetchall()
+        return int(con.execute(f"SELECT {digest} FROM {_STEPS}").fetchall()[0][0])
     finally:
         con.unregister(_STEPS)
-    return [(bool(flag), int(n), int(xor)) for flag, n, xor in rows]
 
 
 def _spans(counts: np.ndarray, journeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -289,8 +289,8 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
             ] if keep_sealed else []
     if buffered is None:
         files = _step_files(con, sealed_ids, journey_ids)
-    else:
-        files = buffered.files(con, sealed_ids, journey_ids, _digest_sql("journey_steps"))
+    else:  # the digests are taken as the files are written
+        files = [(name, flag, n, 0) for name, flag, n in buffered.files(con, sealed_ids, journey_ids)]
     open_layer, open_kind = ("journey_steps", "open") if superseded_ids is None else (OPEN_DELTA, "delta")
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     writer = _writer(con, "journey_steps", tmp, root)
@@ -299,12 +299,14 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
             where = (Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" /
                      ("sealed" if is_sealed else open_kind))
             if buffered is not None:
-                writer.add_batches(buffered.batches(name, is_sealed), where)
+                writer.add_batches(buffered.batches(con, name, is_sealed, _digest_sql("journey_steps")), where)
                 continue
             writer.add(con, f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
                             f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed "
                             "ORDER BY o.r, s.step", where)
         placed = writer.results()
+        if buffered is not None:
+            files = [(name, flag, n, buffered.digest(name, flag)) for name, flag, n, _ in files]
     finally:
         writer.close()
         con.execute(f"DROP TABLE IF EXISTS temp.main.{STEP_ORDER}")
