@@ -114,7 +114,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     """Rebuild `journeys` and `journey_steps` for every journey definition in the config.
 
     In a workspace the run's events are first written out as silver Parquet (engine.silver) and the
-    steps go to a working copy that is written out as gold Parquet at the end. Each journey's cut
+    steps are written out as gold Parquet at the end: a full run's straight from the cut's Arrow
+    (engine.cut_steps), an incremental run's through a working copy beside the kept steps. Each journey's cut
     (everything the rule decides from the actor's own events) is kept in `journey_cuts`; outcome, end
     and censoring, which also depend on the data end, are decided from it for every journey. An
     incremental run (engine.incremental) cuts again only the actors with new events and keeps the
@@ -136,9 +137,16 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     if not only_touched and silver.root_of(con) is not None:
         cut_steps.start(con)  # the steps go to the gold files as Arrow, not through the working table
     try:
-        counts = _cut_all(con, cfg, build_one or _build_one, only_touched)
-        for table in ("_jg_jgroups",):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        counts = {}
+        for journey in cfg.journeys:
+            with engine_settings(con):
+                (build_one or _build_one)(con, journey, cfg.segments, only_touched)
+                _decide(con, journey)
+            counts[journey.name] = _count(con, journey.name)
+            if not counts[journey.name].journeys:
+                log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
+                            journey.name, journey.start, journey.level, journey.name)
+        con.execute("DROP TABLE IF EXISTS _jg_jgroups")
         con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
         incremental.finish_journeys(con, cfg, only_touched)
         with engine_settings(con):
@@ -147,21 +155,6 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
         cut_steps.stop(con)
     con.execute(f"DROP TABLE IF EXISTS {RECUT}")
     return JourneyStats(by_journey=counts)
-
-
-def _cut_all(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne, only_touched: bool
-             ) -> dict[str, JourneyCount]:
-    """Cut and decide every journey definition; their counts."""
-    counts = {}
-    for journey in cfg.journeys:
-        with engine_settings(con):
-            build_one(con, journey, cfg.segments, only_touched)
-            _decide(con, journey)
-        counts[journey.name] = _count(con, journey.name)
-        if not counts[journey.name].journeys:
-            log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
-                        journey.name, journey.start, journey.level, journey.name)
-    return counts
 
 
 def _touched_steps(con: duckdb.DuckDBPyConnection) -> int:

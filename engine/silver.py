@@ -268,7 +268,8 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
 
 def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False,
                   journey_ids: str | None = None, superseded_ids: str | None = None) -> None:
-    """Write the TEMP `journey_steps` table out as gold files and swap the view in.
+    """Write the TEMP `journey_steps` table (and a full run's steps buffered by engine.cut_steps) out as gold
+    files and swap the view in.
 
     `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
     sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
