@@ -64,7 +64,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import incremental, rules, silver
+from engine import cut_steps, incremental, rules, silver
 from engine import journey_arrays as arrays
 from engine.actor_batches import KEYS, actor_order, chunk_bounds, new_actor_flags
 from engine.arrow_scan import fetch, in_batches
@@ -114,7 +114,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     """Rebuild `journeys` and `journey_steps` for every journey definition in the config.
 
     In a workspace the run's events are first written out as silver Parquet (engine.silver) and the
-    steps go to a working copy that is written out as gold Parquet at the end. Each journey's cut
+    steps are written out as gold Parquet at the end: a full run's straight from the cut's Arrow
+    (engine.cut_steps), an incremental run's through a working copy beside the kept steps. Each journey's cut
     (everything the rule decides from the actor's own events) is kept in `journey_cuts`; outcome, end
     and censoring, which also depend on the data end, are decided from it for every journey. An
     incremental run (engine.incremental) cuts again only the actors with new events and keeps the
@@ -133,21 +134,25 @@ def build(con: duckdb.DuckDBPyConnection, cfg: Config, build_one: BuildOne | Non
     sealing = incremental.sealing_bound(con, cfg) if keep_base else None
     delta = sealing is not None
     _working_tables(con, only_touched, sealing)
-    counts = {}
-    for journey in cfg.journeys:
+    if not only_touched and silver.root_of(con) is not None:
+        cut_steps.start(con)  # the steps go to the gold files as Arrow, not through the working table
+    try:
+        counts = {}
+        for journey in cfg.journeys:
+            with engine_settings(con):
+                (build_one or _build_one)(con, journey, cfg.segments, only_touched)
+                _decide(con, journey)
+            counts[journey.name] = _count(con, journey.name)
+            if not counts[journey.name].journeys:
+                log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
+                            journey.name, journey.start, journey.level, journey.name)
+        con.execute("DROP TABLE IF EXISTS _jg_jgroups")
+        con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
+        incremental.finish_journeys(con, cfg, only_touched)
         with engine_settings(con):
-            (build_one or _build_one)(con, journey, cfg.segments, only_touched)
-            _decide(con, journey)
-        counts[journey.name] = _count(con, journey.name)
-        if not counts[journey.name].journeys:
-            log.warning("journey %s: no event is in its start state %r at level %s; check journeys.%s.start",
-                        journey.name, journey.start, journey.level, journey.name)
-    for table in ("_jg_jgroups",):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.execute("DROP VIEW IF EXISTS _jg_stored_steps")
-    incremental.finish_journeys(con, cfg, only_touched)
-    with engine_settings(con):
-        _persist_steps(con, cfg, only_touched, delta)
+            _persist_steps(con, cfg, only_touched, delta)
+    finally:
+        cut_steps.stop(con)
     con.execute(f"DROP TABLE IF EXISTS {RECUT}")
     return JourneyStats(by_journey=counts)
 
@@ -399,7 +404,8 @@ def _cut_sorted(rows: _Rows, lo: int, hi: int, journey: JourneyConfig, offset: i
         groups[f"seg_{i}"] = pc.coalesce(own.column(f"start_seg_{i}"), seg) if ids else seg
     steps = pa.table({
         "jidx": cut.step_journey + offset, "step": cut.step_number.astype(np.int32),
-        "state": rows.state_names.take(pa.array(state[cut.step_rows])), "ts": row_ts(cut.step_rows),
+        "state": pa.DictionaryArray.from_arrays(pa.array(state[cut.step_rows].astype(np.int32)), rows.state_names),
+        "ts": row_ts(cut.step_rows),
         "event_id": rows.text.column("event_id").take(at[cut.step_rows]),
     })
     return pa.table(groups), steps
@@ -468,7 +474,12 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
     finally:
         con.unregister("_jg_jgroups_arrow")
     offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
-    ids = groups.column("journey_id").take(pa.array(steps.column("jidx").to_numpy() - offset))  # by position, no join
+    local = steps.column("jidx").to_numpy() - offset  # the steps' journeys by position in `groups`: no join
+    buffered = cut_steps.of(con)
+    if buffered is not None:  # a full run: written to the gold files from here (engine.cut_steps)
+        buffered.add(journey.name, groups.column("journey_id"), steps.set_column(0, "jidx", pa.array(local)))
+        return
+    ids = groups.column("journey_id").take(pa.array(local))
     con.register("_jg_jsteps_arrow", in_batches(steps.drop_columns(["jidx"]).add_column(0, "journey_id", ids)))
     try:
         con.execute(f"INSERT INTO journey_steps SELECT {name}, journey_id, step, state, ts, event_id FROM _jg_jsteps_arrow")

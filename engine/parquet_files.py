@@ -108,9 +108,13 @@ class LayerWriter:
 
     def add(self, con: duckdb.DuckDBPyConnection, query: str, where: Any) -> None:
         """Write `query`'s rows (in its order) as one file, then `place` it at `where`."""
+        self.add_batches(iter(con.sql(query).to_arrow_reader(ROW_GROUP)), where)
+
+    def add_batches(self, batches: Iterator[pa.RecordBatch], where: Any) -> None:
+        """Write the rows of `batches` (the layer's columns, in order) as one file, then `place` it at `where`."""
         self._tmp.mkdir(parents=True, exist_ok=True)
         scratch = self._tmp / f"{uuid.uuid4().hex}.parquet"
-        groups = row_groups(iter(con.sql(query).to_arrow_reader(ROW_GROUP)), self._schema)
+        groups = row_groups(batches, self._schema)
         if self._pool is None:
             done: Future[Any] = Future()
             encode(scratch, self._schema, groups)

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import duckdb
 
+from engine import cut_steps
 from engine.parquet_files import ROW_GROUP, LayerWriter
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,8 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
 
 def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None, keep_sealed: bool = False,
                   journey_ids: str | None = None, superseded_ids: str | None = None) -> None:
-    """Write the TEMP `journey_steps` table out as gold files and swap the view in.
+    """Write the TEMP `journey_steps` table (and a full run's steps buffered by engine.cut_steps) out as gold
+    files and swap the view in.
 
     `sealed_ids` (SQL giving journey_id) picks the journeys no new event can change: their steps go to a
     sealed file per journey definition that later runs keep (`keep_sealed`), the rest to the open file,
@@ -280,20 +282,32 @@ def persist_steps(con: duckdb.DuckDBPyConnection, sealed_ids: str | None = None,
     root = root_of(con)
     if root is None or not is_temp_table(con, "journey_steps"):
         return
+    buffered = cut_steps.stop(con)  # a full run's steps, still as the cut made them
+    if buffered is not None and (keep_sealed or superseded_ids is not None):
+        buffered.insert_into(con, "temp.main.journey_steps")  # merged with kept steps in SQL
+        buffered = None
     kept = [tuple(r) for r in con.execute(f"SELECT * FROM {MANIFEST} WHERE layer = ?", [SEALED_STEPS]).fetchall()
             ] if keep_sealed else []
-    files = _step_files(con, sealed_ids, journey_ids)
+    if buffered is None:
+        files = _step_files(con, sealed_ids, journey_ids)
+    else:  # the digests are taken as the files are written
+        files = [(name, flag, n, 0) for name, flag, n in buffered.files(con, sealed_ids, journey_ids)]
     open_layer, open_kind = ("journey_steps", "open") if superseded_ids is None else (OPEN_DELTA, "delta")
     tmp = root / "gold" / f".tmp-{uuid.uuid4().hex}"
     writer = _writer(con, "journey_steps", tmp, root)
     try:
         for name, is_sealed, _, _ in files:  # sorted by (journey_id, step), i.e. by (o.r, step)
+            where = (Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" /
+                     ("sealed" if is_sealed else open_kind))
+            if buffered is not None:
+                writer.add_batches(buffered.batches(con, name, is_sealed, _digest_sql("journey_steps")), where)
+                continue
             writer.add(con, f"SELECT s.* FROM temp.main.journey_steps s JOIN {STEP_ORDER} o USING (journey_id) "
                             f"WHERE s.journey = {_lit(name)} AND {'' if is_sealed else 'NOT '}o.sealed "
-                            "ORDER BY o.r, s.step",
-                       Path("gold") / "journey_steps" / f"journey={quote(name, safe='') or '_'}" /
-                       ("sealed" if is_sealed else open_kind))
+                            "ORDER BY o.r, s.step", where)
         placed = writer.results()
+        if buffered is not None:
+            files = [(name, flag, n, buffered.digest(name, flag)) for name, flag, n, _ in files]
     finally:
         writer.close()
         con.execute(f"DROP TABLE IF EXISTS temp.main.{STEP_ORDER}")
