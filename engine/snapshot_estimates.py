@@ -132,6 +132,7 @@ class _Rows:
             zero_copy_only=False).astype(np.int64) + 1
         self.path_names = _KeyNames(codes, [str(o) for o in outcome.dictionary.to_pylist()], per_path)
         self.seq_key = codes.code
+        self.build_order = path_estimate_totals.BuildOrder.of(self.path_key, self.dur)  # every scope's, sorted once
         self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()  # Visits' pairs: the same arrays
 
 
@@ -319,7 +320,8 @@ def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int, w: np.ndarra
     return path_estimate_totals.scope_block(path_estimate_totals.ScopeRows(
         known_t=rows.aj_t[take], ok=rows.has_path[take], follow=rows.follow[take], key=rows.path_key[take],
         seq=rows.seq_key[take], converted=rows.converted[take], censored=rows.censored[take], dur=rows.dur[take],
-        length=rows.length[take], names=rows.path_names), top_n, np.where(rows.has_path[take], w, 0.0))
+        length=rows.length[take], names=rows.path_names, build=rows.build_order, at=take), top_n,
+        np.where(rows.has_path[take], w, 0.0))
 
 
 def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,
