@@ -70,7 +70,8 @@ class BuildOrder:
     @classmethod
     def of(cls, key: np.ndarray, dur: np.ndarray) -> BuildOrder:
         keys, rank = np.unique(key, return_inverse=True)
-        return cls(keys, rank.reshape(-1), np.argsort(dur, kind="stable"))
+        small = np.int32 if len(key) < 2 ** 31 else np.int64  # held while the scopes run: half the memory
+        return cls(keys, rank.reshape(-1).astype(small), np.argsort(dur, kind="stable").astype(small))
 
     def unique(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """np.unique(key[at], return_inverse=True)."""

@@ -304,9 +304,9 @@ class JourneyOrder:
     run's sorted steps are the run's own, shifted, and each group start the same (`Runs.groups`). Sorting once
     for the build saves a sort per scope (at 10 M events the scopes hold every step about four times)."""
 
-    shift: np.ndarray      # the sorted slot i holds step i + shift[i] (moves stay within a journey)
-    cell_new: np.ndarray   # sorted slot i starts a (journey, source, destination) group
-    group_new: np.ndarray  # sorted slot i starts a (journey, source) group
+    shift: np.ndarray  # the sorted slot i holds step i + shift[i] (moves stay within a journey: a small int)
+    new: np.ndarray    # uint8 per sorted slot: 1 starts a (journey, source, destination) group, 2 a (journey,
+                       # source) group too (held while the scopes run: one byte a step, not two)
 
     @classmethod
     def of(cls, steps: Steps) -> JourneyOrder:
@@ -317,13 +317,13 @@ class JourneyOrder:
         key += steps.dst
         order = np.argsort(key, kind="stable")
         key = key[order]
-        cell_new = _starts(key)
+        new = _starts(key).astype(np.uint8)
         key //= k
-        group_new = _starts(key)
+        new += _starts(key)
         del key
         order -= np.arange(len(order))
-        small = np.int32 if len(order) < 2 ** 31 else np.int64  # a shift is less than a journey's steps
-        return cls(order.astype(small), cell_new, group_new)
+        reach = int(np.abs(order).max(initial=0))  # less than a journey's steps
+        return cls(order.astype(np.min_scalar_type(-reach - 1)), new)
 
 
 @dataclass(frozen=True)
@@ -342,8 +342,9 @@ class Runs:
         cut = [slice(int(a), int(b)) for a, b in zip(self.start, self.stop)]
         order = np.concatenate([o.shift[c] for c in cut]).astype(np.int64)
         order += np.arange(len(order))
-        cell_new = np.concatenate([o.cell_new[c] for c in cut])
-        new = np.concatenate([o.group_new[c] for c in cut])
+        flags = np.concatenate([o.new[c] for c in cut])
+        cell_new, new = flags >= 1, flags == 2
+        del flags
         inverse = np.empty(len(order), dtype=np.int64)
         inverse[order] = _numbers(new)
         first = order[new]

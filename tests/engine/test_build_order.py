@@ -44,6 +44,7 @@ def test_keys_and_duration_order_are_the_per_scope_sorts(seed: int) -> None:
         keys, inverse = build.unique(at[ok])
         want_keys, want_inverse = np.unique(key[at[ok]], return_inverse=True)
         assert np.array_equal(keys, want_keys) and np.array_equal(inverse, want_inverse.reshape(-1))
+        assert keys.dtype == want_keys.dtype and inverse.dtype == want_inverse.dtype
         sub = np.flatnonzero(ok)
         assert np.array_equal(build.by_duration(at, sub), sub[np.argsort(dur[at][sub], kind="stable")])
 

@@ -78,3 +78,11 @@ def test_runs_that_are_not_the_picked_steps_are_refused() -> None:
     runs = step_shares.Runs(step_shares.JourneyOrder.of(steps), start, stop)
     with pytest.raises(ValueError, match="not the runs"):
         runs.groups(steps, pick, pos)
+
+
+def test_the_build_order_holds_a_byte_or_two_per_step() -> None:
+    """It lives while the scopes run (their memory peak): shifts as small as the longest journey allows."""
+    steps = _build(np.random.default_rng(2), 500, 4, 100)
+    order = step_shares.JourneyOrder.of(steps)
+    assert order.shift.dtype == np.int8 and order.new.dtype == np.uint8
+    assert set(np.unique(order.new).tolist()) == {0, 1, 2}
