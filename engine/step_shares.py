@@ -203,7 +203,10 @@ class StepRows:
         """STEPS_SQL's rows: collapse repeats (if asked), each kept step's next state (else its journey's
         destination outcome), the resolution rule; names shared by states and outcomes."""
         at, new_journey = self._collapsed()
-        row, state, s, keep = self.row[at], self.state[at], self.s[at], self.keep[at]
+        if len(at) == len(self.row):  # every step (no collapse, or nothing to collapse): no copies to take from
+            row, state, s, keep = self.row, self.state, self.s, self.keep
+        else:
+            row, state, s, keep = self.row[at], self.state[at], self.s[at], self.keep[at]
         names = list(self.state_names)
         index = {name: i for i, name in enumerate(names)}
         dest_code = np.array([index.setdefault(str(o), len(index)) for o in self.dest_names.to_pylist()], dtype=np.int64)
@@ -216,8 +219,8 @@ class StepRows:
         dst[last] = np.where(dest >= 0, dest_code[np.maximum(dest, 0)] if len(dest_code) else -1, -1)
         if (dst[keep] < 0).any():  # STEPS_SQL would give a NULL destination: the journey tables disagree
             raise ValueError("resolved steps: a resolved last step has no destination")
-        return Steps(row=row[keep], s=s[keep], known_t=self.known_t[row[keep]], src=state[keep], dst=dst[keep],
-                     names=names)
+        kept = row[keep]
+        return Steps(row=kept, s=s[keep], known_t=self.known_t[kept], src=state[keep], dst=dst[keep], names=names)
 
 
 def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
