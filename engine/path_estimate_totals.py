@@ -52,6 +52,39 @@ class ScopeRows:
     dur: np.ndarray        # duration (engine.snapshot's rule)
     length: np.ndarray     # steps on its path
     names: Sequence[str]   # key code -> path SEP SEP outcome
+    build: BuildOrder | None = None  # the build's keys and durations ordered once, with `at`
+    at: np.ndarray | None = None     # each journey's row in the build, ascending (with `build`)
+
+
+@dataclass(frozen=True)
+class BuildOrder:
+    """A build's journeys' (path, outcome) keys ranked and durations ordered once. A scope's journeys are build
+    rows, ascending, so its distinct keys are the build's that it holds (np.unique's values and inverse, read off
+    by a count) and its rows in stable duration order are the build's order restricted to them (ties in row
+    order either way): no sort per scope."""
+
+    keys: np.ndarray       # the distinct keys, ascending
+    key_rank: np.ndarray   # per build row its key's place in `keys`
+    dur_order: np.ndarray  # build rows by duration (stable; NaN last, as np.argsort)
+
+    @classmethod
+    def of(cls, key: np.ndarray, dur: np.ndarray) -> BuildOrder:
+        keys, rank = np.unique(key, return_inverse=True)
+        small = np.int32 if len(key) < 2 ** 31 else np.int64  # held while the scopes run: half the memory
+        return cls(keys, rank.reshape(-1).astype(small), np.argsort(dur, kind="stable").astype(small))
+
+    def unique(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """np.unique(key[at], return_inverse=True)."""
+        rank = self.key_rank[at]
+        present = np.bincount(rank, minlength=len(self.keys)) > 0
+        return self.keys[present], (np.cumsum(present) - 1)[rank]
+
+    def by_duration(self, at: np.ndarray, sub: np.ndarray) -> np.ndarray:
+        """sub[np.argsort(dur[at[sub]], kind="stable")] for `at` ascending and `sub` ascending places in it."""
+        place = np.full(len(self.key_rank), -1, dtype=np.int64)
+        place[at[sub]] = sub
+        place = place[self.dur_order]
+        return place[place >= 0]
 
 
 def r6(value: float | None) -> float | None:
@@ -66,8 +99,11 @@ def scope_block(rows: ScopeRows, top_n: int, w: np.ndarray | None = None) -> dic
     ipcw.weights(known_t, ok, follow), when the caller has them."""
     ok = rows.ok
     w = ipcw.weights(rows.known_t, ok, rows.follow) if w is None else w
-    keys, inverse = np.unique(rows.key[ok], return_inverse=True)
-    inverse = inverse.reshape(-1)
+    if rows.build is not None and rows.at is not None:
+        keys, inverse = rows.build.unique(rows.at[ok])
+    else:
+        keys, inverse = np.unique(rows.key[ok], return_inverse=True)
+        inverse = inverse.reshape(-1)
     sh = ipcw.shares(inverse, w[ok], len(keys))
     chosen = top_entries(sh.estimate, keys, rows.names, top_n)
     seq_of_key = np.empty(len(keys), dtype=np.int64)
@@ -92,7 +128,10 @@ def _durations(rows: ScopeRows, w: np.ndarray) -> dict[str, Any]:
     """Medians overall and per class. One sort of the resolved rows alone (the others weigh 0; a stable sort of
     a subset keeps its ties in the rows' order, as sorting every row does), each class its rows of that order."""
     sub = np.flatnonzero(rows.ok)
-    by_dur = sub[np.argsort(rows.dur[sub], kind="stable")]
+    if rows.build is not None and rows.at is not None:
+        by_dur = rows.build.by_duration(rows.at, sub)
+    else:
+        by_dur = sub[np.argsort(rows.dur[sub], kind="stable")]
     by_len = sub[sorting.stable_order(rows.length[sub])]
     conv_d, conv_l = rows.converted[by_dur], rows.converted[by_len]
     return {**_medians(rows, w, by_dur, by_len),

@@ -132,6 +132,7 @@ class _Rows:
             zero_copy_only=False).astype(np.int64) + 1
         self.path_names = _KeyNames(codes, [str(o) for o in outcome.dictionary.to_pylist()], per_path)
         self.seq_key = codes.code
+        self.build_order = path_estimate_totals.BuildOrder.of(self.path_key, self.dur)  # every scope's, sorted once
         self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()  # Visits' pairs: the same arrays
 
 
@@ -184,6 +185,8 @@ class Inputs:
         self.rows = _Rows(con, jc.conversion_outcome, step_rows)
         self.visits = state_estimates.Visits.of(con, step_rows, "SELECT journey_id, jrow FROM _jg_est", jc.name)
         self.steps = step_rows.resolved()
+        rising = not len(self.steps.row) or bool((np.diff(self.steps.row) >= 0).all())
+        self.order = step_shares.JourneyOrder.of(self.steps) if rising else None  # (resolved(): by row)
         self.members = con.execute("SELECT sid, list(cls ORDER BY cls) FROM _jg_csid GROUP BY sid").fetchall()
         del step_rows
         pa.default_memory_pool().release_unused()  # the path strings' buffers, kept by the pool otherwise
@@ -212,10 +215,12 @@ def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], 
     lo = np.searchsorted(rows.cls, classes, side="left")
     hi = np.searchsorted(rows.cls, classes, side="right")
     take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
+    start, stop = _runs(steps.row, lo, hi)
     pick, pos = _members(steps.row, lo, hi)
     follow = rows.follow[take]
     follow_up = ipcw.FollowUp(follow)  # one Ĝ for the steps' weights and the journeys'
-    done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"], follow_up)
+    runs = step_shares.Runs(inputs.order, start, stop) if inputs.order is not None else None
+    done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"], follow_up, runs)
     del pick, pos  # `done` holds the steps that count
     # the journeys' weights once: state_estimates' (ended) and path_estimates' (has_path: an ended journey with
     # a path) are the same numbers, each 1 / Ĝ(T_i) of the journey alone; none where nothing is estimable
@@ -259,13 +264,20 @@ def _by_state(rows: _Rows) -> reach_visits.ByState:
         return _BY_STATE[rows]
 
 
+def _runs(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the entries of a table ordered by journey row with a row in each class range [lo, hi) start and stop."""
+    return np.searchsorted(row, lo, side="left"), np.searchsorted(row, hi, side="left")
+
+
 def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Entries of a table ordered by journey row whose row lies in the scope's class ranges [lo, hi), and each
-    one's journey's place inside the scope (the concatenated ranges)."""
-    a, b = np.searchsorted(row, lo, side="left"), np.searchsorted(row, hi, side="left")
-    pick = np.concatenate([np.arange(x, y) for x, y in zip(a, b)]) if len(a) else np.zeros(0, np.int64)
+    one's journey's place inside the scope (the concatenated ranges). Run by run: slices, no gather."""
+    a, b = _runs(row, lo, hi)
+    if not len(a):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pick = np.concatenate([np.arange(x, y) for x, y in zip(a, b)])
     offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
-    return pick, row[pick] - np.repeat(lo - offsets, b - a)
+    return pick, np.concatenate([row[x:y] - (s - o) for x, y, s, o in zip(a, b, lo, offsets)])
 
 
 def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
@@ -308,7 +320,8 @@ def _paths_and_durations(rows: _Rows, take: np.ndarray, top_n: int, w: np.ndarra
     return path_estimate_totals.scope_block(path_estimate_totals.ScopeRows(
         known_t=rows.aj_t[take], ok=rows.has_path[take], follow=rows.follow[take], key=rows.path_key[take],
         seq=rows.seq_key[take], converted=rows.converted[take], censored=rows.censored[take], dur=rows.dur[take],
-        length=rows.length[take], names=rows.path_names), top_n, np.where(rows.has_path[take], w, 0.0))
+        length=rows.length[take], names=rows.path_names, build=rows.build_order, at=take), top_n,
+        np.where(rows.has_path[take], w, 0.0))
 
 
 def payload_blocks(est: Mapping[int, dict[str, Any]], sid: int, censored: int,

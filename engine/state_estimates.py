@@ -148,18 +148,16 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
     w = ipcw.weights(j.known_t, j.ended, j.follow) if w is None else w
     y = j.converted.astype(float)
     k = max(len(names), 1)
-    wv, yv = w[pos], y[pos]
+    wv, yes = w[pos], np.asarray(j.converted, dtype=bool)[pos]  # per visitor: its weight, whether it converted
     tot = (float(w.sum()), float((w * y).sum()), float((w * w).sum()), float((w * w * y).sum()))
-    part = tuple(np.bincount(state, weights=v, minlength=k) for v in (wv, wv * yv, wv ** 2, wv ** 2 * yv))
-    raw = np.bincount(state, weights=wv > 0, minlength=k).astype(np.int64)
-    raw_y = np.bincount(state, weights=(wv > 0) & (yv > 0), minlength=k).astype(np.int64)
+    part, raw, raw_y = _visitor_sums(state, wv, yes, k)
     ended, ended_y = int(j.ended.sum()), int((j.ended & j.converted).sum())
     groups = {"reached": _hajek(*part), "not_reached": _complement(tot, part, ended - raw, ended_y - raw_y),
               # reach: y = R over every journey, so the group sums are the scope's and y's are the visitors'
               "reach": _hajek(np.full(k, tot[0]), part[0], np.full(k, tot[2]), part[2])}
     conv, conv_se, n_eff = (float(x[0]) for x in _hajek(*(np.array([t]) for t in tot)))
-    plain = _repeats(part, (raw, raw_y), wv, yv, visits, state, k)
-    lc = _repeats(part, (raw, raw_y), wv, yv, lifecycle, state, k) if lifecycle is not None else None
+    plain = _repeats(part, (raw, raw_y), wv, yes, visits, state, k)
+    lc = _repeats(part, (raw, raw_y), wv, yes, lifecycle, state, k) if lifecycle is not None else None
     seen = sorted((int(s) for s in np.flatnonzero(part[0] > 0)), key=lambda s: names[s])
     result = {"estimator": ESTIMATOR, "journeys": counts, "n_eff": _r6(n_eff), "p_convert": _r6(conv),
               "p_convert_se": _r6(conv_se),
@@ -171,6 +169,24 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
     return result
 
 
+def _visitor_sums(state: np.ndarray, wv: np.ndarray, conv: np.ndarray,
+                  k: int) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """Per state the visitors' Σw, Σw·y, Σw², Σw²·y and their counts (w > 0; and converted), y = converted.
+
+    The y-weighted sums run over the converters alone: a non-converter's term w·0 is +0.0, which changes no
+    partial sum (all are ≥ +0), and a converter's w·1 is w, so each bin adds the same numbers in the same
+    order as over every visitor; the counts are whole numbers either way."""
+    w2 = wv ** 2
+    s_c, w_c = state[conv], wv[conv]
+
+    def of_converters(x: np.ndarray) -> np.ndarray:  # float zeros for no converter, as the sum over all gave
+        return np.bincount(s_c, weights=x, minlength=k) if len(s_c) or not len(state) else np.zeros(k)
+
+    part = (np.bincount(state, weights=wv, minlength=k), of_converters(w_c),
+            np.bincount(state, weights=w2, minlength=k), of_converters(w2[conv]))
+    return part, np.bincount(state[wv > 0], minlength=k), np.bincount(s_c[w_c > 0], minlength=k)
+
+
 def _reach_entry(g: dict[str, tuple[np.ndarray, ...]], s: int, raw: int, ended: int) -> dict[str, Any]:
     r, nr, reach = g["reached"], g["not_reached"], g["reach"]
     return {"reach": _r6(reach[0][s]), "reach_se": _r6(reach[1][s]), "reached": raw, "not_reached": ended - raw,
@@ -178,14 +194,14 @@ def _reach_entry(g: dict[str, tuple[np.ndarray, ...]], s: int, raw: int, ended: 
             "p_not_reached": _r6(nr[0][s]), "se_not_reached": _r6(nr[1][s]), "n_eff_not_reached": _r6(nr[2][s])}
 
 
-def _repeats(part: tuple[np.ndarray, ...], raw: tuple[np.ndarray, np.ndarray], wv: np.ndarray, yv: np.ndarray,
+def _repeats(part: tuple[np.ndarray, ...], raw: tuple[np.ndarray, np.ndarray], wv: np.ndarray, conv: np.ndarray,
              visits: np.ndarray, state: np.ndarray, k: int) -> dict[str, Any]:
     """Per state among visitors: mean visits, repeat share, conversion of repeaters and of single visitors.
     `part`/`raw`: the visitors' weighted sums (w, w·y, w², w²·y) and raw counts (all, converted); single
     visitors are the visitors minus the repeaters, so only the repeaters and the visit counts are summed."""
     v = visits.astype(float)
     r = visits >= 2
-    w_r, y_r, s_r = wv[r], yv[r], state[r]
+    w_r, y_r, s_r = wv[r], conv[r].astype(float), state[r]
     rep = tuple(np.bincount(s_r, weights=x, minlength=k) for x in (w_r, w_r * y_r, w_r ** 2, w_r ** 2 * y_r))
     raw_r = (np.bincount(s_r, weights=w_r > 0, minlength=k).astype(np.int64),
              np.bincount(s_r, weights=(w_r > 0) & (y_r > 0), minlength=k).astype(np.int64))
