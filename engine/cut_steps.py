@@ -27,6 +27,9 @@ from engine.arrow_scan import in_batches
 from engine.parquet_files import ROW_GROUP
 
 _BUFFERS: weakref.WeakKeyDictionary[Any, StepBuffer] = weakref.WeakKeyDictionary()
+# Arrow outside DuckDB's memory limit, about 40 bytes a step (9.7 M steps at 10 M events: ~0.4 GB): past this
+# many the steps go to the TEMP table instead, which DuckDB can spill to disk (`keep`)
+MAX_STEPS = 32_000_000
 _STEPS = "_jg_cut_steps"  # steps registered for an INSERT or a digest
 _IDS = "_jg_cut_ids"  # its journeys (global index g, journey_id), registered for their order and seal
 
@@ -166,6 +169,21 @@ def _spans(counts: np.ndarray, journeys: np.ndarray) -> tuple[np.ndarray, np.nda
     lengths = counts[journeys]
     shift = np.repeat(first[journeys] - (np.cumsum(lengths) - lengths), lengths)
     return np.arange(len(shift), dtype=np.int64) + shift, np.repeat(np.arange(len(journeys)), lengths)
+
+
+def keep(con: duckdb.DuckDBPyConnection, journey: str, ids: pa.Array | pa.ChunkedArray, steps: pa.Table) -> bool:
+    """Buffer one chunk's steps (StepBuffer.add) when this run buffers and stays within MAX_STEPS; False: the
+    caller inserts them into the TEMP `journey_steps` table. Past the budget every step buffered so far goes
+    there too and the run stops buffering: the table path writes the same files."""
+    buffer = of(con)
+    if buffer is None:
+        return False
+    if len(buffer) + steps.num_rows > MAX_STEPS:
+        buffer.insert_into(con, "temp.main.journey_steps")
+        stop(con)
+        return False
+    buffer.add(journey, ids, steps)
+    return True
 
 
 def start(con: Any) -> StepBuffer:

@@ -475,10 +475,8 @@ def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tu
         con.unregister("_jg_jgroups_arrow")
     offset = int(groups.column("jidx")[0].as_py()) if groups.num_rows else 0
     local = steps.column("jidx").to_numpy() - offset  # the steps' journeys by position in `groups`: no join
-    buffered = cut_steps.of(con)
-    if buffered is not None:  # a full run: written to the gold files from here (engine.cut_steps)
-        buffered.add(journey.name, groups.column("journey_id"), steps.set_column(0, "jidx", pa.array(local)))
-        return
+    if cut_steps.keep(con, journey.name, groups.column("journey_id"), steps.set_column(0, "jidx", pa.array(local))):
+        return  # a full run: written to the gold files from the buffer (engine.cut_steps)
     ids = groups.column("journey_id").take(pa.array(local))
     con.register("_jg_jsteps_arrow", in_batches(steps.drop_columns(["jidx"]).add_column(0, "journey_id", ids)))
     try:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine import cut_steps, silver
+from engine import cut_steps, journeys, silver
 
 SEALED = "SELECT journey_id FROM cuts WHERE sealed"
 IDS = "SELECT journey_id FROM cuts"
@@ -133,3 +133,46 @@ def test_a_full_run_hands_every_step_to_the_buffer_not_the_table(tmp_path: Path,
     con = duckdb.connect(str(tmp_path / "ws" / "journeygraph.duckdb"), read_only=True)
     stored = con.execute("SELECT sum(rows) FROM parquet_files WHERE layer LIKE 'journey_steps%'").fetchall()[0][0]
     assert in_table == 0 and buffered == stored > 0
+
+
+def test_past_the_budget_the_steps_go_to_the_table_with_the_same_files(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than MAX_STEPS steps: the buffer goes back to the TEMP table (which DuckDB can spill), the rest of
+    the cut follows it there, and the gold files are those a run that buffered everything writes."""
+    from engine.app import pipeline
+    from tests.engine.hostile import base_events, config_file, dumps, write_lines
+
+    src = write_lines(tmp_path / "events.jsonl", dumps(base_events(160)))
+    cfg = config_file(tmp_path / "c.yaml")
+    pipeline.run(str(src), str(cfg), str(tmp_path / "all"), quiet=True)
+    seen = []
+    real = silver.persist_steps
+
+    def persist(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> None:
+        seen.append((cut_steps.of(con), con.execute("SELECT count(*) FROM temp.main.journey_steps").fetchall()[0][0]))
+        real(con, *args, **kwargs)  # type: ignore[arg-type]
+
+    def manifest(ws: str) -> list[tuple]:
+        con = duckdb.connect(str(tmp_path / ws / "journeygraph.duckdb"), read_only=True)
+        try:
+            return con.execute(MANIFEST.replace("ORDER BY", "WHERE layer LIKE 'journey_steps%' ORDER BY")).fetchall()
+        finally:
+            con.close()
+
+    total = sum(row[3] for row in manifest("all"))
+    flushed = []
+    real_insert = cut_steps.StepBuffer.insert_into
+
+    def insert_into(self: cut_steps.StepBuffer, con: duckdb.DuckDBPyConnection, table: str) -> None:
+        flushed.append(len(self))
+        real_insert(self, con, table)
+
+    monkeypatch.setattr(silver, "persist_steps", persist)
+    monkeypatch.setattr(cut_steps.StepBuffer, "insert_into", insert_into)
+    monkeypatch.setattr(journeys, "CHUNK_EVENTS", 60)  # several chunks: some buffered before the budget is passed
+    monkeypatch.setattr(cut_steps, "MAX_STEPS", total // 2)
+    pipeline.run(str(src), str(cfg), str(tmp_path / "spill"), quiet=True)
+    (buffer, in_table), = seen
+    assert buffer is None and in_table == total > 0
+    assert len(flushed) == 1 and 0 < flushed[0] <= total // 2
+    assert manifest("all") == manifest("spill")
