@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from engine import silver
+from engine.parquet_files import ROW_GROUP
 
 # (tenant, actor, day offset, hh:mm:ss.ffffff): two tenants whose days interleave, an actor crossing midnight
 ROWS = [("a", "u1", 0, "23:59:59.999999"), ("a", "u1", 1, "00:00:00"), ("b", "u1", 0, "12:00:00"),
@@ -63,3 +64,23 @@ def test_only_the_changed_partition_is_written_again(con: duckdb.DuckDBPyConnect
     after = dict(((t, d), p) for t, d, p in con.execute(
         "SELECT tenant_id, part, path FROM parquet_files WHERE layer = 'events'").fetchall())
     assert {k for k in after if after[k] != before[k]} == {("b", "2026-01-06")}
+
+
+def test_digests_taken_as_the_rows_are_written_equal_the_grouped_ones(con: duckdb.DuckDBPyConnection,
+                                                                        tmp_path: Path) -> None:
+    """A fresh workspace's digests and input XORs come from the day queries' batches (a day here spans
+    two of them); they must equal `_event_parts`' grouped ones, which a stored partition is compared with."""
+    silver.make_temp_table(con, "events")
+    con.execute("""INSERT INTO events SELECT t, 'u' || lpad(CAST(99_999 - i % 100_000 AS VARCHAR), 5, '0'), 'e' || i,
+                          'ev' || i % 7, TIMESTAMP '2026-01-05' + to_seconds(CAST(i * 0.6 AS BIGINT)), NULL, NULL,
+                          'web', NULL, CAST('{"k": ' || i % 3 || '}' AS JSON), i, i // 100_000, 'ev' || i % 7, NULL, NULL
+                   FROM range(300_000) r(i), (VALUES ('a'), ('b')) v(t) WHERE t = 'a' OR i % 5 = 0""")
+    grouped = silver._event_parts(con, "temp.main.events")
+    assert max(n for _, _, n, _, _ in grouped) > ROW_GROUP  # some day comes in more than one batch
+    assert silver.persist_events(con) == {"written": len(grouped), "reused": 0}
+    manifest = con.execute("SELECT tenant_id, part, rows, digest, input_xor, path FROM parquet_files "
+                           "WHERE layer = 'events' ORDER BY tenant_id, part").fetchall()
+    assert [m[:5] for m in manifest] == grouped
+    for *_, path in manifest:  # the actors were inserted in descending order: the files sort them
+        rows = con.execute(f"SELECT actor_id, seq FROM read_parquet('{tmp_path / path}')").fetchall()
+        assert rows == sorted(rows)
