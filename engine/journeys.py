@@ -357,7 +357,7 @@ def _rows(table: pa.Table, n_segments: int, order: np.ndarray | None = None) -> 
     else:
         actor, order, new_actor, text = None, np.arange(table.num_rows), new_actor_flags(table), table
     return _Rows(order=order, new_actor=new_actor, actor=actor, ts=table.column("ts_us").to_numpy(),
-                 hit=table.column("hit").fill_null(NONE).to_numpy().astype(np.int64), state=state,
+                 hit=_small(table.column("hit").fill_null(NONE).to_numpy()), state=state,
                  state_names=state_names, text=text,
                  valid=tuple(table.column(s).is_valid().to_numpy(zero_copy_only=False) for s in segs))
 
@@ -365,7 +365,14 @@ def _rows(table: pa.Table, n_segments: int, order: np.ndarray | None = None) -> 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """(integer code per row with NONE for null, dictionary) of a text column."""
     encoded = pc.dictionary_encode(column.combine_chunks())
-    return encoded.indices.fill_null(NONE).to_numpy().astype(np.int64), encoded.dictionary
+    return _small(encoded.indices.fill_null(NONE).to_numpy()), encoded.dictionary
+
+
+def _small(codes: np.ndarray) -> np.ndarray:
+    """Codes (>= NONE) in the smallest signed integer type that holds them: the cut gathers them row by row."""
+    top = int(codes.max(initial=0))
+    return codes.astype(np.int8 if top <= np.iinfo(np.int8).max else np.int16 if top <= np.iinfo(np.int16).max
+                        else np.int32 if top <= np.iinfo(np.int32).max else np.int64, copy=False)
 
 
 def _cut_chunk(table: pa.Table, journey: JourneyConfig, n_segments: int, offset: int) -> tuple[pa.Table, pa.Table]:
