@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,38 @@ def test_open_base_stays_and_changes_go_to_a_delta_until_folded_in(tmp_path: Pat
     a, b = _outputs(ws), _outputs(tmp_path / "full")
     for name in a:
         assert a[name] == b[name], name
+
+
+def test_two_tenants_and_two_journeys_match_a_full_recompute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two tenants with their own data ends (the platform as tenant: web's last events a week earlier) and two
+    journey definitions: each tenant's data end decides which stored journeys stop being censored, per definition."""
+    rows = [[json.loads(line) for line in part] for part in _demo_parts()]
+    rows[2] = [r for r in rows[2] if r.get("platform") != "web" or r["timestamp"] < "2026-03-01"]  # web's data end: a week earlier
+    parts = [[json.dumps({**r, "tenant_id": r.get("platform")}) for r in part] for part in rows]
+    cfg = _config(tmp_path, ROOT / "fixtures" / "demo.yaml")
+    cfg.write_text(cfg.read_text().replace("journeys:\n", """journeys:
+  projects:
+    level: semantic
+    start: create_project
+    outcomes:
+      invited: "event_name = 'invite_sent'"
+      quiet: {inactive_for: 3d}
+    window: 9d
+""", 1))
+    inc = _grow(tmp_path, tmp_path / "inc", cfg, parts, monkeypatch, full=False)
+    full = _grow(tmp_path, tmp_path / "full", cfg, parts, monkeypatch, full=True)
+    assert [s["incremental"]["mode"] for s in inc] == ["full", "incremental", "incremental"]
+    a, b = _outputs(tmp_path / "inc"), _outputs(tmp_path / "full")
+    tenants = {row[1] for row in a["journeys"]}
+    names = {row[0] for row in a["journeys"]}
+    assert len(tenants) >= 2 and names == {"activation", "projects"}
+    for name in a:
+        assert a[name] == b[name], name
+    assert inc[2]["censored"] == full[2]["censored"] > 0
+    con = Workspace.open(tmp_path / "inc", read_only=True, create=False).con
+    ends = dict(con.execute("SELECT tenant_id, max(ts) FROM events GROUP BY ALL").fetchall())
+    con.close()
+    assert ends["web"] < min(ends.values()) + timedelta(days=1) < max(ends.values()) - timedelta(days=7)
 
 
 def test_a_run_that_changes_most_open_steps_writes_the_base(tmp_path: Path) -> None:
