@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import incidence, journeys, scope_pool, snapshot_estimates
+from engine import incidence, journeys, scope_pool, silver, snapshot_estimates
 from engine.config import JourneyConfig
 from engine.step_arrays import NULL_TS, StepArrays
 
@@ -146,11 +146,14 @@ def in_progress_json(p: Mapping[str, Any]) -> dict[str, Any]:
 # Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event (or, without
 # an events table, its last journey time); a caller-given data_end overrides it. The last journey time
 # needs every step, so it is computed only when some tenant has no events (never after a pipeline run).
+# Every tenant's last event is in its latest silver day file (engine.silver.latest_day): only the files from
+# the earliest of those days on are read ({recent}), not every event (0.15 CPU-s at 10 M events).
+_EVENTS_END = "(SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL)"
 _ENDS_FROM_EVENTS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_ends AS
 SELECT j.tenant_id, coalesce($data_end::TIMESTAMP, e.data_end) AS data_end
 FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant_id FROM journeys WHERE journey = $journey) j
-LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events GROUP BY ALL) e USING (tenant_id)
+LEFT JOIN {events_end} e USING (tenant_id)
 """
 _ENDS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_ends AS
@@ -168,14 +171,14 @@ def data_ends(con: Any, journey: str, data_end: datetime | None, steps: StepArra
     has_events = bool(con.execute("""SELECT count(*) FROM (SELECT table_name AS name FROM duckdb_tables()
                                      UNION ALL SELECT view_name FROM duckdb_views()) WHERE name = 'events'""").fetchall()[0][0])
     params = {"data_end": data_end, "journey": journey}
+    since = silver.latest_day(con) if has_events else None
+    events_end = _EVENTS_END.format(recent=f"WHERE ts >= DATE '{since}'" if since else "")
     if has_events:
-        con.execute(_ENDS_FROM_EVENTS_SQL, params)
+        con.execute(_ENDS_FROM_EVENTS_SQL.format(events_end=events_end), params)
         if not con.execute("SELECT count(*) FROM _jg_ends WHERE data_end IS NULL").fetchall()[0][0]:
             return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
-    sql = _ENDS_SQL.format(
-        events="e.data_end" if has_events else "NULL",
-        events_join=("LEFT JOIN (SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events "
-                     "GROUP BY ALL) e USING (tenant_id)") if has_events else "")
+    sql = _ENDS_SQL.format(events="e.data_end" if has_events else "NULL",
+                           events_join=f"LEFT JOIN {events_end} e USING (tenant_id)" if has_events else "")
     jix, last = steps.last_ts()
     con.register("_jg_last", pa.table({"jix": jix, "last_ts": pa.array(last, pa.timestamp("us"), mask=last == NULL_TS)}))
     try:
