@@ -273,9 +273,7 @@ def sealing_bound(con: duckdb.DuckDBPyConnection, cfg: Config) -> datetime | Non
     """This run's watermark minus the late-arrival tolerance: no later run accepts an event before it."""
     if current(con) is None or silver.root_of(con) is None:
         return None
-    since = silver.latest_day(con)
-    recent = f"WHERE ts >= DATE '{since}'" if since else ""
-    watermark = con.execute(f"SELECT max(ts) FROM events {recent}").fetchall()[0][0]
+    watermark = con.execute(f"SELECT max(ts) FROM events {silver.recent_events(con)}").fetchall()[0][0]
     return None if watermark is None else watermark - timedelta(seconds=int(cfg.normalize.late_arrival_tolerance_s))
 
 

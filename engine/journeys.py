@@ -229,8 +229,7 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool, sealing:
 def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
     """Journeys and progress rows from the cuts: censored when the window is not over by the tenant's data end."""
     name, window = _literal(journey.name), int(journey.window_s)
-    since = silver.latest_day(con)  # every tenant's last event is in its latest day file: read only those
-    recent = f"WHERE ts >= DATE '{since}'" if since else ""
+    recent = silver.recent_events(con)  # every tenant's last event is in its latest day file: read only those
     cuts = f"""(SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
                FROM journey_cuts c JOIN (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL) d
                USING (tenant_id) WHERE c.journey = {name})"""  # read twice: cheaper than a copy of every cut

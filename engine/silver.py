@@ -455,6 +455,13 @@ def latest_day(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(row[0]) if row[0] else None
 
 
+def recent_events(con: duckdb.DuckDBPyConnection) -> str:
+    """A WHERE clause on `events` that keeps every tenant's last event and reads only the day files from
+    `latest_day` on ('' when there are no day files: every event)."""
+    since = latest_day(con)
+    return f"WHERE ts >= DATE '{since}'" if since else ""
+
+
 def input_hash(con: duckdb.DuckDBPyConnection) -> str | None:
     """pipeline.input_hash from the manifest's per-partition counts and XORs (no scan); None without layers."""
     if root_of(con) is None or not _has_manifest(con) or is_temp_table(con, "events") or _persistent_table(con, "events"):

@@ -146,7 +146,7 @@ def in_progress_json(p: Mapping[str, Any]) -> dict[str, Any]:
 # Each tenant's data end, the same rule engine.journeys censors by: the tenant's last event (or, without
 # an events table, its last journey time); a caller-given data_end overrides it. The last journey time
 # needs every step, so it is computed only when some tenant has no events (never after a pipeline run).
-# Every tenant's last event is in its latest silver day file (engine.silver.latest_day): only the files from
+# Every tenant's last event is in its latest silver day file (engine.silver.recent_events): only the files from
 # the earliest of those days on are read ({recent}), not every event (0.15 CPU-s at 10 M events).
 _EVENTS_END = "(SELECT coalesce(tenant_id, '') AS tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL)"
 _ENDS_FROM_EVENTS_SQL = """
@@ -171,8 +171,7 @@ def data_ends(con: Any, journey: str, data_end: datetime | None, steps: StepArra
     has_events = bool(con.execute("""SELECT count(*) FROM (SELECT table_name AS name FROM duckdb_tables()
                                      UNION ALL SELECT view_name FROM duckdb_views()) WHERE name = 'events'""").fetchall()[0][0])
     params = {"data_end": data_end, "journey": journey}
-    since = silver.latest_day(con) if has_events else None
-    events_end = _EVENTS_END.format(recent=f"WHERE ts >= DATE '{since}'" if since else "")
+    events_end = _EVENTS_END.format(recent=silver.recent_events(con) if has_events else "")
     if has_events:
         con.execute(_ENDS_FROM_EVENTS_SQL.format(events_end=events_end), params)
         if not con.execute("SELECT count(*) FROM _jg_ends WHERE data_end IS NULL").fetchall()[0][0]:
