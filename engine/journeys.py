@@ -82,6 +82,10 @@ _BATCH_ROWS = 500_000
 ACTOR = "a"  # the window rows' actor number: its row in the starts table (STARTS)
 STARTS = "_jg_starts"
 RECUT = "_jg_recut"  # an incremental run's journeys cut again (their ids), while the build runs
+# journey_id in the two tables every run writes whole (_decide): random hex, which DuckDB's dictionary+FSST
+# compression halves at ~0.2-0.3 µs a row. Stored plain, writing both at 10 M events (1.4 M rows) costs
+# ~0.3 CPU-s less (the same rows; the database file 112 -> 132 MB, a scan of `journeys` no slower)
+ID_COLUMN = "VARCHAR USING COMPRESSION uncompressed"
 
 
 @dataclass(frozen=True)
@@ -193,11 +197,11 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool, sealing:
     only the kept journeys the run writes again — the delta's, and the base's that this bound seals — not
     every open journey; RECUT lists the journeys cut again (their base steps are superseded).
     """
-    con.execute("""CREATE OR REPLACE TABLE journeys (
-        journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
+    con.execute(f"""CREATE OR REPLACE TABLE journeys (
+        journey VARCHAR, tenant_id VARCHAR, journey_id {ID_COLUMN}, actor_id VARCHAR, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
-    con.execute("""CREATE OR REPLACE TABLE journey_progress (
-        journey VARCHAR, journey_id VARCHAR, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
+    con.execute(f"""CREATE OR REPLACE TABLE journey_progress (
+        journey VARCHAR, journey_id {ID_COLUMN}, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
     if only_touched:  # sealed journeys stay as they are, in their sealed files
         silver.create_view(con, "journey_steps", name="_jg_stored_steps", open_only=True)
         touched = f"NOT sealed AND (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})"
