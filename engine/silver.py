@@ -378,12 +378,15 @@ def _step_files(con: duckdb.DuckDBPyConnection, sealed_ids: str | None, journey_
     instead of a text one (the same order: ids are unique), and the sealed test is a column of the same
     small table instead of an IN over every step in each of three passes. Measured at 10 M events (9.7 M
     steps, main's function against this one, alternating): 16.8 → 15.0 and 18.1 → 16.5 CPU-s, the same files.
+    The ranks are taken over the journeys with steps only: the same order within each file, a smaller sort
+    and a smaller table for the three joins; a step whose journey `journey_ids` lacks still has no rank.
     """
     sealed = f"journey_id IN ({sealed_ids})" if sealed_ids else "false"
-    ids = journey_ids or "SELECT journey_id FROM temp.main.journey_steps"
+    ids = "SELECT DISTINCT journey_id FROM temp.main.journey_steps"
+    if journey_ids:  # only those with steps: an incremental run's are a few of every open journey (65 k of 335 k)
+        ids = f"SELECT journey_id FROM ({ids}) SEMI JOIN ({journey_ids}) USING (journey_id)"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {STEP_ORDER} AS
-                    SELECT journey_id, row_number() OVER (ORDER BY journey_id) AS r, {sealed} AS sealed
-                    FROM (SELECT DISTINCT journey_id FROM ({ids}))""")
+                    SELECT journey_id, row_number() OVER (ORDER BY journey_id) AS r, {sealed} AS sealed FROM ({ids})""")
     files = con.execute(f"""SELECT journey, o.sealed, count(*), {_digest_sql('journey_steps')}
                             FROM temp.main.journey_steps s LEFT JOIN {STEP_ORDER} o USING (journey_id)
                             GROUP BY ALL ORDER BY ALL""").fetchall()  # one pass for all

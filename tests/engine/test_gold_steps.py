@@ -57,6 +57,18 @@ def test_without_ids_or_seal_one_open_file_per_journey(con: duckdb.DuckDBPyConne
     assert files[("journey_steps", "main")] == sorted((j, s) for name, j, s in STEPS if name == "main")
 
 
+def test_ranks_only_the_journeys_with_steps(con: duckdb.DuckDBPyConnection) -> None:
+    """journey_ids may name many more journeys (an incremental run: every open one): those without steps get no
+    rank, and the ranks keep id order."""
+    con.execute("INSERT INTO cuts VALUES ('a0'), ('b1'), ('zz')")  # journeys without steps, between and after
+    files = silver._step_files(con, "SELECT journey_id FROM cuts WHERE journey_id IN ('a1', 'zz')",
+                               "SELECT journey_id FROM cuts")
+    assert con.execute(f"SELECT journey_id, r, sealed FROM {silver.STEP_ORDER} ORDER BY r").fetchall() == [
+        ("a1", 1, True), ("a9", 2, False), ("b0", 3, False), ("b2", 4, False), ("c3", 5, False)]
+    assert [(name, sealed, n) for name, sealed, n, _ in files] == [
+        ("main", False, 4), ("main", True, 3), ("other", False, 3)]
+
+
 def test_steps_of_a_journey_the_ids_lack_are_refused(con: duckdb.DuckDBPyConnection) -> None:
     with pytest.raises(RuntimeError, match="lack"):
         silver.persist_steps(con, journey_ids="SELECT journey_id FROM cuts WHERE journey_id <> 'b0'")
