@@ -257,8 +257,7 @@ class _Runs:
         """A batch's rows; `gone`: ids whose runs are left out."""
         starts, lens = _run_bounds(jid)
         if gone is not None and len(starts):
-            drop = pc.fill_null(pc.is_in(jid.take(pa.array(starts, pa.int64())), value_set=gone), False)
-            drop_np = drop.to_numpy(zero_copy_only=False)
+            drop_np = _among(jid.take(pa.array(starts, pa.int64())), gone).to_numpy(zero_copy_only=False)
             if drop_np.any():
                 rows = pa.array(np.repeat(~drop_np, lens))
                 jid, step, state, ts = jid.filter(rows), step.filter(rows), state.filter(rows), ts.filter(rows)
@@ -283,6 +282,19 @@ class _Runs:
 
     def lengths(self) -> np.ndarray:
         return _concat(self.lens, np.int64)
+
+
+def _among(values: pa.Array, gone: pa.Array) -> pa.BooleanArray:
+    """Whether each value is one of `gone` (a NULL value: whether `gone` holds a NULL), as is_in says.
+
+    Why not is_in over `gone` itself: it hashes the whole set on every call, once per batch (20 batches of
+    the open base times 65 k superseded ids at 10 M events: 0.2 CPU-s). Only the ids between the batch's
+    least and greatest id can match, a few thousand of them: a comparison finds those, is_in hashes only them."""
+    low, high = pc.min_max(values).values()
+    near = pc.fill_null(pc.and_(pc.greater_equal(gone, low), pc.less_equal(gone, high)), False)
+    if gone.null_count:
+        near = pc.or_(near, pc.is_null(gone))
+    return pc.fill_null(pc.is_in(values, value_set=gone.filter(near)), False)
 
 
 def _run_bounds(jid: pa.Array) -> tuple[np.ndarray, np.ndarray]:

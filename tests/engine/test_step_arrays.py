@@ -137,3 +137,14 @@ def test_runs_of_gone_ids_are_left_out_as_read() -> None:
                  gone)
     assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [1, 2, 1]
     assert np.concatenate(runs.times).tolist() == [0, 1, 2, 0]
+
+
+@pytest.mark.parametrize("gone", [["b", "z", "a0", ""], ["b", None, "zz"], [None], []], ids=["plain", "null", "only-null", "none"])
+def test_among_says_what_is_in_says(gone) -> None:
+    rng = np.random.default_rng(7)
+    pool = ["", "a", "a0", "b", "b\x00", "c", "zz", "é"]
+    gone_ids = pa.array(gone, pa.string())
+    for values in ([pool[i] for i in rng.integers(0, len(pool), 40)], ["b", None, "c"], [None, None], ["a", "zz"]):
+        got = step_arrays._among(pa.array(values, pa.string()), gone_ids)
+        assert got.to_pylist() == pa.compute.fill_null(pa.compute.is_in(pa.array(values, pa.string()),
+                                                                         value_set=gone_ids), False).to_pylist()
