@@ -275,9 +275,9 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
             with step_arrays.shared(con, journey_cfg.name, steps):
                 with _stage("data_ends"):
                     ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
-                rows, tops, checks, incidence, sealed = _count(con, cfg, journey_cfg, params, steps, base)
+                rows, tops, checks, incidence, sealed, cls = _count(con, cfg, journey_cfg, params, steps, base)
                 with _stage("estimate_inputs"):
-                    snapshot_estimates.prepare(con, journey_cfg.name, journey_cfg.dropoff_outcome)
+                    snapshot_estimates.prepare(con, journey_cfg.name, journey_cfg.dropoff_outcome, cls)
                     _drop(con, keep=("_jg_est", "_jg_csid"))  # counted: their memory goes before the arrays come
                     inputs = snapshot_estimates.Inputs(con, journey_cfg, params)
             del steps  # the estimates hold what they need of the steps: the arrays go before their peak
@@ -306,9 +306,10 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], steps: step_arrays.StepArrays,
            base: Mapping[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]],
-                                             sealed_scopes.Sealed]:
+                                             sealed_scopes.Sealed, np.ndarray]:
     """All counting SQL and the outcome incidence per scope, except for sealed scopes whose stored snapshot is
-    reused (engine.sealed_scopes); each stage's time is logged at debug level."""
+    reused (engine.sealed_scopes), and each journey's class by jix (-1: none); each stage's time is logged at
+    debug level."""
     with _stage("classes"):
         progress.observed(con, jc)
         for sql in _CLASSES_SQL:
@@ -340,7 +341,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
         incidence = progress.incidence_by_scope(con, jc)
-    return rows, tops, checks, incidence, sealed
+    return rows, tops, checks, incidence, sealed, np.where(journeys.counted, journeys.cls, -1)
 
 
 def _class_join(con: Any) -> str:
