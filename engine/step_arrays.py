@@ -254,22 +254,24 @@ class _Runs:
         self.going_on = False
 
     def add(self, jid: pa.Array, step: pa.Array, state: pa.Array, ts: pa.Array, gone: pa.Array | None = None) -> None:
-        """A batch's rows; `gone`: ids whose runs are left out."""
+        """A batch's rows; `gone`: ids whose runs are left out (the ids are taken once per run, and only the
+        numeric columns are filtered: the strings are not copied)."""
         starts, lens = _run_bounds(jid)
+        ids = jid.take(pa.array(starts, pa.int64()))
         if gone is not None and len(starts):
-            drop_np = _among(jid.take(pa.array(starts, pa.int64())), gone).to_numpy(zero_copy_only=False)
-            if drop_np.any():
-                rows = pa.array(np.repeat(~drop_np, lens))
-                jid, step, state, ts = jid.filter(rows), step.filter(rows), state.filter(rows), ts.filter(rows)
-                lens = lens[~drop_np]
-                starts = np.cumsum(lens) - lens
-        if not len(jid):
+            keep = ~_among(ids, gone).to_numpy(zero_copy_only=False)
+            if not keep.all():
+                rows = pa.array(np.repeat(keep, lens))
+                step, state, ts = step.filter(rows), state.filter(rows), ts.filter(rows)
+                ids, lens = ids.filter(pa.array(keep)), lens[keep]
+        if not len(lens):
             return
-        if self.going_on and jid[0].as_py() == self.last:  # the previous batch's last journey goes on
+        last = ids[len(ids) - 1].as_py()
+        if self.going_on and ids[0].as_py() == self.last:  # the previous batch's last journey goes on
             self.tail[-1] += lens[0]
-            starts, lens = starts[1:], lens[1:]
-        self.last, self.going_on = jid[len(jid) - 1].as_py(), True
-        self.ids.append(jid.take(pa.array(starts, pa.int64())))
+            ids, lens = ids.slice(1), lens[1:]
+        self.last, self.going_on = last, True
+        self.ids.append(ids)
         self.lens.append(lens)
         if len(lens):
             self.tail = lens  # the lengths holding the last run (a batch that only continues it adds none)

@@ -148,3 +148,14 @@ def test_among_says_what_is_in_says(gone) -> None:
         got = step_arrays._among(pa.array(values, pa.string()), gone_ids)
         assert got.to_pylist() == pa.compute.fill_null(pa.compute.is_in(pa.array(values, pa.string()),
                                                                          value_set=gone_ids), False).to_pylist()
+
+
+def test_a_batch_whose_last_run_is_gone_ends_with_the_run_before() -> None:
+    """The run a batch ends with, for the next batch to continue, is its last run kept: a gone run is not read."""
+    runs = step_arrays._Runs()
+    for ids in (["a", "b", "b"], ["a", "c"], ["b"], ["c", "d"]):  # b gone: a goes on over it, c over the batch of b
+        n = len(ids)
+        runs.add(pa.array(ids), pa.array(range(n), pa.int32()), pa.array(["x"] * n), pa.array(range(n), pa.timestamp("us")),
+                 pa.array(["b"]))
+    assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [2, 2, 1]
+    assert np.concatenate(runs.times).tolist() == [0, 0, 1, 0, 1]
