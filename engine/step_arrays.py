@@ -193,16 +193,28 @@ def _read(files: list[tuple[str, bool]], journey: str, gone: pa.Array | None) ->
         if any(_value_type(f.schema_arrow.field(c).type) != t for c, t in _FILE_TYPES.items()):
             return None
         runs.new_file()
+        at = f.schema_arrow.get_field_index("journey")
         for group in range(f.num_row_groups):
-            mine = _matching(f.read_row_group(group, columns=["journey"]).column(0), journey)
-            if not mine.any():
-                continue
+            if _only(f.metadata.row_group(group).column(at), journey):  # the file's journey partition: no need to look
+                mine = None
+            else:
+                mine = _matching(f.read_row_group(group, columns=["journey"]).column(0), journey)
+                if not mine.any():
+                    continue
             t = f.read_row_group(group, columns=["journey_id", "step", "state", "ts"])
-            if not mine.all():
+            if mine is not None and not mine.all():
                 t = t.filter(pa.array(mine))
             for batch in t.to_batches():
                 runs.add(batch.column(0), batch.column(1), batch.column(2), batch.column(3), gone if base else None)
     return runs
+
+
+def _only(column: pq.ColumnChunkMetaData, value: str) -> bool:
+    """Whether a row group's statistics say that every row of the column is `value` (least = greatest = value, no
+    NULL): then its rows need not be read to be picked (0.05 CPU-s over the 10 M increment's files)."""
+    st = column.statistics
+    return bool(st is not None and st.has_min_max and st.has_null_count and st.null_count == 0
+                and st.min == value and st.max == value)
 
 
 def _value_type(t: pa.DataType) -> pa.DataType:

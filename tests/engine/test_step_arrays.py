@@ -159,3 +159,21 @@ def test_a_batch_whose_last_run_is_gone_ends_with_the_run_before() -> None:
                  pa.array(["b"]))
     assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [2, 2, 1]
     assert np.concatenate(runs.times).tolist() == [0, 0, 1, 0, 1]
+
+
+def test_row_groups_of_one_journey_are_taken_whole_by_their_statistics(tmp_path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    n = 6
+    table = pa.table({"journey": pa.array(["main"] * 2 + ["main", "other"] + ["main", None], pa.string()),
+                      "journey_id": pa.array([f"j{i}" for i in range(n)]), "step": pa.array([0] * n, pa.int32()),
+                      "state": pa.array(["a"] * n), "ts": pa.array(range(n), pa.timestamp("us"))})
+    pq.write_table(table, tmp_path / "f.parquet", row_group_size=2)
+    meta = pq.ParquetFile(tmp_path / "f.parquet").metadata
+    only = [step_arrays._only(meta.row_group(g).column(0), "main") for g in range(3)]
+    assert only == [True, False, False]  # another journey, a NULL: looked at
+    looked = []
+    real = step_arrays._matching
+    monkeypatch.setattr(step_arrays, "_matching", lambda column, value: looked.append(len(column)) or real(column, value))
+    runs = step_arrays._read([(str(tmp_path / "f.parquet"), False)], "main", None)
+    assert runs is not None and runs.run_ids().to_pylist() == ["j0", "j1", "j2", "j4"] and looked == [2, 2]
