@@ -193,16 +193,28 @@ def _read(files: list[tuple[str, bool]], journey: str, gone: pa.Array | None) ->
         if any(_value_type(f.schema_arrow.field(c).type) != t for c, t in _FILE_TYPES.items()):
             return None
         runs.new_file()
+        at = f.schema_arrow.get_field_index("journey")
         for group in range(f.num_row_groups):
-            mine = _matching(f.read_row_group(group, columns=["journey"]).column(0), journey)
-            if not mine.any():
-                continue
+            if _only(f.metadata.row_group(group).column(at), journey):  # the file's journey partition: no need to look
+                mine = None
+            else:
+                mine = _matching(f.read_row_group(group, columns=["journey"]).column(0), journey)
+                if not mine.any():
+                    continue
             t = f.read_row_group(group, columns=["journey_id", "step", "state", "ts"])
-            if not mine.all():
+            if mine is not None and not mine.all():
                 t = t.filter(pa.array(mine))
             for batch in t.to_batches():
                 runs.add(batch.column(0), batch.column(1), batch.column(2), batch.column(3), gone if base else None)
     return runs
+
+
+def _only(column: pq.ColumnChunkMetaData, value: str) -> bool:
+    """Whether a row group's statistics say that every row of the column is `value` (least = greatest = value, no
+    NULL): then its rows need not be read to be picked (0.05 CPU-s over the 10 M increment's files)."""
+    st = column.statistics
+    return bool(st is not None and st.has_min_max and st.has_null_count and st.null_count == 0
+                and st.min == value and st.max == value)
 
 
 def _value_type(t: pa.DataType) -> pa.DataType:
@@ -254,23 +266,24 @@ class _Runs:
         self.going_on = False
 
     def add(self, jid: pa.Array, step: pa.Array, state: pa.Array, ts: pa.Array, gone: pa.Array | None = None) -> None:
-        """A batch's rows; `gone`: ids whose runs are left out."""
+        """A batch's rows; `gone`: ids whose runs are left out (the ids are taken once per run, and only the
+        numeric columns are filtered: the strings are not copied)."""
         starts, lens = _run_bounds(jid)
+        ids = jid.take(pa.array(starts, pa.int64()))
         if gone is not None and len(starts):
-            drop = pc.fill_null(pc.is_in(jid.take(pa.array(starts, pa.int64())), value_set=gone), False)
-            drop_np = drop.to_numpy(zero_copy_only=False)
-            if drop_np.any():
-                rows = pa.array(np.repeat(~drop_np, lens))
-                jid, step, state, ts = jid.filter(rows), step.filter(rows), state.filter(rows), ts.filter(rows)
-                lens = lens[~drop_np]
-                starts = np.cumsum(lens) - lens
-        if not len(jid):
+            keep = ~_among(ids, gone).to_numpy(zero_copy_only=False)
+            if not keep.all():
+                rows = pa.array(np.repeat(keep, lens))
+                step, state, ts = step.filter(rows), state.filter(rows), ts.filter(rows)
+                ids, lens = ids.filter(pa.array(keep)), lens[keep]
+        if not len(lens):
             return
-        if self.going_on and jid[0].as_py() == self.last:  # the previous batch's last journey goes on
+        last = ids[len(ids) - 1].as_py()
+        if self.going_on and ids[0].as_py() == self.last:  # the previous batch's last journey goes on
             self.tail[-1] += lens[0]
-            starts, lens = starts[1:], lens[1:]
-        self.last, self.going_on = jid[len(jid) - 1].as_py(), True
-        self.ids.append(jid.take(pa.array(starts, pa.int64())))
+            ids, lens = ids.slice(1), lens[1:]
+        self.last, self.going_on = last, True
+        self.ids.append(ids)
         self.lens.append(lens)
         if len(lens):
             self.tail = lens  # the lengths holding the last run (a batch that only continues it adds none)
@@ -283,6 +296,19 @@ class _Runs:
 
     def lengths(self) -> np.ndarray:
         return _concat(self.lens, np.int64)
+
+
+def _among(values: pa.Array, gone: pa.Array) -> pa.BooleanArray:
+    """Whether each value is one of `gone` (a NULL value: whether `gone` holds a NULL), as is_in says.
+
+    Why not is_in over `gone` itself: it hashes the whole set on every call, once per batch (20 batches of
+    the open base times 65 k superseded ids at 10 M events: 0.2 CPU-s). Only the ids between the batch's
+    least and greatest id can match, a few thousand of them: a comparison finds those, is_in hashes only them."""
+    low, high = pc.min_max(values).values()
+    near = pc.fill_null(pc.and_(pc.greater_equal(gone, low), pc.less_equal(gone, high)), False)
+    if gone.null_count:
+        near = pc.or_(near, pc.is_null(gone))
+    return pc.fill_null(pc.is_in(values, value_set=gone.filter(near)), False)
 
 
 def _run_bounds(jid: pa.Array) -> tuple[np.ndarray, np.ndarray]:

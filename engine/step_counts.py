@@ -266,20 +266,26 @@ def count_partial_steps(steps: StepArrays, jr: Journeys, horizon_s: int | None) 
     if horizon_s is None:
         return empty
     open_ = jr.counted & jr.censored & jr.tracked
-    rows = open_[steps.jix] & (steps.state >= 0)
-    jix, state, ts = steps.jix[rows], steps.state[rows], steps.ts[rows]
+    at = np.flatnonzero(open_[steps.jix] & (steps.state >= 0))  # the open journeys' steps with a state, in order
+    jix = steps.jix[at]
     last = np.ones(len(jix), dtype=bool)
     last[:-1] = jix[1:] != jix[:-1]
-    data_end = jr.data_end_us[jix]
-    resolved = (ts != NULL_TS) & (data_end != NULL_TS) & (ts + int(horizon_s) * 1_000_000 <= data_end)
+    # resolved: entered `horizon_s` or more before the data end, as one comparison with a per-journey bound (a
+    # NULL data end: none); only the resolved steps' outcomes and next states are looked up
+    latest = np.where(jr.data_end_us != NULL_TS, jr.data_end_us - int(horizon_s) * 1_000_000, NULL_TS)
+    ts = steps.ts[at]
+    resolved = np.flatnonzero((ts <= latest[jix]) & (ts != NULL_TS))
+    del ts
+    jix, last = jix[resolved], last[resolved]
     outcome = jr.outcome[jix]
-    if np.any(resolved & last & (outcome < 0)):
+    if np.any(last & (outcome < 0)):
         raise ValueError("a resolved step of an open journey has no destination")
     n_states = len(steps.names)
-    nxt = np.where(last, n_states + outcome, np.roll(state, -1))[resolved]
+    state = steps.state[at]
+    nxt = np.where(last, n_states + outcome, state[np.minimum(resolved + 1, len(state) - 1)])  # not last: the next
     if not len(nxt):
         return empty
-    (c, s, n), counts, _ = group([jr.cls[jix[resolved]], state[resolved], nxt],
+    (c, s, n), counts, _ = group([jr.cls[jix], state[resolved], nxt],
                                   [int(jr.cls.max(initial=0)) + 1, n_states, n_states + len(jr.outcome_names)])
     symbols = pa.concat_arrays([steps.names, jr.outcome_names])
     return pa.table({"cls": c, "state": steps.names.take(pa.array(s)), "next": symbols.take(pa.array(n)), "c": counts},

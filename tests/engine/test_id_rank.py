@@ -64,3 +64,27 @@ def test_prepare_numbers_journeys_by_class_then_id_through_the_ranks() -> None:
         p[0], -_duckdb_order(IDS).index(p[1])))]
     backwards[4] = -1  # … and the strings when one lacks it
     assert _numbered(_con(IDS, cls), backwards) == want
+
+
+def _est(con: duckdb.DuckDBPyConnection, rank: np.ndarray | None, cls: np.ndarray | None) -> list[tuple]:
+    steps = step_arrays.StepArrays(jix=np.zeros(0, np.int64), state=np.zeros(0, np.int64), names=pa.array([], pa.string()),
+                                   ts=np.zeros(0, np.int64), size=len(IDS), journey_ids=pa.array(IDS), id_rank=rank)
+    with step_arrays.shared(con, "main", steps):
+        snapshot_estimates.prepare(con, "main", "dropped", cls)
+    return con.execute("SELECT * FROM _jg_est ORDER BY jrow").fetchall()
+
+
+def test_numbering_from_the_classes_array_is_the_sql_numbering() -> None:
+    cls = [(i * 7) % 4 for i in range(len(IDS))]
+    rank = step_arrays._id_rank(pa.array(IDS), np.arange(len(IDS)), len(IDS))
+    assert rank is not None
+    backwards = len(IDS) - 1 - rank
+    holed = backwards.copy()
+    holed[4] = -1  # a journey without a rank: the strings number them (the classes array is not used)
+    for r in (rank, backwards, holed):
+        want = _est(_con(IDS, cls), r, None)
+        assert [row[0] for row in want] == list(range(len(IDS)))
+        assert _est(_con(IDS, cls), r, np.array(cls, dtype=np.int64)) == want
+    assert snapshot_estimates._numbered(np.array(cls, dtype=np.int64), holed) is None
+    big = np.where(np.array(cls) == 0, 1 << 16, np.array(cls)).astype(np.int64)  # past uint16 (as one: 0, first)
+    assert _est(_con(IDS, big.tolist()), backwards, big) == _est(_con(IDS, big.tolist()), backwards, None)

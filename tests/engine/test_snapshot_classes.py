@@ -53,3 +53,27 @@ def test_a_null_key_hashes_to_null(null: str) -> None:
     row = ", ".join(f"NULL AS {k}" if k == null else f"{v} AS {k}" for k, v in keys.items())
     assert duckdb.sql(f"SELECT {snapshot._CLASS_HASH} FROM (SELECT {row})").fetchall() == [(None,)]
     assert duckdb.sql(f"SELECT {snapshot._CLASS_HASH} IS NULL FROM (SELECT {', '.join(f'{v} AS {k}' for k, v in keys.items())})").fetchall() == [(False,)]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["by-hash", "by-keys"])
+def test_per_journey_rows_are_the_class_views(tmp_path, monkeypatch: pytest.MonkeyPatch, shared: bool) -> None:
+    """engine.step_counts reads each journey of _jg_jclass once, with its _jg_jkeys columns (joined by the class
+    join itself, not by _jg_jclass joined back to _jg_jkeys)."""
+    con = hand_db(tmp_path / "p.duckdb")
+    if shared:
+        monkeypatch.setattr(snapshot, "_CLASS_HASH", SHARED_HASH)
+    seen = []
+    real = snapshot.step_counts.journeys
+
+    def journeys(c, table, size):
+        cols = "jix, cls, censored, outcome, journey_id, known_outcome, tracked, end_ts, data_end"
+        got = c.execute(f"SELECT {cols} FROM {table} ORDER BY jix").fetchall()
+        want = c.execute(f"""SELECT {cols} FROM (SELECT c.jix, c.cls, c.censored, c.outcome, c.journey_id,
+                             k.known_outcome, k.tracked, k.end_ts, k.data_end FROM _jg_jclass c JOIN _jg_jkeys k
+                             USING (jix)) ORDER BY jix""").fetchall()
+        seen.append((got, want))
+        return real(c, table, size)
+
+    monkeypatch.setattr(snapshot.step_counts, "journeys", journeys)
+    _payloads(con)
+    assert len(seen) == 1 and seen[0][0] == seen[0][1] and len(seen[0][0]) > 3

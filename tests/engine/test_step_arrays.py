@@ -137,3 +137,90 @@ def test_runs_of_gone_ids_are_left_out_as_read() -> None:
                  gone)
     assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [1, 2, 1]
     assert np.concatenate(runs.times).tolist() == [0, 1, 2, 0]
+
+
+@pytest.mark.parametrize("gone", [["b", "z", "a0", ""], ["b", None, "zz"], [None], []], ids=["plain", "null", "only-null", "none"])
+def test_among_says_what_is_in_says(gone) -> None:
+    rng = np.random.default_rng(7)
+    pool = ["", "a", "a0", "b", "b\x00", "c", "zz", "é"]
+    gone_ids = pa.array(gone, pa.string())
+    for values in ([pool[i] for i in rng.integers(0, len(pool), 40)], ["b", None, "c"], [None, None], ["a", "zz"]):
+        got = step_arrays._among(pa.array(values, pa.string()), gone_ids)
+        assert got.to_pylist() == pa.compute.fill_null(pa.compute.is_in(pa.array(values, pa.string()),
+                                                                         value_set=gone_ids), False).to_pylist()
+
+
+def test_a_batch_whose_last_run_is_gone_ends_with_the_run_before() -> None:
+    """The run a batch ends with, for the next batch to continue, is its last run kept: a gone run is not read."""
+    runs = step_arrays._Runs()
+    for ids in (["a", "b", "b"], ["a", "c"], ["b"], ["c", "d"]):  # b gone: a goes on over it, c over the batch of b
+        n = len(ids)
+        runs.add(pa.array(ids), pa.array(range(n), pa.int32()), pa.array(["x"] * n), pa.array(range(n), pa.timestamp("us")),
+                 pa.array(["b"]))
+    assert runs.run_ids().to_pylist() == ["a", "c", "d"] and runs.lengths().tolist() == [2, 2, 1]
+    assert np.concatenate(runs.times).tolist() == [0, 0, 1, 0, 1]
+
+
+def test_row_groups_of_one_journey_are_taken_whole_by_their_statistics(tmp_path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    n = 6
+    table = pa.table({"journey": pa.array(["main"] * 2 + ["main", "other"] + ["main", None], pa.string()),
+                      "journey_id": pa.array([f"j{i}" for i in range(n)]), "step": pa.array([0] * n, pa.int32()),
+                      "state": pa.array(["a"] * n), "ts": pa.array(range(n), pa.timestamp("us"))})
+    pq.write_table(table, tmp_path / "f.parquet", row_group_size=2)
+    meta = pq.ParquetFile(tmp_path / "f.parquet").metadata
+    only = [step_arrays._only(meta.row_group(g).column(0), "main") for g in range(3)]
+    assert only == [True, False, False]  # another journey, a NULL: looked at
+    looked = []
+    real = step_arrays._matching
+    monkeypatch.setattr(step_arrays, "_matching", lambda column, value: looked.append(len(column)) or real(column, value))
+    runs = step_arrays._read([(str(tmp_path / "f.parquet"), False)], "main", None)
+    assert runs is not None and runs.run_ids().to_pylist() == ["j0", "j1", "j2", "j4"] and looked == [2, 2]
+
+
+def _partial_reference(steps, jr, horizon_s):
+    """count_partial_steps as first written (every open step's outcome and next state, then the resolved ones)."""
+    open_ = jr.counted & jr.censored & jr.tracked
+    rows = open_[steps.jix] & (steps.state >= 0)
+    jix, state, ts = steps.jix[rows], steps.state[rows], steps.ts[rows]
+    last = np.ones(len(jix), dtype=bool)
+    last[:-1] = jix[1:] != jix[:-1]
+    data_end = jr.data_end_us[jix]
+    resolved = (ts != step_arrays.NULL_TS) & (data_end != step_arrays.NULL_TS) & (ts + horizon_s * 1_000_000 <= data_end)
+    outcome = jr.outcome[jix]
+    if np.any(resolved & last & (outcome < 0)):
+        raise ValueError("no destination")
+    nxt = np.where(last, len(steps.names) + outcome, np.roll(state, -1))[resolved]
+    symbols = steps.names.to_pylist() + jr.outcome_names.to_pylist()
+    out: dict[tuple, int] = {}
+    for key in zip(jr.cls[jix[resolved]].tolist(), state[resolved].tolist(), nxt.tolist()):
+        out[key] = out.get(key, 0) + 1
+    return {(c, symbols[s], symbols[n]): k for (c, s, n), k in out.items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_partial_steps_match_the_step_by_step_rule(seed) -> None:
+    """Random journeys: NULL states and times, NULL data ends, steps exactly `horizon` before the data end."""
+    rng = np.random.default_rng(seed)
+    n, horizon = 40, 3600
+    lens = rng.integers(0, 6, n)
+    jix = np.repeat(np.arange(n), lens)
+    data_end = np.where(rng.random(n) < 0.1, step_arrays.NULL_TS, 10_000_000_000)
+    ts = np.maximum(data_end[jix], 0) - horizon * 1_000_000 + rng.integers(-3, 3, len(jix)) * 1_000_000
+    ts = np.where(rng.random(len(jix)) < 0.1, step_arrays.NULL_TS, ts)
+    state = np.where(rng.random(len(jix)) < 0.1, -1, rng.integers(0, 4, len(jix)))
+    steps = step_arrays.StepArrays(jix=jix, state=state, names=pa.array(list("abcd")), ts=ts, size=n,
+                                   journey_ids=pa.array([f"j{i}" for i in range(n)]))
+    outcome = np.where(rng.random(n) < (0.1 if seed % 2 else 0.0), -1, rng.integers(0, 2, n))
+    jr = step_counts.Journeys(counted=rng.random(n) < 0.9, cls=rng.integers(0, 3, n), censored=rng.random(n) < 0.8,
+                              tracked=rng.random(n) < 0.9, outcome=outcome, outcome_names=pa.array(["dropped", "won"]),
+                              heldout=np.zeros(n, np.int64), end_us=np.full(n, step_arrays.NULL_TS), data_end_us=data_end)
+    try:
+        want = _partial_reference(steps, jr, horizon)
+    except ValueError:
+        with pytest.raises(ValueError, match="no destination"):
+            step_counts.count_partial_steps(steps, jr, horizon)
+        return
+    got = step_counts.count_partial_steps(steps, jr, horizon).to_pydict()
+    assert {(c, s, x): k for c, s, x, k in zip(got["cls"], got["state"], got["next"], got["c"])} == want and want

@@ -75,7 +75,9 @@ def test_runs_out_of_row_order_or_split_are_placed_by_row() -> None:
     jix = np.array([5, 5, 2, 7, 7, 7, 2])  # journey 2 in two runs: both placed at its row, in their order
     state = np.array([0, 1, 0, -1, 2, 0, 3])
     row_of = np.array([-1, -1, 1, -1, -1, 0, -1, 2])
-    row, at = step_shares._by_row(jix, state, row_of, 3)
-    assert row.tolist() == [0, 0, 1, 1, 2, 2] and at.tolist() == [0, 1, 2, 6, 4, 5]
-    row, at = step_shares._by_row(jix[:6], state[:6], row_of, 3)
-    assert row.tolist() == [0, 0, 1, 2, 2] and at.tolist() == [0, 1, 2, 4, 5]
+    row, at, of = step_shares._by_row(jix, state, row_of, 3)
+    assert row.tolist() == [0, 0, 1, 1, 2, 2] and at.tolist() == [0, 1, 2, 6, 4, 5] and of.tolist() == state[at].tolist()
+    row, at, of = step_shares._by_row(jix[:6], state[:6], row_of, 3)
+    assert row.tolist() == [0, 0, 1, 2, 2] and at.tolist() == [0, 1, 2, 4, 5] and of.tolist() == state[at].tolist()
+    row, at, of = step_shares._by_row(jix[:3], state[:3], row_of, 3)  # no NULL state
+    assert row.tolist() == [0, 0, 1] and at.tolist() == [0, 1, 2] and of.tolist() == [0, 1, 0]
