@@ -228,21 +228,25 @@ def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np
              w: np.ndarray | None = None) -> dict[str, Any]:
     """engine.snapshot_estimates.by_scope's block for one scope (`take`: its journey rows, class ranges [lo, hi);
     `w`: as `block`'s)."""
-    from engine.snapshot_estimates import _members
-
-    at: slice | np.ndarray
     rows_at: slice | np.ndarray
     if len(lo) and bool((hi[:-1] == lo[1:]).all()):  # one run of rows: its visits are one run too, read in place
-        at = slice(*(int(x) for x in np.searchsorted(visits.row, [lo[0], hi[-1]], side="left")))
+        at = [slice(*(int(x) for x in np.searchsorted(visits.row, [lo[0], hi[-1]], side="left")))]
         rows_at = slice(int(lo[0]), int(hi[-1]))
-        pos = visits.row[at] - lo[0]  # what _members gives: every class's offset is its distance from the first
-    else:
-        at, pos = _members(visits.row, lo, hi)
-        rows_at = take
+    else:  # a run of visits per class range: its slices put together (no index array, no gather)
+        a, b = np.searchsorted(visits.row, lo, side="left"), np.searchsorted(visits.row, hi, side="left")
+        at, rows_at = [slice(int(x), int(y)) for x, y in zip(a, b)], take
+    offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
+    # each visit's journey's place in the scope (engine.snapshot_estimates._members' numbers); one run: no copy
+    pos = _joined([visits.row[r] - (s - o) for r, s, o in zip(at, lo, offsets)])
     j = Journeys(known_t=rows.aj_t[rows_at], ended=rows.ended[rows_at], follow=rows.follow[rows_at],
                  censored=rows.censored[rows_at], converted=rows.converted[rows_at])
-    return block(j, pos, visits.state[at], visits.visits[at],
-                 None if visits.lifecycle is None else visits.lifecycle[at], visits.names, w)
+    return block(j, pos, _joined([visits.state[r] for r in at]), _joined([visits.visits[r] for r in at]),
+                 None if visits.lifecycle is None else _joined([visits.lifecycle[r] for r in at]), visits.names, w)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The runs one after the other; a single run as it is (a view where it is one)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 # engine.resolved's recount of one scope: visits per (journey, state) straight from journey_steps, the
