@@ -236,7 +236,7 @@ def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np
         a, b = np.searchsorted(visits.row, lo, side="left"), np.searchsorted(visits.row, hi, side="left")
         at, rows_at = [slice(int(x), int(y)) for x, y in zip(a, b)], take
     offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
-    # each visit's journey's place in the scope (engine.snapshot_estimates._members' numbers); one run: no copy
+    # each visit's journey's place in the scope, run by run (engine.snapshot_estimates._members' numbers)
     pos = _joined([visits.row[r] - (s - o) for r, s, o in zip(at, lo, offsets)])
     j = Journeys(known_t=rows.aj_t[rows_at], ended=rows.ended[rows_at], follow=rows.follow[rows_at],
                  censored=rows.censored[rows_at], converted=rows.converted[rows_at])
