@@ -88,44 +88,61 @@ def cumulative_incidence(times: Sequence[float] | np.ndarray, causes: Sequence[i
 
 
 def _from_counts(d_k: Sequence[np.ndarray], n_at_risk: np.ndarray, total: float, z: float,
-                 causes: int | None = None) -> Incidence:
+                 causes: int | None = None, whole: bool = False) -> Incidence:
     """The estimate from events of each cause (one array per cause over the distinct event times, ascending)
-    and the weight at risk; `causes`: only the first that many causes (S still counts every cause's events)."""
+    and the weight at risk; `causes`: only the first that many causes (S still counts every cause's events);
+    `whole`: every weight at risk is a whole number (counts), so _second_term need not check."""
     d = d_k[0] + d_k[1] if len(d_k) == 2 else np.sum(d_k, axis=0)
-    s_after = np.cumprod(1.0 - d / n_at_risk)
+    survive = d / n_at_risk  # 1 − d/n in one buffer: the same floats, one temporary fewer
+    s_after = np.cumprod(np.subtract(1.0, survive, out=survive))
     s_lag = np.concatenate(([1.0], s_after[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
-        first_coef = np.where(n_at_risk > d, d / (n_at_risk * (n_at_risk - d)), 0.0)
+        first_coef = n_at_risk - d
+        first_coef *= n_at_risk  # n (n − d): a product is the same float either way round
+        np.divide(d, first_coef, out=first_coef)
+        first_coef[~(n_at_risk > d)] = 0.0  # np.where(n > d, …, 0.0)
     shared = (s_lag, first_coef, s_lag ** 2, s_lag / n_at_risk ** 2, n_at_risk)
     kept = len(d_k) if causes is None else causes
     # one cause at a time on contiguous arrays: the same floats whichever causes are asked for
     estimate, variance = np.zeros(kept), np.zeros(kept)
     for k in range(kept):
-        estimate[k], variance[k] = _one_cause(d_k[k], *shared)
+        estimate[k], variance[k] = _one_cause(d_k[k], *shared, whole=whole)
     lower, upper = loglog_interval(estimate, variance, z)
     return Incidence(estimate, variance, lower, upper, total, np.array([c.sum() for c in d_k[:kept]]))
 
 
 def _one_cause(d: np.ndarray, s_lag: np.ndarray, first_coef: np.ndarray, s_lag2: np.ndarray,
-               s_over_n2: np.ndarray, n: np.ndarray) -> tuple[float, float]:
-    """F_k at the last event time and its delta-method variance (formula in the module docstring)."""
-    f_path = np.cumsum(s_lag * d / n)
+               s_over_n2: np.ndarray, n: np.ndarray, whole: bool = False) -> tuple[float, float]:
+    """F_k at the last event time and its delta-method variance (formula in the module docstring). In-place
+    steps in the same order as `(gap ** 2 * first_coef).sum()` etc.: the same floats, the same sums."""
+    f_path = s_lag * d
+    f_path /= n
+    f_path = np.cumsum(f_path)
     estimate = f_path[-1]
-    gap = estimate - f_path  # F_k(t) − F_k(u_j)
-    first = (gap ** 2 * first_coef).sum()
-    third = (gap * s_over_n2 * d).sum()
-    return float(estimate), max(float(first + _second_term(d, s_lag2, n).sum() - 2.0 * third), 0.0)
+    gap = np.subtract(estimate, f_path, out=f_path)  # F_k(t) − F_k(u_j)
+    term = gap ** 2
+    term *= first_coef
+    first = term.sum()
+    np.multiply(gap, s_over_n2, out=term)
+    term *= d
+    third = term.sum()
+    return float(estimate), max(float(first + _second_term(d, s_lag2, n, whole).sum() - 2.0 * third), 0.0)
 
 
-def _second_term(d: np.ndarray, s_lag2: np.ndarray, n: np.ndarray) -> np.ndarray:
+def _second_term(d: np.ndarray, s_lag2: np.ndarray, n: np.ndarray, whole: bool = False) -> np.ndarray:
     """S(u_{j−1})² d_jk (n_j − d_jk) / n_j³ at every event time, with n³ as `n ** 3` gives it (libm's pow)
     but 20× cheaper: for whole n ≤ 208063 the product n·n·n is exact (n³ < 2^53), so it is pow's value too;
     above that the two round some exact ties differently, so pow is called there (only where d ≠ 0: the
-    term is 0 elsewhere whatever n³ is)."""
+    term is 0 elsewhere whatever n³ is). `whole`: the caller knows every n is a whole number."""
     n3 = n * n * n
-    redo = np.flatnonzero((d != 0) & ((n > _EXACT_CUBE) | (n != np.floor(n))))
-    n3[redo] = n[redo] ** 3
-    return s_lag2 * d * (n - d) / n3
+    if not (whole and (not len(n) or n.max() <= _EXACT_CUBE)):
+        above = n > _EXACT_CUBE if whole else (n > _EXACT_CUBE) | (n != np.floor(n))
+        redo = np.flatnonzero((d != 0) & above)
+        n3[redo] = n[redo] ** 3
+    term = s_lag2 * d
+    term *= n - d
+    term /= n3
+    return term
 
 
 _EXACT_CUBE = 208063  # the largest whole n with n³ < 2^53
@@ -214,19 +231,21 @@ class FirstEntries:
         reports (first_entry's cause 0, bit for bit)."""
         g, h = len(self.grid), self.h
         entered = np.bincount(self.visit_rank[visits], minlength=g)[:h]
-        left = self.ended_at - np.bincount(self.ended_rank[visit_row], minlength=g + 1)[:h]
+        left = np.bincount(self.ended_rank[visit_row], minlength=g + 1)[:h]
+        np.subtract(self.ended_at, left, out=left)  # the ended minus the ended visitors, in the count's buffer
         at = np.flatnonzero(np.logical_or(entered, left))
         if not len(at):
             zeros = np.zeros(1)
             return Incidence(zeros, zeros.copy(), zeros.copy(), zeros.copy(), float(self.n), zeros.copy())
         # a visitor counts from its first visit on instead of from its end time: the net change per grid
         # point sums to 0 over the whole grid, so its tail from u is minus its running sum before u
-        net = entered - np.bincount(self.end_rank[visit_row], minlength=g)[:h]
+        net = np.bincount(self.end_rank[visit_row], minlength=g)[:h]
+        np.subtract(entered, net, out=net)
         before = np.cumsum(net)
         before -= net
         at_risk = self.from_end[at] - before[at]
         d_k = [entered[at].astype(float), left[at].astype(float)]
-        return _from_counts(d_k, at_risk.astype(float), float(self.n), self.z, causes=1)
+        return _from_counts(d_k, at_risk.astype(float), float(self.n), self.z, causes=1, whole=True)
 
 
 def ranks(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -159,13 +159,15 @@ def median(values: np.ndarray, w: np.ndarray, z: float = Z95, order: np.ndarray 
     order = np.argsort(values, kind="stable") if order is None else order
     v, w = values[order], w[order]
     keep = w > 0
-    v, w = v[keep], w[keep]
+    if not keep.all():  # (an order over resolved rows alone keeps every row: no copies)
+        v, w = v[keep], w[keep]
     if not len(v):
         return Median(None, None, None, 0)
     last = np.append(v[1:] != v[:-1], True)  # last row of each distinct value
     u = v[last]
-    total, total2 = float(w.sum()), float((w * w).sum())
-    cum, cum2 = np.cumsum(w)[last], np.cumsum(w * w)[last]
+    w2 = w * w  # once for the total and the running sum: the same floats
+    total, total2 = float(w.sum()), float(w2.sum())
+    cum, cum2 = np.cumsum(w)[last], np.cumsum(w2)[last]
     f = cum / total
     se = np.sqrt(np.maximum(cum2 * (1 - f) ** 2 + (total2 - cum2) * f ** 2, 0.0)) / total
     at = int(np.searchsorted(f, 0.5, side="left"))

@@ -169,7 +169,12 @@ class _Totals:
         at = np.searchsorted(self.targets, seq)
         hit = at < len(self.targets)
         hit[hit] = self.targets[at[hit]] == seq[hit]
-        self.seq = np.stack([np.bincount(at[hit], weights=c[hit], minlength=len(self.targets)) for c in cols])
+        # the shown sequences' rows gathered once (w, y), their columns made from those: the same products
+        idx = np.flatnonzero(hit)
+        at_h, w_h, y_h = at[idx], w[idx], y[idx]
+        w2_h = w_h * w_h
+        mine = (w_h, w_h * y_h, w2_h, w2_h * y_h, np.ones(len(idx)), y_h)
+        self.seq = np.stack([np.bincount(at_h, weights=c, minlength=len(self.targets)) for c in mine])
 
     def scope(self) -> dict[str, Any]:
         rate, var, n_eff = _rate(self.all)

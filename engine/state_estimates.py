@@ -150,14 +150,15 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
     k = max(len(names), 1)
     wv, yes = w[pos], np.asarray(j.converted, dtype=bool)[pos]  # per visitor: its weight, whether it converted
     tot = (float(w.sum()), float((w * y).sum()), float((w * w).sum()), float((w * w * y).sum()))
-    part, raw, raw_y = _visitor_sums(state, wv, yes, k)
+    w2 = wv ** 2  # once for the visitors' sums and both repeat blocks
+    part, raw, raw_y = _visitor_sums(state, wv, yes, k, w2)
     ended, ended_y = int(j.ended.sum()), int((j.ended & j.converted).sum())
     groups = {"reached": _hajek(*part), "not_reached": _complement(tot, part, ended - raw, ended_y - raw_y),
               # reach: y = R over every journey, so the group sums are the scope's and y's are the visitors'
               "reach": _hajek(np.full(k, tot[0]), part[0], np.full(k, tot[2]), part[2])}
     conv, conv_se, n_eff = (float(x[0]) for x in _hajek(*(np.array([t]) for t in tot)))
-    plain = _repeats(part, (raw, raw_y), wv, yes, visits, state, k)
-    lc = _repeats(part, (raw, raw_y), wv, yes, lifecycle, state, k) if lifecycle is not None else None
+    plain = _repeats(part, (raw, raw_y), wv, w2, yes, visits, state, k)
+    lc = _repeats(part, (raw, raw_y), wv, w2, yes, lifecycle, state, k) if lifecycle is not None else None
     seen = sorted((int(s) for s in np.flatnonzero(part[0] > 0)), key=lambda s: names[s])
     result = {"estimator": ESTIMATOR, "journeys": counts, "n_eff": _r6(n_eff), "p_convert": _r6(conv),
               "p_convert_se": _r6(conv_se),
@@ -169,14 +170,14 @@ def block(j: Journeys, pos: np.ndarray, state: np.ndarray, visits: np.ndarray, l
     return result
 
 
-def _visitor_sums(state: np.ndarray, wv: np.ndarray, conv: np.ndarray,
-                  k: int) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+def _visitor_sums(state: np.ndarray, wv: np.ndarray, conv: np.ndarray, k: int,
+                  w2: np.ndarray | None = None) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
     """Per state the visitors' Σw, Σw·y, Σw², Σw²·y and their counts (w > 0; and converted), y = converted.
 
     The y-weighted sums run over the converters alone: a non-converter's term w·0 is +0.0, which changes no
     partial sum (all are ≥ +0), and a converter's w·1 is w, so each bin adds the same numbers in the same
-    order as over every visitor; the counts are whole numbers either way."""
-    w2 = wv ** 2
+    order as over every visitor; the counts are whole numbers either way. `w2`: wv ** 2, when the caller has it."""
+    w2 = wv ** 2 if w2 is None else w2
     s_c, w_c = state[conv], wv[conv]
 
     def of_converters(x: np.ndarray) -> np.ndarray:  # float zeros for no converter, as the sum over all gave
@@ -194,20 +195,23 @@ def _reach_entry(g: dict[str, tuple[np.ndarray, ...]], s: int, raw: int, ended: 
             "p_not_reached": _r6(nr[0][s]), "se_not_reached": _r6(nr[1][s]), "n_eff_not_reached": _r6(nr[2][s])}
 
 
-def _repeats(part: tuple[np.ndarray, ...], raw: tuple[np.ndarray, np.ndarray], wv: np.ndarray, conv: np.ndarray,
-             visits: np.ndarray, state: np.ndarray, k: int) -> dict[str, Any]:
+def _repeats(part: tuple[np.ndarray, ...], raw: tuple[np.ndarray, np.ndarray], wv: np.ndarray, w2: np.ndarray,
+             conv: np.ndarray, visits: np.ndarray, state: np.ndarray, k: int) -> dict[str, Any]:
     """Per state among visitors: mean visits, repeat share, conversion of repeaters and of single visitors.
     `part`/`raw`: the visitors' weighted sums (w, w·y, w², w²·y) and raw counts (all, converted); single
-    visitors are the visitors minus the repeaters, so only the repeaters and the visit counts are summed."""
+    visitors are the visitors minus the repeaters, so only the repeaters and the visit counts are summed.
+    `w2`: wv ** 2 (one rounding per element: the same floats as squaring here again)."""
     v = visits.astype(float)
     r = visits >= 2
-    w_r, y_r, s_r = wv[r], conv[r].astype(float), state[r]
-    rep = tuple(np.bincount(s_r, weights=x, minlength=k) for x in (w_r, w_r * y_r, w_r ** 2, w_r ** 2 * y_r))
+    w_r, y_r, s_r, w2_r = wv[r], conv[r].astype(float), state[r], w2[r]
+    rep = tuple(np.bincount(s_r, weights=x, minlength=k) for x in (w_r, w_r * y_r, w2_r, w2_r * y_r))
     raw_r = (np.bincount(s_r, weights=w_r > 0, minlength=k).astype(np.int64),
              np.bincount(s_r, weights=(w_r > 0) & (y_r > 0), minlength=k).astype(np.int64))
-    w2 = wv ** 2
-    mean = _hajek(part[0], np.bincount(state, weights=wv * v, minlength=k), part[2],
-                  np.bincount(state, weights=w2 * v, minlength=k), np.bincount(state, weights=w2 * v * v, minlength=k))
+    term = np.multiply(wv, v, out=v)  # the visit counts' buffer: w·v, then w²·v and w²·v·v (left to right)
+    s_wv = np.bincount(state, weights=term, minlength=k)
+    s_w2v = np.bincount(state, weights=np.multiply(w2, visits, out=term), minlength=k)
+    s_w2v2 = np.bincount(state, weights=np.multiply(term, visits, out=term), minlength=k)
+    mean = _hajek(part[0], s_wv, part[2], s_w2v, s_w2v2)
     return {"mean": mean, "share": _hajek(part[0], rep[0], part[2], rep[2]), "repeat": _hajek(*rep),
             "single": _complement(part, rep, raw[0] - raw_r[0], raw[1] - raw_r[1]), "raw": raw_r[0]}
 
@@ -224,13 +228,25 @@ def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np
              w: np.ndarray | None = None) -> dict[str, Any]:
     """engine.snapshot_estimates.by_scope's block for one scope (`take`: its journey rows, class ranges [lo, hi);
     `w`: as `block`'s)."""
-    from engine.snapshot_estimates import _members
+    rows_at: slice | np.ndarray
+    if len(lo) and bool((hi[:-1] == lo[1:]).all()):  # one run of rows: its visits are one run too, read in place
+        at = [slice(*(int(x) for x in np.searchsorted(visits.row, [lo[0], hi[-1]], side="left")))]
+        rows_at = slice(int(lo[0]), int(hi[-1]))
+    else:  # a run of visits per class range: its slices put together (no index array, no gather)
+        a, b = np.searchsorted(visits.row, lo, side="left"), np.searchsorted(visits.row, hi, side="left")
+        at, rows_at = [slice(int(x), int(y)) for x, y in zip(a, b)], take
+    offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
+    # each visit's journey's place in the scope, run by run (engine.snapshot_estimates._members' numbers)
+    pos = _joined([visits.row[r] - (s - o) for r, s, o in zip(at, lo, offsets)])
+    j = Journeys(known_t=rows.aj_t[rows_at], ended=rows.ended[rows_at], follow=rows.follow[rows_at],
+                 censored=rows.censored[rows_at], converted=rows.converted[rows_at])
+    return block(j, pos, _joined([visits.state[r] for r in at]), _joined([visits.visits[r] for r in at]),
+                 None if visits.lifecycle is None else _joined([visits.lifecycle[r] for r in at]), visits.names, w)
 
-    pick, pos = _members(visits.row, lo, hi)
-    j = Journeys(known_t=rows.aj_t[take], ended=rows.ended[take], follow=rows.follow[take],
-                 censored=rows.censored[take], converted=rows.converted[take])
-    return block(j, pos, visits.state[pick], visits.visits[pick],
-                 None if visits.lifecycle is None else visits.lifecycle[pick], visits.names, w)
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The runs one after the other; a single run as it is (a view where it is one)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 # engine.resolved's recount of one scope: visits per (journey, state) straight from journey_steps, the
