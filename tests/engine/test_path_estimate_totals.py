@@ -190,3 +190,18 @@ def test_duration_medians_sort_the_resolved_rows_alone_and_read_as_sorting_every
         assert (part["median_s"], part["median_s_lower"], part["median_s_upper"], part["resolved"]) == (
             d.estimate, d.lower, d.upper, d.resolved)
         assert part["median_length"] == m.estimate
+
+
+@pytest.mark.parametrize("seed,n,keys,top", [(0, 5000, 40, 10), (1, 300, 3, 10), (2, 0, 5, 3), (3, 2000, 70000, 12)])
+def test_rows_of_each_chosen_key_are_its_rows_ascending(seed: int, n: int, keys: int, top: int) -> None:
+    """_rows_of gives every chosen key exactly np.flatnonzero(inverse == key), in the chosen keys' order (the medians
+    then read the same values in the same order as a mask per entry); unchosen keys and keys without rows too."""
+    from engine.path_estimate_totals import _rows_of
+
+    rng = np.random.default_rng(seed)
+    inverse = (rng.random(n) ** 3 * keys).astype(np.int64)  # skewed: some keys hold most rows
+    chosen = [int(k) for k in rng.permutation(keys)[:top]]
+    got = _rows_of(inverse, chosen, keys)
+    assert len(got) == len(chosen)
+    for key, rows in zip(chosen, got):
+        assert np.array_equal(rows, np.flatnonzero(inverse == key))
