@@ -58,8 +58,9 @@ _STATE_MOMENTS = ("aa", "ab", "bb", "xa", "xab", "xba", "xbb")
 
 
 def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarray, window_s: float,
-          horizon_s: int, losses: Sequence[str]) -> dict[str, Any]:
-    """`loss_estimates` of one scope from its counted steps (step_shares.counted; journeys' places in `follow`)."""
+          horizon_s: int, losses: Sequence[str], moves: step_shares.GroupWeights | None = None) -> dict[str, Any]:
+    """`loss_estimates` of one scope from its counted steps (step_shares.counted; journeys' places in `follow`;
+    `moves`: their step_shares.GroupWeights, when the caller has them: B_js and its `bb` moment)."""
     from engine.snapshot import r6
 
     out: dict[str, Any] = {"entered_within_s": _entered_within(follow, window_s, horizon_s),
@@ -76,7 +77,8 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     # changes no sum), so the loss steps alone give A: a journey has one, not one per step
     lost_inv = inv[lost]
     a_g = np.bincount(lost_inv, weights=done.w[lost], minlength=len(g_state))
-    b_g = np.bincount(inv, weights=done.w)
+    moves = moves or step_shares.GroupWeights(done, k)
+    b_g = moves.b
     a_j = np.bincount(g_j, weights=a_g, minlength=len(follow))
     b_j = np.bincount(g_j, weights=b_g, minlength=len(follow))
     hit = np.flatnonzero(a_g)  # the groups with A ≠ 0: every other one adds +0.0 to a sum of products with A
@@ -93,10 +95,10 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     a_of = a_j[g_j]
     # one moment at a time: each product is a per-group array (~65 MB at 10 M events), and all of them at
     # once were the snapshot stage's peak
-    for m, x, y, at in (("aa", a_hit, a_hit, g_hit), ("ab", a_hit, b_g[hit], g_hit), ("bb", b_g, b_g, g_state),
+    for m, x, y, at in (("aa", a_hit, a_hit, g_hit), ("ab", a_hit, b_g[hit], g_hit), ("bb", None, None, g_state),
                         ("xa", a_hit, a_of[hit], g_hit), ("xab", a_hit, b_j[g_j[hit]], g_hit),
                         ("xba", b_g, a_of, g_state), ("xbb", b_g, b_j[g_j], g_state)):
-        sums[m] = per_state(x * y, at)
+        sums[m] = moves.sum_b2 if x is None else per_state(x * y, at)  # bb: Σ B² per state, the moves' own
     counts = ("moves", "exits", "journeys")
     out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
                      for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}

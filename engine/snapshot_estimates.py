@@ -254,10 +254,14 @@ def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], 
     # the journeys' weights once: state_estimates' (ended) and path_estimates' (has_path: an ended journey with
     # a path) are the same numbers, each 1 / Ĝ(T_i) of the journey alone; none where nothing is estimable
     w = follow_up.weights(rows.aj_t[take], rows.ended[take]) if not rows.censored[take].all() else None
-    return {"estimate_horizon_s": horizon_reached(follow, window_s),
-            "loss_estimates": loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses),
-            "reach_estimates": _reach(rows, take, lo, hi, window_s),
-            "resolved_shares": step_shares.shares(steps, done.pick, done.pos, follow, window_s, params["horizon"], done),
+    # the loss block and the shares read the same per-group weights, computed once and dropped by the shares:
+    # both run before the reach estimates so that nothing else is built while those are held
+    moves = step_shares.GroupWeights(done, len(steps.names))
+    loss = loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses, moves)
+    shares = step_shares.shares(steps, done.pick, done.pos, follow, window_s, params["horizon"], done, moves)
+    del moves
+    return {"estimate_horizon_s": horizon_reached(follow, window_s), "loss_estimates": loss,
+            "reach_estimates": _reach(rows, take, lo, hi, window_s), "resolved_shares": shares,
             "state_estimates": state_estimates.of_scope(rows, take, inputs.visits, lo, hi, w),
             **_paths_and_durations(rows, take, top_n, w)}
 

@@ -224,9 +224,9 @@ class StepRows:
 
 
 def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, window_s: float,
-           horizon_s: int, done: Counted | None = None) -> list[dict[str, Any]]:
+           horizon_s: int, done: Counted | None = None, moves: GroupWeights | None = None) -> list[dict[str, Any]]:
     """`resolved_shares` of one scope: `pick` selects its steps, `pos` their journey's place in `follow`
-    (`done`: `counted` of the same, when the caller has it)."""
+    (`done`: `counted` of the same, when the caller has it; `moves`: its GroupWeights, B taken here)."""
     from engine.snapshot import r6
 
     done = done or counted(steps, pick, pos, follow, window_s, horizon_s)
@@ -242,7 +242,7 @@ def shares(steps: Steps, pick: np.ndarray, pos: np.ndarray, follow: np.ndarray, 
     del cell
     of_src = total[np.arange(k * k) // k]
     share = np.divide(mass, of_src, out=np.zeros(k * k), where=of_src > 0)  # per cell, not per step
-    var = _clustered_var(done, steps, share)
+    var = _clustered_var(done, steps, share, moves)
     out = []
     for c in np.flatnonzero(n):
         a, b = divmod(int(c), k)
@@ -377,6 +377,27 @@ def _groups(steps: Steps, pick: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray
     return inverse, pos[first], src[first], order, cell_new
 
 
+class GroupWeights:
+    """Per (journey, source state) group of a scope's counted steps its weight B = Σ w, and per source state Σ B²:
+    engine.loss_estimates' B_js and `bb` moment are `_clustered_var`'s B_ja and Σ_j B_ja², the same sums in the
+    same order, so a scope computes them once. `take` hands B to its last reader and drops it here (a per-group
+    array: ~65 MB at 10 M events, held no longer than before)."""
+
+    def __init__(self, done: Counted, k: int) -> None:
+        self._b: np.ndarray | None = np.bincount(done.group_inv, weights=done.w)
+        self.sum_b2 = np.bincount(done.group_state, weights=self._b ** 2, minlength=k)
+
+    @property
+    def b(self) -> np.ndarray:
+        if self._b is None:
+            raise ValueError("GroupWeights: B was taken")
+        return self._b
+
+    def take(self) -> np.ndarray:
+        b, self._b = self.b, None
+        return b
+
+
 def _numbers(new: np.ndarray) -> np.ndarray:
     """Each sorted step's group number, from the mask of group starts (in place: no second step-sized array)."""
     out = np.cumsum(new)
@@ -391,13 +412,16 @@ def _starts(ordered: np.ndarray) -> np.ndarray:
     return new
 
 
-def _clustered_var(done: Counted, steps: Steps, share: np.ndarray) -> np.ndarray:
+def _clustered_var(done: Counted, steps: Steps, share: np.ndarray, moves: GroupWeights | None = None) -> np.ndarray:
     """Per cell (a, b): Σ_j (A_jb − p_b B_ja)² with A = Σ w·1{b}, B = Σ w over journey j's steps out of a.
     Sums add in np.unique's order: each group's steps in step order, each cell's journeys in journey order.
-    Per-group arrays are dropped as soon as used (the all-data scope's are each ~70 MB at 10 M events)."""
+    Per-group arrays are dropped as soon as used (the all-data scope's are each ~70 MB at 10 M events).
+    `moves`: the scope's GroupWeights (B is taken from it), when the caller has them."""
     k = len(steps.names)
-    b_sum = np.bincount(done.group_inv, weights=done.w)  # B_ja
-    sum_b2 = np.bincount(done.group_state, weights=b_sum ** 2, minlength=k)
+    moves = moves or GroupWeights(done, k)
+    sum_b2 = moves.sum_b2
+    b_sum = moves.take()  # B_ja
+    del moves
     first = done.cell_order[done.cell_new]  # each (journey, cell) group's first step
     ab = b_sum[done.group_inv[first]]
     del b_sum

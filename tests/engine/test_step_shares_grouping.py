@@ -132,3 +132,40 @@ def test_empty_scope_has_no_shares() -> None:
     done = step_shares.counted(steps, none, none, follow, 30.0, 5)
     assert done.group_inv.size == 0 and done.group_pos.size == 0 and done.cell_order.size == 0
     assert step_shares.shares(steps, none, none, follow, 30.0, 5, done) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_weights_shared_by_the_loss_block_and_the_shares(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GroupWeights computed once for a scope: B per (journey, source) group and Σ B² per source state, the loss
+    block's B_js / `bb` and the shares' B_ja / Σ B² to the bit (weights spread over magnitudes, many steps per
+    group, so another sum order would show); the shares take B (it is gone from the holder after), and the loss
+    block and the shares give the same floats with the shared weights as each computing its own."""
+    from engine import loss_estimates, snapshot
+
+    monkeypatch.setattr(snapshot, "r6", lambda v: v)  # every float unrounded: a last bit would show
+    rng = np.random.default_rng(seed)
+    k = 6
+    pos, src = _journeys(rng, 400, k - 1, 30)
+    steps = step_shares.Steps(row=pos, s=np.zeros(len(pos)), known_t=rng.uniform(0.5, 40.0, len(pos)), src=src,
+                              dst=rng.integers(0, k, len(pos)), names=[f"s{i}" for i in range(k - 1)] + ["lost"])
+    follow = rng.uniform(1.0, 40.0, int(pos.max(initial=0)) + 1) * rng.choice([1.0, 1e-3, 1e3], int(pos.max(initial=0)) + 1)
+    done = step_shares.counted(steps, np.arange(len(pos)), pos, follow, 30.0, 5)
+    moves = step_shares.GroupWeights(done, k)
+    ref_b = np.zeros(len(done.group_state))
+    for i, g in enumerate(done.group_inv):  # one step at a time, in step order: np.bincount's order
+        ref_b[g] += done.w[i]
+    ref_b2 = np.zeros(k)
+    for g, s in enumerate(done.group_state):
+        ref_b2[s] += ref_b[g] * ref_b[g]
+    assert moves.b.tobytes() == ref_b.tobytes() and moves.sum_b2.tobytes() == ref_b2.tobytes()
+    args = (steps, done, follow, 30.0, 5)
+    loss = loss_estimates.block(*args, ["lost"], moves)
+    assert loss == loss_estimates.block(*args, ["lost"])
+    assert {s: e["bb"] for s, e in loss["states"].items()} == {steps.names[s]: float(ref_b2[s]) for s in
+                                                               np.flatnonzero(np.bincount(done.group_state, minlength=k))}
+    assert list(next(iter(loss["states"].values()))) == ["moves", "exits", "journeys", "moves_weight", "exit_weight",
+                                                         *loss_estimates._STATE_MOMENTS]  # the payload's key order
+    assert step_shares.shares(steps, done.pick, done.pos, follow, 30.0, 5, done, moves) == \
+        step_shares.shares(steps, done.pick, done.pos, follow, 30.0, 5, done)
+    with pytest.raises(ValueError, match="taken"):
+        moves.take()
