@@ -95,10 +95,10 @@ def block(steps: step_shares.Steps, done: step_shares.Counted, follow: np.ndarra
     a_of = a_j[g_j]
     # one moment at a time: each product is a per-group array (~65 MB at 10 M events), and all of them at
     # once were the snapshot stage's peak
-    for m, x, y, at in (("aa", a_hit, a_hit, g_hit), ("ab", a_hit, b_g[hit], g_hit), ("bb", None, None, g_state),
+    for m, x, y, at in (("aa", a_hit, a_hit, g_hit), ("ab", a_hit, b_g[hit], g_hit), ("bb", b_g, b_g, g_state),
                         ("xa", a_hit, a_of[hit], g_hit), ("xab", a_hit, b_j[g_j[hit]], g_hit),
                         ("xba", b_g, a_of, g_state), ("xbb", b_g, b_j[g_j], g_state)):
-        sums[m] = moves.sum_b2 if x is None else per_state(x * y, at)  # bb: Σ B² per state, the moves' own
+        sums[m] = moves.sum_b2 if m == "bb" else per_state(x * y, at)  # bb: Σ B² per state, the moves' own
     counts = ("moves", "exits", "journeys")
     out["states"] = {steps.names[s]: {m: int(round(v[s])) if m in counts else r6(float(v[s])) for m, v in sums.items()}
                      for s in sorted(np.flatnonzero(sums["moves"]).tolist(), key=lambda s: steps.names[s])}
