@@ -40,6 +40,7 @@ class ByState:
 
     def scope(self, lo: np.ndarray, hi: np.ndarray) -> ScopeVisits:
         """The visits of the journeys in rows [lo, hi) (class ranges, ascending), grouped by state."""
+        lo, hi = _merged(lo, hi)
         n_states = len(self.bounds) - 1
         start, stop = np.empty((n_states, len(lo)), np.int64), np.empty((n_states, len(lo)), np.int64)
         for s in range(n_states):
@@ -48,7 +49,11 @@ class ByState:
         runs = (stop - start).reshape(-1)
         at = _runs(start.reshape(-1), runs)
         offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
-        pos = self.row[at] - np.repeat(np.tile(lo - offsets, n_states), runs)
+        pos = self.row[at]
+        if len(lo) == 1:  # one range of rows: one shift for every visit
+            pos -= lo[0]
+        else:
+            pos -= np.repeat(np.tile(lo - offsets, n_states), runs)
         return ScopeVisits(at, pos, np.concatenate(([0], np.cumsum((stop - start).sum(axis=1)))))
 
     def first_entries(self, take: np.ndarray, visits: ScopeVisits, ended: np.ndarray,
@@ -61,7 +66,28 @@ class ByState:
         return incidence.FirstEntries(self.grid[present], rank[: len(take)], ended, rank[len(take):], horizon)
 
 
+def _merged(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class ranges [lo, hi) with each one that starts where the one before ends joined to it: the same rows in
+    the same order, in fewer ranges (a scope of consecutive classes, every journey's among them, is one)."""
+    if len(lo) < 2:
+        return lo, hi
+    new = np.ones(len(lo), dtype=bool)
+    np.not_equal(lo[1:], hi[:-1], out=new[1:])
+    last = np.append(new[1:], True)  # a range that ends a joined one
+    return lo[new], hi[last]
+
+
+_FEW_RUNS = 256  # up to this many runs, each one's places are shifted in place (no run-sized repeat)
+
+
 def _runs(start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """The concatenation of arange(start[i], start[i] + length[i]) for every i."""
     before = np.cumsum(length) - length  # where each run starts in the output
-    return np.repeat(start - before, length) + np.arange(int(length.sum()))
+    out = np.arange(int(length.sum()), dtype=np.int64)
+    if len(start) > _FEW_RUNS:
+        out += np.repeat(start - before, length)
+        return out
+    for s, b, n in zip(start.tolist(), before.tolist(), length.tolist()):
+        if n:
+            out[b: b + n] += s - b
+    return out

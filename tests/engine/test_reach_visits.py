@@ -87,3 +87,25 @@ def test_reach_equals_first_entry_per_state(monkeypatch, seed, whole):
                     rows.v_t[mine], WINDOW)
         assert list(got) == sorted(want) and got == want, classes
     assert "s5" not in got and got["s0"]["reached"] == len(take)
+
+
+@pytest.mark.parametrize("runs", [0, 1, 3, 256, 257, 2000])
+def test_runs_is_the_concatenated_ranges(runs: int) -> None:
+    """_runs (shifted in place for few runs, by a repeat for many; empty runs among them) = the aranges joined."""
+    rng = np.random.default_rng(runs)
+    start = rng.integers(0, 10_000, runs)
+    length = rng.integers(0, 40, runs) * (rng.random(runs) < 0.8)
+    want = np.concatenate([np.arange(s, s + n) for s, n in zip(start, length)] or [np.zeros(0, np.int64)])
+    got = reach_visits._runs(start, length)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("classes", [[0, 1, 2], [0, 2, 3, 5, 6], [3], [1, 2, 4, 5, 6, 7], [0, 1, 3, 4, 5, 7]])
+def test_merged_ranges_hold_the_same_rows_in_the_same_order(classes: list[int]) -> None:
+    """Adjacent class ranges joined (an empty class between two keeps them apart only if its bounds do)."""
+    cls = np.repeat(np.arange(8), [3, 0, 2, 5, 1, 0, 4, 2])
+    lo, hi = np.searchsorted(cls, classes, side="left"), np.searchsorted(cls, classes, side="right")
+    m_lo, m_hi = reach_visits._merged(lo, hi)
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+    assert np.array_equal(np.concatenate([np.arange(a, b) for a, b in zip(m_lo, m_hi)]), rows)
+    assert bool((m_lo[1:] != m_hi[:-1]).all()) and len(m_lo) == 1 + int((lo[1:] != hi[:-1]).sum())
