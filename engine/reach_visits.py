@@ -62,8 +62,8 @@ class ByState:
         end_rank, visit_rank = self.end_rank[take], self.visit_rank[visits.at]
         if len(take) == len(self.end_rank):  # every journey: the scope's times are the build's, and so its grid
             return incidence.FirstEntries(self.grid, end_rank, ended, visit_rank, horizon)
-        present, rank = incidence.compact(np.concatenate((end_rank, visit_rank)), len(self.grid))
-        return incidence.FirstEntries(self.grid[present], rank[: len(take)], ended, rank[len(take):], horizon)
+        present, (end_at, visit_at) = incidence.compact_parts((end_rank, visit_rank), len(self.grid))
+        return incidence.FirstEntries(self.grid[present], end_at, ended, visit_at, horizon)
 
 
 def _merged(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -109,3 +109,16 @@ def test_merged_ranges_hold_the_same_rows_in_the_same_order(classes: list[int]) 
     rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
     assert np.array_equal(np.concatenate([np.arange(a, b) for a, b in zip(m_lo, m_hi)]), rows)
     assert bool((m_lo[1:] != m_hi[:-1]).all()) and len(m_lo) == 1 + int((lo[1:] != hi[:-1]).sum())
+
+
+@pytest.mark.parametrize("sizes", [(0, 0), (5, 0), (0, 7), (300, 2000), (1, 1)])
+def test_compact_parts_is_compact_of_the_joined_parts(sizes: tuple[int, int]) -> None:
+    """The parts' distinct values and places without joining them: np.unique's grid and inverse, split back."""
+    from engine import incidence
+
+    rng = np.random.default_rng(sum(sizes))
+    a, b = rng.integers(0, 500, sizes[0]), rng.integers(200, 900, sizes[1])
+    grid, inverse = np.unique(np.concatenate((a, b)), return_inverse=True)
+    present, (at_a, at_b) = incidence.compact_parts((a, b), 1000)
+    assert np.array_equal(present, grid) and at_a.dtype == at_b.dtype == np.int64
+    assert np.array_equal(np.concatenate((at_a, at_b)), inverse.reshape(-1))
