@@ -60,47 +60,23 @@ def of(row: np.ndarray, state: np.ndarray, new_journey: np.ndarray, n_rows: int,
 
 
 def _group(state: np.ndarray, starts: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per journey its group (codes numbered by first appearance) and per group its first journey.
-
-    Every pass over the steps costs page faults for a fresh step-sized array at 10 M events, so the steps
-    see few of them: each step's place in its journey is one cumulative sum, the terms are made in place,
-    and only journeys that are not their group's first are checked against it."""
+    """Per journey its group (codes numbered by first appearance) and per group its first journey."""
     if not len(starts):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    offset = _places(starts, size, len(state))
+    offset = np.arange(len(state), dtype=np.int64) - np.repeat(starts, size)
     powers = np.cumprod(np.full(int(size.max()), _MULTIPLIER, dtype=np.uint64))  # wraps mod 2^64, as meant
-    terms = powers[offset]
     with np.errstate(over="ignore"):
-        terms *= state.astype(np.uint64) + np.uint64(1)
+        terms = (state.astype(np.uint64) + np.uint64(1)) * powers[offset]
         hashes = np.add.reduceat(terms, starts) ^ (size.astype(np.uint64) * _LENGTH_MIX)
-    del terms
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     rep = first[inverse]  # each journey's group's first journey
-    if not _same_as(state, starts, size, rep, offset):  # two different paths share a hash: group the text (exact)
+    same = bool(np.array_equal(size, size[rep]))
+    if same:
+        same = bool(np.array_equal(state, state[np.repeat(starts[rep], size) + offset]))
+    if not same:  # two different paths share a hash: group the spelled-out paths instead (exact)
         inverse, first = _group_by_text(state, starts, size)
     return _by_appearance(inverse, first)
-
-
-def _places(starts: np.ndarray, size: np.ndarray, n: int) -> np.ndarray:
-    """Each step's place in its journey (journeys one after another from `starts`, `size` steps each, all > 0):
-    ones, with each journey's first step stepping back by the one before's length, summed up."""
-    step = np.ones(n, dtype=np.int64)
-    step[starts[1:]] = 1 - size[:-1]
-    step[0] = 0
-    return np.cumsum(step, out=step)
-
-
-def _same_as(state: np.ndarray, starts: np.ndarray, size: np.ndarray, rep: np.ndarray, offset: np.ndarray) -> bool:
-    """Whether every journey's states equal its representative's, state by state (a journey that is its own
-    representative needs no look)."""
-    other = rep != np.arange(len(rep))
-    if not np.array_equal(size[other], size[rep[other]]):
-        return False
-    at = np.flatnonzero(np.repeat(other, size))
-    shift = np.repeat((starts[rep] - starts)[other], size[other])  # from a step to its representative's
-    shift += at
-    return bool(np.array_equal(state[at], state[shift]))
 
 
 def _group_by_text(state: np.ndarray, starts: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
