@@ -26,8 +26,8 @@ _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the sequence hash (ar
 # the top N of each scope (measured on 1 M events: 1.2 -> 0.6 CPU-s, same rows). Counting goes through the
 # scope-set classes (engine.snapshot): one row per journey is grouped per class, then spread over the
 # class's scopes, instead of joining every journey's path string to each of its ~6 scopes (0.56 -> 0.3 CPU-s).
-# Sequences are grouped by their integer id (`journey_paths`); only the candidates for the top N (count at
-# least the scope's N-th largest) fetch their string, which breaks ties in count.
+# Sequences are grouped by their integer id (`path_ids`); only the candidates for the top N (count at
+# least the scope's N-th largest) fetch their string (one row per id), which breaks ties in count.
 _TOP_SQL = """
 WITH jc AS (SELECT path_id, outcome, actor_id, duration_s, length, cls FROM {jour}),
 pc AS (SELECT cls, path_id, outcome, count(*) AS cnt FROM jc GROUP BY ALL),
@@ -35,7 +35,7 @@ po AS (SELECT cs.sid, pc.path_id, pc.outcome, sum(pc.cnt)::BIGINT AS cnt FROM pc
 done AS (SELECT sid, sum(cnt)::BIGINT AS completed FROM po GROUP BY sid),
 floor AS (SELECT sid, list_min(max(cnt, greatest($top, 1))) AS least FROM po GROUP BY sid),  -- the N-th largest count per scope
 cand AS (SELECT po.* FROM po JOIN floor USING (sid) WHERE po.cnt >= floor.least),
-names AS (SELECT path_id, any_value(path) AS path FROM {jour} SEMI JOIN cand USING (path_id) GROUP BY path_id),
+names AS (SELECT path_id, path FROM {path_names} SEMI JOIN cand USING (path_id)),
 ranked AS (SELECT cand.*, names.path, row_number() OVER (PARTITION BY sid ORDER BY cnt DESC, names.path, outcome) AS rn
            FROM cand JOIN names USING (path_id) QUALIFY rn <= $top),
 seq AS (SELECT po.sid, po.path_id, sum(po.cnt) AS n_seq, coalesce(sum(po.cnt) FILTER (po.outcome = $conversion), 0) AS n_conv
@@ -51,11 +51,18 @@ FROM ranked r JOIN done USING (sid) JOIN seq USING (sid, path_id) JOIN detail d 
 
 def journey_paths(state: np.ndarray, starts: np.ndarray, names: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Each journey's path (its states in step order joined by SEP) and a path id, equal exactly when the
-    paths are; `state` holds the journeys' state codes one after another, journey i from `starts[i]`.
+    paths are; `state` holds the journeys' state codes one after another, journey i from `starts[i]`."""
+    distinct, ids = path_ids(state, starts, names)
+    return distinct.take(pa.array(ids)), ids
+
+
+def path_ids(state: np.ndarray, starts: np.ndarray, names: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct paths, and each journey's path id: its path's place among them (journey_paths' ids).
 
     Only the distinct paths are joined into strings: journeys are grouped by a hash of their code
     sequence and length, each checked code by code against its group's first journey (a collision,
-    never seen, falls back to grouping the strings themselves)."""
+    never seen, falls back to grouping the strings themselves). A journey's own string is never made:
+    the snapshot's per-journey table holds the id, the few shown paths are looked up by it."""
     lengths = np.diff(np.append(starts, len(state))).astype(np.int64)
     if not len(starts):
         return pa.array([], pa.large_string()), np.zeros(0, np.int64)
@@ -71,11 +78,10 @@ def journey_paths(state: np.ndarray, starts: np.ndarray, names: pa.Array) -> tup
     first = order[new]  # one journey per id
     rep = first[ids]
     if not (np.array_equal(lengths, lengths[rep]) and np.array_equal(state, state[np.repeat(starts[rep], lengths) + pos])):
-        joined = _join(state, starts, lengths, names)
-        encoded = pc.dictionary_encode(joined)
-        return joined, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        encoded = pc.dictionary_encode(_join(state, starts, lengths, names))
+        return encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     rows = np.repeat(starts[first], lengths[first]) + _ranges(lengths[first])
-    return _join(state[rows], np.cumsum(lengths[first]) - lengths[first], lengths[first], names).take(pa.array(ids)), ids
+    return _join(state[rows], np.cumsum(lengths[first]) - lengths[first], lengths[first], names), ids
 
 
 def _ranges(lengths: np.ndarray) -> np.ndarray:
@@ -98,12 +104,14 @@ def empty_paths(completed: int = 0) -> dict[str, Any]:
     return {"top": [], "coverage": 0.0, "other_count": completed, "other_share": 1.0 if completed else 0.0}
 
 
-def top_paths(con: Any, jour: str, class_sids: str, top_n: int, conversion: str) -> dict[int, dict[str, Any]]:
+def top_paths(con: Any, jour: str, path_names: str, class_sids: str, top_n: int,
+              conversion: str) -> dict[int, dict[str, Any]]:
     """Paths block per scope id.
 
-    `jour` holds completed journeys' paths (path, path_id) and their class (cls), `class_sids` maps cls -> sid.
+    `jour` holds completed journeys' path ids (path_id) and their class (cls), `path_names` each path id's path
+    (path_id, path: one row per id), `class_sids` maps cls -> sid.
     """
-    sql = _TOP_SQL.format(jour=jour, class_sids=class_sids)
+    sql = _TOP_SQL.format(jour=jour, path_names=path_names, class_sids=class_sids)
     rows = con.execute(sql, {"conversion": conversion, "top": int(top_n)}).fetchall()
     out: dict[int, dict[str, Any]] = {}
     for sid, completed, path, outcome, cnt, actors, n_seq, n_conv, med_s, med_len in rows:

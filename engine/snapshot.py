@@ -236,10 +236,11 @@ _SPREAD_SQL = (
        SELECT p.jix, p.cls, j.journey_id, j.actor_id, coalesce(j.outcome, $dropoff) AS outcome,
               epoch(CASE WHEN j.outcome IS NULL THEN NULL WHEN j.outcome = $dropoff THEN p.last_ts ELSE j.end_ts END
                     - j.start_ts) AS duration_s,
-              p.length, p.path, p.path_id
+              p.length, p.path_id
        FROM journeys j JOIN _jg_paths p ON p.jix = j.rowid
        WHERE j.journey = $journey AND NOT j.censored""",
     """CREATE OR REPLACE TEMP TABLE _jg_cadj AS SELECT * FROM _jg_cadj_arrow""",
+    """CREATE OR REPLACE TEMP TABLE _jg_path_names AS SELECT * FROM _jg_path_names_arrow""",
 )
 
 _QUERIES = {
@@ -337,7 +338,7 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
     with _stage("lifecycle_visits"):
         rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
     with _stage("paths"):
-        tops = paths.top_paths(con, "_jg_jour", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
+        tops = paths.top_paths(con, "_jg_jour", "_jg_path_names", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     with _stage("incidence"):
@@ -352,7 +353,7 @@ def _class_join(con: Any) -> str:
 
 
 _TEMP_TABLES = ("_jg_rtrans", "_jg_ends", "_jg_jkeys", "_jg_classes", "_jg_cscopes", "_jg_csid",
-                "_jg_trans", "_jg_creach", "_jg_jour", "_jg_cadj", "_jg_est")
+                "_jg_trans", "_jg_creach", "_jg_jour", "_jg_path_names", "_jg_cadj", "_jg_est")
 
 
 def _drop(con: Any, keep: tuple[str, ...] = ()) -> None:
@@ -380,7 +381,9 @@ def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, adjacent: An
     with_last = counts.paths.append_column("last_ts", pa.array(last_ts[path_jix], pa.timestamp("us"),
                                                                mask=last_ts[path_jix] == NULL_TS))
     tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": with_last,
-              "_jg_ptrans": partial, "_jg_cadj_arrow": adjacent}
+              "_jg_ptrans": partial, "_jg_cadj_arrow": adjacent,
+              "_jg_path_names_arrow": pa.table({"path_id": np.arange(len(counts.path_names), dtype=np.int64),
+                                                "path": counts.path_names})}
     for name, table in tables.items():
         con.register(name, in_batches(table))
     try:

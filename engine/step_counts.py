@@ -56,7 +56,8 @@ class StepCounts:
 
     transitions: pa.Table  # cls, prev, state, next, heldout, c
     reach: pa.Table        # cls, state, outcome, reached, visits, repeats
-    paths: pa.Table        # jix, journey_id, cls, length, path
+    paths: pa.Table        # jix, cls, length, path_id
+    path_names: pa.Array   # path_id -> path (engine.paths.path_ids)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def count_steps(steps: StepArrays, jr: Journeys, collapse: bool) -> StepCounts:
     return StepCounts(
         transitions=_transitions(seq, jr.cls, jr.heldout, jr.outcome, jr.outcome_names),
         reach=_reach(seq, jr.cls, jr.outcome, jr.outcome_names),
-        paths=_paths(seq, steps.journey_ids, jr.cls),
+        **_paths(seq, jr.cls),
     )
 
 
@@ -118,7 +119,10 @@ def journey_paths(con: duckdb.DuckDBPyConnection, journey: str, journey_ids: pa.
     wanted = np.zeros(steps.size, dtype=bool)
     wanted[pc.drop_null(where).to_numpy(zero_copy_only=False).astype(np.int64)] = True
     seq = _sequences(steps, wanted[steps.jix] & (steps.state >= 0), collapse)
-    return _paths(seq, steps.journey_ids, np.zeros(steps.size, dtype=np.int64)).select(["journey_id", "length", "path"])
+    got = _paths(seq, np.zeros(steps.size, dtype=np.int64))
+    table, names = got["paths"], got["path_names"]
+    return pa.table({"journey_id": steps.journey_ids.take(table.column("jix")), "length": table.column("length"),
+                     "path": names.take(table.column("path_id"))})
 
 
 @dataclass(frozen=True)
@@ -238,14 +242,16 @@ def visits_per_state(jix: np.ndarray, state: np.ndarray, first: np.ndarray, n_st
     return jix[np.flatnonzero(first)][place_of], state_of, np.diff(np.append(starts, len(key)))
 
 
-def _paths(seq: _Sequences, journey_ids: pa.Array, cls: np.ndarray) -> pa.Table:
-    """Each journey's path (engine.paths.journey_paths: string and id), its number of steps and class."""
+def _paths(seq: _Sequences, cls: np.ndarray) -> dict[str, Any]:
+    """Each journey's path id (engine.paths.path_ids), its number of steps and class; and the paths by id (one
+    string per distinct path, not per journey: 1.1 M strings the per-journey table no longer carries at 10 M
+    events)."""
     starts = np.flatnonzero(seq.first)
-    path, path_id = paths.journey_paths(seq.state, starts, seq.names)
+    names, path_id = paths.path_ids(seq.state, starts, seq.names)
     jix = seq.jix[starts]
-    return pa.table({"jix": jix, "journey_id": journey_ids.take(pa.array(jix)), "cls": cls[jix],
-                     "length": np.diff(np.append(starts, len(seq.jix))).astype(np.int64), "path": path,
-                     "path_id": path_id})
+    return {"paths": pa.table({"jix": jix, "cls": cls[jix], "path_id": path_id,
+                               "length": np.diff(np.append(starts, len(seq.jix))).astype(np.int64)}),
+            "path_names": names}
 
 
 # Resolved steps of censored journeys (engine.journeys' journey_progress): a step entered at ts is resolved

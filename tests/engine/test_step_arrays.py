@@ -118,6 +118,8 @@ def test_path_ids_are_equal_exactly_when_paths_are(monkeypatch, base) -> None:
     want = [paths.SEP.join("abc"[s] for s in state[a:a + n]) for a, n in zip(starts, lengths)]
     assert joined.to_pylist() == want
     assert all((ids[i] == ids[j]) == (want[i] == want[j]) for i in range(0, 300, 7) for j in range(300))
+    distinct, same_ids = paths.path_ids(state, starts, pa.array(["a", "b", "c"]))
+    assert np.array_equal(same_ids, ids) and sorted(distinct.to_pylist()) == sorted(set(want))  # each path once
 
 
 def test_a_run_continued_over_several_batches_is_one_run() -> None:

@@ -64,9 +64,20 @@ def test_transitions_start_at_caret_and_end_in_the_outcome(con) -> None:
 
 def test_collapse_drops_repeats_and_renumbers(con) -> None:
     counts = _count(con, collapse=True)
-    paths = {j: (n, p.split(SEP)) for j, n, p in _rows(counts.paths, "journey_id", "length", "path")}
+    ids = step_arrays.fetch(con, "main").journey_ids.take(counts.paths.column("jix")).to_pylist()
+    texts = counts.path_names.take(counts.paths.column("path_id")).to_pylist()
+    paths = {j: (n, p.split(SEP)) for j, n, p in zip(ids, counts.paths.column("length").to_pylist(), texts)}
     assert paths == {"j1": (3, ["a", "b", "c"]), "j2": (2, ["a", "c"]), "j3": (2, ["a", "b"])}
     assert ("a", "b", "c") in {(p, s, n) for p, s, n in _rows(counts.transitions, "prev", "state", "next")}
+
+
+def test_paths_are_spelled_once_per_distinct_path(con) -> None:
+    con.execute("UPDATE classes SET censored = false, outcome = 'converted' WHERE journey_id = 'j4'")  # j4: a, a
+    con.execute("INSERT INTO journey_steps VALUES ('main', 'j5', 0, 'a', TIMESTAMP '2026-01-01', 'j5-0')")  # j5: a
+    counts = _count(con, collapse=True)  # j4 collapses to j5's path
+    texts = counts.path_names.take(counts.paths.column("path_id")).to_pylist()
+    assert sorted(texts) == sorted(["a" + SEP + "b" + SEP + "c", "a" + SEP + "c", "a" + SEP + "b", "a", "a"])
+    assert sorted(counts.path_names.to_pylist()) == sorted(set(texts))  # no journey's own copy
 
 
 def test_reach_counts_journeys_visits_and_repeats(con) -> None:
