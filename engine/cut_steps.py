@@ -32,8 +32,9 @@ _BUFFERS: weakref.WeakKeyDictionary[Any, StepBuffer] = weakref.WeakKeyDictionary
 MAX_STEPS = 32_000_000
 _STEPS = "_jg_cut_steps"  # steps registered for an INSERT or a digest
 # row groups a file's digest query takes at once: one query a row group cost ~0.2 CPU-s more at 10 M events
-# (a query's fixed cost, 81 times), and the XOR is the same however the rows are grouped
-DIGEST_BATCHES = 8
+# (a query's fixed cost of a few ms, 81 times); the XOR is the same however the rows are grouped. Four hold
+# ~30 MB of steps (~8 MB a row group) a little longer; eight saved hardly more
+DIGEST_BATCHES = 4
 _IDS = "_jg_cut_ids"  # its journeys (global index g, journey_id), registered for their order and seal
 
 
