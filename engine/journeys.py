@@ -82,9 +82,12 @@ _BATCH_ROWS = 500_000
 ACTOR = "a"  # the window rows' actor number: its row in the starts table (STARTS)
 STARTS = "_jg_starts"
 RECUT = "_jg_recut"  # an incremental run's journeys cut again (their ids), while the build runs
-# journey_id in the two tables every run writes whole (_decide): random hex, which DuckDB's dictionary+FSST
-# compression halves at ~0.2-0.3 µs a row. Stored plain, writing both at 10 M events (1.4 M rows) costs
-# ~0.3 CPU-s less (the same rows; the database file 112 -> 132 MB, a scan of `journeys` no slower)
+# journey_id and actor_id in the per-journey tables (_decide writes two whole every run, a full run's cut
+# writes `journey_cuts`): one value a row, which DuckDB's dictionary+FSST analysis compresses at ~0.2-0.3 µs
+# a row for a 2x smaller column. Stored plain: at 10 M events (1.27 M journeys) the journey_id of `journeys`
+# and `journey_progress` ~0.3 CPU-s less (the database file 112 -> 132 MB), both ids of `journey_cuts` 0.46 and
+# actor_id of `journeys` 0.18 more (medians of five pairs; the file ~38 MB bigger again, whose private copy each
+# run makes costs a few ms); the same rows, and a scan of them no slower.
 ID_COLUMN = "VARCHAR USING COMPRESSION uncompressed"
 
 
@@ -198,7 +201,7 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool, sealing:
     every open journey; RECUT lists the journeys cut again (their base steps are superseded).
     """
     con.execute(f"""CREATE OR REPLACE TABLE journeys (
-        journey VARCHAR, tenant_id VARCHAR, journey_id {ID_COLUMN}, actor_id VARCHAR, start_ts TIMESTAMP,
+        journey VARCHAR, tenant_id VARCHAR, journey_id {ID_COLUMN}, actor_id {ID_COLUMN}, start_ts TIMESTAMP,
         end_ts TIMESTAMP, outcome VARCHAR, censored BOOLEAN, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR))""")
     con.execute(f"""CREATE OR REPLACE TABLE journey_progress (
         journey VARCHAR, journey_id {ID_COLUMN}, known_outcome VARCHAR, known_end_ts TIMESTAMP, data_end TIMESTAMP)""")
@@ -208,8 +211,8 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool, sealing:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {RECUT} AS SELECT journey_id FROM journey_cuts WHERE {touched}")
         con.execute(f"DELETE FROM journey_cuts WHERE {touched}")
     else:
-        con.execute("""CREATE OR REPLACE TABLE journey_cuts (
-            journey VARCHAR, tenant_id VARCHAR, journey_id VARCHAR, actor_id VARCHAR, start_ts TIMESTAMP,
+        con.execute(f"""CREATE OR REPLACE TABLE journey_cuts (
+            journey VARCHAR, tenant_id VARCHAR, journey_id {ID_COLUMN}, actor_id {ID_COLUMN}, start_ts TIMESTAMP,
             last_ts TIMESTAMP, outcome_raw VARCHAR, end_raw TIMESTAMP, n_steps INTEGER, segments MAP(VARCHAR, VARCHAR),
             sealed BOOLEAN)""")
     if silver.root_of(con) is not None:

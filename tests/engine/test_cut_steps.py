@@ -96,6 +96,23 @@ def test_many_row_groups_are_cut_as_from_the_table(tmp_path: Path, monkeypatch: 
     assert manifests[0] == manifests[1]
 
 
+@pytest.mark.parametrize("at_once", [2, 3])
+def test_digests_taken_several_batches_at_once_are_the_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               at_once: int) -> None:
+    """Batches of 50 rows digested `at_once` at a time (files of several such groups, the last one short):
+    each file's digest is the XOR the table's SQL takes over all its rows."""
+    monkeypatch.setattr(cut_steps, "ROW_GROUP", 50)
+    monkeypatch.setattr(cut_steps, "DIGEST_BATCHES", at_once)
+    chunks = _chunks(5)
+    manifests = []
+    for buffered in (False, True):
+        con = _workspace(tmp_path / str(buffered), chunks, buffered)
+        silver.persist_steps(con, sealed_ids=SEALED, journey_ids=IDS)
+        manifests.append(con.execute(MANIFEST).fetchall())
+    assert min(rows for _, _, _, rows, _, _ in manifests[0]) > 50 * at_once * 2
+    assert manifests[0] == manifests[1]
+
+
 def test_an_incremental_write_puts_the_buffer_back_into_the_table(tmp_path: Path) -> None:
     chunks = _chunks(4)
     results = []
