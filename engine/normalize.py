@@ -326,13 +326,14 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           FROM _jg_deduped d
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
+        hashed AS (SELECT *, {sequencing.actor_hash_sql()} AS {sequencing.ACTOR_HASH} FROM resolved),  -- once, not per pass
         known AS ({known})
-        SELECT r.input_order, r.staged_row, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
+        SELECT r.input_order, r.staged_row, r.tenant_id, r.actor_id, r.{sequencing.ACTOR_HASH}, r.event_id, r.ts, r.duplicate,
                r.made_id, r.mapped_to IS NOT NULL AS mapped,  -- ids that differ from the staged row's
                NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
-        FROM resolved r
+        FROM hashed r
         LEFT JOIN known k ON k.tenant_id = r.tenant_id AND k.event_id = r.event_id""", params)
     if run is not None:  # the stored events as context: repeats of stored ids, and bursts across the two
         incremental.stored_duplicates(con, _FLAGGED, f"coalesce(event_id, {_content_hash_sql()})", cfg.normalize.dedupe_window_s)
