@@ -94,7 +94,7 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     classes = max(1, -(-staged.rows // CHUNK_EVENTS))
     for salt in itertools.count():  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
         tally = _Tally(staged)
-        _sort_classes(con, keys_sql, salt, classes, gap_s, tally.place)
+        _sort_classes(con, keys_sql, _hash_sql(salt, run), classes, gap_s, tally.place)
         if tally.found == actors:
             break
     accepted, stored_parts = tally.accepted, tally.stored_parts
@@ -119,16 +119,21 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     return Accepted(accepted.events, accepted.actors, accepted.start, accepted.end, int(inserted))
 
 
-def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, salt: int, classes: int, gap_s: int,
+def _hash_sql(salt: int, run: incremental.Plan | None) -> str:
+    """The keys' actor hash: salt 0 is the one the flags hold (reading it, not the ids, is what saves the passes'
+    time); an incremental run's stored events have none and are hashed here."""
+    if salt:
+        return actor_hash_sql(salt)
+    return ACTOR_HASH if run is None else f"coalesce({ACTOR_HASH}, {actor_hash_sql(0)})"
+
+
+def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, hashed: str, classes: int, gap_s: int,
                   place: Callable[[_Sorted], None]) -> None:
     """Each hash class of whole actors sorted and numbered (`_sort`), then given to `place`, in class order.
 
     The sort of class k runs on a second thread while DuckDB fetches class k + 1 (numpy's sort releases
     the GIL); a class is placed and dropped before the next fetch, so at most two classes' arrays are held.
     """
-    # salt 0: the hash the flags hold (an incremental run's stored events have none: hashed here), not one per pass
-    hashed = f"coalesce({ACTOR_HASH}, {actor_hash_sql(0)})" if salt == 0 else actor_hash_sql(salt)
-
     def keys(part: int) -> pa.Table:
         return fetch(con, f"""SELECT * FROM (SELECT {hashed} AS h, ts, input_order,
                                                     coalesce(staged_row, -1) AS staged_row, stored FROM ({keys_sql}))

@@ -124,14 +124,14 @@ def test_an_actor_hash_collision_draws_another_hash(tmp_path, monkeypatch) -> No
 
 
 def _salts_drawn(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The salts `_sort_classes` is called with, in order (a second one means the count check found a collision)."""
+    """The salts the keys are hashed with, in order (a second one means the count check found a collision)."""
     salts: list[int] = []
-    real = sequencing._sort_classes
+    real = sequencing._hash_sql
 
-    def spy(con: duckdb.DuckDBPyConnection, keys_sql: str, salt: int, *args: Any) -> None:
+    def spy(salt: int, run: Any) -> str:
         salts.append(salt)
-        real(con, keys_sql, salt, *args)
-    monkeypatch.setattr(sequencing, "_sort_classes", spy)
+        return real(salt, run)
+    monkeypatch.setattr(sequencing, "_hash_sql", spy)
     return salts
 
 
