@@ -326,17 +326,20 @@ def _flag_bots_and_late(con: duckdb.DuckDBPyConnection, cfg: Config, watermark: 
           FROM _jg_deduped d
           LEFT JOIN {_IDENTITY} u ON u.kind = 'u' AND u.tenant_id = d.tenant_id AND u.id = d.user_id
           LEFT JOIN {_IDENTITY} a ON a.kind = 'a' AND a.tenant_id = d.tenant_id AND a.id = d.anonymous_id),
+        hashed AS (SELECT *, {sequencing.actor_hash_sql()} AS {sequencing.ACTOR_HASH} FROM resolved),  -- once, not per pass
         known AS ({known})
-        SELECT r.input_order, r.staged_row, r.tenant_id, r.actor_id, r.event_id, r.ts, r.duplicate,
+        SELECT r.input_order, r.staged_row, r.tenant_id, r.actor_id, r.{sequencing.ACTOR_HASH}, r.event_id, r.ts, r.duplicate,
                r.made_id, r.mapped_to IS NOT NULL AS mapped,  -- ids that differ from the staged row's
                NOT r.duplicate AND {ua_bot} AS bot,
                NOT r.duplicate AND (r.received_at - r.ts > INTERVAL ({tolerance}) SECOND
                     OR (r.ts < CAST(? AS TIMESTAMP) - INTERVAL ({tolerance}) SECOND AND k.event_id IS NULL)) AS late_raw
-        FROM resolved r
+        FROM hashed r
         LEFT JOIN known k ON k.tenant_id = r.tenant_id AND k.event_id = r.event_id""", params)
     if run is not None:  # the stored events as context: repeats of stored ids, and bursts across the two
         incremental.stored_duplicates(con, _FLAGGED, f"coalesce(event_id, {_content_hash_sql()})", cfg.normalize.dedupe_window_s)
         incremental.rate_context(con, _FLAGGED)
+        con.execute(f"UPDATE {_FLAGGED} SET {sequencing.ACTOR_HASH} = {sequencing.actor_hash_sql()} "
+                    f"WHERE {sequencing.ACTOR_HASH} IS NULL")  # the context rows: the rate rule groups by the hash
     _flag_rate_bots(con, limit)
     if run is not None:
         incremental.check_rate_context(con, _FLAGGED)
@@ -354,15 +357,18 @@ def _flag_rate_bots(con: duckdb.DuckDBPyConnection, limit: int) -> None:
     """Mark every non-duplicate event of an actor with more than `limit` events in some [t, t + 60 s).
 
     limit + 1 events less than 60 s apart is exactly that; the ordered window runs only for actors with
-    more than `limit` events in total, and the UPDATE touches only the bots' rows.
+    more than `limit` events in total, and the UPDATE touches only the bots' rows. Those actors are found by
+    their hash (an integer GROUP BY, not one of 10 M string pairs): actors sharing a hash only go to the
+    window together, which still partitions by the actor itself.
     """
+    hashed = sequencing.ACTOR_HASH
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _jg_bursts AS
           SELECT DISTINCT tenant_id, actor_id FROM (
             SELECT tenant_id, actor_id, ts - lag(ts, {limit}) OVER (PARTITION BY tenant_id, actor_id ORDER BY ts) AS span
             FROM {_FLAGGED} SEMI JOIN (
-              SELECT tenant_id, actor_id FROM {_FLAGGED} WHERE NOT duplicate GROUP BY ALL HAVING count(*) > {limit}
-            ) heavy USING (tenant_id, actor_id)
+              SELECT {hashed} FROM {_FLAGGED} WHERE NOT duplicate GROUP BY ALL HAVING count(*) > {limit}
+            ) heavy USING ({hashed})
             WHERE NOT duplicate)
           WHERE span < INTERVAL 60 SECOND""")
     con.execute(f"""

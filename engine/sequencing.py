@@ -29,6 +29,7 @@ EVENTS_DDL = """CREATE OR REPLACE TABLE events (
 CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass: bounds memory on big inputs
 _BATCH_ROWS = 500_000  # rows of a streamed key batch
 _ACTOR_HASH = "hash(tenant_id, actor_id, {salt})"  # groups an actor's keys for numpy (checked: one hash, one actor)
+ACTOR_HASH = "actor_hash"  # the flags' column holding the salt-0 actor hash (engine.normalize writes it with `actor_hash_sql`)
 _TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 _STORED = "_jg_stored_events"
 _KEYS = "_jg_keys"  # the new events' numbers, one row per staged_events row (null where not accepted)
@@ -82,7 +83,7 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     cost 25 CPU-s at 10 M events. Actors are cut into hash classes of about CHUNK_EVENTS rows (memory stays
     bounded); the hash is checked against the exact count of actors (a collision draws another hash).
     """
-    accepted_keys = f"""SELECT tenant_id, actor_id, ts, input_order, staged_row,
+    accepted_keys = f"""SELECT tenant_id, actor_id, {ACTOR_HASH}, ts, input_order, staged_row,
                                CASE WHEN mapped THEN actor_id END AS actor_override,
                                CASE WHEN made_id THEN event_id END AS event_id_override
                         FROM {flagged} WHERE NOT duplicate AND NOT bot AND NOT coalesce(late_raw, false)"""
@@ -93,7 +94,7 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     classes = max(1, -(-staged.rows // CHUNK_EVENTS))
     for salt in itertools.count():  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
         tally = _Tally(staged)
-        _sort_classes(con, keys_sql, salt, classes, gap_s, tally.place)
+        _sort_classes(con, keys_sql, _hash_sql(salt, run), classes, gap_s, tally.place)
         if tally.found == actors:
             break
     accepted, stored_parts = tally.accepted, tally.stored_parts
@@ -118,7 +119,15 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     return Accepted(accepted.events, accepted.actors, accepted.start, accepted.end, int(inserted))
 
 
-def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, salt: int, classes: int, gap_s: int,
+def _hash_sql(salt: int, run: incremental.Plan | None) -> str:
+    """The keys' actor hash: salt 0 is the one the flags hold (reading it, not the ids, is what saves the passes'
+    time); an incremental run's stored events have none and are hashed here."""
+    if salt:
+        return actor_hash_sql(salt)
+    return ACTOR_HASH if run is None else f"coalesce({ACTOR_HASH}, {actor_hash_sql(0)})"
+
+
+def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, hashed: str, classes: int, gap_s: int,
                   place: Callable[[_Sorted], None]) -> None:
     """Each hash class of whole actors sorted and numbered (`_sort`), then given to `place`, in class order.
 
@@ -126,7 +135,7 @@ def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, salt: int, clas
     the GIL); a class is placed and dropped before the next fetch, so at most two classes' arrays are held.
     """
     def keys(part: int) -> pa.Table:
-        return fetch(con, f"""SELECT * FROM (SELECT {_ACTOR_HASH.format(salt=salt)} AS h, ts, input_order,
+        return fetch(con, f"""SELECT * FROM (SELECT {hashed} AS h, ts, input_order,
                                                     coalesce(staged_row, -1) AS staged_row, stored FROM ({keys_sql}))
                               WHERE h % {classes} = {part}""", rows=_BATCH_ROWS)
     if classes == 1:
@@ -140,6 +149,11 @@ def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, salt: int, clas
             pending = pool.submit(_sort, fetched, gap_s)
             del fetched
         place(pending.result())
+
+
+def actor_hash_sql(salt: int = 0) -> str:
+    """SQL of an actor's hash (columns tenant_id, actor_id): its keys' hash class and run in the numpy sort."""
+    return _ACTOR_HASH.format(salt=salt)
 
 
 @dataclass(frozen=True)

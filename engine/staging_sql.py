@@ -76,7 +76,7 @@ def staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading) 
     return f"""
         WITH {fields_ctes},
         timed AS (
-          SELECT *, {ts} AS ts, {timestamps.timestamp_sql('received_text')} AS received_at FROM fields),
+          SELECT *, {ts} AS ts, {given('received_text', timestamps.timestamp_sql('received_text'))} AS received_at FROM fields),
         reasoned AS (SELECT *, {reason_sql()} AS reason FROM timed)
         SELECT CASE WHEN reason IS NOT NULL THEN {sql_string(run_id)} END AS run_id,
                CASE WHEN reason IS NOT NULL THEN source END AS source, file_index, line,
@@ -88,6 +88,12 @@ def staging_sql(fields_ctes: str, run_id: str, raw_expr: str, reading: Reading) 
                     WHEN props IS NULL THEN extras
                     ELSE json_merge_patch(extras, props) END AS properties
         FROM reasoned"""
+
+
+def given(col: str, sql: str) -> str:
+    """`sql` (NULL for a NULL `col`) run only on the rows where `col` holds something: a time parse's list lambdas
+    cost 0.2 CPU-s per 10 M rows even on a constant NULL (a source with no received time), 0.6 on a NULL column."""
+    return f"CASE WHEN {col} IS NOT NULL THEN {sql} END"
 
 
 def typed_expr(name: str, src: str, types: dict[str, str]) -> str:

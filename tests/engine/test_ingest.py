@@ -349,3 +349,20 @@ def test_typed_parquet_and_csv_columns_stage_exactly_like_their_json_documents(c
     # CSV: every column is text (an empty field is NULL): the same rows as its rows' JSON documents (line 1 is the header)
     csv_rows = [r for r in staged(str(tmp_path / "e.csv"), first_line=2)]
     assert csv_rows == staged(str(tmp_path / "csv.jsonl"))
+
+
+def test_received_time_is_parsed_where_given_and_null_elsewhere(con, tmp_path) -> None:
+    """The received-time parse runs only on rows that have one (staging_sql.given): each row keeps its own value,
+    in a file that has the field on some rows and in one that has no such field at all."""
+    base = {"user_id": "u", "event_name": "x", "timestamp": "2026-03-01T12:00:00Z"}
+    given = [{**base, "received_at": "2026-03-01T12:00:05Z"}, base, {**base, "received_at": 1772366406000},
+             {**base, "received_at": "soon"}, {**base, "received_at": None}, {**base, "received_at": "2026-03-01T13:00:00+01:00"},
+             {"user_id": "u", "event_name": "x", "received_at": "2026-03-01T12:00:07Z"}]  # no event time: quarantined
+    write_jsonl(tmp_path / "some.jsonl", given)
+    ingest.load(con, str(tmp_path / "some.jsonl"), make_config(), "r1")
+    assert rows(con, "SELECT received_at, reason FROM staged_events ORDER BY line") == [
+        (datetime(2026, 3, 1, 12, 0, 5), None), (None, None), (datetime(2026, 3, 1, 12, 0, 6), None), (None, None),
+        (None, None), (datetime(2026, 3, 1, 12), None), (datetime(2026, 3, 1, 12, 0, 7), "missing_timestamp")]
+    write_jsonl(tmp_path / "none.jsonl", [base, base])
+    ingest.load(con, str(tmp_path / "none.jsonl"), make_config(), "r1")
+    assert rows(con, "SELECT received_at, ts FROM staged_events ORDER BY line") == [(None, datetime(2026, 3, 1, 12))] * 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -242,3 +243,46 @@ def test_actor_chunks_give_the_same_events(tmp_path, monkeypatch) -> None:
                                                     ["SELECT * FROM events ORDER BY tenant_id, actor_id, seq"])
     assert len(default) == 16_964 and len({r[6] for r in default}) > 2_400   # events, sessions
     assert default == tiny
+
+
+def test_rate_ceiling_finds_heavy_actors_by_hash_and_judges_each_alone(con, tmp_path, monkeypatch) -> None:
+    """Heavy actors are picked by their hash; actors sharing one (here: every actor) go to the window together,
+    which must still judge each actor alone: 'b' bursts, 'c' and 'd' together pass the ceiling but neither alone."""
+    from engine import sequencing
+
+    monkeypatch.setattr(sequencing, "_ACTOR_HASH", "CASE WHEN {salt} = 0 THEN hash(tenant_id) ELSE hash(tenant_id, actor_id, {salt}) END")
+    calm = [_ev(who, "tick", f"2026-01-01T00:00:{i % 60:02d}.{i:03d}Z", n=i) for who in "cd" for i in range(100)]
+    run = run_pipeline(con, write_jsonl(tmp_path / "e.jsonl", _burst(30, 150, 0.4) + calm),
+                       make_config(normalize={"bots": {"max_events_per_minute": 120, "user_agent_patterns": []}}))
+    assert run.summary.bots_filtered == 150
+    assert rows(con, "SELECT actor_id, count(*) FROM events GROUP BY ALL ORDER BY ALL") == [("c", 100), ("d", 100)]
+
+
+def test_a_burst_across_two_runs_is_caught_with_the_stored_events(tmp_path, monkeypatch) -> None:
+    """An incremental run's stored events join the rate rule as context rows (engine.incremental.rate_context),
+    which get their actor hash here: a burst split across the two runs makes the same bot a full run finds."""
+    from engine.app import pipeline
+    from engine.incremental import FULL_ENV
+    from engine.workspace import Workspace
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text((FIXTURES / "demo.yaml").read_text().replace("source: demo_events.jsonl", f"source: {tmp_path / 'data' / '*.jsonl'}")
+                   + "\nnormalize:\n  bots:\n    max_events_per_minute: 120\n")
+    demo = [line for line in (FIXTURES / "demo_events.jsonl").read_text().splitlines() if line]
+    burst = [json.dumps(_ev("b", "tick", (datetime(2026, 6, 1) + timedelta(seconds=i * 0.4)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"))
+             for i in range(150)]  # after the demo's events (none late), 150 in 60 s
+    results = []
+    for full in ("0", "1"):
+        monkeypatch.setenv(FULL_ENV, full)
+        data = tmp_path / "data"
+        data.mkdir()
+        for i, part in enumerate((demo + burst[:100], burst[100:])):
+            (data / f"part{i}.jsonl").write_text("\n".join(part) + "\n")
+            summary = pipeline.run(config_path=str(cfg), workspace=str(tmp_path / f"ws{full}"), quiet=True)
+        con = Workspace.open(tmp_path / f"ws{full}", read_only=True, create=False).con
+        results.append((summary["bots_filtered"], rows(con, "SELECT count(*) FROM events WHERE actor_id = 'b'")))
+        con.close()
+        for f in data.iterdir():
+            f.unlink()
+        data.rmdir()
+    assert results[0] == results[1] and results[0][1] == [(0,)]

@@ -121,3 +121,66 @@ def test_an_actor_hash_collision_draws_another_hash(tmp_path, monkeypatch) -> No
     lines = _stream(4)
     con = _normalised(tmp_path, lines)
     _check(con, lines)
+
+
+def _salts_drawn(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The salts the keys are hashed with, in order (a second one means the count check found a collision)."""
+    salts: list[int] = []
+    real = sequencing._hash_sql
+
+    def spy(salt: int, run: Any) -> str:
+        salts.append(salt)
+        return real(salt, run)
+    monkeypatch.setattr(sequencing, "_hash_sql", spy)
+    return salts
+
+
+def test_the_passes_read_the_flags_actor_hash(tmp_path, monkeypatch) -> None:
+    """Salt 0 groups the keys by the hash the flags hold (hashed once), not one computed again per pass: a
+    colliding column must be caught by the count check and the next salt's hash give the exact numbers."""
+    salts = _salts_drawn(monkeypatch)
+    real = sequencing.write_events
+
+    def colliding(con: duckdb.DuckDBPyConnection, flagged: str, *args: Any) -> sequencing.Accepted:
+        con.execute(f"UPDATE {flagged} SET {sequencing.ACTOR_HASH} = 7")
+        return real(con, flagged, *args)
+    monkeypatch.setattr(sequencing, "write_events", colliding)
+    monkeypatch.setattr(sequencing, "CHUNK_EVENTS", 40)  # several hash classes
+    lines = _stream(5)
+    con = _normalised(tmp_path, lines)
+    _check(con, lines)
+    assert salts == [0, 1]
+
+
+def test_stored_and_new_events_of_an_actor_share_the_salt_0_hash(tmp_path, monkeypatch) -> None:
+    """An incremental run hashes its stored events in SQL and its new ones in the flags: the same hash, so one
+    pass suffices (a mismatch would split the actors and draw another salt) and the numbers match a full run."""
+    from engine.app import pipeline
+    from engine.incremental import FULL_ENV
+    from engine.workspace import Workspace
+    from tests.engine.conftest import FIXTURES
+
+    salts = _salts_drawn(monkeypatch)
+    monkeypatch.setattr(sequencing, "CHUNK_EVENTS", 400)  # several hash classes
+    lines = sorted((json.loads(line) for line in (FIXTURES / "demo_events.jsonl").read_text().splitlines() if line),
+                   key=lambda row: row["timestamp"])
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text((FIXTURES / "demo.yaml").read_text().replace("source: demo_events.jsonl", f"source: {data / '*.jsonl'}"))
+    half = sum(row["timestamp"] < "2026-02-24" for row in lines)  # as tests/e2e/test_incremental.py grows the demo
+    numbers = "SELECT tenant_id, actor_id, event_id, seq, session_id FROM events ORDER BY ALL"
+    got = []
+    for full in ("0", "1"):
+        monkeypatch.setenv(FULL_ENV, full)
+        for i, part in enumerate((lines[:half], lines[half:])):
+            (data / f"part{i}.jsonl").write_text("\n".join(json.dumps(row) for row in part) + "\n")
+            summary = pipeline.run(config_path=str(cfg), workspace=str(tmp_path / f"ws{full}"), quiet=True)
+        assert summary["incremental"]["mode"] == ("incremental" if full == "0" else "full")
+        con = Workspace.open(tmp_path / f"ws{full}", read_only=True, create=False).con
+        got.append(rows(con, numbers))
+        con.close()
+        for f in data.iterdir():
+            f.unlink()
+    assert got[0] == got[1] and len(got[0]) > 1000
+    assert salts == [0, 0, 0, 0]
