@@ -8,7 +8,6 @@ partition's other stored events as they were; engine.silver then replaces exactl
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pyarrow as pa
 
 from engine import incremental, silver
 from engine.arrow_scan import fetch, in_batches
+from ontology.errors import EngineError
 
 EVENTS_DDL = """CREATE OR REPLACE TABLE events (
     tenant_id VARCHAR NOT NULL, actor_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, event_name VARCHAR NOT NULL,
@@ -29,6 +29,10 @@ EVENTS_DDL = """CREATE OR REPLACE TABLE events (
 CHUNK_EVENTS = 2_000_000  # accepted events sequenced in one numpy pass: bounds memory on big inputs
 _BATCH_ROWS = 500_000  # rows of a streamed key batch
 _ACTOR_HASH = "hash(tenant_id, actor_id, {salt})"  # groups an actor's keys for numpy (checked: one hash, one actor)
+# Salts after the first hash one string: DuckDB combines the columns' own hashes, so two ids whose hashes are equal
+# would share every salt of _ACTOR_HASH and the passes would never end.
+_SALTED_HASH = "hash(concat(tenant_id, chr(0), actor_id, chr(0), '{salt}'))"
+_MAX_SALTS = 8  # more collisions than this are not chance: a clear error, not a loop
 ACTOR_HASH = "actor_hash"  # the flags' column holding the salt-0 actor hash (engine.normalize writes it with `actor_hash_sql`)
 _TS_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # ticks per second of an Arrow timestamp
 _STORED = "_jg_stored_events"
@@ -92,11 +96,14 @@ def write_events(con: duckdb.DuckDBPyConnection, flagged: str, gap_s: int, run: 
     staged = _Staged(con)
     actors = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT tenant_id, actor_id FROM ({keys_sql}))").fetchall()[0][0]
     classes = max(1, -(-staged.rows // CHUNK_EVENTS))
-    for salt in itertools.count():  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
+    for salt in range(_MAX_SALTS):  # another pass only if two actors share a hash (odds about n^2 / 2^65: 3 in 10^6 at 10 M actors)
         tally = _Tally(staged)
         _sort_classes(con, keys_sql, _hash_sql(salt, run), classes, gap_s, tally.place)
         if tally.found == actors:
             break
+    else:
+        raise EngineError(f"sequencing: {actors} actors still share hashes after {_MAX_SALTS} salts "
+                          f"({tally.found} runs found); the events were not written")
     accepted, stored_parts = tally.accepted, tally.stored_parts
     staged.override(fetch(con, f"""SELECT staged_row, actor_override, event_id_override FROM ({accepted_keys})
                                    WHERE actor_override IS NOT NULL OR event_id_override IS NOT NULL"""))
@@ -153,7 +160,7 @@ def _sort_classes(con: duckdb.DuckDBPyConnection, keys_sql: str, hashed: str, cl
 
 def actor_hash_sql(salt: int = 0) -> str:
     """SQL of an actor's hash (columns tenant_id, actor_id): its keys' hash class and run in the numpy sort."""
-    return _ACTOR_HASH.format(salt=salt)
+    return (_SALTED_HASH if salt else _ACTOR_HASH).format(salt=salt)
 
 
 @dataclass(frozen=True)

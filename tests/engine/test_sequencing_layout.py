@@ -18,6 +18,7 @@ import pytest
 
 from engine import ingest, normalize, sequencing
 from engine.staging_sql import LINE_BITS
+from ontology.errors import EngineError
 from tests.engine.conftest import make_config, rows, write_jsonl
 
 T0 = datetime(2026, 3, 2, 8)
@@ -121,6 +122,17 @@ def test_an_actor_hash_collision_draws_another_hash(tmp_path, monkeypatch) -> No
     lines = _stream(4)
     con = _normalised(tmp_path, lines)
     _check(con, lines)
+
+
+def test_actors_that_collide_under_every_salt_stop_with_an_error(tmp_path, monkeypatch) -> None:
+    """Hashes that collide whatever the salt (as two ids with equal own hashes would under a per-column hash) end
+    in a clear error after the last salt, not in passes without end."""
+    salts = _salts_drawn(monkeypatch)
+    for name in ("_ACTOR_HASH", "_SALTED_HASH"):
+        monkeypatch.setattr(sequencing, name, "hash(tenant_id, {salt})")  # one hash per tenant, whatever the salt
+    with pytest.raises(EngineError, match="still share hashes after 8 salts"):
+        _normalised(tmp_path, _stream(3))
+    assert salts == list(range(sequencing._MAX_SALTS))
 
 
 def _salts_drawn(monkeypatch: pytest.MonkeyPatch) -> list[int]:
