@@ -111,31 +111,55 @@ class _Rows:
 
     def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
         t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur FROM _jg_est")  # not the ids
-        jrow = t.column("jrow").to_numpy()
-        order = np.empty(len(jrow), dtype=np.int64)
-        order[jrow] = np.arange(len(jrow))  # jrow numbers the rows 0..n-1: placing them is the sort
-        t = t.take(order)
-        self.cls = t.column("cls").to_numpy().astype(np.int64)
-        self.censored = t.column("censored").to_numpy(zero_copy_only=False).astype(bool)
-        self.aj_t = t.column("aj_t").to_numpy().astype(float)
-        aj_o = t.column("aj_o")
-        self.ended = pc.is_valid(aj_o).to_numpy(zero_copy_only=False)
-        self.converted = pc.fill_null(pc.equal(aj_o, conversion), False).to_numpy(zero_copy_only=False)
-        self.follow = t.column("follow").to_numpy().astype(float)
-        self.dur = pc.fill_null(t.column("dur"), np.nan).to_numpy(zero_copy_only=False).astype(float)
+        jrow = t.column("jrow").to_numpy()  # numbers the rows 0..n-1: placing each row there is the sort
+        self.cls = _placed(t.column("cls").to_numpy(), jrow, np.int64)
+        self.censored = _placed(t.column("censored").to_numpy(zero_copy_only=False), jrow, bool)
+        self.aj_t = _placed(t.column("aj_t").to_numpy(), jrow, float)
+        self.follow = _placed(t.column("follow").to_numpy(), jrow, float)
+        self.dur = _placed(pc.fill_null(t.column("dur"), np.nan).to_numpy(zero_copy_only=False), jrow, float)
+        outcome, outcomes = _outcome_codes(t.column("aj_o"), jrow)
+        del t
+        self.ended = outcome >= 0
+        self.converted = np.zeros(len(jrow), dtype=bool) if conversion not in outcomes else (
+            outcome == outcomes.index(conversion))
         # a path once the journey's end is known (completed, or open with its outcome decided), from its steps
         at, new_journey = steps._collapsed(~self.censored | self.ended)
         codes = path_codes.of(steps.row[at], steps.state[at], new_journey, len(jrow), steps.state_names)
         self.length = codes.length.astype(float)
         self.has_path = (codes.code >= 0) & self.ended
-        outcome = pc.dictionary_encode(aj_o.combine_chunks())
-        per_path = len(outcome.dictionary) + 1  # a key per (path, outcome or none)
-        self.path_key = (codes.code + 1) * per_path + pc.fill_null(outcome.indices, -1).to_numpy(
-            zero_copy_only=False).astype(np.int64) + 1
-        self.path_names = _KeyNames(codes, [str(o) for o in outcome.dictionary.to_pylist()], per_path)
+        per_path = len(outcomes) + 1  # a key per (path, outcome or none)
+        self.path_key = (codes.code + 1) * per_path + outcome + 1
+        self.path_names = _KeyNames(codes, outcomes, per_path)
         self.seq_key = codes.code
         self.build_order = path_estimate_totals.BuildOrder.of(self.path_key, self.dur)  # every scope's, sorted once
         self.v_row, self.v_state, self.v_t, self.state_names = steps.first_visits()  # Visits' pairs: the same arrays
+
+
+def _placed(values: np.ndarray, jrow: np.ndarray, dtype: type) -> np.ndarray:
+    """`values` of rows fetched in any order, placed at their row number (jrow: a permutation of 0..n-1)."""
+    out = np.empty(len(jrow), dtype=dtype)
+    out[jrow] = values
+    return out
+
+
+def _outcome_codes(aj_o: pa.ChunkedArray, jrow: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Per row (placed by jrow) its outcome's number (-1: none) and the outcomes, numbered by first appearance
+    in row order: as dictionary-encoding the column sorted by row would (the numbers set the path keys' tie
+    order). Each fetched chunk is encoded where it lies and only the numbers are placed: no string is copied."""
+    chunks = [pc.dictionary_encode(c) for c in aj_o.chunks]
+    if not chunks:
+        return np.full(len(jrow), -1, dtype=np.int64), []
+    unified = pa.chunked_array(chunks).unify_dictionaries()
+    names = unified.chunk(0).dictionary
+    code = _placed(np.concatenate([pc.fill_null(c.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+                                   for c in unified.chunks]), jrow, np.int64)
+    # where each outcome first appears (a pass per outcome: there are a handful)
+    first = np.array([int(np.argmax(code == c)) for c in range(len(names))], dtype=np.int64)
+    order = np.argsort(first, kind="stable")
+    number = np.empty(len(names) + 1, dtype=np.int64)
+    number[order] = np.arange(len(names), dtype=np.int64)
+    number[-1] = -1  # code -1 (no outcome) picks the last slot
+    return number[code], [str(o) for o in names.take(pa.array(order)).to_pylist()]
 
 
 class _KeyNames(Sequence[str]):
