@@ -45,13 +45,19 @@ class PathCodes:
         return SEP.join(self.names[int(s)] for s in self.states[at: at + int(self.size[code])])
 
 
-def of(row: np.ndarray, state: np.ndarray, new_journey: np.ndarray, n_rows: int, names: Sequence[str]) -> PathCodes:
+def of(row: np.ndarray, state: np.ndarray, new_journey: np.ndarray, n_rows: int, names: Sequence[str],
+       known: np.ndarray | None = None) -> PathCodes:
     """Codes of the paths made by steps (`row`, `state`) grouped by journey row, `new_journey` marking each
-    journey's first step; rows without a step get length 0 and code -1."""
+    journey's first step; rows without a step get length 0 and code -1. `known`: per row an id already equal
+    exactly when the rows' paths are (engine.paths.path_ids of the completed journeys), -1 where none is
+    known: then only one journey per known id and the rest are hashed (the codes are the same)."""
     starts = np.flatnonzero(new_journey)
     size = np.diff(np.append(starts, len(state))).astype(np.int64)
     owner = row[starts]
-    group_of, first = _group(state, starts, size)
+    if known is None:
+        group_of, first = _group(state, starts, size)
+    else:
+        group_of, first = _group_known(state, starts, size, known[owner])
     length = np.zeros(n_rows, dtype=np.int64)
     length[owner] = size
     code = np.full(n_rows, -1, dtype=np.int64)
@@ -77,6 +83,32 @@ def _group(state: np.ndarray, starts: np.ndarray, size: np.ndarray) -> tuple[np.
     if not same:  # two different paths share a hash: group the spelled-out paths instead (exact)
         inverse, first = _group_by_text(state, starts, size)
     return _by_appearance(inverse, first)
+
+
+def _group_known(state: np.ndarray, starts: np.ndarray, size: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """_group's result when some journeys carry an exact path id (`ids`, -1: none). At 10 M events the
+    completed journeys (most of them, already grouped by engine.paths.path_ids) hashed again cost a second:
+    here each id's first journey stands for its journeys and only those and the journeys without an id are
+    grouped. An id's journeys all come after its first, so the stand-ins in journey order appear as their
+    groups do among all journeys: the numbering by first appearance is _group's."""
+    n = len(starts)
+    has = ids >= 0
+    lead = np.full(int(ids.max(initial=-1)) + 1, n, dtype=np.int64)  # per id its first journey
+    np.minimum.at(lead, ids[has], np.flatnonzero(has))
+    pick = np.zeros(n, dtype=bool)
+    pick[lead[lead < n]] = True
+    pick |= ~has
+    chosen = np.flatnonzero(pick)  # in journey order
+    if len(chosen) == n:
+        return _group(state, starts, size)
+    sub_size = size[chosen]
+    sub_starts = np.cumsum(sub_size) - sub_size
+    at = np.repeat(starts[chosen] - sub_starts, sub_size) + np.arange(int(sub_size.sum()), dtype=np.int64)
+    sub_group, sub_first = _group(state[at], sub_starts, sub_size)
+    group_of = np.empty(n, dtype=np.int64)
+    group_of[chosen] = sub_group
+    group_of[has] = group_of[lead[ids[has]]]  # a journey with an id: its id's first journey's group
+    return group_of, chosen[sub_first]
 
 
 def _group_by_text(state: np.ndarray, starts: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

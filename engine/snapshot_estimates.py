@@ -77,7 +77,8 @@ ESTIMATORS = {
 
 # One row per journey of the journey definition, ordered by class: what each estimate needs. `dur` follows the
 # completed-only rule (engine.snapshot _jg_jour): a dropped journey's duration stops at its last step, whose
-# time is end_ts for a censored journey (engine.journeys). Paths come from the steps (StepRows.paths).
+# time is end_ts for a censored journey (engine.journeys). Paths come from the steps (StepRows.paths); a completed
+# journey's path id (engine.paths.path_ids, _jg_jour) spares hashing its path again (path_codes.of's `known`).
 _ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE _jg_est AS
 SELECT r.jrow, r.cls, k.jix, k.journey_id, k.start_ts, k.censored, k.aj_t, k.aj_o,
@@ -86,7 +87,7 @@ SELECT r.jrow, r.cls, k.jix, k.journey_id, k.start_ts, k.censored, k.aj_t, k.aj_
        CASE WHEN k.aj_o IS NOT NULL THEN k.aj_t END AS known_t,
        CASE WHEN NOT k.censored THEN jo.duration_s
             WHEN k.aj_o = $dropoff THEN greatest(epoch(coalesce(k.end_ts, k.start_ts) - k.start_ts), 0)
-            ELSE k.aj_t END::DOUBLE AS dur
+            ELSE k.aj_t END::DOUBLE AS dur, jo.path_id
 FROM _jg_jkeys k JOIN {jrows} r USING (jix)
 LEFT JOIN _jg_jour jo USING (jix)
 """
@@ -110,7 +111,7 @@ class _Rows:
     """The per-journey columns (numpy, ordered by class) and the first visit of each (journey, state)."""
 
     def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
-        t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur FROM _jg_est")  # not the ids
+        t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur, path_id FROM _jg_est")  # not the ids
         jrow = t.column("jrow").to_numpy()  # numbers the rows 0..n-1: placing each row there is the sort
         self.cls = _placed(t.column("cls").to_numpy(), jrow, np.int64)
         self.censored = _placed(t.column("censored").to_numpy(zero_copy_only=False), jrow, bool)
@@ -118,13 +119,14 @@ class _Rows:
         self.follow = _placed(t.column("follow").to_numpy(), jrow, float)
         self.dur = _placed(pc.fill_null(t.column("dur"), np.nan).to_numpy(zero_copy_only=False), jrow, float)
         outcome, outcomes = _outcome_codes(t.column("aj_o"), jrow)
+        known = _placed(pc.fill_null(t.column("path_id"), -1).to_numpy(zero_copy_only=False), jrow, np.int64)
         del t
         self.ended = outcome >= 0
         self.converted = np.zeros(len(jrow), dtype=bool) if conversion not in outcomes else (
             outcome == outcomes.index(conversion))
         # a path once the journey's end is known (completed, or open with its outcome decided), from its steps
         at, new_journey = steps._collapsed(~self.censored | self.ended)
-        codes = path_codes.of(steps.row[at], steps.state[at], new_journey, len(jrow), steps.state_names)
+        codes = path_codes.of(steps.row[at], steps.state[at], new_journey, len(jrow), steps.state_names, known)
         self.length = codes.length.astype(float)
         self.has_path = (codes.code >= 0) & self.ended
         per_path = len(outcomes) + 1  # a key per (path, outcome or none)
@@ -137,7 +139,7 @@ class _Rows:
 
 def _placed(values: np.ndarray, jrow: np.ndarray, dtype: type) -> np.ndarray:
     """`values` of rows fetched in any order, placed at their row number (jrow: a permutation of 0..n-1)."""
-    out = np.empty(len(jrow), dtype=dtype)
+    out: np.ndarray = np.empty(len(jrow), dtype=dtype)
     out[jrow] = values
     return out
 

@@ -38,7 +38,7 @@ def _con(ids: list[str], cls: list[int]) -> duckdb.DuckDBPyConnection:
     con.execute("""CREATE TEMP TABLE _jg_jkeys AS SELECT jix, journey_id, TIMESTAMP '2026-01-01' AS start_ts, false AS censored,
                    1.0 AS aj_t, 'x' AS aj_o, TIMESTAMP '2026-02-01' AS data_end, 'x' AS outcome, false AS tracked,
                    TIMESTAMP '2026-01-02' AS end_ts FROM _jg_jclass""")
-    con.execute("CREATE TEMP TABLE _jg_jour AS SELECT jix, 5.0 AS duration_s FROM _jg_jclass")
+    con.execute("CREATE TEMP TABLE _jg_jour AS SELECT jix, 5.0 AS duration_s, NULL::BIGINT AS path_id FROM _jg_jclass")
     return con
 
 

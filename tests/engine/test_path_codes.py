@@ -1,6 +1,7 @@
 """engine.path_codes: equal paths get equal codes and different paths different ones, hash collisions included."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from engine import path_codes
@@ -53,3 +54,29 @@ def test_a_hash_that_collides_falls_back_to_exact_grouping(monkeypatch):
 def test_no_steps():
     codes = path_codes.of(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), 3, [])
     assert codes.code.tolist() == [-1, -1, -1] and codes.length.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
+def test_known_ids_give_the_same_codes(seed, share):
+    """Journeys carrying an exact path id (engine.paths.path_ids, as the completed ones do) are grouped through
+    it: codes, numbering and the first journey of each code are those of hashing every journey."""
+    from engine.paths import path_ids
+
+    row, state, new, paths = _journeys(seed)
+    names = ["a", "b", "c", "d"]
+    starts = np.flatnonzero(new)
+    rng = np.random.default_rng(seed + 10)
+    with_id = rng.random(len(starts)) < share
+    known = np.full(len(paths), -1, dtype=np.int64)
+    picked = np.flatnonzero(with_id)
+    sub_size = np.diff(np.append(starts, len(state)))[picked]
+    at = np.concatenate([np.arange(starts[j], starts[j] + k) for j, k in zip(picked, sub_size)]) if len(picked) else (
+        np.zeros(0, np.int64))
+    _, ids = path_ids(state[at], np.cumsum(sub_size) - sub_size, pa.array(names))
+    known[row[starts[picked]]] = ids
+    want = path_codes.of(row, state, new, len(paths), names)
+    got = path_codes.of(row, state, new, len(paths), names, known)
+    for field in ("length", "code", "first", "size"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+    _check(got, paths, names)
