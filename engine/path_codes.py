@@ -45,15 +45,15 @@ class PathCodes:
         return SEP.join(self.names[int(s)] for s in self.states[at: at + int(self.size[code])])
 
 
-def of(row: np.ndarray, state: np.ndarray, new_journey: np.ndarray, n_rows: int, names: Sequence[str],
+def of(owner: np.ndarray, state: np.ndarray, new_journey: np.ndarray, n_rows: int, names: Sequence[str],
        known: np.ndarray | None = None) -> PathCodes:
-    """Codes of the paths made by steps (`row`, `state`) grouped by journey row, `new_journey` marking each
-    journey's first step; rows without a step get length 0 and code -1. `known`: per row an id already equal
+    """Codes of the paths made by the steps' states `state`, one journey after another, `new_journey` marking
+    each journey's first step and `owner` each journey's row (one per journey: no step-sized array of rows is
+    needed); rows without a step get length 0 and code -1. `known`: per row an id already equal
     exactly when the rows' paths are (engine.paths.path_ids of the completed journeys), -1 where none is
     known: then only one journey per known id and the rest are hashed (the codes are the same)."""
     starts = np.flatnonzero(new_journey)
     size = np.diff(np.append(starts, len(state))).astype(np.int64)
-    owner = row[starts]
     if known is None:
         group_of, first = _group(state, starts, size)
     else:

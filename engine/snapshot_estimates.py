@@ -126,7 +126,8 @@ class _Rows:
             outcome == outcomes.index(conversion))
         # a path once the journey's end is known (completed, or open with its outcome decided), from its steps
         at, new_journey = steps._collapsed(~self.censored | self.ended)
-        codes = path_codes.of(steps.row[at], steps.state[at], new_journey, len(jrow), steps.state_names, known)
+        codes = path_codes.of(steps.row[at[new_journey]], steps.state[at], new_journey, len(jrow), steps.state_names,
+                              known)
         self.length = codes.length.astype(float)
         self.has_path = (codes.code >= 0) & self.ended
         per_path = len(outcomes) + 1  # a key per (path, outcome or none)

@@ -40,7 +40,7 @@ def _check(codes: path_codes.PathCodes, paths: list[list[int]], names: list[str]
 def test_codes_group_equal_paths_exactly(seed):
     row, state, new, paths = _journeys(seed)
     names = ["a", "b", "c", "d"]
-    _check(path_codes.of(row, state, new, len(paths), names), paths, names)
+    _check(path_codes.of(row[new], state, new, len(paths), names), paths, names)
 
 
 def test_a_hash_that_collides_falls_back_to_exact_grouping(monkeypatch):
@@ -48,7 +48,7 @@ def test_a_hash_that_collides_falls_back_to_exact_grouping(monkeypatch):
     monkeypatch.setattr(path_codes, "_MULTIPLIER", np.uint64(0))
     row, state, new, paths = _journeys(7)
     names = ["a", "b", "c", "d"]
-    _check(path_codes.of(row, state, new, len(paths), names), paths, names)
+    _check(path_codes.of(row[new], state, new, len(paths), names), paths, names)
 
 
 def test_no_steps():
@@ -75,8 +75,8 @@ def test_known_ids_give_the_same_codes(seed, share):
         np.zeros(0, np.int64))
     _, ids = path_ids(state[at], np.cumsum(sub_size) - sub_size, pa.array(names))
     known[row[starts[picked]]] = ids
-    want = path_codes.of(row, state, new, len(paths), names)
-    got = path_codes.of(row, state, new, len(paths), names, known)
+    want = path_codes.of(row[new], state, new, len(paths), names)
+    got = path_codes.of(row[new], state, new, len(paths), names, known)
     for field in ("length", "code", "first", "size"):
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
     _check(got, paths, names)
