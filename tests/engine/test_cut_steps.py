@@ -4,6 +4,7 @@ same steps give through the TEMP journey_steps table, and an incremental run's b
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -87,13 +88,19 @@ def test_many_row_groups_are_cut_as_from_the_table(tmp_path: Path, monkeypatch: 
     chunks = _chunks(3)
     manifests = []
     for buffered in (False, True):
-        con = _workspace(tmp_path / str(buffered), chunks, buffered)
-        silver.persist_steps(con, sealed_ids=SEALED, journey_ids=IDS)
-        manifests.append(con.execute(MANIFEST).fetchall())
+        con, manifest = _persisted(tmp_path, chunks, buffered)
+        manifests.append(manifest)
         groups = [pf.pq.ParquetFile(str(tmp_path / str(buffered) / p)).num_row_groups
                   for (p,) in con.execute("SELECT path FROM parquet_files").fetchall()]
         assert max(groups) > 1
     assert manifests[0] == manifests[1]
+
+
+def _persisted(tmp_path: Path, chunks: Any, buffered: bool) -> tuple[Any, list[tuple]]:
+    """A workspace whose steps `persist_steps` wrote (from the buffer or the table) and its manifest."""
+    con = _workspace(tmp_path / str(buffered), chunks, buffered)
+    silver.persist_steps(con, sealed_ids=SEALED, journey_ids=IDS)
+    return con, con.execute(MANIFEST).fetchall()
 
 
 @pytest.mark.parametrize("at_once", [2, 3])
@@ -104,11 +111,7 @@ def test_digests_taken_several_batches_at_once_are_the_tables(tmp_path: Path, mo
     monkeypatch.setattr(cut_steps, "ROW_GROUP", 50)
     monkeypatch.setattr(cut_steps, "DIGEST_BATCHES", at_once)
     chunks = _chunks(5)
-    manifests = []
-    for buffered in (False, True):
-        con = _workspace(tmp_path / str(buffered), chunks, buffered)
-        silver.persist_steps(con, sealed_ids=SEALED, journey_ids=IDS)
-        manifests.append(con.execute(MANIFEST).fetchall())
+    manifests = [_persisted(tmp_path, chunks, buffered)[1] for buffered in (False, True)]
     assert min(rows for _, _, _, rows, _, _ in manifests[0]) > 50 * at_once * 2
     assert manifests[0] == manifests[1]
 
