@@ -76,13 +76,14 @@ def chain(rng: np.random.Generator) -> np.ndarray:
     return P
 
 
-def simulate(n_events: int, seed: int) -> pa.Table:
-    """About ``n_events`` events, ordered by time, as an Arrow table in the Events-in shape."""
+def simulate(n_events: int, seed: int, days: int = DAYS) -> pa.Table:
+    """About ``n_events`` events, ordered by time, as an Arrow table in the Events-in shape; signups spread
+    over ``days`` (benchmarks/bench_history_length.py makes longer histories at the same daily rate)."""
     rng = np.random.default_rng(seed)
     n_users = max(1, int(n_events / EVENTS_PER_USER))
     platform = rng.choice(len(PLATFORMS), size=n_users, p=[0.5, 0.3, 0.2])
     plan = rng.choice(len(PLANS), size=n_users, p=[0.7, 0.2, 0.1])
-    signup = rng.integers(0, DAYS * 86400, size=n_users)
+    signup = rng.integers(0, days * 86400, size=n_users)
     actor, step, col = walk(chain(rng), platform, 0, rng, max_steps=60)
     keep = col != N_STATES + 1
     actor, step, col = actor[keep], step[keep], col[keep]

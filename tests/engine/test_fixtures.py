@@ -370,6 +370,16 @@ def test_benchmark_stream_is_deterministic_and_time_ordered(bench_module) -> Non
     assert len(set(a.column("event_name").to_pylist())) > bench_module.N_STATES * 0.8
 
 
+def test_benchmark_stream_days_spread_the_signups(bench_module) -> None:
+    """`days` sets the signup period: the default is the 56-day stream itself, a longer one reaches past it."""
+    assert bench_module.simulate(20_000, seed=5, days=bench_module.DAYS).equals(bench_module.simulate(20_000, seed=5))
+    import pyarrow.compute as pc
+
+    longer = bench_module.simulate(20_000, seed=5, days=112)
+    starts = longer.filter(pc.equal(longer.column("event_name"), "signup")).column("timestamp").to_pylist()
+    assert max(starts) > "2026-03-02" > min(starts), "signups spread over 112 days, past the 56-day stream's end"
+
+
 def test_benchmark_chain_rows_are_distributions(bench_module) -> None:
     P = bench_module.chain(np.random.default_rng(0))
     np.testing.assert_allclose(P.sum(axis=2), 1.0, atol=1e-12)
