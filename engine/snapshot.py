@@ -276,18 +276,11 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
     base = {"input_hash": input_hash, "config_hash": cfg.config_hash, "engine_version": engine_version}
     try:
         with engine_settings(con):  # a memory limit, so 10 M events' scope tables spill instead of growing the process
-            # the steps are read and grouped on a second thread while the connection makes the data ends and classes
             with _stage("fetch"):
-                read = step_arrays.reader(con, journey_cfg.name)
-            with ThreadPoolExecutor(1, thread_name_prefix="jg-step-read") as pool:  # leaving waits for the thread
-                reading = pool.submit(read)
-                with _stage("data_ends"):
-                    ends = progress.data_ends(con, journey_cfg.name, data_end, reading.result)
-                _classes(con, journey_cfg, params)
-                with _stage("fetch_wait"):
-                    steps = reading.result()
-            del read, reading
+                steps = step_arrays.fetch(con, journey_cfg.name)
             with step_arrays.shared(con, journey_cfg.name, steps):
+                with _stage("data_ends"):
+                    ends = progress.data_ends(con, journey_cfg.name, data_end, steps)
                 rows, tops, checks, incidence, sealed, cls = _count(con, cfg, journey_cfg, params, steps, base)
                 with _stage("estimate_inputs"):
                     snapshot_estimates.prepare(con, journey_cfg.name, journey_cfg.dropoff_outcome, cls)
@@ -320,15 +313,22 @@ def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_has
 def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], steps: step_arrays.StepArrays,
            base: Mapping[str, Any]) -> tuple[dict[str, list[tuple]], dict, dict, dict[int, dict[str, Any]],
                                              sealed_scopes.Sealed, np.ndarray]:
-    """All counting SQL (after the class tables: `_classes`) and the outcome incidence per scope, except for
-    sealed scopes whose stored snapshot is reused (engine.sealed_scopes), and each journey's class by jix (-1:
-    none); each stage's time is logged at debug level.
+    """All counting SQL and the outcome incidence per scope, except for sealed scopes whose stored snapshot is
+    reused (engine.sealed_scopes), and each journey's class by jix (-1: none); each stage's time is logged at
+    debug level.
 
     The step counts (engine.step_counts, engine.outcome_adjacent: numpy on the step arrays and the per-journey
     arrays, no connection) are made on a second thread while this one runs the SQL that does not read them:
     the sealed-scope digests, the per-class queries and the incidence. DuckDB and numpy both release the GIL,
     so the two cores work at once (the build ran them one after the other, one core idle). The counts are
     spread over the scopes only once both are done; an error on either side fails the build."""
+    with _stage("classes"):
+        progress.observed(con, jc)
+        for sql in _CLASSES_SQL:
+            if "{class_join}" in sql:
+                sql = sql.replace("{class_join}", _class_join(con))
+            sql = sql.replace("{observed}", progress.OBSERVED_SQL).replace("{class_hash}", _CLASS_HASH)
+            con.execute(sql, _bind(sql, params))
     with _stage("step_journeys"):
         journeys = step_counts.journeys(con, _PER_JOURNEY.replace("{class_join}", _class_join(con)), steps.size)
     rows: dict[str, list[tuple]] = {}
@@ -354,17 +354,6 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
     return rows, tops, checks, incidence, sealed, np.where(journeys.counted, journeys.cls, -1)
-
-
-def _classes(con: Any, jc: JourneyConfig, params: dict[str, Any]) -> None:
-    """The class tables (_CLASSES_SQL), after the data ends."""
-    with _stage("classes"):
-        progress.observed(con, jc)
-        for sql in _CLASSES_SQL:
-            if "{class_join}" in sql:
-                sql = sql.replace("{class_join}", _class_join(con))
-            sql = sql.replace("{observed}", progress.OBSERVED_SQL).replace("{class_hash}", _CLASS_HASH)
-            con.execute(sql, _bind(sql, params))
 
 
 def _run_queries(con: Any, params: dict[str, Any], rows: dict[str, list[tuple]], names: tuple[str, ...]) -> None:

@@ -14,7 +14,7 @@ engine.resolved recounts the same numbers journey by journey in plain SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -165,10 +165,8 @@ FROM (SELECT coalesce(jj.tenant_id, '') AS tenant_id, max(greatest(jj.end_ts, s.
 """
 
 
-def data_ends(con: Any, journey: str, data_end: datetime | None,
-              steps: StepArrays | Callable[[], StepArrays]) -> dict[str, datetime]:
-    """Each tenant's data end; `steps` (the journey's StepArrays, or a function giving them: called only when a
-    tenant's end is not known from its events) give its journeys' last step times."""
+def data_ends(con: Any, journey: str, data_end: datetime | None, steps: StepArrays) -> dict[str, datetime]:
+    """Each tenant's data end; `steps` (the journey's StepArrays) give its journeys' last step times."""
     # `events` is a view over the silver Parquet files in a workspace (a table in older ones and in tests)
     has_events = bool(con.execute("""SELECT count(*) FROM (SELECT table_name AS name FROM duckdb_tables()
                                      UNION ALL SELECT view_name FROM duckdb_views()) WHERE name = 'events'""").fetchall()[0][0])
@@ -180,7 +178,7 @@ def data_ends(con: Any, journey: str, data_end: datetime | None,
             return dict(con.execute("SELECT tenant_id, data_end FROM _jg_ends").fetchall())
     sql = _ENDS_SQL.format(events="e.data_end" if has_events else "NULL",
                            events_join=f"LEFT JOIN {events_end} e USING (tenant_id)" if has_events else "")
-    jix, last = (steps if isinstance(steps, StepArrays) else steps()).last_ts()
+    jix, last = steps.last_ts()
     con.register("_jg_last", pa.table({"jix": jix, "last_ts": pa.array(last, pa.timestamp("us"), mask=last == NULL_TS)}))
     try:
         con.execute(sql, params)

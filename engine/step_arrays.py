@@ -20,9 +20,8 @@ that `journeys` lacks are dropped, as the joins they replace did.
 
 from __future__ import annotations
 
-import functools
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,42 +83,14 @@ def fetch(con: duckdb.DuckDBPyConnection, journey: str) -> StepArrays:
     held = _SHARED.get(con)
     if held is not None and held[0] == journey:
         return held[1]
-    return reader(con, journey)()
-
-
-def reader(con: duckdb.DuckDBPyConnection, journey: str) -> Callable[[], StepArrays]:
-    """`fetch` in two parts: what needs the connection now (the journeys' ids, the files to read and the superseded
-    ids, or DuckDB's scan when the files cannot be read directly), and a function that makes the StepArrays without
-    it (the file reads, numpy; the run ids' hashes on a private in-memory DuckDB), which engine.snapshot runs on a
-    second thread beside its first queries."""
     ids = con.sql(_JOURNEYS_SQL, params={"journey": journey}).to_arrow_table()
-    files = _gold_files(con)
-    if files is not None and not _readable(files):
-        files = None
-    gone = _superseded(con) if files is not None else None
-    scanned = _scan(con, journey) if files is None else None
-    return functools.partial(_arrays, journey, ids, files, gone, scanned)
-
-
-def _readable(files: list[tuple[str, bool]]) -> bool:
-    """Whether every file's columns are the layer's types (else DuckDB's scan casts them: `_scan`)."""
-    for path, _ in files:
-        schema = pq.read_schema(path)
-        if any(_value_type(schema.field(c).type) != t for c, t in _FILE_TYPES.items()):
-            return False
-    return True
-
-
-def _arrays(journey: str, ids: pa.Table, files: list[tuple[str, bool]] | None, gone: pa.Array | None,
-            scanned: _Runs | None) -> StepArrays:
-    """`reader`'s second part: the steps read from `files` (or `scanned`), grouped by journey."""
     rowid = ids.column("jix").to_numpy().astype(np.int64)
     size = int(rowid.max(initial=-1)) + 1
-    runs = _read(files, journey, gone) if files is not None else scanned
+    files = _gold_files(con)
+    runs = _read(files, journey, _superseded(con)) if files is not None else None
     if runs is None:
-        raise RuntimeError("a gold steps file changed its column types while it was read")
-    with duckdb.connect() as own:  # DuckDB's hash is the same function on any connection
-        run_jix = _lookup(own, runs, ids, rowid)
+        runs = _scan(con, journey)
+    run_jix = _lookup(con, runs, ids, rowid)
     lens = runs.lengths()
     state, names = _state_codes(runs.states)
     jix, step, ts = np.repeat(run_jix, lens), _concat(runs.steps, np.int32), _concat(runs.times, np.int64)
