@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -260,6 +261,9 @@ _QUERIES = {
                 FROM _jg_creach c JOIN _jg_csid cs USING (cls) GROUP BY ALL""",
     "adjacent": outcome_adjacent.COUNTS_SQL,
 }
+# the queries over the classes alone (run while the step counts are made), and those over the counts' tables
+_CLASS_QUERIES = ("scopes", "totals", "outcomes", "observation")
+_STEP_QUERIES = tuple(name for name in _QUERIES if name not in _CLASS_QUERIES)
 
 
 def build_snapshots(con: Any, cfg: Config, journey_cfg: JourneyConfig, input_hash: str, engine_version: str,
@@ -311,7 +315,13 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
                                              sealed_scopes.Sealed, np.ndarray]:
     """All counting SQL and the outcome incidence per scope, except for sealed scopes whose stored snapshot is
     reused (engine.sealed_scopes), and each journey's class by jix (-1: none); each stage's time is logged at
-    debug level."""
+    debug level.
+
+    The step counts (engine.step_counts, engine.outcome_adjacent: numpy on the step arrays and the per-journey
+    arrays, no connection) are made on a second thread while this one runs the SQL that does not read them:
+    the sealed-scope digests, the per-class queries and the incidence. DuckDB and numpy both release the GIL,
+    so the two cores work at once (the build ran them one after the other, one core idle). The counts are
+    spread over the scopes only once both are done; an error on either side fails the build."""
     with _stage("classes"):
         progress.observed(con, jc)
         for sql in _CLASSES_SQL:
@@ -319,31 +329,59 @@ def _count(con: Any, cfg: Config, jc: JourneyConfig, params: dict[str, Any], ste
                 sql = sql.replace("{class_join}", _class_join(con))
             sql = sql.replace("{observed}", progress.OBSERVED_SQL).replace("{class_hash}", _CLASS_HASH)
             con.execute(sql, _bind(sql, params))
-    with _stage("sealed"):
-        sealed = sealed_scopes.find(con, steps, jc.window_s, base, jc.name, lifecycle_visits.present(con))
-        if sealed.stored:  # reused as stored: counted nowhere below
-            con.execute("DELETE FROM _jg_csid WHERE list_contains(?, sid)", [sorted(sealed.stored)])
-    with _stage("steps"):
+    with _stage("step_journeys"):
         journeys = step_counts.journeys(con, _PER_JOURNEY.replace("{class_join}", _class_join(con)), steps.size)
-        counts = step_counts.count_steps(steps, journeys, params["collapse"])
-        partial = step_counts.count_partial_steps(steps, journeys, params["horizon"] if params["horizon"] >= 0 else None)
-        adjacent = outcome_adjacent.class_counts(steps, journeys, jc.dropoff_outcome)
-        _spread(con, counts, partial, adjacent, steps, params)
-    rows = {}
-    exact_actors = con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0
-    for name, sql in _QUERIES.items():
-        with _stage(name):
-            sql = _TOTALS_EXACT_SQL if name == "totals" and exact_actors else sql
-            rows[name] = con.execute(sql, _bind(sql, params)).fetchall()
-    with _stage("lifecycle_visits"):
-        rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
+    rows: dict[str, list[tuple]] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="jg-step-counts") as pool:  # leaving waits for the thread
+        counting = pool.submit(_step_tables, steps, journeys, jc.dropoff_outcome, params)
+        with _stage("sealed"):
+            sealed = sealed_scopes.find(con, steps, jc.window_s, base, jc.name, lifecycle_visits.present(con))
+            if sealed.stored:  # reused as stored: counted nowhere below
+                con.execute("DELETE FROM _jg_csid WHERE list_contains(?, sid)", [sorted(sealed.stored)])
+        _run_queries(con, params, rows, _CLASS_QUERIES)
+        with _stage("lifecycle_visits"):
+            rows["lifecycle"] = lifecycle_visits.counts(con, jc.name) if lifecycle_visits.present(con) else []
+        with _stage("incidence"):
+            incidence = progress.incidence_by_scope(con, jc)
+        with _stage("steps_wait"):
+            tables = counting.result()
+    with _stage("steps"):
+        _spread(con, tables, params)
+    del tables, counting
+    _run_queries(con, params, rows, _STEP_QUERIES)
     with _stage("paths"):
         tops = paths.top_paths(con, "_jg_jour", "_jg_path_names", "_jg_csid", cfg.snapshots.top_paths, jc.conversion_outcome)
     with _stage("model_check"):
         checks = modelcheck.model_checks(con, "_jg_trans")
-    with _stage("incidence"):
-        incidence = progress.incidence_by_scope(con, jc)
     return rows, tops, checks, incidence, sealed, np.where(journeys.counted, journeys.cls, -1)
+
+
+def _run_queries(con: Any, params: dict[str, Any], rows: dict[str, list[tuple]], names: tuple[str, ...]) -> None:
+    """The named _QUERIES' rows into `rows` (totals counted exactly when an actor has two completed journeys)."""
+    for name in names:
+        with _stage(name):
+            sql = _QUERIES[name]
+            if name == "totals" and con.execute(_ACTOR_REPEATS_SQL).fetchall()[0][0] > 0:
+                sql = _TOTALS_EXACT_SQL
+            rows[name] = con.execute(sql, _bind(sql, params)).fetchall()
+
+
+def _step_tables(steps: step_arrays.StepArrays, journeys: step_counts.Journeys, dropoff: str,
+                 params: dict[str, Any]) -> dict[str, pa.Table]:
+    """The per-class step counts as the Arrow tables `_spread` registers (numpy only: it runs beside the SQL)."""
+    with _stage("step_counts"):
+        counts = step_counts.count_steps(steps, journeys, params["collapse"])
+        partial = step_counts.count_partial_steps(steps, journeys, params["horizon"] if params["horizon"] >= 0 else None)
+        adjacent = outcome_adjacent.class_counts(steps, journeys, dropoff)
+        jix, last = steps.last_ts()
+        last_ts = np.full(steps.size, NULL_TS, dtype=np.int64)
+        last_ts[jix] = last
+        path_last = last_ts[counts.paths.column("jix").to_numpy()]
+        with_last = counts.paths.append_column("last_ts", pa.array(path_last, pa.timestamp("us"), mask=path_last == NULL_TS))
+        names = pa.table({"path_id": np.arange(len(counts.path_names), dtype=np.int64), "path": counts.path_names})
+        return {name: in_batches(table) for name, table in (
+            ("_jg_ctrans", counts.transitions), ("_jg_creach_arrow", counts.reach), ("_jg_paths", with_last),
+            ("_jg_ptrans", partial), ("_jg_cadj_arrow", adjacent), ("_jg_path_names_arrow", names))}
 
 
 def _class_join(con: Any) -> str:
@@ -370,22 +408,10 @@ def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if f"${name}" in sql}
 
 
-def _spread(con: Any, counts: step_counts.StepCounts, partial: Any, adjacent: Any, steps: step_arrays.StepArrays,
-            params: dict[str, Any]) -> None:
-    """The per-class counts as the temp tables the scope queries read (`partial`: open journeys' resolved steps,
-    `adjacent`: engine.outcome_adjacent's per-class counts)."""
-    jix, last = steps.last_ts()
-    last_ts = np.full(steps.size, NULL_TS, dtype=np.int64)
-    last_ts[jix] = last
-    path_jix = counts.paths.column("jix").to_numpy()
-    with_last = counts.paths.append_column("last_ts", pa.array(last_ts[path_jix], pa.timestamp("us"),
-                                                               mask=last_ts[path_jix] == NULL_TS))
-    tables = {"_jg_ctrans": counts.transitions, "_jg_creach_arrow": counts.reach, "_jg_paths": with_last,
-              "_jg_ptrans": partial, "_jg_cadj_arrow": adjacent,
-              "_jg_path_names_arrow": pa.table({"path_id": np.arange(len(counts.path_names), dtype=np.int64),
-                                                "path": counts.path_names})}
+def _spread(con: Any, tables: dict[str, pa.Table], params: dict[str, Any]) -> None:
+    """The per-class counts (`_step_tables`) as the temp tables the scope queries read."""
     for name, table in tables.items():
-        con.register(name, in_batches(table))
+        con.register(name, table)
     try:
         for sql in _SPREAD_SQL:
             con.execute(sql, _bind(sql, params))
