@@ -13,7 +13,7 @@ from engine import snapshot
 from engine.snapshot import build_snapshots
 from tests.engine.test_snapshot import CFG, DATA_END, JOURNEY, hand_db
 
-WAIT_S = 20  # how long one side waits for the other (never reached when they overlap)
+WAIT_S = 120  # how long one side waits for the other (never reached when they overlap; generous for a loaded host)
 
 
 def _payloads(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -60,26 +60,22 @@ def test_the_snapshots_do_not_depend_on_which_side_finishes_first(con, monkeypat
     wait, is made; or the incidence until the counts are made): the same payloads as a build left alone."""
     alone = _payloads(con)
     counted, queried, waited = threading.Event(), threading.Event(), []
-    count_steps, incidence = snapshot.step_counts.count_steps, snapshot.progress.incidence_by_scope
 
-    def counting(*a: Any, **k: Any) -> Any:
-        if last == "counts":
-            waited.append(queried.wait(WAIT_S))
-        try:
-            return count_steps(*a, **k)
-        finally:
-            counted.set()
+    def held(real: Any, hold: bool, other: threading.Event, done: threading.Event) -> Any:
+        """`real`, held until `other` is set when `hold`; `done` is set once it has run."""
+        def call(*a: Any, **k: Any) -> Any:
+            if hold:
+                waited.append(other.wait(WAIT_S))
+            try:
+                return real(*a, **k)
+            finally:
+                done.set()
+        return call
 
-    def incidence_by_scope(*a: Any, **k: Any) -> Any:
-        if last == "queries":
-            waited.append(counted.wait(WAIT_S))
-        try:
-            return incidence(*a, **k)
-        finally:
-            queried.set()
-
-    monkeypatch.setattr(snapshot.step_counts, "count_steps", counting)
-    monkeypatch.setattr(snapshot.progress, "incidence_by_scope", incidence_by_scope)
+    monkeypatch.setattr(snapshot.step_counts, "count_steps",
+                        held(snapshot.step_counts.count_steps, last == "counts", queried, counted))
+    monkeypatch.setattr(snapshot.progress, "incidence_by_scope",
+                        held(snapshot.progress.incidence_by_scope, last == "queries", counted, queried))
     assert _payloads(con) == alone
     assert waited == [True]  # the held side saw the other finish first
 
