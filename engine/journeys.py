@@ -208,7 +208,7 @@ def _working_tables(con: duckdb.DuckDBPyConnection, only_touched: bool, sealing:
     if only_touched:  # sealed journeys stay as they are, in their sealed files
         silver.create_view(con, "journey_steps", name="_jg_stored_steps", open_only=True)
         touched = f"NOT sealed AND (tenant_id, actor_id) IN (SELECT * FROM {incremental.TOUCHED})"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {RECUT} AS SELECT journey_id FROM journey_cuts WHERE {touched}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {RECUT} AS SELECT journey, journey_id, start_ts FROM journey_cuts WHERE {touched}")
         con.execute(f"DELETE FROM journey_cuts WHERE {touched}")
     else:
         con.execute(f"""CREATE OR REPLACE TABLE journey_cuts (
@@ -287,20 +287,23 @@ def _level_column(journey: JourneyConfig) -> str:
     return LEVEL_COLUMNS[journey.level]
 
 
-def _starts_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False) -> str:
+def _starts_sql(journey: JourneyConfig, segments: tuple[Segment, ...], only_touched: bool = False,
+               since: datetime | None = None) -> str:
     """One row per actor with a start event (its first one), its journey's id and the start event's segment
     values (`start_seg_<i>`), numbered `a` from 0 in (tenant, actor) order.
 
     Why numbers: the window rows then carry two integers (a, seq) that numpy sorts, and no names; the
     names and ids are taken from this table by number, once per journey. Why the segments here: a journey
     takes its start event's value when it has one, so the window rows need them only for the other journeys.
+    `since`: no start event is earlier (`_first_start_bound`); a literal, so the older day files are skipped.
     """
     segs = "".join(f", arg_min_null({segment_sql(s)}, seq) AS start_seg_{i}" for i, s in enumerate(segments))
     return f"""
         SELECT *, row_number() OVER (ORDER BY tenant_id, actor_id) - 1 AS {ACTOR}, {_journey_id_sql(journey)} AS journey_id
         FROM (SELECT tenant_id, actor_id, min(seq) AS start_seq, arg_min(ts, seq) AS start_ts{segs}
               FROM events {_touched_sql(journey) if only_touched else ""}
-              WHERE {_level_column(journey)} = $start GROUP BY ALL)
+              WHERE {_level_column(journey)} = $start {"" if since is None else f"AND ts >= {_timestamp(since)}"}
+              GROUP BY ALL)
         ORDER BY {ACTOR}"""
 
 
@@ -310,12 +313,14 @@ def _journey_id_sql(journey: JourneyConfig) -> str:
     return f"substr(sha256('journey' || chr(0) || CAST(to_json([tenant_id, {name}, actor_id]) AS VARCHAR)), 1, 24)"
 
 
-def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
+def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...], since: datetime | None = None) -> str:
     """Every event inside a journey's observation window (start event first in seq order), unsorted.
 
     The actors are `_starts_sql`'s rows (registered as STARTS) numbered lo <= a < hi ($lo, $hi). The
     outcome rules become integer codes (first rule wins) and the level's state stays text. A segment's
     value is read only for actors whose start event lacks one (the JSON lookups cost a third of the query).
+    `since`: the earliest start (seq follows time, so no window row is earlier), as a literal that skips the
+    older day files: an incremental run's window rows are then read from its open journeys' days alone.
     """
     level = _level_column(journey)
     hit = outcome_code_sql(journey)
@@ -325,7 +330,8 @@ def _rows_sql(journey: JourneyConfig, segments: tuple[Segment, ...]) -> str:
         SELECT s.{ACTOR}, e.seq, epoch_us(e.ts) AS ts_us, e.event_id, e.{level} AS state,
                CASE WHEN e.seq > s.start_seq THEN {hit} END AS hit{segs}
         FROM events e JOIN (SELECT * FROM {STARTS} WHERE {ACTOR} >= $lo AND {ACTOR} < $hi) s USING (tenant_id, actor_id)
-        WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND"""
+        WHERE e.seq >= s.start_seq AND e.ts <= s.start_ts + INTERVAL ({int(journey.window_s)}) SECOND
+          {"" if since is None else f"AND e.ts >= {_timestamp(since)}"}"""
 
 
 def _touched_sql(journey: JourneyConfig) -> str:
@@ -438,10 +444,12 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
     Actors are fetched in parts of about PART_EVENTS events (one part up to that size: each part scans the
     events again) and cut in chunks of about CHUNK_EVENTS rows, so memory stays bounded however big the input.
     """
-    actors = con.sql(_starts_sql(journey, segments, only_touched), params={"start": journey.start}).to_arrow_table()
+    since = _first_start_bound(con, journey) if only_touched else None
+    actors = con.sql(_starts_sql(journey, segments, only_touched, since), params={"start": journey.start}).to_arrow_table()
     events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     parts = max(1, -(-events // PART_EVENTS))
-    sql, offset = _rows_sql(journey, segments), 0
+    first = pc.min(actors.column("start_ts")).as_py() if actors.num_rows else None
+    sql, offset = _rows_sql(journey, segments, first), 0
     con.register(STARTS, actors)
     try:
         for part in range(parts):
@@ -454,6 +462,22 @@ def _build_one(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments:
             del rows
     finally:
         con.unregister(STARTS)
+
+
+def _first_start_bound(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> datetime | None:
+    """An incremental run: no touched actor's (unsealed) journey starts before this instant.
+
+    A new event is never before the previous watermark minus the late-arrival tolerance (the late rule), so
+    an actor's events before its first new one keep their seq, session and states. Its first start event
+    is then its stored cut's start (RECUT), or at or after the bound; an actor without a stored cut had no
+    start event before it. None: no bound known (every day is read).
+    """
+    run = incremental.current(con)
+    sealed = None if run is None else run.sealed_before()
+    if sealed is None:
+        return None
+    recut = con.execute(f"SELECT min(start_ts) FROM {RECUT} WHERE journey = ?", [journey.name]).fetchall()[0][0]
+    return sealed if recut is None else min(sealed, recut)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, journey: JourneyConfig, segments: tuple[Segment, ...],
