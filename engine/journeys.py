@@ -237,8 +237,10 @@ def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
     """Journeys and progress rows from the cuts: censored when the window is not over by the tenant's data end."""
     name, window = _literal(journey.name), int(journey.window_s)
     recent = silver.recent_events(con)  # every tenant's last event is in its latest day file: read only those
+    # once, not per statement: a query over the events view opens every day file's footer, however many it skips
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _jg_data_end AS SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL")
     cuts = f"""(SELECT c.*, d.data_end, c.start_ts + INTERVAL ({window}) SECOND > d.data_end AS censored
-               FROM journey_cuts c JOIN (SELECT tenant_id, max(ts) AS data_end FROM events {recent} GROUP BY ALL) d
+               FROM journey_cuts c JOIN _jg_data_end d
                USING (tenant_id) WHERE c.journey = {name})"""  # read twice: cheaper than a copy of every cut
     con.execute(f"""
         INSERT INTO journeys
@@ -252,6 +254,7 @@ def _decide(con: duckdb.DuckDBPyConnection, journey: JourneyConfig) -> None:
         SELECT {name}, journey_id, CASE WHEN end_raw <= data_end THEN outcome_raw END,
                CASE WHEN end_raw <= data_end THEN end_raw END, data_end
         FROM {cuts} WHERE censored ORDER BY tenant_id, actor_id""")
+    con.execute("DROP TABLE _jg_data_end")
 
 
 def _literal(text: str) -> str:
