@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 from engine import (
     arrow_scan,
     incidence,
+    int_width,
     ipcw,
     loss_estimates,
     path_codes,
@@ -113,7 +114,8 @@ class _Rows:
     def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
         t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur, path_id FROM _jg_est")  # not the ids
         jrow = t.column("jrow").to_numpy()  # numbers the rows 0..n-1: placing each row there is the sort
-        self.cls = _placed(t.column("cls").to_numpy(), jrow, np.int64)
+        cls = t.column("cls").to_numpy()
+        self.cls = _placed(cls, jrow, int_width.index_type(int(cls.max(initial=0))))  # searched: int_width's
         self.censored = _placed(t.column("censored").to_numpy(zero_copy_only=False), jrow, bool)
         self.aj_t = _placed(t.column("aj_t").to_numpy(), jrow, float)
         self.follow = _placed(t.column("follow").to_numpy(), jrow, float)
@@ -131,7 +133,7 @@ class _Rows:
         self.length = codes.length.astype(float)
         self.has_path = (codes.code >= 0) & self.ended
         per_path = len(outcomes) + 1  # a key per (path, outcome or none)
-        self.path_key = (codes.code + 1) * per_path + outcome + 1
+        self.path_key = (codes.code.astype(np.int64) + 1) * per_path + outcome + 1  # a product: int64
         self.path_names = _KeyNames(codes, outcomes, per_path)
         self.seq_key = codes.code
         self.build_order = path_estimate_totals.BuildOrder.of(self.path_key, self.dur)  # every scope's, sorted once
@@ -261,15 +263,16 @@ def by_scope(inputs: Inputs, jc: Any, params: dict[str, Any], top_n: int) -> dic
 
 def _journeys_in(cls: np.ndarray, classes: list[int]) -> int:
     """How many journeys (rows ordered by class) the classes hold: a scope's size, which its memory follows."""
-    return int(np.searchsorted(cls, classes, side="right").sum() - np.searchsorted(cls, classes, side="left").sum())
+    return int(int_width.searchsorted(cls, classes, side="right").sum()
+               - int_width.searchsorted(cls, classes, side="left").sum())
 
 
 def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], top_n: int) -> dict[str, Any]:
     """One scope's blocks (a function of its own, so one scope's temporaries are gone before the next's)."""
     rows, steps, window_s = inputs.rows, inputs.steps, float(jc.window_s)
     losses = [o for o in jc.outcome_names if o != jc.conversion_outcome]
-    lo = np.searchsorted(rows.cls, classes, side="left")
-    hi = np.searchsorted(rows.cls, classes, side="right")
+    lo = int_width.searchsorted(rows.cls, classes, side="left")
+    hi = int_width.searchsorted(rows.cls, classes, side="right")
     take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
     start, stop = _runs(steps.row, lo, hi)
     pick, pos = _members(steps.row, lo, hi)
@@ -326,7 +329,7 @@ def _by_state(rows: _Rows) -> reach_visits.ByState:
 
 def _runs(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where the entries of a table ordered by journey row with a row in each class range [lo, hi) start and stop."""
-    return np.searchsorted(row, lo, side="left"), np.searchsorted(row, hi, side="left")
+    return int_width.searchsorted(row, lo, side="left"), int_width.searchsorted(row, hi, side="left")
 
 
 def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -335,9 +338,11 @@ def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarra
     a, b = _runs(row, lo, hi)
     if not len(a):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pick = np.concatenate([np.arange(x, y) for x, y in zip(a, b)])
+    places = int_width.index_type(len(row))  # positions < len(row); each journey's place < its row
+    pick = np.concatenate([np.arange(x, y, dtype=places) for x, y in zip(a, b)])
     offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
-    return pick, np.concatenate([row[x:y] - (s - o) for x, y, s, o in zip(a, b, lo, offsets)])
+    # a Python int shift keeps the rows' type (a numpy int64 one would widen every place to int64)
+    return pick, np.concatenate([row[x:y] - int(s - o) for x, y, s, o in zip(a, b, lo, offsets)])
 
 
 def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,
