@@ -49,7 +49,7 @@ class ByState:
             start[s] = a + int_width.searchsorted(self.row[a:b], lo)
             stop[s] = a + int_width.searchsorted(self.row[a:b], hi)
         runs = (stop - start).reshape(-1)
-        at = _runs(start.reshape(-1), runs)
+        at = _runs(start.reshape(-1), runs, len(self.row))
         offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
         pos = self.row[at]
         if len(lo) == 1:  # one range of rows: one shift for every visit
@@ -82,10 +82,10 @@ def _merged(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _FEW_RUNS = 256  # up to this many runs, each one's places are shifted in place (no run-sized repeat)
 
 
-def _runs(start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(start[i], start[i] + length[i]) for every i."""
+def _runs(start: np.ndarray, length: np.ndarray, bound: int) -> np.ndarray:
+    """The concatenation of arange(start[i], start[i] + length[i]) for every i (each at most `bound`)."""
     before = np.cumsum(length) - length  # where each run starts in the output
-    out = np.arange(int(length.sum()), dtype=np.int64)
+    out = np.arange(int(length.sum()), dtype=int_width.index_type(bound))
     if len(start) > _FEW_RUNS:
         out += np.repeat(start - before, length)
         return out

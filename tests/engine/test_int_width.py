@@ -111,3 +111,11 @@ def test_estimates_are_the_same_from_int32_and_int64_inputs(captured):
     wide = snapshot_estimates.by_scope(_widened(inputs), *args)
     assert any(b.get("resolved_shares") for b in narrow.values())
     assert json.dumps(narrow, sort_keys=True, default=str) == json.dumps(wide, sort_keys=True, default=str)
+
+
+def test_grid_places_are_int32():
+    """incidence.compact_parts numbers the grid's places in int32 (held per visit by reach_visits.ByState)."""
+    from engine import incidence
+
+    present, (place,) = incidence.compact_parts([np.array([5, 2, 5, 9])], 10)
+    assert present.tolist() == [2, 5, 9] and place.dtype == np.int32 and place.tolist() == [1, 0, 1, 2]
