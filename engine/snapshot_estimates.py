@@ -240,9 +240,9 @@ def _journeys_in(cls: np.ndarray, classes: list[int]) -> int:
     return int(np.searchsorted(cls, classes, side="right").sum() - np.searchsorted(cls, classes, side="left").sum())
 
 
-# A scope's independent parts and each one's share of the scope's time (10 M build, in tenths), which the pool reads
-# as its share of the scope's size (whole numbers: the pool's running total comes back to 0 exactly)
-_PARTS = {"steps": 4, "reach": 2, "states": 2, "paths": 2}
+# A scope's independent parts and each one's share of the scope's CPU time (10 M daily increment, in tenths), which
+# the pool reads as its share of the scope's size (whole numbers: the pool's running total comes back to 0 exactly)
+_PARTS = {"reach": 4, "steps": 4, "states": 1, "paths": 1}
 # a scope's blocks in the order one computation gave them (the payload's key order)
 _KEYS = ("estimate_horizon_s", "loss_estimates", "reach_estimates", "resolved_shares", "state_estimates",
          "path_estimates", "duration_estimates")
@@ -286,7 +286,7 @@ class _Scope:
 
     def part(self, name: str) -> dict[str, Any]:
         try:
-            return getattr(self, f"_{name}")(self._built())  # type: ignore[no-any-return]
+            return getattr(self, f"_{name}")(self._built())
         finally:
             with self._lock:
                 self._left -= 1
