@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine import int_width
+
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 ESTIMATOR = "aalen_johansen"
 
@@ -270,8 +272,9 @@ def compact_parts(parts: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, l
     present = np.zeros(size, dtype=bool)
     for part in parts:
         present |= np.bincount(part, minlength=size) > 0
-    place = present.astype(np.int64)  # converted once, then summed in place: faster than a sum of booleans
-    np.cumsum(place, out=place)
+    # converted once, then summed in place (faster than a sum of booleans); places < size: int32 (int_width)
+    place = present.astype(int_width.index_type(size))
+    np.cumsum(place, out=place, dtype=place.dtype)
     place -= 1
     return np.flatnonzero(present), [place[part] for part in parts]
 

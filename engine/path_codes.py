@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import int_width
 from engine.paths import SEP
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: its powers mod 2^64 never vanish
@@ -58,9 +59,9 @@ def of(owner: np.ndarray, state: np.ndarray, new_journey: np.ndarray, n_rows: in
         group_of, first = _group(state, starts, size)
     else:
         group_of, first = _group_known(state, starts, size, known[owner])
-    length = np.zeros(n_rows, dtype=np.int64)
+    length = np.zeros(n_rows, dtype=int_width.index_type(len(state)))  # a path is at most every step
     length[owner] = size
-    code = np.full(n_rows, -1, dtype=np.int64)
+    code = np.full(n_rows, -1, dtype=int_width.index_type(n_rows))  # codes < journeys
     code[owner] = group_of
     return PathCodes(length=length, code=code, first=starts[first], size=size[first], states=state, names=names)
 

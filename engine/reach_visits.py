@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import incidence, sorting
+from engine import incidence, int_width, sorting
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ByState:
         self.row = v_row[order]
         self.bounds = np.concatenate(([0], np.cumsum(np.bincount(v_state, minlength=n_states))))
         self.grid, rank = incidence.ranks(np.concatenate((end_t, v_t)))
+        rank = int_width.narrowed(rank, len(rank))  # places on the grid, held while the scopes run: int32
         self.end_rank, self.visit_rank = rank[: len(end_t)], rank[len(end_t):][order]
 
     def scope(self, lo: np.ndarray, hi: np.ndarray) -> ScopeVisits:
@@ -45,13 +46,14 @@ class ByState:
         start, stop = np.empty((n_states, len(lo)), np.int64), np.empty((n_states, len(lo)), np.int64)
         for s in range(n_states):
             a, b = int(self.bounds[s]), int(self.bounds[s + 1])
-            start[s], stop[s] = a + np.searchsorted(self.row[a:b], lo), a + np.searchsorted(self.row[a:b], hi)
+            start[s] = a + int_width.searchsorted(self.row[a:b], lo)
+            stop[s] = a + int_width.searchsorted(self.row[a:b], hi)
         runs = (stop - start).reshape(-1)
-        at = _runs(start.reshape(-1), runs)
+        at = _runs(start.reshape(-1), runs, len(self.row))
         offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
         pos = self.row[at]
         if len(lo) == 1:  # one range of rows: one shift for every visit
-            pos -= lo[0]
+            pos -= int(lo[0])
         else:
             pos -= np.repeat(np.tile(lo - offsets, n_states), runs)
         return ScopeVisits(at, pos, np.concatenate(([0], np.cumsum((stop - start).sum(axis=1)))))
@@ -80,10 +82,10 @@ def _merged(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _FEW_RUNS = 256  # up to this many runs, each one's places are shifted in place (no run-sized repeat)
 
 
-def _runs(start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(start[i], start[i] + length[i]) for every i."""
+def _runs(start: np.ndarray, length: np.ndarray, bound: int) -> np.ndarray:
+    """The concatenation of arange(start[i], start[i] + length[i]) for every i (each at most `bound`)."""
     before = np.cumsum(length) - length  # where each run starts in the output
-    out = np.arange(int(length.sum()), dtype=np.int64)
+    out = np.arange(int(length.sum()), dtype=int_width.index_type(bound))
     if len(start) > _FEW_RUNS:
         out += np.repeat(start - before, length)
         return out

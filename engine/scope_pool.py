@@ -44,14 +44,16 @@ class Job:
     run: Callable[[], Any]
 
 
-def run(jobs: Sequence[Job], workers: int | None = None) -> dict[Any, Any]:
+def run(jobs: Sequence[Job], workers: int | None = None, budget: int | None = None) -> dict[Any, Any]:
     """key -> result of every job, in the jobs' order; largest first, at most `workers` at once, and together
-    no larger than the largest job. The first error stops the scheduling and is raised here."""
+    no larger than `budget` (the largest job by default; a job larger than it runs alone). The first error stops
+    the scheduling and is raised here."""
     workers = max(1, min(workers or min(MAX_WORKERS, os.cpu_count() or 1), len(jobs)))
     if workers == 1:
         return {job.key: job.run() for job in jobs}
     pending = sorted(jobs, key=lambda job: -job.size)  # stable: equal sizes keep the given order
-    budget = pending[0].size if pending else 0
+    if budget is None:
+        budget = pending[0].size if pending else 0
     results: dict[Any, Any] = {}
     errors: list[BaseException] = []
     cond = threading.Condition()

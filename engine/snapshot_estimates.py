@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 from engine import (
     arrow_scan,
     incidence,
+    int_width,
     ipcw,
     loss_estimates,
     path_codes,
@@ -113,7 +114,8 @@ class _Rows:
     def __init__(self, con: Any, conversion: str, steps: step_shares.StepRows) -> None:
         t = arrow_scan.fetch(con, "SELECT jrow, cls, censored, aj_t, aj_o, follow, dur, path_id FROM _jg_est")  # not the ids
         jrow = t.column("jrow").to_numpy()  # numbers the rows 0..n-1: placing each row there is the sort
-        self.cls = _placed(t.column("cls").to_numpy(), jrow, np.int64)
+        cls = t.column("cls").to_numpy()
+        self.cls = _placed(cls, jrow, int_width.index_type(int(cls.max(initial=0))))  # searched: int_width's
         self.censored = _placed(t.column("censored").to_numpy(zero_copy_only=False), jrow, bool)
         self.aj_t = _placed(t.column("aj_t").to_numpy(), jrow, float)
         self.follow = _placed(t.column("follow").to_numpy(), jrow, float)
@@ -131,7 +133,7 @@ class _Rows:
         self.length = codes.length.astype(float)
         self.has_path = (codes.code >= 0) & self.ended
         per_path = len(outcomes) + 1  # a key per (path, outcome or none)
-        self.path_key = (codes.code + 1) * per_path + outcome + 1
+        self.path_key = (codes.code.astype(np.int64) + 1) * per_path + outcome + 1  # a product: int64
         self.path_names = _KeyNames(codes, outcomes, per_path)
         self.seq_key = codes.code
         self.build_order = path_estimate_totals.BuildOrder.of(self.path_key, self.dur)  # every scope's, sorted once
@@ -252,45 +254,106 @@ def by_scope(inputs: Inputs, jc: Any, params: dict[str, Any], top_n: int) -> dic
     """sid -> {reach_estimates, path_estimates, duration_estimates, resolved_shares, state_estimates} for every scope (medians
     of uncensored scopes are filled in by `payload_blocks` from the completed-only block)."""
     groups = scope_pool.same_members(inputs.members)
-    jobs = [scope_pool.Job(i, _journeys_in(inputs.rows.cls, classes),
-                           functools.partial(_scope, inputs, classes, jc, params, top_n))
-            for i, (classes, _) in enumerate(groups)]
-    done = scope_pool.run(jobs)  # two scopes at a time where they fit in the largest one's memory
-    return scope_pool.spread([done[i] for i in range(len(groups))], groups)
+    sizes = [_journeys_in(inputs.rows.cls, classes) for classes, _ in groups]
+    scopes = [_Scope(inputs, classes, jc, params, top_n) for classes, _ in groups]
+    jobs = [scope_pool.Job((i, part), size * share, functools.partial(scope.part, part))
+            for i, (scope, size) in enumerate(zip(scopes, sizes, strict=True)) for part, share in _PARTS.items()]
+    # the parts of one scope add up to its size: two threads share the largest scope's parts (the other thread
+    # idled while it ran alone) and smaller scopes' parts fill in where they fit in its memory
+    done = scope_pool.run(jobs, budget=max(sizes, default=0) * sum(_PARTS.values()))
+    return scope_pool.spread([_assembled(done[i, part] for part in _PARTS) for i in range(len(groups))], groups)
 
 
 def _journeys_in(cls: np.ndarray, classes: list[int]) -> int:
     """How many journeys (rows ordered by class) the classes hold: a scope's size, which its memory follows."""
-    return int(np.searchsorted(cls, classes, side="right").sum() - np.searchsorted(cls, classes, side="left").sum())
+    return int(int_width.searchsorted(cls, classes, side="right").sum()
+               - int_width.searchsorted(cls, classes, side="left").sum())
 
 
-def _scope(inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], top_n: int) -> dict[str, Any]:
-    """One scope's blocks (a function of its own, so one scope's temporaries are gone before the next's)."""
-    rows, steps, window_s = inputs.rows, inputs.steps, float(jc.window_s)
-    losses = [o for o in jc.outcome_names if o != jc.conversion_outcome]
-    lo = np.searchsorted(rows.cls, classes, side="left")
-    hi = np.searchsorted(rows.cls, classes, side="right")
-    take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(classes) else np.zeros(0, np.int64)
-    start, stop = _runs(steps.row, lo, hi)
-    pick, pos = _members(steps.row, lo, hi)
-    follow = rows.follow[take]
-    follow_up = ipcw.FollowUp(follow)  # one Ĝ for the steps' weights and the journeys'
-    runs = step_shares.Runs(inputs.order, start, stop) if inputs.order is not None else None
-    done = step_shares.counted(steps, pick, pos, follow, window_s, params["horizon"], follow_up, runs)
-    del pick, pos  # `done` holds the steps that count
-    # the journeys' weights once: state_estimates' (ended) and path_estimates' (has_path: an ended journey with
-    # a path) are the same numbers, each 1 / Ĝ(T_i) of the journey alone; none where nothing is estimable
-    w = follow_up.weights(rows.aj_t[take], rows.ended[take]) if not rows.censored[take].all() else None
-    # the loss block and the shares read the same per-group weights, computed once and dropped by the shares:
-    # both run before the reach estimates so that nothing else is built while those are held
-    moves = step_shares.GroupWeights(done, len(steps.names))
-    loss = loss_estimates.block(steps, done, follow, window_s, params["horizon"], losses, moves)
-    shares = step_shares.shares(steps, done.pick, done.pos, follow, window_s, params["horizon"], done, moves)
-    del moves
-    return {"estimate_horizon_s": horizon_reached(follow, window_s), "loss_estimates": loss,
-            "reach_estimates": _reach(rows, take, lo, hi, window_s), "resolved_shares": shares,
-            "state_estimates": state_estimates.of_scope(rows, take, inputs.visits, lo, hi, w),
-            **_paths_and_durations(rows, take, top_n, w)}
+# A scope's independent parts and each one's share of the scope's CPU time (10 M daily increment, in tenths), which
+# the pool reads as its share of the scope's size (whole numbers: the pool's running total comes back to 0 exactly)
+_PARTS = {"reach": 4, "steps": 4, "states": 1, "paths": 1}
+# a scope's blocks in the order one computation gave them (the payload's key order)
+_KEYS = ("estimate_horizon_s", "loss_estimates", "reach_estimates", "resolved_shares", "state_estimates",
+         "path_estimates", "duration_estimates")
+
+
+def _assembled(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return {key: merged[key] for key in _KEYS}
+
+
+class _Shared:
+    """What several parts of a scope read: its rows, their follow-ups and the journeys' weights. The weights
+    (state_estimates' for the ended journeys and path_estimates' for those with a path are the same numbers,
+    each 1 / Ĝ(T_i) of the journey alone; none where nothing is estimable) are read off `follow_up` here,
+    before any part runs, so only the steps part uses it afterwards: its lazily built tables are not shared
+    between threads."""
+
+    def __init__(self, rows: _Rows, classes: list[int]) -> None:
+        self.lo = int_width.searchsorted(rows.cls, classes, side="left")
+        self.hi = int_width.searchsorted(rows.cls, classes, side="right")
+        self.take = (np.concatenate([np.arange(a, b) for a, b in zip(self.lo, self.hi)]) if len(classes)
+                     else np.zeros(0, np.int64))
+        self.follow = rows.follow[self.take]
+        self.follow_up = ipcw.FollowUp(self.follow)  # one Ĝ for the steps' weights and the journeys'
+        self.w = (self.follow_up.weights(rows.aj_t[self.take], rows.ended[self.take])
+                  if not rows.censored[self.take].all() else None)
+
+
+class _Scope:
+    """One scope's blocks in parts (`_PARTS`) that may run on different threads, each a function of the scope's
+    journeys alone. What several parts read is built once, by the first part that asks, and let go after the
+    last one (a part's own temporaries are gone when it returns)."""
+
+    def __init__(self, inputs: Inputs, classes: list[int], jc: Any, params: dict[str, Any], top_n: int) -> None:
+        self.inputs, self.classes, self.jc, self.params, self.top_n = inputs, classes, jc, params, top_n
+        self._lock = threading.Lock()
+        self._left = len(_PARTS)
+        self._shared: _Shared | None = None
+
+    def part(self, name: str) -> dict[str, Any]:
+        try:
+            return getattr(self, f"_{name}")(self._built())
+        finally:
+            with self._lock:
+                self._left -= 1
+                if not self._left:
+                    self._shared = None
+
+    def _built(self) -> _Shared:
+        with self._lock:
+            if self._shared is None:
+                self._shared = _Shared(self.inputs.rows, self.classes)
+            return self._shared
+
+    def _steps(self, s: _Shared) -> dict[str, Any]:
+        """The loss block and the shares, which read the same per-group weights."""
+        steps, window_s, horizon = self.inputs.steps, float(self.jc.window_s), self.params["horizon"]
+        losses = [o for o in self.jc.outcome_names if o != self.jc.conversion_outcome]
+        start, stop = _runs(steps.row, s.lo, s.hi)
+        pick, pos = _members(steps.row, s.lo, s.hi)
+        runs = step_shares.Runs(self.inputs.order, start, stop) if self.inputs.order is not None else None
+        done = step_shares.counted(steps, pick, pos, s.follow, window_s, horizon, s.follow_up, runs)
+        del pick, pos  # `done` holds the steps that count
+        moves = step_shares.GroupWeights(done, len(steps.names))
+        loss = loss_estimates.block(steps, done, s.follow, window_s, horizon, losses, moves)
+        shares = step_shares.shares(steps, done.pick, done.pos, s.follow, window_s, horizon, done, moves)
+        return {"loss_estimates": loss, "resolved_shares": shares}
+
+    def _reach(self, s: _Shared) -> dict[str, Any]:
+        window_s = float(self.jc.window_s)
+        return {"estimate_horizon_s": horizon_reached(s.follow, window_s),
+                "reach_estimates": _reach(self.inputs.rows, s.take, s.lo, s.hi, window_s)}
+
+    def _states(self, s: _Shared) -> dict[str, Any]:
+        return {"state_estimates": state_estimates.of_scope(self.inputs.rows, s.take, self.inputs.visits, s.lo,
+                                                            s.hi, s.w)}
+
+    def _paths(self, s: _Shared) -> dict[str, Any]:
+        return _paths_and_durations(self.inputs.rows, s.take, self.top_n, s.w)
 
 
 def _reach(rows: _Rows, take: np.ndarray, lo: np.ndarray, hi: np.ndarray, window_s: float) -> dict[str, Any]:
@@ -326,7 +389,7 @@ def _by_state(rows: _Rows) -> reach_visits.ByState:
 
 def _runs(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where the entries of a table ordered by journey row with a row in each class range [lo, hi) start and stop."""
-    return np.searchsorted(row, lo, side="left"), np.searchsorted(row, hi, side="left")
+    return int_width.searchsorted(row, lo, side="left"), int_width.searchsorted(row, hi, side="left")
 
 
 def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -335,9 +398,11 @@ def _members(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarra
     a, b = _runs(row, lo, hi)
     if not len(a):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pick = np.concatenate([np.arange(x, y) for x, y in zip(a, b)])
+    places = int_width.index_type(len(row))  # positions < len(row); each journey's place < its row
+    pick = np.concatenate([np.arange(x, y, dtype=places) for x, y in zip(a, b)])
     offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
-    return pick, np.concatenate([row[x:y] - (s - o) for x, y, s, o in zip(a, b, lo, offsets)])
+    # a Python int shift keeps the rows' type (a numpy int64 one would widen every place to int64)
+    return pick, np.concatenate([row[x:y] - int(s - o) for x, y, s, o in zip(a, b, lo, offsets)])
 
 
 def reach_estimate(end_t: np.ndarray, ended: np.ndarray, censored: bool, visit_row: np.ndarray,

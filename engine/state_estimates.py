@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, ipcw, lifecycle_visits
+from engine import arrow_scan, int_width, ipcw, lifecycle_visits
 
 ESTIMATOR = "ipcw_hajek"
 DESCRIPTION = ("ipcw_hajek: per state, P(converted | reached / not reached), reach, mean visits, repeat share and "
@@ -230,14 +230,14 @@ def of_scope(rows: Any, take: np.ndarray, visits: Visits, lo: np.ndarray, hi: np
     `w`: as `block`'s)."""
     rows_at: slice | np.ndarray
     if len(lo) and bool((hi[:-1] == lo[1:]).all()):  # one run of rows: its visits are one run too, read in place
-        at = [slice(*(int(x) for x in np.searchsorted(visits.row, [lo[0], hi[-1]], side="left")))]
+        at = [slice(*(int(x) for x in int_width.searchsorted(visits.row, [lo[0], hi[-1]], side="left")))]
         rows_at = slice(int(lo[0]), int(hi[-1]))
     else:  # a run of visits per class range: its slices put together (no index array, no gather)
-        a, b = np.searchsorted(visits.row, lo, side="left"), np.searchsorted(visits.row, hi, side="left")
+        a, b = int_width.searchsorted(visits.row, lo, side="left"), int_width.searchsorted(visits.row, hi, side="left")
         at, rows_at = [slice(int(x), int(y)) for x, y in zip(a, b)], take
     offsets = np.cumsum(hi - lo) - (hi - lo)  # where each class's rows start inside the scope
     # each visit's journey's place in the scope, run by run (engine.snapshot_estimates._members' numbers)
-    pos = _joined([visits.row[r] - (s - o) for r, s, o in zip(at, lo, offsets)])
+    pos = _joined([visits.row[r] - int(s - o) for r, s, o in zip(at, lo, offsets)])  # int: keeps the rows' type
     j = Journeys(known_t=rows.aj_t[rows_at], ended=rows.ended[rows_at], follow=rows.follow[rows_at],
                  censored=rows.censored[rows_at], converted=rows.converted[rows_at])
     return block(j, pos, _joined([visits.state[r] for r in at]), _joined([visits.visits[r] for r in at]),

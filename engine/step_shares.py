@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import arrow_scan, ipcw
+from engine import arrow_scan, int_width, ipcw
 from engine.step_arrays import NULL_TS
 
 ESTIMATOR = "resolved_steps_ipcw"
@@ -125,9 +125,13 @@ class StepRows:
         jix = per.column("jix").to_numpy().astype(np.int64)
         row_of = np.full(max(steps.size, int(jix.max(initial=-1)) + 1), -1, dtype=np.int64)
         row_of[jix] = jrow
-        row, at, self.state = _by_row(steps.jix, steps.state, row_of, n)
-        self.row = row
+        row, at, state = _by_row(steps.jix, steps.state, row_of, n)
         self.state_names = [str(x) for x in steps.names.to_pylist()]
+        # rows < n and state codes < the states held in int32 (engine.int_width): every copy taken of them
+        # below and in the estimates' inputs is half as large
+        self.row, self.state = row, int_width.narrowed(state, len(self.state_names))
+        del state
+        self.n_rows = n
         ts = steps.ts[at]
         del at
 
@@ -138,9 +142,9 @@ class StepRows:
             return placed
 
         start, end = column("start_us", 0).astype(np.int64), column("end_us", 0).astype(np.int64)
-        self.s = _since_start(ts, start[row])
+        self.s = _since_start(ts, start[self.row])
         self.known_t = column("known_t", np.nan).astype(float)
-        self.keep = _kept(ts, row, end, column("censored", False).astype(bool), column("tracked", False).astype(bool),
+        self.keep = _kept(ts, self.row, end, column("censored", False).astype(bool), column("tracked", False).astype(bool),
                           self.known_t, int(params["horizon"]))
         dest = pc.dictionary_encode(per.column("dest_o").combine_chunks())  # NULL while the outcome is unknown
         self.dest_names = dest.dictionary.cast(pa.string())
@@ -157,7 +161,7 @@ class StepRows:
         of the step before it, so every (journey, state) pair keeps a step; first times are over every step."""
         if self._visits is None:
             k = max(len(self.state_names), 1)
-            key = self.row * k
+            key = self.row.astype(np.int64) * k  # row * k can pass int32: the key is int64
             key += self.state
             order = np.argsort(key, kind="stable")  # keys led by the journey row arrive nearly sorted: a merge sort
             key = key[order]
@@ -168,7 +172,8 @@ class StepRows:
             else:
                 visits = np.diff(np.append(starts, len(key)))
             row, state = np.divmod(key[starts], k)
-            self._visits = (row, state, first, visits)
+            self._visits = (int_width.narrowed(row, self.n_rows), int_width.narrowed(state, k), first,
+                            int_width.narrowed(visits, len(key)))
         return self._visits
 
     def first_visits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -213,7 +218,7 @@ class StepRows:
         names = list(index)
         last = np.ones(len(row), dtype=bool)
         last[:-1] = new_journey[1:]
-        dst = np.empty(len(row), dtype=np.int64)
+        dst = np.empty(len(row), dtype=int_width.index_type(len(names)))
         dst[~last] = state[1:][~last[:-1]]
         dest = self.dest[row[last]]
         dst[last] = np.where(dest >= 0, dest_code[np.maximum(dest, 0)] if len(dest_code) else -1, -1)
@@ -343,12 +348,12 @@ class Runs:
             raise ValueError("Runs.groups: the picked steps are not the runs")
         o = self.order
         cut = [slice(int(a), int(b)) for a, b in zip(self.start, self.stop)]
-        order = np.arange(len(pick), dtype=np.int64)
+        order = np.arange(len(pick), dtype=int_width.index_type(len(pick)))  # places < len(pick): int32
         order += o.shift[cut[0]] if len(cut) == 1 else np.concatenate([o.shift[c] for c in cut])  # (small ints)
         flags = o.new[cut[0]] if len(cut) == 1 else np.concatenate([o.new[c] for c in cut])
         cell_new, new = flags >= 1, flags == 2
         del flags
-        inverse = np.empty(len(order), dtype=np.int64)
+        inverse = np.empty(len(order), dtype=int_width.index_type(len(order)))
         inverse[order] = _numbers(new)
         first = order[new]
         return inverse, pos[first], steps.src[pick[first]], order, cell_new
@@ -371,7 +376,7 @@ def _groups(steps: Steps, pick: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray
     key //= k
     new = _starts(key)
     del key
-    inverse = np.empty(len(order), dtype=np.int64)
+    inverse = np.empty(len(order), dtype=int_width.index_type(len(order)))
     inverse[order] = _numbers(new)
     first = order[new]
     return inverse, pos[first], src[first], order, cell_new
@@ -402,8 +407,8 @@ def _numbers(new: np.ndarray) -> np.ndarray:
     """Each sorted step's group number, from the mask of group starts (in place: no second step-sized array). The
     mask converted first, then summed in place: a running sum of booleans converts them a small buffer at a time,
     which took 1.6× as long (at 10 M events the scopes number every step about four times)."""
-    out = new.astype(np.int64)
-    np.cumsum(out, out=out)
+    out = new.astype(int_width.index_type(len(new)))  # numbers < len(new)
+    np.cumsum(out, out=out, dtype=out.dtype)  # summed in its own type (cumsum would widen int32 to int64)
     out -= 1
     return out
 
@@ -452,7 +457,7 @@ def _by_row(jix: np.ndarray, state: np.ndarray, row_of: np.ndarray,
     follow: a sort of the journeys, none of the steps. Rows are the runs' rows repeated, states read once (the
     NULL check needs them): not looked up again step by step (0.1 CPU-s at 10 M events)."""
     if not len(jix):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=state.dtype)
+        return np.zeros(0, dtype=int_width.index_type(n)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=state.dtype)
     starts = np.flatnonzero(_starts(jix))
     lens = np.diff(np.append(starts, len(jix)))
     run_row = row_of[jix[starts]]
@@ -461,7 +466,7 @@ def _by_row(jix: np.ndarray, state: np.ndarray, row_of: np.ndarray,
     size = lens[runs]
     at = np.arange(int(size.sum()), dtype=np.int64)
     at += np.repeat(starts[runs] - (np.cumsum(size) - size), size)  # each run's slots shifted to where it starts
-    row, of = np.repeat(run_row[runs], size), state[at]
+    row, of = np.repeat(int_width.narrowed(run_row[runs], n), size), state[at]  # rows < n: int32 (int_width)
     if (of < 0).any():  # NULL states are no steps here
         some = of >= 0
         row, at, of = row[some], at[some], of[some]

@@ -96,8 +96,10 @@ def test_runs_is_the_concatenated_ranges(runs: int) -> None:
     start = rng.integers(0, 10_000, runs)
     length = rng.integers(0, 40, runs) * (rng.random(runs) < 0.8)
     want = np.concatenate([np.arange(s, s + n) for s, n in zip(start, length)] or [np.zeros(0, np.int64)])
-    got = reach_visits._runs(start, length)
-    assert got.dtype == np.int64 and np.array_equal(got, want)
+    got = reach_visits._runs(start, length, 10_040)
+    assert got.dtype == np.int32 and np.array_equal(got, want)  # places below the bound: int32 (int_width)
+    wide = reach_visits._runs(start, length, 2 ** 31)  # a bound past int32: int64, nothing wraps
+    assert wide.dtype == np.int64 and np.array_equal(wide, want)
 
 
 @pytest.mark.parametrize("classes", [[0, 1, 2], [0, 2, 3, 5, 6], [3], [1, 2, 4, 5, 6, 7], [0, 1, 3, 4, 5, 7]])
@@ -120,5 +122,5 @@ def test_compact_parts_is_compact_of_the_joined_parts(sizes: tuple[int, int]) ->
     a, b = rng.integers(0, 500, sizes[0]), rng.integers(200, 900, sizes[1])
     grid, inverse = np.unique(np.concatenate((a, b)), return_inverse=True)
     present, (at_a, at_b) = incidence.compact_parts((a, b), 1000)
-    assert np.array_equal(present, grid) and at_a.dtype == at_b.dtype == np.int64
+    assert np.array_equal(present, grid) and at_a.dtype == at_b.dtype == np.int32  # places < size: int_width
     assert np.array_equal(np.concatenate((at_a, at_b)), inverse.reshape(-1))

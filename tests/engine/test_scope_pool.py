@@ -6,6 +6,7 @@ The waits below are bounded only so a broken scheduler fails instead of hanging;
 from __future__ import annotations
 
 import json
+import random
 import threading
 
 import duckdb
@@ -85,13 +86,13 @@ def test_scopes_holding_the_same_journeys_are_estimated_once(monkeypatch):
     """The simulation's release windows are periods too: each estimate is computed once for both scopes, and the
     payloads are the bytes a computation per scope gives."""
     computed = []
-    scope = snapshot_estimates._scope
+    shared = snapshot_estimates._Shared
 
-    def counted(inputs, classes, *args):
+    def counted(rows, classes):
         computed.append(tuple(classes))
-        return scope(inputs, classes, *args)
+        return shared(rows, classes)
 
-    monkeypatch.setattr(snapshot_estimates, "_scope", counted)
+    monkeypatch.setattr(snapshot_estimates, "_Shared", counted)
     grouped = _payloads()
     assert len(computed) == len(set(computed)) < len(grouped)  # some scopes shared their estimates
     by_scope = {(p["scope"], p["window"]["start"]): p for p in map(json.loads, grouped)}
@@ -111,3 +112,68 @@ def _payloads() -> list[str]:
     snaps = build_snapshots(con, cfg, cfg.journeys[0], "sim", "0.1.0", data_end=data_end)
     con.close()
     return [s.payload_json for s in snaps]
+
+
+def test_a_budget_lets_parts_of_the_largest_run_together_and_a_larger_job_alone():
+    started = {key: threading.Event() for key in ("a", "b")}
+    overlapped = []
+
+    def part(me: str, other: str) -> bool:
+        started[me].set()
+        return started[other].wait(WAIT_S)
+
+    def big() -> str:
+        overlapped.append(started["a"].is_set() != started["b"].is_set())  # one part started, the other not
+        return "big"
+
+    jobs = [scope_pool.Job("a", 6, lambda: part("a", "b")), scope_pool.Job("b", 6, lambda: part("b", "a")),
+            scope_pool.Job("big", 11, big)]
+    assert scope_pool.run(jobs, workers=2, budget=12) == {"a": True, "b": True, "big": "big"}
+    assert overlapped == [False]  # larger than the budget: it ran before both parts, alone
+
+
+def test_the_parts_assemble_the_same_payloads_whatever_order_they_finish_in(monkeypatch):
+    """Each scope's parts are put together in one order: a pool whose results come back in a shuffled order
+    (keys included) gives the bytes of one thread running them in turn."""
+    monkeypatch.setattr(scope_pool, "MAX_WORKERS", 1)
+    in_turn = _payloads()
+    shared_built = []
+    shared = snapshot_estimates._Shared
+
+    def counted(rows, classes):
+        shared_built.append(tuple(classes))
+        return shared(rows, classes)
+
+    def shuffled(jobs, workers=None, budget=None):
+        order = list(jobs)
+        random.Random(7).shuffle(order)
+        return {job.key: job.run() for job in order}  # finished (and handed back) in a shuffled order
+
+    monkeypatch.setattr(snapshot_estimates, "_Shared", counted)
+    monkeypatch.setattr(scope_pool, "run", shuffled)
+    assert _payloads() == in_turn
+    assert len(shared_built) == len(set(shared_built)) > 2  # what the parts share: built once per scope
+
+
+def test_a_failing_part_fails_the_build(monkeypatch):
+    def boom(self, shared):
+        raise RuntimeError("state part failed")
+
+    monkeypatch.setattr(snapshot_estimates._Scope, "_states", boom)
+    for workers in (1, 2):
+        monkeypatch.setattr(scope_pool, "MAX_WORKERS", workers)
+        with pytest.raises(RuntimeError, match="state part failed"):
+            _payloads()
+
+
+def test_what_the_parts_share_goes_with_the_last_one(monkeypatch):
+    scopes = []
+    scope = snapshot_estimates._Scope
+
+    def kept(*args):
+        scopes.append(scope(*args))
+        return scopes[-1]
+
+    monkeypatch.setattr(snapshot_estimates, "_Scope", kept)
+    _payloads()
+    assert scopes and all(s._shared is None and s._left == 0 for s in scopes)
