@@ -40,6 +40,10 @@ _DICTIONARY = ("tenant_id", "actor_id", "event_name", "platform", "user_agent", 
 # min/max statistics for the columns the layers are filtered or joined on (they let a reader skip row groups);
 # the others' cost 20 % of the writer (string comparisons on every value) for no query that uses them.
 _STATISTICS = ("tenant_id", "actor_id", "event_id", "ts", "input_order", "seq", "journey", "journey_id", "step")
+# DELTA_BINARY_PACKED for a layer's integer and time columns that are near their neighbours (the caller names
+# them: the silver ones; LayerWriter `delta`): smaller than PLAIN + zstd, cheaper to write and to read back.
+# Measured on the 10 M silver files (72 days, replayed): encode 3.46 -> 2.90 CPU-s, 179.6 -> 165.9 MB; DuckDB
+# reading the four columns 0.52 -> 0.19 CPU-s, every column 1.99 -> 1.50. The steps' ts and step gained nothing.
 _OPTIONS: dict[str, Any] = {"version": "2.6", "compression": "zstd", "compression_level": 1,
                             "data_page_version": "1.0", "data_page_size": 1 << 20, "write_batch_size": 1024,
                             "dictionary_pagesize_limit": 1 << 20, "store_schema": False, "write_page_index": False}
@@ -78,10 +82,13 @@ def _one_chunk(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(batches).cast(schema).combine_chunks()
 
 
-def encode(path: Path, schema: pa.Schema, groups: Iterator[pa.Table]) -> None:
+def encode(path: Path, schema: pa.Schema, groups: Iterator[pa.Table], delta: tuple[str, ...] = ()) -> None:
+    """Write `groups` (row groups of `schema`) as one Parquet file; the `delta` columns DELTA_BINARY_PACKED."""
     names = set(schema.names)
-    with pq.ParquetWriter(str(path), schema, use_dictionary=[c for c in _DICTIONARY if c in names],
-                          write_statistics=[c for c in _STATISTICS if c in names], **_OPTIONS) as writer:
+    encodings = {c: "DELTA_BINARY_PACKED" for c in delta if c in names}
+    with pq.ParquetWriter(str(path), schema, use_dictionary=[c for c in _DICTIONARY if c in names and c not in encodings],
+                          write_statistics=[c for c in _STATISTICS if c in names],
+                          column_encoding=encodings or None, **_OPTIONS) as writer:
         for table in groups:
             writer.write_table(table, row_group_size=ROW_GROUP)
 
@@ -96,11 +103,13 @@ def _drain(inbox: queue.Queue[pa.Table | None]) -> Iterator[pa.Table]:
 class LayerWriter:
     """Writes query results as Parquet files: the caller's thread runs each query, `workers` threads encode
     (0: encoded on the caller's thread). `place(scratch, where)` names a finished file (on the thread that
-    wrote it); `results()` gives its answers in the order the files were added."""
+    wrote it); `results()` gives its answers in the order the files were added. `delta`: the integer or
+    time columns written DELTA_BINARY_PACKED."""
 
     def __init__(self, columns: tuple[tuple[str, str], ...], tmp: Path, place: Callable[[Path, Any], Any],
-                 workers: int) -> None:
+                 workers: int, delta: tuple[str, ...] = ()) -> None:
         self._schema = arrow_schema(columns)
+        self._delta = delta
         self._tmp, self._place = tmp, place
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="jg-parquet") if workers > 0 else None
         self._files: list[Future[Any]] = []
@@ -117,7 +126,7 @@ class LayerWriter:
         groups = row_groups(batches, self._schema)
         if self._pool is None:
             done: Future[Any] = Future()
-            encode(scratch, self._schema, groups)
+            encode(scratch, self._schema, groups, self._delta)
             done.set_result(self._place(scratch, where))
             self._files.append(done)
             return
@@ -148,7 +157,7 @@ class LayerWriter:
                 continue
 
     def _job(self, scratch: Path, inbox: queue.Queue[pa.Table | None], where: Any) -> Any:
-        encode(scratch, self._schema, _drain(inbox))
+        encode(scratch, self._schema, _drain(inbox), self._delta)
         return self._place(scratch, where)
 
     def results(self) -> list[Any]:

@@ -55,6 +55,8 @@ EVENT_COLUMNS = (("tenant_id", "VARCHAR"), ("actor_id", "VARCHAR"), ("event_id",
 STEP_COLUMNS = (("journey", "VARCHAR"), ("journey_id", "VARCHAR"), ("step", "INTEGER"), ("state", "VARCHAR"),
                 ("ts", "TIMESTAMP"), ("event_id", "VARCHAR"))
 LAYERS = {"events": EVENT_COLUMNS, "journey_steps": STEP_COLUMNS}
+# written DELTA_BINARY_PACKED (engine.parquet_files): each actor's times and numbers rise with its events
+DELTA_COLUMNS = {"events": ("ts", "received_at", "input_order", "seq"), "journey_steps": ()}
 SEALED_STEPS = "journey_steps_sealed"  # manifest layer of steps of journeys no new event can change (kept for ever)
 # The open steps of an incremental run: the open base (layer journey_steps, written by a full run or a compaction)
 # stays, the journeys a run changes go to a delta (one file per journey definition, rewritten by each run), and
@@ -399,7 +401,7 @@ def _writer(con: duckdb.DuckDBPyConnection, layer: str, tmp: Path, root: Path) -
     """A layer's file writer: one encoding thread beside the connection's when DuckDB may use two cores."""
     threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
     return LayerWriter(LAYERS[layer], tmp, lambda scratch, folder: _place(scratch, root, folder),
-                       workers=min(2, threads - 1))
+                       workers=min(2, threads - 1), delta=DELTA_COLUMNS[layer])
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, tmp: Path, root: Path, folder: Path) -> tuple[str, str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from engine import parquet_files, silver
@@ -16,6 +17,13 @@ STEPS_SQL = f"""SELECT 'main' AS journey, 'j' || lpad(CAST(i // 7 AS VARCHAR), 6
                 CAST(i % 7 AS INTEGER) AS step, CASE WHEN i % 11 = 0 THEN NULL ELSE 's' || (i % 5) END AS state,
                 TIMESTAMP '2026-01-05' + to_microseconds(i * 1001) AS ts, 'e' || i AS event_id
                 FROM range({ROWS}) t(i) ORDER BY i"""
+EVENTS_SQL = f"""SELECT '' AS tenant_id, 'u' || (i % 13) AS actor_id, 'e' || i AS event_id,
+        'n' || (i % 3) AS event_name, TIMESTAMP '2026-01-05 00:00:00.123456' + to_seconds(i) AS ts,
+        CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMP '2026-01-05' + to_seconds(i + 7) END AS received_at,
+        's' || i AS session_id, 'web' AS platform, NULL AS user_agent,
+        CAST('{{"plan": "free",  "n": ' || i || '}}' AS JSON) AS properties, CAST(i AS BIGINT) AS input_order,
+        CAST(i // 13 AS BIGINT) AS seq, 'n' AS state_raw, NULL AS state_semantic, NULL AS state_lifecycle
+        FROM range({ROWS}) t(i)"""
 
 
 def _write(tmp: Path, batches: list[pa.RecordBatch], workers: int) -> str:
@@ -27,13 +35,16 @@ def _write(tmp: Path, batches: list[pa.RecordBatch], workers: int) -> str:
     return str(writer.results()[0])
 
 
-def test_bytes_do_not_depend_on_how_the_rows_are_batched(tmp_path: Path) -> None:
-    table = duckdb.connect().sql(STEPS_SQL).to_arrow_table().combine_chunks()
+@pytest.mark.parametrize("layer", ["journey_steps", "events"])
+def test_bytes_do_not_depend_on_how_the_rows_are_batched(tmp_path: Path, layer: str) -> None:
+    sql = STEPS_SQL if layer == "journey_steps" else f"{EVENTS_SQL} ORDER BY i"
+    table = duckdb.connect().sql(sql).to_arrow_table().combine_chunks()
     cut = [b for start, size in ((0, 1000), (1000, 130_000), (131_000, 7), (131_007, ROWS - 131_007))
            for b in table.slice(start, size).to_batches()]
-    schema = parquet_files.arrow_schema(silver.STEP_COLUMNS)
+    schema = parquet_files.arrow_schema(silver.LAYERS[layer])
     for name, batches in (("whole", table.to_batches()), ("cut", cut)):
-        parquet_files.encode(tmp_path / name, schema, parquet_files.row_groups(iter(batches), schema))
+        parquet_files.encode(tmp_path / name, schema, parquet_files.row_groups(iter(batches), schema),
+                             silver.DELTA_COLUMNS[layer])
     assert len(cut) == 4 and file_sha256(tmp_path / "whole") == file_sha256(tmp_path / "cut")
 
 
@@ -50,6 +61,35 @@ def test_row_groups_are_whole_and_contiguous() -> None:
     assert [g.num_rows for g in groups] == [100, 100, 50]
     assert all(c.num_chunks == 1 for g in groups for c in g.columns)
     assert pa.concat_tables(groups).cast(table.schema).equals(table.slice(0, 250))
+
+
+def _encodings(path: Path) -> dict[str, set[str]]:
+    """Per column, the encodings of its chunks in every row group."""
+    meta = pq.ParquetFile(path).metadata
+    return {meta.schema.column(c).name: {e for g in range(meta.num_row_groups) for e in meta.row_group(g).column(c).encodings}
+            for c in range(meta.num_columns)}
+
+
+def test_event_counters_and_times_are_delta_encoded_and_read_back(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE e AS {EVENTS_SQL}")
+    writer = parquet_files.LayerWriter(silver.EVENT_COLUMNS, tmp_path, lambda scratch, _: scratch, 1,
+                                       delta=silver.DELTA_COLUMNS["events"])
+    writer.add(con, "SELECT * FROM e ORDER BY actor_id, seq", None)
+    path = writer.results()[0]
+    kinds = _encodings(path)
+    assert {c for c, e in kinds.items() if "DELTA_BINARY_PACKED" in e} == {"ts", "received_at", "input_order", "seq"}
+    assert "RLE_DICTIONARY" in kinds["actor_id"] and "PLAIN" in kinds["event_id"]
+    back = con.execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    assert back == con.execute("SELECT * FROM e ORDER BY actor_id, seq").fetchall()
+
+
+def test_steps_are_not_delta_encoded(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    writer = parquet_files.LayerWriter(silver.STEP_COLUMNS, tmp_path, lambda scratch, _: scratch, 0,
+                                       delta=silver.DELTA_COLUMNS["journey_steps"])
+    writer.add(con, STEPS_SQL, None)
+    assert not any("DELTA_BINARY_PACKED" in e for e in _encodings(writer.results()[0]).values())
 
 
 def test_layer_types_and_rows_read_back(tmp_path: Path) -> None:
@@ -101,3 +141,7 @@ def test_silver_and_gold_files_do_not_depend_on_the_thread_count(tmp_path: Path)
         silver.persist_steps(con, sealed_ids="SELECT 'j' || lpad(CAST(i AS VARCHAR), 6, '0') FROM range(9000) t(i)")
         names.append(con.execute("SELECT layer, path FROM parquet_files ORDER BY ALL").fetchall())
     assert len(names[0]) == 13 and names[0] == names[1]  # 11 days, an open and a sealed steps file
+    delta = {layer: {c for c, e in _encodings(tmp_path / "1" / path).items() if "DELTA_BINARY_PACKED" in e}
+             for layer, path in names[0]}
+    assert delta == {"events": {"ts", "received_at", "input_order", "seq"}, "journey_steps": set(),
+                     "journey_steps_sealed": set()}
