@@ -52,7 +52,9 @@ def test_members_and_groups_are_the_per_scope_ones(seed: int) -> None:
         got = step_shares.Runs(order, start, stop).groups(steps, pick, pos)
         want = step_shares._groups(steps, pick, pos)
         for g, w in zip(got, want, strict=True):
-            assert g.dtype == w.dtype and np.array_equal(g, w)
+            # the same values; an index array may be narrower on the build-order path (engine.int_width:
+            # the step places fit int32), which indexes and counts the same elements
+            assert g.dtype.kind == w.dtype.kind and g.dtype.itemsize <= w.dtype.itemsize and np.array_equal(g, w)
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["every-step", "positivity-cut"])
