@@ -102,8 +102,9 @@ def stages(path: Path, config: Path) -> dict[str, float]:
     return out
 
 
-def measure(cmd: list[str], cwd: Path) -> dict[str, Any]:
-    """Run cmd in a fresh wrapper process; wall time and the peak RSS of cmd's process tree's largest member."""
+def measure(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run cmd in a fresh wrapper process; wall time and the peak RSS of cmd's process tree's largest member.
+    `extra_env`: variables set for cmd (bench_pairs: PYTHONPATH to the revision measured)."""
     wrapper = (
         "import json, resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
@@ -113,6 +114,7 @@ def measure(cmd: list[str], cwd: Path) -> dict[str, Any]:
         "print(json.dumps({'rc': p.returncode, 'wall': wall, 'maxrss_kb': rss, 'stdout': p.stdout[-200000:], 'stderr': p.stderr[-4000:]}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # cached bytecode, as installed
+    env.update(extra_env or {})
     done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, cwd=cwd, check=True,
                           env=env)
     return json.loads(done.stdout)
