@@ -96,6 +96,9 @@ class Side:
             subprocess.run(["tar", "-x", "-C", str(self.tree)], input=archive, check=True)
         self.commit = subprocess.run(["git", "rev-parse", "--short", "HEAD" if rev == "." else rev], cwd=ROOT,
                                      capture_output=True, text=True, check=True).stdout.strip()
+        if rev == "." and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                         capture_output=True, text=True, check=True).stdout.strip():
+            self.commit += "+edits"  # the checkout differs from its commit
         self.history: Path | None = None
 
     def run(self, source: str | None, config: Path, workspace: Path, full: bool) -> dict[str, Any]:

@@ -78,6 +78,32 @@ def row_groups(batches: Iterator[pa.RecordBatch], schema: pa.Schema, size: int =
         yield _one_chunk(held, schema)
 
 
+class Parts:
+    """A stream of batches handed out as consecutive parts of known row counts (`take`), each consumed in full
+    before the next is taken (LayerWriter.add_batches does): one sorted query writes several files."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self._batches, self._held = iter(batches), None
+
+    def take(self, n: int) -> Iterator[pa.RecordBatch]:
+        """The next `n` rows."""
+        while n:
+            batch = self._held if self._held is not None else next(self._batches, None)
+            self._held = None
+            if batch is None:
+                raise ValueError(f"the stream ended {n} rows short of its parts' counts")
+            if batch.num_rows > n:
+                batch, self._held = batch.slice(0, n), batch.slice(n)
+            n -= batch.num_rows
+            if batch.num_rows:
+                yield batch
+
+    def end(self) -> None:
+        """Check that every row was taken."""
+        if (self._held is not None and self._held.num_rows) or any(b.num_rows for b in self._batches):
+            raise ValueError("the stream holds more rows than its parts' counts")
+
+
 def _one_chunk(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(batches).cast(schema).combine_chunks()
 

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine import cut_steps
-from engine.parquet_files import ROW_GROUP, LayerWriter
+from engine.parquet_files import ROW_GROUP, LayerWriter, Parts
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ SEALED_STEPS = "journey_steps_sealed"  # manifest layer of steps of journeys no 
 # SUPERSEDED names the journeys whose base steps are out of date (cut again, sealed, or moved to the delta).
 OPEN_DELTA = "journey_steps_delta"
 SUPERSEDED = "journey_steps_superseded"
+SORT_ROWS = 2_000_000  # event rows sorted by one query when written (sequencing's chunk): bounds its memory
 COMPACT_AT = 0.5  # the base is written again once the delta and its superseded rows pass this share of its rows
 # pipeline.input_hash's row hash: kept per partition so the whole input's hash needs no scan of the events
 INPUT_ROW_HASH = "hash(tenant_id, actor_id, event_id, event_name, ts, CAST(properties AS VARCHAR))"
@@ -244,6 +245,43 @@ class _RowHashes:
             yield batch.drop_columns(list(self.COLUMNS))
 
 
+def _sort_runs(rows: list[tuple[Any, ...]], fresh: list[int]) -> Iterator[list[int]]:
+    """The partitions to write (`fresh`, places in `rows`) in runs of consecutive days of one tenant, up to
+    SORT_ROWS rows a run (a day with more is a run of its own); a reused partition ends a run."""
+    run: list[int] = []
+    for at in fresh:
+        if run and (at != run[-1] + 1 or rows[at][1] != rows[run[0]][1]
+                    or sum(rows[i][4] for i in run) + rows[at][4] > SORT_ROWS):
+            yield run
+            run = []
+        run.append(at)
+    if run:
+        yield run
+
+
+def _write_days(con: duckdb.DuckDBPyConnection, writer: LayerWriter, rows: list[tuple[Any, ...]], days: list[int]) -> None:
+    """Write the partitions rows[days] (consecutive days of one tenant) from one query sorted by (day, actor, seq),
+    cut into the days by their counts. One sort of up to SORT_ROWS rows runs on every core; a sort per day
+    cost 7.6 against 4.8 s wall at 10 M events. A digest not known yet is taken from the rows as they pass."""
+    tenant, first, last = rows[days[0]][1], rows[days[0]][2], rows[days[-1]][2]
+    hashed = rows[days[0]][5] is None
+    # zone maps skip the other days when the input is in time order; the WHERE fixes the tenant, so the ORDER BY
+    # leaves it out (the same order, a cheaper sort)
+    query = (f"SELECT *{', ' + _RowHashes().select_sql if hashed else ''} FROM temp.main.events "
+             f"WHERE tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(first)} AND ts < DATE {_lit(last)} + INTERVAL 1 DAY "
+             "ORDER BY CAST(ts AS DATE), actor_id, seq")
+    stream = Parts(con.sql(query).to_arrow_reader(ROW_GROUP))
+    for at in days:
+        folder = Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={rows[at][2]}"
+        if hashed:
+            hashes = _RowHashes()
+            writer.add_batches(hashes.strip(stream.take(rows[at][4])), folder)
+            rows[at] = (*rows[at][:5], *hashes.xors, rows[at][7])  # every batch has passed once add_batches returns
+        else:
+            writer.add_batches(stream.take(rows[at][4]), folder)
+    stream.end()
+
+
 def _stored(con: duckdb.DuckDBPyConnection, layer: str) -> dict[tuple[str, str], tuple[Any, ...]]:
     rows = con.execute(f"SELECT tenant_id, part, path, rows, digest, input_xor, sha256 FROM {MANIFEST} WHERE layer = ?",
                        [layer]).fetchall()
@@ -265,28 +303,18 @@ def persist_events(con: duckdb.DuckDBPyConnection, replace_all: bool = True) -> 
     # (one pass over every event less).
     parts = _event_parts(con, "temp.main.events", digests=bool(stored))
     rows, fresh = [], []
+    for tenant, day, n, digest, ixor in parts:
+        old = stored.get((tenant, day))
+        if old is not None and old[1] == n and old[2] == digest:
+            rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
+        else:
+            fresh.append(len(rows))
+            rows.append(("events", tenant, day, "", n, digest, ixor, ""))
     tmp = root / "silver" / f".tmp-{uuid.uuid4().hex}"
     writer = _writer(con, "events", tmp, root)
     try:
-        for tenant, day, n, digest, ixor in parts:
-            old = stored.get((tenant, day))
-            if old is not None and old[1] == n and old[2] == digest:
-                rows.append(("events", tenant, day, old[0], n, digest, ixor, old[4]))
-                continue
-            # From the run's own table, sorted here (zone maps skip other days when the input is in time order);
-            # the WHERE fixes the tenant, so the ORDER BY leaves it out (the same order, a cheaper sort).
-            where = (f"tenant_id = {_lit(tenant)} AND ts >= DATE {_lit(day)} AND ts < DATE {_lit(day)} + INTERVAL 1 DAY")
-            folder = Path("silver") / f"tenant={quote(tenant, safe='') or '_'}" / f"day={day}"
-            if digest is None:
-                hashes = _RowHashes()
-                writer.add_batches(hashes.strip(con.sql(
-                    f"SELECT *, {hashes.select_sql} FROM temp.main.events WHERE {where} ORDER BY actor_id, seq"
-                ).to_arrow_reader(ROW_GROUP)), folder)
-                digest, ixor = hashes.xors  # every batch has passed once add_batches returns
-            else:
-                writer.add(con, f"SELECT * FROM temp.main.events WHERE {where} ORDER BY actor_id, seq", folder)
-            fresh.append(len(rows))
-            rows.append(("events", tenant, day, "", n, digest, ixor, ""))
+        for days in _sort_runs(rows, fresh):
+            _write_days(con, writer, rows, days)
         for at, (rel, sha) in zip(fresh, writer.results(), strict=True):
             rows[at] = (*rows[at][:3], rel, *rows[at][4:7], sha)
     finally:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from engine import silver
-from engine.parquet_files import ROW_GROUP
+from engine.parquet_files import ROW_GROUP, Parts
 
 # (tenant, actor, day offset, hh:mm:ss.ffffff): two tenants whose days interleave, an actor crossing midnight
 ROWS = [("a", "u1", 0, "23:59:59.999999"), ("a", "u1", 1, "00:00:00"), ("b", "u1", 0, "12:00:00"),
@@ -84,3 +85,51 @@ def test_digests_taken_as_the_rows_are_written_equal_the_grouped_ones(con: duckd
     for *_, path in manifest:  # the actors were inserted in descending order: the files sort them
         rows = con.execute(f"SELECT actor_id, seq FROM read_parquet('{tmp_path / path}')").fetchall()
         assert rows == sorted(rows)
+
+
+def _day_files(con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch, sort_rows: int) -> list[tuple]:
+    monkeypatch.setattr(silver, "SORT_ROWS", sort_rows)
+    silver.make_temp_table(con, "events")
+    con.execute("""INSERT INTO events SELECT t, 'u' || (i * 7919) % 1000, 'e' || i, 'ev' || i % 5,
+                          TIMESTAMP '2026-01-05' + to_seconds(i * 37), NULL, NULL, 'web', NULL,
+                          CAST('{"k": ' || i % 3 || '}' AS JSON), i, i // 1000, 'ev' || i % 5, NULL, NULL
+                   FROM range(40_000) r(i), (VALUES ('a'), ('b')) v(t) WHERE t = 'a' OR i % 3 = 0""")
+    silver.persist_events(con)
+    return con.execute("SELECT tenant_id, part, rows, digest, input_xor, path FROM parquet_files "
+                       "WHERE layer = 'events' ORDER BY ALL").fetchall()
+
+
+def test_days_sorted_together_give_the_files_a_sort_per_day_gives(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive days are written from one sorted query (SORT_ROWS rows at most) and cut by their counts: the
+    same file bytes (names are their hashes), digests and counts as one query per day (SORT_ROWS 1)."""
+    together = _day_files(con, monkeypatch, silver.SORT_ROWS)
+    other = duckdb.connect(str(tmp_path / "other.duckdb"))
+    silver.attach(other, tmp_path / "other", writable=True)
+    one_by_one = _day_files(other, monkeypatch, 1)
+    assert len(together) == 36 and together == one_by_one  # 18 days of tenant a, 18 of b
+
+
+def test_sort_runs_end_at_a_reused_day_a_new_tenant_and_the_row_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(silver, "SORT_ROWS", 10)
+    rows = [("events", tenant, f"2026-01-0{d}", "", n, None, None, "")
+            for tenant, d, n in [("a", 1, 4), ("a", 2, 4), ("a", 3, 4), ("a", 4, 12), ("a", 5, 1), ("a", 6, 1),
+                                 ("b", 1, 1), ("b", 2, 1)]]
+    assert list(silver._sort_runs(rows, [0, 1, 2, 3, 4, 6, 7])) == [[0, 1], [2], [3], [4], [6, 7]]
+    assert list(silver._sort_runs(rows, [4, 5, 6, 7])) == [[4, 5], [6, 7]]  # a new tenant
+    assert list(silver._sort_runs(rows, [])) == []
+
+
+def test_parts_hand_out_exact_counts_and_check_the_total() -> None:
+    batches = [pa.record_batch({"x": list(range(i, i + 5))}) for i in (0, 5, 10)]
+    parts = Parts(iter(batches))
+    got = [[v for b in parts.take(n) for v in b.column(0).to_pylist()] for n in (3, 7, 5)]
+    assert got == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14]]
+    parts.end()
+    short = Parts(iter(batches))
+    with pytest.raises(ValueError, match="short"):
+        list(short.take(16))
+    long = Parts(iter(batches))
+    list(long.take(14))
+    with pytest.raises(ValueError, match="more rows"):
+        long.end()
