@@ -249,12 +249,13 @@ def _sort_runs(rows: list[tuple[Any, ...]], fresh: list[int]) -> Iterator[list[i
     """The partitions to write (`fresh`, places in `rows`) in runs of consecutive days of one tenant, up to
     SORT_ROWS rows a run (a day with more is a run of its own); a reused partition ends a run."""
     run: list[int] = []
+    held = 0  # rows in `run`
     for at in fresh:
-        if run and (at != run[-1] + 1 or rows[at][1] != rows[run[0]][1]
-                    or sum(rows[i][4] for i in run) + rows[at][4] > SORT_ROWS):
+        if run and (at != run[-1] + 1 or rows[at][1] != rows[run[0]][1] or held + rows[at][4] > SORT_ROWS):
             yield run
-            run = []
+            run, held = [], 0
         run.append(at)
+        held += rows[at][4]
     if run:
         yield run
 
